@@ -1,0 +1,56 @@
+"""The gateway's error hierarchy: few classes, each saying whether a retry may cure it.
+
+Vendor and library exceptions are translated into these at the edge (drivers, core client,
+config loader). Messages say what to do next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class GatewayError(Exception):
+    """Base class. ``retriable`` tells whether the same request may succeed later."""
+
+    retriable: bool = False
+
+
+class ConfigError(GatewayError):
+    """A configuration problem: names the file, the key and the fix."""
+
+    def __init__(self, file: str, key: str, problem: str, fix: str) -> None:
+        self.file, self.key, self.problem, self.fix = file, key, problem, fix
+        super().__init__(f"{file}: {key}: {problem} (fix: {fix})")
+
+
+class BadInput(GatewayError):
+    """The till sent something we cannot accept; ``field`` is the path of the bad value."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class AuthError(GatewayError):
+    """Missing or wrong credentials / signature."""
+
+
+class CoreUnavailable(GatewayError):
+    """The core could not be reached in time (down, slow, breaker open)."""
+
+    retriable = True
+
+
+class BusinessRejection(GatewayError):
+    """The core refused for a business reason (a §2.5 code such as INSUFFICIENT_POINTS)."""
+
+    def __init__(self, reason: str, message: str, metadata: Mapping[str, str] | None = None) -> None:
+        self.reason = reason
+        self.metadata = dict(metadata or {})
+        super().__init__(f"{reason}: {message}")
+
+
+class StorageError(GatewayError):
+    """The outbox cannot be written; the event was NOT stored and must not be acknowledged."""
+
+    retriable = True

@@ -1,0 +1,211 @@
+"""The canonical receipt and the events drivers submit: frozen, integer money.
+
+Invariants:
+- money is integer minor units (kopecks), quantities integer thousandths (1.5 kg = 1500);
+  vendor decimals are converted once, at the edge, by :func:`to_minor` / :func:`to_milli`;
+- a ``Receipt``'s ``total`` equals the sum of its line amounts (checked by ``validate``);
+- an event's ``key`` (idempotency key) is derived from the till's own identity of the
+  receipt: the vendor document id when there is one, else register + shift + number +
+  fiscal sign. Never a fresh random value per attempt: the same receipt resent carries
+  the same key, and the core applies a key once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from enum import StrEnum
+
+from gateway.errors import BadInput
+
+MAX_AMOUNT = 10**13  # 100 billion roubles in kopecks: anything larger is a typo or an attack
+MAX_QTY_MILLI = 10**9
+MAX_LINES = 1000
+
+
+def to_minor(value: str | int | Decimal, field_name: str = "amount") -> int:
+    """A vendor decimal amount in major units ("123.45", 123.45 as text) -> kopecks.
+
+    Half-up rounding to the kopeck, as fiscal documents do. Floats are refused: pass
+    the JSON text (``json.loads(..., parse_float=Decimal)``) or a Decimal.
+    """
+    return _scaled(value, 100, field_name)
+
+
+def to_milli(value: str | int | Decimal, field_name: str = "quantity") -> int:
+    """A vendor decimal quantity ("1.5") -> thousandths (1500), half-up."""
+    return _scaled(value, 1000, field_name)
+
+
+def _scaled(value: str | int | Decimal, scale: int, field_name: str) -> int:
+    if isinstance(value, bool) or isinstance(value, float):
+        raise BadInput("must be a decimal string or integer, not a float", field_name)
+    try:
+        dec = Decimal(value)
+    except (InvalidOperation, ValueError, TypeError) as exc:
+        raise BadInput(f"not a number: {value!r}", field_name) from exc
+    if not dec.is_finite():
+        raise BadInput(f"not a finite number: {value!r}", field_name)
+    return int((dec * scale).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+class IdKind(StrEnum):
+    """How the customer was identified at the till."""
+
+    PHONE = "phone"
+    CARD = "card"
+    APP_CODE = "app_code"
+    QR = "qr_payload"
+    CUSTOMER_ID = "customer_id"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerId:
+    kind: IdKind
+    value: str
+    otp: str = ""  # SMS code confirming a phone
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    line_id: str
+    sku: str
+    name: str
+    price: int  # unit price, kopecks
+    qty_milli: int
+    amount: int  # after the till's own discounts, kopecks
+    category: str = ""
+    discountable: bool = True
+    accruable: bool = True
+    min_unit_price: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Payment:
+    kind: str  # cash, card, points, other
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    register_id: str
+    receipt_number: str
+    lines: tuple[Line, ...]
+    occurred_at: datetime  # timezone-aware
+    shift: str = ""
+    fiscal_sign: str = ""
+    document_id: str = ""  # the vendor's own id of the document, when it has one
+    cashier_id: str = ""
+    cashier_name: str = ""
+    store_id: str = ""
+    customer: CustomerId | None = None
+    redeem_points: int = 0
+    redeem_max: bool = False
+    payments: tuple[Payment, ...] = ()
+    driver: str = ""
+
+    @property
+    def total(self) -> int:
+        return sum(line.amount for line in self.lines)
+
+    def validate(self) -> Receipt:
+        """Raise :class:`BadInput` naming the field for anything the core would refuse."""
+        if not self.register_id:
+            raise BadInput("register id is required", "register_id")
+        if not self.lines:
+            raise BadInput("a receipt needs at least one line", "lines")
+        if len(self.lines) > MAX_LINES:
+            raise BadInput(f"at most {MAX_LINES} lines", "lines")
+        if self.occurred_at.tzinfo is None:
+            raise BadInput("time must carry a UTC offset", "occurred_at")
+        seen: set[str] = set()
+        for i, line in enumerate(self.lines):
+            where = f"lines[{i}]"
+            if not line.line_id:
+                raise BadInput("line id is required", f"{where}.line_id")
+            if line.line_id in seen:
+                raise BadInput(f"duplicate line id {line.line_id!r}", f"{where}.line_id")
+            seen.add(line.line_id)
+            if not 0 < line.qty_milli <= MAX_QTY_MILLI:
+                raise BadInput("quantity must be positive and sane", f"{where}.quantity")
+            if not 0 <= line.amount <= MAX_AMOUNT:
+                raise BadInput("amount must be between 0 and 10^13 kopecks", f"{where}.amount")
+            if not 0 <= line.price <= MAX_AMOUNT:
+                raise BadInput("price must be between 0 and 10^13 kopecks", f"{where}.price")
+            if line.min_unit_price is not None and line.min_unit_price < 0:
+                raise BadInput("min unit price must not be negative", f"{where}.min_unit_price")
+        if self.redeem_points < 0:
+            raise BadInput("points to redeem must not be negative", "redeem_points")
+        return self
+
+    def sale_key(self) -> str:
+        """The idempotency key of this receipt as a sale (see the module docstring)."""
+        if self.document_id:
+            return f"{self.driver}:{self.register_id}:doc:{self.document_id}"
+        if not self.receipt_number:
+            raise BadInput("a receipt number or document id is required to commit", "receipt_number")
+        return (
+            f"{self.driver}:{self.register_id}:{self.shift}:{self.receipt_number}:{self.fiscal_sign}"
+        )
+
+
+class EventKind(StrEnum):
+    SALE = "sale"
+    REFUND = "refund"
+    CANCEL = "cancel"
+
+
+@dataclass(frozen=True, slots=True)
+class RefundLine:
+    line_id: str
+    qty_milli: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What a driver submits: a closed sale, a (partial) refund, or a cancellation.
+
+    ``key`` is the event's idempotency key; ``sale_key`` names the sale a refund or cancel
+    refers to. ``receipt`` carries the full content of a sale (and of a refund receipt when
+    the till sends one). ``offline`` is set by the pipeline when the till was answered from
+    the offline policy; ``hold_id`` when the core reserved points at calculate time.
+    """
+
+    kind: EventKind
+    key: str
+    register_id: str
+    occurred_at: datetime
+    receipt: Receipt | None = None
+    sale_key: str = ""
+    refund_lines: tuple[RefundLine, ...] = ()
+    refund_full: bool = False
+    refund_amount: int = 0
+    offline: bool = False
+    hold_id: str = ""
+    expected_redeemed: int | None = None
+    cashier_id: str = ""
+    cashier_name: str = ""
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+
+def sale_event(receipt: Receipt, *, key: str | None = None) -> Event:
+    receipt.validate()
+    return Event(
+        kind=EventKind.SALE,
+        key=key or receipt.sale_key(),
+        register_id=receipt.register_id,
+        occurred_at=receipt.occurred_at,
+        receipt=receipt,
+        cashier_id=receipt.cashier_id,
+        cashier_name=receipt.cashier_name,
+    )
+
+
+def derived_key(*parts: str) -> str:
+    """A stable key from several identity parts (hashed when long)."""
+    joined = ":".join(parts)
+    if len(joined) <= 200:
+        return joined
+    return hashlib.sha256(joined.encode()).hexdigest()

@@ -1,0 +1,74 @@
+"""The gateway's Prometheus metrics: specified once here, used everywhere by name.
+
+Every metric is prefixed ``posgw_``. Labels are bounded sets (driver names, outcome names),
+never receipt or customer ids. Tests may create a fresh :class:`Metrics` with its own
+registry; the daemon uses one per process.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+CALC_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.calc_seconds = Histogram(
+            "posgw_calc_seconds", "Time to answer a calculate, by driver and mode (online/offline).",
+            ["driver", "mode"], buckets=CALC_BUCKETS, registry=r,
+        )
+        self.calc_answers = Counter(
+            "posgw_calc_answers_total", "Calculate answers by mode: online, offline, no_customer.",
+            ["driver", "mode"], registry=r,
+        )
+        self.core_calls = Counter(
+            "posgw_core_calls_total", "gRPC calls to the core by method and outcome (gRPC code).",
+            ["method", "code"], registry=r,
+        )
+        self.breaker_state = Gauge(
+            "posgw_core_breaker_open", "1 while the circuit breaker to the core is open.", registry=r,
+        )
+        self.outbox_depth = Gauge(
+            "posgw_outbox_pending", "Events stored but not yet acknowledged by the core.", registry=r,
+        )
+        self.outbox_oldest_age = Gauge(
+            "posgw_outbox_oldest_pending_seconds", "Age of the oldest pending event.", registry=r,
+        )
+        self.outbox_writes = Counter(
+            "posgw_outbox_events_total", "Events submitted, by outcome: stored, duplicate, failed.",
+            ["outcome"], registry=r,
+        )
+        self.outbox_fsyncs = Counter(
+            "posgw_outbox_commits_total", "Durable group commits (one fsync each).", registry=r,
+        )
+        self.outbox_batch_rows = Histogram(
+            "posgw_outbox_rows_per_commit", "Events per group commit.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=r,
+        )
+        self.delivered = Counter(
+            "posgw_delivered_total", "Events acknowledged by the core, by kind.", ["kind"], registry=r,
+        )
+        self.delivery_retries = Counter(
+            "posgw_delivery_retries_total", "Delivery attempts that failed retriably.", registry=r,
+        )
+        self.rejected = Counter(
+            "posgw_rejected_total", "Events permanently rejected by the core, by reason.",
+            ["reason"], registry=r,
+        )
+        self.operator_queue = Gauge(
+            "posgw_operator_queue", "Rejected events waiting for an operator.", registry=r,
+        )
+        self.driver_events = Counter(
+            "posgw_driver_events_total", "Per-driver counters (requests, errors, duplicates...).",
+            ["driver", "what"], registry=r,
+        )
+        self.http_requests = Counter(
+            "posgw_http_requests_total", "HTTP requests by driver and status class.",
+            ["driver", "status"], registry=r,
+        )
+        self.driver_restarts = Counter(
+            "posgw_driver_restarts_total", "Supervised driver task restarts.", ["driver"], registry=r,
+        )

@@ -1,0 +1,325 @@
+"""Conversions between the canonical model (:mod:`gateway.receipt`) and the core's protobufs,
+and the outbox's JSON payload format of an :class:`~gateway.receipt.Event`.
+
+Pure functions, no I/O. Invariants:
+- money and quantities pass through as the same integers (kopecks, thousandths);
+- optional proto fields (``Line.discountable`` / ``accruable``) are set only when False, so
+  "unset" keeps meaning "true" on the wire; ``min_unit_price`` only when known;
+- ``event_from_json(event_to_json(e)) == e`` for every valid event (times keep their instant and
+  UTC offset; a ``ZoneInfo`` zone comes back as the equal fixed offset). The payload is
+  versioned (``{"v": 1, ...}``); an unknown version is refused with :class:`ValueError` rather
+  than guessed at, because the outbox must never deliver a misread event.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.driver import CalcLine, CalcResult
+from gateway.receipt import (
+    CustomerId,
+    Event,
+    EventKind,
+    IdKind,
+    Line,
+    Payment,
+    Receipt,
+    RefundLine,
+)
+
+PAYLOAD_VERSION = 1
+
+
+# ---------------------------------------------------------------- canonical -> protobuf
+
+
+def timestamp(dt: datetime) -> Timestamp:
+    """An aware datetime -> protobuf Timestamp (UTC instant)."""
+    ts = Timestamp()
+    ts.FromDatetime(dt)
+    return ts
+
+
+def customer_ref(c: CustomerId) -> pb.CustomerRef:
+    ref = pb.CustomerRef(otp=c.otp)
+    # IdKind values are exactly the oneof field names of CustomerRef.
+    setattr(ref, IdKind(c.kind).value, c.value)
+    return ref
+
+
+def line_to_pb(line: Line) -> pb.Line:
+    out = pb.Line(
+        line_id=line.line_id,
+        sku=line.sku,
+        category=line.category,
+        name=line.name,
+        qty_milli=line.qty_milli,
+        price=line.price,
+        amount=line.amount,
+    )
+    if line.min_unit_price is not None:
+        out.min_unit_price = line.min_unit_price
+    if not line.discountable:
+        out.discountable = False
+    if not line.accruable:
+        out.accruable = False
+    return out
+
+
+def _staff(store_id: str, register_id: str, cashier_id: str, cashier_name: str) -> pb.Staff:
+    return pb.Staff(
+        store_id=store_id, terminal_id=register_id, cashier_id=cashier_id, cashier_name=cashier_name
+    )
+
+
+def receipt_to_draft(r: Receipt) -> pb.ReceiptDraft:
+    draft = pb.ReceiptDraft(
+        lines=[line_to_pb(line) for line in r.lines],
+        redeem_points=r.redeem_points,
+        redeem_max=r.redeem_max,
+        occurred_at=timestamp(r.occurred_at),
+        staff=_staff(r.store_id, r.register_id, r.cashier_id, r.cashier_name),
+        register_id=r.register_id,
+        receipt_number=r.receipt_number,
+        total=r.total,
+        channel=r.driver,
+    )
+    if r.customer is not None:
+        draft.customer.CopyFrom(customer_ref(r.customer))
+    return draft
+
+
+def _event_staff(e: Event) -> pb.Staff:
+    store = e.receipt.store_id if e.receipt is not None else ""
+    cashier_id = e.cashier_id or (e.receipt.cashier_id if e.receipt is not None else "")
+    cashier_name = e.cashier_name or (e.receipt.cashier_name if e.receipt is not None else "")
+    return _staff(store, e.register_id, cashier_id, cashier_name)
+
+
+def event_to_envelope(e: Event, register_seq: int) -> pb.EventEnvelope:
+    """The StreamEvents envelope of an outbox event (commit, refund or cancel)."""
+    env = pb.EventEnvelope(event_id=e.key, register_id=e.register_id, register_seq=register_seq)
+    if e.kind == EventKind.SALE:
+        if e.receipt is None:
+            raise ValueError(f"sale event {e.key!r} carries no receipt")
+        commit = pb.CommitRequest(
+            idempotency_key=e.key, draft=receipt_to_draft(e.receipt), hold_id=e.hold_id, offline=e.offline
+        )
+        if e.expected_redeemed is not None:
+            commit.expected.CopyFrom(pb.Expected(redeemed_points=e.expected_redeemed))
+        env.commit.CopyFrom(commit)
+    elif e.kind == EventKind.REFUND:
+        env.refund.CopyFrom(
+            pb.RefundRequest(
+                refund_key=e.key,
+                sale=pb.SaleRef(sale_key=e.sale_key),
+                full=e.refund_full,
+                lines=[pb.RefundLine(line_id=rl.line_id, qty_milli=rl.qty_milli) for rl in e.refund_lines],
+                amount=e.refund_amount,
+                occurred_at=timestamp(e.occurred_at),
+                staff=_event_staff(e),
+                register_id=e.register_id,
+            )
+        )
+    elif e.kind == EventKind.CANCEL:
+        cancel = pb.CancelRequest(
+            cancel_key=e.key,
+            occurred_at=timestamp(e.occurred_at),
+            staff=_event_staff(e),
+            register_id=e.register_id,
+        )
+        if e.sale_key:
+            cancel.sale.CopyFrom(pb.SaleRef(sale_key=e.sale_key))
+        else:  # no sale: release the hold taken at calculate time
+            cancel.hold_id = e.hold_id
+        env.cancel.CopyFrom(cancel)
+    else:  # pragma: no cover - EventKind is closed
+        raise ValueError(f"unknown event kind {e.kind!r}")
+    return env
+
+
+# ---------------------------------------------------------------- protobuf -> canonical
+
+
+def calculation_to_result(c: pb.Calculation, *, offline: bool) -> CalcResult:
+    """The core's Calculation -> what a driver answers its till with.
+
+    ``balance`` is the customer's balance before this receipt, or None when the answer is
+    offline (the slip then says "pending" instead of printing a stale figure).
+    """
+    is_offline = offline or c.offline
+    return CalcResult(
+        lines=tuple(
+            CalcLine(line_id=x.line_id, discount=x.discount, paid=x.paid, accrues=x.accrues) for x in c.lines
+        ),
+        redeemed_points=c.redeemed_certificate + c.redeemed_ordinary,
+        points_to_accrue=c.points_to_accrue,
+        max_points=c.max_points,
+        payable=c.payable,
+        offline=is_offline,
+        customer_found=bool(c.customer_id),
+        customer_id=c.customer_id,
+        display_name=c.display_name,
+        tier=c.tier,
+        balance=None if is_offline or not c.customer_id else c.balance_before,
+        hold_id=c.hold_id,
+        limited_by=c.limited_by,
+        message="; ".join(rule.reason for rule in c.applied_rules if rule.reason),
+    )
+
+
+# ---------------------------------------------------------------- outbox JSON payload
+
+
+def _dt(value: datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("event times must carry a UTC offset")
+    return value.isoformat()
+
+
+def _parse_dt(text: str) -> datetime:
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"time without UTC offset in outbox payload: {text!r}")
+    return value
+
+
+def _line_json(line: Line) -> dict[str, Any]:
+    return {
+        "line_id": line.line_id,
+        "sku": line.sku,
+        "name": line.name,
+        "price": line.price,
+        "qty_milli": line.qty_milli,
+        "amount": line.amount,
+        "category": line.category,
+        "discountable": line.discountable,
+        "accruable": line.accruable,
+        "min_unit_price": line.min_unit_price,
+    }
+
+
+def _receipt_json(r: Receipt) -> dict[str, Any]:
+    return {
+        "register_id": r.register_id,
+        "receipt_number": r.receipt_number,
+        "lines": [_line_json(line) for line in r.lines],
+        "occurred_at": _dt(r.occurred_at),
+        "shift": r.shift,
+        "fiscal_sign": r.fiscal_sign,
+        "document_id": r.document_id,
+        "cashier_id": r.cashier_id,
+        "cashier_name": r.cashier_name,
+        "store_id": r.store_id,
+        "customer": None
+        if r.customer is None
+        else {"kind": IdKind(r.customer.kind).value, "value": r.customer.value, "otp": r.customer.otp},
+        "redeem_points": r.redeem_points,
+        "redeem_max": r.redeem_max,
+        "payments": [{"kind": p.kind, "amount": p.amount} for p in r.payments],
+        "driver": r.driver,
+    }
+
+
+def event_to_dict(e: Event) -> dict[str, Any]:
+    return {
+        "v": PAYLOAD_VERSION,
+        "kind": EventKind(e.kind).value,
+        "key": e.key,
+        "register_id": e.register_id,
+        "occurred_at": _dt(e.occurred_at),
+        "receipt": None if e.receipt is None else _receipt_json(e.receipt),
+        "sale_key": e.sale_key,
+        "refund_lines": [{"line_id": rl.line_id, "qty_milli": rl.qty_milli} for rl in e.refund_lines],
+        "refund_full": e.refund_full,
+        "refund_amount": e.refund_amount,
+        "offline": e.offline,
+        "hold_id": e.hold_id,
+        "expected_redeemed": e.expected_redeemed,
+        "cashier_id": e.cashier_id,
+        "cashier_name": e.cashier_name,
+        "extra": [[k, v] for k, v in e.extra],
+    }
+
+
+def event_to_json(e: Event) -> bytes:
+    """The outbox payload: compact, key-sorted UTF-8 JSON (same event -> same bytes)."""
+    return json.dumps(event_to_dict(e), ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _line_from(d: dict[str, Any]) -> Line:
+    mup = d.get("min_unit_price")
+    return Line(
+        line_id=str(d["line_id"]),
+        sku=str(d["sku"]),
+        name=str(d["name"]),
+        price=int(d["price"]),
+        qty_milli=int(d["qty_milli"]),
+        amount=int(d["amount"]),
+        category=str(d.get("category", "")),
+        discountable=bool(d.get("discountable", True)),
+        accruable=bool(d.get("accruable", True)),
+        min_unit_price=None if mup is None else int(mup),
+    )
+
+
+def _receipt_from(d: dict[str, Any]) -> Receipt:
+    cust = d.get("customer")
+    return Receipt(
+        register_id=str(d["register_id"]),
+        receipt_number=str(d["receipt_number"]),
+        lines=tuple(_line_from(x) for x in d["lines"]),
+        occurred_at=_parse_dt(d["occurred_at"]),
+        shift=str(d.get("shift", "")),
+        fiscal_sign=str(d.get("fiscal_sign", "")),
+        document_id=str(d.get("document_id", "")),
+        cashier_id=str(d.get("cashier_id", "")),
+        cashier_name=str(d.get("cashier_name", "")),
+        store_id=str(d.get("store_id", "")),
+        customer=None
+        if cust is None
+        else CustomerId(kind=IdKind(cust["kind"]), value=str(cust["value"]), otp=str(cust.get("otp", ""))),
+        redeem_points=int(d.get("redeem_points", 0)),
+        redeem_max=bool(d.get("redeem_max", False)),
+        payments=tuple(Payment(kind=str(p["kind"]), amount=int(p["amount"])) for p in d.get("payments", ())),
+        driver=str(d.get("driver", "")),
+    )
+
+
+def event_from_dict(d: dict[str, Any]) -> Event:
+    if d.get("v") != PAYLOAD_VERSION:
+        raise ValueError(f"unsupported outbox payload version {d.get('v')!r} (this gateway reads 1)")
+    expected = d.get("expected_redeemed")
+    receipt = d.get("receipt")
+    return Event(
+        kind=EventKind(d["kind"]),
+        key=str(d["key"]),
+        register_id=str(d["register_id"]),
+        occurred_at=_parse_dt(d["occurred_at"]),
+        receipt=None if receipt is None else _receipt_from(receipt),
+        sale_key=str(d.get("sale_key", "")),
+        refund_lines=tuple(
+            RefundLine(line_id=str(x["line_id"]), qty_milli=int(x["qty_milli"]))
+            for x in d.get("refund_lines", ())
+        ),
+        refund_full=bool(d.get("refund_full", False)),
+        refund_amount=int(d.get("refund_amount", 0)),
+        offline=bool(d.get("offline", False)),
+        hold_id=str(d.get("hold_id", "")),
+        expected_redeemed=None if expected is None else int(expected),
+        cashier_id=str(d.get("cashier_id", "")),
+        cashier_name=str(d.get("cashier_name", "")),
+        extra=tuple((str(k), str(v)) for k, v in d.get("extra", ())),
+    )
+
+
+def event_from_json(b: bytes | str) -> Event:
+    data = json.loads(b)
+    if not isinstance(data, dict):
+        raise ValueError("outbox payload is not a JSON object")
+    return event_from_dict(data)

@@ -1,0 +1,6 @@
+"""The gateway's own JSON API for custom tills (plain metadata; see README.md)."""
+
+NAME = "native"
+TITLE = "posgw native JSON API"
+KIND = "http"  # routes under /v1/native/; no poll loop
+DELIVERY = "at-least-once from the till; applied once by idempotency key"

@@ -47,6 +47,11 @@ class CircuitBreaker:
         self._probe_started: float | None = None  # set while a half-open probe is in flight
         self._publish()
 
+    def bind_metrics(self, metrics: Metrics) -> None:
+        """Publish to ``metrics`` (the core client binds its own when the breaker has none)."""
+        self._metrics = metrics
+        self._publish()
+
     @property
     def state(self) -> State:
         if self._opened_at is None:

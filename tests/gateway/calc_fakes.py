@@ -66,7 +66,7 @@ class FakeCore(pb_grpc.LoyaltyCoreServicer):  # type: ignore[misc]
 
     def __init__(self) -> None:
         self.delay_s = 0.0
-        self.failures: list[Failure] = []
+        self.failures: list[Failure | None] = []  # consumed one per call; None = answer normally
         self.always_fail: Failure | None = None
         self.calc: Callable[[pb.CalculateRequest], pb.Calculation] = default_calculation
         self.requests: list[tuple[str, Any]] = []

@@ -1,0 +1,377 @@
+"""On-disk state of the offline policy: the program and balance snapshot cache, and the ledger
+of points granted offline.
+
+- :class:`OfflineCache`: the program (``GetProgram``'s ``config_json``, parsed with
+  :func:`gateway.rules.program.program_from_json`) and the balance snapshot (every
+  ``GetBalances`` page), each in one JSON file under ``data_dir`` (``program.json``,
+  ``balances.json``), loaded at start (so offline answers work after a restart with the core
+  down) and refreshed in the background by :meth:`OfflineCache.refresh_loop`, every call with
+  its own deadline. A refresh replaces a snapshot only when it was fetched completely; on
+  failure the old copy stays and the failure is logged once per new problem. Customers are
+  found by phone (normalised to E.164), card or customer id; app codes / QR payloads never
+  (they live only in the core).
+- :class:`OfflineLedger`: the points granted offline per (shift key, customer), kept in memory
+  and written to ``offline_grants.json`` on every change, so a restart does not reset the
+  per-shift limit. Entries are per receipt (a recalculation replaces its receipt's entry);
+  shifts older than three days are dropped.
+
+Invariants: files are written atomically (temp file, fsync, rename) and carry ``"v": 1``; a
+corrupt file is moved aside (``<name>.corrupt-<time>``) and reported, never crash-looped on.
+Ages use the wall clock (``wall``) because they survive restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import BusinessRejection, CoreUnavailable
+from gateway.receipt import CustomerId, IdKind
+from gateway.rules.identity import normalize_phone
+from gateway.rules.program import Program, program_from_json
+
+if TYPE_CHECKING:
+    from gateway.core_client import CoreClient
+    from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+
+log = logging.getLogger("posgw.offline")
+
+FORMAT_VERSION = 1
+LEDGER_KEEP_S = 3 * 86400
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a reader sees the old or the new file, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if os.name == "posix":  # make the rename itself durable (directories cannot be opened on Windows)
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The file's JSON object; None when absent; a corrupt file is moved aside and reported."""
+    try:
+        data = json.loads(path.read_bytes())
+        if not isinstance(data, dict) or data.get("v") != FORMAT_VERSION:
+            raise ValueError("not a version-1 JSON object")
+        return data
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        log.error("offline file unreadable, moved aside: file=%s aside=%s error=%s", path, aside, exc)
+        try:
+            os.replace(path, aside)
+        except OSError:
+            pass
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEntry:
+    """One customer as the core last reported them (``BalanceEntry``)."""
+
+    customer_id: str
+    phone: str = ""
+    cards: tuple[str, ...] = ()
+    display_name: str = ""
+    tier: str = ""
+    ordinary_points: int = 0
+    certificate_points: int = 0
+    debt: int = 0
+    blocked: bool = False
+    held_points: int = 0
+
+    @classmethod
+    def from_pb(cls, e: pb.BalanceEntry) -> SnapshotEntry:
+        return cls(
+            e.customer_id,
+            e.phone,
+            tuple(e.cards),
+            e.display_name,
+            e.tier,
+            e.ordinary_points,
+            e.certificate_points,
+            e.debt,
+            e.blocked,
+            e.held_points,
+        )
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SnapshotEntry:
+        return cls(
+            str(d["customer_id"]),
+            str(d.get("phone", "")),
+            tuple(d.get("cards", ())),
+            str(d.get("display_name", "")),
+            str(d.get("tier", "")),
+            int(d.get("ordinary_points", 0)),
+            int(d.get("certificate_points", 0)),
+            int(d.get("debt", 0)),
+            bool(d.get("blocked", False)),
+            int(d.get("held_points", 0)),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            "phone": self.phone,
+            "cards": list(self.cards),
+            "display_name": self.display_name,
+            "tier": self.tier,
+            "ordinary_points": self.ordinary_points,
+            "certificate_points": self.certificate_points,
+            "debt": self.debt,
+            "blocked": self.blocked,
+            "held_points": self.held_points,
+        }
+
+
+def _card(text: str) -> str:
+    return "".join(text.split())
+
+
+class OfflineCache:
+    PROGRAM_FILE = "program.json"
+    BALANCES_FILE = "balances.json"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        core: CoreClient | None = None,
+        *,
+        refresh_every_s: float = 60.0,
+        call_timeout_s: float = 10.0,
+        active_days: int = 0,
+        page_size: int = 1000,
+        region: str = "RU",
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.core = core
+        self.refresh_every_s = refresh_every_s
+        self.call_timeout_s = call_timeout_s
+        self.active_days = active_days  # 0 = every customer, else those active in the last N days
+        self.page_size = page_size
+        self.region = region
+        self.wall = wall
+        self.program: Program | None = None
+        self.program_version = ""
+        self.program_fetched_at: float | None = None
+        self.snapshot_fetched_at: float | None = None
+        self.snapshot_program_version = ""
+        self.last_error = ""
+        self._refreshing = asyncio.Lock()
+        self._entries: dict[str, SnapshotEntry] = {}
+        self._by_phone: dict[str, str] = {}
+        self._by_card: dict[str, str] = {}
+
+    # ------------------------------------------------------------ state
+
+    def load(self) -> None:
+        """Read both files (start-up); a missing or corrupt file leaves that part empty."""
+        prog = read_json(self.data_dir / self.PROGRAM_FILE)
+        if prog is not None:
+            try:
+                self._set_program(
+                    program_from_json(str(prog["config_json"])),
+                    str(prog.get("version", "")),
+                    float(prog["fetched_at"]),
+                )
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error("cached program unusable: file=%s error=%s", self.data_dir / self.PROGRAM_FILE, exc)
+        bal = read_json(self.data_dir / self.BALANCES_FILE)
+        if bal is not None:
+            try:
+                entries = [SnapshotEntry.from_json(d) for d in bal["customers"]]
+                self._set_entries(entries, float(bal["fetched_at"]), str(bal.get("program_version", "")))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.error(
+                    "cached balances unusable: file=%s error=%s", self.data_dir / self.BALANCES_FILE, exc
+                )
+        log.info(
+            "offline cache loaded: program=%s customers=%d", self.program_version or "-", len(self._entries)
+        )
+
+    def _set_program(self, program: Program, version: str, fetched_at: float) -> None:
+        self.program, self.program_version, self.program_fetched_at = program, version, fetched_at
+
+    def _set_entries(self, entries: list[SnapshotEntry], fetched_at: float, program_version: str) -> None:
+        by_id = {e.customer_id: e for e in entries}
+        by_phone: dict[str, str] = {}
+        by_card: dict[str, str] = {}
+        for e in entries:
+            if e.phone:
+                try:
+                    by_phone[normalize_phone(e.phone, self.region)] = e.customer_id
+                except ValueError:
+                    by_phone[e.phone] = e.customer_id
+            for card in e.cards:
+                by_card[_card(card)] = e.customer_id
+        self._entries, self._by_phone, self._by_card = by_id, by_phone, by_card
+        self.snapshot_fetched_at, self.snapshot_program_version = fetched_at, program_version
+
+    @property
+    def customer_count(self) -> int:
+        return len(self._entries)
+
+    def snapshot_age_s(self) -> float | None:
+        """Seconds since the balance snapshot was fetched; None when there is none."""
+        return None if self.snapshot_fetched_at is None else max(0.0, self.wall() - self.snapshot_fetched_at)
+
+    def program_age_s(self) -> float | None:
+        return None if self.program_fetched_at is None else max(0.0, self.wall() - self.program_fetched_at)
+
+    def find(self, customer: CustomerId) -> SnapshotEntry | None:
+        """The snapshot entry for a phone, card or customer id; None for app codes / QR payloads
+        (they cannot be resolved without the core) and for anyone not in the snapshot."""
+        kind = IdKind(customer.kind)
+        cid: str | None = None
+        if kind == IdKind.PHONE:
+            try:
+                cid = self._by_phone.get(normalize_phone(customer.value, self.region))
+            except ValueError:
+                return None
+        elif kind == IdKind.CARD:
+            cid = self._by_card.get(_card(customer.value))
+        elif kind == IdKind.CUSTOMER_ID:
+            cid = customer.value
+        return None if cid is None else self._entries.get(cid)
+
+    # ------------------------------------------------------------ refresh
+
+    async def refresh(self) -> bool:
+        """Fetch program and balances from the core; True when both were refreshed."""
+        if self.core is None:
+            return False
+        async with self._refreshing:  # one refresh at a time: they write the same files
+            ok_program = await self._refresh_program(self.core)
+            ok_balances = await self._refresh_balances(self.core)
+        if ok_program and ok_balances:
+            if self.last_error:
+                log.info("offline cache refreshed again: customers=%d", len(self._entries))
+            self.last_error = ""
+        return ok_program and ok_balances
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        message = f"{what}: {exc}"
+        if message != self.last_error:  # one line per new problem, not one per attempt
+            log.warning("offline cache refresh failed, keeping the old copy: %s", message)
+        self.last_error = message
+
+    async def _refresh_program(self, core: CoreClient) -> bool:
+        try:
+            reply = await core.get_program(timeout=self.call_timeout_s)
+            program = program_from_json(reply.config_json)
+        except CoreUnavailable as exc:
+            self._failed("GetProgram", exc)
+            return False
+        except BusinessRejection as exc:
+            self._failed("GetProgram", exc)
+            return False
+        except (KeyError, TypeError, ValueError) as exc:  # a bad document must not kill the refresher
+            self._failed("GetProgram (unparseable program)", exc)
+            return False
+        now = self.wall()
+        if reply.version != self.program_version or self.program is None:
+            doc = {
+                "v": FORMAT_VERSION,
+                "program_id": reply.program_id,
+                "version": reply.version,
+                "config_json": reply.config_json,
+                "fetched_at": now,
+            }
+            await asyncio.to_thread(atomic_write, self.data_dir / self.PROGRAM_FILE, dumps(doc))
+        self._set_program(program, reply.version, now)
+        return True
+
+    async def _refresh_balances(self, core: CoreClient) -> bool:
+        since = None
+        if self.active_days > 0:
+            since = datetime.fromtimestamp(self.wall(), UTC) - timedelta(days=self.active_days)
+        entries: list[SnapshotEntry] = []
+        version = ""
+        try:
+            async for page in core.balance_pages(
+                timeout=self.call_timeout_s, active_since=since, page_size=self.page_size
+            ):
+                entries.extend(SnapshotEntry.from_pb(e) for e in page.customers)
+                version = page.program_version or version
+        except (CoreUnavailable, BusinessRejection) as exc:  # keep the old copy
+            self._failed("GetBalances", exc)
+            return False
+        now = self.wall()
+        doc = {
+            "v": FORMAT_VERSION,
+            "fetched_at": now,
+            "program_version": version,
+            "customers": [e.to_json() for e in entries],
+        }
+        try:
+            await asyncio.to_thread(atomic_write, self.data_dir / self.BALANCES_FILE, dumps(doc))
+        except OSError as exc:
+            log.error("cannot store the balance snapshot (kept in memory): error=%s", exc)
+        self._set_entries(entries, now, version)
+        return True
+
+    async def refresh_loop(self, stopping: asyncio.Event) -> None:
+        """Refresh now and every ``refresh_every_s`` until ``stopping`` is set."""
+        while not stopping.is_set():
+            await self.refresh()
+            try:
+                await asyncio.wait_for(stopping.wait(), timeout=self.refresh_every_s)
+            except TimeoutError:
+                pass
+
+
+def dumps(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class OfflineLedger:
+    """Points granted offline: {shift_key: {"at": first grant, "grants": {customer: {receipt: n}}}}."""
+
+    def __init__(self, path: Path, *, wall: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.wall = wall
+        self._shifts: dict[str, dict[str, Any]] = {}
+        data = read_json(self.path)
+        if data is not None:
+            shifts = data.get("shifts", {})
+            if isinstance(shifts, dict):
+                self._shifts = shifts
+
+    def granted(self, shift_key: str, customer_id: str, *, except_receipt: str = "") -> int:
+        grants = self._shifts.get(shift_key, {}).get("grants", {}).get(customer_id, {})
+        return sum(int(n) for key, n in grants.items() if key != except_receipt)
+
+    def record(self, shift_key: str, customer_id: str, receipt_key: str, points: int) -> None:
+        """Remember (and persist) ``points`` granted for ``receipt_key``; 0 removes the entry."""
+        now = self.wall()
+        shift = self._shifts.setdefault(shift_key, {"at": now, "grants": {}})
+        receipts = shift["grants"].setdefault(customer_id, {})
+        if points > 0:
+            receipts[receipt_key] = points
+        elif receipts.pop(receipt_key, None) is None:
+            return  # nothing changed: no write
+        self._shifts = {
+            k: v for k, v in self._shifts.items() if now - float(v.get("at", now)) < LEDGER_KEEP_S
+        }
+        atomic_write(self.path, dumps({"v": FORMAT_VERSION, "shifts": self._shifts}))

@@ -1,0 +1,315 @@
+"""Offline cache (disk snapshot, refresh from a real fake core) and offline policy (rules engine
+on the snapshot, per-shift redemption limit that survives a restart)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gateway.core_client import CoreClient, CoreTarget
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.errors import BadInput
+from gateway.offline import OfflineCache, OfflinePolicy, shift_key
+from gateway.receipt import CustomerId, IdKind, Line, Receipt
+from gateway.rules.program import Program, Tier, program_to_json
+from tests.gateway.calc_fakes import Failure, FakeCore, start_core
+
+PROGRAM = Program(
+    id="test",
+    tiers=(Tier("base", rate_bp=500, cap_bp=3000), Tier("gold", rate_bp=1000, cap_bp=5000, min_spent=10**7)),
+    redeem_with=("app_code", "phone_otp", "card", "customer_id"),
+)
+AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+PHONE = "+79123456789"
+
+
+def entries() -> list[pb.BalanceEntry]:
+    return [
+        pb.BalanceEntry(
+            customer_id="c1",
+            phone=PHONE,
+            cards=["1234 5678"],
+            display_name="Анна К.",
+            tier="base",
+            ordinary_points=500,
+            certificate_points=300,
+        ),
+        pb.BalanceEntry(customer_id="c2", phone="+79997654321", tier="gold", ordinary_points=1000),
+        pb.BalanceEntry(
+            customer_id="c3", phone="+79990001122", tier="base", ordinary_points=50, blocked=True
+        ),
+        pb.BalanceEntry(
+            customer_id="c4", cards=["777"], tier="base", ordinary_points=0, certificate_points=900
+        ),
+    ]
+
+
+def receipt(
+    customer: CustomerId | None = None,
+    *,
+    redeem: int = 0,
+    redeem_max: bool = False,
+    number: str = "1",
+    shift: str = "s1",
+    amount: int = 100_000,
+) -> Receipt:
+    return Receipt(
+        register_id="r1",
+        receipt_number=number,
+        shift=shift,
+        occurred_at=AT,
+        customer=customer,
+        redeem_points=redeem,
+        redeem_max=redeem_max,
+        lines=(
+            Line("1", "sku1", "Кофе", amount, 1000, amount),
+            Line("2", "sku2", "Чай", 20_000, 1000, 20_000),
+        ),
+    )
+
+
+CARD = CustomerId(IdKind.CARD, "12345678")
+
+
+@pytest.fixture
+async def fake_core() -> AsyncIterator[tuple[FakeCore, CoreClient]]:
+    fake = FakeCore()
+    fake.program = pb.Program(program_id="test", version="v1", config_json=program_to_json(PROGRAM))
+    fake.balances = entries()
+    server, port = await start_core(fake)
+    client = CoreClient(CoreTarget(f"127.0.0.1:{port}"))
+    await client.start()
+    yield fake, client
+    await client.close()
+    await server.stop(None)
+
+
+class Wall:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def loaded_cache(tmp_path: Path, client: CoreClient, wall: Wall | None = None) -> OfflineCache:
+    cache = OfflineCache(tmp_path, client, page_size=3, wall=wall or Wall())
+    assert await cache.refresh()
+    return cache
+
+
+# ---------------------------------------------------------------- cache
+
+
+async def test_snapshot_survives_restart_with_core_down(
+    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]
+) -> None:
+    fake, client = fake_core
+    wall = Wall()
+    await loaded_cache(tmp_path, client, wall)
+    assert fake.count("GetBalances") == 2  # 4 customers, pages of 3
+    restarted = OfflineCache(tmp_path, None, wall=wall)  # no core at all
+    assert restarted.program is None
+    restarted.load()
+    assert restarted.program == PROGRAM and restarted.program_version == "v1"
+    assert restarted.customer_count == 4
+    for typed in ("8 (912) 345-67-89", "+7 912 3456789", "79123456789"):
+        found = restarted.find(CustomerId(IdKind.PHONE, typed))
+        assert found is not None and found.customer_id == "c1" and found.ordinary_points == 500
+    assert restarted.find(CustomerId(IdKind.CARD, "1234 5678")).customer_id == "c1"  # type: ignore[union-attr]
+    assert restarted.find(CustomerId(IdKind.CUSTOMER_ID, "c2")).tier == "gold"  # type: ignore[union-attr]
+    assert restarted.find(CustomerId(IdKind.APP_CODE, "123456")) is None
+    assert restarted.find(CustomerId(IdKind.PHONE, "not a phone")) is None
+    assert restarted.find(CustomerId(IdKind.PHONE, "+79000000000")) is None
+    wall.now += 42
+    assert restarted.snapshot_age_s() == pytest.approx(42)
+
+
+async def test_failed_refresh_keeps_old_snapshot(
+    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]
+) -> None:
+    fake, client = fake_core
+    cache = await loaded_cache(tmp_path, client)
+    fake.balances = [pb.BalanceEntry(customer_id="new")] * 5
+    fake.failures = [None, None, Failure(grpc.StatusCode.UNAVAILABLE)]  # program ok, page 1 ok, page 2 fails
+    assert not await cache.refresh()
+    assert cache.customer_count == 4 and cache.find(CustomerId(IdKind.CUSTOMER_ID, "c1")) is not None
+    assert "GetBalances" in cache.last_error
+    on_disk = json.loads((tmp_path / "balances.json").read_text())
+    assert len(on_disk["customers"]) == 4
+    fake.always_fail = Failure(grpc.StatusCode.UNAVAILABLE)
+    assert not await cache.refresh()
+    assert cache.program == PROGRAM
+    fake.always_fail = None
+    assert await cache.refresh() and cache.last_error == ""
+    assert cache.customer_count == 1  # the five entries share one id
+
+
+async def test_unparseable_program_is_not_taken(
+    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]
+) -> None:
+    fake, client = fake_core
+    cache = await loaded_cache(tmp_path, client)
+    fake.program = pb.Program(program_id="test", version="v2", config_json="{not json")
+    assert not await cache.refresh()
+    assert cache.program == PROGRAM and cache.program_version == "v1"
+    assert "unparseable" in cache.last_error
+
+
+def test_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
+    (tmp_path / "balances.json").write_text('{"v": 1, "customers": [tru')
+    cache = OfflineCache(tmp_path)
+    cache.load()
+    assert cache.customer_count == 0
+    assert not (tmp_path / "balances.json").exists()
+    assert len(list(tmp_path.glob("balances.json.corrupt-*"))) == 1
+
+
+async def test_refresh_loop_repeats_and_stops(tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]) -> None:
+    fake, client = fake_core
+    cache = OfflineCache(tmp_path, client, refresh_every_s=0.02)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(cache.refresh_loop(stopping))
+    for _ in range(200):
+        if fake.count("GetProgram") >= 3:
+            break
+        await asyncio.sleep(0.01)
+    stopping.set()
+    await asyncio.wait_for(task, 2.0)
+    assert fake.count("GetProgram") >= 3
+    assert cache.customer_count == 4
+
+
+# ---------------------------------------------------------------- policy
+
+
+async def policy_for(tmp_path: Path, client: CoreClient, limit: int = 0) -> OfflinePolicy:
+    return OfflinePolicy(await loaded_cache(tmp_path, client), redeem_limit_points=limit)
+
+
+async def test_known_customer_accrues_provisionally(
+    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]
+) -> None:
+    _, client = fake_core
+    policy = await policy_for(tmp_path, client)
+    r = receipt(CustomerId(IdKind.PHONE, "8 912 345 67 89"))
+    result = policy.calculate(r, shift_key=shift_key(r))
+    assert result.offline and result.customer_found and result.customer_id == "c1"
+    assert result.balance is None
+    assert result.points_to_accrue == 60  # 5 % of 1 200,00
+    assert result.redeemed_points == 0 and result.payable == 120_000
+    assert "предварительный" in result.message and result.display_name == "Анна К."
+    gold = policy.calculate(receipt(CustomerId(IdKind.CUSTOMER_ID, "c2")), shift_key="k")
+    assert gold.points_to_accrue == 120 and gold.tier == "gold"
+
+
+async def test_redemption_refused_by_default(tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]) -> None:
+    _, client = fake_core
+    policy = await policy_for(tmp_path, client)
+    result = policy.calculate(receipt(CARD, redeem=10), shift_key="k")
+    assert result.redeemed_points == 0 and result.total_discount == 0
+    assert result.rejection == "REDEMPTION_NOT_PERMITTED" and result.max_points == 0
+    assert result.limited_by == "offline_limit" and "недоступно" in result.message
+    assert result.points_to_accrue == 60
+    as_much = policy.calculate(receipt(CARD, redeem_max=True), shift_key="k")
+    assert as_much.redeemed_points == 0 and as_much.rejection == "REDEMPTION_NOT_PERMITTED"
+
+
+async def test_offline_limit_per_customer_per_shift_survives_restart(
+    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]
+) -> None:
+    _, client = fake_core
+    policy = await policy_for(tmp_path, client, limit=100)
+    first = policy.calculate(receipt(CARD, redeem=60, number="1"), shift_key="r1/s1")
+    assert first.redeemed_points == 60 and first.total_discount == 6000 and first.rejection == ""
+    again = policy.calculate(receipt(CARD, redeem=60, number="1"), shift_key="r1/s1")  # recalculation
+    assert again.redeemed_points == 60
+
+    restarted = OfflinePolicy(OfflineCache(tmp_path), redeem_limit_points=100)
+    restarted.cache.load()
+    over = restarted.calculate(receipt(CARD, redeem=60, number="2"), shift_key="r1/s1")
+    assert over.redeemed_points == 0 and over.rejection == "REDEMPTION_CAP_EXCEEDED"
+    assert over.max_points == 40 and "не более 40" in over.message
+    rest = restarted.calculate(receipt(CARD, redeem_max=True, number="2"), shift_key="r1/s1")
+    assert rest.redeemed_points == 40 and rest.rejection == ""
+    none_left = restarted.calculate(receipt(CARD, redeem=1, number="3"), shift_key="r1/s1")
+    assert none_left.redeemed_points == 0 and none_left.rejection == "REDEMPTION_NOT_PERMITTED"
+    other_shift = restarted.calculate(receipt(CARD, redeem=60, number="1", shift="s2"), shift_key="r1/s2")
+    assert other_shift.redeemed_points == 60
+    other_customer = restarted.calculate(
+        receipt(CustomerId(IdKind.CUSTOMER_ID, "c2"), redeem=100, number="4"), shift_key="r1/s1"
+    )
+    assert other_customer.redeemed_points == 100
+    # recalculating receipt 2 without redemption gives its 40 points back to the shift
+    restarted.calculate(receipt(CARD, number="2"), shift_key="r1/s1")
+    assert restarted.calculate(receipt(CARD, redeem=40, number="5"), shift_key="r1/s1").redeemed_points == 40
+
+
+async def test_rules_still_apply_offline(tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]) -> None:
+    _, client = fake_core
+    policy = await policy_for(tmp_path, client, limit=10_000)
+    weak = policy.calculate(receipt(CustomerId(IdKind.PHONE, PHONE), redeem=10), shift_key="k")
+    assert weak.redeemed_points == 0 and weak.rejection == "REDEMPTION_NOT_PERMITTED"
+    otp = policy.calculate(receipt(CustomerId(IdKind.PHONE, PHONE, otp="1234"), redeem=10), shift_key="k")
+    assert otp.redeemed_points == 0  # an SMS code cannot be checked offline
+    too_much = policy.calculate(receipt(CARD, redeem=400), shift_key="k")  # cap 30 % of 1 200 = 360
+    assert too_much.redeemed_points == 0 and too_much.rejection == "REDEMPTION_CAP_EXCEEDED"
+    assert too_much.max_points == 360
+    beyond = policy.calculate(receipt(CARD, redeem=600), shift_key="k")
+    assert beyond.rejection == "INSUFFICIENT_POINTS"
+    certs_only = policy.calculate(receipt(CustomerId(IdKind.CARD, "777"), redeem_max=True), shift_key="k")
+    assert certs_only.redeemed_points == 0 and certs_only.max_points == 0  # certificates: online only
+
+
+async def test_no_loyalty_cases(tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]) -> None:
+    _, client = fake_core
+    policy = await policy_for(tmp_path, client, limit=100)
+    app = policy.calculate(receipt(CustomerId(IdKind.APP_CODE, "123456"), redeem=10), shift_key="k")
+    assert not app.customer_found and app.offline and app.total_discount == 0 and app.points_to_accrue == 0
+    assert "приложения" in app.message
+    unknown = policy.calculate(receipt(CustomerId(IdKind.PHONE, "+79001112233")), shift_key="k")
+    assert not unknown.customer_found and unknown.points_to_accrue == 0 and unknown.payable == 120_000
+    blocked = policy.calculate(receipt(CustomerId(IdKind.CUSTOMER_ID, "c3")), shift_key="k")
+    assert not blocked.customer_found and blocked.rejection == "CUSTOMER_BLOCKED"
+    anonymous = policy.calculate(receipt(None), shift_key="k")
+    assert not anonymous.customer_found and anonymous.offline
+    empty = OfflinePolicy(OfflineCache(tmp_path / "empty"))
+    no_program = empty.calculate(receipt(CARD), shift_key="k")
+    assert not no_program.customer_found and "нет сохранённых правил" in no_program.message
+
+
+async def test_invalid_receipt_is_bad_input(tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]) -> None:
+    _, client = fake_core
+    policy = await policy_for(tmp_path, client)
+    bad = Receipt(
+        register_id="r1",
+        receipt_number="1",
+        occurred_at=AT,
+        customer=CARD,
+        lines=(Line("1", "s", "x", 100, 1000, 100, min_unit_price=500),),
+    )
+    with pytest.raises(BadInput) as info:
+        policy.calculate(bad, shift_key="k")
+    assert "min_unit_price" in info.value.field
+
+
+async def test_identify_offline_and_speed(tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]) -> None:
+    _, client = fake_core
+    policy = await policy_for(tmp_path, client)
+    info = policy.identify(CustomerId(IdKind.PHONE, "89123456789"))
+    assert info is not None and info.customer_id == "c1" and info.offline and info.balance is None
+    assert policy.identify(CustomerId(IdKind.APP_CODE, "123456")) is None
+    r = receipt(CustomerId(IdKind.PHONE, PHONE))
+    t0 = time.perf_counter()
+    for _ in range(200):
+        policy.calculate(r, shift_key="k")
+    per_call = (time.perf_counter() - t0) / 200
+    print(f"offline calc: {per_call * 1e6:.0f} us per receipt")
+    assert per_call < 0.005

@@ -1,0 +1,412 @@
+"""The outbox: durable, deduplicated, ordered storage of events between the till and the core.
+
+Invariants:
+- ``append`` returns only after the event's transaction committed with ``synchronous=FULL``
+  (WAL fsync): an acknowledged event survives kill -9 and power loss. When the write fails,
+  every waiter of that group commit gets :class:`~gateway.errors.StorageError` and nothing of
+  the batch is stored (one transaction); ``stats().writable`` stays False until a write succeeds.
+- Group commit: concurrent ``append`` calls (and the sender's state changes) go through a
+  bounded queue to ONE writer thread, which writes everything waiting (up to ``max_batch``)
+  in one transaction, i.e. one fsync, then resolves each waiter. A full queue makes
+  ``append`` wait (backpressure) instead of growing memory.
+- One row per idempotency key: appending a known key changes nothing and returns False
+  (a known key with different content is still a duplicate; it is logged at WARNING).
+- Per-register sequence numbers are assigned by the writer, gap-free and increasing in append
+  order; pending rows are handed out in append (id) order, which is (register, seq) order
+  within every register.
+- States: pending -> delivered | rejected; rejected -> pending (operator retry) | resolved
+  (operator resolve). Only the operator moves a rejected row; nothing is silently dropped.
+- The event loop never blocks on SQLite: writes run in the writer thread, reads in a reader
+  thread, each with its own connection (WAL lets them run side by side).
+- A corrupt or unreadable file at open is moved aside (``<name>.corrupt-<time>``), logged at
+  ERROR, shown in ``stats().moved_aside``, and a fresh outbox is created.
+
+The on-disk format is documented in :mod:`gateway.outbox_db`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from gateway import outbox_db as db
+from gateway.convert import event_from_json, event_to_json
+from gateway.errors import StorageError
+from gateway.metrics import Metrics
+from gateway.receipt import Event, EventKind
+
+log = logging.getLogger("posgw.outbox")
+T = TypeVar("T")
+PRUNE_EVERY_S = 3600.0
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    key: str
+    register_id: str
+    register_seq: int
+    kind: str
+    event: Event
+    state: str  # "pending" | "delivered" | "rejected" | "resolved"
+    attempts: int
+    created_at: float
+    last_error: str
+    result_json: str
+    reason: str = ""  # rejection reason code (§2.5) when rejected
+    note: str = ""  # operator's note when resolved
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    pending: int
+    oldest_pending_age_s: float
+    rejected: int
+    writable: bool
+    stuck: bool
+    moved_aside: str = ""  # where a corrupt file found at open was moved ("" if none)
+    last_storage_error: str = ""
+
+
+@dataclass(eq=False)
+class _Op:
+    kind: str  # append | delivered | rejected | note_retry | retry | resolve
+    future: asyncio.Future[Any]
+    row_id: int = 0
+    new: db.NewEvent | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class Outbox:
+    """See the module docstring. Create with :meth:`open`; one instance per file per process."""
+
+    def __init__(
+        self, path: Path, engine: Engine, *, metrics: Metrics | None, max_batch: int, queue_size: int,
+        stuck_after_s: float, keep_delivered_s: float, clock: Callable[[], float], moved_aside: str,
+    ) -> None:
+        self.path = path
+        self._engine = engine
+        self._metrics = metrics
+        self._max_batch = max_batch
+        self._stuck_after_s = stuck_after_s
+        self._keep_delivered_s = keep_delivered_s
+        self._clock = clock
+        self._moved_aside = moved_aside
+        self._queue: asyncio.Queue[_Op | None] = asyncio.Queue(maxsize=queue_size)
+        self._wexec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-writer")
+        self._rexec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-reader")
+        self._wconn: Connection | None = None  # used only in the writer thread
+        self._rconn: Connection | None = None  # used only in the reader thread
+        self._writable = True
+        self._last_storage_error = ""
+        self._last_progress = clock()
+        self._last_prune = 0.0
+        self._new_rows = asyncio.Event()
+        self._closed = False
+        self.commits = 0  # successful group commits (for tests and the bench)
+        self.rows_committed = 0  # new events stored
+        self._writer = asyncio.create_task(self._writer_loop(), name="outbox-writer")
+
+    @classmethod
+    async def open(
+        cls, path: Path, *, metrics: Metrics | None = None, max_batch: int = 256, queue_size: int = 1024,
+        stuck_after_s: float = 300.0, keep_delivered_s: float = 7 * 86400.0, busy_timeout_ms: int = 5000,
+        create: bool = True, recover: bool = True, clock: Callable[[], float] = time.time,
+    ) -> Outbox:
+        """Open (create) the outbox file. ``recover`` moves a corrupt file aside (the daemon);
+        the CLI passes ``create=False, recover=False`` so it never alters a file it cannot read."""
+        loop = asyncio.get_running_loop()
+        engine, moved = await loop.run_in_executor(
+            None,
+            lambda: db.open_store(Path(path), busy_timeout_ms=busy_timeout_ms, create=create, recover=recover,
+                                  now=clock()),
+        )
+        return cls(
+            Path(path), engine, metrics=metrics, max_batch=max_batch, queue_size=queue_size,
+            stuck_after_s=stuck_after_s, keep_delivered_s=keep_delivered_s, clock=clock, moved_aside=moved,
+        )
+
+    # ------------------------------------------------------------ writes (group commit)
+
+    async def append(self, event: Event) -> bool:
+        """Store ``event`` durably; True if new, False if its key is already stored.
+        Raises StorageError when it was not stored (the caller must not acknowledge)."""
+        payload = event_to_json(event)
+        new = db.NewEvent(event.key, event.register_id, EventKind(event.kind).value, payload)
+        outcome: db.AppendOutcome = await self._submit(_Op("append", self._future(), new=new))
+        if outcome.duplicate:
+            if outcome.conflicting:
+                log.warning("outbox_duplicate_conflict key=%s register=%s note=%s", event.key,
+                            event.register_id, "same key, different content: the stored event is kept")
+            self._count("duplicate")
+            return False
+        self._count("stored")
+        return True
+
+    async def mark_delivered(self, row_id: int, result_json: str) -> None:
+        await self._submit(_Op("delivered", self._future(), row_id, values={"result_json": result_json}))
+
+    async def mark_delivered_many(self, items: list[tuple[int, str]]) -> None:
+        """Several acks in one transaction (the sender's batched form of mark_delivered)."""
+        futures = [self._future() for _ in items]
+        for (row_id, result), fut in zip(items, futures, strict=True):
+            await self._put(_Op("delivered", fut, row_id, values={"result_json": result}))
+        await asyncio.gather(*futures)
+
+    async def mark_rejected(self, row_id: int, reason: str, message: str) -> None:
+        values = {"reason": reason, "last_error": message[:2000]}
+        await self._submit(_Op("rejected", self._future(), row_id, values=values))
+
+    async def note_retry(self, row_id: int, error: str) -> None:
+        await self._submit(_Op("note_retry", self._future(), row_id, values={"error": error}))
+
+    async def retry(self, row_id: int) -> bool:
+        """Operator: rejected -> pending (delivered again with the same key). False if not rejected."""
+        ok: bool = await self._submit(_Op("retry", self._future(), row_id))
+        if ok:
+            self._new_rows.set()
+        return ok
+
+    async def resolve(self, row_id: int, note: str) -> bool:
+        """Operator: rejected -> resolved with a note (handled outside the gateway). False if not rejected."""
+        ok: bool = await self._submit(_Op("resolve", self._future(), row_id, values={"note": note}))
+        return ok
+
+    def _future(self) -> asyncio.Future[Any]:
+        return asyncio.get_running_loop().create_future()
+
+    async def _put(self, op: _Op) -> None:
+        if self._closed:
+            raise StorageError(f"the outbox {self.path} is closed")
+        await self._queue.put(op)
+
+    async def _submit(self, op: _Op) -> Any:
+        await self._put(op)
+        return await op.future
+
+    def _count(self, outcome: str, n: int = 1) -> None:
+        if self._metrics is not None:
+            self._metrics.outbox_writes.labels(outcome).inc(n)
+
+    async def _writer_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        stop = False
+        while not stop:
+            first = await self._queue.get()
+            if first is None:
+                break
+            ops = [first]
+            while len(ops) < self._max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                ops.append(nxt)
+            try:
+                results = await loop.run_in_executor(self._wexec, self._write_batch, ops)
+            except Exception as exc:  # the writer supervises its waiters: nobody may hang on a bug
+                if not isinstance(exc, StorageError):
+                    log.exception("outbox_writer_bug ops=%d", len(ops))
+                self._writable = False
+                self._last_storage_error = str(exc)
+                n = sum(1 for op in ops if op.kind == "append")
+                self._count("failed", n)
+                log.error("outbox_write_failed path=%s events=%d ops=%d error=%r",
+                          self.path, n, len(ops), str(exc))
+                for op in ops:
+                    if not op.future.done():
+                        op.future.set_exception(StorageError(str(exc)))
+                continue
+            self._after_commit(ops, results)
+        self._closed = True
+        while not self._queue.empty():  # refuse whatever raced with close()
+            left = self._queue.get_nowait()
+            if left is not None and not left.future.done():
+                left.future.set_exception(StorageError(f"the outbox {self.path} is closed"))
+
+    def _after_commit(self, ops: list[_Op], results: list[Any]) -> None:
+        self._writable = True
+        self.commits += 1
+        appended = sum(
+            1 for op, res in zip(ops, results, strict=True) if op.kind == "append" and not res.duplicate
+        )
+        self.rows_committed += appended
+        if any(op.kind in ("delivered", "rejected") for op in ops):
+            self._last_progress = self._clock()
+        if appended:
+            self._new_rows.set()
+        if self._metrics is not None:
+            self._metrics.outbox_fsyncs.inc()
+            if appended:
+                self._metrics.outbox_batch_rows.observe(appended)
+        for op, res in zip(ops, results, strict=True):
+            if not op.future.done():
+                op.future.set_result(res)
+
+    def _write_batch(self, ops: list[_Op]) -> list[Any]:
+        """Writer thread: every op of the batch in one transaction (one fsync)."""
+        now = self._clock()
+        try:
+            if self._wconn is None:
+                self._wconn = db.connect(self._engine, writer=True)
+            conn = self._wconn
+            with conn.begin():
+                # appends first, as one block (few statements per batch); then the state changes
+                appends = [op for op in ops if op.kind == "append"]
+                outcomes = iter(db.insert_events(conn, [op.new for op in appends if op.new is not None], now))
+                results = [
+                    next(outcomes) if op.kind == "append" else self._apply(conn, op, now) for op in ops
+                ]
+                if now - self._last_prune > PRUNE_EVERY_S:
+                    db.prune_delivered(conn, now - self._keep_delivered_s)
+            if now - self._last_prune > PRUNE_EVERY_S:
+                self._last_prune = now
+            return results
+        except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            if self._wconn is not None:  # start the next batch on a fresh connection
+                with contextlib.suppress(Exception):
+                    self._wconn.close()
+                self._wconn = None
+            raise StorageError(f"cannot write the outbox {self.path}: {exc}") from exc
+
+    def _apply(self, conn: Connection, op: _Op, now: float) -> Any:
+        if op.kind == "delivered":
+            return db.set_state(conn, op.row_id, now, from_states=("pending",), state="delivered",
+                                result_json=op.values["result_json"], last_error="")
+        if op.kind == "rejected":
+            return db.set_state(conn, op.row_id, now, from_states=("pending",), state="rejected", **op.values)
+        if op.kind == "note_retry":
+            db.note_retry(conn, op.row_id, op.values["error"], now)
+            return True
+        if op.kind == "retry":
+            return db.set_state(conn, op.row_id, now, from_states=("rejected",), state="pending", reason="")
+        if op.kind == "resolve":
+            return db.set_state(conn, op.row_id, now, from_states=("rejected",), state="resolved",
+                                note=op.values["note"])
+        raise ValueError(f"unknown outbox op {op.kind!r}")
+
+    # ------------------------------------------------------------ reads (reader thread)
+
+    async def _read(self, fn: Callable[[Connection], T]) -> T:
+        if self._closed:
+            raise StorageError(f"the outbox {self.path} is closed")
+
+        def run() -> T:
+            try:
+                if self._rconn is None:
+                    self._rconn = db.connect(self._engine, writer=False)
+                try:
+                    return fn(self._rconn)
+                finally:
+                    self._rconn.rollback()  # never keep a read snapshot open (it would pin the WAL)
+            except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+                if self._rconn is not None:
+                    with contextlib.suppress(Exception):
+                        self._rconn.close()
+                    self._rconn = None
+                raise StorageError(f"cannot read the outbox {self.path}: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._rexec, run)
+
+    async def next_batch(self, limit: int, *, after_id: int = 0) -> list[OutboxRow]:
+        """Up to ``limit`` pending rows with id > ``after_id``, in append order (per register:
+        seq order). A row whose payload cannot be read is rejected (UNREADABLE_PAYLOAD), not returned."""
+        raw = await self._read(lambda c: db.fetch_pending(c, limit, after_id))
+        rows: list[OutboxRow] = []
+        for r in raw:
+            try:
+                rows.append(_to_row(r, event_from_json(r.payload)))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("outbox_unreadable_payload id=%d key=%s error=%r action=%s", r.id, r.key, str(exc),
+                          "moved to the operator queue")
+                await self.mark_rejected(r.id, "UNREADABLE_PAYLOAD", f"stored payload cannot be read: {exc}")
+        return rows
+
+    async def get(self, row_id: int) -> OutboxRow | None:
+        r = await self._read(lambda c: db.fetch_row(c, row_id))
+        return None if r is None else _decode(r)
+
+    async def rejected(self, limit: int = 10_000) -> list[OutboxRow]:
+        return [_decode(r) for r in await self._read(lambda c: db.fetch_state(c, "rejected", limit))]
+
+    async def stats(self) -> OutboxStats:
+        pending, oldest, rejected = await self._read(db.counts)
+        now = self._clock()
+        age = 0.0 if oldest is None else max(0.0, now - oldest)
+        stuck = pending > 0 and age > self._stuck_after_s and now - self._last_progress > self._stuck_after_s
+        if self._metrics is not None:
+            self._metrics.outbox_depth.set(pending)
+            self._metrics.outbox_oldest_age.set(age)
+            self._metrics.operator_queue.set(rejected)
+        return OutboxStats(pending, age, rejected, self._writable, stuck, self._moved_aside,
+                           self._last_storage_error)
+
+    async def pragmas(self) -> dict[str, Any]:
+        """journal_mode and synchronous as the writer connection sees them (for checks and tests)."""
+        def run() -> dict[str, Any]:
+            if self._wconn is None:
+                self._wconn = db.connect(self._engine, writer=True)
+            out = {name: self._wconn.exec_driver_sql(f"PRAGMA {name}").scalar_one()
+                   for name in ("journal_mode", "synchronous", "busy_timeout")}
+            self._wconn.rollback()
+            return out
+        return await asyncio.get_running_loop().run_in_executor(self._wexec, run)
+
+    async def wait_pending(self, timeout: float) -> None:  # noqa: ASYNC109 - the contracted signature
+        """Return when new rows were committed since the last call, or after ``timeout`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._new_rows.wait(), timeout)
+        self._new_rows.clear()
+
+    async def close(self) -> None:
+        if self._writer.done():
+            return
+        await self._queue.put(None)
+        await self._writer
+        loop = asyncio.get_running_loop()
+
+        def close_w() -> None:
+            if self._wconn is not None:
+                self._wconn.close()
+
+        def close_r() -> None:
+            if self._rconn is not None:
+                self._rconn.close()
+
+        await loop.run_in_executor(self._wexec, close_w)
+        await loop.run_in_executor(self._rexec, close_r)
+        self._wexec.shutdown(wait=True)
+        self._rexec.shutdown(wait=True)
+        self._engine.dispose()
+
+
+def _to_row(r: Any, ev: Event) -> OutboxRow:
+    return OutboxRow(
+        id=r.id, key=r.key, register_id=r.register_id, register_seq=r.register_seq, kind=r.kind, event=ev,
+        state=r.state, attempts=r.attempts, created_at=r.created_at, last_error=r.last_error,
+        result_json=r.result_json, reason=r.reason, note=r.note, updated_at=r.updated_at,
+    )
+
+
+def _decode(r: Any) -> OutboxRow:
+    """A row for display: an unreadable payload becomes a placeholder event naming the problem."""
+    try:
+        ev = event_from_json(r.payload)
+    except (ValueError, KeyError, TypeError) as exc:
+        kind = r.kind if r.kind in set(EventKind) else EventKind.SALE
+        ev = Event(EventKind(kind), r.key, r.register_id, datetime.fromtimestamp(r.created_at, UTC),
+                   extra=(("payload_error", str(exc)),))
+    return _to_row(r, ev)

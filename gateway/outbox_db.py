@@ -1,0 +1,327 @@
+"""The outbox's on-disk store: schema, open/recover, and the synchronous SQL the outbox's
+threads run. No asyncio here; :mod:`gateway.outbox` owns the threads and the group commit.
+
+On-disk format (SQLite, ``PRAGMA user_version = 1``, journal_mode=WAL, synchronous=FULL):
+
+``events`` — one row per idempotency key, never two:
+    id INTEGER PRIMARY KEY AUTOINCREMENT  append order (ids are never reused)
+    key TEXT UNIQUE                       the event's idempotency key
+    register_id TEXT, register_seq INT    per-register order, UNIQUE together; seq grows by 1
+    kind TEXT                             sale | refund | cancel
+    payload BLOB                          :func:`gateway.convert.event_to_json` (versioned JSON)
+    state TEXT                            pending | delivered | rejected | resolved
+    attempts INT                          failed delivery attempts noted by the sender
+    created_at, updated_at REAL           Unix seconds
+    last_error, reason, note TEXT         last delivery error / rejection reason code / operator note
+    result_json TEXT                      the core's ack result (protobuf JSON) once delivered
+``registers`` — register_id PRIMARY KEY, last_seq INT: the last sequence number handed out, so
+    sequence numbers stay monotonic even after delivered rows are pruned.
+
+States: pending -> delivered (core ack with a result) | rejected (permanent rejection, the
+operator queue); rejected -> pending (operator retry) | resolved (operator resolve, with a note).
+Delivered rows are pruned after ``keep_delivered_s``; nothing else is ever deleted.
+
+Every connection is used by one thread only (the outbox gives each of its threads its own).
+Write transactions start with ``BEGIN IMMEDIATE`` so a busy database fails fast and whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from gateway.errors import StorageError
+
+log = logging.getLogger("posgw.outbox")
+
+SCHEMA_VERSION = 1
+STATES = ("pending", "delivered", "rejected", "resolved")
+
+metadata = MetaData()
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", Text, nullable=False, unique=True),
+    Column("register_id", Text, nullable=False),
+    Column("register_seq", Integer, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("reason", Text, nullable=False, default=""),
+    Column("note", Text, nullable=False, default=""),
+    Column("result_json", Text, nullable=False, default=""),
+    UniqueConstraint("register_id", "register_seq", name="events_register_seq"),
+    sqlite_autoincrement=True,
+)
+Index("events_state_id", events.c.state, events.c.id)
+registers = Table(
+    "registers",
+    metadata,
+    Column("register_id", Text, primary_key=True),
+    Column("last_seq", Integer, nullable=False),
+)
+
+
+def make_engine(path: Path, *, busy_timeout_ms: int) -> Engine:
+    """An engine whose every new connection runs WAL + synchronous=FULL (checked by tests)."""
+    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("writer") else "BEGIN")
+
+    return engine
+
+
+def connect(engine: Engine, *, writer: bool) -> Connection:
+    conn = engine.connect()
+    conn.info["writer"] = writer
+    return conn
+
+
+# ---------------------------------------------------------------- open / recover
+
+
+def _is_corruption(exc: BaseException) -> bool:
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if not isinstance(orig, sqlite3.DatabaseError):
+        return False
+    text = str(orig).lower()
+    if "locked" in text or "busy" in text:  # another process holds it: never move a live file
+        return False
+    if isinstance(orig, sqlite3.OperationalError):
+        return any(s in text for s in ("malformed", "not a database", "unable to open", "disk i/o"))
+    return True
+
+
+def check_and_create(engine: Engine) -> None:
+    """Create the schema if missing and prove the file is a sound outbox (raises if not)."""
+    with connect(engine, writer=True) as conn:
+        version = conn.exec_driver_sql("PRAGMA user_version").scalar_one()
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"outbox schema version {version} is newer than this posgw understands ({SCHEMA_VERSION}); "
+                "upgrade posgw or point it at another outbox file"
+            )
+        check = conn.exec_driver_sql("PRAGMA quick_check").scalar_one()
+        conn.rollback()  # end the autobegun read transaction
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {check}")
+        with conn.begin():
+            metadata.create_all(conn)
+            conn.exec_driver_sql(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def move_aside(path: Path, now: float) -> Path:
+    """Rename a bad outbox (and its -wal/-shm) to ``<name>.corrupt-<UTC time>``; return the new path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        n += 1
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.replace(side, target.with_name(target.name + suffix))
+    os.replace(path, target)
+    return target
+
+
+def open_store(
+    path: Path, *, busy_timeout_ms: int, create: bool, recover: bool, now: float
+) -> tuple[Engine, str]:
+    """Open (creating if allowed) the outbox file. A corrupt or unreadable file is moved aside
+    and a fresh one created when ``recover``; returns the engine and the moved-aside path ("")."""
+    if not create and not path.exists():
+        raise StorageError(f"no outbox at {path}: check the path (or the config's [outbox] path)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the outbox directory {path.parent}: {exc}") from exc
+    engine = make_engine(path, busy_timeout_ms=busy_timeout_ms)
+    try:
+        check_and_create(engine)
+        return engine, ""
+    except StorageError:
+        engine.dispose()
+        raise
+    except (DBAPIError, sqlite3.DatabaseError) as exc:
+        engine.dispose()
+        if not (recover and path.exists() and _is_corruption(exc)):
+            raise StorageError(f"cannot open the outbox {path}: {exc}") from exc
+        problem = str(exc.orig if isinstance(exc, DBAPIError) else exc)
+    try:
+        moved = move_aside(path, now)
+    except OSError as exc:
+        raise StorageError(
+            f"the outbox {path} is unreadable ({problem}) and cannot be moved aside: {exc}"
+        ) from exc
+    log.error(
+        "outbox_corrupt path=%s moved_to=%s problem=%r action=%s",
+        path, moved, problem, "a fresh outbox was created; events in the old file were NOT delivered, "
+        "inspect it with sqlite3 and replay what it holds",
+    )
+    engine = make_engine(path, busy_timeout_ms=busy_timeout_ms)
+    try:
+        check_and_create(engine)
+    except (DBAPIError, sqlite3.DatabaseError) as exc:
+        engine.dispose()
+        raise StorageError(f"cannot create a fresh outbox at {path}: {exc}") from exc
+    return engine, str(moved)
+
+
+# ---------------------------------------------------------------- writes (writer thread only)
+
+
+@dataclass(slots=True)
+class NewEvent:
+    key: str
+    register_id: str
+    kind: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AppendOutcome:
+    register_seq: int  # 0 for a duplicate
+    duplicate: bool
+    conflicting: bool  # a duplicate key whose stored content differs
+
+
+def insert_events(conn: Connection, new: list[NewEvent], now: float) -> list[AppendOutcome]:
+    """Insert a batch within the caller's transaction, in order; a known key (stored before or
+    earlier in the same batch) changes nothing. A handful of statements per batch, not per row."""
+    keys = list({ev.key for ev in new})
+    stored: dict[str, bytes] = {}
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        q = select(events.c.key, events.c.payload).where(events.c.key.in_(chunk))
+        stored.update({key: bytes(payload) for key, payload in conn.execute(q)})
+    regs = list({ev.register_id for ev in new})
+    last: dict[str, int] = {}
+    for i in range(0, len(regs), 500):
+        chunk = regs[i : i + 500]
+        q = select(registers.c.register_id, registers.c.last_seq).where(registers.c.register_id.in_(chunk))
+        last.update({r: int(seq) for r, seq in conn.execute(q)})
+    known_regs = set(last)
+    out: list[AppendOutcome] = []
+    rows: list[dict[str, Any]] = []
+    for ev in new:
+        if ev.key in stored:
+            out.append(AppendOutcome(0, True, stored[ev.key] != ev.payload))
+            continue
+        seq = last.get(ev.register_id, 0) + 1
+        last[ev.register_id] = seq
+        stored[ev.key] = ev.payload
+        out.append(AppendOutcome(seq, False, False))
+        rows.append({
+            "key": ev.key, "register_id": ev.register_id, "register_seq": seq, "kind": ev.kind,
+            "payload": ev.payload, "state": "pending", "attempts": 0, "created_at": now, "updated_at": now,
+            "last_error": "", "reason": "", "note": "", "result_json": "",
+        })
+    if rows:
+        conn.execute(events.insert(), rows)
+        touched = {r["register_id"] for r in rows}
+        fresh = [{"register_id": r, "last_seq": last[r]} for r in touched - known_regs]
+        if fresh:
+            conn.execute(registers.insert(), fresh)
+        for r in touched & known_regs:
+            conn.execute(update(registers).where(registers.c.register_id == r).values(last_seq=last[r]))
+    return out
+
+
+def set_state(
+    conn: Connection, row_id: int, now: float, *, from_states: tuple[str, ...], **values: Any
+) -> bool:
+    """Move one row between states; False when it is not in one of ``from_states``."""
+    res = conn.execute(
+        update(events)
+        .where(events.c.id == row_id, events.c.state.in_(from_states))
+        .values(updated_at=now, **values)
+    )
+    return bool(res.rowcount)
+
+
+def note_retry(conn: Connection, row_id: int, error: str, now: float) -> None:
+    conn.execute(
+        update(events)
+        .where(events.c.id == row_id, events.c.state == "pending")
+        .values(attempts=events.c.attempts + 1, last_error=error[:2000], updated_at=now)
+    )
+
+
+def prune_delivered(conn: Connection, older_than: float) -> int:
+    res = conn.execute(events.delete().where(events.c.state == "delivered", events.c.updated_at < older_than))
+    return int(res.rowcount)
+
+
+# ---------------------------------------------------------------- reads (any thread)
+
+
+def fetch_pending(conn: Connection, limit: int, after_id: int) -> list[Any]:
+    q = (
+        select(events)
+        .where(events.c.state == "pending", events.c.id > after_id)
+        .order_by(events.c.id)
+        .limit(limit)
+    )
+    return list(conn.execute(q).all())
+
+
+def fetch_state(conn: Connection, state: str, limit: int) -> list[Any]:
+    q = select(events).where(events.c.state == state).order_by(events.c.id).limit(limit)
+    return list(conn.execute(q).all())
+
+
+def fetch_row(conn: Connection, row_id: int) -> Any | None:
+    return conn.execute(select(events).where(events.c.id == row_id)).first()
+
+
+def counts(conn: Connection) -> tuple[int, float | None, int]:
+    """(pending count, oldest pending created_at or None, rejected count)."""
+    pending, oldest = conn.execute(
+        select(func.count(), func.min(events.c.created_at)).where(events.c.state == "pending")
+    ).one()
+    rejected = conn.execute(select(func.count()).where(events.c.state == "rejected")).scalar_one()
+    return int(pending), None if oldest is None else float(oldest), int(rejected)

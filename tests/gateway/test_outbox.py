@@ -1,0 +1,388 @@
+"""gateway.outbox: durability, group commit, duplicates, order, states, corruption, storage errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import StorageError
+from gateway.metrics import Metrics
+from gateway.outbox import Outbox
+from tests.gateway.outbox_fixtures import FakeClock, refund, sale
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_pragmas_wal_and_synchronous_full(tmp_path: Path) -> None:
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        p = await ob.pragmas()
+        assert p["journal_mode"] == "wal"
+        assert p["synchronous"] == 2  # FULL
+    finally:
+        await ob.close()
+
+
+async def test_append_is_durable_and_visible_after_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    ob = await Outbox.open(path)
+    ev = sale("R1", 1)
+    assert await ob.append(ev) is True
+    # another connection (another process would see the same) sees the committed row at once
+    with sqlite3.connect(path) as raw:
+        got = raw.execute("select key, state, register_seq from events").fetchall()
+        assert got == [(ev.key, "pending", 1)]
+    await ob.close()
+    ob = await Outbox.open(path)
+    try:
+        rows = await ob.next_batch(10)
+        assert [(r.key, r.event, r.state, r.register_seq) for r in rows] == [(ev.key, ev, "pending", 1)]
+    finally:
+        await ob.close()
+
+
+async def test_duplicates_change_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    m = Metrics()
+    ob = await Outbox.open(tmp_path / "o.db", metrics=m)
+    try:
+        ev = sale("R1", 1)
+        assert await ob.append(ev) is True
+        assert await ob.append(ev) is False
+        other = sale("R1", 1, amount=777)  # same key, different content
+        assert other.key == ev.key
+        with caplog.at_level(logging.WARNING, logger="posgw.outbox"):
+            assert await ob.append(other) is False
+        assert "outbox_duplicate_conflict" in caplog.text
+        rows = await ob.next_batch(10)
+        assert len(rows) == 1 and rows[0].event == ev
+        assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "duplicate"}) == 2
+        assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "stored"}) == 1
+        # a duplicate of a delivered row is still a duplicate
+        await ob.mark_delivered(rows[0].id, "{}")
+        assert await ob.append(ev) is False
+        assert await ob.next_batch(10) == []
+    finally:
+        await ob.close()
+
+
+async def test_group_commit_many_concurrent_appends(tmp_path: Path) -> None:
+    m = Metrics()
+    ob = await Outbox.open(tmp_path / "o.db", metrics=m)
+    try:
+        events = [sale(f"R{i % 4}", i) for i in range(200)]
+        results = await asyncio.gather(*(ob.append(e) for e in events))
+        assert all(results)
+        commits = m.registry.get_sample_value("posgw_outbox_commits_total")
+        assert commits is not None and commits <= 20, commits  # one writer, batches of what waits
+        assert ob.rows_committed == 200
+        assert m.registry.get_sample_value("posgw_outbox_rows_per_commit_sum") == 200
+        rows = await ob.next_batch(1000)
+        assert len(rows) == 200
+        # per register: seq 1..n, in append order
+        for reg in ("R0", "R1", "R2", "R3"):
+            mine = [r for r in rows if r.register_id == reg]
+            assert [r.register_seq for r in mine] == list(range(1, 51))
+            assert [r.key for r in mine] == [e.key for e in events if e.register_id == reg]
+    finally:
+        await ob.close()
+
+
+async def test_next_batch_pages_in_append_order(tmp_path: Path) -> None:
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        for i in range(10):
+            await ob.append(sale("A" if i % 3 else "B", i))
+        first = await ob.next_batch(4)
+        rest = await ob.next_batch(100, after_id=first[-1].id)
+        keys = [r.key for r in first + rest]
+        assert keys == [sale("A" if i % 3 else "B", i).key for i in range(10)]
+        assert len(first) == 4 and len(rest) == 6
+    finally:
+        await ob.close()
+
+
+async def test_states_and_operator_transitions(tmp_path: Path) -> None:
+    m = Metrics()
+    ob = await Outbox.open(tmp_path / "o.db", metrics=m)
+    try:
+        s1, s2 = sale("R1", 1), sale("R1", 2)
+        await ob.append(s1)
+        await ob.append(s2)
+        await ob.append(refund("R1", 1, s1.key))
+        r1, r2, r3 = await ob.next_batch(10)
+        await ob.mark_delivered(r1.id, '{"commit": {}}')
+        await ob.note_retry(r2.id, "UNAVAILABLE: core down")
+        await ob.mark_rejected(r2.id, "INSUFFICIENT_POINTS", "points already spent")
+        assert [r.id for r in await ob.next_batch(10)] == [r3.id]
+        got = await ob.get(r1.id)
+        assert got is not None and got.state == "delivered" and got.result_json == '{"commit": {}}'
+        (rej,) = await ob.rejected()
+        assert (rej.id, rej.state, rej.reason, rej.last_error, rej.attempts) == (
+            r2.id, "rejected", "INSUFFICIENT_POINTS", "points already spent", 1)
+        st = await ob.stats()
+        assert (st.pending, st.rejected) == (1, 1)
+        assert m.registry.get_sample_value("posgw_operator_queue") == 1
+        # only rejected rows move on operator actions
+        assert await ob.retry(r1.id) is False
+        assert await ob.resolve(r3.id, "x") is False
+        assert await ob.retry(r2.id) is True
+        assert [r.id for r in await ob.next_batch(10)] == [r2.id, r3.id]
+        assert await ob.rejected() == []
+        await ob.mark_rejected(r2.id, "INSUFFICIENT_POINTS", "again")
+        assert await ob.resolve(r2.id, "customer paid cash") is True
+        got = await ob.get(r2.id)
+        assert got is not None and (got.state, got.note) == ("resolved", "customer paid cash")
+        assert await ob.retry(r2.id) is False  # resolved is final
+        assert await ob.get(9999) is None
+        # a delivered row cannot be rejected afterwards (marks apply to pending rows only)
+        await ob.mark_rejected(r1.id, "X", "y")
+        got = await ob.get(r1.id)
+        assert got is not None and got.state == "delivered"
+    finally:
+        await ob.close()
+
+
+async def test_mark_delivered_many_is_one_commit(tmp_path: Path) -> None:
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        for i in range(30):
+            await ob.append(sale("R", i))
+        rows = await ob.next_batch(100)
+        before = ob.commits
+        await ob.mark_delivered_many([(r.id, "{}") for r in rows])
+        assert ob.commits - before == 1
+        assert (await ob.stats()).pending == 0
+    finally:
+        await ob.close()
+
+
+async def test_corrupt_file_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "o.db"
+    path.write_bytes(b"this is not a database, it is garbage" * 200)
+    with pytest.raises(StorageError):  # the CLI's mode: never alter a file it cannot read
+        await Outbox.open(path, recover=False)
+    assert path.read_bytes().startswith(b"this is not")
+    with caplog.at_level(logging.ERROR, logger="posgw.outbox"):
+        ob = await Outbox.open(path)
+    try:
+        st = await ob.stats()
+        assert st.moved_aside and Path(st.moved_aside).name.startswith("o.db.corrupt-")
+        assert Path(st.moved_aside).read_bytes().startswith(b"this is not")  # noqa: ASYNC240
+        assert "outbox_corrupt" in caplog.text
+        assert await ob.append(sale("R1", 1)) is True
+        assert st.writable
+    finally:
+        await ob.close()
+    ob = await Outbox.open(path)  # the fresh file opens cleanly next time: no crash loop
+    try:
+        assert (await ob.stats()).moved_aside == ""
+        assert len(await ob.next_batch(10)) == 1
+    finally:
+        await ob.close()
+
+
+async def test_truncated_database_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    ob = await Outbox.open(path)
+    for i in range(50):
+        await ob.append(sale("R1", i))
+    await ob.close()
+    data = path.read_bytes()
+    path.write_bytes(data[:100] + b"\xff" * 5000 + data[5100:])  # smash pages past the header
+    ob = await Outbox.open(path)
+    try:
+        assert (await ob.stats()).moved_aside
+    finally:
+        await ob.close()
+
+
+async def test_open_missing_without_create(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="no outbox"):
+        await Outbox.open(tmp_path / "missing.db", create=False)
+    assert not (tmp_path / "missing.db").exists()
+
+
+async def test_storage_error_when_database_locked_then_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    m = Metrics()
+    ob = await Outbox.open(path, metrics=m, busy_timeout_ms=50)
+    try:
+        await ob.append(sale("R1", 1))
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: our writes fail
+        locker.execute("insert into registers values ('zz', 1)")
+        try:
+            results = await asyncio.gather(*(ob.append(sale("R1", i)) for i in range(2, 6)),
+                                           return_exceptions=True)
+            assert all(isinstance(r, StorageError) for r in results), results
+            st = await ob.stats()
+            assert not st.writable and "locked" in st.last_storage_error
+            assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "failed"}) == 4
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert [r.key for r in await ob.next_batch(10)] == [sale("R1", 1).key]  # nothing of the batch
+        assert await ob.append(sale("R1", 2)) is True
+        st = await ob.stats()
+        assert st.writable and st.pending == 2
+        assert [r.register_seq for r in await ob.next_batch(10)] == [1, 2]  # no gap from the failed batch
+    finally:
+        await ob.close()
+
+
+async def test_storage_error_when_directory_cannot_exist(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the data directory should be")
+    with pytest.raises(StorageError, match="directory"):
+        await Outbox.open(blocker / "o.db")
+    assert blocker.read_text().startswith("a file")
+
+
+async def test_backpressure_bounded_queue(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    ob = await Outbox.open(path, queue_size=2, max_batch=2, busy_timeout_ms=5000)
+    locker = sqlite3.connect(path, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    tasks = [asyncio.create_task(ob.append(sale("R1", i))) for i in range(10)]
+    try:
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if ob._queue.full():
+                break
+        assert ob._queue.full() and ob._queue.qsize() == 2  # the rest wait in append, not in memory
+        assert not any(t.done() for t in tasks)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert all(await asyncio.gather(*tasks))
+    assert (await ob.stats()).pending == 10
+    await ob.close()
+
+
+async def test_stuck_needs_age_and_no_progress(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ob = await Outbox.open(tmp_path / "o.db", stuck_after_s=300, clock=clock)
+    try:
+        await ob.append(sale("R1", 1))
+        await ob.append(sale("R1", 2))
+        clock.advance(200)
+        st = await ob.stats()
+        assert st.pending == 2 and st.oldest_pending_age_s == 200 and not st.stuck
+        clock.advance(101)
+        assert (await ob.stats()).stuck
+        first = (await ob.next_batch(1))[0]
+        await ob.mark_delivered(first.id, "{}")  # progress: not stuck although the rest is old
+        assert not (await ob.stats()).stuck
+        clock.advance(301)
+        assert (await ob.stats()).stuck
+    finally:
+        await ob.close()
+
+
+async def test_delivered_rows_pruned_and_sequences_stay_monotonic(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "o.db"
+    ob = await Outbox.open(path, keep_delivered_s=86400, clock=clock)
+    try:
+        await ob.append(sale("R1", 1))
+        (row,) = await ob.next_batch(10)
+        await ob.mark_delivered(row.id, "{}")
+        clock.advance(2 * 86400)
+        await ob.append(sale("R1", 2))  # this write prunes the old delivered row
+        with sqlite3.connect(path) as raw:
+            assert raw.execute("select register_seq, state from events").fetchall() == [(2, "pending")]
+    finally:
+        await ob.close()
+
+
+async def test_unreadable_payload_goes_to_operator_queue(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    ob = await Outbox.open(path)
+    try:
+        await ob.append(sale("R1", 1))
+        await ob.append(sale("R1", 2))
+        with sqlite3.connect(path) as raw:
+            raw.execute("update events set payload = x'7b7d' where register_seq = 1")
+        rows = await ob.next_batch(10)
+        assert [r.register_seq for r in rows] == [2]
+        (rej,) = await ob.rejected()
+        assert rej.reason == "UNREADABLE_PAYLOAD" and rej.register_seq == 1
+        assert dict(rej.event.extra)["payload_error"]
+    finally:
+        await ob.close()
+
+
+async def test_closed_outbox_refuses(tmp_path: Path) -> None:
+    ob = await Outbox.open(tmp_path / "o.db")
+    await ob.close()
+    await ob.close()  # idempotent
+    with pytest.raises(StorageError):
+        await ob.append(sale("R1", 1))
+    with pytest.raises(StorageError):
+        await ob.stats()
+
+
+async def test_wait_pending_wakes_on_append(tmp_path: Path) -> None:
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        waiter = asyncio.create_task(ob.wait_pending(30))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        await ob.append(sale("R1", 1))
+        await asyncio.wait_for(waiter, 5)
+    finally:
+        await ob.close()
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    from pathlib import Path
+    from gateway.outbox import Outbox
+    from tests.gateway.outbox_fixtures import sale
+
+    async def main() -> None:
+        ob = await Outbox.open(Path(sys.argv[1]))
+        acked = 0
+
+        async def one(i: int) -> None:
+            nonlocal acked
+            await ob.append(sale(f"R{i % 3}", i))
+            sys.stdout.write("%d\\n" % i)
+            sys.stdout.flush()
+            acked += 1
+            if acked == 40:
+                os.kill(os.getpid(), signal.SIGKILL)  # no close, no flush, no cleanup
+
+        await asyncio.gather(*(one(i) for i in range(300)))
+
+    asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+async def test_acknowledged_appends_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CHILD, str(path), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == -signal.SIGKILL, err.decode()
+    acked = {int(x) for x in out.decode().split()}
+    assert len(acked) >= 40
+    ob = await Outbox.open(path)
+    try:
+        stored = {r.key for r in await ob.next_batch(1000)}
+        assert {sale(f"R{i % 3}", i).key for i in acked} <= stored
+        assert (await ob.stats()).moved_aside == ""  # a killed writer leaves a sound file
+    finally:
+        await ob.close()

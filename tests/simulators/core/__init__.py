@@ -1,0 +1,1 @@
+"""Tests of the reference loyalty core (simulators/core)."""

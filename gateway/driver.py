@@ -124,6 +124,8 @@ class DriverFactory(Protocol):
 # The one place drivers are registered: name -> "module:factory".
 REGISTRY: dict[str, str] = {
     "native": "drivers.native.driver:create",
+    "evotor": "drivers.evotor.driver:create",
+    "modulkassa": "drivers.modulkassa.driver:create",
 }
 
 

@@ -1,0 +1,28 @@
+"""Typed options of the Modul Kassa driver (``[drivers.modulkassa]``); each documented once.
+
+Validated by :func:`gateway.config.load_config` through the registry and again by
+:func:`drivers.modulkassa.driver.create` (the same model, so the daemon cannot diverge).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from gateway.config import Model, secret_field
+
+
+class Config(Model):
+    pairing_tokens: list[SecretStr] = secret_field(
+        "tokens our loyalty plugin may send in X-Gateway-Token (env POSGW_DRIVERS_MODULKASSA_PAIRING_TOKENS)",
+        default=[],
+    )
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1024, le=64 << 20, description="largest request body accepted (413 above)",
+    )
+    read_timeout_ms: int = Field(
+        default=5000, ge=100, le=60_000, description="a body not fully read in this time gets 408",
+    )
+    store_id: str = Field(
+        default="", max_length=64, description="store id sent to the core (default: the retail point id)",
+    )
+    print_balance: bool = Field(default=True, description="print the customer's balance in printable_data")

@@ -1,0 +1,127 @@
+"""Modul Kassa driver: thin aiohttp routes over :mod:`wire` and :mod:`mapping`.
+
+Routes (relative to ``/v1/modulkassa/``), both with ``X-Gateway-Token``: ``POST operation``
+(the loyalty-request Bundle our plugin forwards) and ``POST event`` (check broadcasts).
+Invariants: a broadcast is acknowledged (200) only after ``ctx.submit`` returned; a storage
+failure answers 503 so the plugin's forwarding outbox resends; a loyalty-request never
+gets ``failed`` for core trouble or an unknown customer (identity impacts instead, so the
+sale goes on); bad input gets ``{"result":"failed",...}`` with a 4xx and nothing stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from drivers.modulkassa import mapping, wire
+from drivers.modulkassa.config import Config
+from gateway.driver import DriverContext
+from gateway.errors import BadInput, GatewayError, StorageError
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _reply(status: int, body: bytes) -> web.Response:
+    return web.Response(status=status, body=body, content_type="application/json")
+
+
+class ModulKassaDriver:
+    name = mapping.NAME
+
+    def __init__(self, config: Config, *, now: Callable[[], datetime] | None = None) -> None:
+        self.config = config
+        self.now = now or (lambda: datetime.now(UTC))
+
+    async def run(self, ctx: DriverContext) -> None:
+        return None
+
+    def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
+        return [
+            web.post("/operation", self._guard(ctx, self._operation)),
+            web.post("/event", self._guard(ctx, self._event)),
+        ]
+
+    def _authorized(self, presented: str) -> bool:
+        ok = False
+        for secret in self.config.pairing_tokens:
+            value = secret.get_secret_value() if isinstance(secret, SecretStr) else str(secret)
+            ok |= bool(value) and hmac.compare_digest(presented.encode(), value.encode())
+        return ok
+
+    def _guard(self, ctx: DriverContext,
+               inner: Callable[[DriverContext, bytes], Awaitable[web.Response]]) -> Handler:
+        async def handle(request: web.Request) -> web.Response:
+            ctx.count("requests")
+            if not self._authorized(request.headers.get("X-Gateway-Token", "")):
+                ctx.count("auth_failed")
+                return _reply(401, wire.render_failed("unauthorized: check the plugin's pairing token"))
+            limit = self.config.max_body_bytes
+            too_large = _reply(413, wire.render_failed(f"body larger than {limit} bytes", "body"))
+            if (request.content_length or 0) > limit:
+                return too_large
+            try:
+                async with asyncio.timeout(self.config.read_timeout_ms / 1000):
+                    body = await _read(request, limit)
+            except TimeoutError:
+                ctx.count("bad_input")
+                return _reply(408, wire.render_failed("body not received in time", "body"))
+            except BadInput:
+                return too_large
+            try:
+                return await inner(ctx, body)
+            except BadInput as exc:
+                ctx.count("bad_input")
+                return _reply(400, wire.render_failed(f"invalid request structure: {exc}", exc.field))
+            except StorageError:
+                ctx.count("storage_error")
+                ctx.log.error("event=modulkassa_store_failed action=answered_503_for_resend")
+                return _reply(503, wire.render_failed("not stored: resend later", "storage"))
+        return handle
+
+    async def _operation(self, ctx: DriverContext, body: bytes) -> web.Response:
+        req = wire.parse_operation(body)
+        ctx.count("calc")
+        receipt = mapping.calc_receipt(req, now=self.now(), store_id=self.config.store_id)
+        if receipt.customer is None or mapping.refuse_if_return(req):
+            return _reply(200, wire.render_succeeded(mapping.identity_answer(req)))
+        try:
+            result = await ctx.calculate(receipt)
+        except BadInput:
+            raise
+        except GatewayError as exc:  # the pipeline should never raise these; never block the sale
+            ctx.log.warning("event=modulkassa_calc_identity reason=%s", type(exc).__name__)
+            return _reply(200, wire.render_succeeded(mapping.identity_answer(req)))
+        if result.offline:
+            ctx.count("offline_answer")
+        ans = mapping.answer(req, receipt, result, print_balance=self.config.print_balance)
+        return _reply(200, wire.render_succeeded(ans))
+
+    async def _event(self, ctx: DriverContext, body: bytes) -> web.Response:
+        event = mapping.event_of(wire.parse_event(body), now=self.now(), store_id=self.config.store_id)
+        if isinstance(event, str):
+            ctx.count("ignored")
+            return _reply(200, wire.render_accepted(duplicate=False, ignored=event))
+        new = await ctx.submit(event)
+        ctx.count("committed" if new else "duplicate")
+        return _reply(200, wire.render_accepted(duplicate=not new))
+
+
+async def _read(request: web.Request, limit: int) -> bytes:
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise BadInput(f"body larger than {limit} bytes", "body")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create(options: Mapping[str, Any]) -> ModulKassaDriver:
+    """The registry factory: ``options`` is the ``[drivers.modulkassa]`` section without ``enabled``."""
+    return ModulKassaDriver(Config.model_validate(dict(options)))

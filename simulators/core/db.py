@@ -1,0 +1,325 @@
+"""Storage of the reference core: SQLAlchemy 2 tables, engine set-up, schema create/upgrade.
+
+Owns the on-disk layout (SQLite file or PostgreSQL database) and the transaction discipline:
+
+- every datetime is stored as naive UTC and read back as aware UTC (:class:`UTCDateTime`);
+- SQLite runs in WAL mode with a busy timeout, and every transaction starts with
+  ``BEGIN IMMEDIATE`` so two writers never interleave (no lost update, no overspend);
+- on PostgreSQL the ledger locks customer rows with ``SELECT ... FOR UPDATE`` in id order
+  (see :mod:`simulators.core.store`) and retries serialization / deadlock failures;
+- :func:`transaction` is the one way to run a unit of work: one DB transaction, retried a
+  bounded number of times on transient failures, never partially applied.
+
+Schema version lives in table ``meta``; :func:`create_schema` creates missing tables and
+records the version (new columns would be added here, one ``ALTER`` per version step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC out; stored naive UTC (SQLite has no time zones)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime passed to the core's storage")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    phone: Mapped[str | None] = mapped_column(String(32), unique=True)
+    referral_code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    gender: Mapped[str] = mapped_column(String(16), default="")
+    birth_date: Mapped[str] = mapped_column(String(10), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    extra_dates: Mapped[str] = mapped_column(Text, default="")  # comma-separated YYYY-MM-DD
+    channel: Mapped[str] = mapped_column(String(64), default="")
+    inviter_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    store_id: Mapped[str] = mapped_column(String(64), default="")
+    cashier_id: Mapped[str] = mapped_column(String(64), default="")
+    cashier_name: Mapped[str] = mapped_column(String(200), default="")
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    tier: Mapped[str] = mapped_column(String(64), default="")
+    debt: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_spent: Mapped[int] = mapped_column(BigInteger, default=0)
+    purchase_count: Mapped[int] = mapped_column(Integer, default=0)
+    effective_invited: Mapped[int] = mapped_column(Integer, default=0)
+    first_purchase_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_purchase_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Card(Base):
+    __tablename__ = "cards"
+    card: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+
+
+class WelcomedPhone(Base):
+    """Phones that ever received the welcome bonus (once per phone number ever)."""
+
+    __tablename__ = "welcomed_phones"
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LotRow(Base):
+    """A parcel of points. ``remaining`` is still open; 0 once spent, clawed or expired."""
+
+    __tablename__ = "lots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    source: Mapped[str] = mapped_column(String(32))
+    points: Mapped[int] = mapped_column(BigInteger)
+    remaining: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    available_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    certificate: Mapped[bool] = mapped_column(Boolean, default=False)
+    cap_bp: Mapped[int] = mapped_column(Integer, default=0)
+    operation_id: Mapped[int | None] = mapped_column(Integer)
+    expired: Mapped[bool] = mapped_column(Boolean, default=False)  # marked by RunJobs
+    __table_args__ = (Index("ix_lots_customer_open", "customer_id", "remaining"),)
+
+
+class Movement(Base):
+    """Every change of points (signed), for reports: source is accrual, referral, redeem, ..."""
+
+    __tablename__ = "movements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    operation_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    lot_id: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    points: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    cashier_id: Mapped[str] = mapped_column(String(64), default="")
+
+
+class Operation(Base):
+    """A sale, refund, cancel or grant, keyed for idempotency by (kind, key).
+
+    ``result`` is the serialized proto answer replayed on a repeated key; ``state`` is JSON
+    private to the ledger (sold lines, debits, payouts, cumulative refund state).
+    """
+
+    __tablename__ = "operations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(200))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    sale_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    store_id: Mapped[str] = mapped_column(String(64), default="")
+    terminal_id: Mapped[str] = mapped_column(String(64), default="")
+    register_id: Mapped[str] = mapped_column(String(64), default="")
+    cashier_id: Mapped[str] = mapped_column(String(64), default="")
+    cashier_name: Mapped[str] = mapped_column(String(200), default="")
+    gross: Mapped[int] = mapped_column(BigInteger, default=0)
+    paid: Mapped[int] = mapped_column(BigInteger, default=0)
+    discount: Mapped[int] = mapped_column(BigInteger, default=0)  # points paid + instant, minor
+    redeemed: Mapped[int] = mapped_column(BigInteger, default=0)
+    accrued: Mapped[int] = mapped_column(BigInteger, default=0)
+    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
+    refunded: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(Text, default="{}")
+    result: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
+    __table_args__ = (Index("ux_operations_kind_key", "kind", "key", unique=True),)
+
+
+class Hold(Base):
+    __tablename__ = "holds"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    points: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16), default="live")  # live, consumed, released
+    register_id: Mapped[str] = mapped_column(String(64), default="")
+
+
+class AppCodeRow(Base):
+    __tablename__ = "app_codes"
+    code: Mapped[str] = mapped_column(String(6), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_by: Mapped[int | None] = mapped_column(Integer)  # sale operation that consumed it
+
+
+class Otp(Base):
+    __tablename__ = "otps"
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    code: Mapped[str] = mapped_column(String(8))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class GrantMark(Base):
+    """Once-only grants: birthday per year, win-back per absence, review per platform."""
+
+    __tablename__ = "grant_marks"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    lot_id: Mapped[int | None] = mapped_column(Integer)
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+# ---------------------------------------------------------------------------- engine
+
+
+def make_engine(url: str) -> Engine:
+    """Engine for ``url`` with the transaction discipline described in the module docstring."""
+    if url.startswith("sqlite"):
+        memory = url in ("sqlite://", "sqlite:///:memory:")
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=StaticPool if memory else None,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            if not memory:
+                cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables and record the schema version; refuse a newer schema."""
+    Base.metadata.create_all(engine)
+    with Session(engine) as s, s.begin():
+        row = s.get(Meta, "schema_version")
+        if row is None:
+            s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+        elif int(row.value) > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"database schema version {row.value} is newer than this core ({SCHEMA_VERSION}); "
+                "upgrade posgw or point --db at another database"
+            )
+        elif int(row.value) < SCHEMA_VERSION:  # future upgrades go here, one step per version
+            row.value = str(SCHEMA_VERSION)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Serialization failures, deadlocks, locked SQLite files, duplicate-key races."""
+    if isinstance(exc, IntegrityError):
+        return True  # a concurrent insert of the same key: the retry sees it and replays
+    if isinstance(exc, OperationalError):
+        return True
+    if isinstance(exc, DBAPIError):
+        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return code in ("40001", "40P01", "55P03")
+    return False
+
+
+class Database:
+    """The engine plus :meth:`transaction`, the one entry point for a unit of work."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.postgres = self.engine.dialect.name == "postgresql"
+        create_schema(self.engine)
+
+    def transaction(self, work: Callable[[Session], T], attempts: int = 6) -> T:
+        """Run ``work`` in one transaction; retry transient failures up to ``attempts`` times."""
+
+        @retry(
+            retry=retry_if_exception(is_transient),
+            stop=stop_after_attempt(attempts),
+            wait=wait_random_exponential(multiplier=0.01, max=0.2),
+            reraise=True,
+        )
+        def attempt() -> T:
+            with self.sessions() as session, session.begin():
+                return work(session)
+
+        return attempt()
+
+    def meta(self, key: str) -> str | None:
+        with self.sessions() as s, s.begin():
+            row = s.get(Meta, key)
+            return None if row is None else row.value
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def lock_customers(session: Session, ids: list[int], postgres: bool) -> dict[int, Customer]:
+    """Load (and on PostgreSQL lock, in id order) the given customers."""
+    stmt = (
+        select(Customer)
+        .where(Customer.id.in_(sorted(set(ids))))
+        .order_by(Customer.id)
+        .execution_options(populate_existing=True)
+    )
+    if postgres:
+        stmt = stmt.with_for_update()
+    return {c.id: c for c in session.scalars(stmt)}

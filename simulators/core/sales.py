@@ -1,0 +1,406 @@
+"""Calculate (with holds) and Commit of the reference core (loyalty-rules.md §2.1, §2.2).
+
+Invariants:
+- a Commit is one DB transaction: the key check, recalculation, debits in spending order,
+  accrual, referral payouts, invite bonus, counters, tiers and the stored result all commit
+  together or not at all;
+- a known key with the same content hash replays the stored result (``replayed = true``),
+  with another hash it is RECEIPT_CONFLICT, and nothing changes either way;
+- the buyer and their ancestors are locked (PostgreSQL ``FOR UPDATE``, id order; SQLite
+  ``BEGIN IMMEDIATE``) before the account is read, so concurrent commits never overspend;
+- points held by other tills' live holds are not spendable here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.rules import calc as rcalc
+from gateway.rules.dates import available_from, expiry_for
+from gateway.rules.identity import mask_name
+from gateway.rules.program import Program
+from gateway.rules.referral import referral_payouts
+from gateway.rules.types import AccountState, Calculation, LineOut, RuleViolation
+from simulators.core import convert, identify, store
+from simulators.core.context import Core
+from simulators.core.db import Customer, Hold, LotRow, Operation, lock_customers
+
+
+def _lock(session: Session, core: Core, cust: Customer, with_ancestors: bool) -> None:
+    depth = len(core.program.referral.levels_bp) if core.program.referral and with_ancestors else 0
+    ids = [cust.id, *store.ancestor_ids(session, cust.id, max(depth, 1 if with_ancestors else 0))]
+    lock_customers(session, ids, core.db.postgres)
+
+
+def _run_calc(
+    program: Program,
+    state: AccountState | None,
+    draft: pb.ReceiptDraft,
+    at: datetime,
+    otp_ok: bool | None,
+    redeem_points: int | None = None,
+) -> Calculation:
+    try:
+        return rcalc.calculate(
+            program,
+            state,
+            convert.lines_in(draft),
+            redeem_points=draft.redeem_points if redeem_points is None else redeem_points,
+            redeem_max=draft.redeem_max if redeem_points is None else False,
+            at=at,
+            otp_ok=otp_ok,
+        )
+    except RuleViolation as exc:
+        raise convert.prefix_field(exc) from None
+
+
+def balance_after(c: Calculation, debt: int, negative: bool) -> int:
+    accrue = c.points_to_accrue if negative else max(0, c.points_to_accrue - debt)
+    return c.balance_before - c.redeemed - c.goods_points + accrue
+
+
+def calculate(core: Core, req: pb.CalculateRequest) -> pb.Calculation:
+    draft = req.draft
+    convert.validate_draft(draft)
+    now = core.now()
+    at = convert.when(draft.occurred_at, draft.HasField("occurred_at"), now)
+
+    def work(s: Session) -> pb.Calculation:
+        if draft.customer.WhichOneof("id") is None:
+            c = _run_calc(core.program, None, draft, at, None)
+            return convert.calc_to_pb(c, balance_after=0)
+        ident = identify.resolve(s, core.program, draft.customer, at, now)
+        cust = ident.customer
+        if req.hold_ttl_s > 0:
+            _lock(s, core, cust, with_ancestors=False)
+        state = store.account_state(s, core.program, cust, at=at, now=now, method=ident.method)
+        c = _run_calc(core.program, state, draft, at, ident.otp_ok)
+        out = convert.calc_to_pb(
+            c,
+            balance_after=balance_after(c, cust.debt, core.program.allow_negative_balance),
+            display_name=mask_name(cust.name) if cust.name else "",
+        )
+        reserved = c.redeemed + c.goods_points
+        if req.hold_ttl_s > 0 and reserved > 0:
+            hold = Hold(
+                id=uuid.uuid4().hex,
+                customer_id=cust.id,
+                points=reserved,
+                created_at=now,
+                expires_at=now + timedelta(seconds=req.hold_ttl_s),
+                state="live",
+                register_id=draft.register_id,
+            )
+            s.add(hold)
+            out.hold_id = hold.id
+            out.hold_expires_at.CopyFrom(convert.dt_to_ts(hold.expires_at))
+        return out
+
+    return core.db.transaction(work)
+
+
+def _check_expected(c: Calculation, exp: pb.Expected) -> None:
+    mine = {lo.line_id: lo.discount for lo in c.lines}
+    diffs: list[str] = []
+    if exp.redeemed_points != c.redeemed:
+        diffs.append(f"redeemed {exp.redeemed_points} != {c.redeemed}")
+    for line_id, d in exp.line_discounts.items():
+        if mine.get(line_id) != d:
+            diffs.append(f"line {line_id} discount {d} != {mine.get(line_id)}")
+    if exp.points_to_accrue and exp.points_to_accrue != c.points_to_accrue:
+        diffs.append(f"accrual {exp.points_to_accrue} != {c.points_to_accrue}")
+    if diffs:
+        raise RuleViolation(
+            "CALC_MISMATCH",
+            "; ".join(diffs) + ": calculate again",
+            max_points=c.max_points,
+            limited_by=c.limited_by,
+        )
+
+
+def _keep_printed(program: Program, draft: pb.ReceiptDraft, c: Calculation, exp: pb.Expected) -> Calculation:
+    """Offline commit: keep the printed line discounts when they are a valid spread of D."""
+    if not exp.line_discounts or c.redeemed == 0:
+        return c
+    wanted = {lo.line_id: exp.line_discounts.get(lo.line_id, 0) for lo in c.lines}
+    if sum(wanted.values()) != c.redeemed * program.pv:
+        return c
+    new_lines: list[LineOut] = []
+    base = 0
+    for ln, lo in zip(convert.lines_in(draft), c.lines, strict=True):
+        disc, _accr = rcalc.effective_flags(ln, program)
+        d = wanted[lo.line_id]
+        cap = ln.amount - rcalc.line_floor(ln, program) if disc and ln.point_price == 0 else 0
+        if d < 0 or d > max(cap, 0):
+            return c
+        new_lines.append(dataclasses.replace(lo, discount=d, paid=ln.amount - d))
+        if lo.accrues:
+            base += ln.amount - d
+    if program.policy == "discount":
+        accrue = 0
+    else:
+        rate = program.tier(c.tier).rate_bp
+        accrue = base * rate // 10_000 // program.pv
+    return dataclasses.replace(c, lines=tuple(new_lines), accrual_base=base, points_to_accrue=accrue)
+
+
+def _replay(op: Operation, digest: str) -> pb.CommitResult:
+    if op.content_hash != digest:
+        raise RuleViolation(
+            "RECEIPT_CONFLICT", "this idempotency key was used for another receipt", operation_id=str(op.id)
+        )
+    res = pb.CommitResult.FromString(op.result)
+    res.replayed = True
+    return res
+
+
+def find_sale(session: Session, key: str) -> Operation | None:
+    return session.scalar(select(Operation).where(Operation.kind == "sale", Operation.key == key))
+
+
+def commit(core: Core, req: pb.CommitRequest) -> pb.CommitResult:
+    draft = req.draft
+    if not req.idempotency_key:
+        raise convert.bad("idempotency_key", "idempotency_key is required")
+    convert.validate_draft(draft)
+    digest = convert.content_hash(convert.draft_content(draft))
+    now = core.now()
+    at = convert.when(draft.occurred_at, draft.HasField("occurred_at"), now)
+    program = core.program
+
+    def work(s: Session) -> pb.CommitResult:
+        known = find_sale(s, req.idempotency_key)
+        if known is not None:
+            return _replay(known, digest)
+        ident = None
+        state = None
+        if draft.customer.WhichOneof("id") is not None:
+            ident = identify.resolve(s, program, draft.customer, at, now)
+            _lock(s, core, ident.customer, with_ancestors=True)
+            state = store.account_state(
+                s, program, ident.customer, at=at, now=now, method=ident.method, own_hold=req.hold_id
+            )
+        exp = req.expected if req.HasField("expected") else None
+        redeem = exp.redeemed_points if (req.offline and exp is not None) else None
+        c = _run_calc(program, state, draft, at, None if ident is None else ident.otp_ok, redeem)
+        if exp is not None and not req.offline and (c.redeemed > 0 or exp.redeemed_points > 0):
+            _check_expected(c, exp)
+        if exp is not None and req.offline:
+            c = _keep_printed(program, draft, c, exp)
+        op = Operation(
+            kind="sale",
+            key=req.idempotency_key,
+            content_hash=digest,
+            occurred_at=at,
+            created_at=now,
+            customer_id=None if ident is None else ident.customer.id,
+            store_id=draft.staff.store_id,
+            terminal_id=draft.staff.terminal_id,
+            register_id=draft.register_id,
+            cashier_id=draft.staff.cashier_id,
+            cashier_name=draft.staff.cashier_name,
+            gross=c.gross,
+            paid=convert.paid_total(c),
+            discount=c.redeemed * program.pv + c.instant_discount,
+            redeemed=c.redeemed + c.goods_points,
+            accrued=c.points_to_accrue,
+        )
+        s.add(op)
+        s.flush()
+        if ident is None:
+            result = pb.CommitResult(
+                operation_id=str(op.id), calculation=convert.calc_to_pb(c, balance_after=0)
+            )
+            op.state = json.dumps(_sale_state(program, draft, c, [], [], None, False))
+            op.result = result.SerializeToString()
+            return result
+        result = _apply(s, core, op, ident.customer, draft, c, at, now)
+        if ident.app_code:
+            identify.consume_app_code(s, ident.app_code, op.id)
+        if req.hold_id:
+            hold = s.get(Hold, req.hold_id)
+            if hold is not None and hold.customer_id == ident.customer.id and hold.state == "live":
+                hold.state = "consumed"
+        op.result = result.SerializeToString()
+        return result
+
+    return core.db.transaction(work)
+
+
+def _sold_lines(program: Program, draft: pb.ReceiptDraft, c: Calculation) -> list[dict[str, Any]]:
+    """Per line: point discount d_i and instant discount apart (refunds restore only d_i)."""
+    ins = convert.lines_in(draft)
+    caps = [
+        ln.amount - rcalc.line_floor(ln, program) if rcalc.effective_flags(ln, program)[0] else 0
+        for ln in ins
+    ]
+    d = rcalc.allocate(c.redeemed * program.pv, caps)
+    out = []
+    for ln, lo, di in zip(ins, c.lines, d, strict=True):
+        point_d = 0 if ln.point_price > 0 else (lo.discount if c.instant_discount == 0 else di)
+        out.append(
+            {
+                "id": ln.line_id,
+                "qty": ln.qty_milli,
+                "amount": ln.amount,
+                "discount": point_d,
+                "instant": lo.discount - point_d,
+                "accruable": lo.accrues,
+            }
+        )
+    return out
+
+
+def _sale_state(
+    program: Program,
+    draft: pb.ReceiptDraft,
+    c: Calculation,
+    debits: list[dict[str, Any]],
+    payouts: list[dict[str, Any]],
+    inviter: int | None,
+    first: bool,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "lines": _sold_lines(program, draft, c),
+        "debits": debits,
+        "payouts": payouts,
+        "accrual_base": c.accrual_base,
+        "inviter": inviter,
+        "first": first,
+        "returned": {},
+        "restored": 0,
+        "clawed": {},
+        "money_refunded": 0,
+        "amount_refunded": 0,
+        "refunds": 0,
+        **extra,
+    }
+
+
+def _apply(
+    s: Session,
+    core: Core,
+    op: Operation,
+    cust: Customer,
+    draft: pb.ReceiptDraft,
+    c: Calculation,
+    at: datetime,
+    now: datetime,
+) -> pb.CommitResult:
+    program = core.program
+    cashier = draft.staff.cashier_id
+    debt_before = cust.debt
+    debits: list[dict[str, Any]] = []
+    cert_used = False
+    winback_valid = any(r.source == "winback" for r in store.open_rows(s, cust.id, at))
+    for d in c.debits:
+        lot = s.get(LotRow, int(d.lot_id))
+        if lot is None or lot.customer_id != cust.id or lot.remaining < d.points:
+            raise RuleViolation("INSUFFICIENT_POINTS", "points changed under this receipt; calculate again")
+        lot.remaining -= d.points
+        cert_used = cert_used or lot.certificate
+        debits.append(
+            {
+                "lot": lot.id,
+                "points": d.points,
+                "cert": lot.certificate,
+                "expires": lot.expires_at.isoformat() if lot.expires_at else None,
+            }
+        )
+    spent = sum(d.points for d in c.debits)
+    if spent:
+        store.record(s, cust.id, "redeem", -spent, at, op_id=op.id, cashier_id=cashier)
+    expires = expiry_for(program, at)
+    avail = available_from(program, at)
+    payouts: list[dict[str, Any]] = []
+    pb_payouts: list[pb.Payout] = []
+
+    def pay(who: Customer, kind: str, level: int, points: int) -> None:
+        lot, _ = store.credit(
+            s,
+            who,
+            points,
+            kind,
+            at=at,
+            expires_at=expires,
+            available_from=avail,
+            op_id=op.id,
+            cashier_id=cashier,
+        )
+        payouts.append(
+            {
+                "cust": who.id,
+                "kind": kind,
+                "level": level,
+                "points": points,
+                "lot": None if lot is None else lot.id,
+            }
+        )
+        pb_payouts.append(pb.Payout(customer_id=str(who.id), kind=kind, level=level, points=points))
+        who.updated_at = now
+
+    pay(cust, "accrual", 0, c.points_to_accrue)
+    first = cust.purchase_count == 0
+    chain: list[Customer | None] = []
+    if program.referral is not None:
+        chain = store.ancestors(s, cust, len(program.referral.levels_bp))
+        for level, (anc, points) in enumerate(
+            zip(chain, referral_payouts(program, c.accrual_base), strict=False), start=1
+        ):
+            if anc is not None and not anc.blocked:
+                pay(anc, "referral", level, points)
+        inviter = chain[0] if chain else None
+        if first and inviter is not None and not inviter.blocked and program.referral.invite_bonus_points:
+            pay(inviter, "invite_bonus", 1, program.referral.invite_bonus_points)
+    inviter_id = cust.inviter_id
+    if first and inviter_id is not None:
+        inv = s.get(Customer, inviter_id)
+        if inv is not None:
+            inv.effective_invited += 1
+            store.retier(program, inv)
+    cust.total_spent += convert.paid_total(c)
+    cust.purchase_count += 1
+    cust.first_purchase_at = cust.first_purchase_at or at
+    cust.last_purchase_at = at if cust.last_purchase_at is None else max(cust.last_purchase_at, at)
+    cust.updated_at = now
+    for anc in chain:
+        if anc is not None:
+            store.retier(program, anc)
+    tier = store.retier(program, cust)
+    op.state = json.dumps(
+        _sale_state(
+            program,
+            draft,
+            c,
+            debits,
+            payouts,
+            inviter_id,
+            first,
+            cert_used=cert_used,
+            winback=winback_valid,
+            debt_before=debt_before,
+        )
+    )
+    bal = store.balance(s, program, cust, at, now)
+    calc_pb = convert.calc_to_pb(
+        c,
+        balance_after=balance_after(c, debt_before, program.allow_negative_balance),
+        display_name=mask_name(cust.name) if cust.name else "",
+    )
+    return pb.CommitResult(
+        operation_id=str(op.id),
+        calculation=calc_pb,
+        payouts=pb_payouts,
+        tier=tier,
+        balance=bal.total,
+        debt=bal.shown_debt,
+    )

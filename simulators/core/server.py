@@ -1,0 +1,165 @@
+"""Running the reference core: the grpc.aio server, health service, graceful stop, test helpers.
+
+- :func:`start_core` builds storage (schema created / upgraded), the service and a started
+  server; :class:`CoreHandle` stops it gracefully (health NOT_SERVING first, in-flight RPCs
+  get ``STOP_GRACE_S`` to finish) and disposes the engine.
+- :func:`serve` is what ``posgw core`` runs: one log line with the listen address, then
+  serve until SIGTERM / SIGINT.
+- :func:`running_core` (async context manager) and :func:`serve_in_thread` (for synchronous
+  code) start a core on 127.0.0.1:0 and yield "127.0.0.1:PORT" for tests.
+
+Messages larger than ``MAX_MESSAGE`` are refused by gRPC with RESOURCE_EXHAUSTED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
+from gateway.rules.program import Program, load_program
+from simulators.core.context import Clock, Core, system_clock
+from simulators.core.db import Database
+from simulators.core.service import LoyaltyCoreService
+
+log = logging.getLogger("posgw.core")
+MAX_MESSAGE = 4 * 1024 * 1024
+STOP_GRACE_S = 5.0
+HealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LoyaltyCore"].full_name
+
+
+@dataclass
+class CoreHandle:
+    server: grpc.aio.Server
+    core: Core
+    health: Any  # grpc_health.v1.health.aio.HealthServicer
+    address: str
+
+    async def stop(self, grace: float = STOP_GRACE_S) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await asyncio.to_thread(self.core.db.dispose)
+
+
+def as_program(program: Program | str | Path) -> Program:
+    return program if isinstance(program, Program) else load_program(program)
+
+
+async def start_core(
+    program: Program | str | Path, db_url: str, listen: str = "127.0.0.1:0", now: Clock | None = None
+) -> CoreHandle:
+    """Open storage, start the gRPC server on ``listen`` and return its handle."""
+    prog = as_program(program)
+    db = await asyncio.to_thread(Database, db_url)
+    core = Core(db=db, program=prog, clock=now or system_clock)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE),
+            ("grpc.max_send_message_length", MAX_MESSAGE),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    pb_grpc.add_LoyaltyCoreServicer_to_server(LoyaltyCoreService(core), server)  # type: ignore[no-untyped-call]
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_insecure_port(listen)
+    if port == 0:
+        db.dispose()
+        raise OSError(f"cannot listen on {listen}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    host = listen.rsplit(":", 1)[0]
+    return CoreHandle(server=server, core=core, health=health_servicer, address=f"{host}:{port}")
+
+
+async def serve(listen: str, program: Program | str | Path, db_url: str, now: Clock | None = None) -> None:
+    """Serve until SIGTERM / SIGINT, then stop gracefully."""
+    handle = await start_core(program, db_url, listen, now)
+    log.info(
+        "core listening address=%s program=%s version=%s",
+        handle.address,
+        handle.core.program.id,
+        handle.core.version[:12],
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no signal handlers
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("core stopping address=%s", handle.address)
+        await handle.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_core(
+    program: Program | str | Path, db_url: str, now: Clock | None = None
+) -> AsyncIterator[str]:
+    """A core on 127.0.0.1:0 for the duration of the block; yields "127.0.0.1:PORT"."""
+    handle = await start_core(program, db_url, "127.0.0.1:0", now)
+    try:
+        yield handle.address
+    finally:
+        await handle.stop(grace=1.0)
+
+
+@contextlib.asynccontextmanager
+async def running_core_handle(
+    program: Program | str | Path, db_url: str, now: Clock | None = None
+) -> AsyncIterator[CoreHandle]:
+    """Like :func:`running_core` but yields the handle (address, core, server)."""
+    handle = await start_core(program, db_url, "127.0.0.1:0", now)
+    try:
+        yield handle
+    finally:
+        await handle.stop(grace=1.0)
+
+
+@contextlib.contextmanager
+def serve_in_thread(
+    program: Program | str | Path, db_url: str, now: Clock | None = None, timeout: float = 30.0
+) -> Iterator[str]:
+    """A core in its own thread and event loop, for synchronous callers; yields the address."""
+    loop = asyncio.new_event_loop()
+    started: list[CoreHandle] = []
+    failed: list[BaseException] = []
+    ready = threading.Event()
+
+    async def main() -> None:
+        try:
+            started.append(await start_core(program, db_url, "127.0.0.1:0", now))
+        except BaseException as exc:  # reported to the caller below
+            failed.append(exc)
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=loop.run_forever, name="posgw-core", daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(main(), loop)
+    if not ready.wait(timeout):
+        raise TimeoutError("the core did not start in time")
+    try:
+        if failed:
+            raise failed[0]
+        yield started[0].address
+    finally:
+        if started:
+            asyncio.run_coroutine_threadsafe(started[0].stop(grace=1.0), loop).result(timeout)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        loop.close()

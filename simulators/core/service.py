@@ -1,0 +1,171 @@
+"""The gRPC face of the reference core: ``loyalty.v1.LoyaltyCore`` on ``grpc.aio``.
+
+Thin on purpose: every RPC runs one ledger function in a worker thread (the event loop stays
+responsive while SQLite / PostgreSQL work) and translates failures at the edge:
+
+- :class:`RuleViolation` -> the gRPC code of loyalty-rules.md §2.5 with a
+  ``google.rpc.ErrorInfo`` (domain ``loyalty.posgw``, reason = the code, metadata);
+- transient storage trouble left after the retries -> UNAVAILABLE (reason STORAGE_BUSY), so
+  the gateway resends with the same key; anything else -> INTERNAL, logged.
+
+StreamEvents answers every event with one EventAck, in the order received (one stream is
+processed sequentially, which keeps each register's order).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
+from grpc_status import rpc_status
+from sqlalchemy.exc import DBAPIError
+
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
+from gateway.rules.types import RuleViolation
+from simulators.core import jobs, refunds, reports, sales, views
+from simulators.core.context import Core
+
+log = logging.getLogger("posgw.core")
+DOMAIN = "loyalty.posgw"
+R = TypeVar("R")
+
+GRPC_CODES: dict[str, grpc.StatusCode] = {
+    "UNKNOWN_CUSTOMER": grpc.StatusCode.NOT_FOUND,
+    "CODE_EXPIRED": grpc.StatusCode.NOT_FOUND,
+    "OPERATION_NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "REDEMPTION_NOT_PERMITTED": grpc.StatusCode.PERMISSION_DENIED,
+    "RECEIPT_CONFLICT": grpc.StatusCode.ALREADY_EXISTS,
+    "GRANT_ALREADY_ISSUED": grpc.StatusCode.ALREADY_EXISTS,
+    "INVALID_RECEIPT": grpc.StatusCode.INVALID_ARGUMENT,
+    "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+    "STORAGE_BUSY": grpc.StatusCode.UNAVAILABLE,
+}  # every other §2.5 code is FAILED_PRECONDITION
+
+
+class CoreFailure(Exception):
+    """A failure already translated: gRPC code, reason, message, metadata, retriable."""
+
+    def __init__(self, code: grpc.StatusCode, reason: str, message: str, metadata: dict[str, str]) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.code, self.reason, self.message, self.metadata = code, reason, message, metadata
+
+    @property
+    def retriable(self) -> bool:
+        return self.code in (
+            grpc.StatusCode.UNAVAILABLE,
+            grpc.StatusCode.ABORTED,
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+        )
+
+    def status(self) -> grpc.Status:
+        info = error_details_pb2.ErrorInfo(reason=self.reason, domain=DOMAIN, metadata=self.metadata)
+        detail = any_pb2.Any()
+        detail.Pack(info)
+        code_value: int = self.code.value[0]
+        st = status_pb2.Status(code=code_value, message=self.message, details=[detail])
+        return rpc_status.to_status(st)
+
+
+def translate(exc: BaseException) -> CoreFailure:
+    if isinstance(exc, CoreFailure):
+        return exc
+    if isinstance(exc, RuleViolation):
+        code = GRPC_CODES.get(exc.code, grpc.StatusCode.FAILED_PRECONDITION)
+        return CoreFailure(code, exc.code, exc.message, dict(exc.metadata))
+    if isinstance(exc, DBAPIError):
+        log.warning("storage busy: %s", type(exc.orig).__name__)
+        return CoreFailure(
+            grpc.StatusCode.UNAVAILABLE,
+            "STORAGE_BUSY",
+            "the core's database is busy; resend with the same key",
+            {},
+        )
+    log.exception("internal error in the core")
+    return CoreFailure(grpc.StatusCode.INTERNAL, "INTERNAL", f"internal error: {type(exc).__name__}", {})
+
+
+class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    async def _run(
+        self, fn: Callable[[Core, Any], R], req: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> R:
+        try:
+            return await asyncio.to_thread(fn, self.core, req)
+        except Exception as exc:  # translated at the edge, see module docstring
+            failure = translate(exc)
+            await context.abort_with_status(failure.status())  # type: ignore[attr-defined]
+            raise  # unreachable: abort raises
+
+    async def GetProgram(self, request: pb.GetProgramRequest, context: Any) -> pb.Program:
+        return pb.Program(
+            program_id=self.core.program.id, version=self.core.version, config_json=self.core.program_json
+        )
+
+    async def IdentifyCustomer(self, request: pb.IdentifyCustomerRequest, context: Any) -> pb.Customer:
+        return await self._run(views.identify_customer, request, context)
+
+    async def RegisterCustomer(self, request: pb.RegisterCustomerRequest, context: Any) -> pb.Customer:
+        return await self._run(views.register_customer, request, context)
+
+    async def Calculate(self, request: pb.CalculateRequest, context: Any) -> pb.Calculation:
+        return await self._run(sales.calculate, request, context)
+
+    async def Commit(self, request: pb.CommitRequest, context: Any) -> pb.CommitResult:
+        return await self._run(sales.commit, request, context)
+
+    async def Refund(self, request: pb.RefundRequest, context: Any) -> pb.RefundResult:
+        return await self._run(refunds.refund, request, context)
+
+    async def Cancel(self, request: pb.CancelRequest, context: Any) -> pb.CancelResult:
+        return await self._run(refunds.cancel, request, context)
+
+    async def GetBalances(self, request: pb.GetBalancesRequest, context: Any) -> pb.GetBalancesResponse:
+        return await self._run(views.balances, request, context)
+
+    async def GetReport(self, request: pb.GetReportRequest, context: Any) -> pb.Report:
+        return await self._run(reports.report, request, context)
+
+    async def IssueAppCode(self, request: pb.IssueAppCodeRequest, context: Any) -> pb.AppCode:
+        return await self._run(views.issue_app_code, request, context)
+
+    async def SendOtp(self, request: pb.SendOtpRequest, context: Any) -> pb.SendOtpResult:
+        return await self._run(views.send_otp, request, context)
+
+    async def IssueGrant(self, request: pb.IssueGrantRequest, context: Any) -> pb.IssueGrantResult:
+        return await self._run(jobs.issue_grant, request, context)
+
+    async def RunJobs(self, request: pb.RunJobsRequest, context: Any) -> pb.RunJobsResult:
+        return await self._run(jobs.run_jobs, request, context)
+
+    async def StreamEvents(
+        self, request_iterator: AsyncIterator[pb.EventEnvelope], context: Any
+    ) -> AsyncIterator[pb.EventAck]:
+        async for env in request_iterator:
+            yield await self.apply_event(env)
+
+    async def apply_event(self, env: pb.EventEnvelope) -> pb.EventAck:
+        ack = pb.EventAck(event_id=env.event_id, register_id=env.register_id, register_seq=env.register_seq)
+        body = env.WhichOneof("body")
+        try:
+            if body == "commit":
+                ack.commit.CopyFrom(await asyncio.to_thread(sales.commit, self.core, env.commit))
+            elif body == "refund":
+                ack.refund.CopyFrom(await asyncio.to_thread(refunds.refund, self.core, env.refund))
+            elif body == "cancel":
+                ack.cancel.CopyFrom(await asyncio.to_thread(refunds.cancel, self.core, env.cancel))
+            else:
+                raise RuleViolation("INVALID_RECEIPT", "event has no body", field="body")
+        except Exception as exc:  # every event gets an ack: a rejection is an answer too
+            f = translate(exc)
+            ack.rejected.CopyFrom(
+                pb.Rejection(reason=f.reason, message=f.message, metadata=f.metadata, retriable=f.retriable)
+            )
+        return ack

@@ -43,7 +43,6 @@ class ProgramError(ConfigError):
     ``problem`` and ``fix``."""
 
 
-
 def _check(data: Mapping[str, Any], source: str) -> tuple[Program, list[ProgramError]]:
     c = Collector()
     program = parse(data, c)

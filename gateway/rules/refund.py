@@ -9,7 +9,9 @@ one refund is "cumulative after it minus cumulative before it":
   ⌊A·b/B_a⌋ in total (:func:`clawback_now` gives the part due now).
 Amount-only refunds (UDS ``partialAmount``) use the cumulative fraction M/Σpaid instead of r/Q;
 the money refunded is then M itself. When everything is returned, G = a, Dd = d, b = B_a.
-Returning more than was sold raises RuleViolation("REFUND_EXCEEDS_SALE"); a bad line id or a
+Because G and Dd are floored separately, one partial refund of a line paying less than one
+minor unit per thousandth can give money_now = −1 (the next refund gives it back); totals
+are always exact. Returning more than was sold raises RuleViolation("REFUND_EXCEEDS_SALE"); a bad line id or a
 negative quantity raises RuleViolation("INVALID_RECEIPT").
 """
 

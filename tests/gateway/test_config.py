@@ -142,9 +142,9 @@ def test_example_documents_every_field() -> None:
         assert f"[{name}]" in text
         wanted |= _fields(model)
     wanted |= _fields(DriverSection)
-    for name in REGISTRY:
-        assert f"[drivers.{name}]" in text
-        wanted |= _fields(driver_config_model(name))
+    # the example shows the native driver; every driver's own options are checked in its sample.toml
+    assert "[drivers.native]" in text
+    wanted |= _fields(driver_config_model("native"))
     assert wanted - keys == set()
     assert set(GatewayConfig.model_fields) == {*SECTIONS, "drivers"}
 

@@ -1,0 +1,293 @@
+"""The one aiohttp Application: every HTTP driver under ``/v1/<name>/`` plus the operator endpoints.
+
+Endpoints:
+- ``/v1/<driver>/...``: a sub-application per driver with its own middleware: the driver's
+  body limit (``client_max_size``; 413 in the driver's own error format), 404/405 and
+  unexpected errors in that format too, and ``posgw_http_requests_total{driver,status}``;
+- ``/healthz``: 200 ``{"status": "ok", ...}``; 503 ``not_serving`` while the outbox cannot be
+  written, its backlog is stuck, or the daemon is stopping;
+- ``/metrics``: Prometheus text of the daemon's registry (outbox gauges refreshed at scrape);
+- ``/status``: a small HTML page for the person at the shop PC;
+- ``/v1/queue``: the operator queue (rejected events) as JSON; ``POST /v1/queue/{id}/retry``
+  and ``/resolve`` need ``Authorization: Bearer <gateway.admin_api_key>``; the listing needs it
+  too when a key is configured.
+
+The catch-all ``except Exception`` in the driver middleware is the HTTP supervisor: one bad
+request must not take the process down, and the till still gets an answer in its format.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.driver import Driver, DriverContext
+from gateway.metrics import Metrics
+
+log = logging.getLogger("posgw.server")
+DEFAULT_MAX_BODY = 1 << 20
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ErrorFormatter = Callable[[int, str, str, str], web.Response]
+
+
+class OutboxView(Protocol):
+    """The part of :class:`gateway.outbox.Outbox` the server reads and the operator changes."""
+
+    async def stats(self) -> Any: ...
+
+    async def rejected(self) -> Sequence[Any]: ...
+
+    async def get(self, row_id: int) -> Any: ...
+
+    async def retry(self, row_id: int) -> Any: ...
+
+    async def resolve(self, row_id: int, note: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class MountedDriver:
+    name: str
+    driver: Driver
+    ctx: DriverContext
+
+
+@dataclass
+class ServerState:
+    outbox: OutboxView
+    metrics: Metrics
+    core_state: Callable[[], str]
+    admin_key: str = ""
+    stopping: bool = False
+    started_at: float = 0.0
+    drivers: tuple[str, ...] = ()
+
+
+STATE = web.AppKey("posgw_state", ServerState)
+
+
+def default_error(status: int, code: str, message: str, field: str = "") -> web.Response:
+    """The native error format, used for drivers that do not bring their own."""
+    error: dict[str, str] = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    return web.json_response({"error": error}, status=status)
+
+
+def build_app(
+    *, outbox: OutboxView, metrics: Metrics, drivers: Sequence[MountedDriver], core_state: Callable[[], str],
+    admin_key: str = "", max_body_bytes: int = DEFAULT_MAX_BODY,
+) -> web.Application:
+    app = web.Application(client_max_size=max_body_bytes)
+    state = ServerState(outbox, metrics, core_state, admin_key, started_at=time.time(),
+                        drivers=tuple(d.name for d in drivers))
+    app[STATE] = state
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/status", status_page)
+    app.router.add_get("/v1/queue", queue_list)
+    app.router.add_post("/v1/queue/{id:\\d+}/retry", queue_retry)
+    app.router.add_post("/v1/queue/{id:\\d+}/resolve", queue_resolve)
+    for mounted in drivers:
+        routes = mounted.driver.routes(mounted.ctx)
+        if not routes:
+            continue
+        limit = int(getattr(mounted.driver, "max_body_bytes", max_body_bytes))
+        fmt: ErrorFormatter = getattr(mounted.driver, "error_response", default_error)
+        sub = web.Application(middlewares=[driver_middleware(mounted.name, limit, fmt, metrics)])
+        sub.add_routes(routes)
+        app.add_subapp(f"/v1/{mounted.name}", sub)
+    return app
+
+
+def driver_middleware(name: str, limit: int, fmt: ErrorFormatter, metrics: Metrics) -> Any:
+    counter = metrics.http_requests
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await _guarded(request, handler, limit, fmt, name)
+        counter.labels(driver=name, status=f"{response.status // 100}xx").inc()
+        return response
+
+    return middleware
+
+
+async def _guarded(
+    request: web.Request, handler: Handler, limit: int, fmt: ErrorFormatter, name: str,
+) -> web.StreamResponse:
+    too_large = f"the body is larger than {limit} bytes"
+    if request.content_length is not None and request.content_length > limit:
+        return fmt(413, "PAYLOAD_TOO_LARGE", too_large, "")
+    try:
+        return await handler(request.clone(client_max_size=limit))
+    except web.HTTPRequestEntityTooLarge:
+        return fmt(413, "PAYLOAD_TOO_LARGE", too_large, "")
+    except web.HTTPNotFound:
+        return fmt(404, "NOT_FOUND", f"no such endpoint: {request.method} {request.path}", "")
+    except web.HTTPMethodNotAllowed as exc:
+        return fmt(405, "METHOD_NOT_ALLOWED", f"use {', '.join(sorted(exc.allowed_methods))}", "")
+    except web.HTTPException as exc:
+        return fmt(exc.status, exc.reason.upper().replace(" ", "_"), exc.text or exc.reason, "")
+    except Exception:  # the HTTP supervisor: see the module docstring
+        log.exception("request failed", extra={"driver": name, "path": request.path})
+        return fmt(500, "INTERNAL", "internal error: the request was not processed, retry later", "")
+
+
+# ------------------------------------------------------------------ health, metrics, status
+
+
+async def _stats(state: ServerState) -> Any | None:
+    try:
+        return await state.outbox.stats()
+    except Exception:  # an unreadable outbox is exactly what /healthz must report, not raise
+        log.exception("outbox stats failed")
+        return None
+
+
+async def healthz(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    stats = await _stats(state)
+    problems: list[str] = []
+    if state.stopping:
+        problems.append("stopping")
+    if stats is None:
+        problems.append("outbox unreadable")
+    else:
+        if not stats.writable:
+            problems.append("outbox not writable")
+        if stats.stuck:
+            problems.append("outbox backlog stuck")
+    body: dict[str, Any] = {"status": "not_serving" if problems else "ok", "problems": problems,
+                            "core": state.core_state()}
+    if stats is not None:
+        body |= {"pending": stats.pending, "oldest_pending_age_s": round(stats.oldest_pending_age_s, 3),
+                 "rejected": stats.rejected, "writable": stats.writable, "stuck": stats.stuck}
+    return web.json_response(body, status=503 if problems else 200)
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    stats = await _stats(state)
+    if stats is not None:
+        state.metrics.outbox_depth.set(stats.pending)
+        state.metrics.outbox_oldest_age.set(stats.oldest_pending_age_s)
+        state.metrics.operator_queue.set(stats.rejected)
+    response = web.Response(body=generate_latest(state.metrics.registry))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+def _samples(metrics: Metrics, name: str) -> list[tuple[dict[str, str], float]]:
+    out: list[tuple[dict[str, str], float]] = []
+    for family in metrics.registry.collect():
+        for sample in family.samples:
+            if sample.name == name:
+                out.append((dict(sample.labels), sample.value))
+    return out
+
+
+async def status_page(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    stats = await _stats(state)
+    offline = sum(v for labels, v in _samples(state.metrics, "posgw_calc_answers_total")
+                  if labels.get("mode") == "offline")
+    rows = [
+        ("outbox pending", "unreadable" if stats is None else str(stats.pending)),
+        ("oldest pending age", "-" if stats is None else f"{stats.oldest_pending_age_s:.0f} s"),
+        ("outbox writable", "-" if stats is None else ("yes" if stats.writable else "NO")),
+        ("delivery stuck", "-" if stats is None else ("YES" if stats.stuck else "no")),
+        ("core breaker", state.core_state()),
+        ("offline answers", f"{offline:.0f}"),
+        ("operator queue", "-" if stats is None else str(stats.rejected)),
+        ("uptime", f"{time.time() - state.started_at:.0f} s"),
+    ]
+    counters = sorted(
+        (labels.get("driver", ""), labels.get("what", ""), value)
+        for labels, value in _samples(state.metrics, "posgw_driver_events_total")
+    )
+    http = sorted((labels.get("driver", ""), labels.get("status", ""), value)
+                  for labels, value in _samples(state.metrics, "posgw_http_requests_total"))
+    e = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>posgw status</title></head><body>",
+             "<h1>posgw</h1><table>"]
+    parts += [f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows]
+    parts.append("</table><h2>drivers</h2><table><tr><th>driver</th><th>counter</th><th>value</th></tr>")
+    parts += [f"<tr><td>{e(d)}</td><td>{e(w)}</td><td>{v:.0f}</td></tr>" for d, w, v in counters]
+    parts += [f"<tr><td>{e(d)}</td><td>http {e(s)}</td><td>{v:.0f}</td></tr>" for d, s, v in http]
+    parts.append(f"</table><p>drivers enabled: {e(', '.join(state.drivers) or 'none')}</p></body></html>")
+    return web.Response(text="".join(parts), content_type="text/html")
+
+
+# ------------------------------------------------------------------ operator queue
+
+
+def _admin(request: web.Request, *, required: bool) -> web.Response | None:
+    """None when allowed; else the 401/403 answer."""
+    key = request.app[STATE].admin_key
+    if not key:
+        if not required:
+            return None
+        return default_error(403, "FORBIDDEN", "set gateway.admin_api_key to change the queue over HTTP")
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode()):
+        return None
+    return default_error(401, "UNAUTHORIZED", "send Authorization: Bearer <gateway.admin_api_key>")
+
+
+def row_to_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id, "key": row.key, "register_id": row.register_id, "register_seq": row.register_seq,
+        "kind": row.kind, "state": row.state, "attempts": row.attempts, "created_at": row.created_at,
+        "reason": getattr(row, "reason", ""), "last_error": row.last_error,
+        "note": getattr(row, "note", ""),
+    }
+
+
+async def queue_list(request: web.Request) -> web.Response:
+    if (denied := _admin(request, required=False)) is not None:
+        return denied
+    rows = await request.app[STATE].outbox.rejected()
+    return web.json_response([row_to_json(r) for r in rows])
+
+
+async def queue_retry(request: web.Request) -> web.Response:
+    return await _queue_change(request, "retry")
+
+
+async def queue_resolve(request: web.Request) -> web.Response:
+    return await _queue_change(request, "resolve")
+
+
+async def _queue_change(request: web.Request, action: str) -> web.Response:
+    if (denied := _admin(request, required=True)) is not None:
+        return denied
+    outbox = request.app[STATE].outbox
+    row_id = int(request.match_info["id"])
+    note = ""
+    if action == "resolve":
+        try:
+            body = json.loads(await request.read() or b"{}")
+        except ValueError:
+            return default_error(400, "BAD_REQUEST", "malformed JSON")
+        note = body.get("note", "") if isinstance(body, dict) else ""
+        if not isinstance(note, str) or not note.strip():
+            return default_error(400, "BAD_REQUEST", "say how it was handled: {\"note\": \"...\"}", "note")
+    row = await outbox.get(row_id)
+    if row is None:
+        return default_error(404, "NOT_FOUND", f"no event with id {row_id}")
+    if row.state != "rejected":
+        return default_error(409, "CONFLICT", f"event {row_id} is {row.state}, not rejected")
+    ok = await (outbox.retry(row_id) if action == "retry" else outbox.resolve(row_id, note.strip()))
+    if ok is False:
+        return default_error(409, "CONFLICT", f"event {row_id} is no longer rejected")
+    log.info("operator queue change", extra={"action": action, "row_id": row_id})
+    after = await outbox.get(row_id)
+    return web.json_response(row_to_json(after))

@@ -68,6 +68,7 @@ class FakeCore(pb_grpc.LoyaltyCoreServicer):  # type: ignore[misc]
         self.delay_s = 0.0
         self.failures: list[Failure | None] = []  # consumed one per call; None = answer normally
         self.always_fail: Failure | None = None
+        self.delays: list[float] = []  # consumed one per call before delay_s applies
         self.calc: Callable[[pb.CalculateRequest], pb.Calculation] = default_calculation
         self.requests: list[tuple[str, Any]] = []
         self.peers: set[str] = set()
@@ -78,8 +79,9 @@ class FakeCore(pb_grpc.LoyaltyCoreServicer):  # type: ignore[misc]
     async def _script(self, name: str, request: Any, context: grpc.aio.ServicerContext) -> None:
         self.requests.append((name, request))
         self.peers.add(context.peer())
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
+        delay = self.delays.pop(0) if self.delays else self.delay_s
+        if delay:
+            await asyncio.sleep(delay)
         failure = self.always_fail or (self.failures.pop(0) if self.failures else None)
         if failure is not None:
             await abort(context, failure)

@@ -1,0 +1,311 @@
+"""The calc path and the door to the commit path: what a driver's context calls.
+
+Owns the per-receipt time budget, the choice between the core and the offline policy, the
+re-ask after a refused redemption, the memory of how each receipt was answered (so its sale
+event says so), and the :class:`DriverContext` handed to drivers.
+
+Invariants:
+- :meth:`Pipeline.calculate` answers within ``calc_budget_s`` (plus the offline evaluation,
+  pure CPU, well under a millisecond) whatever the core does: the core is asked with a gRPC
+  deadline of the budget left minus ``fallback_margin_s``, and the whole attempt runs under
+  ``asyncio.timeout`` as a guard, after which the offline policy answers. It raises only
+  :class:`BadInput` (a receipt the core or the rules refuse); core trouble never reaches a till;
+- a refused redemption (REDEMPTION_CAP_EXCEEDED, INSUFFICIENT_POINTS, REDEMPTION_NOT_PERMITTED,
+  OTP_*) is re-asked without redemption in the budget left (else answered offline without
+  redemption), and the answer carries ``rejection`` = the reason so the till can tell the
+  cashier; once the core refused a redemption, no fallback grants it;
+- UNKNOWN_CUSTOMER / CODE_EXPIRED / CUSTOMER_BLOCKED: no loyalty (``customer_found=False``,
+  no discount, no accrual); a receipt without a customer is answered locally the same way
+  (mode ``no_customer``) without asking the core;
+- :meth:`Pipeline.submit` returns only after the outbox stored the event. A sale answered
+  offline is marked ``offline=True`` with ``expected_redeemed`` = the points answered (unless
+  the driver set it), so the core keeps the printed redemption if it still can; a sale
+  answered online with a hold gets that ``hold_id`` unless the driver set one. Answers are
+  remembered per (register, receipt number) in a bounded LRU; a receipt calculated before it
+  had a number is matched by register, customer and line ids.
+
+Metrics: ``posgw_calc_seconds{driver,mode}`` and ``posgw_calc_answers_total{driver,mode}`` with
+mode online / offline / no_customer; ``posgw_driver_events_total`` through ``ctx.count``;
+``posgw_outbox_events_total`` is counted by the outbox itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from gateway.convert import calculation_to_result, customer_ref, receipt_to_draft
+from gateway.core_client import CoreClient
+from gateway.driver import CalcResult, CustomerInfo, DriverContext, StateStore
+from gateway.errors import BadInput, BusinessRejection, CoreUnavailable
+from gateway.metrics import Metrics
+from gateway.offline import OfflinePolicy, plain_result, shift_key
+from gateway.receipt import CustomerId, Event, EventKind, Receipt
+
+log = logging.getLogger("posgw.pipeline")
+
+REDEMPTION_REASONS = frozenset(
+    {
+        "REDEMPTION_CAP_EXCEEDED",
+        "INSUFFICIENT_POINTS",
+        "REDEMPTION_NOT_PERMITTED",
+        "OTP_REQUIRED",
+        "OTP_INVALID",
+    }
+)
+NO_CUSTOMER_REASONS = frozenset({"UNKNOWN_CUSTOMER", "CODE_EXPIRED"})
+REJECTION_TEXT = {
+    "INSUFFICIENT_POINTS": "Списание отклонено: недостаточно баллов",
+    "REDEMPTION_CAP_EXCEEDED": "Списание отклонено: можно списать не более {max_points} баллов",
+    "REDEMPTION_NOT_PERMITTED": "Списание недоступно при этом способе идентификации: нужен код из приложения",
+    "OTP_REQUIRED": "Для списания баллов нужен код из SMS",
+    "OTP_INVALID": "Неверный код из SMS: баллы не списаны",
+    "UNKNOWN_CUSTOMER": "Покупатель не найден: продажа без бонусов",
+    "CODE_EXPIRED": "Код из приложения устарел или уже использован: продажа без бонусов",
+    "CUSTOMER_BLOCKED": "Карта покупателя заблокирована: продажа без бонусов",
+}
+MIN_CORE_TIMEOUT_S = 0.005
+
+
+class EventStore(Protocol):
+    """The part of :class:`gateway.outbox.Outbox` the pipeline uses."""
+
+    async def append(self, event: Event) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How a receipt was last answered."""
+
+    offline: bool
+    redeemed: int
+    hold_id: str
+    customer: CustomerId | None
+    line_ids: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """What one calculate has learnt so far (read by the guard when the budget runs out)."""
+
+    receipt: Receipt
+    rejection: str = ""
+    mode: str = "online"
+
+
+class Pipeline:
+    def __init__(
+        self,
+        core: CoreClient,
+        offline: OfflinePolicy,
+        outbox: EventStore,
+        *,
+        metrics: Metrics,
+        calc_budget_s: float = 0.3,
+        hold_ttl_s: int = 0,
+        fallback_margin_s: float = 0.015,
+        remember: int = 10_000,
+    ) -> None:
+        if calc_budget_s <= 0:
+            raise ValueError("calc_budget_s must be positive")
+        self.core = core
+        self.offline = offline
+        self.outbox = outbox
+        self.metrics = metrics
+        self.calc_budget_s = calc_budget_s
+        self.hold_ttl_s = hold_ttl_s
+        self.fallback_margin_s = fallback_margin_s
+        self._remember_max = remember
+        self._answers: OrderedDict[tuple[str, str], Answer] = OrderedDict()
+
+    # ------------------------------------------------------------ calculate
+
+    async def calculate(self, receipt: Receipt, *, driver: str) -> CalcResult:
+        started = time.perf_counter()
+        receipt.validate()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.calc_budget_s
+        attempt = _Attempt(receipt)
+        try:
+            async with asyncio.timeout_at(deadline):
+                result = await self._calculate(attempt, deadline)
+        except TimeoutError:
+            log.warning(
+                "calc budget spent, answering offline: driver=%s register=%s", driver, receipt.register_id
+            )
+            result = self._offline(attempt)
+        self._remember(receipt, result)
+        elapsed = time.perf_counter() - started
+        self.metrics.calc_seconds.labels(driver=driver, mode=attempt.mode).observe(elapsed)
+        self.metrics.calc_answers.labels(driver=driver, mode=attempt.mode).inc()
+        return result
+
+    def _core_timeout(self, deadline: float) -> float:
+        left = deadline - asyncio.get_running_loop().time() - self.fallback_margin_s
+        if left < MIN_CORE_TIMEOUT_S:
+            raise CoreUnavailable("no time left in the calc budget to ask the core")
+        return left
+
+    async def _calculate(self, attempt: _Attempt, deadline: float) -> CalcResult:
+        receipt = attempt.receipt
+        if receipt.customer is None:
+            attempt.mode = "no_customer"
+            asked = receipt.redeem_points > 0 or receipt.redeem_max
+            return plain_result(receipt, offline=False, rejection="REDEMPTION_NOT_PERMITTED" if asked else "")
+        try:
+            calc = await self.core.calculate(
+                receipt_to_draft(receipt), timeout=self._core_timeout(deadline), hold_ttl_s=self.hold_ttl_s
+            )
+        except CoreUnavailable as exc:
+            log.info("core unavailable, answering offline: register=%s error=%s", receipt.register_id, exc)
+            return self._offline(attempt)
+        except BusinessRejection as exc:
+            return await self._rejected(attempt, exc, deadline)
+        return calculation_to_result(calc, offline=False)
+
+    async def _rejected(self, attempt: _Attempt, exc: BusinessRejection, deadline: float) -> CalcResult:
+        receipt = attempt.receipt
+        reason = exc.reason
+        if reason == "INVALID_RECEIPT":
+            raise BadInput(str(exc), exc.metadata.get("field", ""))
+        asked = receipt.redeem_points > 0 or receipt.redeem_max
+        if reason not in REDEMPTION_REASONS or not asked or attempt.rejection:
+            attempt.mode = "no_customer"
+            if reason not in NO_CUSTOMER_REASONS and reason != "CUSTOMER_BLOCKED":
+                log.warning("core refused a calculate: register=%s reason=%s", receipt.register_id, exc)
+            text = REJECTION_TEXT.get(reason, f"Бонусы недоступны ({reason})")
+            rejection = attempt.rejection or ("" if reason in NO_CUSTOMER_REASONS else reason)
+            return plain_result(receipt, offline=False, message=text, rejection=rejection)
+        # The redemption was refused: ask again without it, keep the reason for the cashier.
+        attempt.receipt = replace(receipt, redeem_points=0, redeem_max=False)
+        attempt.rejection = reason
+        try:
+            calc = await self.core.calculate(
+                receipt_to_draft(attempt.receipt),
+                timeout=self._core_timeout(deadline),
+                hold_ttl_s=self.hold_ttl_s,
+            )
+        except CoreUnavailable:
+            return self._offline(attempt)
+        except BusinessRejection as again:
+            return await self._rejected(attempt, again, deadline)
+        result = calculation_to_result(calc, offline=False)
+        note = REJECTION_TEXT[reason].format(max_points=result.max_points)
+        return replace(result, rejection=reason, message="; ".join(m for m in (note, result.message) if m))
+
+    def _offline(self, attempt: _Attempt) -> CalcResult:
+        attempt.mode = "offline"
+        receipt = attempt.receipt
+        try:
+            result = self.offline.calculate(receipt, shift_key=shift_key(receipt))
+        except BadInput:
+            raise
+        except Exception:  # the till must get an answer even if the offline policy has a bug
+            log.exception(
+                "offline policy failed, answering without loyalty: register=%s", receipt.register_id
+            )
+            result = plain_result(
+                receipt, offline=True, message="Нет связи с сервером лояльности: продажа без бонусов"
+            )
+        if attempt.rejection:
+            result = replace(result, rejection=attempt.rejection)
+        return result
+
+    # ------------------------------------------------------------ answers remembered for submit
+
+    def _remember(self, receipt: Receipt, result: CalcResult) -> None:
+        key = (receipt.register_id, receipt.receipt_number)
+        self._answers[key] = Answer(
+            offline=result.offline,
+            redeemed=result.redeemed_points,
+            hold_id=result.hold_id,
+            customer=receipt.customer,
+            line_ids=tuple(x.line_id for x in receipt.lines),
+        )
+        self._answers.move_to_end(key)
+        while len(self._answers) > self._remember_max:
+            self._answers.popitem(last=False)
+
+    def answer_for(self, receipt: Receipt) -> tuple[tuple[str, str], Answer] | None:
+        """How ``receipt`` was answered, if remembered (and the LRU key it is stored under)."""
+        key = (receipt.register_id, receipt.receipt_number)
+        answer = self._answers.get(key)
+        if answer is None and receipt.receipt_number:
+            key = (receipt.register_id, "")
+            answer = self._answers.get(key)
+            same = (
+                answer is not None
+                and answer.customer == receipt.customer
+                and answer.line_ids == tuple(x.line_id for x in receipt.lines)
+            )
+            if not same:
+                return None
+        return None if answer is None else (key, answer)
+
+    # ------------------------------------------------------------ submit, identify
+
+    async def submit(self, event: Event, *, driver: str) -> bool:
+        """Store ``event`` durably (True new, False duplicate); StorageError when not stored."""
+        found = self.answer_for(event.receipt) if event.kind == EventKind.SALE and event.receipt else None
+        if found is not None:
+            answer = found[1]
+            if answer.offline:
+                expected = answer.redeemed if event.expected_redeemed is None else event.expected_redeemed
+                event = replace(event, offline=True, expected_redeemed=expected)
+            elif answer.hold_id and not event.hold_id:
+                event = replace(event, hold_id=answer.hold_id)
+        stored = await self.outbox.append(event)
+        if found is not None:
+            self._answers.pop(found[0], None)
+        return stored
+
+    async def identify(self, customer: CustomerId, *, driver: str) -> CustomerInfo | None:
+        """The customer from the core within the budget, else from the snapshot (offline=True)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.calc_budget_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                found = await self.core.identify(customer_ref(customer), timeout=self._core_timeout(deadline))
+        except (CoreUnavailable, TimeoutError):
+            return self.offline.identify(customer)
+        except BusinessRejection as exc:
+            if exc.reason == "INVALID_RECEIPT" or "field" in exc.metadata:
+                raise BadInput(str(exc), exc.metadata.get("field", "customer")) from None
+            log.info("core refused to identify: driver=%s reason=%s", driver, exc.reason)
+            return None
+        if found is None:
+            return None
+        return CustomerInfo(found.customer_id, found.display_name, found.tier, found.balance, offline=False)
+
+    def context(self, name: str, config: Any, state: StateStore, stopping: asyncio.Event) -> DriverContext:
+        return PipelineContext(self, name, config, state, stopping)
+
+
+class PipelineContext:
+    """A driver's view of the pipeline (satisfies :class:`gateway.driver.DriverContext`)."""
+
+    def __init__(
+        self, pipeline: Pipeline, name: str, config: Any, state: StateStore, stopping: asyncio.Event
+    ):
+        self.pipeline = pipeline
+        self.name = name
+        self.config = config
+        self.log = logging.getLogger(f"posgw.driver.{name}")
+        self.state = state
+        self.stopping = stopping
+
+    async def calculate(self, receipt: Receipt) -> CalcResult:
+        return await self.pipeline.calculate(receipt, driver=self.name)
+
+    async def identify(self, customer: CustomerId) -> CustomerInfo | None:
+        return await self.pipeline.identify(customer, driver=self.name)
+
+    async def submit(self, event: Event) -> bool:
+        return await self.pipeline.submit(event, driver=self.name)
+
+    def count(self, what: str, n: int = 1) -> None:
+        self.pipeline.metrics.driver_events.labels(driver=self.name, what=what).inc(n)

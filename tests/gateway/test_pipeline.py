@@ -1,0 +1,334 @@
+"""Pipeline over real sockets: a grpc.aio fake core on 127.0.0.1 (fast, slow, failing), a closed
+port, a black hole; every answer within the budget; breaker; re-ask after a refused redemption;
+offline answers marked on the stored sale event (real SQLite outbox)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import grpc
+import pytest
+
+from gateway.breaker import CircuitBreaker
+from gateway.core_client import CoreClient, CoreTarget
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.driver import DriverContext
+from gateway.errors import BadInput
+from gateway.metrics import Metrics
+from gateway.offline import OfflineCache, OfflinePolicy
+from gateway.outbox import Outbox
+from gateway.pipeline import Pipeline
+from gateway.receipt import CustomerId, Event, IdKind, Line, Receipt, sale_event
+from gateway.rules.program import Program, Tier, program_to_json
+from tests.gateway.calc_fakes import (
+    BlackHole,
+    Failure,
+    FakeCore,
+    closed_port,
+    start_core,
+)
+
+S = grpc.StatusCode
+BUDGET = 0.3
+SLACK = 0.2  # loose bound for a noisy shared machine; typical overshoot is a few ms
+PROGRAM = Program(id="t", tiers=(Tier("base", rate_bp=500, cap_bp=3000),), redeem_with=("app_code", "card"))
+AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+CARD = CustomerId(IdKind.CARD, "1111")
+
+
+def receipt(customer: CustomerId | None = CARD, *, redeem: int = 0, number: str = "7") -> Receipt:
+    return Receipt(
+        register_id="r1",
+        receipt_number=number,
+        shift="s1",
+        occurred_at=AT,
+        customer=customer,
+        redeem_points=redeem,
+        driver="native",
+        lines=(Line("1", "a", "Кофе", 50_000, 1000, 50_000), Line("2", "b", "Чай", 50_000, 1000, 50_000)),
+    )
+
+
+@dataclass
+class ListStore:
+    events: list[Event] = field(default_factory=list)
+
+    async def append(self, event: Event) -> bool:
+        if any(e.key == event.key for e in self.events):
+            return False
+        self.events.append(event)
+        return True
+
+
+@dataclass
+class Rig:
+    fake: FakeCore
+    client: CoreClient
+    pipeline: Pipeline
+    metrics: Metrics
+    store: ListStore
+    tmp: Path
+
+    def answers(self, mode: str) -> float:
+        value = self.metrics.registry.get_sample_value(
+            "posgw_calc_answers_total", {"driver": "native", "mode": mode}
+        )
+        return float(value or 0)
+
+
+async def snapshot(tmp: Path, fake: FakeCore, client: CoreClient) -> OfflineCache:
+    fake.program = pb.Program(program_id="t", version="v1", config_json=program_to_json(PROGRAM))
+    fake.balances = [
+        pb.BalanceEntry(
+            customer_id="c1", cards=["1111"], tier="base", ordinary_points=400, display_name="Анна К."
+        )
+    ]
+    cache = OfflineCache(tmp / "offline", client)
+    assert await cache.refresh()
+    return cache
+
+
+def make_pipeline(
+    client: CoreClient, cache: OfflineCache, metrics: Metrics, store: ListStore, **kw: object
+) -> Pipeline:
+    policy = OfflinePolicy(cache, redeem_limit_points=int(kw.pop("limit", 0)))  # type: ignore[call-overload]
+    return Pipeline(client, policy, store, metrics=metrics, calc_budget_s=BUDGET, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    fake = FakeCore()
+    server, port = await start_core(fake)
+    metrics = Metrics()
+    client = CoreClient(CoreTarget(f"127.0.0.1:{port}"), metrics=metrics, breaker=CircuitBreaker(3, 60.0))
+    await client.start()
+    cache = await snapshot(tmp_path, fake, client)
+    store = ListStore()
+    yield Rig(
+        fake,
+        client,
+        make_pipeline(client, cache, metrics, store, limit=100, hold_ttl_s=30),
+        metrics,
+        store,
+        tmp_path,
+    )
+    await client.close()
+    await server.stop(None)
+
+
+async def timed(pipeline: Pipeline, r: Receipt) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    result = await pipeline.calculate(r, driver="native")
+    return time.perf_counter() - t0, result
+
+
+async def test_online_answer_and_overhead(rig: Rig) -> None:
+    elapsed, result = await timed(rig.pipeline, receipt(redeem=10))
+    assert not result.offline and result.customer_id == "c1" and result.hold_id == "hold-1"  # type: ignore[attr-defined]
+    assert elapsed < BUDGET
+    assert rig.fake.requests[-1][1].hold_ttl_s == 30
+    n = 50
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await rig.client.calculate(
+            pb.ReceiptDraft(
+                customer=pb.CustomerRef(card="1111"),
+                lines=[
+                    pb.Line(line_id="1", qty_milli=1000, amount=50_000),
+                    pb.Line(line_id="2", qty_milli=1000, amount=50_000),
+                ],
+            ),
+            timeout=1.0,
+        )
+    raw = (time.perf_counter() - t0) / n
+    t0 = time.perf_counter()
+    for _ in range(n):
+        await rig.pipeline.calculate(receipt(), driver="native")
+    full = (time.perf_counter() - t0) / n
+    print(f"\nraw core call {raw * 1e3:.2f} ms, pipeline online calc {full * 1e3:.2f} ms")
+    assert rig.answers("online") == n + 1
+    assert (
+        rig.metrics.registry.get_sample_value(
+            "posgw_calc_seconds_count", {"driver": "native", "mode": "online"}
+        )
+        == n + 1
+    )
+
+
+async def test_slow_core_is_answered_offline_within_budget(rig: Rig) -> None:
+    rig.fake.delay_s = 2.0
+    elapsed, result = await timed(rig.pipeline, receipt())
+    assert result.offline and result.customer_found and result.balance is None  # type: ignore[attr-defined]
+    assert result.points_to_accrue == 50  # type: ignore[attr-defined]
+    assert BUDGET - 0.05 < elapsed < BUDGET + SLACK
+    assert rig.answers("offline") == 1
+
+
+async def test_down_core_is_answered_offline_fast(rig: Rig) -> None:
+    down = CoreClient(CoreTarget(f"127.0.0.1:{closed_port()}"))
+    await down.start()
+    pipeline = make_pipeline(down, rig.pipeline.offline.cache, rig.metrics, rig.store)
+    try:
+        for _ in range(3):
+            elapsed, result = await timed(pipeline, receipt())
+            assert result.offline and elapsed < BUDGET + SLACK  # type: ignore[attr-defined]
+    finally:
+        await down.close()
+
+
+async def test_black_hole_core_is_answered_offline_within_budget(rig: Rig) -> None:
+    hole = BlackHole()
+    port = await hole.start()
+    stuck = CoreClient(CoreTarget(f"127.0.0.1:{port}"))
+    await stuck.start()
+    pipeline = make_pipeline(stuck, rig.pipeline.offline.cache, rig.metrics, rig.store)
+    try:
+        elapsed, result = await timed(pipeline, receipt())
+        assert result.offline and elapsed < BUDGET + SLACK  # type: ignore[attr-defined]
+    finally:
+        await stuck.close()
+        await hole.stop()
+
+
+async def test_breaker_opens_and_offline_answers_become_immediate(rig: Rig) -> None:
+    rig.fake.always_fail = Failure(S.UNAVAILABLE)
+    for _ in range(3):
+        _, result = await timed(rig.pipeline, receipt())
+        assert result.offline  # type: ignore[attr-defined]
+    assert rig.client.breaker.state == "open"
+    calls = rig.fake.count("Calculate")
+    elapsed, result = await timed(rig.pipeline, receipt())
+    assert result.offline and elapsed < 0.05  # type: ignore[attr-defined]
+    assert rig.fake.count("Calculate") == calls
+
+
+async def test_hanging_core_is_cut_by_the_guard(rig: Rig) -> None:
+    class Hanging:
+        async def calculate(self, draft: object, *, timeout: float, hold_ttl_s: int = 0) -> object:  # noqa: ASYNC109
+            await asyncio.sleep(10)  # ignores its deadline
+            raise AssertionError("unreachable")
+
+    pipeline = Pipeline(
+        Hanging(),
+        rig.pipeline.offline,
+        rig.store,
+        metrics=rig.metrics,  # type: ignore[arg-type]
+        calc_budget_s=0.1,
+    )
+    elapsed, result = await timed(pipeline, receipt())
+    assert result.offline and elapsed < 0.1 + SLACK  # type: ignore[attr-defined]
+
+
+async def test_refused_redemption_is_reasked_without_it(rig: Rig) -> None:
+    rig.fake.failures = [Failure(S.FAILED_PRECONDITION, "INSUFFICIENT_POINTS", {"available": "3"})]
+    elapsed, result = await timed(rig.pipeline, receipt(redeem=50))
+    assert not result.offline and result.rejection == "INSUFFICIENT_POINTS"  # type: ignore[attr-defined]
+    assert result.redeemed_points == 0 and result.total_discount == 0  # type: ignore[attr-defined]
+    assert "недостаточно" in result.message and elapsed < BUDGET  # type: ignore[attr-defined]
+    asked = [req.draft.redeem_points for name, req in rig.fake.requests if name == "Calculate"]
+    assert asked == [50, 0]
+    rig.fake.failures = [Failure(S.FAILED_PRECONDITION, "REDEMPTION_CAP_EXCEEDED", {"max_points": "500"})]
+    _, capped = await timed(rig.pipeline, receipt(redeem=900))
+    assert capped.rejection == "REDEMPTION_CAP_EXCEEDED" and "500" in capped.message  # type: ignore[attr-defined]
+
+
+async def test_refused_redemption_then_slow_core_never_grants_it_offline(rig: Rig) -> None:
+    rig.fake.failures = [Failure(S.FAILED_PRECONDITION, "INSUFFICIENT_POINTS")]
+    rig.fake.delays = [0.0, 2.0]  # the re-ask hangs
+    elapsed, result = await timed(rig.pipeline, receipt(redeem=50))  # offline limit is 100: would be granted
+    assert result.offline and result.rejection == "INSUFFICIENT_POINTS"  # type: ignore[attr-defined]
+    assert result.redeemed_points == 0 and elapsed < BUDGET + SLACK  # type: ignore[attr-defined]
+
+
+async def test_unknown_customer_and_bad_receipt(rig: Rig) -> None:
+    rig.fake.failures = [Failure(S.NOT_FOUND, "CODE_EXPIRED")]
+    _, result = await timed(rig.pipeline, receipt(CustomerId(IdKind.APP_CODE, "123456"), redeem=10))
+    assert not result.customer_found and not result.offline  # type: ignore[attr-defined]
+    assert result.total_discount == 0 and result.points_to_accrue == 0  # type: ignore[attr-defined]
+    assert rig.answers("no_customer") == 1
+    rig.fake.failures = [Failure(S.INVALID_ARGUMENT, "INVALID_RECEIPT", {"field": "draft.lines[1].amount"})]
+    with pytest.raises(BadInput) as info:
+        await rig.pipeline.calculate(receipt(), driver="native")
+    assert info.value.field == "draft.lines[1].amount"
+    with pytest.raises(BadInput):
+        await rig.pipeline.calculate(Receipt("r1", "1", (), AT), driver="native")
+
+
+async def test_no_customer_needs_no_core_call(rig: Rig) -> None:
+    _, result = await timed(rig.pipeline, receipt(None))
+    assert not result.customer_found and result.payable == 100_000  # type: ignore[attr-defined]
+    assert rig.fake.count("Calculate") == 0
+
+
+async def test_submit_marks_offline_answers_and_passes_holds(rig: Rig) -> None:
+    outbox = await Outbox.open(rig.tmp / "outbox.db")
+    pipeline = make_pipeline(
+        rig.client,
+        rig.pipeline.offline.cache,
+        rig.metrics,
+        outbox,  # type: ignore[arg-type]
+        limit=100,
+        hold_ttl_s=30,
+    )
+    try:
+        rig.fake.delay_s = 2.0
+        offline = await pipeline.calculate(receipt(redeem=40, number="10"), driver="native")
+        assert offline.offline and offline.redeemed_points == 40
+        rig.fake.delay_s = 0.0
+        online = await pipeline.calculate(receipt(redeem=10, number=""), driver="native")  # no number yet
+        assert not online.offline and online.hold_id == "hold-1"
+        plain = await pipeline.calculate(receipt(number="12"), driver="native")
+        assert not plain.offline
+        assert await pipeline.submit(sale_event(receipt(redeem=40, number="10")), driver="native")
+        assert await pipeline.submit(sale_event(receipt(redeem=10, number="11")), driver="native")
+        assert await pipeline.submit(sale_event(receipt(number="12")), driver="native")
+        rows = {row.event.receipt.receipt_number: row.event for row in await outbox.next_batch(10)}  # type: ignore[union-attr]
+        assert rows["10"].offline and rows["10"].expected_redeemed == 40
+        assert not rows["11"].offline and rows["11"].hold_id == "hold-1"
+        assert not rows["12"].offline and rows["12"].hold_id == "" and rows["12"].expected_redeemed is None
+    finally:
+        await outbox.close()
+
+
+async def test_identify_online_then_offline(rig: Rig) -> None:
+    rig.fake.customers["1111"] = pb.Customer(
+        customer_id="c1", display_name="Анна К.", tier="base", balance=400
+    )
+    online = await rig.pipeline.identify(CARD, driver="native")
+    assert online is not None and not online.offline and online.balance == 400
+    assert await rig.pipeline.identify(CustomerId(IdKind.CARD, "9999"), driver="native") is None
+    rig.fake.delay_s = 2.0
+    t0 = time.perf_counter()
+    offline = await rig.pipeline.identify(CARD, driver="native")
+    assert time.perf_counter() - t0 < BUDGET + SLACK
+    assert offline is not None and offline.offline and offline.balance is None and offline.customer_id == "c1"
+
+
+async def test_context_is_a_driver_context(rig: Rig) -> None:
+    class Memory:
+        async def get(self, key: str) -> str | None:
+            return None
+
+        async def put(self, key: str, value: str) -> None:
+            return None
+
+    stopping = asyncio.Event()
+    ctx: DriverContext = rig.pipeline.context("native", {"x": 1}, Memory(), stopping)
+    assert ctx.name == "native" and ctx.config == {"x": 1} and ctx.stopping is stopping
+    assert ctx.log.name == "posgw.driver.native"
+    ctx.count("requests", 2)
+    assert (
+        rig.metrics.registry.get_sample_value(
+            "posgw_driver_events_total", {"driver": "native", "what": "requests"}
+        )
+        == 2
+    )
+    result = await ctx.calculate(receipt())
+    assert result.customer_id == "c1"
+    assert await ctx.submit(sale_event(receipt())) and rig.store.events[0].key == receipt().sale_key()
+    assert await ctx.identify(CustomerId(IdKind.CARD, "nobody")) is None

@@ -7,7 +7,6 @@ Private to ``gateway.rules.program``. The parser never raises: it collects every
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -99,9 +98,9 @@ _GRANT = {"kind", "points", "valid_days", "cap_pct", "after_days", "days_before"
 
 
 def freeze_extra(extra: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(
-        {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in sorted(extra.items())}
-    )
+    """Informational keys, lists as tuples. A plain dict (typed read-only as Mapping) so that
+    Programs stay picklable and work with ``dataclasses.asdict`` / ``copy.deepcopy``."""
+    return {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in sorted(extra.items())}
 
 
 def _parse_tiers(c: Collector, data: Mapping[str, Any]) -> tuple[Tier, ...]:

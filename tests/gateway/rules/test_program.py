@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import pickle
 from pathlib import Path
 
 import pytest
@@ -269,3 +272,10 @@ def test_json_is_canonical(seeds: dict[str, Program]) -> None:
     assert " " not in text.replace("Asia/Tbilisi", "")  # no padding; names have no spaces here
     assert text.index('"allow_negative_balance"') < text.index('"currency"') < text.index('"tiers"')
     assert "Шеф" in text  # UTF-8, not escaped
+
+
+def test_programs_pickle_and_copy(seeds: dict[str, Program]) -> None:
+    for program in seeds.values():
+        assert pickle.loads(pickle.dumps(program)) == program
+        assert copy.deepcopy(program) == program
+        assert dataclasses.asdict(program)["id"] == program.id

@@ -59,7 +59,20 @@ BAD_LINES: list[tuple[str, Callable[[], list[pb.Line]], int, str]] = [
     ("empty-receipt", lambda: [], 0, "draft.lines"),
     ("duplicate-line-id", lambda: [line("L1", 10_000), line("L1", 20_000)], 0, "draft.lines[1].line_id"),
     ("total-mismatch", lambda: [line("L1", 10_000), line("L2", 5_000)], 15_001, "draft.total"),
-    ("floor-above-amount", lambda: [line("L1", 10_000, min_unit_price=10_001)], 0, "draft.lines[0]"),
+    (
+        "floor-above-amount",
+        lambda: [line("L1", 10_000, min_unit_price=10_001)],
+        0,
+        "draft.lines[0].min_unit_price",
+    ),
+    ("negative-price", lambda: [line("L1", 10_000, price=-1)], 0, "draft.lines[0].price"),
+    (
+        "negative-min-unit-price",
+        lambda: [line("L1", 10_000, min_unit_price=-1)],
+        0,
+        "draft.lines[0].min_unit_price",
+    ),
+    ("empty-line-id", lambda: [line("L1", 10_000), line("", 10)], 0, "draft.lines[1].line_id"),
 ]
 
 
@@ -74,10 +87,7 @@ async def test_invalid_receipt_rejected_and_nothing_stored(
     draft = core.draft(phone_ref(customer), lines(), total=total)
     for call in (core.calculate(draft), core.commit(draft, key)):
         meta = await expect_error(call, INVALID, "INVALID_RECEIPT")
-        if field.endswith("]"):
-            assert meta.get("field", "").startswith(field), meta
-        else:
-            assert meta.get("field") == field, meta
+        assert meta.get("field") == field, meta
     assert await snapshot(core, customer) == before
     # the key was not burned: the corrected receipt goes through under it
     fixed = core.draft(phone_ref(customer), [line("L1", 10_000)])

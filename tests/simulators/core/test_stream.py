@@ -142,3 +142,30 @@ async def test_many_events_acknowledged_in_order(core: Core) -> None:
     assert all(a.WhichOneof("result") == "commit" and not a.commit.replayed for a in acks)
     balances = [a.commit.balance for a in acks]
     assert balances == sorted(balances) and balances[-1] == await core.balance(cust.customer_id)
+
+
+async def test_resend_after_dropped_stream_applies_once(core: Core) -> None:
+    cust = await core.register()  # welcome 300
+    events = [
+        envelope(
+            i,
+            commit=pb.CommitRequest(
+                idempotency_key=f"DROP-{i}", draft=core.draft(phone_ref(cust), [line("L1", 100_000)])
+            ),
+        )
+        for i in range(1, 6)
+    ]
+    call = core.stub.StreamEvents(timeout=DEADLINE_S)
+    for ev in events:
+        await call.write(ev)
+    first = await asyncio.wait_for(call.read(), DEADLINE_S)  # one ack seen, then the link drops
+    assert first.event_id == "DROP-1"
+    call.cancel()
+
+    acks = await exchange(core, events)  # the gateway resends every unacknowledged event (and more)
+    assert [a.event_id for a in acks] == [ev.event_id for ev in events]
+    assert all(a.WhichOneof("result") == "commit" for a in acks)
+    assert acks[0].commit.replayed
+    assert len({a.commit.operation_id for a in acks}) == 5
+    assert await core.balance(cust.customer_id) == 300 + 5 * 30
+    assert (await core.report()).receipts == 5

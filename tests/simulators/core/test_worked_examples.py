@@ -238,7 +238,8 @@ async def test_e10_expiry(sqlite_url: str) -> None:
 
         clock.set(msk(2025, 3, 10, 0))
         jobs = await core.run_jobs()
-        assert jobs.points_expired >= 80  # A's remaining 80 (plus the aged welcome lot, if still open)
+        # A's remaining 80, plus the welcome lot that expired on 2025-03-01 (no job ran since)
+        assert (jobs.lots_expired, jobs.points_expired) == (2, 380)
         assert await core.balance(cid) == 191  # so the 120 were taken from A, not B
         clock.set(msk(2025, 3, 10, 10))
         calc = await core.calculate(core.draft(await core.strong(cid), [line("L1", 200_000)]))

@@ -1,0 +1,67 @@
+"""``posgw run --config FILE``: run the daemon until SIGTERM / SIGINT, then stop cleanly.
+
+Exit status: 0 after a clean stop, 2 when the config has problems (printed like
+``check-config``), 1 when start-up fails. uvloop is used when installed, never required.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+from typing import Any
+
+from gateway.config import ConfigErrors, GatewayConfig, load_config
+from gateway.logs import setup_logging
+
+log = logging.getLogger("posgw.run")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", required=True, metavar="FILE", help="gateway config file (TOML)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            print(error, file=sys.stderr)
+        return 2
+    setup_logging(config.gateway.log_level, config.gateway.log_format, config.secrets())
+    try:
+        uvloop: Any = importlib.import_module("uvloop")  # optional, Linux only
+    except ImportError:
+        runner = asyncio.Runner()
+    else:
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    with runner:
+        return runner.run(serve(config))
+
+
+async def serve(config: GatewayConfig) -> int:
+    from gateway.daemon import Daemon  # imported here: check-config and --help stay light
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
+            signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
+    daemon = Daemon(config)
+    try:
+        await daemon.start()
+    except Exception:  # start-up failure: say why, then close what was opened
+        log.exception("start failed")
+        await daemon.stop(config.gateway.shutdown_timeout_s)
+        return 1
+    await stop.wait()
+    await daemon.stop(config.gateway.shutdown_timeout_s)
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    return 0

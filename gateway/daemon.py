@@ -1,0 +1,242 @@
+"""The daemon: wires core client, offline cache, outbox, sender, pipeline, drivers and HTTP server.
+
+Invariants:
+- every background task is created by :meth:`Daemon._spawn` (named, owned, awaited or
+  cancelled in :meth:`Daemon.stop`); driver ``run`` loops are supervised: a crash is logged,
+  counted (``posgw_driver_restarts_total``) and the loop restarted with exponential backoff;
+- clean stop, within ``shutdown_timeout_s``: ``/healthz`` turns 503 and systemd hears
+  STOPPING=1; the listener closes and in-flight requests finish (so every acknowledged event
+  is in the outbox); drivers stop; the sender delivers what it can, then stops; the outbox
+  closes last;
+- systemd: READY=1 only after the server listens; WATCHDOG=1 is sent by a task on the event
+  loop (a blocked loop starves the watchdog, and systemd restarts us), at half WATCHDOG_USEC.
+  Nothing systemd-specific happens without ``NOTIFY_SOCKET`` (Windows, tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway.breaker import CircuitBreaker
+from gateway.config import GatewayConfig
+from gateway.core_client import CoreClient, CoreTarget
+from gateway.driver import Driver, DriverContext, load_driver
+from gateway.metrics import Metrics
+from gateway.offline import OfflineCache, OfflinePolicy
+from gateway.outbox import Outbox
+from gateway.pipeline import Pipeline
+from gateway.sender import Sender
+from gateway.server import STATE, MountedDriver, build_app
+
+log = logging.getLogger("posgw.daemon")
+RESTART_INITIAL_S = 0.5
+RESTART_MAX_S = 30.0
+HEALTHY_RUN_S = 60.0  # a driver loop that ran this long before failing restarts from the initial backoff
+
+
+class Notifier:
+    """systemd notifications through sdnotify, only when NOTIFY_SOCKET is set."""
+
+    def __init__(self, environ: dict[str, str] | None = None) -> None:
+        env = dict(os.environ if environ is None else environ)
+        self._notifier: Any = None
+        self.watchdog_interval_s: float | None = None
+        if env.get("NOTIFY_SOCKET"):
+            try:
+                import sdnotify
+            except ImportError:  # not on Linux: nothing to tell
+                return
+            self._notifier = sdnotify.SystemdNotifier()
+            usec = env.get("WATCHDOG_USEC", "")
+            if usec.isdigit() and int(usec) > 0:
+                self.watchdog_interval_s = int(usec) / 2 / 1_000_000
+
+    def notify(self, message: str) -> None:
+        if self._notifier is not None:
+            self._notifier.notify(message)  # a datagram to a local socket: never blocks for long
+
+
+class FileStateStore:
+    """A driver's persisted key/value state: one JSON file, replaced atomically on each put."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._data: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self._data = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, key: str) -> str | None:
+        return self._data.get(key)
+
+    async def put(self, key: str, value: str) -> None:
+        async with self._lock:
+            self._data[key] = value
+            payload = json.dumps(self._data, sort_keys=True).encode()
+            await asyncio.get_running_loop().run_in_executor(None, _atomic_write, self.path, payload)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Daemon:
+    def __init__(
+        self, config: GatewayConfig, *, metrics: Metrics | None = None, notifier: Notifier | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics()
+        self.notifier = notifier or Notifier()
+        self.port = 0
+        self._drivers_stopping = asyncio.Event()  # ctx.stopping of every driver
+        self._stopping = asyncio.Event()  # sender, refresh loop, watchdog
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._driver_tasks: dict[str, asyncio.Task[None]] = {}
+        self._runner: web.AppRunner | None = None
+        self.core: CoreClient | None = None
+        self.outbox: Outbox | None = None
+        self.sender: Sender | None = None
+        self.pipeline: Pipeline | None = None
+
+    async def start(self) -> None:
+        cfg = self.config
+        data_dir = cfg.gateway.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        breaker = CircuitBreaker(cfg.core.breaker_failures, cfg.core.breaker_reset_s)
+        target = CoreTarget(cfg.core.address, cfg.core.tls, cfg.core.ca_file, cfg.core.cert_file,
+                            cfg.core.key_file, cfg.core.server_name)
+        self.core = core = CoreClient(target, metrics=self.metrics, breaker=breaker)
+        await core.start()
+        self.outbox = outbox = await Outbox.open(
+            cfg.outbox_path, metrics=self.metrics, stuck_after_s=cfg.outbox.stuck_after_s,
+        )
+        cache = OfflineCache(data_dir / "offline", core, refresh_every_s=cfg.offline.snapshot_refresh_s)
+        cache.load()
+        policy = OfflinePolicy(cache, redeem_limit_points=cfg.offline.redeem_limit_points)
+        self.pipeline = pipeline = Pipeline(
+            core, policy, outbox, metrics=self.metrics, calc_budget_s=cfg.gateway.calc_budget_ms / 1000,
+            hold_ttl_s=cfg.gateway.hold_ttl_s,
+        )
+        self.sender = Sender(outbox, lambda: core.stub, metrics=self.metrics)
+        mounted: list[MountedDriver] = []
+        for name in cfg.enabled_drivers():
+            driver = load_driver(name, cfg.driver_options(name))
+            state = FileStateStore(data_dir / "state" / f"{name}.json")
+            ctx = pipeline.context(name, cfg.driver_config(name), state, self._drivers_stopping)
+            mounted.append(MountedDriver(name, driver, ctx))
+        app = build_app(
+            outbox=outbox, metrics=self.metrics, drivers=mounted, core_state=lambda: str(breaker.state),
+            admin_key=cfg.gateway.admin_api_key.get_secret_value(), max_body_bytes=cfg.gateway.max_body_bytes,
+        )
+        self._app = app
+        self._runner = web.AppRunner(
+            app, handle_signals=False, access_log=None,
+            shutdown_timeout=max(0.5, cfg.gateway.shutdown_timeout_s * 0.4),
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, cfg.gateway.listen_host, cfg.gateway.listen_port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1]) if self._runner.addresses else 0
+        self._spawn("sender", self.sender.run(self._stopping))
+        self._spawn("offline-refresh", cache.refresh_loop(self._stopping))
+        for m in mounted:
+            task = self._spawn(f"driver-{m.name}", self._supervise(m.name, m.driver, m.ctx))
+            self._driver_tasks[m.name] = task
+        if self.notifier.watchdog_interval_s:
+            self._spawn("watchdog", self._watchdog(self.notifier.watchdog_interval_s))
+        self.notifier.notify("READY=1")
+        log.info("listening", extra={"host": cfg.gateway.listen_host, "port": self.port,
+                                     "drivers": ",".join(cfg.enabled_drivers()) or "none"})
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks[name] = task
+        return task
+
+    async def _supervise(self, name: str, driver: Driver, ctx: DriverContext) -> None:
+        backoff = RESTART_INITIAL_S
+        while not ctx.stopping.is_set():
+            began = time.monotonic()
+            try:
+                await driver.run(ctx)
+                return
+            except Exception:  # the supervisor: a driver bug must not stop the other drivers
+                if time.monotonic() - began > HEALTHY_RUN_S:
+                    backoff = RESTART_INITIAL_S
+                log.exception("driver loop failed, restarting", extra={"driver": name, "backoff_s": backoff})
+                self.metrics.driver_restarts.labels(driver=name).inc()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ctx.stopping.wait(), backoff)
+            backoff = min(backoff * 2, RESTART_MAX_S)
+
+    async def _watchdog(self, interval: float) -> None:
+        while not self._stopping.is_set():
+            self.notifier.notify("WATCHDOG=1")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+
+    async def stop(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 - the contracted signature
+        """Stop cleanly within ``timeout`` seconds (see the module docstring for the order)."""
+        deadline = time.monotonic() + timeout
+        left: Callable[[], float] = lambda: max(0.0, deadline - time.monotonic())  # noqa: E731
+        self.notifier.notify("STOPPING=1")
+        log.info("stopping", extra={"timeout_s": timeout})
+        if self._runner is not None:
+            self._runner.app[STATE].stopping = True
+        self._drivers_stopping.set()
+        if self._runner is not None:  # closes the listener, waits for in-flight requests
+            await _bounded(self._runner.cleanup(), left() * 0.5, "http server")
+        await _finish(list(self._driver_tasks.values()), left() * 0.3, "drivers")
+        if self.sender is not None:  # while its run task still streams
+            emptied = await _bounded(self.sender.drain(left() * 0.5), left() * 0.6, "sender drain")
+            log.info("sender flushed", extra={"outbox_empty": bool(emptied)})
+        self._stopping.set()
+        await _finish([t for n, t in self._tasks.items() if not n.startswith("driver-")], left() * 0.5,
+                      "background tasks")
+        if self.outbox is not None:
+            await _bounded(self.outbox.close(), left(), "outbox close")
+        if self.core is not None:
+            await _bounded(self.core.close(), left(), "core channel close")
+        log.info("stopped", extra={"seconds_left": round(left(), 3)})
+
+
+async def _bounded(awaitable: Coroutine[Any, Any, Any], within_s: float, what: str) -> Any:
+    try:
+        return await asyncio.wait_for(awaitable, max(within_s, 0.01))
+    except TimeoutError:
+        log.warning("shutdown step timed out", extra={"step": what, "timeout_s": round(within_s, 3)})
+    except Exception:  # shutdown goes on: the later steps (closing the outbox) matter more
+        log.exception("shutdown step failed", extra={"step": what})
+    return None
+
+
+async def _finish(tasks: list[asyncio.Task[None]], within_s: float, what: str) -> None:
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=max(within_s, 0.01))
+    for task in pending:
+        task.cancel()
+    if pending:
+        log.warning("tasks cancelled at shutdown", extra={"step": what,
+                                                           "tasks": ",".join(t.get_name() for t in pending)})
+        await asyncio.wait(pending, timeout=1.0)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("task failed", extra={"task": task.get_name()}, exc_info=task.exception())

@@ -1,0 +1,164 @@
+"""gateway.server over a real socket: /healthz, /metrics, /status and the operator queue."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gateway.metrics import Metrics
+from gateway.outbox import Outbox, OutboxStats
+from gateway.receipt import Event, EventKind
+from gateway.server import build_app
+
+ADMIN = "admin-secret"
+
+
+class BrokenStats:
+    """An outbox view whose stats say what the test wants (the real outbox for the rest)."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.override: dict[str, Any] = {}
+        self.fail = False
+
+    async def stats(self) -> OutboxStats:
+        if self.fail:
+            raise OSError("disk I/O error")
+        return dataclasses.replace(await self.outbox.stats(), **self.override)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.outbox, name)
+
+
+@dataclasses.dataclass
+class Env:
+    base: str
+    session: aiohttp.ClientSession
+    outbox: Outbox
+    view: BrokenStats
+    metrics: Metrics
+
+    async def get(self, path: str, **kw: Any) -> tuple[int, Any]:
+        async with self.session.get(self.base + path, **kw) as resp:
+            text = await resp.text()
+            return resp.status, (await resp.json()) if resp.content_type == "application/json" else text
+
+    async def post(self, path: str, **kw: Any) -> tuple[int, Any]:
+        async with self.session.post(self.base + path, **kw) as resp:
+            return resp.status, await resp.json()
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    metrics = Metrics()
+    outbox = await Outbox.open(tmp_path / "outbox.db", metrics=metrics)
+    view = BrokenStats(outbox)
+    app = build_app(outbox=view, metrics=metrics, drivers=[], core_state=lambda: "open", admin_key=ADMIN)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        yield Env(f"http://127.0.0.1:{runner.addresses[0][1]}", session, outbox, view, metrics)
+    await runner.cleanup()
+    await outbox.close()
+
+
+def event(n: int) -> Event:
+    return Event(EventKind.CANCEL, f"native:R1:cancel:{n}", "R1", datetime(2024, 5, 1, tzinfo=UTC),
+                 sale_key=f"native:R1:doc:{n}")
+
+
+async def test_healthz_ok(env: Env) -> None:
+    status, body = await env.get("/healthz")
+    assert status == 200
+    assert body["status"] == "ok" and body["core"] == "open" and body["pending"] == 0
+
+
+@pytest.mark.parametrize(
+    ("override", "problem"),
+    [({"writable": False}, "outbox not writable"), ({"stuck": True}, "outbox backlog stuck")],
+)
+async def test_healthz_503_when_outbox_unwritable_or_stuck(
+    env: Env, override: dict[str, Any], problem: str,
+) -> None:
+    env.view.override = override
+    status, body = await env.get("/healthz")
+    assert (status, body["status"]) == (503, "not_serving")
+    assert body["problems"] == [problem]
+
+
+async def test_healthz_503_when_outbox_unreadable_and_metrics_still_served(env: Env) -> None:
+    env.view.fail = True
+    status, body = await env.get("/healthz")
+    assert status == 503 and body["problems"] == ["outbox unreadable"]
+    assert (await env.get("/metrics"))[0] == 200
+
+
+async def test_metrics_exposes_names_and_fresh_outbox_gauges(env: Env) -> None:
+    await env.outbox.append(event(1))
+    await env.outbox.append(event(2))
+    env.metrics.outbox_depth.set(0)  # stale: the scrape must refresh it
+    status, text = await env.get("/metrics")
+    assert status == 200
+    for name in ("posgw_outbox_pending", "posgw_outbox_oldest_pending_seconds", "posgw_calc_seconds",
+                 "posgw_http_requests_total", "posgw_driver_restarts_total", "posgw_core_breaker_open",
+                 "posgw_operator_queue", "posgw_delivered_total"):
+        assert name in text
+    assert "posgw_outbox_pending 2.0" in text
+
+
+async def test_status_page(env: Env) -> None:
+    env.metrics.driver_events.labels(driver="native", what="sale").inc(3)
+    env.metrics.calc_answers.labels(driver="native", mode="offline").inc(2)
+    await env.outbox.append(event(1))
+    status, page = await env.get("/status")
+    assert status == 200
+    assert "<td>open</td>" in page  # breaker state
+    assert "<th align=left>outbox pending</th><td>1</td>" in page
+    assert "<th align=left>offline answers</th><td>2</td>" in page
+    assert "<td>native</td><td>sale</td><td>3</td>" in page
+
+
+async def rejected_row(env: Env) -> int:
+    await env.outbox.append(event(7))
+    (row,) = await env.outbox.next_batch(10)
+    await env.outbox.mark_rejected(row.id, "INSUFFICIENT_POINTS", "spent elsewhere")
+    return row.id
+
+
+async def test_queue_needs_admin_key(env: Env) -> None:
+    row_id = await rejected_row(env)
+    assert (await env.get("/v1/queue"))[0] == 401
+    assert (await env.post(f"/v1/queue/{row_id}/retry"))[0] == 401
+    wrong = {"Authorization": "Bearer nope"}
+    assert (await env.post(f"/v1/queue/{row_id}/retry", headers=wrong))[0] == 401
+    assert (await env.outbox.get(row_id)).state == "rejected"  # type: ignore[union-attr]
+
+
+async def test_queue_list_retry_resolve(env: Env) -> None:
+    auth = {"Authorization": f"Bearer {ADMIN}"}
+    row_id = await rejected_row(env)
+    status, rows = await env.get("/v1/queue", headers=auth)
+    assert status == 200
+    assert [(r["id"], r["key"], r["reason"], r["state"]) for r in rows] == [
+        (row_id, "native:R1:cancel:7", "INSUFFICIENT_POINTS", "rejected")]
+    status, body = await env.post(f"/v1/queue/{row_id}/retry", headers=auth)
+    assert (status, body["state"]) == (200, "pending")
+    assert (await env.post(f"/v1/queue/{row_id}/retry", headers=auth))[0] == 409  # no longer rejected
+    assert (await env.post("/v1/queue/999/retry", headers=auth))[0] == 404
+    (row,) = await env.outbox.next_batch(10)
+    await env.outbox.mark_rejected(row.id, "INSUFFICIENT_POINTS", "again")
+    status, body = await env.post(f"/v1/queue/{row_id}/resolve", headers=auth, json={})
+    assert (status, body["error"]["field"]) == (400, "note")
+    note = {"note": "called the shop"}
+    status, body = await env.post(f"/v1/queue/{row_id}/resolve", headers=auth, json=note)
+    assert (status, body["state"], body["note"]) == (200, "resolved", "called the shop")
+    assert (await env.get("/v1/queue", headers=auth))[1] == []

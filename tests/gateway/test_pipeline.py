@@ -41,12 +41,14 @@ AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CARD = CustomerId(IdKind.CARD, "1111")
 
 
-def receipt(customer: CustomerId | None = CARD, *, redeem: int = 0, number: str = "7") -> Receipt:
+def receipt(
+    customer: CustomerId | None = CARD, *, redeem: int = 0, number: str = "7", at: datetime = AT
+) -> Receipt:
     return Receipt(
         register_id="r1",
         receipt_number=number,
         shift="s1",
-        occurred_at=AT,
+        occurred_at=at,
         customer=customer,
         redeem_points=redeem,
         driver="native",
@@ -332,3 +334,58 @@ async def test_context_is_a_driver_context(rig: Rig) -> None:
     assert result.customer_id == "c1"
     assert await ctx.submit(sale_event(receipt())) and rig.store.events[0].key == receipt().sale_key()
     assert await ctx.identify(CustomerId(IdKind.CARD, "nobody")) is None
+
+
+# ---------------------------------------------------------------- against the reference core
+
+
+async def test_reference_core_online_then_offline_agree(tmp_path: Path) -> None:
+    """The real reference core (same rule engine) online, then the same receipt offline after the
+    core is gone: the snapshot and the offline policy give the same accrual and lines."""
+    from simulators.core.server import running_core
+
+    program = Program(
+        id="ref",
+        welcome_points=500,
+        identify=("phone", "card", "app_code"),
+        redeem_with=("app_code", "card"),
+        tiers=(Tier("base", rate_bp=500, cap_bp=2000),),
+    )
+    metrics = Metrics()
+    store = ListStore()
+    async with running_core(program, f"sqlite:///{tmp_path / 'core.db'}") as address:
+        client = CoreClient(CoreTarget(address), metrics=metrics)
+        await client.start()
+        await client.stub.RegisterCustomer(
+            pb.RegisterCustomerRequest(
+                phone="+79123456789", card="5555", name="Анна Кузнецова", channel="cashier"
+            ),
+            timeout=5.0,
+        )
+        now = datetime.now(UTC)  # after the registration: the welcome points are open from then
+        cache = OfflineCache(tmp_path / "offline", client)
+        assert await cache.refresh(), cache.last_error
+        assert cache.program == program and cache.customer_count == 1
+        pipeline = make_pipeline(client, cache, metrics, store)
+        card = CustomerId(IdKind.CARD, "5555")
+        online = await pipeline.calculate(receipt(card, at=now), driver="native")
+        assert not online.offline and online.customer_found and online.points_to_accrue == 50
+        refused = await pipeline.calculate(receipt(card, at=now, redeem=10_000), driver="native")
+        assert (
+            refused.rejection == "INSUFFICIENT_POINTS"
+            and refused.redeemed_points == 0
+            and not refused.offline
+        )
+        capped = await pipeline.calculate(
+            receipt(card, at=now, redeem=300), driver="native"
+        )  # cap 20 % of 1000 = 200
+        assert capped.rejection == "REDEMPTION_CAP_EXCEEDED" and capped.max_points == 200
+        unknown = await pipeline.calculate(receipt(CustomerId(IdKind.CARD, "0000"), at=now), driver="native")
+        assert not unknown.customer_found and not unknown.offline
+    try:
+        elapsed, offline = await timed(pipeline, receipt(card, at=now))
+        assert offline.offline and elapsed < BUDGET + SLACK  # type: ignore[attr-defined]
+        assert offline.lines == online.lines and offline.points_to_accrue == online.points_to_accrue  # type: ignore[attr-defined]
+        assert offline.customer_id == online.customer_id and offline.balance is None  # type: ignore[attr-defined]
+    finally:
+        await client.close()

@@ -41,7 +41,7 @@ async def proxy(echo_port: int) -> AsyncIterator[FaultProxy]:
         yield p
 
 
-async def _grpc_echo(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+async def _grpc_echo(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
     if request.startswith(b"sleep:"):
         await asyncio.sleep(float(request[6:]))
     return request

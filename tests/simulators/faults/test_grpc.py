@@ -20,7 +20,8 @@ async def channel(grpc_proxy: FaultProxy) -> AsyncIterator[grpc.aio.Channel]:
 
 
 async def echo(channel: grpc.aio.Channel, payload: bytes = b"hi", deadline: float = 2.0) -> bytes:
-    result: bytes = await channel.unary_unary("/test.Echo/Echo")(payload, timeout=deadline)
+    method = channel.unary_unary("/test.Echo/Echo", None, None)
+    result: bytes = await method(payload, timeout=deadline)
     return result
 
 

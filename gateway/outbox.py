@@ -83,7 +83,7 @@ class OutboxStats:
 
 @dataclass(eq=False)
 class _Op:
-    kind: str  # append | delivered | rejected | note_retry | retry | resolve
+    kind: str  # append | delivered | delivered_many | rejected | note_retry | retry | resolve
     future: asyncio.Future[Any]
     row_id: int = 0
     new: db.NewEvent | None = None
@@ -161,10 +161,8 @@ class Outbox:
 
     async def mark_delivered_many(self, items: list[tuple[int, str]]) -> None:
         """Several acks in one transaction (the sender's batched form of mark_delivered)."""
-        futures = [self._future() for _ in items]
-        for (row_id, result), fut in zip(items, futures, strict=True):
-            await self._put(_Op("delivered", fut, row_id, values={"result_json": result}))
-        await asyncio.gather(*futures)
+        if items:
+            await self._submit(_Op("delivered_many", self._future(), values={"items": list(items)}))
 
     async def mark_rejected(self, row_id: int, reason: str, message: str) -> None:
         values = {"reason": reason, "last_error": message[:2000]}
@@ -244,7 +242,7 @@ class Outbox:
             1 for op, res in zip(ops, results, strict=True) if op.kind == "append" and not res.duplicate
         )
         self.rows_committed += appended
-        if any(op.kind in ("delivered", "rejected") for op in ops):
+        if any(op.kind in ("delivered", "delivered_many", "rejected") for op in ops):
             self._last_progress = self._clock()
         if appended:
             self._new_rows.set()
@@ -286,6 +284,12 @@ class Outbox:
         if op.kind == "delivered":
             return db.set_state(conn, op.row_id, now, from_states=("pending",), state="delivered",
                                 result_json=op.values["result_json"], last_error="")
+        if op.kind == "delivered_many":
+            return [
+                db.set_state(conn, row_id, now, from_states=("pending",), state="delivered",
+                             result_json=result, last_error="")
+                for row_id, result in op.values["items"]
+            ]
         if op.kind == "rejected":
             return db.set_state(conn, op.row_id, now, from_states=("pending",), state="rejected", **op.values)
         if op.kind == "note_retry":

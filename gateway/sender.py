@@ -1,0 +1,327 @@
+"""The sender: delivers the outbox's pending events to the core over one ``StreamEvents`` stream.
+
+Delivery guarantee: at-least-once sending, exactly-once application — every resend carries the
+event's idempotency key, so the core answers a resend as a replay.
+
+How it keeps its promises:
+- **Order per register.** Rows are sent in outbox (append) order, which is per-register seq
+  order, on one stream; the core applies a stream's events of one register in the order sent
+  (proto contract). When a stream fails — error, end, malformed ack, a retriable rejection or
+  no ack within ``ack_timeout_s`` — it is torn down and, after a backoff, everything not yet
+  acknowledged is re-read from the outbox and resent in order on a new stream. A retriable
+  rejection therefore restarts delivery from that event; this relies on the core honouring the
+  contract that it does not apply a register's later events on a stream after failing an
+  earlier one of that register.
+- **Delivered only on an ack with a result.** Rows are marked delivered (batched, one outbox
+  transaction per batch of acks) only when the core's ack carries a commit / refund / cancel
+  result. Marks lost in a crash just cause a replay.
+- **Permanent rejections never block a register.** An ack with ``Rejection.retriable = false``
+  moves the row to the operator queue (``posgw queue``) and delivery of that register goes on.
+  Consequence, by design: a refund or cancel of a rejected sale is sent next, is itself
+  rejected by the core (unknown sale) and lands in the queue too; retrying the sale from the
+  queue, then the refund, repairs both.
+- **Bounded memory.** At most ``window`` events are in flight; rows are read from the outbox
+  in batches of ``batch`` (no per-row query, never the whole backlog).
+- **Backoff** between streams uses tenacity's ``wait_random_exponential`` (full jitter, from
+  ``backoff_initial_s`` up to ``backoff_max_s``); it resets after an ack.
+- **Restart-safe.** All state that matters is in the outbox: after a restart pending rows are
+  simply sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import grpc.aio
+from google.protobuf.json_format import MessageToDict
+from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
+
+from gateway.convert import event_to_envelope
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.errors import StorageError
+from gateway.metrics import Metrics
+from gateway.outbox import Outbox, OutboxRow
+
+log = logging.getLogger("posgw.sender")
+
+RETRIABLE_CODES = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
+     grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL,
+     grpc.StatusCode.UNKNOWN}
+)
+RESULT_KINDS = ("commit", "refund", "cancel")
+
+
+class StreamFailed(Exception):
+    """The current stream is unusable; unacknowledged events will be resent on a new one."""
+
+    def __init__(self, message: str, *, expected: bool = True) -> None:
+        super().__init__(message)
+        self.expected = expected  # False: a non-retriable gRPC status (e.g. UNIMPLEMENTED): log louder
+
+
+@dataclass(frozen=True, slots=True)
+class _Mark:
+    row: OutboxRow
+    state: str  # delivered | rejected | retry
+    result_json: str = ""
+    reason: str = ""
+    message: str = ""
+
+
+@dataclass
+class _Stream:
+    """Per-stream bookkeeping: what is in flight, and since when we wait for an ack."""
+
+    inflight: dict[str, OutboxRow] = field(default_factory=dict)  # key -> row, in send order
+    waiting_since: float = 0.0
+    room: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class Sender:
+    def __init__(
+        self, outbox: Outbox, stub_factory: Callable[[], Any], *, metrics: Metrics | None = None,
+        batch: int = 256, window: int = 256, ack_timeout_s: float = 10.0, backoff_initial_s: float = 0.05,
+        backoff_max_s: float = 5.0, idle_poll_s: float = 1.0, rescan_s: float = 30.0,
+    ) -> None:
+        self._outbox = outbox
+        self._stub_factory = stub_factory
+        self._metrics = metrics
+        self._batch = max(1, batch)
+        self._window = max(1, window)
+        self._ack_timeout_s = ack_timeout_s
+        self._idle_poll_s = idle_poll_s
+        self._rescan_s = rescan_s
+        self._wait = wait_random_exponential(multiplier=backoff_initial_s, max=backoff_max_s)
+        self._failures = 0  # consecutive failed streams without an ack in between
+        self._acked_unmarked: set[str] = set()  # acked, mark not yet committed: never resend
+        self._marks: asyncio.Queue[_Mark | None] = asyncio.Queue()
+        self._progress = asyncio.Event()
+        self._running = False
+        self.streams_opened = 0  # for tests and the status page
+
+    # ------------------------------------------------------------ public
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Deliver until ``stopping`` is set; pending marks are flushed before returning."""
+        if self._running:
+            raise RuntimeError("Sender.run is already running")
+        self._running = True
+        marker = asyncio.create_task(self._marker_loop(), name="sender-marker")
+        try:
+            while not stopping.is_set():
+                try:
+                    await self._stream_once(stopping)
+                except StreamFailed as exc:
+                    await self._after_failure(str(exc), exc.expected, stopping)
+                except StorageError as exc:
+                    await self._after_failure(f"outbox: {exc}", True, stopping)
+                except Exception as exc:  # the sender supervises its streams: a bug must not stop delivery
+                    log.exception("sender_bug error=%r", str(exc))
+                    await self._after_failure(f"internal error: {exc!r}", False, stopping)
+        finally:
+            await self._marks.put(None)
+            await marker
+            self._running = False
+
+    async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 - the contracted signature
+        """Deliver what can be delivered within ``timeout`` seconds; True if nothing is pending."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        stop: asyncio.Event | None = None
+        task: asyncio.Task[None] | None = None
+        if not self._running:
+            stop = asyncio.Event()
+            task = asyncio.create_task(self.run(stop), name="sender-drain")
+        try:
+            while True:
+                if (await self._outbox.stats()).pending == 0:
+                    return True
+                left = deadline - loop.time()
+                if left <= 0:
+                    return False
+                self._progress.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._progress.wait(), min(left, 0.2))
+        finally:
+            if stop is not None and task is not None:
+                stop.set()
+                await task
+
+    # ------------------------------------------------------------ one stream
+
+    async def _stream_once(self, stopping: asyncio.Event) -> None:
+        call = self._stub_factory().StreamEvents(wait_for_ready=False)
+        self.streams_opened += 1
+        st = _Stream()
+        tasks = [
+            asyncio.create_task(self._send_loop(call, st), name="sender-send"),
+            asyncio.create_task(self._recv_loop(call, st), name="sender-recv"),
+            asyncio.create_task(stopping.wait(), name="sender-stopping"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            call.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for t in done:
+            if t.cancelled():
+                continue
+            exc = t.exception()
+            if exc is not None:
+                raise _translate(exc)
+        if not stopping.is_set():
+            raise StreamFailed("stream ended")
+
+    async def _send_loop(self, call: Any, st: _Stream) -> None:
+        loop = asyncio.get_running_loop()
+        cursor = 0
+        last_rescan = loop.time()
+        while True:
+            room = self._window - len(st.inflight)
+            if room <= 0:
+                st.room.clear()
+                await st.room.wait()
+                continue
+            rows = await self._outbox.next_batch(min(room, self._batch), after_id=cursor)
+            if not rows:
+                # Nothing after the cursor. Rows before it can only be operator retries or rows whose
+                # marks failed: rescan from the start when idle, or now and then under steady load.
+                if cursor and (not st.inflight or loop.time() - last_rescan > self._rescan_s):
+                    cursor, last_rescan = 0, loop.time()
+                    continue
+                await self._outbox.wait_pending(self._idle_poll_s)
+                continue
+            for row in rows:
+                cursor = row.id
+                if row.key in st.inflight or row.key in self._acked_unmarked:
+                    continue
+                try:
+                    envelope = event_to_envelope(row.event, row.register_seq)
+                except ValueError as exc:  # a stored event the core could never accept
+                    self._acked_unmarked.add(row.key)
+                    await self._marks.put(_Mark(row, "rejected", reason="INVALID_EVENT", message=str(exc)))
+                    continue
+                if not st.inflight:
+                    st.waiting_since = loop.time()
+                st.inflight[row.key] = row
+                await call.write(envelope)
+
+    async def _recv_loop(self, call: Any, st: _Stream) -> None:
+        loop = asyncio.get_running_loop()
+        check = min(max(self._ack_timeout_s / 4, 0.01), 1.0)
+        read: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if read is None:
+                    read = asyncio.ensure_future(call.read())
+                done, _ = await asyncio.wait({read}, timeout=check)
+                if not done:
+                    if st.inflight and loop.time() - st.waiting_since > self._ack_timeout_s:
+                        raise StreamFailed(
+                            f"no ack within {self._ack_timeout_s:g}s ({len(st.inflight)} in flight)"
+                        )
+                    continue
+                ack, read = read.result(), None
+                if ack is grpc.aio.EOF:  # type: ignore[attr-defined]  # missing from grpc-stubs
+                    raise StreamFailed("the core closed the stream")
+                await self._on_ack(ack, st, loop.time())
+        finally:
+            if read is not None and not read.done():
+                read.cancel()
+
+    async def _on_ack(self, ack: pb.EventAck, st: _Stream, now: float) -> None:
+        row = st.inflight.get(ack.event_id)
+        if row is None:
+            log.debug("sender_unexpected_ack key=%s", ack.event_id)
+            return
+        which = ack.WhichOneof("result")
+        if which is None:
+            raise StreamFailed(f"ack without a result for {ack.event_id}")
+        del st.inflight[ack.event_id]
+        st.waiting_since = now
+        st.room.set()
+        if which == "rejected":
+            rej = ack.rejected
+            if rej.retriable:
+                await self._marks.put(_Mark(row, "retry", message=f"{rej.reason}: {rej.message}"))
+                raise StreamFailed(f"retriable rejection {rej.reason} of {row.key}: {rej.message}")
+            self._acked_unmarked.add(row.key)
+            await self._marks.put(_Mark(row, "rejected", reason=rej.reason or "UNKNOWN", message=rej.message))
+            if self._metrics is not None:
+                self._metrics.rejected.labels(rej.reason or "UNKNOWN").inc()
+            log.error("event_rejected key=%s register=%s seq=%d reason=%s message=%r action=%s",
+                      row.key, row.register_id, row.register_seq, rej.reason, rej.message,
+                      "in the operator queue: posgw queue list / retry / resolve")
+        else:
+            self._acked_unmarked.add(row.key)
+            result = MessageToDict(getattr(ack, which), preserving_proto_field_name=True)
+            body = json.dumps({which: result}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+            await self._marks.put(_Mark(row, "delivered", result_json=body))
+            if self._metrics is not None:
+                self._metrics.delivered.labels(row.kind).inc()
+        self._failures = 0
+
+    # ------------------------------------------------------------ marks and backoff
+
+    async def _marker_loop(self) -> None:
+        stop = False
+        while not stop:
+            first = await self._marks.get()
+            if first is None:
+                break
+            items = [first]
+            while not self._marks.empty():
+                nxt = self._marks.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                items.append(nxt)
+            try:
+                delivered = [(m.row.id, m.result_json) for m in items if m.state == "delivered"]
+                await self._outbox.mark_delivered_many(delivered)
+                for m in items:
+                    if m.state == "rejected":
+                        await self._outbox.mark_rejected(m.row.id, m.reason, m.message)
+                    elif m.state == "retry":
+                        await self._outbox.note_retry(m.row.id, m.message)
+            except StorageError as exc:  # rows stay pending and are resent: the core replays them
+                log.warning("sender_mark_failed rows=%d error=%r", len(items), str(exc))
+            finally:
+                for m in items:
+                    self._acked_unmarked.discard(m.row.key)
+                self._progress.set()
+
+    async def _after_failure(self, why: str, expected: bool, stopping: asyncio.Event) -> None:
+        self._failures += 1
+        if self._metrics is not None:
+            self._metrics.delivery_retries.inc()
+        state = RetryCallState(AsyncRetrying(), None, (), {})
+        state.attempt_number = self._failures
+        delay = float(self._wait(state))
+        (log.warning if expected else log.error)(
+            "delivery_stream_failed attempt=%d retry_in_s=%.2f error=%r", self._failures, delay, why
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), delay)
+
+
+def _translate(exc: BaseException) -> Exception:
+    if isinstance(exc, (StreamFailed, StorageError)):
+        return exc
+    if isinstance(exc, grpc.aio.AioRpcError):
+        code = exc.code()
+        return StreamFailed(f"{code.name}: {exc.details()}", expected=code in RETRIABLE_CODES)
+    if isinstance(exc, (grpc.RpcError, ConnectionError, asyncio.InvalidStateError, grpc.aio.UsageError)):
+        return StreamFailed(f"stream error: {exc!r}")
+    return exc if isinstance(exc, Exception) else StreamFailed(repr(exc))
+

@@ -1,0 +1,203 @@
+"""A scriptable fake of the core's ``StreamEvents`` for the sender tests.
+
+:class:`FakeCore` holds the logic (dedup by key, per-register application order, scripted
+faults); :func:`serve` runs it as a real ``grpc.aio`` server on 127.0.0.1, and
+:class:`InProcStub` drives it in-process (no sockets) for the fast stateful test.
+
+Faults a script returns per envelope (``script(env, attempt) -> Action``):
+``ack`` apply and answer; ``reject`` permanent rejection; ``retry_reject`` retriable rejection,
+after which the rest of that register on this stream is refused retriably too (the proto
+contract: a register's events are applied in the order sent); ``drop_before`` end the stream
+with UNAVAILABLE without applying; ``drop_after`` apply, then end the stream before the ack;
+``delay`` apply, wait, then ack; ``noack`` apply and never answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str = "ack"
+    delay: float = 0.0
+    reason: str = "INSUFFICIENT_POINTS"
+
+
+ACK = Action()
+Script = Callable[[pb.EventEnvelope, int], Action]
+
+
+@dataclass
+class StreamState:
+    blocked: set[str] = field(default_factory=set)
+
+
+class FakeCore:
+    def __init__(self, script: Script | None = None) -> None:
+        self.script: Script = script or (lambda env, attempt: ACK)
+        self.results: dict[str, pb.EventAck] = {}
+        self.order: dict[str, list[str]] = defaultdict(list)  # register -> keys in application order
+        self.applications: Counter[str] = Counter()  # raw applications of a new key (must stay 1)
+        self.rejected: dict[str, str] = {}  # key -> reason (permanent)
+        self.seen: Counter[str] = Counter()  # envelopes received per key
+        self.received = 0
+        self.streams = 0
+        self._ops = itertools.count(1)
+
+    def begin_stream(self) -> StreamState:
+        self.streams += 1
+        return StreamState()
+
+    def process(self, ss: StreamState, env: pb.EventEnvelope) -> tuple[Action, pb.EventAck | None]:
+        """Apply (or not) one envelope; returns the action and the ack to send (None: no ack)."""
+        key, reg = env.event_id, env.register_id
+        self.seen[key] += 1
+        self.received += 1
+        head = pb.EventAck(event_id=key, register_id=reg, register_seq=env.register_seq)
+        if reg in ss.blocked:
+            refused = pb.Rejection(reason="BUSY", message="earlier event refused", retriable=True)
+            head.rejected.CopyFrom(refused)
+            return ACK, head
+        action = self.script(env, self.seen[key])
+        if action.kind == "drop_before":
+            return action, None
+        if key in self.results:  # a replay answers the same result
+            ack = pb.EventAck()
+            ack.CopyFrom(self.results[key])
+            field_name = ack.WhichOneof("result")
+            getattr(ack, field_name).replayed = True
+            return (action if action.kind in ("drop_after", "delay", "noack") else ACK), ack
+        if key in self.rejected:
+            head.rejected.CopyFrom(pb.Rejection(reason=self.rejected[key], message="again", retriable=False))
+            return ACK, head
+        if action.kind == "retry_reject":
+            ss.blocked.add(reg)
+            head.rejected.CopyFrom(pb.Rejection(reason="BUSY", message="try again", retriable=True))
+            return action, head
+        body = env.WhichOneof("body")
+        sale_key = env.refund.sale.sale_key if body == "refund" else env.cancel.sale.sale_key
+        if action.kind == "reject" or (body != "commit" and sale_key and sale_key not in self.results):
+            reason = action.reason if action.kind == "reject" else "UNKNOWN_SALE"
+            self.rejected[key] = reason
+            head.rejected.CopyFrom(pb.Rejection(reason=reason, message="refused", retriable=False))
+            return ACK, head
+        op = f"op-{next(self._ops)}"
+        if body == "commit":
+            head.commit.CopyFrom(pb.CommitResult(operation_id=op, balance=100))
+        elif body == "refund":
+            head.refund.CopyFrom(pb.RefundResult(operation_id=op, refund_id=op))
+        else:
+            head.cancel.CopyFrom(pb.CancelResult(operation_id=op))
+        self.applications[key] += 1
+        self.order[reg].append(key)
+        self.results[key] = head
+        return action, head
+
+
+class _Servicer(pb_grpc.LoyaltyCoreServicer):
+    def __init__(self, core: FakeCore) -> None:
+        self.core = core
+
+    async def StreamEvents(
+        self, request_iterator: AsyncIterator[pb.EventEnvelope], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.EventAck]:
+        ss = self.core.begin_stream()
+        async for env in request_iterator:
+            action, ack = self.core.process(ss, env)
+            if action.kind in ("drop_before", "drop_after"):
+                await context.abort(grpc.StatusCode.UNAVAILABLE, f"fault: {action.kind}")
+            if action.kind == "delay":
+                await asyncio.sleep(action.delay)
+            if action.kind == "noack":
+                await asyncio.sleep(3600)
+            assert ack is not None
+            yield ack
+
+
+@dataclass
+class Served:
+    server: grpc.aio.Server
+    port: int
+    channel: grpc.aio.Channel
+
+    @property
+    def stub(self) -> Any:
+        return pb_grpc.LoyaltyCoreStub(self.channel)  # type: ignore[no-untyped-call]
+
+    async def close(self) -> None:
+        await self.channel.close()
+        await self.server.stop(0)
+
+
+async def start_server(core: FakeCore, port: int = 0) -> tuple[grpc.aio.Server, int]:
+    server = grpc.aio.server()
+    pb_grpc.add_LoyaltyCoreServicer_to_server(_Servicer(core), server)  # type: ignore[no-untyped-call]
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    return server, bound
+
+
+async def serve(core: FakeCore) -> Served:
+    server, port = await start_server(core)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    return Served(server, port, channel)
+
+
+# ---------------------------------------------------------------- in-process (no sockets)
+
+_ERR = object()
+
+
+def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+
+
+class InProcCall:
+    def __init__(self, core: FakeCore) -> None:
+        self.core = core
+        self.ss = core.begin_stream()
+        self.acks: asyncio.Queue[Any] = asyncio.Queue()
+        self.broken = False
+
+    async def write(self, env: pb.EventEnvelope) -> None:
+        if self.broken:
+            raise rpc_error(grpc.StatusCode.UNAVAILABLE, "stream is gone")
+        await asyncio.sleep(0)
+        action, ack = self.core.process(self.ss, env)
+        if action.kind in ("drop_before", "drop_after"):
+            self.broken = True
+            self.acks.put_nowait(_ERR)
+            return
+        if action.kind == "noack":
+            return
+        self.acks.put_nowait(ack)
+
+    async def read(self) -> Any:
+        item = await self.acks.get()
+        if item is _ERR:
+            raise rpc_error(grpc.StatusCode.UNAVAILABLE, "fault: dropped")
+        return item
+
+    def cancel(self) -> bool:
+        self.broken = True
+        return True
+
+
+class InProcStub:
+    def __init__(self, core: FakeCore) -> None:
+        self.core = core
+
+    def StreamEvents(self, **_: Any) -> InProcCall:
+        return InProcCall(self.core)

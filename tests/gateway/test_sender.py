@@ -1,0 +1,316 @@
+"""gateway.sender against a fake core on a real gRPC server (127.0.0.1:0): exactly-once
+application, per-register order, rejections to the operator queue, dropped streams, slow acks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import grpc.aio
+import pytest
+
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
+from gateway.metrics import Metrics
+from gateway.outbox import Outbox
+from gateway.receipt import Event, EventKind
+from gateway.sender import Sender
+from tests.gateway.fake_core import ACK, Action, FakeCore, InProcStub, Served, serve, start_server
+from tests.gateway.outbox_fixtures import T0, refund, sale
+
+FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "idle_poll_s": 0.05}
+
+
+@asynccontextmanager
+async def running(sender: Sender) -> AsyncIterator[asyncio.Event]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def setup(tmp_path: Path, script: Callable[[pb.EventEnvelope, int], Action] | None = None,
+                ) -> tuple[Outbox, FakeCore, Served, Metrics]:
+    metrics = Metrics()
+    ob = await Outbox.open(tmp_path / "o.db", metrics=metrics)
+    core = FakeCore(script)
+    served = await serve(core)
+    return ob, core, served, metrics
+
+
+def expected_order(events: list[Event], skip: set[str] = frozenset()) -> dict[str, list[str]]:  # type: ignore[assignment]
+    out: dict[str, list[str]] = {}
+    for e in events:
+        if e.key not in skip:
+            out.setdefault(e.register_id, []).append(e.key)
+    return out
+
+
+async def append_all(ob: Outbox, events: list[Event]) -> None:
+    for e in events:
+        assert await ob.append(e)
+
+
+async def test_delivers_everything_once_in_register_order(tmp_path: Path) -> None:
+    ob, core, served, m = await setup(tmp_path)
+    try:
+        events = [sale(f"R{i % 3}", i) for i in range(150)]
+        await append_all(ob, events)
+        sender = Sender(ob, lambda: served.stub, metrics=m, window=16, batch=10, **FAST)
+        assert await sender.drain(20)
+        assert dict(core.order) == expected_order(events)
+        assert set(core.applications.values()) == {1}
+        assert max(core.seen.values()) == 1  # no failure: nothing resent
+        assert core.streams == 1
+        assert m.registry.get_sample_value("posgw_delivered_total", {"kind": "sale"}) == 150
+        row = await ob.get(1)
+        assert row is not None and row.state == "delivered"
+        assert json.loads(row.result_json)["commit"]["operation_id"].startswith("op-")
+    finally:
+        await served.close()
+        await ob.close()
+
+
+async def test_new_events_are_picked_up_while_running(tmp_path: Path) -> None:
+    ob, core, served, m = await setup(tmp_path)
+    try:
+        sender = Sender(ob, lambda: served.stub, metrics=m, ack_timeout_s=5, **{**FAST, "idle_poll_s": 30})
+        async with running(sender):
+            events = [sale("R1", i) for i in range(20)]
+            for e in events:
+                await ob.append(e)
+                await asyncio.sleep(0)
+            for _ in range(200):
+                if len(core.order["R1"]) == 20:
+                    break
+                await asyncio.sleep(0.01)
+        assert core.order["R1"] == [e.key for e in events]  # woken by appends, not by the 30 s poll
+    finally:
+        await served.close()
+        await ob.close()
+
+
+async def test_permanent_rejection_goes_to_queue_and_blocks_nothing(tmp_path: Path) -> None:
+    events = [sale("R1", i) for i in range(6)]
+    bad = events[2].key
+    reject = Action("reject", reason="INSUFFICIENT_POINTS")
+    ob, core, served, m = await setup(tmp_path, lambda env, n: reject if env.event_id == bad else ACK)
+    try:
+        rf = refund("R1", 1, bad)  # a refund of the rejected sale: rejected by the core too
+        await append_all(ob, [*events, rf])
+        sender = Sender(ob, lambda: served.stub, metrics=m, **FAST)
+        assert await sender.drain(10)
+        assert core.order["R1"] == [e.key for e in events if e.key != bad]
+        queue = await ob.rejected()
+        assert [(r.key, r.reason) for r in queue] == [(bad, "INSUFFICIENT_POINTS"), (rf.key, "UNKNOWN_SALE")]
+        assert m.registry.get_sample_value("posgw_rejected_total", {"reason": "INSUFFICIENT_POINTS"}) == 1
+        assert m.registry.get_sample_value("posgw_rejected_total", {"reason": "UNKNOWN_SALE"}) == 1
+        # operator: retry the sale (the core now accepts it), then the refund
+        core.script = lambda env, n: ACK
+        core.rejected.clear()
+        assert await ob.retry(queue[0].id)
+        assert await sender.drain(10)
+        assert await ob.retry(queue[1].id)
+        assert await sender.drain(10)
+        assert await ob.rejected() == []
+        assert core.order["R1"][-2:] == [bad, rf.key]
+    finally:
+        await served.close()
+        await ob.close()
+
+
+async def test_operator_retry_is_picked_up_by_a_running_sender(tmp_path: Path) -> None:
+    ob, core, served, m = await setup(tmp_path, lambda env, n: Action("reject") if n == 1 else ACK)
+    try:
+        await append_all(ob, [sale("R1", 1), sale("R1", 2)])
+        sender = Sender(ob, lambda: served.stub, metrics=m, **FAST)
+        async with running(sender):
+            for _ in range(300):
+                if len(await ob.rejected()) == 2:
+                    break
+                await asyncio.sleep(0.01)
+            core.rejected.clear()  # the core would now accept them
+            for row in await ob.rejected():
+                assert await ob.retry(row.id)
+            for _ in range(300):
+                if (await ob.stats()).pending == 0 and len(core.order["R1"]) == 2:
+                    break
+                await asyncio.sleep(0.01)
+        assert core.order["R1"] == [sale("R1", 1).key, sale("R1", 2).key]
+    finally:
+        await served.close()
+        await ob.close()
+
+
+async def test_dropped_streams_resend_without_double_application(tmp_path: Path) -> None:
+    def script(env: pb.EventEnvelope, attempt: int) -> Action:
+        seq = env.register_seq
+        if attempt == 1 and seq % 7 == 0:
+            return Action("drop_before")
+        if attempt == 1 and seq % 5 == 0:
+            return Action("drop_after")
+        return ACK
+
+    ob, core, served, m = await setup(tmp_path, script)
+    try:
+        events = [sale(f"R{i % 2}", i) for i in range(80)]
+        await append_all(ob, events)
+        sender = Sender(ob, lambda: served.stub, metrics=m, window=32, **FAST)
+        assert await sender.drain(30)
+        assert dict(core.order) == expected_order(events)
+        assert set(core.applications.values()) == {1}
+        assert max(core.seen.values()) >= 2  # resends happened, and were replays
+        assert core.streams > 5
+        retries = m.registry.get_sample_value("posgw_delivery_retries_total")
+        assert retries is not None and retries >= 5
+        assert m.registry.get_sample_value("posgw_delivered_total", {"kind": "sale"}) == 80
+    finally:
+        await served.close()
+        await ob.close()
+
+
+async def test_slow_ack_tears_down_and_resends(tmp_path: Path) -> None:
+    events = [sale("R1", i) for i in range(5)]
+    slow = events[1].key
+    ob, core, served, m = await setup(
+        tmp_path, lambda env, n: Action("noack") if env.event_id == slow and n == 1 else ACK
+    )
+    try:
+        await append_all(ob, events)
+        sender = Sender(ob, lambda: served.stub, metrics=m, ack_timeout_s=0.3, **FAST)
+        assert await sender.drain(10)
+        assert core.order["R1"] == [e.key for e in events]
+        assert core.seen[slow] == 2 and core.applications[slow] == 1
+        assert core.streams == 2
+    finally:
+        await served.close()
+        await ob.close()
+
+
+async def test_retriable_rejection_backs_off_and_keeps_order(tmp_path: Path) -> None:
+    events = [sale("R1", i) for i in range(8)] + [sale("R2", i) for i in range(3)]
+    flaky = events[3].key
+    ob, core, served, m = await setup(
+        tmp_path, lambda env, n: Action("retry_reject") if env.event_id == flaky and n <= 2 else ACK
+    )
+    try:
+        await append_all(ob, events)
+        sender = Sender(ob, lambda: served.stub, metrics=m, **FAST)
+        assert await sender.drain(10)
+        assert dict(core.order) == expected_order(events)
+        assert set(core.applications.values()) == {1}
+        row = next(r for r in [await ob.get(i) for i in range(1, 12)] if r is not None and r.key == flaky)
+        assert row.attempts == 2  # noted per retriable rejection (last_error is cleared on delivery)
+        assert m.registry.get_sample_value("posgw_delivery_retries_total") == 2
+    finally:
+        await served.close()
+        await ob.close()
+
+
+async def test_window_bounds_events_in_flight(tmp_path: Path) -> None:
+    # in-process core (the gRPC fake handles a stream sequentially, so it would read only one)
+    core = FakeCore(lambda env, n: Action("noack"))
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        await append_all(ob, [sale("R1", i) for i in range(40)])
+        sender = Sender(ob, lambda: InProcStub(core), window=8, batch=3, ack_timeout_s=30, **FAST)
+        async with running(sender):
+            for _ in range(100):
+                if core.received >= 8:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            assert core.received == 8
+    finally:
+        await ob.close()
+
+
+async def test_core_down_then_up(tmp_path: Path) -> None:
+    metrics = Metrics()
+    ob = await Outbox.open(tmp_path / "o.db", metrics=metrics)
+    core = FakeCore()
+    server, port = await start_server(core)
+    await server.stop(0)  # the core is down; the gateway keeps the events
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+    try:
+        events = [sale("R1", i) for i in range(10)]
+        await append_all(ob, events)
+        sender = Sender(ob, lambda: stub, metrics=metrics, **FAST)
+        assert await sender.drain(0.5) is False
+        assert (await ob.stats()).pending == 10
+        retries = metrics.registry.get_sample_value("posgw_delivery_retries_total")
+        assert retries is not None and retries >= 2
+        server, _ = await start_server(core, port)
+        try:
+            assert await sender.drain(15)
+            assert core.order["R1"] == [e.key for e in events]
+        finally:
+            await server.stop(0)
+    finally:
+        await channel.close()
+        await ob.close()
+
+
+async def test_resumes_after_restart(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    core = FakeCore(lambda env, n: Action("noack") if env.register_seq == 6 and n == 1 else ACK)
+    served = await serve(core)
+    try:
+        ob = await Outbox.open(path)
+        events = [sale("R1", i) for i in range(10)]
+        await append_all(ob, events)
+        sender = Sender(ob, lambda: served.stub, ack_timeout_s=30, **FAST)
+        async with running(sender):
+            for _ in range(300):
+                if core.received >= 6:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.05)
+        await ob.close()  # "restart": seq 6 applied but not acknowledged, 7..10 sent (the core is sequential)
+        assert len(core.order["R1"]) == 6
+        ob = await Outbox.open(path)
+        assert (await ob.stats()).pending == 5
+        assert await Sender(ob, lambda: served.stub, **FAST).drain(10)
+        assert core.order["R1"] == [e.key for e in events]
+        assert set(core.applications.values()) == {1}
+        await ob.close()
+    finally:
+        await served.close()
+
+
+async def test_unsendable_event_goes_to_queue(tmp_path: Path) -> None:
+    ob, core, served, _ = await setup(tmp_path)
+    try:
+        await ob.append(Event(EventKind.SALE, "no-receipt", "R1", T0))
+        await ob.append(sale("R1", 2))
+        assert await Sender(ob, lambda: served.stub, **FAST).drain(10)
+        (row,) = await ob.rejected()
+        assert (row.key, row.reason) == ("no-receipt", "INVALID_EVENT")
+        assert core.order["R1"] == [sale("R1", 2).key]
+    finally:
+        await served.close()
+        await ob.close()
+
+
+async def test_drain_with_nothing_pending_and_run_twice_refused(tmp_path: Path) -> None:
+    ob, core, served, _ = await setup(tmp_path)
+    try:
+        sender = Sender(ob, lambda: served.stub, **FAST)
+        assert await sender.drain(1)
+        async with running(sender):
+            await asyncio.sleep(0.05)
+            with pytest.raises(RuntimeError):
+                await sender.run(asyncio.Event())
+            await ob.append(sale("R1", 1))
+            assert await sender.drain(5)  # drain while run() is active waits for it
+        assert core.order["R1"] == [sale("R1", 1).key]
+    finally:
+        await served.close()
+        await ob.close()

@@ -1,0 +1,403 @@
+"""Modul Kassa wire + mapping: vendor examples, impact tables (line splitting, kopecks), fuzzing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drivers.modulkassa import mapping, wire
+from gateway.errors import BadInput
+from gateway.receipt import CustomerId, EventKind, IdKind
+from tests.drivers.fake_context import calc_result
+
+VENDOR = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "vendor" / "modulkassa"
+NOW = datetime(2026, 1, 10, tzinfo=UTC)
+
+
+def vendor(name: str) -> bytes:
+    path = VENDOR / name
+    if not path.exists():
+        pytest.skip(f"vendor fixtures absent: {path} (../shared/fixtures/vendor is not checked out)")
+    return path.read_bytes()
+
+
+def operation(positions: list[tuple[str, str, str, str]] | None = None, **loyalty: Any) -> dict[str, Any]:
+    """(id, measure, price, quantity) per position, flattened like the SDK's Bundle."""
+    positions = positions or [("p1", "PCS", "150.00", "3"), ("p2", "KG", "640.00", "0.350")]
+    data: dict[str, Any] = {
+        "request_id": "a3f9c2d1",
+        "retail_point_id": "rp-0457",
+        "user_id": "u-0012",
+        "positions": [p[0] for p in positions],
+    }
+    for pid, measure, price, qty in positions:
+        data.update(
+            {
+                f"position/{pid}/invent_code": f"code-{pid}",
+                f"position/{pid}/barcode": "",
+                f"position/{pid}/name": f"name {pid}",
+                f"position/{pid}/type": "INVENTORY",
+                f"position/{pid}/measure": measure,
+                f"position/{pid}/price": price,
+                f"position/{pid}/quantity": qty,
+                f"position/{pid}/modifiers": [],
+            }
+        )
+    return {
+        "operation": "loyalty-request",
+        "loyalty": {"card": "2000012345", "redeem": "0", **loyalty},
+        "data": data,
+    }
+
+
+def req(payload: dict[str, Any] | None = None) -> wire.LoyaltyRequest:
+    return wire.parse_operation(json.dumps(payload or operation()).encode())
+
+
+def closed(doc_type: str = "SALE", *, check_id: str = "chk-1", **loyalty: Any) -> dict[str, Any]:
+    check = {
+        "id": check_id,
+        "docType": doc_type,
+        "dateTime": "2026-01-10T12:31:05+03:00",
+        "number": 88,
+        "retailPointId": "rp-0457",
+        "inventPositions": [
+            {"inventCode": "CF-03", "name": "Americano", "price": 150.00, "quantity": 2, "discountAmount": 0},
+            {
+                "inventCode": "CF-03",
+                "name": "Americano",
+                "price": 150.00,
+                "quantity": 1,
+                "amount": 0,
+                "discountAmount": 150.00,
+            },
+            {
+                "inventCode": "CH-11",
+                "name": "Cheese",
+                "price": 640.00,
+                "quantity": 0.350,
+                "amount": 212.80,
+                "discountAmount": 11.20,
+            },
+        ],
+        "moneyPositions": [{"paymentType": "CARD", "sum": 512.80}],
+        "fiscalInfo": {"shiftNumber": 31, "checkNumber": 88, "fnDocNumber": 4410, "fnDocMark": 92},
+    }
+    return {
+        "action": wire.CLOSED,
+        "loyalty": loyalty,
+        "extras": {
+            "check_id": check_id,
+            "linked_id": None,
+            "check_sum": "512.80",
+            "check": json.dumps(check),
+        },
+    }
+
+
+# ------------------------------------------------------------------ vendor examples
+
+
+def test_vendor_check_fiscalinfo_date_string_form_and_clean_rejection() -> None:
+    raw = json.loads(vendor("check-serialized-fiscalinfo-date.json"))
+    assert wire.timestamp(raw["fiscalInfo"]["date"], "d") == datetime(
+        2020, 6, 1, 13, 3, 26, tzinfo=timezone(timedelta(hours=7))
+    )
+    with pytest.raises(BadInput, match="id: is required"):  # a reduced Check: no id, no docType
+        wire.parse_check(raw, "check")
+
+
+def test_vendor_fn_document_parses_as_a_check_shaped_sale() -> None:
+    # Partner -> cloud, not sent to us, but the same Check shape: numeric vatTag, docType, checkoutDateTime.
+    check = wire.parse_check(json.loads(vendor("fn-doc-request.json"), parse_float=Decimal), "check")
+    event = mapping.event_of(
+        wire.CheckEvent(wire.CLOSED, check.check_id, 20000, check, wire.Loyalty()), now=NOW
+    )
+    assert not isinstance(event, str) and event.kind is EventKind.SALE and event.receipt is not None
+    assert event.key == "modulkassa:check:4f4c789c-3863-41d3-aea9-c35b5a9e7f18"
+    assert [(ln.line_id, ln.amount, ln.qty_milli) for ln in event.receipt.lines] == [
+        ("b:123456789", 10000, 1000),
+        ("c:GOOD-124", 10000, 1000),
+    ]
+    assert event.receipt.occurred_at == datetime(2020, 2, 25, 23, 41, 4, tzinfo=UTC)
+
+
+def test_vendor_fn_response_fiscalinfo_plus0000_date() -> None:
+    raw = json.loads(vendor("fn-doc-response-completed.json"))
+    assert wire.timestamp(raw["fiscalInfo"]["date"], "d") == datetime(2020, 2, 26, 0, 31, 19, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "name", ["fn-doc-status-queued.json", "fn-doc-response-completed.json", "orders-create-request.json"]
+)
+def test_cloud_api_documents_are_not_checks_and_are_rejected_cleanly(name: str) -> None:
+    with pytest.raises(BadInput):
+        wire.parse_check(json.loads(vendor(name), parse_float=Decimal), "check")
+
+
+def test_every_vendor_file_is_covered_here() -> None:
+    if not VENDOR.exists():
+        pytest.skip(f"vendor fixtures absent: {VENDOR}")
+    covered = {
+        "check-serialized-fiscalinfo-date.json",
+        "fn-doc-request.json",
+        "fn-doc-response-completed.json",
+        "fn-doc-status-queued.json",
+        "orders-create-request.json",
+    }
+    assert {p.name for p in VENDOR.iterdir()} <= covered, "a new vendor example needs a test here"
+
+
+# ------------------------------------------------------------------ calc: tables
+
+
+def test_request_to_receipt() -> None:
+    receipt = mapping.calc_receipt(req(), now=NOW)
+    assert [(ln.line_id, ln.price, ln.qty_milli, ln.amount) for ln in receipt.lines] == [
+        ("p1", 15000, 3000, 45000),
+        ("p2", 64000, 350, 22400),
+    ]
+    assert receipt.customer == CustomerId(IdKind.CARD, "2000012345") and receipt.document_id == "a3f9c2d1"
+
+
+@pytest.mark.parametrize(
+    ("measure", "price", "qty", "paid", "groups"),
+    [
+        ("PCS", 10000, 3000, 29000, [(9667, 2000), (9666, 1000)]),  # 10.00 off 3 x 100.00: exact by splitting
+        ("PCS", 15000, 3000, 30000, [(10000, 3000)]),  # divides evenly: one impact
+        ("PCS", 15000, 3000, 45000, [(15000, 3000)]),  # no discount: identity
+        ("PCS", 10000, 3000, 1, [(1, 1000), (0, 2000)]),
+        ("PCS", 10000, 3000, 0, [(0, 3000)]),
+        ("KG", 64000, 350, 21280, [(60800, 350)]),  # 5 % off cheese: one impact, 608.00
+        ("KG", 99999, 333, 33000, [(99099, 333)]),  # weight: nearest unit price, may drift a kopeck
+    ],
+)
+def test_line_splitting(measure: str, price: int, qty: int, paid: int, groups: list[tuple[int, int]]) -> None:
+    pos = wire.MkPosition("p", "", "", "x", "INVENTORY", measure, price, qty, False)
+    assert mapping.split(pos, paid) == groups
+    if pos.piece:
+        assert sum(mapping.line_amount(u, q) for u, q in groups) == paid  # exact to the kopeck
+
+
+def test_answer_with_discounts_splits_and_validates() -> None:
+    request = req()
+    receipt = mapping.calc_receipt(request, now=NOW)
+    result = calc_result(
+        receipt, {"p1": 1000, "p2": 1120}, redeemed_points=21, points_to_accrue=17, hold_id="h-9"
+    )
+    ans = mapping.answer(request, receipt, result)
+    assert mapping.problems(request, ans) == []
+    out = json.loads(wire.render_succeeded(ans))
+    assert out["result"] == "succeeded"
+    data = out["data"]
+    assert data["impacts"] == ["i1", "i2", "i3"]
+    assert [
+        (data[f"impact/{i}/position_id"], data[f"impact/{i}/price"], data[f"impact/{i}/quantity"])
+        for i in data["impacts"]
+    ] == [("p1", "146.67", "2"), ("p1", "146.66", "1"), ("p2", "608.00", "0.350")]
+    assert json.loads(data["data"]) == {
+        "card": "2000012345",
+        "kind": "card",
+        "calc": "h-9",
+        "pts": 21,
+        "earn": 17,
+        "off": False,
+    }
+    assert data["printable_data"].startswith("Карта 2000012345\nСписано баллов: 21")
+    assert data["request_type"] == "LOYALTY"
+
+
+def test_identity_answers_for_no_customer_returns_and_offline_without_customer() -> None:
+    request = req(operation(card=""))
+    ans = mapping.identity_answer(request)
+    out = json.loads(wire.render_succeeded(ans))["data"]
+    assert "printable_data" not in out and "data" not in out  # never a blank printable_data
+    assert [out[f"impact/{i}/price"] for i in out["impacts"]] == ["150.00", "640.00"]
+    assert mapping.refuse_if_return(req(operation(docType="return")))
+
+
+def test_offline_prints_pending_balance() -> None:
+    request = req()
+    receipt = mapping.calc_receipt(request, now=NOW)
+    ans = mapping.answer(request, receipt, calc_result(receipt, offline=True, balance=None))
+    assert ans.printable.endswith("Баланс: обновится позже")
+
+
+def test_problems_catches_every_rule() -> None:
+    request = req()
+    bad = wire.LoyaltyAnswer(
+        impacts=(
+            wire.Impact("i1", "p1", -1, 1500, True),
+            wire.Impact("i1", "zz", 0, 1000, True),
+            wire.Impact("i3", "p2", 0, 100, False),
+        ),
+        data="x" * 32001,
+    )
+    found = " | ".join(mapping.problems(request, bad))
+    for text in ("not unique", "unknown position", "negative price", "fraction", "do not add up", "32000"):
+        assert text in found
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (lambda d: d.pop("request_id"), "request_id"),
+        (lambda d: d.update({"position/p1/price": "1,5"}), "position/p1/price"),
+        (lambda d: d.update({"positions": ["p1", "p1"]}), "positions[1]"),
+        (lambda d: d.pop("position/p2/quantity"), "position/p2/quantity"),
+    ],
+)
+def test_operation_rejections_name_the_field(mutate: Any, field: str) -> None:
+    payload = operation()
+    mutate(payload["data"])
+    with pytest.raises(BadInput) as err:
+        req(payload)
+    assert field in err.value.field
+
+
+# ------------------------------------------------------------------ commits
+
+
+def test_closed_sale_merges_split_lines_and_reads_our_blob() -> None:
+    blob = json.dumps({"card": "2000012345", "kind": "card", "calc": "h-9", "pts": 21})
+    event = mapping.event_of(wire.parse_event(json.dumps(closed(data=blob)).encode()), now=NOW)
+    assert not isinstance(event, str) and event.receipt is not None
+    assert event.key == "modulkassa:check:chk-1" and event.hold_id == "h-9" and event.expected_redeemed == 21
+    assert [(ln.line_id, ln.qty_milli, ln.amount) for ln in event.receipt.lines] == [
+        ("c:CF-03", 3000, 45000),
+        ("c:CH-11", 350, 22400),
+    ]
+    assert event.receipt.shift == "31" and event.receipt.receipt_number == "88"
+
+
+def test_return_refunds_per_line_against_the_named_sale() -> None:
+    event = mapping.event_of(
+        wire.parse_event(json.dumps(closed("RETURN", check_id="ret-1", saleCheckId="chk-1")).encode()),
+        now=NOW,
+    )
+    assert not isinstance(event, str)
+    assert event.kind is EventKind.REFUND and event.sale_key == "modulkassa:check:chk-1"
+    assert [(r.line_id, r.qty_milli) for r in event.refund_lines] == [("c:CF-03", 3000), ("c:CH-11", 350)]
+
+
+def test_cancelled_and_modified_checks() -> None:
+    cancel = {
+        "action": wire.CANCELLED,
+        "extras": {"check_id": "chk-2", "check_sum": "0"},
+        "loyalty": {"data": json.dumps({"calc": "h-1"})},
+    }
+    event = mapping.event_of(wire.parse_event(json.dumps(cancel).encode()), now=NOW)
+    assert not isinstance(event, str) and event.kind is EventKind.CANCEL and event.hold_id == "h-1"
+    cancel["loyalty"] = {}
+    assert (
+        mapping.event_of(wire.parse_event(json.dumps(cancel).encode()), now=NOW)
+        == "cancelled check held no points"
+    )
+    modified = {"action": wire.MODIFIED, "extras": {"check_id": "c"}}
+    assert isinstance(mapping.event_of(wire.parse_event(json.dumps(modified).encode()), now=NOW), str)
+
+
+# ------------------------------------------------------------------ fuzzing
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=20)
+    | st.decimals(allow_nan=False, allow_infinity=False).map(str),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=16), kids, max_size=5),
+    max_leaves=25,
+)
+
+
+def _only_bad_input(body: bytes) -> None:
+    for parse in (wire.parse_operation, wire.parse_event):
+        try:
+            out = parse(body)
+            if isinstance(out, wire.LoyaltyRequest):
+                receipt = mapping.calc_receipt(out, now=NOW)
+                mapping.answer(
+                    out, receipt, calc_result(receipt, {ln.line_id: ln.amount // 3 for ln in receipt.lines})
+                )
+            else:
+                mapping.event_of(out, now=NOW)
+        except BadInput:
+            pass
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_fuzz_parsers(body: bytes) -> None:
+    _only_bad_input(body)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(["op", "event"]),
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "request_id",
+                    "positions",
+                    "position/p1/price",
+                    "position/p2/quantity",
+                    "position/p1/measure",
+                    "check",
+                    "check_id",
+                    "loyalty",
+                    "redeem",
+                    "card",
+                    "data",
+                    "check_sum",
+                ]
+            ),
+            json_values,
+        ),
+        max_size=4,
+    ),
+)
+def test_fuzz_mutated_real_payloads(which: str, edits: list[tuple[str, object]]) -> None:
+    payload = operation() if which == "op" else closed(data="{}")
+    for key, value in edits:
+        for node in (payload, payload.get("data", {}), payload.get("extras", {}), payload.get("loyalty", {})):
+            if isinstance(node, dict) and key in node:
+                node[key] = value
+    _only_bad_input(json.dumps(payload).encode())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["PCS", "KG"]), st.integers(0, 10**6), st.integers(1, 20)),
+        min_size=1,
+        max_size=5,
+    ),
+    st.data(),
+)
+def test_any_discount_gives_a_valid_answer_exact_for_piece_goods(
+    lines: list[tuple[str, int, int]], data: st.DataObject
+) -> None:
+    positions = [
+        (f"p{i}", m, wire.rubles(price), str(units) if m == "PCS" else f"0.{units:03d}")
+        for i, (m, price, units) in enumerate(lines)
+    ]
+    request = req(operation(positions))
+    receipt = mapping.calc_receipt(request, now=NOW)
+    discounts = {ln.line_id: data.draw(st.integers(0, ln.amount)) for ln in receipt.lines}
+    ans = mapping.answer(request, receipt, calc_result(receipt, discounts))
+    assert mapping.problems(request, ans) == []
+    for pos in request.positions:
+        paid = sum(
+            mapping.line_amount(i.price, i.qty_milli) for i in ans.impacts if i.position_id == pos.position_id
+        )
+        if pos.piece:
+            assert paid == mapping.line_amount(pos.price, pos.qty_milli) - discounts[pos.position_id]

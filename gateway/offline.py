@@ -132,7 +132,7 @@ class OfflinePolicy:
         if program is None:
             return plain_result(receipt, offline=True, message=MSG_NO_PROGRAM)
         if receipt.customer is None:
-            return plain_result(receipt, offline=True, message=MSG_PROVISIONAL)
+            return plain_result(receipt, offline=True)
         if IdKind(receipt.customer.kind) in (IdKind.APP_CODE, IdKind.QR):
             return plain_result(receipt, offline=True, message=MSG_APP_CODE)
         entry = self.cache.find(receipt.customer)

@@ -184,3 +184,16 @@ async def test_ignored_documents_are_acknowledged_without_storing(client: Any, c
     status, body = await post(client, "/cloud/api/v1/inventories/stores/s/documents", doc, CLOUD, "PUT")
     assert status == 200 and body["ignored"].startswith("document type") and ctx.submits == []
     assert json.dumps(body)  # JSON all the way
+
+
+def test_sample_toml_matches_the_config_model() -> None:
+    import tomllib
+
+    from drivers.evotor.config import Config
+
+    section = tomllib.loads((Path(create.__code__.co_filename).parent / "sample.toml").read_text())[
+        "drivers"
+    ]["evotor"]
+    section.pop("enabled")
+    assert set(section) == set(Config.model_fields)
+    Config.model_validate(section)

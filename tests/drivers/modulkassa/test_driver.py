@@ -89,3 +89,16 @@ async def test_ack_only_after_submit_returned(client: Any, ctx: FakeContext) -> 
 async def test_oversized_body_is_413(client: Any, ctx: FakeContext) -> None:
     status, body = await post(client, "/operation", b" " * 9000)
     assert status == 413 and body["result"] == "failed"
+
+
+def test_sample_toml_matches_the_config_model() -> None:
+    import tomllib
+    from pathlib import Path
+
+    from drivers.modulkassa.config import Config
+
+    path = Path(create.__code__.co_filename).parent / "sample.toml"
+    section = tomllib.loads(path.read_text())["drivers"]["modulkassa"]
+    section.pop("enabled")
+    assert set(section) == set(Config.model_fields)
+    Config.model_validate(section)

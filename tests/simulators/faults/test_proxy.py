@@ -46,16 +46,16 @@ async def test_pass_forwards_and_counts(proxy: FaultProxy) -> None:
 async def test_latency_then_switch_back_on_the_same_connection(proxy: FaultProxy) -> None:
     conn = await connect(proxy)
     await roundtrip(conn)
-    await proxy.set_mode("latency", latency_ms=80)
+    await proxy.set_mode("latency", latency_ms=150)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     assert await roundtrip(conn) == b"ping"
-    assert loop.time() - t0 >= 0.16  # one delay each way
+    assert loop.time() - t0 >= 0.3  # one delay each way
     await proxy.set_mode(Mode.PASS)
     t0 = loop.time()
     await roundtrip(conn)
-    assert loop.time() - t0 < 0.08
-    assert proxy.settings.latency_ms == 80  # kept for the next switch
+    assert loop.time() - t0 < 0.15
+    assert proxy.settings.latency_ms == 150  # kept for the next switch
 
 
 async def test_latency_jitter_uses_injected_sleep(echo_port: int) -> None:
@@ -206,3 +206,12 @@ def test_settings_validation() -> None:
         FaultSettings.from_json({"mode": "flap", "flap_ms": 0})
     base = FaultSettings(flap_ms=250)
     assert FaultSettings.from_json({"mode": "flap"}, base=base) == FaultSettings(Mode.FLAP, flap_ms=250)
+
+
+async def test_starting_down_knows_its_port_and_comes_up(echo_port: int) -> None:
+    async with FaultProxy("127.0.0.1", 0, "127.0.0.1", echo_port, settings=FaultSettings(Mode.DOWN)) as p:
+        assert p.port != 0 and p.mode is Mode.DOWN
+        with pytest.raises(ConnectionRefusedError):
+            await connect(p)
+        await p.set_mode("pass")
+        assert await roundtrip(await connect(p)) == b"ping"

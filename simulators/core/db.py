@@ -16,6 +16,8 @@ records the version (new columns would be added here, one ``ALTER`` per version 
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -221,8 +223,11 @@ class GrantMark(Base):
 # ---------------------------------------------------------------------------- engine
 
 
-def make_engine(url: str) -> Engine:
-    """Engine for ``url`` with the transaction discipline described in the module docstring."""
+def make_engine(url: str, immediate: bool = True) -> Engine:
+    """Engine for ``url`` with the transaction discipline described in the module docstring.
+
+    On SQLite ``immediate=False`` gives plain deferred ``BEGIN`` (readers in WAL mode run
+    beside the writer)."""
     if url.startswith("sqlite"):
         memory = url in ("sqlite://", "sqlite:///:memory:")
         engine = create_engine(
@@ -244,7 +249,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -286,22 +291,40 @@ class Database:
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.postgres = self.engine.dialect.name == "postgresql"
-        create_schema(self.engine)
-
-    def transaction(self, work: Callable[[Session], T], attempts: int = 6) -> T:
-        """Run ``work`` in one transaction; retry transient failures up to ``attempts`` times."""
-
-        @retry(
+        sqlite_file = self.engine.dialect.name == "sqlite" and url not in ("sqlite://", "sqlite:///:memory:")
+        self.readers = (
+            sessionmaker(make_engine(url, immediate=False), expire_on_commit=False)
+            if (sqlite_file)
+            else self.sessions
+        )
+        # SQLite has one writer at a time: queue this process's writers on a lock instead of
+        # letting them poll the file lock (busy_timeout sleeps), which wastes most of the time.
+        self._writer: contextlib.AbstractContextManager[Any] = (
+            threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
+        )
+        self._retrying = retry(
             retry=retry_if_exception(is_transient),
-            stop=stop_after_attempt(attempts),
+            stop=stop_after_attempt(6),
             wait=wait_random_exponential(multiplier=0.01, max=0.2),
             reraise=True,
         )
+        create_schema(self.engine)
+
+    def transaction(self, work: Callable[[Session], T], write: bool = True) -> T:
+        """Run ``work`` in one transaction; retry transient failures a bounded number of times.
+
+        ``write=False`` is for read-only work (no row is changed): on SQLite it does not take
+        the writer's lock.
+        """
+
         def attempt() -> T:
-            with self.sessions() as session, session.begin():
+            if not write:
+                with self.readers() as session, session.begin():
+                    return work(session)
+            with self._writer, self.sessions() as session, session.begin():
                 return work(session)
 
-        return attempt()
+        return self._retrying(attempt)()
 
     def meta(self, key: str) -> str | None:
         with self.sessions() as s, s.begin():
@@ -310,6 +333,10 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self.readers is not self.sessions:
+            bind = self.readers.kw.get("bind")
+            if isinstance(bind, Engine):
+                bind.dispose()
 
 
 def lock_customers(session: Session, ids: list[int], postgres: bool) -> dict[int, Customer]:

@@ -66,6 +66,7 @@ def grant_lot(
             cap_bp=cap,
             pay_debt=cap == 0,
         )
+        s.flush()
         cust.updated_at = at
     s.add(
         GrantMark(

@@ -53,7 +53,7 @@ def report(core: Core, req: pb.GetReportRequest) -> pb.Report:
     def work(s: Session) -> pb.Report:
         return _build(s, core, start, end, ref_bp)
 
-    return core.db.transaction(work)
+    return core.db.transaction(work, write=False)
 
 
 def _build(s: Session, core: Core, start: datetime, end: datetime, ref_bp: int) -> pb.Report:

@@ -31,10 +31,12 @@ from gateway.rules.referral import referral_payouts
 from gateway.rules.types import AccountState, Calculation, LineOut, RuleViolation
 from simulators.core import convert, identify, store
 from simulators.core.context import Core
-from simulators.core.db import Customer, Hold, LotRow, Operation, lock_customers
+from simulators.core.db import Customer, Hold, Operation, lock_customers
 
 
 def _lock(session: Session, core: Core, cust: Customer, with_ancestors: bool) -> None:
+    if not core.db.postgres:
+        return  # SQLite: BEGIN IMMEDIATE already serializes writers
     depth = len(core.program.referral.levels_bp) if core.program.referral and with_ancestors else 0
     ids = [cust.id, *store.ancestor_ids(session, cust.id, max(depth, 1 if with_ancestors else 0))]
     lock_customers(session, ids, core.db.postgres)
@@ -104,7 +106,7 @@ def calculate(core: Core, req: pb.CalculateRequest) -> pb.Calculation:
             out.hold_expires_at.CopyFrom(convert.dt_to_ts(hold.expires_at))
         return out
 
-    return core.db.transaction(work)
+    return core.db.transaction(work, write=req.hold_ttl_s > 0)
 
 
 def _check_expected(c: Calculation, exp: pb.Expected) -> None:
@@ -222,7 +224,8 @@ def commit(core: Core, req: pb.CommitRequest) -> pb.CommitResult:
             op.state = json.dumps(_sale_state(program, draft, c, [], [], None, False))
             op.result = result.SerializeToString()
             return result
-        result = _apply(s, core, op, ident.customer, draft, c, at, now)
+        assert state is not None
+        result = _apply(s, core, op, ident.customer, state, draft, c, at, now)
         if ident.app_code:
             identify.consume_app_code(s, ident.app_code, op.id)
         if req.hold_id:
@@ -291,6 +294,7 @@ def _apply(
     core: Core,
     op: Operation,
     cust: Customer,
+    state: AccountState,
     draft: pb.ReceiptDraft,
     c: Calculation,
     at: datetime,
@@ -299,23 +303,21 @@ def _apply(
     program = core.program
     cashier = draft.staff.cashier_id
     debt_before = cust.debt
+    lots = {lot.lot_id: lot for lot in state.lots}
     debits: list[dict[str, Any]] = []
-    cert_used = False
-    winback_valid = any(r.source == "winback" for r in store.open_rows(s, cust.id, at))
     for d in c.debits:
-        lot = s.get(LotRow, int(d.lot_id))
-        if lot is None or lot.customer_id != cust.id or lot.remaining < d.points:
-            raise RuleViolation("INSUFFICIENT_POINTS", "points changed under this receipt; calculate again")
-        lot.remaining -= d.points
-        cert_used = cert_used or lot.certificate
+        lot = lots[d.lot_id]
         debits.append(
             {
-                "lot": lot.id,
+                "lot": int(d.lot_id),
                 "points": d.points,
                 "cert": lot.certificate,
                 "expires": lot.expires_at.isoformat() if lot.expires_at else None,
             }
         )
+    store.take_lots(s, [(int(d.lot_id), d.points) for d in c.debits])
+    cert_used = any(d["cert"] for d in debits)
+    winback_valid = any(lot.source == "winback" for lot in rcalc.open_lots(state.lots, at))
     spent = sum(d.points for d in c.debits)
     if spent:
         store.record(s, cust.id, "redeem", -spent, at, op_id=op.id, cashier_id=cashier)
@@ -342,7 +344,7 @@ def _apply(
                 "kind": kind,
                 "level": level,
                 "points": points,
-                "lot": None if lot is None else lot.id,
+                "lot": lot,  # the row until flushed, then its id
             }
         )
         pb_payouts.append(pb.Payout(customer_id=str(who.id), kind=kind, level=level, points=points))
@@ -376,6 +378,11 @@ def _apply(
         if anc is not None:
             store.retier(program, anc)
     tier = store.retier(program, cust)
+    s.flush()
+    own_row = payouts[0]["lot"] if payouts and payouts[0]["cust"] == cust.id else None
+    own = 0 if own_row is None or avail > at else own_row.remaining
+    for p in payouts:
+        p["lot"] = None if p["lot"] is None else p["lot"].id
     op.state = json.dumps(
         _sale_state(
             program,
@@ -390,7 +397,7 @@ def _apply(
             debt_before=debt_before,
         )
     )
-    bal = store.balance(s, program, cust, at, now)
+    bal = _balance_after_commit(program, cust, state, c, at, own)
     calc_pb = convert.calc_to_pb(
         c,
         balance_after=balance_after(c, debt_before, program.allow_negative_balance),
@@ -403,4 +410,22 @@ def _apply(
         tier=tier,
         balance=bal.total,
         debt=bal.shown_debt,
+    )
+
+
+def _balance_after_commit(
+    program: Program, cust: Customer, state: AccountState, c: Calculation, at: datetime, accrued: int
+) -> store.Balance:
+    """The buyer's balance after the commit, from the state read at its start (no query)."""
+    open_now = rcalc.open_lots(state.lots, at)
+    kinds = {lot.lot_id: lot.certificate for lot in open_now}
+    cert = sum(lot.points for lot in open_now if lot.certificate)
+    ordinary = sum(lot.points for lot in open_now if not lot.certificate) + accrued
+    for d in c.debits:
+        if kinds.get(d.lot_id):
+            cert -= d.points
+        else:
+            ordinary -= d.points
+    return store.Balance(
+        ordinary=ordinary, certificate=cert, debt=cust.debt, held=0, negative=program.allow_negative_balance
     )

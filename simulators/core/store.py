@@ -17,13 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway.rules import calc
 from gateway.rules.program import Program
 from gateway.rules.tiers import tier_for
-from gateway.rules.types import AccountState, Lot
+from gateway.rules.types import AccountState, Lot, RuleViolation
 from simulators.core.db import Customer, Hold, LotRow, Movement
 
 
@@ -81,14 +81,69 @@ class Balance:
 
 
 def balance(session: Session, program: Program, cust: Customer, at: datetime, now: datetime) -> Balance:
-    rows = open_rows(session, cust.id, at)
+    """Open points at ``at`` by kind (one aggregate query), debt and live holds at ``now``."""
+    session.flush()
+    stmt = (
+        select(LotRow.certificate, func.coalesce(func.sum(LotRow.remaining), 0))
+        .where(
+            LotRow.customer_id == cust.id,
+            LotRow.remaining > 0,
+            LotRow.available_from <= at,
+            or_(LotRow.expires_at.is_(None), LotRow.expires_at > at),
+        )
+        .group_by(LotRow.certificate)
+    )
+    sums = {bool(cert): int(total) for cert, total in session.execute(stmt)}
     return Balance(
-        ordinary=sum(r.remaining for r in rows if not r.certificate),
-        certificate=sum(r.remaining for r in rows if r.certificate),
+        ordinary=sums.get(False, 0),
+        certificate=sums.get(True, 0),
         debt=cust.debt,
         held=held_points(session, cust.id, now),
         negative=program.allow_negative_balance,
     )
+
+
+_LOT_COLUMNS = (
+    LotRow.id,
+    LotRow.source,
+    LotRow.remaining,
+    LotRow.created_at,
+    LotRow.available_from,
+    LotRow.expires_at,
+    LotRow.certificate,
+    LotRow.cap_bp,
+)
+
+
+def lots_of(session: Session, customer_id: int) -> tuple[Lot, ...]:
+    """Every lot with points left, as rule-engine Lots (plain rows: no ORM objects built)."""
+    stmt = select(*_LOT_COLUMNS).where(LotRow.customer_id == customer_id, LotRow.remaining > 0)
+    return tuple(
+        Lot(
+            lot_id=str(r[0]),
+            source=r[1],
+            points=r[2],
+            created=r[3],
+            available_from=r[4],
+            expires_at=r[5],
+            certificate=bool(r[6]),
+            cap_bp=r[7],
+        )
+        for r in session.execute(stmt)
+    )
+
+
+def take_lots(session: Session, debits: list[tuple[int, int]]) -> None:
+    """Debit (lot id, points) pairs; refuses (INSUFFICIENT_POINTS) if a lot has less left."""
+    stmt = (
+        update(LotRow)
+        .where(LotRow.id == bindparam("lot"), LotRow.remaining >= bindparam("n"))
+        .values(remaining=LotRow.remaining - bindparam("n"))
+    )
+    for lot, n in debits:
+        res = session.connection().execute(stmt, {"lot": lot, "n": n})
+        if getattr(res, "rowcount", 1) != 1:
+            raise RuleViolation("INSUFFICIENT_POINTS", "points changed under this receipt; calculate again")
 
 
 def account_state(
@@ -101,7 +156,7 @@ def account_state(
     method: str,
     own_hold: str = "",
 ) -> AccountState:
-    lots = tuple(to_lot(r) for r in lot_rows(session, cust.id))
+    lots = lots_of(session, cust.id)
     return AccountState(
         customer_id=str(cust.id),
         tier=cust.tier,
@@ -178,8 +233,7 @@ def credit(
         operation_id=op_id,
         expired=False,
     )
-    session.add(row)
-    session.flush()
+    session.add(row)  # flushed with the transaction (callers needing row.id flush first)
     return row, repaid
 
 

@@ -61,7 +61,7 @@ def identify_customer(core: Core, req: pb.IdentifyCustomerRequest) -> pb.Custome
         out.strength = pb.STRONG if ident.strong else pb.WEAK
         return out
 
-    return core.db.transaction(work)
+    return core.db.transaction(work, write=False)
 
 
 def register_customer(core: Core, req: pb.RegisterCustomerRequest) -> pb.Customer:
@@ -138,4 +138,4 @@ def balances(core: Core, req: pb.GetBalancesRequest) -> pb.GetBalancesResponse:
             )
         return out
 
-    return core.db.transaction(work)
+    return core.db.transaction(work, write=False)

@@ -53,6 +53,8 @@ def secret_field(description: str, *, default: Any = "", env_only: bool = False)
     extra: dict[str, Any] = {"secret": not env_only, "env": True}
     if isinstance(default, list):
         return Field(default_factory=list, description=description, json_schema_extra=extra)
+    if isinstance(default, str) and not env_only:
+        default = SecretStr(default)
     return Field(default=default, description=description, json_schema_extra=extra)
 
 

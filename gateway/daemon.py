@@ -57,13 +57,15 @@ class Notifier:
             except ImportError:  # not on Linux: nothing to tell
                 return
             self._notifier = sdnotify.SystemdNotifier()
+            if self._notifier.socket is not None:  # a full socket drops a message, never blocks the loop
+                self._notifier.socket.setblocking(False)
             usec = env.get("WATCHDOG_USEC", "")
             if usec.isdigit() and int(usec) > 0:
                 self.watchdog_interval_s = int(usec) / 2 / 1_000_000
 
     def notify(self, message: str) -> None:
         if self._notifier is not None:
-            self._notifier.notify(message)  # a datagram to a local socket: never blocks for long
+            self._notifier.notify(message)  # non-blocking datagram; sdnotify swallows send errors
 
 
 class FileStateStore:

@@ -94,6 +94,8 @@ def test_defaults_and_outbox_path(tmp_path: Path) -> None:
     assert config.gateway.shutdown_timeout_s == 10.0
     assert config.outbox_path == tmp_path / "outbox.db"
     assert config.enabled_drivers() == []
+    assert config.gateway.admin_api_key.get_secret_value() == ""  # a SecretStr even by default
+    assert config.secrets() == []
 
 
 def test_secret_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

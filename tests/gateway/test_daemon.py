@@ -1,0 +1,250 @@
+"""gateway.daemon: the real process (``posgw run``) against a stub core; supervision in-process.
+
+The SIGTERM test runs the daemon as a subprocess with a stub gRPC core in the test's event
+loop: a calculate in flight when SIGTERM arrives completes online, the stored sale reaches the
+core, systemd hears READY / WATCHDOG / STOPPING on a fake NOTIFY_SOCKET, and the process exits
+0 well within shutdown_timeout_s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import pytest
+
+from gateway import daemon as daemon_mod
+from gateway.config import parse_config
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
+from gateway.daemon import Daemon
+from gateway.outbox import Outbox
+from tests.gateway.fakes import FakeContext
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "till-key"
+LINE = {"line_id": "1", "sku": "MILK", "name": "Milk", "price": 10000, "qty_milli": 1000, "amount": 10000}
+CALC = {"register_id": "R1", "lines": [LINE], "customer": {"card": "777"}}
+SALE = {"register_id": "R1", "receipt_number": "9", "shift": "1", "lines": [LINE]}
+
+
+class StubCore(pb_grpc.LoyaltyCoreServicer):
+    """Calculate is slow on purpose (the request is in flight at SIGTERM); events are acked."""
+
+    def __init__(self) -> None:
+        self.calc_started = asyncio.Event()
+        self.calc_delay_s = 1.5
+        self.delivered: list[str] = []
+
+    async def Calculate(self, request: pb.CalculateRequest, context: Any) -> pb.Calculation:
+        self.calc_started.set()
+        await asyncio.sleep(self.calc_delay_s)  # the core's own latency, not a test wait
+        lines = [pb.LineResult(line_id=x.line_id, discount=100, paid=x.amount - 100, accrues=True)
+                 for x in request.draft.lines]
+        return pb.Calculation(customer_id="cus-1", lines=lines, payable=sum(x.paid for x in lines),
+                              points_to_accrue=5, tier="base", balance_before=10, balance_after=15,
+                              display_name="Anna K.")
+
+    async def StreamEvents(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.EventAck]:
+        async for envelope in request_iterator:
+            self.delivered.append(envelope.event_id)
+            yield pb.EventAck(event_id=envelope.event_id, register_id=envelope.register_id,
+                              register_seq=envelope.register_seq, commit=pb.CommitResult())
+
+
+@pytest.fixture
+async def stub_core() -> AsyncIterator[tuple[StubCore, int]]:
+    server = grpc.aio.server()
+    core = StubCore()
+    pb_grpc.add_LoyaltyCoreServicer_to_server(core, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    yield core, port
+    await server.stop(grace=None)
+
+
+@pytest.fixture
+def notify_socket() -> Iterator[tuple[socket.socket, str]]:
+    short = tempfile.mkdtemp(prefix="posgw-", dir="/tmp")  # AF_UNIX paths must stay short
+    path = os.path.join(short, "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.setblocking(False)
+    yield sock, path
+    sock.close()
+    shutil.rmtree(short, ignore_errors=True)
+
+
+def write_config(tmp_path: Path, core_port: int) -> Path:
+    path = tmp_path / "gw.toml"
+    path.write_text(
+        f"[gateway]\nlisten_port = 0\ndata_dir = '{tmp_path / 'data'}'\ncalc_budget_ms = 5000\n"
+        f"shutdown_timeout_s = 10.0\n[core]\naddress = '127.0.0.1:{core_port}'\n"
+        f"[drivers.native]\nenabled = true\napi_keys = ['{KEY}']\n"
+    )
+    return path
+
+
+async def read_port(stderr: asyncio.StreamReader, seen: list[str]) -> int:
+    while True:
+        line = (await stderr.readline()).decode()
+        if not line:
+            raise AssertionError("daemon exited before listening:\n" + "".join(seen))
+        seen.append(line)
+        found = re.search(r"msg=listening .*port=(\d+)", line)
+        if found:
+            return int(found.group(1))
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+async def test_sigterm_drains_in_flight_request_and_exits_0(
+    tmp_path: Path, stub_core: tuple[StubCore, int], notify_socket: tuple[socket.socket, str],
+) -> None:
+    core, core_port = stub_core
+    sock, sock_path = notify_socket
+    config = write_config(tmp_path, core_port)
+    env = dict(os.environ, NOTIFY_SOCKET=sock_path, WATCHDOG_USEC="200000")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway.cli", "run", "--config", str(config), cwd=ROOT, env=env,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    seen: list[str] = []
+    messages: list[str] = []
+    listener = asyncio.create_task(_listen(sock, messages))
+    try:
+        port = await asyncio.wait_for(read_port(proc.stderr, seen), 20)
+        drain_log = asyncio.create_task(_collect(proc.stderr, seen))
+        base = f"http://127.0.0.1:{port}/v1/native"
+        hdrs = {"Authorization": f"Bearer {KEY}"}
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session:
+            async with session.post(f"{base}/sales", json=SALE, headers=hdrs) as resp:
+                assert resp.status == 200
+                sale_key = (await resp.json())["key"]
+
+            async def calculate() -> tuple[int, Any]:
+                async with session.post(f"{base}/calculate", json=CALC, headers=hdrs) as resp:
+                    return resp.status, await resp.json()
+
+            in_flight = asyncio.create_task(calculate())
+            await asyncio.wait_for(core.calc_started.wait(), 10)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            status, body = await in_flight
+            rc = await asyncio.wait_for(proc.wait(), 12)
+            elapsed = time.monotonic() - started
+        await drain_log
+    finally:
+        listener.cancel()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    log = "".join(seen)
+    assert (status, body["offline"], body["payable"]) == (200, False, 9900), log
+    assert rc == 0, log
+    assert elapsed < 10, log
+    assert sale_key in core.delivered, log
+    assert messages[0] == "READY=1" and "STOPPING=1" in messages, messages
+    assert "WATCHDOG=1" in messages
+    with pytest.raises(OSError):  # the listener is gone
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    outbox = await Outbox.open(tmp_path / "data" / "outbox.db")
+    try:
+        assert (await outbox.stats()).pending == 0  # the sender delivered before the outbox closed
+    finally:
+        await outbox.close()
+
+
+async def _collect(stream: asyncio.StreamReader, seen: list[str]) -> None:
+    while line := await stream.readline():
+        seen.append(line.decode())
+
+
+async def _listen(sock: socket.socket, messages: list[str]) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        messages.append((await loop.sock_recv(sock, 4096)).decode().strip())
+
+
+class FlakyDriver:
+    name = "flaky"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.runs = 0
+
+    def routes(self, ctx: Any) -> list[Any]:
+        return []
+
+    async def run(self, ctx: Any) -> None:
+        self.runs += 1
+        if self.runs <= self.failures:
+            raise RuntimeError("port vanished")
+
+
+async def test_supervisor_restarts_a_failing_driver_with_backoff(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(daemon_mod, "RESTART_INITIAL_S", 0.001)
+    d = Daemon(parse_config({"gateway": {"data_dir": str(tmp_path)}}))
+    driver = FlakyDriver(failures=3)
+    ctx = FakeContext("flaky", outbox=None)
+    await asyncio.wait_for(d._supervise("flaky", driver, ctx), 5)  # type: ignore[arg-type]
+    assert driver.runs == 4
+    assert d.metrics.driver_restarts.labels(driver="flaky")._value.get() == 3
+
+
+async def test_supervisor_stops_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(daemon_mod, "RESTART_INITIAL_S", 60.0)
+    d = Daemon(parse_config({"gateway": {"data_dir": str(tmp_path)}}))
+    ctx = FakeContext("flaky", outbox=None)
+    task = asyncio.create_task(d._supervise("flaky", FlakyDriver(failures=100), ctx))  # type: ignore[arg-type]
+    await asyncio.sleep(0)  # let it fail once and start its backoff wait
+    await asyncio.sleep(0)
+    ctx.stopping.set()
+    await asyncio.wait_for(task, 2)  # the 60 s backoff is cut short by stopping
+
+
+async def test_daemon_in_process_start_stop_core_down(tmp_path: Path) -> None:
+    config = parse_config({
+        "gateway": {"data_dir": str(tmp_path), "listen_port": 0, "calc_budget_ms": 200},
+        "core": {"address": "127.0.0.1:1"},
+        "drivers": {"native": {"enabled": True, "api_keys": [KEY]}},
+    })
+    d = Daemon(config)
+    await d.start()
+    try:
+        base = f"http://127.0.0.1:{d.port}"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            async with session.get(f"{base}/healthz") as resp:
+                assert resp.status == 200
+            hdrs = {"Authorization": f"Bearer {KEY}"}
+            async with session.post(f"{base}/v1/native/calculate", json=CALC, headers=hdrs) as resp:
+                body = await resp.json()
+                assert resp.status == 200 and body["offline"] is True  # core down: offline, in budget
+            async with session.post(f"{base}/v1/native/sales", json=SALE, headers=hdrs) as resp:
+                assert (resp.status, (await resp.json())["duplicate"]) == (200, False)
+    finally:
+        started = time.monotonic()
+        await d.stop(timeout=3)
+        assert time.monotonic() - started < 3.5
+    outbox = await Outbox.open(config.outbox_path)
+    try:
+        assert (await outbox.stats()).pending == 1  # kept for the next start, not lost
+    finally:
+        await outbox.close()
+    assert json.dumps(config.secrets()) == json.dumps([KEY])

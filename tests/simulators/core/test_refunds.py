@@ -104,6 +104,14 @@ async def test_e9_clawback_beyond_balance(db_url: str, negative: bool) -> None:
         if negative:
             assert refund.balance == -183 and refund.debt == 0
             assert (await core.customer(cid)).balance == -183
+            # redemption is blocked until the balance is positive again
+            blocked = await core.calculate(core.draft(await core.strong(cid), [line("L1", 250_000)]))
+            assert blocked.max_points == 0
+            await expect_error(
+                core.calculate(core.draft(await core.strong(cid), [line("L1", 250_000)], redeem=1)),
+                FAILED,
+                "INSUFFICIENT_POINTS",
+            )
         else:
             assert refund.balance == 0 and refund.debt == 183
             assert sum(cb.shortfall for cb in refund.clawbacks) == 183

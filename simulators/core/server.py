@@ -88,17 +88,17 @@ async def start_core(
 async def serve(listen: str, program: Program | str | Path, db_url: str, now: Clock | None = None) -> None:
     """Serve until SIGTERM / SIGINT, then stop gracefully."""
     handle = await start_core(program, db_url, listen, now)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no signal handlers
+            loop.add_signal_handler(sig, stop.set)
     log.info(
         "core listening address=%s program=%s version=%s",
         handle.address,
         handle.core.program.id,
         handle.core.version[:12],
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows: no signal handlers
-            loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
     finally:

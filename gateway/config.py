@@ -115,7 +115,8 @@ class CoreSection(Model):
     )
     breaker_reset_s: float = Field(default=5.0, gt=0, le=3600, description="seconds before a half-open probe")
     refresh_interval_s: float = Field(
-        default=60.0, gt=0, le=86_400, description="how often the program rules are fetched for offline use",
+        default=60.0, gt=0, le=86_400,
+        description="how often the program rules are fetched for offline use (see snapshot_refresh_s)",
     )
 
 
@@ -124,7 +125,8 @@ class OfflineSection(Model):
         default=0, ge=0, le=10**9, description="points a customer may redeem offline per shift (0 = none)",
     )
     snapshot_refresh_s: float = Field(
-        default=300.0, gt=0, le=86_400, description="how often the balance snapshot is refreshed",
+        default=300.0, gt=0, le=86_400,
+        description="how often the balance snapshot is refreshed (both refresh at the shorter interval)",
     )
 
 

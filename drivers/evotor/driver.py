@@ -11,8 +11,6 @@ submitted; tokens are compared in constant time and never logged.
 
 from __future__ import annotations
 
-import asyncio
-import hmac
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -23,6 +21,7 @@ from pydantic import SecretStr
 
 from drivers.evotor import cloud_wire, mapping, wire
 from drivers.evotor.config import Config
+from gateway import http_edge
 from gateway.driver import DriverContext
 from gateway.errors import BadInput, GatewayError, StorageError
 from gateway.receipt import Event
@@ -33,23 +32,6 @@ _JSON = "application/json"
 
 def _reply(status: int, body: bytes) -> web.Response:
     return web.Response(status=status, body=body, content_type=_JSON)
-
-
-def _secret(secret: SecretStr | str) -> str:
-    return secret.get_secret_value() if isinstance(secret, SecretStr) else str(secret)
-
-
-def _matches(presented: str, secrets: Sequence[SecretStr | str]) -> bool:
-    ok = False
-    for secret in secrets:
-        value = _secret(secret)
-        ok |= bool(value) and hmac.compare_digest(presented.encode(), value.encode())
-    return ok
-
-
-def _bearer(request: web.Request) -> str:
-    raw = request.headers.get("Authorization", "").strip()
-    return raw[7:].strip() if raw[:7].lower() == "bearer " else raw
 
 
 class EvotorDriver:
@@ -77,20 +59,19 @@ class EvotorDriver:
                inner: Callable[[DriverContext, bytes], Awaitable[web.Response]]) -> Handler:
         async def handle(request: web.Request) -> web.Response:
             ctx.count("requests")
-            presented = request.headers.get(header, "") if header else _bearer(request)
-            if not _matches(presented, secrets):
+            presented = request.headers.get(header, "") if header \
+                else http_edge.bearer(request.headers.get("Authorization", ""))
+            if not http_edge.token_matches(presented, secrets):
                 ctx.count("auth_failed")
                 return _reply(401, wire.render_error(1002, "invalid", "Authorization"))
             limit = self.config.max_body_bytes
-            if (request.content_length or 0) > limit:
-                return _reply(413, wire.render_error(2005, "too large", "body", f"at most {limit} bytes"))
             try:
-                async with asyncio.timeout(self.config.read_timeout_ms / 1000):
-                    body = await _read(request, limit)
+                body = await http_edge.read_body(request, limit=limit,
+                                                 timeout_s=self.config.read_timeout_ms / 1000)
             except TimeoutError:
                 ctx.count("bad_input")
                 return _reply(408, wire.render_error(2006, "timeout", "body", "body not received in time"))
-            except BadInput:
+            except http_edge.BodyTooLarge:
                 return _reply(413, wire.render_error(2005, "too large", "body", f"at most {limit} bytes"))
             try:
                 return await inner(ctx, body)
@@ -150,19 +131,9 @@ class EvotorDriver:
 
     async def _verify(self, ctx: DriverContext, body: bytes) -> web.Response:
         req = cloud_wire.parse_user_verify(body)
-        token = _secret(self.config.cloud_user_token)
+        token = http_edge.secret_value(self.config.cloud_user_token)
         answer = {"userUuid": req.user_uuid, "hasBilling": False, "token": token}
         return _reply(200, json.dumps(answer).encode())
-
-
-async def _read(request: web.Request, limit: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            raise BadInput(f"body larger than {limit} bytes", "body")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create(options: Mapping[str, Any]) -> EvotorDriver:

@@ -10,17 +10,15 @@ sale goes on); bad input gets ``{"result":"failed",...}`` with a 4xx and nothing
 
 from __future__ import annotations
 
-import asyncio
-import hmac
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import SecretStr
 
 from drivers.modulkassa import mapping, wire
 from drivers.modulkassa.config import Config
+from gateway import http_edge
 from gateway.driver import DriverContext
 from gateway.errors import BadInput, GatewayError, StorageError
 
@@ -47,32 +45,23 @@ class ModulKassaDriver:
             web.post("/event", self._guard(ctx, self._event)),
         ]
 
-    def _authorized(self, presented: str) -> bool:
-        ok = False
-        for secret in self.config.pairing_tokens:
-            value = secret.get_secret_value() if isinstance(secret, SecretStr) else str(secret)
-            ok |= bool(value) and hmac.compare_digest(presented.encode(), value.encode())
-        return ok
-
     def _guard(self, ctx: DriverContext,
                inner: Callable[[DriverContext, bytes], Awaitable[web.Response]]) -> Handler:
         async def handle(request: web.Request) -> web.Response:
             ctx.count("requests")
-            if not self._authorized(request.headers.get("X-Gateway-Token", "")):
+            if not http_edge.token_matches(request.headers.get("X-Gateway-Token", ""),
+                                           self.config.pairing_tokens):
                 ctx.count("auth_failed")
                 return _reply(401, wire.render_failed("unauthorized: check the plugin's pairing token"))
             limit = self.config.max_body_bytes
-            too_large = _reply(413, wire.render_failed(f"body larger than {limit} bytes", "body"))
-            if (request.content_length or 0) > limit:
-                return too_large
             try:
-                async with asyncio.timeout(self.config.read_timeout_ms / 1000):
-                    body = await _read(request, limit)
+                body = await http_edge.read_body(request, limit=limit,
+                                                 timeout_s=self.config.read_timeout_ms / 1000)
             except TimeoutError:
                 ctx.count("bad_input")
                 return _reply(408, wire.render_failed("body not received in time", "body"))
-            except BadInput:
-                return too_large
+            except http_edge.BodyTooLarge:
+                return _reply(413, wire.render_failed(f"body larger than {limit} bytes", "body"))
             try:
                 return await inner(ctx, body)
             except BadInput as exc:
@@ -110,16 +99,6 @@ class ModulKassaDriver:
         new = await ctx.submit(event)
         ctx.count("committed" if new else "duplicate")
         return _reply(200, wire.render_accepted(duplicate=not new))
-
-
-async def _read(request: web.Request, limit: int) -> bytes:
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(1 << 16):
-        size += len(chunk)
-        if size > limit:
-            raise BadInput(f"body larger than {limit} bytes", "body")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create(options: Mapping[str, Any]) -> ModulKassaDriver:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+from gateway import http_edge
 from gateway.errors import BadInput
 from gateway.receipt import MAX_LINES, to_milli, to_minor
 
@@ -38,13 +39,7 @@ ACTIONS = frozenset({CLOSED, CANCELLED, MODIFIED, MAIN_SCREEN})
 # ---------------------------------------------------------------- JSON helpers
 
 
-def loads(body: bytes | str) -> object:
-    try:
-        return json.loads(body.decode("utf-8") if isinstance(body, bytes) else body, parse_float=Decimal)
-    except UnicodeDecodeError as exc:
-        raise BadInput("body is not UTF-8", "body") from exc
-    except (ValueError, RecursionError) as exc:
-        raise BadInput(f"not JSON: {str(exc)[:80]}", "body") from exc
+loads = http_edge.loads  # JSON with Decimal numbers; BadInput("body") on anything malformed
 
 
 def _obj(value: object, where: str, *, optional: bool = False) -> dict[str, object]:

@@ -1,0 +1,91 @@
+"""The HTTP edge every JSON driver shares: body reading, JSON with Decimal numbers, token checks.
+
+Owns three small jobs that were copied between drivers:
+
+- :func:`read_body`: reads a request body in chunks, refusing it (:class:`BodyTooLarge`) as
+  soon as it passes ``limit`` bytes (a ``Content-Length`` above the limit is refused before
+  anything is read) and giving up (``TimeoutError``) when it is not received within
+  ``timeout_s``, so a slow or endless sender cannot hold a handler;
+- :func:`loads`: UTF-8 JSON whose non-integer numbers become :class:`~decimal.Decimal`
+  (never ``float``: money stays exact); any malformed input raises
+  :class:`gateway.errors.BadInput` naming ``body``, nothing else escapes;
+- :func:`token_matches`: compares a presented token with every configured secret in constant
+  time (all secrets are compared, whichever matches); an empty secret never matches.
+
+Pure apart from :func:`read_body`, which only awaits the request stream. The vendor-shaped
+error bodies stay in each driver's ``wire.py``: only the mechanics live here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import Iterable
+from decimal import Decimal
+
+from aiohttp import web
+from pydantic import SecretStr
+
+from gateway.errors import BadInput
+
+CHUNK = 1 << 16
+
+
+class BodyTooLarge(BadInput):
+    """The request body is larger than the driver accepts (answer 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body larger than {limit} bytes", "body")
+        self.limit = limit
+
+
+async def read_body(request: web.Request, *, limit: int, timeout_s: float) -> bytes:
+    """The whole body, at most ``limit`` bytes, read within ``timeout_s``.
+
+    Raises :class:`BodyTooLarge` (declared or actual size above ``limit``) or
+    ``TimeoutError`` (not received in time).
+    """
+    if (request.content_length or 0) > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async with asyncio.timeout(timeout_s):
+        async for chunk in request.content.iter_chunked(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge(limit)
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def loads(body: bytes | str) -> object:
+    """Parse JSON; non-integer numbers become ``Decimal``. Raises BadInput (field ``body``)."""
+    try:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        return json.loads(text, parse_float=Decimal)
+    except UnicodeDecodeError as exc:
+        raise BadInput("body is not UTF-8", "body") from exc
+    except (ValueError, RecursionError) as exc:
+        raise BadInput(f"body is not JSON: {str(exc)[:80]}", "body") from exc
+
+
+def secret_value(secret: SecretStr | str) -> str:
+    """The plain text of a configured secret (``SecretStr`` or str)."""
+    return secret.get_secret_value() if isinstance(secret, SecretStr) else str(secret)
+
+
+def token_matches(presented: str, secrets: Iterable[SecretStr | str]) -> bool:
+    """True when ``presented`` equals one of ``secrets``; constant time, empty secrets never match."""
+    ok = False
+    given = presented.encode()
+    for secret in secrets:
+        value = secret_value(secret)
+        ok |= bool(value) & hmac.compare_digest(given, value.encode())
+    return ok
+
+
+def bearer(authorization: str) -> str:
+    """The token of an ``Authorization`` header value; the ``Bearer`` prefix is optional."""
+    raw = authorization.strip()
+    return raw[7:].strip() if raw[:7].lower() == "bearer " else raw

@@ -19,7 +19,7 @@ from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from tests.simulators.core.acceptance import DEADLINE_S, Core, error_info, line, phone_ref, running
 
-N = 8
+N = 16
 RETRIABLE = {grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 

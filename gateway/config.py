@@ -139,10 +139,9 @@ class OutboxSection(Model):
     )
 
 
-class DriverSection(BaseModel):
-    """``[drivers.<name>]``: ``enabled`` plus the driver's own options (validated separately)."""
+class DriverSection(Model):
+    """``[drivers.<name>]``: ``enabled``; the driver's own options are validated by its ``Config``."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
     enabled: bool = Field(default=False, description="run this driver")
 
 
@@ -233,11 +232,15 @@ def parse_config(
     driver_models: dict[str, BaseModel] = {}
     if isinstance(driver_raw, dict):
         for name, section in list(driver_raw.items()):
-            validated = _driver_model(name, section, file, errors, env, base)
-            if validated is None:
+            if name not in REGISTRY or not isinstance(section, dict):
+                _driver_model(name, section, file, errors, env, base)  # reports the problem
                 driver_raw.pop(name)
-            else:
+                continue
+            validated = _driver_model(name, section, file, errors, env, base)
+            if validated is not None:
                 driver_models[name] = validated
+            # options live in the driver's own model (secrets as SecretStr), not in the section
+            driver_raw[name] = {k: v for k, v in section.items() if k == "enabled"}
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
@@ -264,7 +267,6 @@ def _driver_model(
     model_cls = driver_config_model(name)
     options = {k: v for k, v in section.items() if k != "enabled"}
     options = _apply_secrets(options, model_cls, where, env, base, file, errors)
-    section.update(options)
     try:
         return model_cls.model_validate(options)
     except ValidationError as exc:

@@ -248,3 +248,16 @@ async def test_daemon_in_process_start_stop_core_down(tmp_path: Path) -> None:
     finally:
         await outbox.close()
     assert json.dumps(config.secrets()) == json.dumps([KEY])
+
+
+def test_run_refuses_a_bad_config_with_every_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gateway.cli import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[gateway]\nlisten_prot = 1\n[core]\ntls = 'no'\n")
+    assert main(["run", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "gateway.listen_prot: unknown key (fix: did you mean 'listen_port'?)" in err
+    assert "core.tls: expected true or false" in err

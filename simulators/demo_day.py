@@ -1,0 +1,220 @@
+"""The demo's scripted trading day on a real stack (core, fault proxy, gateway, tills).
+
+:func:`trading_day` starts a :class:`~simulators.stack.Stack` in a temp dir and plays, while
+background tills keep selling: registrations with the welcome bonus, a 3-level referral
+chain, purchases crossing a tier, a redemption with an app code, a per-line return, a
+duplicate resend, a core outage of several seconds (receipts keep flowing, answered
+offline), a graceful gateway restart (SIGTERM) and a crash restart (SIGKILL). It waits for
+the outbox to drain and compares every acknowledged document with what the core applied.
+
+Returns a :class:`DemoResult`: the story (one line per step), balances per customer and the
+figures ``posgw demo --json`` prints. Bounded: every wait has a timeout; the whole day takes
+about 30-45 s on a laptop.
+
+Hook for other tills (issue 5): :data:`VENDOR_TILLS` names simulator packages
+(``simulators.registers.<name>``); when one exposes ``async demo_till(stack, customers) ->
+list[Ack]`` (and its driver's ``[drivers.<name>]`` section in ``demo_toml()``), the demo runs
+one till of it and counts its acknowledgements with the rest. Missing ones are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simulators.fleet import Fleet, ScriptedTill, lines, native_client
+from simulators.registers.native import TillConfig
+from simulators.registers.native.report import Recorder, percentile
+from simulators.stack import Stack, StackOptions
+from simulators.stack_check import check_delivery
+
+VENDOR_TILLS = ("evotor", "modulkassa")
+OUTAGE_S = 5.0
+PEOPLE = {  # phone -> name; Anna invites Boris, Boris invites Vera, Vera invites Gleb
+    "+79161000001": "Анна Ковалёва",
+    "+79161000002": "Борис Петров",
+    "+79161000003": "Вера Смирнова",
+    "+79161000004": "Глеб Орлов",
+    "+79161000005": "Дмитрий Волков",
+}
+
+
+@dataclass
+class DemoResult:
+    story: list[str] = field(default_factory=list)
+    balances: list[dict[str, Any]] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def rub(kopecks: int) -> str:
+    """``123456`` -> ``"1 234.56 ₽"`` (integer arithmetic, no floats)."""
+    return f"{kopecks // 100:,}".replace(",", " ") + f".{kopecks % 100:02d} ₽"
+
+
+def _vendor_tills() -> list[Callable[..., Any]]:
+    found = []
+    for name in VENDOR_TILLS:
+        try:
+            module = importlib.import_module(f"simulators.registers.{name}")
+        except ImportError:
+            continue
+        if callable(getattr(module, "demo_till", None)):
+            found.append(module.demo_till)
+    return found
+
+
+async def trading_day(*, seed: int = 2, say: Callable[[str], None] = lambda _: None,
+                      workdir: Path | None = None) -> DemoResult:
+    """Play the day (see the module docstring); ``say`` hears each story line as it happens."""
+    result = DemoResult()
+
+    def tell(line: str) -> None:
+        result.story.append(line)
+        say(line)
+
+    tmp = tempfile.TemporaryDirectory(prefix="posgw-demo-") if workdir is None else None
+    where = Path(tmp.name) if tmp is not None else workdir
+    assert where is not None
+    began = time.monotonic()
+    try:
+        options = StackOptions(api_key="demo-till-key", offline_redeem_limit=200, refresh_s=1.0)
+        async with Stack(where, options) as stack:
+            tell(f"started core (seed002), fault proxy and gateway in {time.monotonic() - began:.1f} s "
+                 f"(gateway {stack.gateway_url}, core {stack.core_address} "
+                 f"behind proxy {stack.proxy.address})")
+            await _play(stack, seed, result, tell)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    result.figures["elapsed_s"] = round(time.monotonic() - began, 1)
+    return result
+
+
+async def _play(stack: Stack, seed: int, result: DemoResult, tell: Callable[[str], None]) -> None:
+    admin = stack.admin
+    phones = list(PEOPLE)
+    anna, boris, vera, gleb, dima = phones
+    chain = await admin.referral_chain([(p, PEOPLE[p]) for p in (anna, boris, vera, gleb)])
+    dmitry = await admin.register(dima, PEOPLE[dima])
+    for c in [*chain, dmitry]:
+        tell(f"registered {c.display_name} ({c.phone}): welcome bonus {c.welcome_points} points")
+    tell("referral chain: Анна → Борис → Вера → Глеб (3 levels: 5 %, 1 %, 1 %)")
+
+    recorder = Recorder()
+    fleet = Fleet(stack.gateway_url, stack.options.api_key, tills=3, rate=12.0, seed=seed,
+                  customers=phones, prefix="load", recorder=recorder,
+                  config=TillConfig(retry_for_s=60.0, refund_share=0.05, cancel_share=0.02))
+    await fleet.start()
+    tell("3 background tills selling ~12 receipts/s to phone-identified and anonymous customers")
+    vendor_acks: list[Any] = []
+    vendor = [asyncio.create_task(t(stack, phones), name="vendor-till") for t in _vendor_tills()]
+
+    async with native_client(stack.gateway_url, stack.options.api_key) as client:
+        till = ScriptedTill(client, recorder, "front-01", shift=fleet.shift)
+
+        # A big purchase crosses tier 2 (30 000 ₽ spent); the next one earns 5 % instead of 3 %.
+        big = till.receipt(lines(("4600030", 20_000), ("2000301", 2_000), ("4600003", 2_000)), dima)
+        applied, _ = await till.sell(big)
+        tell(f"Дмитрий buys for {rub(applied.payable)}: {applied.points_to_accrue} points at tier 1 (3 %)")
+        await stack.wait_drained(15)
+        small = till.receipt(lines(("4600001", 2_000), ("4600010", 1_000)), dima)
+        applied, _ = await till.sell(small)
+        tier = (await admin.customer(dima)).tier
+        tell(f"Дмитрий is now tier {tier}: {rub(applied.payable)} earns {applied.points_to_accrue} points")
+
+        # Referral: Глеб's purchase pays Вера, Борис and Анна.
+        ref = till.receipt(lines(("4600030", 6_000)), gleb)
+        applied, _ = await till.sell(ref)
+        await stack.wait_drained(15)
+        got = [(await admin.customer(p)) for p in (vera, boris, anna)]
+        tell(f"Глеб buys for {rub(applied.payable)}; referral balances now: "
+             + ", ".join(f"{c.display_name} {c.balance}" for c in got))
+
+        # Redemption with the app's one-time code (strong identification).
+        code = await admin.app_code(anna)
+        red = till.receipt(lines(("4600040", 3_000), ("4600031", 5_000)), f"app_code:{code}", redeem_max=True)
+        applied, _ = await till.sell(red)
+        tell(f"Анна shows app code {code}, redeems {applied.redeemed_points} points: "
+             f"pays {rub(applied.payable)} of {rub(red.total)}")
+
+        # Per-line return and a duplicate resend.
+        ack = await till.refund(big, {"1": 5_000})
+        tell(f"Дмитрий returns 5 of 20 coffee packs (line 1): refund acknowledged as {ack and ack.key}")
+        again = await till.resend(small)
+        tell(f"front-01 resends a sale it already sent: duplicate={again and again.duplicate}, same key")
+        await stack.wait_drained(15)
+
+        # Core outage: the link goes down for several seconds; tills keep selling.
+        before = recorder.offline_answers
+        await stack.core_outage()
+        tell(f"core link DOWN for {OUTAGE_S:.0f} s (fault proxy refuses and cuts connections)")
+        await asyncio.sleep(1.0)
+        off = till.receipt(lines(("4600020", 1_000), ("4600032", 2_000)), boris)
+        applied, _ = await till.sell(off)
+        message = str(till.answers.get(off.identity, {}).get("message", ""))
+        tell(f"Борис buys during the outage: answered offline={applied.offline}, "
+             f"{applied.points_to_accrue} points provisional ({message!r})")
+        await asyncio.sleep(OUTAGE_S - 1.0)
+        pending = (await stack.health()).get("pending")
+        await stack.core_back()
+        tell(f"core link UP: {recorder.offline_answers - before} offline answers during the outage, "
+             f"{pending} events waiting in the outbox")
+
+        t0 = time.monotonic()
+        status = await stack.gateway.stop()
+        t1 = time.monotonic()
+        await stack.gateway.start(timeout_s=stack.options.ready_timeout_s)
+        tell(f"gateway stopped with SIGTERM (exit {status} after {t1 - t0:.1f} s), ready again "
+             f"{time.monotonic() - t1:.1f} s later; tills retried meanwhile")
+        await asyncio.sleep(1.5)
+        took = await stack.restart_gateway(kill=True)
+        tell(f"gateway killed with SIGKILL mid-traffic and started again (ready in {took:.1f} s)")
+        await asyncio.sleep(1.5)
+
+    report = await fleet.stop()
+    for task in vendor:
+        vendor_acks += await task
+    left = await stack.wait_drained(30)
+    queue = await stack.operator_queue()
+    tell(f"outbox drained (pending {left}); operator queue {len(queue)}; the tills saw {report.errors} "
+         "errors while the gateway was down (unanswered calculates sold at full price, commits retried)")
+
+    acks = recorder.acks + vendor_acks
+    check = check_delivery(acks, stack.applied(), [str(r.get("key", "")) for r in queue])
+    for phone in phones:
+        c = await admin.customer(phone)
+        result.balances.append({"name": c.display_name, "phone": c.phone, "tier": c.tier,
+                                "balance": c.balance, "debt": c.debt})
+    result.figures = {
+        "receipts_acknowledged": check.acknowledged_sales,
+        "receipts_at_core": check.sales_at_core,
+        "documents_acknowledged": check.acknowledged,
+        "documents_at_core": check.applied_total,
+        "duplicates_at_core": len(check.duplicates),
+        "lost": len(check.lost),
+        "offline_answers": recorder.offline_answers,
+        "calc_count": len(recorder.calc_ms),
+        "calc_p50_ms": round(percentile(recorder.calc_ms, 50), 2),
+        "calc_p99_ms": round(percentile(recorder.calc_ms, 99), 2),
+        "operator_queue": len(queue),
+        "duplicate_answers": sum(a.duplicate for a in acks),
+        "till_errors": report.errors,
+        "unacknowledged": report.unacknowledged,
+        "gateway_starts": stack.gateway.starts,
+        "till_error_samples": report.error_messages[:5],
+    }
+    if check.lost:
+        result.problems.append(f"{len(check.lost)} acknowledged documents not at the core: {check.lost[:5]}")
+    if check.duplicates:
+        result.problems.append(f"applied twice at the core: {check.duplicates[:5]}")

@@ -126,6 +126,7 @@ REGISTRY: dict[str, str] = {
     "native": "drivers.native.driver:create",
     "evotor": "drivers.evotor.driver:create",
     "modulkassa": "drivers.modulkassa.driver:create",
+    "poster": "drivers.poster.driver:create",
 }
 
 

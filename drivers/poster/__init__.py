@@ -1,0 +1,6 @@
+"""Poster POS: the platform app inside the till and the account's webhooks (plain metadata; see README.md)."""
+
+NAME = "poster"
+TITLE = "Poster POS (platform app + account webhooks)"
+KIND = "http"  # routes under /v1/poster/; no poll loop
+DELIVERY = "at-least-once from the app's local queue and Poster's webhook retries; applied once by key"

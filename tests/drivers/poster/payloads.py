@@ -20,14 +20,36 @@ def settings() -> dict[str, Any]:
     return {"accountUrl": ACCOUNT, "spotId": 1, "spotTabletId": 3, "applicationId": "1234"}
 
 
-def order(*, order_id: int = ORDER_ID, name: str | int = "", extras: dict[str, Any] | None = None,
-          status: int = 1, date_close: int = 0) -> dict[str, Any]:
-    return {"id": order_id, "orderName": name, "dateStart": order_id, "dateClose": date_close, "status": status,
-            "userId": 4, "tableId": 0, "clientId": 77,
-            "products": {"0": {"id": 12, "count": 2, "price": 190, "modification": 0},
-                         "1": {"id": 40, "count": 1, "price": 85.5, "modification": 0}},
-            "subtotal": 465.5, "total": 465.5, "discount": 0, "payedBonus": 0, "approvedBonus": 0,
-            "platformDiscount": 0, "loyaltyAppId": 0, "extras": extras or {}}
+def order(
+    *,
+    order_id: int = ORDER_ID,
+    name: str | int = "",
+    extras: dict[str, Any] | None = None,
+    status: int = 1,
+    date_close: int = 0,
+) -> dict[str, Any]:
+    return {
+        "id": order_id,
+        "orderName": name,
+        "dateStart": order_id,
+        "dateClose": date_close,
+        "status": status,
+        "userId": 4,
+        "tableId": 0,
+        "clientId": 77,
+        "products": {
+            "0": {"id": 12, "count": 2, "price": 190, "modification": 0},
+            "1": {"id": 40, "count": 1, "price": 85.5, "modification": 0},
+        },
+        "subtotal": 465.5,
+        "total": 465.5,
+        "discount": 0,
+        "payedBonus": 0,
+        "approvedBonus": 0,
+        "platformDiscount": 0,
+        "loyaltyAppId": 0,
+        "extras": extras or {},
+    }
 
 
 def pos_event(event: str, data: dict[str, Any], *, card: str | None = "2000012345", redeem: Any = 0) -> bytes:
@@ -41,8 +63,9 @@ def before_close(**kw: Any) -> bytes:
 
 def after_close(**kw: Any) -> bytes:
     extras = {"lg": json.dumps({"card": "2000012345", "kind": "card", "pts": 0, "calc": ""})}
-    return pos_event("afterOrderClose", {"order": order(status=2, date_close=ORDER_ID + 60_000, extras=extras,
-                                                        **kw)})
+    return pos_event(
+        "afterOrderClose", {"order": order(status=2, date_close=ORDER_ID + 60_000, extras=extras, **kw)}
+    )
 
 
 def return_fiscal(count: int = 1) -> bytes:
@@ -54,11 +77,26 @@ def md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
 
-def webhook(object_id: int = 58031, action: str = "removed", *, data: str | None = None, time: str = "1767254466",
-            secret: str = SECRET, account: str = ACCOUNT, obj: str = "transaction") -> dict[str, Any]:
+def webhook(
+    object_id: int = 58031,
+    action: str = "removed",
+    *,
+    data: str | None = None,
+    time: str = "1767254466",
+    secret: str = SECRET,
+    account: str = ACCOUNT,
+    obj: str = "transaction",
+) -> dict[str, Any]:
     parts = [account, obj, str(object_id), action] + ([data] if data is not None else []) + [time, secret]
-    hook: dict[str, Any] = {"account": account, "account_number": "904512", "object": obj,
-                            "object_id": object_id, "action": action, "time": time, "verify": md5(";".join(parts))}
+    hook: dict[str, Any] = {
+        "account": account,
+        "account_number": "904512",
+        "object": obj,
+        "object_id": object_id,
+        "action": action,
+        "time": time,
+        "verify": md5(";".join(parts)),
+    }
     if data is not None:
         hook["data"] = data
     return hook

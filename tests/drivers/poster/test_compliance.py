@@ -33,9 +33,11 @@ class PosterAdapter(Adapter):
         return _req("/pos-event", p.before_close())
 
     def commits(self) -> dict[str, Request]:
-        return {"sale": _req("/pos-event", p.after_close()),
-                "refund": _req("/pos-event", p.return_fiscal()),
-                "cancel": _req("/webhook", _now_hook(), JSON, note="transaction removed webhook")}
+        return {
+            "sale": _req("/pos-event", p.after_close()),
+            "refund": _req("/pos-event", p.return_fiscal()),
+            "cancel": _req("/webhook", _now_hook(), JSON, note="transaction removed webhook"),
+        }
 
     def bad_inputs(self) -> list[Request]:
         no_order = json.loads(p.after_close())
@@ -54,8 +56,12 @@ class PosterAdapter(Adapter):
         return [
             _req("/pos-event", p.after_close(), JSON, note="no token"),
             _req("/pos-event", p.after_close(), {"X-Gateway-Token": "wrong"}, note="wrong token"),
-            _req("/pos-event", p.before_close(), {"X-Poster-Signature": "0" * 32, "X-Poster-Time": "1"},
-                 note="bad proxy signature"),
+            _req(
+                "/pos-event",
+                p.before_close(),
+                {"X-Poster-Signature": "0" * 32, "X-Poster-Time": "1"},
+                note="bad proxy signature",
+            ),
             _req("/webhook", dict(_now_hook(), verify="0" * 32), JSON, note="bad verify"),
             _req("/webhook", tampered, JSON, note="tampered object_id"),
             _req("/webhook", stale, JSON, note="stale time"),

@@ -9,7 +9,7 @@ import time
 import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -57,7 +57,9 @@ async def test_proxied_request_with_a_valid_signature(client: Any, ctx: FakeCont
     body, when = p.after_close(), str(int(time.time()))
     url = str(client.make_url("/v1/poster/pos-event"))
     sig = hashlib.md5(url.encode() + body + when.encode() + p.SECRET.encode()).hexdigest()
-    assert (await post(client, "/pos-event", body, {"X-Poster-Signature": sig, "X-Poster-Time": when}))[0] == 200
+    assert (await post(client, "/pos-event", body, {"X-Poster-Signature": sig, "X-Poster-Time": when}))[
+        0
+    ] == 200
     stale = str(int(time.time()) - 10 * 86400)
     sig = hashlib.md5(url.encode() + body + stale.encode() + p.SECRET.encode()).hexdigest()
     status, _ = await post(client, "/pos-event", body, {"X-Poster-Signature": sig, "X-Poster-Time": stale})
@@ -75,7 +77,9 @@ async def test_removed_webhook_links_to_the_synced_sale(client: Any, ctx: FakeCo
     assert refund.sale_key == "poster:coffee-demo:3:order:1767254400123" and len(ctx.stored) == 2
 
 
-async def test_other_events_and_webhooks_are_acknowledged_without_storing(client: Any, ctx: FakeContext) -> None:
+async def test_other_events_and_webhooks_are_acknowledged_without_storing(
+    client: Any, ctx: FakeContext
+) -> None:
     change = p.pos_event("orderProductChange", {"order": p.order(), "product": {"id": 3, "count": 0}})
     assert (await post(client, "/pos-event", change, APP))[1]["ignored"]
     hook = json.dumps(p.webhook(action="changed", data="{}", time=str(int(time.time())))).encode()
@@ -100,8 +104,9 @@ def test_fuzzed_webhooks_and_data_over_http_never_500_never_stored() -> None:
     async def start() -> TestClient[Any, Any]:
         ctx.stopping = asyncio.Event()
         from aiohttp import web
+
         sub = web.Application()
-        sub.add_routes(PosterDriver(Config.model_validate(OPTIONS)).routes(ctx))
+        sub.add_routes(PosterDriver(Config.model_validate(OPTIONS)).routes(cast(Any, ctx)))
         app = web.Application()
         app.add_subapp("/v1/poster", sub)
         c: TestClient[Any, Any] = TestClient(TestServer(app, host="127.0.0.1", port=0))
@@ -116,8 +121,10 @@ def test_fuzzed_webhooks_and_data_over_http_never_500_never_stored() -> None:
         return resp.status
 
     @settings(max_examples=120, deadline=None)
-    @given(st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()),
-           st.text(max_size=40) | json_values.map(json.dumps))
+    @given(
+        st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()),
+        st.text(max_size=40) | json_values.map(json.dumps),
+    )
     def check(body: bytes, data: str) -> None:
         signed = json.dumps(p.webhook(action="changed", data=data, time=str(int(time.time())))).encode()
         for path, payload in (("/webhook", body), ("/webhook", signed), ("/pos-event", body)):

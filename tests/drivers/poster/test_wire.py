@@ -38,19 +38,35 @@ def envelope(event: str, data: Any) -> bytes:
 
 def test_vendor_webhook_parses_and_its_placeholder_verify_fails() -> None:
     hook = wire.parse_webhook(vendor("webhook-transaction-added.json"))
-    assert (hook.account, hook.account_number, hook.object, hook.object_id, hook.action, hook.time, hook.data) == (
-        "api-demo", "813932", "transaction", "1", "added", "1518794257", None)
+    assert (
+        hook.account,
+        hook.account_number,
+        hook.object,
+        hook.object_id,
+        hook.action,
+        hook.time,
+        hook.data,
+    ) == ("api-demo", "813932", "transaction", "1", "added", "1518794257", None)
     assert not wire.verify_webhook(hook, p.SECRET)  # "a23sk3d9…" is not a hex md5 (SOURCES.md)
-    assert mapping.webhook_event(hook, None, now=NOW) == "transaction added: the platform app reports the order itself"
+    assert (
+        mapping.webhook_event(hook, None, now=NOW)
+        == "transaction added: the platform app reports the order itself"
+    )
 
 
 def test_vendor_order_object_to_receipt() -> None:
     order = json.loads(vendor("pos-order-object.json"))
-    receipt = mapping.calc_receipt(wire.parse_pos_event(envelope("beforeOrderClose", {"order": order})), now=NOW)
+    receipt = mapping.calc_receipt(
+        wire.parse_pos_event(envelope("beforeOrderClose", {"order": order})), now=NOW
+    )
     table = [(x.line_id, x.price, x.qty_milli, x.amount) for x in receipt.lines]
     tech_card = "p177m" + hashlib.sha256(b'[{"m":1,"a":1}]').hexdigest()[:12]
-    assert table == [("p162", 1050, 2000, 2100), ("p151m59", 1500, 1000, 1500), ("p150", 20, 200_000, 4000),
-                     (tech_card, 1000, 1000, 1000)]
+    assert table == [
+        ("p162", 1050, 2000, 2100),
+        ("p151m59", 1500, 1000, 1500),
+        ("p150", 20, 200_000, 4000),
+        (tech_card, 1000, 1000, 1000),
+    ]
     assert receipt.receipt_number == "1533541148416" and receipt.customer is None
 
 
@@ -64,7 +80,9 @@ def test_vendor_print_and_return_fiscal_is_a_per_line_refund() -> None:
     data = json.loads(vendor("pos-event-printFiscal.json"))  # returnFiscal.md carries the identical example
     ev = wire.parse_pos_event(envelope("returnFiscal", data))
     event = mapping.refund_of(ev, now=NOW)
-    assert event.kind is EventKind.REFUND and [(x.line_id, x.qty_milli) for x in event.refund_lines] == [("p137", 1000)]
+    assert event.kind is EventKind.REFUND and [(x.line_id, x.qty_milli) for x in event.refund_lines] == [
+        ("p137", 1000)
+    ]
     assert event.sale_key == "poster:coffee-demo:3:order:1544010298315"
 
 
@@ -75,7 +93,9 @@ def test_vendor_get_active_order_with_empty_pay_type() -> None:
     assert sale.receipt is not None and [x.amount for x in sale.receipt.lines] == [0, 2500]
 
 
-@pytest.mark.parametrize("name", ["web-dash-getTransaction-response.json", "web-clients-getClient-response.json"])
+@pytest.mark.parametrize(
+    "name", ["web-dash-getTransaction-response.json", "web-clients-getClient-response.json"]
+)
 def test_web_api_answers_are_not_messages_we_receive(name: str) -> None:
     body = vendor(name)
     with pytest.raises(BadInput):
@@ -108,7 +128,9 @@ def test_webhook_verify_known_vector() -> None:
 @pytest.mark.parametrize("field", ["account", "object", "object_id", "action", "data", "time", "verify"])
 def test_tampering_with_any_signed_field_fails(field: str) -> None:
     hook = p.webhook(action="changed", data='{"a":1}')
-    hook[field] = {"object_id": 58032, "data": '{"a":2}', "verify": "f" * 32}.get(field, str(hook[field]) + "x")
+    hook[field] = {"object_id": 58032, "data": '{"a":2}', "verify": "f" * 32}.get(
+        field, str(hook[field]) + "x"
+    )
     assert not wire.verify_webhook(wire.parse_webhook(json.dumps(hook).encode()), p.SECRET)
     assert not wire.verify_webhook(wire.parse_webhook(json.dumps(p.webhook()).encode()), "other-secret")
 
@@ -135,14 +157,25 @@ def test_proxy_signature_known_vector_and_reserialisations() -> None:
 # ------------------------------------------------------------------ tables
 
 
-@pytest.mark.parametrize(("price", "count", "unit", "qty", "amount"), [
-    (85.5, 1, 8550, 1000, 8550), (0.2, 200, 20, 200_000, 4000), (190, 0.245, 19000, 245, 4655),
-    (99.99, 3, 9999, 3000, 29997), (10.005, 1, 1001, 1000, 1001), ("12.50", "1.5", 1250, 1500, 1875),
-])
-def test_money_and_counts_to_kopecks_and_thousandths(price: Any, count: Any, unit: int, qty: int, amount: int) -> None:
+@pytest.mark.parametrize(
+    ("price", "count", "unit", "qty", "amount"),
+    [
+        (85.5, 1, 8550, 1000, 8550),
+        (0.2, 200, 20, 200_000, 4000),
+        (190, 0.245, 19000, 245, 4655),
+        (99.99, 3, 9999, 3000, 29997),
+        (10.005, 1, 1001, 1000, 1001),
+        ("12.50", "1.5", 1250, 1500, 1875),
+    ],
+)
+def test_money_and_counts_to_kopecks_and_thousandths(
+    price: Any, count: Any, unit: int, qty: int, amount: int
+) -> None:
     order = p.order()
     order["products"] = {"0": {"id": 1, "count": count, "price": price}}
-    receipt = mapping.calc_receipt(wire.parse_pos_event(envelope("beforeOrderClose", {"order": order})), now=NOW)
+    receipt = mapping.calc_receipt(
+        wire.parse_pos_event(envelope("beforeOrderClose", {"order": order})), now=NOW
+    )
     assert [(x.price, x.qty_milli, x.amount) for x in receipt.lines] == [(unit, qty, amount)]
 
 
@@ -150,26 +183,49 @@ def test_bonus_answer_is_the_discount_capped_by_the_total_with_text_and_extras()
     ev = wire.parse_pos_event(p.before_close(redeem=120))
     receipt = mapping.calc_receipt(ev, now=NOW)
     assert receipt.redeem_points == 120 and receipt.customer is not None
-    result = CalcResult(lines=(CalcLine("p12", 9000, 29000, True), CalcLine("p40", 3000, 5550, True)),
-                        redeemed_points=120, points_to_accrue=17, max_points=200, payable=34550, offline=False,
-                        customer_found=True, balance=380, hold_id="h-1")
+    result = CalcResult(
+        lines=(CalcLine("p12", 9000, 29000, True), CalcLine("p40", 3000, 5550, True)),
+        redeemed_points=120,
+        points_to_accrue=17,
+        max_points=200,
+        payable=34550,
+        offline=False,
+        customer_found=True,
+        balance=380,
+        hold_id="h-1",
+    )
     assert ev.order is not None
     bonus = mapping.bonus_of(result, ev.order)
-    body = json.loads(wire.render_bonus(bonus, mapping.print_text(receipt.customer, result, print_balance=True),
-                                        mapping.calc_extras(receipt.customer, result, bonus)))
+    body = json.loads(
+        wire.render_bonus(
+            bonus,
+            mapping.print_text(receipt.customer, result, print_balance=True),
+            mapping.calc_extras(receipt.customer, result, bonus),
+        )
+    )
     assert body["bonus"] == 120.0 and wire.render_bonus(bonus).startswith(b'{"bonus":120.00')
     assert body["printText"] == "Карта *2345\nСписано баллов: 120\nНачислено баллов: 17\nБаланс: 380"
-    assert json.loads(body["extras"]["lg"]) == {"card": "2000012345", "kind": "card", "pts": 120, "bonus": "120.00",
-                                                "calc": "h-1"}
+    assert json.loads(body["extras"]["lg"]) == {
+        "card": "2000012345",
+        "kind": "card",
+        "pts": 120,
+        "bonus": "120.00",
+        "calc": "h-1",
+    }
     assert wire.render_bonus(0) == b'{"bonus":0.00}'
 
 
 def test_sale_reads_the_calc_extras_and_keeps_its_key_after_sync() -> None:
     extras = {"lg": json.dumps({"card": "2000012345", "kind": "card", "pts": 120, "calc": "h-1"})}
-    first = mapping.sale_of(wire.parse_pos_event(p.pos_event("afterOrderClose", {"order": p.order(extras=extras)})),
-                            now=NOW)
-    synced = mapping.sale_of(wire.parse_pos_event(
-        p.pos_event("afterOrderClose", {"order": p.order(extras=extras, name=58031)}, card=None)), now=NOW)
+    first = mapping.sale_of(
+        wire.parse_pos_event(p.pos_event("afterOrderClose", {"order": p.order(extras=extras)})), now=NOW
+    )
+    synced = mapping.sale_of(
+        wire.parse_pos_event(
+            p.pos_event("afterOrderClose", {"order": p.order(extras=extras, name=58031)}, card=None)
+        ),
+        now=NOW,
+    )
     assert first.key == synced.key == "poster:coffee-demo:3:order:1767254400123"
     assert (synced.expected_redeemed, synced.hold_id) == (120, "h-1")
     assert synced.receipt is not None and synced.receipt.customer == first.receipt.customer  # type: ignore[union-attr]
@@ -186,7 +242,11 @@ def test_removed_webhook_refunds_the_linked_sale_and_dedups_by_object_and_action
     later = wire.parse_webhook(json.dumps(p.webhook(time="2")).encode())
     a, b = mapping.webhook_event(hook, "poster:sale", now=NOW), mapping.webhook_event(later, None, now=NOW)
     assert not isinstance(a, str) and not isinstance(b, str)
-    assert a.key == b.key == "poster:coffee-demo:tx:58031:removed" and a.kind is EventKind.REFUND and a.refund_full
+    assert (
+        a.key == b.key == "poster:coffee-demo:tx:58031:removed"
+        and a.kind is EventKind.REFUND
+        and a.refund_full
+    )
     assert (a.sale_key, b.sale_key) == ("poster:sale", "poster:coffee-demo:tx:58031")
 
 

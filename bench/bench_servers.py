@@ -1,0 +1,188 @@
+"""Servers for ``bench/gateway_bench.py``, each its own process: ``python bench/bench_servers.py NAME``.
+
+- ``stub-core --port P --stats FILE``: a ``LoyaltyCore`` that does no work: Calculate echoes
+  the lines back undiscounted, StreamEvents acks every event at once (per stream it records
+  events, first receive and last ack time, written to FILE as JSON every 0.2 s), GetProgram
+  serves seed002, GetBalances an empty snapshot; gRPC health SERVING. Both the gateway and the
+  minimal forwarder talk to it, so the ratios isolate what sits in front of it.
+- ``forwarder --port P --core ADDR``: the *minimal forwarder*: one aiohttp handler that parses
+  the native calculate JSON, makes one ``grpc.aio`` unary Calculate call and returns JSON.
+- ``http-echo --port P``: bare aiohttp: parse the JSON body, answer a small JSON object.
+
+Every server prints ``LISTENING <port>`` once it serves, and stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import grpc  # noqa: E402
+import grpc.aio  # noqa: E402
+from aiohttp import web  # noqa: E402
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
+
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb  # noqa: E402
+from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc  # noqa: E402
+
+PROGRAM = ROOT / "config" / "programs" / "seed002.toml"
+
+
+def calculation(draft: pb.ReceiptDraft) -> pb.Calculation:
+    gross = sum(line.amount for line in draft.lines)
+    return pb.Calculation(
+        customer_id="1", tier="1", gross=gross, redeemable_base=gross, payable=gross,
+        points_to_accrue=gross * 3 // 100 // 100, display_name="Bench B.",
+        lines=[pb.LineResult(line_id=line.line_id, paid=line.amount, accrues=True) for line in draft.lines],
+    )
+
+
+class StubCore(pb_grpc.LoyaltyCoreServicer):
+    def __init__(self, stats_path: Path | None) -> None:
+        from gateway.rules.program import load_program, program_to_json, program_version
+
+        program = load_program(PROGRAM)
+        self.program = pb.Program(program_id=program.id, version=program_version(program),
+                                  config_json=program_to_json(program))
+        self.stats_path = stats_path
+        self.streams: list[dict[str, float]] = []
+        self._dirty = False
+
+    async def Calculate(self, request: pb.CalculateRequest, context: Any) -> pb.Calculation:
+        return calculation(request.draft)
+
+    async def IdentifyCustomer(self, request: pb.IdentifyCustomerRequest, context: Any) -> pb.Customer:
+        return pb.Customer(customer_id="1", display_name="Bench B.", tier="1", balance=1000)
+
+    async def GetProgram(self, request: pb.GetProgramRequest, context: Any) -> pb.Program:
+        return self.program
+
+    async def GetBalances(self, request: pb.GetBalancesRequest, context: Any) -> pb.GetBalancesResponse:
+        return pb.GetBalancesResponse(program_version=self.program.version)
+
+    async def StreamEvents(self, request_iterator: AsyncIterator[pb.EventEnvelope],
+                           context: Any) -> AsyncIterator[pb.EventAck]:
+        stat = {"events": 0.0, "first": 0.0, "last": 0.0}
+        self.streams.append(stat)
+        async for env in request_iterator:
+            if not stat["events"]:
+                stat["first"] = time.time()
+            ack = pb.EventAck(event_id=env.event_id, register_id=env.register_id,
+                              register_seq=env.register_seq)
+            body = env.WhichOneof("body")
+            if body == "commit":
+                ack.commit.operation_id = env.event_id
+            elif body == "refund":
+                ack.refund.refund_id = env.event_id
+            else:
+                ack.cancel.operation_id = env.event_id
+            yield ack
+            stat["events"] += 1
+            stat["last"] = time.time()
+            self._dirty = True
+
+    async def write_stats(self) -> None:
+        while self.stats_path is not None:
+            await asyncio.sleep(0.2)
+            if self._dirty:
+                self._dirty = False
+                tmp = self.stats_path.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"streams": self.streams}))
+                tmp.replace(self.stats_path)
+
+
+async def serve_stub_core(port: int, stats: Path | None, stop: asyncio.Event) -> None:
+    server = grpc.aio.server()
+    core = StubCore(stats)
+    pb_grpc.add_LoyaltyCoreServicer_to_server(core, server)  # type: ignore[no-untyped-call]
+    servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    writer = asyncio.create_task(core.write_stats(), name="stats")
+    print(f"LISTENING {port}", flush=True)
+    await stop.wait()
+    writer.cancel()
+    await server.stop(0.5)
+
+
+async def serve_forwarder(port: int, core: str, stop: asyncio.Event) -> None:
+    channel = grpc.aio.insecure_channel(core)
+    stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+
+    async def calculate(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        draft = pb.ReceiptDraft(
+            register_id=body["register_id"], receipt_number=body.get("receipt_number", ""),
+            customer=pb.CustomerRef(phone=body.get("customer", {}).get("phone", "")),
+            lines=[pb.Line(line_id=x["line_id"], sku=x["sku"], name=x.get("name", ""), price=x["price"],
+                           qty_milli=x["qty_milli"], amount=x["amount"]) for x in body["lines"]],
+        )
+        calc = await stub.Calculate(pb.CalculateRequest(draft=draft), timeout=0.3)
+        return web.json_response({
+            "lines": [{"line_id": x.line_id, "discount": x.discount, "paid": x.paid} for x in calc.lines],
+            "redeemed_points": 0, "points_to_accrue": calc.points_to_accrue, "max_points": calc.max_points,
+            "payable": calc.payable, "offline": False, "customer": None, "hold_id": "", "message": "",
+            "rejection": "",
+        })
+
+    await _serve_http([("/v1/native/calculate", calculate)], port, stop)
+    await channel.close()
+
+
+async def serve_http_echo(port: int, stop: asyncio.Event) -> None:
+    async def echo(request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        return web.json_response({"key": str(body.get("receipt_number", "")), "duplicate": False})
+
+    await _serve_http([("/v1/native/sales", echo), ("/v1/native/calculate", echo)], port, stop)
+
+
+async def _serve_http(routes: list[tuple[str, Any]], port: int, stop: asyncio.Event) -> None:
+    app = web.Application()
+    for path, handler in routes:
+        app.router.add_post(path, handler)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print(f"LISTENING {port}", flush=True)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("server", choices=["stub-core", "forwarder", "http-echo"])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--core", default="")
+    parser.add_argument("--stats", type=Path)
+    args = parser.parse_args()
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if args.server == "stub-core":
+            await serve_stub_core(args.port, args.stats, stop)
+        elif args.server == "forwarder":
+            await serve_forwarder(args.port, args.core, stop)
+        else:
+            await serve_http_echo(args.port, stop)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

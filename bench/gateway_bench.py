@@ -1,0 +1,384 @@
+"""Benchmark of the gateway against bare baselines measured in the same run, the same way.
+
+Run: ``.venv/bin/python bench/gateway_bench.py [--quick]`` (``make bench``; not collected by pytest).
+
+Processes on 127.0.0.1 (see :mod:`bench_servers`): a stub core that does no work (Calculate
+echoes the lines, StreamEvents acks at once), the gateway (``posgw run``, native driver, talking
+to the stub core directly), the *minimal forwarder* (aiohttp → one grpc.aio Calculate → JSON)
+and a bare aiohttp echo. This process is the client for all of them, with one aiohttp session
+and identical request bodies. Figures, one JSON line each ``{"figure", "value", "baseline",
+"ratio", "goal", "met"}``:
+
+- ``calc_p50_ms``: sequential calculate through the native driver ÷ the forwarder (≤ 1.3);
+- ``calc_p99_ms_32_tills``: p99 with 32 concurrent tills ÷ the forwarder's (≤ 1.5);
+- ``durable_commits_per_s``: sales acknowledged per second by the gateway with 32 concurrent
+  tills ÷ bare aiohttp echo requests/s at 32 (≥ 0.6); ``outbox_rows_per_fsync``: mean rows per
+  group commit during that run (from ``posgw_outbox_rows_per_commit``), baseline 1 (one per fsync);
+- ``backlog_events_per_s``: a backlog of 50,000 outbox events delivered to the ack-only core ÷
+  a bare StreamEvents client pushing the same envelopes (≥ 0.5), both timed at the core;
+  ``gateway_rss_mb_max``: the gateway's RSS sampled throughout (< 150 MB);
+- ``offline_calc_p99_ms_core_refused``: the core's port closed; baseline the forwarder's
+  p99 failing against the same closed port (goal: value ≤ 5 ms);
+- ``offline_calc_max_ms_core_blackholed``: the core process stopped (SIGSTOP: connections
+  accepted, nothing answered); every answer within budget + 20 ms (baseline: the budget).
+
+Bounded: a few minutes in full, seconds with ``--quick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+import grpc.aio  # noqa: E402
+
+from gateway.convert import event_to_envelope  # noqa: E402
+from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc  # noqa: E402
+from gateway.outbox import Outbox  # noqa: E402
+from gateway.receipt import CustomerId, Event, IdKind, Line, Receipt, sale_event  # noqa: E402
+from simulators.registers.native.report import percentile  # noqa: E402
+from simulators.stack import Service, Stack, StackOptions, free_port  # noqa: E402
+
+SERVERS = str(ROOT / "bench" / "bench_servers.py")
+BUDGET_MS = 300
+CONCURRENCY = 32
+
+
+@dataclass(frozen=True)
+class Sizes:
+    warmup: int
+    sequential: int  # per round, 4 rounds alternating gateway / forwarder
+    per_till: int  # requests per till in the 32-till latency run, per round (2 rounds)
+    throughput_s: float
+    backlog: int
+    offline: int
+
+
+FULL = Sizes(warmup=300, sequential=500, per_till=40, throughput_s=5.0, backlog=50_000, offline=500)
+QUICK = Sizes(warmup=5, sequential=10, per_till=2, throughput_s=0.5, backlog=500, offline=20)
+
+
+def figure(name: str, value: float, baseline: float, goal: str, met: bool) -> dict[str, Any]:
+    ratio = value / baseline if baseline else 0.0
+    return {"figure": name, "value": round(value, 3), "baseline": round(baseline, 3),
+            "ratio": round(ratio, 3), "goal": goal, "met": bool(met)}
+
+
+def calc_body(register: str, number: int) -> dict[str, Any]:
+    return {
+        "register_id": register, "receipt_number": str(number), "shift": "bench",
+        "customer": {"phone": "+79990000001"},
+        "lines": [
+            {"line_id": "1", "sku": "4600001", "name": "Молоко 3,2% 1 л", "price": 8990, "qty_milli": 2000,
+             "amount": 17980},
+            {"line_id": "2", "sku": "4600010", "name": "Хлеб Бородинский", "price": 5490, "qty_milli": 1000,
+             "amount": 5490},
+        ],
+    }
+
+
+def sale_body(register: str, number: int) -> dict[str, Any]:
+    body = calc_body(register, number)
+    body |= {"fiscal_sign": str(1_000_000 + number), "redeemed_points": 0,
+             "payments": [{"kind": "card", "amount": 23470}]}
+    return body
+
+
+class Client:
+    """One aiohttp session; times each POST from send to the last byte read."""
+
+    def __init__(self, session: aiohttp.ClientSession, headers: dict[str, str]) -> None:
+        self.session, self.headers = session, headers
+
+    async def post(self, url: str, body: dict[str, Any]) -> tuple[float, int, Any]:
+        began = time.perf_counter()
+        async with self.session.post(url, json=body, headers=self.headers) as resp:
+            raw = await resp.read()
+            status = resp.status
+        ms = (time.perf_counter() - began) * 1000
+        return ms, status, (json.loads(raw) if raw and status == 200 else None)
+
+
+async def sequential(client: Client, url: str, n: int, register: str, counter: list[int]) -> list[float]:
+    out = []
+    for _ in range(n):
+        counter[0] += 1
+        ms, status, _ = await client.post(url, calc_body(register, counter[0]))
+        if status == 200:
+            out.append(ms)
+    return out
+
+
+async def concurrent(client: Client, url: str, per_till: int, counter: list[int]) -> list[float]:
+    out: list[float] = []
+
+    async def till(i: int) -> None:
+        for _ in range(per_till):
+            counter[0] += 1
+            ms, status, _ = await client.post(url, calc_body(f"c{i:02d}", counter[0]))
+            if status == 200:
+                out.append(ms)
+
+    await asyncio.gather(*(till(i) for i in range(CONCURRENCY)))
+    return out
+
+
+async def rate(client: Client, url: str, seconds: float, start: int) -> float:
+    """Acknowledged sales per second with CONCURRENCY workers for ``seconds``."""
+    done = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def worker(i: int) -> None:
+        nonlocal done
+        n = start + i * 1_000_000
+        while time.perf_counter() < stop_at:
+            n += 1
+            _, status, _ = await client.post(url, sale_body(f"s{i:02d}", n))
+            done += status == 200
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(CONCURRENCY)))
+    return done / (time.perf_counter() - began)
+
+
+def backlog_events(n: int) -> list[Event]:
+    now = datetime.now(UTC)
+    line = Line("1", "4600001", "Молоко", 8990, 1000, 8990)
+    customer = CustomerId(IdKind.PHONE, "+79990000001")
+    return [sale_event(Receipt(register_id=f"bl{i % 32:02d}", receipt_number=str(i), lines=(line,),
+                               occurred_at=now, shift="backlog", customer=customer, driver="native"))
+            for i in range(n)]
+
+
+async def fill_outbox(path: Path, events: list[Event]) -> None:
+    outbox = await Outbox.open(path)
+    try:
+        for i in range(0, len(events), 512):
+            await asyncio.gather(*(outbox.append(e) for e in events[i:i + 512]))
+    finally:
+        await outbox.close()
+
+
+def stream_rate(stats_path: Path, since: float) -> tuple[int, float]:
+    """(events, events/s) of the core's streams opened after ``since`` (wall clock)."""
+    every = json.loads(stats_path.read_text())["streams"]
+    streams = [s for s in every if s["first"] >= since and s["events"]]
+    if not streams:
+        return 0, 0.0
+    events = int(sum(s["events"] for s in streams))
+    span = max(s["last"] for s in streams) - min(s["first"] for s in streams)
+    return events, events / span if span > 0 else 0.0
+
+
+async def bare_stream(address: str, events: list[Event]) -> None:
+    envelopes = [event_to_envelope(e, i + 1) for i, e in enumerate(events)]
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+        call = stub.StreamEvents(iter(envelopes), timeout=300)
+        acked = 0
+        async for _ in call:
+            acked += 1
+            if acked == len(envelopes):
+                break
+
+
+def rss_mb(pid: int | None) -> float:
+    try:
+        for row in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if row.startswith("VmRSS:"):
+                return int(row.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+async def until(check: Callable[[], Awaitable[bool]], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if await check():
+                return True
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            pass
+        await asyncio.sleep(0.05)
+    return False
+
+
+class Bench:
+    """The processes of one run and the phases measured against them."""
+
+    def __init__(self, sizes: Sizes, emit: Callable[[dict[str, Any]], None]) -> None:
+        self.sizes, self.emit = sizes, emit
+        self.work = Path(tempfile.mkdtemp(prefix="posgw-bench-"))
+        self.stats = self.work / "core-stats.json"
+        self.options = StackOptions(
+            api_key="bench-key", through_proxy=False, calc_budget_ms=BUDGET_MS, breaker_failures=3,
+            breaker_reset_s=1.0, refresh_s=60.0, log_level="ERROR",
+            core_argv=[sys.executable, SERVERS, "stub-core", "--port", "{port}", "--stats", str(self.stats)],
+        )
+        self.stack = Stack(self.work, self.options)
+        fwd_port, echo_port = free_port(), free_port()
+        fwd_argv = [sys.executable, SERVERS, "forwarder", "--port", str(fwd_port),
+                    "--core", self.stack.core_address]
+        self.forwarder = Service("forwarder", fwd_argv, self.work / "forwarder.log",
+                                 lambda: tcp_open(fwd_port))
+        self.echo = Service("http-echo", [sys.executable, SERVERS, "http-echo", "--port", str(echo_port)],
+                            self.work / "echo.log", lambda: tcp_open(echo_port))
+        self.gw_calc = self.stack.gateway_url + "/v1/native/calculate"
+        self.gw_sales = self.stack.gateway_url + "/v1/native/sales"
+        self.fwd_calc = f"http://127.0.0.1:{fwd_port}/v1/native/calculate"
+        self.echo_sales = f"http://127.0.0.1:{echo_port}/v1/native/sales"
+        self.n = [0]
+        self.client: Client
+
+    async def run(self) -> None:
+        try:
+            await self.stack.start()
+            await asyncio.gather(self.forwarder.start(), self.echo.start())
+            connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2)
+            async with aiohttp.ClientSession(connector=connector) as session:
+                self.client = Client(session, {"Authorization": f"Bearer {self.options.api_key}"})
+                if not await until(self.answers(offline=False), 20):
+                    raise RuntimeError("the gateway never answered online")
+                await self.latency()
+                await self.throughput()
+                await self.backlog()
+                await self.offline()
+        finally:
+            await asyncio.gather(self.forwarder.stop(), self.echo.stop(), return_exceptions=True)
+            await self.stack.close()
+            shutil.rmtree(self.work, ignore_errors=True)
+
+    def answers(self, *, offline: bool) -> Callable[[], Awaitable[bool]]:
+        async def check() -> bool:
+            _, status, data = await self.client.post(self.gw_calc, calc_body("probe", 0))
+            return status == 200 and data is not None and data["offline"] is offline
+
+        return check
+
+    async def latency(self) -> None:
+        c, n, sz = self.client, self.n, self.sizes
+        await sequential(c, self.gw_calc, sz.warmup, "w1", n)
+        await sequential(c, self.fwd_calc, sz.warmup, "w2", n)
+        gw: list[float] = []
+        fw: list[float] = []
+        for _ in range(4):  # interleaved, so a noisy neighbour hurts both alike
+            gw += await sequential(c, self.gw_calc, sz.sequential, "t1", n)
+            fw += await sequential(c, self.fwd_calc, sz.sequential, "t2", n)
+        g50, f50 = percentile(gw, 50), percentile(fw, 50)
+        self.emit(figure("calc_p50_ms", g50, f50, "ratio <= 1.3", g50 / f50 <= 1.3))
+        gw, fw = [], []
+        for _ in range(2):
+            gw += await concurrent(c, self.gw_calc, sz.per_till, n)
+            fw += await concurrent(c, self.fwd_calc, sz.per_till, n)
+        g99, f99 = percentile(gw, 99), percentile(fw, 99)
+        self.emit(figure("calc_p99_ms_32_tills", g99, f99, "ratio <= 1.5", g99 / f99 <= 1.5))
+
+    async def throughput(self) -> None:
+        sum_name, count_name = "posgw_outbox_rows_per_commit_sum", "posgw_outbox_rows_per_commit_count"
+        before = await self.stack.metrics()
+        gw_rate = await rate(self.client, self.gw_sales, self.sizes.throughput_s, 0)
+        after = await self.stack.metrics()
+        echo_rate = await rate(self.client, self.echo_sales, self.sizes.throughput_s, 0)
+        self.emit(figure("durable_commits_per_s", gw_rate, echo_rate, "ratio >= 0.6",
+                         gw_rate / echo_rate >= 0.6))
+        rows = after[sum_name] - before.get(sum_name, 0)
+        fsyncs = after[count_name] - before.get(count_name, 0)
+        per_fsync = rows / fsyncs if fsyncs else 0.0
+        self.emit(figure("outbox_rows_per_fsync", per_fsync, 1.0, "reported (> 1 means group commit)",
+                         per_fsync > 1))
+
+    async def backlog(self) -> None:
+        """Fill the stopped gateway's outbox, start it, time the delivery at the core."""
+        stack, size = self.stack, self.sizes.backlog
+        await stack.wait_drained(60)
+        await stack.gateway.stop()
+        events = backlog_events(size)
+        await fill_outbox(stack.gateway_dir / "outbox.db", events)
+        mark = time.time()
+        await stack.gateway.start(wait=False)
+        rss: list[float] = []
+        drained = False
+        deadline = time.monotonic() + 240
+        while not drained and time.monotonic() < deadline:
+            rss.append(rss_mb(stack.gateway.pid))
+            try:
+                drained = (await stack.health()).get("pending") == 0
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+                await asyncio.sleep(0.1)
+                continue
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)  # the stats file is written every 0.2 s
+        delivered, gw_stream = stream_rate(self.stats, mark)
+        if not drained or delivered < size:
+            raise RuntimeError(f"backlog not delivered: {delivered} of {size} in 240 s")
+        mark = time.time()
+        await bare_stream(stack.core_address, events)
+        await asyncio.sleep(0.5)
+        _, bare = stream_rate(self.stats, mark)
+        self.emit(figure("backlog_events_per_s", gw_stream, bare, "ratio >= 0.5", gw_stream / bare >= 0.5))
+        peak = max(rss)
+        self.emit(figure("gateway_rss_mb_max", peak, 150.0, "value < 150 MB", peak < 150.0))
+
+    async def offline(self) -> None:
+        """The core refusing connections (process gone), then black-holed (process stopped)."""
+        stack, c, n, count = self.stack, self.client, self.n, self.sizes.offline
+        await stack.core.kill()
+        await until(self.answers(offline=True), 10)
+        refused = await sequential(c, self.gw_calc, count, "o1", n)
+        fwd_refused = []
+        for _ in range(count):
+            n[0] += 1
+            ms, _, _ = await c.post(self.fwd_calc, calc_body("o2", n[0]))  # a 500 after the refused call
+            fwd_refused.append(ms)
+        p99, fp99 = percentile(refused, 99), percentile(fwd_refused, 99)
+        self.emit(figure("offline_calc_p99_ms_core_refused", p99, fp99, "value <= 5 ms", p99 <= 5.0))
+
+        await stack.core.start()
+        await until(self.answers(offline=False), 20)
+        os.kill(stack.core.pid or 0, signal.SIGSTOP)
+        try:
+            holed = await sequential(c, self.gw_calc, max(20, count // 5), "o3", n)
+        finally:
+            os.kill(stack.core.pid or 0, signal.SIGCONT)
+        worst = max(holed)
+        self.emit(figure("offline_calc_max_ms_core_blackholed", worst, float(BUDGET_MS),
+                         f"value <= {BUDGET_MS + 20} ms", worst <= BUDGET_MS + 20))
+
+
+async def tcp_open(port: int) -> bool:
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.close()
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="gateway benchmark (JSON lines on stdout)")
+    parser.add_argument("--quick", action="store_true", help="a few requests per figure (smoke test)")
+    args = parser.parse_args()
+
+    def emit(fig: dict[str, Any]) -> None:
+        print(json.dumps(fig, ensure_ascii=False), flush=True)
+
+    asyncio.run(Bench(QUICK if args.quick else FULL, emit).run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

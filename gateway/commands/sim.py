@@ -15,7 +15,10 @@ from typing import Any
 # name -> (module exposing add_arguments/run, one-line help)
 SIMULATORS: dict[str, tuple[str, str]] = {
     "native": ("simulators.registers.native.cli", "tills speaking the gateway's native JSON API (load)"),
+    "evotor": ("simulators.registers.evotor.cli", "Evotor terminals: plugin events and cloud webhooks"),
+    "modulkassa": ("simulators.registers.modulkassa.cli", "Modul Kassa: loyalty plugin and broadcasts"),
     "faults": ("simulators.faults.cli", "TCP fault-injecting proxy with an HTTP control endpoint"),
+    "poster": ("simulators.registers.poster.cli", "Poster: platform-app orders and signed webhooks"),
 }
 
 

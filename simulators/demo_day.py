@@ -11,16 +11,17 @@ Returns a :class:`DemoResult`: the story (one line per step), balances per custo
 figures ``posgw demo --json`` prints. Bounded: every wait has a timeout; the whole day takes
 about 30-45 s on a laptop.
 
-Hook for other tills (issue 5): :data:`VENDOR_TILLS` names simulator packages
-(``simulators.registers.<name>``); when one exposes ``async demo_till(stack, customers) ->
-list[Ack]`` (and its driver's ``[drivers.<name>]`` section in ``demo_toml()``), the demo runs
-one till of it and counts its acknowledgements with the rest. Missing ones are skipped.
+Other tills (issue 5): for each entry of :data:`VENDOR_TILLS` whose simulator package
+(``simulators.registers.<name>``) is present, the gateway config enables that driver and the
+demo runs one till of it (its ``run_tills(gateway_url, token, tills=1, receipts=...)``); its
+acknowledgements join the exactly-once check. To add a vendor, add one entry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,7 +35,12 @@ from simulators.registers.native.report import Recorder, percentile
 from simulators.stack import Stack, StackOptions
 from simulators.stack_check import check_delivery
 
-VENDOR_TILLS = ("evotor", "modulkassa")
+# simulator package -> (driver section of the gateway config, token the till presents, config class)
+VENDOR_TILLS: dict[str, tuple[str, str, str]] = {
+    "evotor": ('pairing_tokens = ["demo-evotor-token"]\ncloud_user_token = "demo-evotor-cloud"',
+               "demo-evotor-token", "EvotorConfig"),
+    "modulkassa": ('pairing_tokens = ["demo-modulkassa-token"]', "demo-modulkassa-token", "ModulKassaConfig"),
+}
 OUTAGE_S = 5.0
 PEOPLE = {  # phone -> name; Anna invites Boris, Boris invites Vera, Vera invites Gleb
     "+79161000001": "Анна Ковалёва",
@@ -62,16 +68,29 @@ def rub(kopecks: int) -> str:
     return f"{kopecks // 100:,}".replace(",", " ") + f".{kopecks % 100:02d} ₽"
 
 
-def _vendor_tills() -> list[Callable[..., Any]]:
-    found = []
-    for name in VENDOR_TILLS:
-        try:
-            module = importlib.import_module(f"simulators.registers.{name}")
-        except ImportError:
-            continue
-        if callable(getattr(module, "demo_till", None)):
-            found.append(module.demo_till)
-    return found
+def _vendors() -> list[str]:
+    return [name for name in VENDOR_TILLS if importlib.util.find_spec(f"simulators.registers.{name}")]
+
+
+def vendor_toml(names: list[str]) -> str:
+    return "".join(f"\n[drivers.{n}]\nenabled = true\n{VENDOR_TILLS[n][0]}\n" for n in names)
+
+
+async def _vendor_till(name: str, stack: Stack, phones: list[str], seed: int,
+                       tell: Callable[[str], None]) -> list[Any]:
+    """One till of a vendor simulator selling a few receipts; its acknowledgements."""
+    _, token, config_class = VENDOR_TILLS[name]
+    try:
+        module = importlib.import_module(f"simulators.registers.{name}")
+        config = getattr(module, config_class)(cancel_share=0.0)  # cancels of unfinished receipts: issue 5
+        report = await module.run_tills(stack.gateway_url, token, tills=1, receipts=6, seed=seed,
+                                        customers=phones, config=config)
+    except Exception as exc:  # a vendor simulator still in progress must not hide the rest of the day
+        tell(f"{name} till could not run: {type(exc).__name__}: {exc}")
+        return []
+    tell(f"1 {name} till (driver {name}): {report.acknowledged} sales, {report.refunds} refunds "
+         f"acknowledged, {report.errors} errors")
+    return [a for a in report.acks if a.key]
 
 
 async def trading_day(*, seed: int = 2, say: Callable[[str], None] = lambda _: None,
@@ -88,7 +107,8 @@ async def trading_day(*, seed: int = 2, say: Callable[[str], None] = lambda _: N
     assert where is not None
     began = time.monotonic()
     try:
-        options = StackOptions(api_key="demo-till-key", offline_redeem_limit=200, refresh_s=1.0)
+        options = StackOptions(api_key="demo-till-key", offline_redeem_limit=200, refresh_s=1.0,
+                               extra_toml=vendor_toml(_vendors()))
         async with Stack(where, options) as stack:
             tell(f"started core (seed002), fault proxy and gateway in {time.monotonic() - began:.1f} s "
                  f"(gateway {stack.gateway_url}, core {stack.core_address} "
@@ -118,7 +138,8 @@ async def _play(stack: Stack, seed: int, result: DemoResult, tell: Callable[[str
     await fleet.start()
     tell("3 background tills selling ~12 receipts/s to phone-identified and anonymous customers")
     vendor_acks: list[Any] = []
-    vendor = [asyncio.create_task(t(stack, phones), name="vendor-till") for t in _vendor_tills()]
+    vendor = [asyncio.create_task(_vendor_till(name, stack, phones, seed, tell), name=f"vendor-{name}")
+              for name in _vendors()]
 
     async with native_client(stack.gateway_url, stack.options.api_key) as client:
         till = ScriptedTill(client, recorder, "front-01", shift=fleet.shift)

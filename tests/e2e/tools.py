@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Sequence
 
@@ -26,6 +27,16 @@ async def probe(till: ScriptedTill, n: int, customer: str) -> list[tuple[float, 
         applied, ack = await till.sell(receipt)
         assert ack is not None, f"sale {receipt.identity} not acknowledged"
         out.append((till.rec.calc_ms[-1], applied.offline))
+    return out
+
+
+async def probe_for(till: ScriptedTill, seconds: float, customer: str) -> list[tuple[float, bool]]:
+    """Like :func:`probe`, for at least ``seconds`` of wall time (and at least one receipt)."""
+    out: list[tuple[float, bool]] = []
+    deadline = time.monotonic() + seconds
+    while not out or time.monotonic() < deadline:
+        out += await probe(till, 1, customer)
+        await asyncio.sleep(0.02)
     return out
 
 

@@ -167,6 +167,10 @@ def _take(lots: Sequence[Lot], points: int) -> tuple[list[Debit], list[Lot]]:
     debits: list[Debit] = []
     left: list[Lot] = []
     for lot in lots:
+        if points == 0:  # nothing more to take: the rest stays as it is (no copies)
+            if lot.points > 0:
+                left.append(lot)
+            continue
         n = min(points, lot.points)
         points -= n
         if n:

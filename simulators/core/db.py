@@ -16,9 +16,10 @@ records the version (new columns would be added here, one ``ALTER`` per version 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -42,6 +43,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from simulators.core.writer import BatchWriter
 
 SCHEMA_VERSION = 1
 T = TypeVar("T")
@@ -299,9 +302,13 @@ class Database:
         )
         # SQLite has one writer at a time: queue this process's writers on a lock instead of
         # letting them poll the file lock (busy_timeout sleeps), which wastes most of the time.
-        self._writer: contextlib.AbstractContextManager[Any] = (
+        self.writer_lock: contextlib.AbstractContextManager[Any] = (
             threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
         )
+        self.memory = self.engine.dialect.name == "sqlite" and not sqlite_file
+        from simulators.core.fastpath import Sql  # fastpath reads these tables: import cycle
+
+        self.sql = Sql(self.postgres)
         self._retrying = retry(
             retry=retry_if_exception(is_transient),
             stop=stop_after_attempt(6),
@@ -309,6 +316,40 @@ class Database:
             reraise=True,
         )
         create_schema(self.engine)
+        # SQLite: concurrent writes are grouped into shared transactions (simulators.core.writer);
+        # PostgreSQL keeps one transaction per unit of work, in parallel, under row locks.
+        self.batcher = None if self.postgres else BatchWriter(self)
+
+    async def write(self, work: Callable[[Session], T]) -> T:
+        """Run write ``work`` without blocking the event loop: batched on SQLite (group commit,
+        one savepoint per unit), else one retried transaction in a worker thread."""
+        if self.batcher is None:
+            return await asyncio.to_thread(self.transaction, work)
+        result: T = await asyncio.wrap_future(self.batcher.submit(work))
+        return result
+
+    @contextlib.contextmanager
+    def raw_reader(self) -> Iterator[Any]:
+        """A DBAPI cursor for one-statement reads (SQLite: autocommit, beside the writer)."""
+        if self.memory:  # one shared connection: do not read in the middle of a writer's work
+            with self.writer_lock, self.engine.connect() as conn:
+                cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
+            return
+        engine = self.readers.kw.get("bind") if self.readers is not self.sessions else self.engine
+        assert isinstance(engine, Engine)
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+        finally:
+            raw.close()  # back to the pool (which rolls back: reads leave nothing open)
 
     def transaction(self, work: Callable[[Session], T], write: bool = True) -> T:
         """Run ``work`` in one transaction; retry transient failures a bounded number of times.
@@ -321,7 +362,7 @@ class Database:
             if not write:
                 with self.readers() as session, session.begin():
                     return work(session)
-            with self._writer, self.sessions() as session, session.begin():
+            with self.writer_lock, self.sessions() as session, session.begin():
                 return work(session)
 
         return self._retrying(attempt)()
@@ -332,6 +373,8 @@ class Database:
             return None if row is None else row.value
 
     def dispose(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
         self.engine.dispose()
         if self.readers is not self.sessions:
             bind = self.readers.kw.get("bind")

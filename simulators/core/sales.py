@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +30,7 @@ from gateway.rules.identity import mask_name
 from gateway.rules.program import Program
 from gateway.rules.referral import referral_payouts
 from gateway.rules.types import AccountState, Calculation, LineOut, RuleViolation
-from simulators.core import convert, identify, store
+from simulators.core import convert, fastpath, identify, store
 from simulators.core.context import Core
 from simulators.core.db import Customer, Hold, Operation, lock_customers
 
@@ -69,11 +70,32 @@ def balance_after(c: Calculation, debt: int, negative: bool) -> int:
     return c.balance_before - c.redeemed - c.goods_points + accrue
 
 
+def needs_db(req: pb.CalculateRequest) -> bool:
+    """False for an anonymous receipt: pure rule-engine work (no thread hop needed)."""
+    return req.draft.customer.WhichOneof("id") is not None
+
+
+def _calc_pb(core: Core, acct: fastpath.Account, draft: pb.ReceiptDraft, at: datetime) -> pb.Calculation:
+    c = _run_calc(core.program, acct.state(core.program), draft, at, acct.otp_ok)
+    return convert.calc_to_pb(
+        c,
+        balance_after=balance_after(c, acct.debt, core.program.allow_negative_balance),
+        display_name=mask_name(acct.name) if acct.name else "",
+    )
+
+
 def calculate(core: Core, req: pb.CalculateRequest) -> pb.Calculation:
     draft = req.draft
     convert.validate_draft(draft)
     now = core.now()
     at = convert.when(draft.occurred_at, draft.HasField("occurred_at"), now)
+    if not needs_db(req):
+        return convert.calc_to_pb(_run_calc(core.program, None, draft, at, None), balance_after=0)
+    if req.hold_ttl_s <= 0:  # read only: one SELECT on a DBAPI cursor, no transaction, no ORM
+        with core.db.raw_reader() as cursor:
+            acct = fastpath.read_account(cursor, core.db.sql, core.program, draft.customer, now)
+        if acct is not None:
+            return _calc_pb(core, acct, draft, at)
 
     def work(s: Session) -> pb.Calculation:
         if draft.customer.WhichOneof("id") is None:
@@ -154,12 +176,13 @@ def _keep_printed(program: Program, draft: pb.ReceiptDraft, c: Calculation, exp:
     return dataclasses.replace(c, lines=tuple(new_lines), accrual_base=base, points_to_accrue=accrue)
 
 
-def _replay(op: Operation, digest: str) -> pb.CommitResult:
-    if op.content_hash != digest:
+def _replay(known: tuple[int, str, bytes], digest: str) -> pb.CommitResult:
+    op_id, content_hash, stored = known
+    if content_hash != digest:
         raise RuleViolation(
-            "RECEIPT_CONFLICT", "this idempotency key was used for another receipt", operation_id=str(op.id)
+            "RECEIPT_CONFLICT", "this idempotency key was used for another receipt", operation_id=str(op_id)
         )
-    res = pb.CommitResult.FromString(op.result)
+    res = pb.CommitResult.FromString(stored)
     res.replayed = True
     return res
 
@@ -169,6 +192,51 @@ def find_sale(session: Session, key: str) -> Operation | None:
 
 
 def commit(core: Core, req: pb.CommitRequest) -> pb.CommitResult:
+    """Commit in the caller's thread (one transaction of its own)."""
+    return core.db.transaction(commit_work(core, req))
+
+
+async def commit_async(core: Core, req: pb.CommitRequest) -> pb.CommitResult:
+    """Commit from the event loop: validated here, applied by the database's writer (grouped
+    with concurrent commits on SQLite, see :mod:`simulators.core.writer`)."""
+    return await core.db.write(commit_work(core, req))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Buyer:
+    customer: Customer
+    state: AccountState
+    otp_ok: bool | None
+    app_code: str
+
+
+def _buyer(s: Session, core: Core, req: pb.CommitRequest, at: datetime, now: datetime) -> _Buyer:
+    """The buyer, locked (PostgreSQL) and read with their lots and others' holds."""
+    program, ref, hold = core.program, req.draft.customer, req.hold_id
+    s.flush()
+    cursor = s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        acct = fastpath.read_account(cursor, core.db.sql, program, ref, now, hold)
+        if acct is not None:
+            cust = s.get(Customer, acct.id)
+            assert cust is not None
+            if core.db.postgres:  # lock, then read again: the state after any concurrent commit
+                _lock(s, core, cust, with_ancestors=True)
+                acct = fastpath.read_account(cursor, core.db.sql, program, ref, now, hold)
+                assert acct is not None
+            return _Buyer(cust, acct.state(program), acct.otp_ok, "")
+    finally:
+        cursor.close()
+    ident = identify.resolve(s, program, req.draft.customer, at, now)
+    _lock(s, core, ident.customer, with_ancestors=True)
+    state = store.account_state(
+        s, program, ident.customer, at=at, now=now, method=ident.method, own_hold=req.hold_id
+    )
+    return _Buyer(ident.customer, state, ident.otp_ok, ident.app_code)
+
+
+def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.CommitResult]:
+    """Validate ``req`` and return the unit of work that applies it (re-runnable)."""
     draft = req.draft
     if not req.idempotency_key:
         raise convert.bad("idempotency_key", "idempotency_key is required")
@@ -179,17 +247,18 @@ def commit(core: Core, req: pb.CommitRequest) -> pb.CommitResult:
     program = core.program
 
     def work(s: Session) -> pb.CommitResult:
-        known = find_sale(s, req.idempotency_key)
+        cursor = s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            known = fastpath.find_sale(cursor, core.db.sql, req.idempotency_key)
+        finally:
+            cursor.close()
         if known is not None:
             return _replay(known, digest)
         ident = None
         state = None
         if draft.customer.WhichOneof("id") is not None:
-            ident = identify.resolve(s, program, draft.customer, at, now)
-            _lock(s, core, ident.customer, with_ancestors=True)
-            state = store.account_state(
-                s, program, ident.customer, at=at, now=now, method=ident.method, own_hold=req.hold_id
-            )
+            ident = _buyer(s, core, req, at, now)
+            state = ident.state
         exp = req.expected if req.HasField("expected") else None
         redeem = exp.redeemed_points if (req.offline and exp is not None) else None
         c = _run_calc(program, state, draft, at, None if ident is None else ident.otp_ok, redeem)
@@ -235,7 +304,7 @@ def commit(core: Core, req: pb.CommitRequest) -> pb.CommitResult:
         op.result = result.SerializeToString()
         return result
 
-    return core.db.transaction(work)
+    return work
 
 
 def _sold_lines(program: Program, draft: pb.ReceiptDraft, c: Calculation) -> list[dict[str, Any]]:

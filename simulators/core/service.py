@@ -1,7 +1,9 @@
 """The gRPC face of the reference core: ``loyalty.v1.LoyaltyCore`` on ``grpc.aio``.
 
-Thin on purpose: every RPC runs one ledger function in a worker thread (the event loop stays
-responsive while SQLite / PostgreSQL work) and translates failures at the edge:
+Thin on purpose: every RPC that touches the database runs one ledger function in a worker
+thread (the event loop stays responsive while SQLite / PostgreSQL work); Commit goes to the
+database's writer (:meth:`Database.write`: grouped commits on SQLite); an anonymous Calculate
+is pure CPU and runs inline. Failures are translated at the edge:
 
 - :class:`RuleViolation` -> the gRPC code of loyalty-rules.md §2.5 with a
   ``google.rpc.ErrorInfo`` (domain ``loyalty.posgw``, reason = the code, metadata);
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -104,6 +106,14 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
             await context.abort_with_status(failure.status())  # type: ignore[attr-defined]
             raise  # unreachable: abort raises
 
+    async def _guard(self, call: Awaitable[R], context: grpc.aio.ServicerContext[Any, Any]) -> R:
+        try:
+            return await call
+        except Exception as exc:  # translated at the edge, see module docstring
+            failure = translate(exc)
+            await context.abort_with_status(failure.status())  # type: ignore[attr-defined]
+            raise  # unreachable: abort raises
+
     async def GetProgram(self, request: pb.GetProgramRequest, context: Any) -> pb.Program:
         return pb.Program(
             program_id=self.core.program.id, version=self.core.version, config_json=self.core.program_json
@@ -116,10 +126,18 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
         return await self._run(views.register_customer, request, context)
 
     async def Calculate(self, request: pb.CalculateRequest, context: Any) -> pb.Calculation:
-        return await self._run(sales.calculate, request, context)
+        if sales.needs_db(request):
+            return await self._run(sales.calculate, request, context)
+        return await self._guard(self._inline(sales.calculate, request), context)
 
     async def Commit(self, request: pb.CommitRequest, context: Any) -> pb.CommitResult:
-        return await self._run(sales.commit, request, context)
+        return await self._guard(self._commit(request), context)
+
+    async def _inline(self, fn: Callable[[Core, Any], R], req: Any) -> R:
+        return fn(self.core, req)  # pure CPU work, no I/O: not worth a thread hop
+
+    async def _commit(self, request: pb.CommitRequest) -> pb.CommitResult:
+        return await sales.commit_async(self.core, request)
 
     async def Refund(self, request: pb.RefundRequest, context: Any) -> pb.RefundResult:
         return await self._run(refunds.refund, request, context)
@@ -156,7 +174,7 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
         body = env.WhichOneof("body")
         try:
             if body == "commit":
-                ack.commit.CopyFrom(await asyncio.to_thread(sales.commit, self.core, env.commit))
+                ack.commit.CopyFrom(await sales.commit_async(self.core, env.commit))
             elif body == "refund":
                 ack.refund.CopyFrom(await asyncio.to_thread(refunds.refund, self.core, env.refund))
             elif body == "cancel":

@@ -1,0 +1,125 @@
+"""Group commit for SQLite: one writer thread applies queued units of work in shared transactions.
+
+SQLite has one writer at a time, so concurrent Commits queue anyway; paying BEGIN, COMMIT and
+a thread hand-off for each of them is what limited throughput. :class:`BatchWriter` takes
+every unit of work waiting in its queue (up to ``max_batch``) and runs them one after another
+inside ONE transaction, each in its own SAVEPOINT:
+
+- each unit sees the effects of the units before it (same session, flushed before each
+  savepoint), exactly as if they had committed one after another in queue order;
+- a unit that raises (a business rejection such as INSUFFICIENT_POINTS, or anything else) is
+  rolled back to its savepoint alone and gets its exception; the others are unaffected;
+- a unit that hits a transient storage failure is rolled back alone and then run again in a
+  transaction of its own (:meth:`Database.transaction`, with its bounded retries);
+- the batch commits once; if that COMMIT fails transiently the whole batch is run again (units
+  are re-runnable, as for :meth:`Database.transaction`); results are delivered only after the
+  COMMIT succeeded, so nobody sees an answer for work that is not durable;
+- the writer holds the database's writer lock for the whole batch, so other write
+  transactions of this process still serialize with it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from simulators.core.db import Database
+
+log = logging.getLogger("posgw.core")
+MAX_BATCH = 64
+ATTEMPTS = 6
+
+
+@dataclass
+class _Item:
+    work: Callable[[Any], Any]
+    future: concurrent.futures.Future[Any]
+
+
+class BatchWriter:
+    def __init__(self, db: Database, max_batch: int = MAX_BATCH) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name="posgw-core-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, work: Callable[[Any], Any]) -> concurrent.futures.Future[Any]:
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        if self._closed:
+            fut.set_exception(RuntimeError("the core's writer is stopped"))
+            return fut
+        self._queue.put(_Item(work, fut))
+        return fut
+
+    def close(self, timeout: float = 10.0) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            self._run([it for it in batch if it.future.set_running_or_notify_cancel()])
+            if stop:
+                return
+
+    def _run(self, items: list[_Item]) -> None:
+        from simulators.core.db import is_transient
+
+        for attempt in range(ATTEMPTS):
+            try:
+                outcomes = self._attempt(items)
+                break
+            except Exception as exc:  # the batch's own BEGIN / COMMIT failed
+                if is_transient(exc) and attempt < ATTEMPTS - 1:
+                    time.sleep(0.01 * (attempt + 1))
+                    continue
+                for it in items:
+                    it.future.set_exception(exc)
+                return
+        for it, (ok, value) in zip(items, outcomes, strict=True):
+            if ok is None:  # transient trouble inside the unit: again, alone
+                try:
+                    it.future.set_result(self.db.transaction(it.work))
+                except Exception as exc:
+                    it.future.set_exception(exc)
+            elif ok:
+                it.future.set_result(value)
+            else:
+                it.future.set_exception(value)
+
+    def _attempt(self, items: list[_Item]) -> list[tuple[bool | None, Any]]:
+        from simulators.core.db import is_transient
+
+        outcomes: list[tuple[bool | None, Any]] = []
+        with self.db.writer_lock, self.db.sessions() as session, session.begin():
+            for it in items:
+                try:
+                    with session.begin_nested():
+                        outcomes.append((True, it.work(session)))
+                except Exception as exc:  # rolled back to the unit's savepoint
+                    outcomes.append((None, None) if is_transient(exc) else (False, exc))
+        return outcomes

@@ -176,11 +176,17 @@ class PosterAccount:
         products: list[tuple[int, Decimal, Decimal]],
         *,
         card: str = "",
-        redeem: int = 0,
+        phone: str = "",
+        redeem: int | str = 0,
         transaction_id: int = 0,
     ) -> ClosedOrder:
-        """One order: calc before payment, the terminal applies it, then the close is reported."""
-        loyalty = {"card": card, "redeem": redeem} if card else {}
+        """One order: calc before payment, the terminal applies it, then the close is reported.
+
+        ``card`` / ``phone``: what the cashier entered in the app; ``redeem``: whole points or "max".
+        """
+        loyalty: dict[str, Any] = {"card": card} if card else ({"phone": phone} if phone else {})
+        if loyalty:
+            loyalty["redeem"] = redeem
         order = self._order(products)
         answer = await self._post_json(
             session, "/pos-event", self._envelope("beforeOrderClose", {"order": order}, loyalty)

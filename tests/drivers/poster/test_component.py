@@ -50,7 +50,7 @@ def ack(kind: str, key: str) -> Ack:
 
 
 class FlakyOutbox:
-    """Fails the outbox (StorageError → 503) once for the first key starting with each ``fail_once`` prefix."""
+    """Fails the outbox (StorageError → 503) once for the first key with each ``fail_once`` prefix."""
 
     def __init__(self, system: System, monkeypatch: pytest.MonkeyPatch) -> None:
         assert system.daemon.outbox is not None

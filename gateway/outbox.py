@@ -371,8 +371,10 @@ class Outbox:
 
     async def wait_pending(self, timeout: float) -> None:  # noqa: ASYNC109 - the contracted signature
         """Return when new rows were committed since the last call, or after ``timeout`` seconds."""
+        # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation (bpo-42130)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._new_rows.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._new_rows.wait()
         self._new_rows.clear()
 
     async def close(self) -> None:

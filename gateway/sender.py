@@ -149,7 +149,8 @@ class Sender:
                     return False
                 self._progress.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._progress.wait(), min(left, 0.2))
+                    async with asyncio.timeout(min(left, 0.2)):
+                        await self._progress.wait()
         finally:
             if stop is not None and task is not None:
                 stop.set()
@@ -236,8 +237,12 @@ class Sender:
                     raise StreamFailed("the core closed the stream")
                 await self._on_ack(ack, st, loop.time())
         finally:
-            if read is not None and not read.done():
-                read.cancel()
+            if read is not None:
+                if read.done():
+                    if not read.cancelled():
+                        read.exception()  # retrieved: the stream is being torn down anyway
+                else:
+                    read.cancel()
 
     async def _on_ack(self, ack: pb.EventAck, st: _Stream, now: float) -> None:
         row = st.inflight.get(ack.event_id)
@@ -311,8 +316,9 @@ class Sender:
         (log.warning if expected else log.error)(
             "delivery_stream_failed attempt=%d retry_in_s=%.2f error=%r", self._failures, delay, why
         )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), delay)
+        with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for may swallow a cancel on 3.11
+            async with asyncio.timeout(delay):
+                await stopping.wait()
 
 
 def _translate(exc: BaseException) -> Exception:

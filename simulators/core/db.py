@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -274,14 +275,33 @@ def create_schema(engine: Engine) -> None:
             row.value = str(SCHEMA_VERSION)
 
 
+try:  # the hot paths (simulators.core.fastpath) raise the driver's own exceptions
+    import psycopg
+
+    _RAW_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, psycopg.Error)
+    _RAW_TRANSIENT: tuple[type[BaseException], ...] = (
+        sqlite3.IntegrityError,
+        sqlite3.OperationalError,
+        psycopg.IntegrityError,
+        psycopg.OperationalError,
+    )
+except ImportError:  # pragma: no cover - PostgreSQL support not installed
+    _RAW_ERRORS = (sqlite3.Error,)
+    _RAW_TRANSIENT = (sqlite3.IntegrityError, sqlite3.OperationalError)
+
+
+def is_storage_error(exc: BaseException) -> bool:
+    """A database failure, wrapped by SQLAlchemy or raised by the driver itself."""
+    return isinstance(exc, (DBAPIError, *_RAW_ERRORS))
+
+
 def is_transient(exc: BaseException) -> bool:
     """Serialization failures, deadlocks, locked SQLite files, duplicate-key races."""
-    if isinstance(exc, IntegrityError):
-        return True  # a concurrent insert of the same key: the retry sees it and replays
-    if isinstance(exc, OperationalError):
-        return True
-    if isinstance(exc, DBAPIError):
-        code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if isinstance(exc, (IntegrityError, OperationalError, *_RAW_TRANSIENT)):
+        return True  # e.g. a concurrent insert of the same key: the retry sees it and replays
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    if isinstance(exc, (DBAPIError, *_RAW_ERRORS)):
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
         return code in ("40001", "40P01", "55P03")
     return False
 

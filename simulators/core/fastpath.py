@@ -39,6 +39,13 @@ _WHERE = {
     "card": "c.id = (SELECT cards.customer_id FROM cards WHERE cards.card = ?)",
 }
 _SALE = "SELECT id, content_hash, result FROM operations WHERE kind = 'sale' AND key = ?"
+_OP_COLUMNS = (
+    "kind, key, content_hash, customer_id, sale_id, occurred_at, created_at, store_id, terminal_id,"
+    " register_id, cashier_id, cashier_name, gross, paid, discount, redeemed, accrued, cancelled,"
+    " refunded, state, result"
+)
+_INSERT_OP = f"INSERT INTO operations ({_OP_COLUMNS}) VALUES ({', '.join(['?'] * 21)}) RETURNING id"
+_FINISH_OP = "UPDATE operations SET state = ?, result = ? WHERE id = ?"
 
 _dt_cache: dict[Any, datetime] = {}
 
@@ -61,6 +68,8 @@ class Sql:
         self.postgres = postgres
         self.account = {kind: self._q(_ACCOUNT.format(where=w)) for kind, w in _WHERE.items()}
         self.sale = self._q(_SALE)
+        self.insert_op = self._q(_INSERT_OP)
+        self.finish_op = self._q(_FINISH_OP)
 
     def _q(self, text: str) -> str:
         return text.replace("?", "%s") if self.postgres else text
@@ -178,3 +187,61 @@ def find_sale(cursor: Any, sql: Sql, key: str) -> tuple[int, str, bytes] | None:
     cursor.execute(sql.sale, (key,))
     row = cursor.fetchone()
     return None if row is None else (int(row[0]), str(row[1]), bytes(row[2]))
+
+
+@dataclass(frozen=True, slots=True)
+class NewOperation:
+    """The columns of a new ``operations`` row (state and result are written by :func:`finish`)."""
+
+    kind: str
+    key: str
+    content_hash: str
+    customer_id: int | None
+    occurred_at: datetime
+    created_at: datetime
+    store_id: str
+    terminal_id: str
+    register_id: str
+    cashier_id: str
+    cashier_name: str
+    gross: int
+    paid: int
+    discount: int
+    redeemed: int
+    accrued: int
+    sale_id: int | None = None
+
+
+def insert_operation(cursor: Any, sql: Sql, op: NewOperation) -> int:
+    """Insert ``op`` (state "{}", no result yet) and return its id."""
+    cursor.execute(
+        sql.insert_op,
+        (
+            op.kind,
+            op.key,
+            op.content_hash,
+            op.customer_id,
+            op.sale_id,
+            sql.dt(op.occurred_at),
+            sql.dt(op.created_at),
+            op.store_id,
+            op.terminal_id,
+            op.register_id,
+            op.cashier_id,
+            op.cashier_name,
+            op.gross,
+            op.paid,
+            op.discount,
+            op.redeemed,
+            op.accrued,
+            False,
+            False,
+            "{}",
+            b"",
+        ),
+    )
+    return int(cursor.fetchone()[0])
+
+
+def finish_operation(cursor: Any, sql: Sql, op_id: int, state: str, result: bytes) -> None:
+    cursor.execute(sql.finish_op, (state, result, op_id))

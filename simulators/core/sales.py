@@ -266,7 +266,7 @@ def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.Com
             _check_expected(c, exp)
         if exp is not None and req.offline:
             c = _keep_printed(program, draft, c, exp)
-        op = Operation(
+        new_op = fastpath.NewOperation(
             kind="sale",
             key=req.idempotency_key,
             content_hash=digest,
@@ -284,24 +284,26 @@ def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.Com
             redeemed=c.redeemed + c.goods_points,
             accrued=c.points_to_accrue,
         )
-        s.add(op)
-        s.flush()
-        if ident is None:
-            result = pb.CommitResult(
-                operation_id=str(op.id), calculation=convert.calc_to_pb(c, balance_after=0)
-            )
-            op.state = json.dumps(_sale_state(program, draft, c, [], [], None, False))
-            op.result = result.SerializeToString()
-            return result
-        assert state is not None
-        result = _apply(s, core, op, ident.customer, state, draft, c, at, now)
-        if ident.app_code:
-            identify.consume_app_code(s, ident.app_code, op.id)
-        if req.hold_id:
-            hold = s.get(Hold, req.hold_id)
-            if hold is not None and hold.customer_id == ident.customer.id and hold.state == "live":
-                hold.state = "consumed"
-        op.result = result.SerializeToString()
+        cursor = s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            op_id = fastpath.insert_operation(cursor, core.db.sql, new_op)
+            if ident is None:
+                result = pb.CommitResult(
+                    operation_id=str(op_id), calculation=convert.calc_to_pb(c, balance_after=0)
+                )
+                state_json = json.dumps(_sale_state(program, draft, c, [], [], None, False))
+            else:
+                assert state is not None
+                result, state_json = _apply(s, core, op_id, ident.customer, state, draft, c, at, now)
+                if ident.app_code:
+                    identify.consume_app_code(s, ident.app_code, op_id)
+                if req.hold_id:
+                    hold = s.get(Hold, req.hold_id)
+                    if hold is not None and hold.customer_id == ident.customer.id and hold.state == "live":
+                        hold.state = "consumed"
+            fastpath.finish_operation(cursor, core.db.sql, op_id, state_json, result.SerializeToString())
+        finally:
+            cursor.close()
         return result
 
     return work
@@ -361,14 +363,15 @@ def _sale_state(
 def _apply(
     s: Session,
     core: Core,
-    op: Operation,
+    op_id: int,
     cust: Customer,
     state: AccountState,
     draft: pb.ReceiptDraft,
     c: Calculation,
     at: datetime,
     now: datetime,
-) -> pb.CommitResult:
+) -> tuple[pb.CommitResult, str]:
+    """Debits, accrual, referral payouts, counters and tiers -> (result, the sale's state JSON)."""
     program = core.program
     cashier = draft.staff.cashier_id
     debt_before = cust.debt
@@ -389,7 +392,7 @@ def _apply(
     winback_valid = any(lot.source == "winback" for lot in rcalc.open_lots(state.lots, at))
     spent = sum(d.points for d in c.debits)
     if spent:
-        store.record(s, cust.id, "redeem", -spent, at, op_id=op.id, cashier_id=cashier)
+        store.record(s, cust.id, "redeem", -spent, at, op_id=op_id, cashier_id=cashier)
     expires = expiry_for(program, at)
     avail = available_from(program, at)
     payouts: list[dict[str, Any]] = []
@@ -404,7 +407,7 @@ def _apply(
             at=at,
             expires_at=expires,
             available_from=avail,
-            op_id=op.id,
+            op_id=op_id,
             cashier_id=cashier,
         )
         payouts.append(
@@ -452,7 +455,7 @@ def _apply(
     own = 0 if own_row is None or avail > at else own_row.remaining
     for p in payouts:
         p["lot"] = None if p["lot"] is None else p["lot"].id
-    op.state = json.dumps(
+    state_json = json.dumps(
         _sale_state(
             program,
             draft,
@@ -472,14 +475,15 @@ def _apply(
         balance_after=balance_after(c, debt_before, program.allow_negative_balance),
         display_name=mask_name(cust.name) if cust.name else "",
     )
-    return pb.CommitResult(
-        operation_id=str(op.id),
+    result = pb.CommitResult(
+        operation_id=str(op_id),
         calculation=calc_pb,
         payouts=pb_payouts,
         tier=tier,
         balance=bal.total,
         debt=bal.shown_debt,
     )
+    return result, state_json
 
 
 def _balance_after_commit(

@@ -25,13 +25,13 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
 from grpc_status import rpc_status
-from sqlalchemy.exc import DBAPIError
 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from gateway.rules.types import RuleViolation
 from simulators.core import jobs, refunds, reports, sales, views
 from simulators.core.context import Core
+from simulators.core.db import is_storage_error
 
 log = logging.getLogger("posgw.core")
 DOMAIN = "loyalty.posgw"
@@ -80,8 +80,8 @@ def translate(exc: BaseException) -> CoreFailure:
     if isinstance(exc, RuleViolation):
         code = GRPC_CODES.get(exc.code, grpc.StatusCode.FAILED_PRECONDITION)
         return CoreFailure(code, exc.code, exc.message, dict(exc.metadata))
-    if isinstance(exc, DBAPIError):
-        log.warning("storage busy: %s", type(exc.orig).__name__)
+    if is_storage_error(exc):
+        log.warning("storage busy: %s", type(getattr(exc, "orig", exc)).__name__)
         return CoreFailure(
             grpc.StatusCode.UNAVAILABLE,
             "STORAGE_BUSY",

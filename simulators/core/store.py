@@ -133,15 +133,17 @@ def lots_of(session: Session, customer_id: int) -> tuple[Lot, ...]:
     )
 
 
+_TAKE = (
+    update(LotRow)
+    .where(LotRow.id == bindparam("lot"), LotRow.remaining >= bindparam("n"))
+    .values(remaining=LotRow.remaining - bindparam("n"))
+)
+
+
 def take_lots(session: Session, debits: list[tuple[int, int]]) -> None:
     """Debit (lot id, points) pairs; refuses (INSUFFICIENT_POINTS) if a lot has less left."""
-    stmt = (
-        update(LotRow)
-        .where(LotRow.id == bindparam("lot"), LotRow.remaining >= bindparam("n"))
-        .values(remaining=LotRow.remaining - bindparam("n"))
-    )
     for lot, n in debits:
-        res = session.connection().execute(stmt, {"lot": lot, "n": n})
+        res = session.connection().execute(_TAKE, {"lot": lot, "n": n})
         if getattr(res, "rowcount", 1) != 1:
             raise RuleViolation("INSUFFICIENT_POINTS", "points changed under this receipt; calculate again")
 

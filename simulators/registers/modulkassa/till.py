@@ -47,7 +47,7 @@ class Misbehaviour:
     resend_after_timeout: float = 0.0  # the first close gives up after resend_timeout_ms, then resends
     resend_timeout_ms: int = 20
     close_before_answer: float = 0.0  # the check closes while the loyalty-request is in flight
-    out_of_order: float = 0.0  # this close is delivered after the next check's close
+    out_of_order: float = 0.0  # this close is delivered after the next check's close (held ones newest first)
     request_every_edit: float = 0.0  # a loyalty-request after each added position
     bad_token: float = 0.0
     missing_token: float = 0.0
@@ -144,7 +144,7 @@ class ModulKassaTill:
                 self._sold.append(
                     _Sold(check_id, lines, loyalty, {p.position_id: p.qty_milli for p in positions})
                 )
-            for old_id, old_body in self._deferred:  # the plugin's outbox catches up, out of order
+            for old_id, old_body in reversed(self._deferred):  # the outbox catches up, newest first
                 await self._deliver("sale", old_id, old_body)
             self._deferred.clear()
         if late is not None:
@@ -156,7 +156,7 @@ class ModulKassaTill:
             await self._return_one()
 
     async def flush(self) -> None:
-        for old_id, old_body in self._deferred:
+        for old_id, old_body in reversed(self._deferred):  # newest first: each after the next check's
             await self._deliver("sale", old_id, old_body)
         self._deferred.clear()
 

@@ -33,7 +33,8 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/core_bench.py
-	@if [ -f bench/gateway_bench.py ]; then $(PY) bench/gateway_bench.py; fi
+	$(PY) bench/gateway_bench.py
+	$(PY) bench/drivers_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

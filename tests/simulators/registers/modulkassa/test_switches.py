@@ -267,7 +267,7 @@ async def test_cli_json_run_reports_errors_with_exit_1(
     mk, gw = fake
     mk.check_tokens = False
     argv = ["sim", "modulkassa", "--gateway", gw.url, "--token", TOKEN, "--tills", "1", "--receipts", "1",
-            "--bad-token", "1", "--json"]
+            "--seed", "2", "--refunds", "0", "--cancels", "0", "--bad-token", "1", "--json"]
     code = await asyncio.to_thread(main, argv)
     data = json.loads(capsys.readouterr().out)
     assert code == 1 and data["errors"] == 2

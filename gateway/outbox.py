@@ -21,7 +21,14 @@ Invariants:
 - A corrupt or unreadable file at open is moved aside (``<name>.corrupt-<time>``), logged at
   ERROR, shown in ``stats().moved_aside``, and a fresh outbox is created.
 
-The on-disk format is documented in :mod:`gateway.outbox_db`.
+On-disk format (details and the schema code in :mod:`gateway.outbox_db`): one SQLite file,
+``PRAGMA user_version = 1``; table ``events`` (id autoincrement = append order, key UNIQUE,
+register_id + register_seq UNIQUE, kind, payload = versioned JSON of the event from
+:func:`gateway.convert.event_to_json`, state, attempts, created_at / updated_at Unix seconds,
+last_error, reason, note, result_json = the core's answer); table ``registers`` (register_id,
+last_seq) keeps sequence numbers monotonic after delivered rows are pruned
+(``keep_delivered_s``, default 7 days). States: ``pending``, ``delivered``, ``rejected``,
+``resolved``.
 """
 
 from __future__ import annotations

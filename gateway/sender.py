@@ -187,6 +187,7 @@ class Sender:
         loop = asyncio.get_running_loop()
         cursor = 0
         last_rescan = loop.time()
+        rescanned = False  # one rescan per wait: rows whose marks are in flight must not spin us
         while True:
             room = self._window - len(st.inflight)
             if room <= 0:
@@ -197,10 +198,12 @@ class Sender:
             if not rows:
                 # Nothing after the cursor. Rows before it can only be operator retries or rows whose
                 # marks failed: rescan from the start when idle, or now and then under steady load.
-                if cursor and (not st.inflight or loop.time() - last_rescan > self._rescan_s):
-                    cursor, last_rescan = 0, loop.time()
+                due = not st.inflight or loop.time() - last_rescan > self._rescan_s
+                if cursor and not rescanned and due:
+                    cursor, last_rescan, rescanned = 0, loop.time(), True
                     continue
                 await self._outbox.wait_pending(self._idle_poll_s)
+                rescanned = False
                 continue
             for row in rows:
                 cursor = row.id

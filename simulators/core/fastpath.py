@@ -46,6 +46,14 @@ _OP_COLUMNS = (
 )
 _INSERT_OP = f"INSERT INTO operations ({_OP_COLUMNS}) VALUES ({', '.join(['?'] * 21)}) RETURNING id"
 _FINISH_OP = "UPDATE operations SET state = ?, result = ? WHERE id = ?"
+_INSERT_LOT = (
+    "INSERT INTO lots (customer_id, source, points, remaining, created_at, available_from, expires_at,"
+    " certificate, cap_bp, operation_id, expired) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+)
+_INSERT_MOVEMENT = (
+    "INSERT INTO movements (customer_id, operation_id, lot_id, kind, points, at, cashier_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 _dt_cache: dict[Any, datetime] = {}
 
@@ -70,6 +78,8 @@ class Sql:
         self.sale = self._q(_SALE)
         self.insert_op = self._q(_INSERT_OP)
         self.finish_op = self._q(_FINISH_OP)
+        self.insert_lot = self._q(_INSERT_LOT)
+        self.insert_movement = self._q(_INSERT_MOVEMENT)
 
     def _q(self, text: str) -> str:
         return text.replace("?", "%s") if self.postgres else text
@@ -245,3 +255,44 @@ def insert_operation(cursor: Any, sql: Sql, op: NewOperation) -> int:
 
 def finish_operation(cursor: Any, sql: Sql, op_id: int, state: str, result: bytes) -> None:
     cursor.execute(sql.finish_op, (state, result, op_id))
+
+
+def insert_lot(
+    cursor: Any,
+    sql: Sql,
+    customer_id: int,
+    source: str,
+    points: int,
+    *,
+    at: datetime,
+    available_from: datetime,
+    expires_at: datetime | None,
+    op_id: int | None,
+) -> int:
+    """A new ordinary lot of ``points`` (all remaining); returns its id."""
+    cursor.execute(
+        sql.insert_lot,
+        (
+            customer_id,
+            source,
+            points,
+            points,
+            sql.dt(at),
+            sql.dt(available_from),
+            None if expires_at is None else sql.dt(expires_at),
+            False,
+            0,
+            op_id,
+            False,
+        ),
+    )
+    return int(cursor.fetchone()[0])
+
+
+def insert_movements(
+    cursor: Any, sql: Sql, rows: list[tuple[int, int | None, str, int, datetime, str]]
+) -> None:
+    """Movements (customer, operation, kind, signed points, at, cashier), no lot ids."""
+    if rows:
+        params = [(c, op, None, kind, n, sql.dt(at), cashier) for c, op, kind, n, at, cashier in rows]
+        cursor.executemany(sql.insert_movement, params)

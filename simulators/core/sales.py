@@ -391,37 +391,46 @@ def _apply(
     cert_used = any(d["cert"] for d in debits)
     winback_valid = any(lot.source == "winback" for lot in rcalc.open_lots(state.lots, at))
     spent = sum(d.points for d in c.debits)
+    # movements and lots go straight to the cursor (ORM units of work cost more than the SQL)
+    movements: list[tuple[int, int | None, str, int, datetime, str]] = []
     if spent:
-        store.record(s, cust.id, "redeem", -spent, at, op_id=op_id, cashier_id=cashier)
+        movements.append((cust.id, op_id, "redeem", -spent, at, cashier))
     expires = expiry_for(program, at)
     avail = available_from(program, at)
     payouts: list[dict[str, Any]] = []
     pb_payouts: list[pb.Payout] = []
+    sql = core.db.sql
+    cursor = s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
 
     def pay(who: Customer, kind: str, level: int, points: int) -> None:
-        lot, _ = store.credit(
-            s,
-            who,
-            points,
-            kind,
-            at=at,
-            expires_at=expires,
-            available_from=avail,
-            op_id=op_id,
-            cashier_id=cashier,
-        )
-        payouts.append(
-            {
-                "cust": who.id,
-                "kind": kind,
-                "level": level,
-                "points": points,
-                "lot": lot,  # the row until flushed, then its id
-            }
-        )
+        """store.credit without the ORM: repay debt first, the rest in a new lot."""
+        if points <= 0:
+            lot_id: int | None = None
+        else:
+            repaid = min(points, who.debt)
+            who.debt -= repaid
+            movements.append((who.id, op_id, kind, points, at, cashier))
+            rest = points - repaid
+            lot_id = None
+            if rest:
+                lot_id = fastpath.insert_lot(
+                    cursor,
+                    sql,
+                    who.id,
+                    kind,
+                    rest,
+                    at=at,
+                    available_from=avail,
+                    expires_at=expires,
+                    op_id=op_id,
+                )
+                if who is cust and kind == "accrual":
+                    own_lot[0] = rest
+        payouts.append({"cust": who.id, "kind": kind, "level": level, "points": points, "lot": lot_id})
         pb_payouts.append(pb.Payout(customer_id=str(who.id), kind=kind, level=level, points=points))
         who.updated_at = now
 
+    own_lot = [0]  # points of the buyer's own accrual lot
     pay(cust, "accrual", 0, c.points_to_accrue)
     first = cust.purchase_count == 0
     chain: list[Customer | None] = []
@@ -450,11 +459,9 @@ def _apply(
         if anc is not None:
             store.retier(program, anc)
     tier = store.retier(program, cust)
-    s.flush()
-    own_row = payouts[0]["lot"] if payouts and payouts[0]["cust"] == cust.id else None
-    own = 0 if own_row is None or avail > at else own_row.remaining
-    for p in payouts:
-        p["lot"] = None if p["lot"] is None else p["lot"].id
+    fastpath.insert_movements(cursor, sql, movements)
+    cursor.close()
+    own = 0 if avail > at else own_lot[0]
     state_json = json.dumps(
         _sale_state(
             program,

@@ -69,6 +69,9 @@ async def start_core(
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
             ("grpc.so_reuseport", 0),
+            # the gateway's client pings every 30 s even when idle: allow it (no too_many_pings)
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
         ]
     )
     pb_grpc.add_LoyaltyCoreServicer_to_server(LoyaltyCoreService(core), server)  # type: ignore[no-untyped-call]

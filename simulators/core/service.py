@@ -11,7 +11,8 @@ is pure CPU and runs inline. Failures are translated at the edge:
   the gateway resends with the same key; anything else -> INTERNAL, logged.
 
 StreamEvents answers every event with one EventAck, in the order received (one stream is
-processed sequentially, which keeps each register's order).
+processed sequentially, which keeps each register's order). After a retriable rejection, the
+rest of that register's events on the stream are refused retriably without being applied.
 """
 
 from __future__ import annotations
@@ -166,8 +167,24 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
     async def StreamEvents(
         self, request_iterator: AsyncIterator[pb.EventEnvelope], context: Any
     ) -> AsyncIterator[pb.EventAck]:
+        # A register whose event was refused retriably on this stream gets every later event
+        # refused the same way, unapplied: the gateway resends from the refused one, so the
+        # register's order holds even when storage trouble hits one event in the middle.
+        blocked: set[str] = set()
         async for env in request_iterator:
-            yield await self.apply_event(env)
+            if env.register_id in blocked:
+                yield pb.EventAck(
+                    event_id=env.event_id, register_id=env.register_id, register_seq=env.register_seq,
+                    rejected=pb.Rejection(
+                        reason="PRECEDING_EVENT_RETRY", retriable=True,
+                        message="an earlier event of this register must be resent first",
+                    ),
+                )
+                continue
+            ack = await self.apply_event(env)
+            if ack.WhichOneof("result") == "rejected" and ack.rejected.retriable:
+                blocked.add(env.register_id)
+            yield ack
 
     async def apply_event(self, env: pb.EventEnvelope) -> pb.EventAck:
         ack = pb.EventAck(event_id=env.event_id, register_id=env.register_id, register_seq=env.register_seq)

@@ -220,6 +220,10 @@ def _buyer(s: Session, core: Core, req: pb.CommitRequest, at: datetime, now: dat
         if acct is not None:
             cust = s.get(Customer, acct.id)
             assert cust is not None
+            # keep it in the identity map for the rest of the (batch) transaction: the next
+            # commit of this customer finds it there instead of loading it again (customers
+            # change only through the ORM, so the mapped object stays current)
+            s.info.setdefault("customers", []).append(cust)
             if core.db.postgres:  # lock, then read again: the state after any concurrent commit
                 _lock(s, core, cust, with_ancestors=True)
                 acct = fastpath.read_account(cursor, core.db.sql, program, ref, now, hold)

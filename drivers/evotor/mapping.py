@@ -223,7 +223,7 @@ def plugin_event(msg: PluginMessage, *, now: datetime, store_id: str = "") -> Ev
         if not got.hold_id:
             return "cleared receipt held no points"
         return Event(kind=EventKind.CANCEL, key=derived_key(NAME, "cancel", msg.receipt_uuid),
-                     register_id=_register(msg), occurred_at=now, sale_key=doc_key(msg.receipt_uuid),
+                     register_id=_register(msg), occurred_at=now,
                      hold_id=got.hold_id, cashier_id=msg.device.user_id)
     assert snap is not None and msg.kind is Kind.CLOSE
     kind = {DocType.SELL: "sale", DocType.PAYBACK: "refund"}.get(msg.doc_type)

@@ -209,7 +209,7 @@ def event_of(ev: CheckEvent, *, now: datetime, store_id: str = "") -> Event | st
         if not hold:
             return "cancelled check held no points"
         return Event(kind=EventKind.CANCEL, key=derived_key(NAME, "cancel", ev.check_id),
-                     register_id=register, occurred_at=now, sale_key=check_key(ev.check_id), hold_id=hold)
+                     register_id=register, occurred_at=now, hold_id=hold)
     if ev.action != CLOSED or ev.check is None:
         return "broadcast carries no sale or return"
     check = ev.check

@@ -276,11 +276,26 @@ def refund(core: Core, req: pb.RefundRequest) -> pb.RefundResult:
     return core.db.transaction(work)
 
 
-def _release_hold(core: Core, hold_id: str) -> pb.CancelResult:
+def _release_hold(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
+    """Release a hold (a receipt calculated, then abandoned before closing).
+
+    With a ``cancel_key`` the release is recorded as a ``cancel`` operation without a sale,
+    so a resent release replays and the delivery check sees every acknowledged key once.
+    """
     now = core.now()
+    at = convert.when(req.occurred_at, req.HasField("occurred_at"), now)
+    digest = convert.content_hash({"hold": req.hold_id})
 
     def work(s: Session) -> pb.CancelResult:
-        hold = s.get(Hold, hold_id)
+        if req.cancel_key:
+            known = _keyed(s, "cancel", req.cancel_key)
+            if known is not None:
+                if known.content_hash != digest:
+                    raise RuleViolation("RECEIPT_CONFLICT", "this cancel_key was used for something else")
+                res = pb.CancelResult.FromString(known.result)
+                res.replayed = True
+                return res
+        hold = s.get(Hold, req.hold_id)
         if hold is None:
             raise RuleViolation("OPERATION_NOT_FOUND", "no such hold")
         cust = s.get(Customer, hold.customer_id)
@@ -288,18 +303,29 @@ def _release_hold(core: Core, hold_id: str) -> pb.CancelResult:
         if hold.state == "live":
             hold.state = "released"
         bal = store.balance(s, core.program, cust, now, now) if cust is not None else None
-        return pb.CancelResult(
+        result = pb.CancelResult(
             balance=0 if bal is None else bal.total,
             debt=0 if bal is None else bal.shown_debt,
             replayed=replayed,
         )
+        if req.cancel_key:
+            s.add(
+                Operation(
+                    kind="cancel", key=req.cancel_key, content_hash=digest, customer_id=hold.customer_id,
+                    sale_id=None, occurred_at=at, created_at=now, store_id=req.staff.store_id,
+                    terminal_id=req.staff.terminal_id, register_id=req.register_id,
+                    cashier_id=req.staff.cashier_id, cashier_name=req.staff.cashier_name,
+                    result=result.SerializeToString(),
+                )
+            )
+        return result
 
     return core.db.transaction(work)
 
 
 def cancel(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
     if req.hold_id and req.sale.WhichOneof("ref") is None:
-        return _release_hold(core, req.hold_id)
+        return _release_hold(core, req)
     if not req.cancel_key:
         raise convert.bad("cancel_key", "cancel_key is required")
     digest = convert.content_hash(convert.cancel_content(req))

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from simulators.registers.evotor import EvotorConfig, run_tills
 from tests.simulators.registers.component import PHONES, running_system
 
@@ -31,12 +29,7 @@ async def test_a_day_of_evotor_receipts_reaches_the_core_exactly(tmp_path: Path)
         assert report.duplicates > 0  # the cloud copies were recognised as the same receipts
 
 
-CLEARED_BUG = ("drivers/evotor turns CLEARED (an unfinished receipt) into a Cancel of a sale that was "
-               "never committed; the core answers OPERATION_NOT_FOUND and the event lands in the operator "
-               "queue instead of releasing the hold")
 
-
-@pytest.mark.xfail(strict=True, reason=CLEARED_BUG)
 async def test_a_cleared_receipt_releases_its_hold(tmp_path: Path) -> None:
     async with running_system(tmp_path, EVOTOR) as system:
         config = EvotorConfig(customer_share=0.9, redeem_share=0.4, refund_share=0.0, cancel_share=0.5,

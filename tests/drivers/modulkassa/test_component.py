@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from simulators.registers.modulkassa import Misbehaviour, ModulKassaConfig, run_tills
 from tests.simulators.registers.component import PHONES, running_system
 
@@ -32,12 +30,7 @@ async def test_a_day_of_modulkassa_checks_reaches_the_core_exactly(tmp_path: Pat
         assert figures["redeemed"] > 0 and figures["accrued"] > 0, figures
 
 
-CANCEL_BUG = ("drivers/modulkassa turns CHECK_CANCELLED (a check never closed) into a Cancel of a sale that "
-              "was never committed; the core answers OPERATION_NOT_FOUND and the event lands in the operator "
-              "queue instead of releasing the hold")
 
-
-@pytest.mark.xfail(strict=True, reason=CANCEL_BUG)
 async def test_a_cancelled_check_releases_its_hold(tmp_path: Path) -> None:
     async with running_system(tmp_path, MODULKASSA) as system:
         config = ModulKassaConfig(customer_share=0.9, redeem_share=0.4, refund_share=0.0, cancel_share=0.5)

@@ -95,3 +95,20 @@ async def test_hold_lapses_after_ttl(db_url: str) -> None:
         # lapsed by itself: the next till sees the whole balance without waiting for the job
         assert (await till(core, cid, 0)).max_points == 300
         assert (await till(core, cid, 300)).hold_id
+
+
+async def test_keyed_hold_release_replays_and_refuses_another_hold(db_url: str) -> None:
+    """A release carrying a cancel_key is recorded once: a resend replays, another hold conflicts."""
+    async with running("seed002", db_url) as core:
+        cid = await customer(core)
+        held = await till(core, cid, 300)
+        first = await core.cancel(hold_id=held.hold_id, key="till-1:clear:42")
+        assert not first.replayed
+        again = await core.cancel(hold_id=held.hold_id, key="till-1:clear:42")
+        assert again.replayed and again.balance == first.balance == 300
+        other = await till(core, cid, 100)
+        await expect_error(
+            core.cancel(hold_id=other.hold_id, key="till-1:clear:42"),
+            grpc.StatusCode.ALREADY_EXISTS, "RECEIPT_CONFLICT",
+        )
+        assert (await core.customer(cid)).held_points == 100  # the second hold is still live

@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     b.add_argument("--refunds", type=share, default=0.1)
     b.add_argument("--cancels", type=share, default=0.05)
     b.add_argument("--cloud", type=share, default=0.3, help="closed receipts the cloud also delivers")
+    b.add_argument("--cloud-documents", type=share, default=0.0,
+                   help="share of the cloud copies sent as PUT …/documents (REST-v2), not receipts")
     bad = parser.add_argument_group("misbehaviour (probabilities 0..1)")
     for name in ("duplicate", "resend-after-timeout", "close-before-answer", "out-of-order", "calc-twice",
                  "bad-token", "missing-token", "array-bodies"):
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         missing_token=args.missing_token, array_bodies=args.array_bodies, slow_read_ms=args.slow_reads,
     )
     config = EvotorConfig(redeem_share=args.redeem, refund_share=args.refunds, cancel_share=args.cancels,
-                          cloud_share=args.cloud, misbehaviour=mis)
+                          cloud_share=args.cloud, document_share=args.cloud_documents, misbehaviour=mis)
     report = asyncio.run(run_tills(
         args.gateway, args.token, tills=args.tills, receipts=args.receipts, seed=args.seed,
         customers=[c.strip() for c in args.customers.split(",") if c.strip()],

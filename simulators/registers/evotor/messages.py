@@ -231,6 +231,63 @@ class EvReceipt:
             "data": data,
         }
 
+    def document_body(
+        self, applied: Applied, *, close_date: str, payment: str = "card"
+    ) -> dict[str, Any]:
+        """The cloud's REST-v2 document (``PUT …/stores/{store}/documents``) for this closed receipt.
+
+        snake_case, ``version: "V2"``, ``close_date`` like ``2026-01-01T07:05:10.000+0000``, money as
+        JSON numbers; positions carry ``price``/``result_price``/``sum``/``result_sum`` (``sum`` before
+        any discount, ``result_sum`` after ours) and ``doc_distributed_discount``; a PAYBACK adds
+        ``base_document_id`` (protocol §3).
+        """
+        positions = []
+        for p in self.positions:
+            share = applied.shares.get(p.uuid, 0)
+            result_sum = p.sum - share
+            positions.append(
+                {
+                    "product_id": p.product_uuid,
+                    "product_name": p.name,
+                    "code": p.code,
+                    "product_type": "NORMAL",
+                    "measure_name": "кг" if p.weighted else "шт",
+                    "quantity": Num(qty_text(p.qty_milli, weighted=p.weighted)),
+                    "price": Num(rubles(p.price_with_discount)),
+                    "result_price": Num(rubles(result_sum * 1000 // p.qty_milli if p.qty_milli else 0)),
+                    "sum": Num(rubles(p.sum)),
+                    "result_sum": Num(rubles(result_sum)),
+                    "position_discount": Num("0"),
+                    "doc_distributed_discount": Num(rubles(share)),
+                }
+            )
+        body: dict[str, Any] = {
+            "positions": positions,
+            "payments": [{"type": "ELECTRON" if payment == "card" else "CASH",
+                          "sum": Num(rubles(self.payable(applied)))}],
+            "doc_discounts": [{"discount_sum": Num(rubles(applied.discount))}] if applied.discount else [],
+            "result_sum": Num(rubles(self.payable(applied))),
+            "sum": Num(rubles(self.gross)),
+        }
+        if self.base_uuid:
+            body["base_document_id"] = self.base_uuid
+        return {
+            "type": self.doc_type,
+            "id": self.uuid,
+            "extras": applied.extra or {},
+            "number": int(self.number or 0),
+            "close_date": close_date,
+            "time_zone_offset": 10800000,
+            "session_id": str(uuid.uuid5(_PRODUCTS, f"session:{self.session}")),
+            "session_number": int(self.session) if self.session.isdigit() else 0,
+            "close_user_id": self.device.user_id,
+            "device_id": self.device.device_uuid,
+            "store_id": self.device.store_uuid,
+            "user_id": self.device.user_id,
+            "body": body,
+            "version": "V2",
+        }
+
     def closed(self, number: str, date: str) -> EvReceipt:
         return replace(self, number=number, date=date)
 

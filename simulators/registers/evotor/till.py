@@ -5,8 +5,8 @@ Flow per receipt: ring up (native catalogue; weight and free-price lines) → th
 refused answer is an error in the report and the sale goes on at full price; a timeout
 means ``skip``) → ``RECEIPT_CLOSED`` with the final snapshot, resent by the plugin's outbox
 until a 2xx → sometimes the cloud's ``ReceiptCreated`` webhook for the same receipt
-(Bearer token, a new envelope id per delivery) → now and then a per-line payback of an
-earlier sale, or a receipt calculated and then cleared (``CLEARED``).
+(Bearer token, a new envelope id per delivery) or its REST-v2 ``PUT …/documents`` webhook →
+now and then a per-line payback of an earlier sale, or a receipt calculated and then cleared (``CLEARED``).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from simulators.registers.native.report import Ack, Recorder, SimReport
 MSK = timezone(timedelta(hours=3))
 PLUGIN = "/v1/evotor/event"
 CLOUD = "/v1/evotor/cloud/api/v2/receipts"
+DOCUMENTS = "/v1/evotor/cloud/api/v1/inventories/stores/{store}/documents"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ class EvotorConfig:
     refund_share: float = 0.1  # after a sale, a per-line payback of an earlier sale
     cancel_share: float = 0.05  # after a sale, a receipt calculated then cleared
     cloud_share: float = 0.3  # the cloud also delivers the closed receipt
+    document_share: float = 0.0  # of those cloud copies, the share sent as a PUT documents webhook (REST-v2)
     free_price_share: float = 0.2  # receipts with a free-price line
     calc_timeout_s: float = 2.0  # the plugin calls skip after this
     commit_timeout_s: float = 5.0
@@ -186,7 +188,7 @@ class EvotorTill:
             headers["Authorization"] = f"Bearer {value}"
         return headers
 
-    async def _auth_probe(self, path: str, body: Any, *, cloud: bool) -> None:
+    async def _auth_probe(self, path: str, body: Any, *, cloud: bool, method: str = "POST") -> None:
         """Misbehave: send first with a wrong or no token; the gateway must answer 401."""
         mis = self._cfg.misbehaviour
         roll = self._rng.random()
@@ -199,7 +201,7 @@ class EvotorTill:
         headers = self._cloud_headers(token) if cloud else self._plugin_headers(token)
         try:
             answer = await self._poster.send(
-                path, body, headers=headers, timeout_s=self._cfg.commit_timeout_s
+                path, body, headers=headers, timeout_s=self._cfg.commit_timeout_s, method=method
             )
         except TransportError as exc:
             self._rec.error(f"{path} with a bad token: {exc}")
@@ -269,10 +271,19 @@ class EvotorTill:
     async def _cloud(
         self, receipt: EvReceipt, applied: Applied, payment: str, *, expect_duplicate: bool
     ) -> None:
-        """The Evotor cloud pushes the receipt; with no 200 in time it resends with a new envelope id."""
+        """The Evotor cloud pushes the receipt (``POST receipts``, or ``PUT documents`` for a
+        ``document_share`` of them); with no 200 in time it resends (a receipts envelope gets a new id)."""
         mis = self._cfg.misbehaviour
+        share = self._cfg.document_share
+        as_document = share > 0 and self._rng.random() < share  # no draw when off: seeded runs unchanged
+        path = DOCUMENTS.format(store=receipt.device.store_uuid) if as_document else CLOUD
+        method = "PUT" if as_document else "POST"
 
         def body() -> bytes:
+            if as_document:
+                close = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+                doc = receipt.document_body(applied, close_date=close, payment=payment)
+                return dumps([doc] if self._rng.random() < mis.array_bodies else doc)
             date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
             env = receipt.cloud_body(
                 applied,
@@ -283,18 +294,21 @@ class EvotorTill:
             )
             return dumps([env] if self._rng.random() < mis.array_bodies else env)
 
-        await self._auth_probe(CLOUD, body(), cloud=True)
+        await self._auth_probe(path, body(), cloud=True, method=method)
         if self._rng.random() < mis.resend_after_timeout:
             try:  # the cloud waits too little, then redelivers with a new envelope id
                 await self._poster.send(
-                    CLOUD, body(), headers=self._cloud_headers(), timeout_s=mis.resend_timeout_ms / 1000
+                    path, body(), headers=self._cloud_headers(), timeout_s=mis.resend_timeout_ms / 1000,
+                    method=method,
                 )
             except TransportError as exc:
                 self._rec.timeouts += exc.timeout
             else:
                 expect_duplicate = True  # it got through the first time
             self._rec.retries += 1
-        ack = await self._deliver("sale", receipt, CLOUD, body(), self._cloud_headers(), None, "")
+        ack = await self._deliver(
+            "sale", receipt, path, body(), self._cloud_headers(), None, "", method=method
+        )
         if ack is not None and expect_duplicate and not ack.duplicate:
             self._rec.error(f"sale {receipt.uuid}: cloud copy of a closed receipt not flagged duplicate")
 
@@ -307,6 +321,8 @@ class EvotorTill:
         headers: dict[str, str],
         first: float | None,
         key: str,
+        *,
+        method: str = "POST",
     ) -> Ack | None:
         try:
             done = await self._poster.deliver(
@@ -316,6 +332,7 @@ class EvotorTill:
                 timeout_s=self._cfg.commit_timeout_s,
                 retry_for_s=self._cfg.retry_for_s,
                 first_timeout_s=first,
+                method=method,
             )
         except (TransportError, RetriableStatus) as exc:
             self._rec.unacknowledged += 1

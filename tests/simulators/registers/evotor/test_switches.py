@@ -12,12 +12,15 @@ import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.cli import main
 from simulators.registers.evotor import EvotorConfig, Misbehaviour, run_tills
+from tests.simulators.registers.component import PHONES, running_system
 from tests.simulators.registers.recording_gateway import RecordingGateway, Seen, recording
 
 TOKEN, CLOUD_TOKEN, PHONE = "plugin-tok", "cloud-tok", "+79160000101"
@@ -247,7 +250,7 @@ async def test_slow_reads_take_the_answer_in_64_byte_chunks(fake: FakeFixture) -
     slow = await run(gw, config(slow_read_ms=40))
     assert fast.errors == slow.errors == 0, slow.error_messages
     assert slow.calc_count == RECEIPTS_N and slow.calc_p50_ms >= 6 * 40
-    assert fast.calc_max_ms < 6 * 40 / 2
+    assert fast.calc_p50_ms * 2 < slow.calc_p50_ms
 
 
 async def test_calc_twice_fires_the_same_calc_body_twice_and_checks_the_answers_agree(
@@ -299,3 +302,58 @@ async def test_cli_json_run_against_the_fake(fake: FakeFixture, capsys: pytest.C
 async def test_cli_without_token_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     code = await asyncio.to_thread(main, ["sim", "evotor", "--gateway", "http://127.0.0.1:9", "--token", ""])
     assert code == 2 and "need --token" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ cloud documents webhook
+
+
+async def test_document_share_sends_the_cloud_copy_as_a_rest_v2_document(fake: FakeFixture) -> None:
+    _, gw = fake
+    cfg = replace(config(cloud=1.0), document_share=1.0)
+    report = await run(gw, cfg)
+    assert report.errors == 0, report.error_messages
+    assert gw.on(RECEIPTS) == []
+    docs = [s for s in gw.seen if s.method == "PUT"]
+    close_of = by_uuid(closes(gw))
+    assert len(docs) == RECEIPTS_N and {d.body["id"] for d in docs} == set(close_of)
+    for doc in docs:
+        (close,) = close_of[doc.body["id"]]
+        store = close.body["device"]["storeUuid"]
+        assert doc.path == f"/v1/evotor/cloud/api/v1/inventories/stores/{store}/documents"
+        assert doc.headers["Authorization"] == f"Bearer {CLOUD_TOKEN}"
+        body = doc.body
+        assert body["version"] == "V2" and body["type"] == "SELL"
+        assert body["extras"] == {"lg": {"pts": 0, "off": False}}
+        assert body["device_id"] == close.body["device"]["deviceUuid"]
+        assert body["close_date"].endswith("+0000")
+        assert str(body["number"]) == close.body["receipt"]["header"]["number"]
+        positions = body["body"]["positions"]
+        # money as JSON numbers; the 1-kopeck discount is the difference of sum and result_sum
+        assert all(isinstance(p["sum"], int | float) for p in positions)
+        off = sum(round(p["sum"] * 100) - round(p["result_sum"] * 100) for p in positions)
+        assert off == 1 and round(body["body"]["result_sum"] * 100) == round(body["body"]["sum"] * 100) - 1
+    assert report.duplicates == RECEIPTS_N  # each document came after its close
+
+
+async def _real_day(tmp_path: Path, *, document_share: float, out_of_order: float) -> None:
+    options = {"evotor": {"pairing_tokens": [TOKEN], "cloud_user_token": CLOUD_TOKEN}}
+    async with running_system(tmp_path, options) as system:
+        cfg = EvotorConfig(customer_share=0.9, redeem_share=0.5, refund_share=0.2, cancel_share=0.0,
+                           cloud_share=1.0, document_share=document_share,
+                           misbehaviour=Misbehaviour(out_of_order=out_of_order))
+        report = await run_tills(system.gateway_url, TOKEN, tills=2, receipts=16, seed=11, customers=PHONES,
+                                 cloud_token=CLOUD_TOKEN, config=cfg)
+        assert report.errors == 0, report.error_messages
+        assert report.duplicates >= 16  # every sale arrived twice (close + cloud copy), one flagged
+        figures = await system.check(report.acks)
+        assert figures["redeemed"] > 0 and figures["accrued"] > 0, figures
+
+
+async def test_cloud_documents_through_the_real_gateway_are_applied_once(tmp_path: Path) -> None:
+    await _real_day(tmp_path, document_share=0.6, out_of_order=0.0)
+
+
+@pytest.mark.xfail(strict=True, reason="a redeeming sale whose cloud copy (receipts webhook) reaches the "
+                   "gateway before the plugin close is rejected by the core: INSUFFICIENT_POINTS")
+async def test_cloud_copy_before_the_close_with_redemption_reaches_the_core(tmp_path: Path) -> None:
+    await _real_day(tmp_path, document_share=0.0, out_of_order=0.5)

@@ -160,6 +160,7 @@ class StackOptions:
     api_key: str = "stack-till-key"
     admin_key: str = "stack-admin-key"
     calc_budget_ms: int = 300
+    hold_ttl_s: int = 0  # > 0: the core reserves redeemed points between calculate and commit
     offline_redeem_limit: int = 0
     refresh_s: float = 1.0  # program and balance snapshot refresh, for offline answers
     breaker_failures: int = 3
@@ -215,6 +216,7 @@ listen_host = "{HOST}"
 listen_port = {self.gateway_port}
 data_dir = "{self.gateway_dir}"
 calc_budget_ms = {o.calc_budget_ms}
+hold_ttl_s = {o.hold_ttl_s}
 shutdown_timeout_s = 8.0
 log_level = "{o.log_level}"
 admin_api_key = "{o.admin_key}"

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -52,9 +53,12 @@ class CoreAdmin:
         self._channel = self._stub = None
 
     async def register(self, phone: str, name: str = "", *, referrer_code: str = "",
-                       channel: str = "cashier") -> pb.Customer:
+                       channel: str = "cashier", at: datetime | None = None) -> pb.Customer:
+        """Register a customer; ``at`` back-dates the registration (and its welcome lot)."""
         req = pb.RegisterCustomerRequest(phone=phone, name=name, referrer_code=referrer_code,
                                          channel="referral" if referrer_code else channel)
+        if at is not None:
+            req.occurred_at.FromDatetime(at)
         customer: pb.Customer = await self.stub.RegisterCustomer(req, timeout=self.timeout_s)
         return customer
 

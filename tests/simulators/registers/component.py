@@ -18,6 +18,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +109,9 @@ async def running_system(tmp_path: Path, drivers: dict[str, dict[str, Any]], *,
         admin = CoreAdmin(address)
         welcome = {}
         for phone in phones:
-            customer = await admin.register(phone, "Покупатель")
+            # Registered a minute ago: cloud copies stamp receipts to the second, and a receipt
+            # stamped before the welcome lot existed could not spend it.
+            customer = await admin.register(phone, "Покупатель", at=datetime.now(UTC) - timedelta(minutes=1))
             welcome[phone] = int(customer.welcome_points)
         config = parse_config({
             "gateway": {"data_dir": str(tmp_path / "gw"), "listen_host": "127.0.0.1", "listen_port": 0,

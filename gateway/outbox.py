@@ -292,11 +292,7 @@ class Outbox:
             return db.set_state(conn, op.row_id, now, from_states=("pending",), state="delivered",
                                 result_json=op.values["result_json"], last_error="")
         if op.kind == "delivered_many":
-            return [
-                db.set_state(conn, row_id, now, from_states=("pending",), state="delivered",
-                             result_json=result, last_error="")
-                for row_id, result in op.values["items"]
-            ]
+            return db.mark_delivered_many(conn, op.values["items"], now)
         if op.kind == "rejected":
             return db.set_state(conn, op.row_id, now, from_states=("pending",), state="rejected", **op.values)
         if op.kind == "note_retry":
@@ -334,16 +330,26 @@ class Outbox:
 
     async def next_batch(self, limit: int, *, after_id: int = 0) -> list[OutboxRow]:
         """Up to ``limit`` pending rows with id > ``after_id``, in append order (per register:
-        seq order). A row whose payload cannot be read is rejected (UNREADABLE_PAYLOAD), not returned."""
-        raw = await self._read(lambda c: db.fetch_pending(c, limit, after_id))
+        seq order). A row whose payload cannot be read is rejected (UNREADABLE_PAYLOAD), not returned.
+        Payloads are decoded in the reader thread, off the event loop's critical path."""
+
+        def fetch(c: Connection) -> list[tuple[Any, Event | Exception]]:
+            out: list[tuple[Any, Event | Exception]] = []
+            for r in db.fetch_pending(c, limit, after_id):
+                try:
+                    out.append((r, event_from_json(r.payload)))
+                except (ValueError, KeyError, TypeError) as exc:
+                    out.append((r, exc))
+            return out
+
         rows: list[OutboxRow] = []
-        for r in raw:
-            try:
-                rows.append(_to_row(r, event_from_json(r.payload)))
-            except (ValueError, KeyError, TypeError) as exc:
-                log.error("outbox_unreadable_payload id=%d key=%s error=%r action=%s", r.id, r.key, str(exc),
-                          "moved to the operator queue")
-                await self.mark_rejected(r.id, "UNREADABLE_PAYLOAD", f"stored payload cannot be read: {exc}")
+        for r, ev in await self._read(fetch):
+            if not isinstance(ev, Exception):
+                rows.append(_to_row(r, ev))
+                continue
+            log.error("outbox_unreadable_payload id=%d key=%s error=%r action=%s", r.id, r.key, str(ev),
+                      "moved to the operator queue")
+            await self.mark_rejected(r.id, "UNREADABLE_PAYLOAD", f"stored payload cannot be read: {ev}")
         return rows
 
     async def get(self, row_id: int) -> OutboxRow | None:

@@ -33,7 +33,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     Column,
@@ -85,6 +85,25 @@ events = Table(
     sqlite_autoincrement=True,
 )
 Index("events_state_id", events.c.state, events.c.id)
+
+
+class PendingRow(NamedTuple):
+    """One ``events`` row as :func:`fetch_pending` returns it (columns in table order)."""
+
+    id: int
+    key: str
+    register_id: str
+    register_seq: int
+    kind: str
+    payload: bytes
+    state: str
+    attempts: int
+    created_at: float
+    updated_at: float
+    last_error: str
+    reason: str
+    note: str
+    result_json: str
 registers = Table(
     "registers",
     metadata,
@@ -229,46 +248,84 @@ class AppendOutcome:
     conflicting: bool  # a duplicate key whose stored content differs
 
 
+_INSERT_EVENT = (
+    "INSERT INTO events (key, register_id, register_seq, kind, payload, state, attempts, created_at, "
+    "updated_at, last_error, reason, note, result_json) "
+    "VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, '', '', '', '')"
+)
+_UPSERT_REGISTER = (
+    "INSERT INTO registers (register_id, last_seq) VALUES (?, ?) "
+    "ON CONFLICT (register_id) DO UPDATE SET last_seq = excluded.last_seq"
+)
+_MARK_DELIVERED = (
+    "UPDATE events SET state = 'delivered', result_json = ?, last_error = '', updated_at = ? "
+    "WHERE id = ? AND state = 'pending'"
+)
+_CHUNK = 500  # host parameters per IN (...) list, well under SQLite's limit
+
+
+def raw(conn: Connection) -> Any:
+    """The sqlite3 connection under ``conn``, for the hot statements (plain SQL, executemany):
+    they run inside the transaction ``conn`` began, with none of SQLAlchemy's per-statement work."""
+    return conn.connection.driver_connection
+
+
+def _in_query(cur: Any, sql: str, values: list[str]) -> list[Any]:
+    out: list[Any] = []
+    for i in range(0, len(values), _CHUNK):
+        chunk = values[i : i + _CHUNK]
+        out += cur.execute(sql.format(",".join("?" * len(chunk))), chunk).fetchall()
+    return out
+
+
 def insert_events(conn: Connection, new: list[NewEvent], now: float) -> list[AppendOutcome]:
     """Insert a batch within the caller's transaction, in order; a known key (stored before or
-    earlier in the same batch) changes nothing. A handful of statements per batch, not per row."""
-    keys = list({ev.key for ev in new})
-    stored: dict[str, bytes] = {}
-    for i in range(0, len(keys), 500):
-        chunk = keys[i : i + 500]
-        q = select(events.c.key, events.c.payload).where(events.c.key.in_(chunk))
-        stored.update({key: bytes(payload) for key, payload in conn.execute(q)})
-    regs = list({ev.register_id for ev in new})
-    last: dict[str, int] = {}
-    for i in range(0, len(regs), 500):
-        chunk = regs[i : i + 500]
-        q = select(registers.c.register_id, registers.c.last_seq).where(registers.c.register_id.in_(chunk))
-        last.update({r: int(seq) for r, seq in conn.execute(q)})
-    known_regs = set(last)
-    out: list[AppendOutcome] = []
-    rows: list[dict[str, Any]] = []
-    for ev in new:
-        if ev.key in stored:
-            out.append(AppendOutcome(0, True, stored[ev.key] != ev.payload))
-            continue
-        seq = last.get(ev.register_id, 0) + 1
-        last[ev.register_id] = seq
-        stored[ev.key] = ev.payload
-        out.append(AppendOutcome(seq, False, False))
-        rows.append({
-            "key": ev.key, "register_id": ev.register_id, "register_seq": seq, "kind": ev.kind,
-            "payload": ev.payload, "state": "pending", "attempts": 0, "created_at": now, "updated_at": now,
-            "last_error": "", "reason": "", "note": "", "result_json": "",
-        })
-    if rows:
-        conn.execute(events.insert(), rows)
-        touched = {r["register_id"] for r in rows}
-        fresh = [{"register_id": r, "last_seq": last[r]} for r in touched - known_regs]
-        if fresh:
-            conn.execute(registers.insert(), fresh)
-        for r in touched & known_regs:
-            conn.execute(update(registers).where(registers.c.register_id == r).values(last_seq=last[r]))
-    return out
+    earlier in the same batch) changes nothing. Four statements per batch (two lookups, two
+    executemany), not one per row."""
+    cur = raw(conn).cursor()
+    try:
+        stored: dict[str, bytes] = {
+            key: bytes(payload)
+            for key, payload in _in_query(cur, "SELECT key, payload FROM events WHERE key IN ({})",
+                                          list({ev.key for ev in new}))
+        }
+        last: dict[str, int] = {
+            r: int(seq)
+            for r, seq in _in_query(
+                cur, "SELECT register_id, last_seq FROM registers WHERE register_id IN ({})",
+                list({ev.register_id for ev in new}),
+            )
+        }
+        out: list[AppendOutcome] = []
+        rows: list[tuple[Any, ...]] = []
+        touched: set[str] = set()
+        for ev in new:
+            if ev.key in stored:
+                out.append(AppendOutcome(0, True, stored[ev.key] != ev.payload))
+                continue
+            seq = last.get(ev.register_id, 0) + 1
+            last[ev.register_id] = seq
+            stored[ev.key] = ev.payload
+            touched.add(ev.register_id)
+            out.append(AppendOutcome(seq, False, False))
+            rows.append((ev.key, ev.register_id, seq, ev.kind, ev.payload, now, now))
+        if rows:
+            cur.executemany(_INSERT_EVENT, rows)
+            cur.executemany(_UPSERT_REGISTER, [(r, last[r]) for r in touched])
+        return out
+    finally:
+        cur.close()
+
+
+def mark_delivered_many(conn: Connection, items: list[tuple[int, str]], now: float) -> int:
+    """pending -> delivered for every (row id, result JSON); rows in another state are left alone.
+    One executemany within the caller's transaction; returns how many rows changed."""
+    cur = raw(conn).cursor()
+    try:
+        cur.executemany(_MARK_DELIVERED, [(result, now, row_id) for row_id, result in items])
+        return int(cur.rowcount)
+    finally:
+        cur.close()
 
 
 def set_state(
@@ -299,14 +356,18 @@ def prune_delivered(conn: Connection, older_than: float) -> int:
 # ---------------------------------------------------------------- reads (any thread)
 
 
+_COLUMNS = ", ".join(c.name for c in events.columns)
+_FETCH_PENDING = f"SELECT {_COLUMNS} FROM events WHERE state = 'pending' AND id > ? ORDER BY id LIMIT ?"
+
+
 def fetch_pending(conn: Connection, limit: int, after_id: int) -> list[Any]:
-    q = (
-        select(events)
-        .where(events.c.state == "pending", events.c.id > after_id)
-        .order_by(events.c.id)
-        .limit(limit)
-    )
-    return list(conn.execute(q).all())
+    """Pending rows after ``after_id`` in id order (plain SQL on the hot path: the sender reads a
+    backlog through this). Rows are tuples named like the ``events`` columns."""
+    cur = raw(conn).cursor()
+    try:
+        return [PendingRow(*r) for r in cur.execute(_FETCH_PENDING, (after_id, limit))]
+    finally:
+        cur.close()
 
 
 def fetch_state(conn: Connection, state: str, limit: int) -> list[Any]:

@@ -21,7 +21,11 @@ How it keeps its promises:
   rejected by the core (unknown sale) and lands in the queue too; retrying the sale from the
   queue, then the refund, repairs both.
 - **Bounded memory.** At most ``window`` events are in flight; rows are read from the outbox
-  in batches of ``batch`` (no per-row query, never the whole backlog).
+  in batches of ``batch`` (no per-row query, never the whole backlog): the window is refilled
+  only once a batch's worth of room (or half the window) is free, so a steady stream of acks
+  costs one outbox read per batch, not one per ack.
+- **Acks are read by one plain ``await call.read()`` loop**; the ack timeout is watched by a
+  separate task, so no read is ever left as an orphaned future whose exception nobody retrieves.
 - **Backoff** between streams uses tenacity's ``wait_random_exponential`` (full jitter, from
   ``backoff_initial_s`` up to ``backoff_max_s``); it resets after an ack.
 - **Restart-safe.** All state that matters is in the outbox: after a restart pending rows are
@@ -88,7 +92,7 @@ class _Stream:
 class Sender:
     def __init__(
         self, outbox: Outbox, stub_factory: Callable[[], Any], *, metrics: Metrics | None = None,
-        batch: int = 256, window: int = 256, ack_timeout_s: float = 10.0, backoff_initial_s: float = 0.05,
+        batch: int = 256, window: int = 1024, ack_timeout_s: float = 10.0, backoff_initial_s: float = 0.05,
         backoff_max_s: float = 5.0, idle_poll_s: float = 1.0, rescan_s: float = 30.0,
     ) -> None:
         self._outbox = outbox
@@ -96,12 +100,15 @@ class Sender:
         self._metrics = metrics
         self._batch = max(1, batch)
         self._window = max(1, window)
+        self._refill = max(1, min(self._batch, self._window // 2))  # room worth an outbox read
         self._ack_timeout_s = ack_timeout_s
         self._idle_poll_s = idle_poll_s
         self._rescan_s = rescan_s
         self._wait = wait_random_exponential(multiplier=backoff_initial_s, max=backoff_max_s)
         self._failures = 0  # consecutive failed streams without an ack in between
         self._acked_unmarked: set[str] = set()  # acked, mark not yet committed: never resend
+        # marks finished since the send loop's current outbox read began: that read may predate them
+        self._marked_since_read: set[str] = set()
         self._marks: asyncio.Queue[_Mark | None] = asyncio.Queue()
         self._progress = asyncio.Event()
         self._running = False
@@ -165,6 +172,7 @@ class Sender:
         tasks = [
             asyncio.create_task(self._send_loop(call, st), name="sender-send"),
             asyncio.create_task(self._recv_loop(call, st), name="sender-recv"),
+            asyncio.create_task(self._ack_watchdog(st), name="sender-ack-watchdog"),
             asyncio.create_task(stopping.wait(), name="sender-stopping"),
         ]
         try:
@@ -190,10 +198,12 @@ class Sender:
         rescanned = False  # one rescan per wait: rows whose marks are in flight must not spin us
         while True:
             room = self._window - len(st.inflight)
-            if room <= 0:
-                st.room.clear()
-                await st.room.wait()
+            if room <= 0:  # full: wait for a batch's worth of room, not just one ack
+                while self._window - len(st.inflight) < self._refill and st.inflight:
+                    st.room.clear()
+                    await st.room.wait()
                 continue
+            self._marked_since_read.clear()
             rows = await self._outbox.next_batch(min(room, self._batch), after_id=cursor)
             if not rows:
                 # Nothing after the cursor. Rows before it can only be operator retries or rows whose
@@ -205,15 +215,17 @@ class Sender:
                 await self._outbox.wait_pending(self._idle_poll_s)
                 rescanned = False
                 continue
-            for row in rows:
+            # protobuf building is pure CPU: done in a worker thread while the loop waits on gRPC
+            envelopes = await loop.run_in_executor(None, _envelopes, rows)
+            for row, envelope in zip(rows, envelopes, strict=True):
                 cursor = row.id
-                if row.key in st.inflight or row.key in self._acked_unmarked:
+                key = row.key
+                if key in st.inflight or key in self._acked_unmarked or key in self._marked_since_read:
                     continue
-                try:
-                    envelope = event_to_envelope(row.event, row.register_seq)
-                except ValueError as exc:  # a stored event the core could never accept
+                if isinstance(envelope, ValueError):  # a stored event the core could never accept
                     self._acked_unmarked.add(row.key)
-                    await self._marks.put(_Mark(row, "rejected", reason="INVALID_EVENT", message=str(exc)))
+                    mark = _Mark(row, "rejected", reason="INVALID_EVENT", message=str(envelope))
+                    self._marks.put_nowait(mark)
                     continue
                 if not st.inflight:
                     st.waiting_since = loop.time()
@@ -222,32 +234,22 @@ class Sender:
 
     async def _recv_loop(self, call: Any, st: _Stream) -> None:
         loop = asyncio.get_running_loop()
-        check = min(max(self._ack_timeout_s / 4, 0.01), 1.0)
-        read: asyncio.Future[Any] | None = None
-        try:
-            while True:
-                if read is None:
-                    read = asyncio.ensure_future(call.read())
-                done, _ = await asyncio.wait({read}, timeout=check)
-                if not done:
-                    if st.inflight and loop.time() - st.waiting_since > self._ack_timeout_s:
-                        raise StreamFailed(
-                            f"no ack within {self._ack_timeout_s:g}s ({len(st.inflight)} in flight)"
-                        )
-                    continue
-                ack, read = read.result(), None
-                if ack is grpc.aio.EOF:  # type: ignore[attr-defined]  # missing from grpc-stubs
-                    raise StreamFailed("the core closed the stream")
-                await self._on_ack(ack, st, loop.time())
-        finally:
-            if read is not None:
-                if read.done():
-                    if not read.cancelled():
-                        read.exception()  # retrieved: the stream is being torn down anyway
-                else:
-                    read.cancel()
+        while True:
+            ack = await call.read()
+            if ack is grpc.aio.EOF:  # type: ignore[attr-defined]  # missing from grpc-stubs
+                raise StreamFailed("the core closed the stream")
+            self._on_ack(ack, st, loop.time())
 
-    async def _on_ack(self, ack: pb.EventAck, st: _Stream, now: float) -> None:
+    async def _ack_watchdog(self, st: _Stream) -> None:
+        """Fail the stream when events are in flight and no ack came for ``ack_timeout_s``."""
+        loop = asyncio.get_running_loop()
+        check = min(max(self._ack_timeout_s / 4, 0.01), 1.0)
+        while True:
+            await asyncio.sleep(check)
+            if st.inflight and loop.time() - st.waiting_since > self._ack_timeout_s:
+                raise StreamFailed(f"no ack within {self._ack_timeout_s:g}s ({len(st.inflight)} in flight)")
+
+    def _on_ack(self, ack: pb.EventAck, st: _Stream, now: float) -> None:
         row = st.inflight.get(ack.event_id)
         if row is None:
             log.debug("sender_unexpected_ack key=%s", ack.event_id)
@@ -261,10 +263,11 @@ class Sender:
         if which == "rejected":
             rej = ack.rejected
             if rej.retriable:
-                await self._marks.put(_Mark(row, "retry", message=f"{rej.reason}: {rej.message}"))
+                self._marks.put_nowait(_Mark(row, "retry", message=f"{rej.reason}: {rej.message}"))
                 raise StreamFailed(f"retriable rejection {rej.reason} of {row.key}: {rej.message}")
             self._acked_unmarked.add(row.key)
-            await self._marks.put(_Mark(row, "rejected", reason=rej.reason or "UNKNOWN", message=rej.message))
+            reason = rej.reason or "UNKNOWN"
+            self._marks.put_nowait(_Mark(row, "rejected", reason=reason, message=rej.message))
             if self._metrics is not None:
                 self._metrics.rejected.labels(rej.reason or "UNKNOWN").inc()
             log.error("event_rejected key=%s register=%s seq=%d reason=%s message=%r action=%s",
@@ -274,7 +277,7 @@ class Sender:
             self._acked_unmarked.add(row.key)
             result = MessageToDict(getattr(ack, which), preserving_proto_field_name=True)
             body = json.dumps({which: result}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-            await self._marks.put(_Mark(row, "delivered", result_json=body))
+            self._marks.put_nowait(_Mark(row, "delivered", result_json=body))
             if self._metrics is not None:
                 self._metrics.delivered.labels(row.kind).inc()
         self._failures = 0
@@ -307,6 +310,8 @@ class Sender:
             finally:
                 for m in items:
                     self._acked_unmarked.discard(m.row.key)
+                    if m.state != "retry":  # acked (the core applied or refused it): skipping is safe
+                        self._marked_since_read.add(m.row.key)
                 self._progress.set()
 
     async def _after_failure(self, why: str, expected: bool, stopping: asyncio.Event) -> None:
@@ -322,6 +327,16 @@ class Sender:
         with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for may swallow a cancel on 3.11
             async with asyncio.timeout(delay):
                 await stopping.wait()
+
+
+def _envelopes(rows: list[OutboxRow]) -> list[pb.EventEnvelope | ValueError]:
+    out: list[pb.EventEnvelope | ValueError] = []
+    for row in rows:
+        try:
+            out.append(event_to_envelope(row.event, row.register_seq))
+        except ValueError as exc:
+            out.append(exc)
+    return out
 
 
 def _translate(exc: BaseException) -> Exception:

@@ -383,7 +383,11 @@ class Database:
                 with self.readers() as session, session.begin():
                     return work(session)
             with self.writer_lock, self.sessions() as session, session.begin():
-                return work(session)
+                try:
+                    return work(session)
+                except BaseException:
+                    self.sql.lots.clear()  # rolled back: its lot ids may be reused
+                    raise
 
         return self._retrying(attempt)()
 

@@ -9,7 +9,12 @@ Invariants:
 - datetimes are bound and read exactly as :class:`simulators.core.db.UTCDateTime` stores them
   (naive UTC; SQLite text ``YYYY-MM-DD HH:MM:SS.ffffff``), so these reads and the ORM agree;
 - an account read is one SELECT statement: one consistent snapshot even without an explicit
-  transaction (SQLite readers run in autocommit mode);
+  transaction (SQLite readers run in autocommit mode). It returns the customer's counters and
+  the (id, remaining) of every lot with points left; the other columns of a lot never change
+  after its insert, so they come from :class:`LotCache` (filled by a second SELECT for the ids
+  it does not know, and by :func:`insert_lot`);
+- the cache may hold a lot that a rolled-back transaction inserted (its id can be reused on
+  SQLite): every write path clears it when it rolls anything back (:meth:`LotCache.clear`);
 - identification here mirrors :func:`simulators.core.identify.resolve` for phone (without an
   SMS code), card and customer id; other kinds return None and the caller takes the ORM path.
 """
@@ -22,17 +27,28 @@ from typing import Any
 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.rules.program import Program
-from gateway.rules.types import AccountState, Lot
+from gateway.rules.types import AccountState, Lot, RuleViolation
 from simulators.core import identify
 
+# one row for the customer (lot columns NULL), one per lot with points left (customer columns NULL)
 _ACCOUNT = """
-SELECT c.id, c.name, c.tier, c.debt, c.total_spent, c.purchase_count, c.effective_invited, c.blocked,
+SELECT NULL, NULL, NULL, c.id, c.name, c.tier, c.debt, c.total_spent, c.purchase_count,
+  c.effective_invited, c.blocked,
   (SELECT COALESCE(SUM(h.points), 0) FROM holds h
     WHERE h.customer_id = c.id AND h.state = 'live' AND h.expires_at > ? AND h.id <> ?),
-  l.id, l.source, l.remaining, l.created_at, l.available_from, l.expires_at, l.certificate, l.cap_bp
-FROM customers c LEFT JOIN lots l ON l.customer_id = c.id AND l.remaining > 0
-WHERE {where}
+  c.inviter_id, c.first_purchase_at, c.last_purchase_at
+FROM customers c WHERE {where}
+UNION ALL
+SELECT l.id, l.remaining, l.customer_id,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM lots l WHERE l.customer_id = (SELECT c.id FROM customers c WHERE {where}) AND l.remaining > 0
 """
+_LOT_DETAILS = (
+    "SELECT id, customer_id, source, created_at, available_from, expires_at, certificate, cap_bp"
+    " FROM lots WHERE id IN ({marks})"
+)
+_CONSUME_HOLD = "UPDATE holds SET state = 'consumed' WHERE id = ? AND customer_id = ? AND state = 'live'"
+_TAKE = "UPDATE lots SET remaining = remaining - ? WHERE id = ? AND remaining >= ?"
 _WHERE = {
     "phone": "c.phone = ?",
     "customer_id": "c.id = ?",
@@ -69,6 +85,26 @@ def read_dt(value: Any) -> datetime:
     return dt
 
 
+class LotCache:
+    """Lots by id with the points last seen; only ``remaining`` of a lot ever changes.
+
+    Shared by the threads of one :class:`simulators.core.db.Database` (plain dict operations,
+    atomic under the GIL); bounded: cleared when it grows past ``limit`` entries."""
+
+    def __init__(self, limit: int = 200_000) -> None:
+        self.limit = limit
+        self.by_id: dict[int, tuple[int, Lot]] = {}  # lot id -> (customer id, lot)
+
+    def put(self, lot_id: int, customer_id: int, lot: Lot) -> None:
+        if len(self.by_id) >= self.limit:
+            self.by_id.clear()
+        self.by_id[lot_id] = (customer_id, lot)
+
+    def clear(self) -> None:
+        """After any rollback: a lot id the cache knows may be reused by another insert."""
+        self.by_id.clear()
+
+
 class Sql:
     """The statements of this module in one dialect's placeholder style."""
 
@@ -80,6 +116,12 @@ class Sql:
         self.finish_op = self._q(_FINISH_OP)
         self.insert_lot = self._q(_INSERT_LOT)
         self.insert_movement = self._q(_INSERT_MOVEMENT)
+        self.take = self._q(_TAKE)
+        self.consume_hold = self._q(_CONSUME_HOLD)
+        self.lots = LotCache()
+
+    def lot_details(self, count: int) -> str:
+        return self._q(_LOT_DETAILS.format(marks=", ".join(["?"] * count)))
 
     def _q(self, text: str) -> str:
         return text.replace("?", "%s") if self.postgres else text
@@ -105,6 +147,9 @@ class Account:
     lots: tuple[Lot, ...]
     method: str
     otp_ok: bool | None
+    inviter_id: int | None = None
+    first_purchase_at: Any = None  # as stored (see module docstring)
+    last_purchase_at: Any = None
 
     def state(self, program: Program) -> AccountState:
         negative = program.allow_negative_balance
@@ -157,39 +202,71 @@ def read_account(
     if key is None:
         return None
     kind, param, method = key
-    cursor.execute(sql.account[kind], (sql.dt(now), own_hold, param))
-    rows = cursor.fetchall()
-    if not rows:
+    cursor.execute(sql.account[kind], (sql.dt(now), own_hold, param, param))
+    head = None
+    lots: list[Lot] = []
+    missing: list[tuple[int, int]] = []
+    cache = sql.lots.by_id
+    for r in cursor.fetchall():
+        lot_id = r[0]
+        if lot_id is None:
+            head = r
+            continue
+        hit = cache.get(lot_id)
+        if hit is None or hit[0] != r[2]:
+            missing.append((lot_id, r[1]))
+            continue
+        lot = hit[1]
+        if lot.points != r[1]:
+            lot = Lot(lot.lot_id, lot.source, r[1], lot.created, lot.available_from, lot.expires_at,
+                      lot.certificate, lot.cap_bp)  # fmt: skip
+            cache[lot_id] = (r[2], lot)
+        lots.append(lot)
+    if head is None:
         raise identify.unknown(_UNKNOWN[kind])
-    first = rows[0]
-    lots = tuple(
-        Lot(
-            str(r[9]),
-            r[10],
-            r[11],
-            read_dt(r[12]),
-            read_dt(r[13]),
-            None if r[14] is None else read_dt(r[14]),
-            bool(r[15]),
-            r[16],
-        )
-        for r in rows
-        if r[9] is not None
-    )
+    if missing:
+        lots.extend(_lot_details(cursor, sql, missing))
     return Account(
-        id=first[0],
-        name=first[1],
-        tier=first[2],
-        debt=first[3],
-        total_spent=first[4],
-        purchase_count=first[5],
-        effective_invited=first[6],
-        blocked=bool(first[7]),
-        held=int(first[8]),
-        lots=lots,
+        id=head[3],
+        name=head[4],
+        tier=head[5],
+        debt=head[6],
+        total_spent=head[7],
+        purchase_count=head[8],
+        effective_invited=head[9],
+        blocked=bool(head[10]),
+        held=int(head[11]),
+        lots=tuple(lots),
         method=method,
         otp_ok=None,
+        inviter_id=head[12],
+        first_purchase_at=head[13],
+        last_purchase_at=head[14],
     )
+
+
+def _lot_details(cursor: Any, sql: Sql, wanted: list[tuple[int, int]]) -> list[Lot]:
+    """Lots for (id, remaining) pairs the cache did not know; cached for the next read."""
+    remaining = dict(wanted)
+    out: list[Lot] = []
+    ids = list(remaining)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        cursor.execute(sql.lot_details(len(chunk)), chunk)
+        for r in cursor.fetchall():
+            lot = Lot(
+                str(r[0]),
+                r[2],
+                remaining[r[0]],
+                read_dt(r[3]),
+                read_dt(r[4]),
+                None if r[5] is None else read_dt(r[5]),
+                bool(r[6]),
+                r[7],
+            )
+            sql.lots.put(r[0], r[1], lot)
+            out.append(lot)
+    return out
 
 
 def find_sale(cursor: Any, sql: Sql, key: str) -> tuple[int, str, bytes] | None:
@@ -286,7 +363,11 @@ def insert_lot(
             False,
         ),
     )
-    return int(cursor.fetchone()[0])
+    lot_id = int(cursor.fetchone()[0])
+    exp = None if expires_at is None else expires_at.astimezone(UTC)
+    lot = Lot(str(lot_id), source, points, at.astimezone(UTC), available_from.astimezone(UTC), exp, False, 0)
+    sql.lots.put(lot_id, customer_id, lot)
+    return lot_id
 
 
 def insert_movements(
@@ -296,3 +377,16 @@ def insert_movements(
     if rows:
         params = [(c, op, None, kind, n, sql.dt(at), cashier) for c, op, kind, n, at, cashier in rows]
         cursor.executemany(sql.insert_movement, params)
+
+
+def take_lots(cursor: Any, sql: Sql, debits: list[tuple[int, int]]) -> None:
+    """Debit (lot id, points) pairs; refuses (INSUFFICIENT_POINTS) if a lot has less left."""
+    for lot, n in debits:
+        cursor.execute(sql.take, (n, lot, n))
+        if cursor.rowcount != 1:
+            raise RuleViolation("INSUFFICIENT_POINTS", "points changed under this receipt; calculate again")
+
+
+def consume_hold(cursor: Any, sql: Sql, hold_id: str, customer_id: int) -> None:
+    """Mark the buyer's live hold consumed (a hold of somebody else, or not live, stays)."""
+    cursor.execute(sql.consume_hold, (hold_id, customer_id))

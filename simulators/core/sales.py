@@ -29,8 +29,9 @@ from gateway.rules.dates import available_from, expiry_for
 from gateway.rules.identity import mask_name
 from gateway.rules.program import Program
 from gateway.rules.referral import referral_payouts
+from gateway.rules.tiers import tier_for
 from gateway.rules.types import AccountState, Calculation, LineOut, RuleViolation
-from simulators.core import convert, fastpath, identify, store
+from simulators.core import convert, fastpath, identify, rows, store
 from simulators.core.context import Core
 from simulators.core.db import Customer, Hold, Operation, lock_customers
 
@@ -204,39 +205,35 @@ async def commit_async(core: Core, req: pb.CommitRequest) -> pb.CommitResult:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Buyer:
-    customer: Customer
+    person: rows.Person
     state: AccountState
     otp_ok: bool | None
     app_code: str
 
 
-def _buyer(s: Session, core: Core, req: pb.CommitRequest, at: datetime, now: datetime) -> _Buyer:
+def _chain_depth(program: Program) -> int:
+    """Ancestors a Commit reads and locks: every referral level, at least the inviter."""
+    return max(len(program.referral.levels_bp) if program.referral else 0, 1)
+
+
+def _buyer(s: Session, cursor: Any, core: Core, req: pb.CommitRequest, at: datetime, now: datetime) -> _Buyer:
     """The buyer, locked (PostgreSQL) and read with their lots and others' holds."""
-    program, ref, hold = core.program, req.draft.customer, req.hold_id
-    s.flush()
-    cursor = s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        acct = fastpath.read_account(cursor, core.db.sql, program, ref, now, hold)
-        if acct is not None:
-            cust = s.get(Customer, acct.id)
-            assert cust is not None
-            # keep it in the identity map for the rest of the (batch) transaction: the next
-            # commit of this customer finds it there instead of loading it again (customers
-            # change only through the ORM, so the mapped object stays current)
-            s.info.setdefault("customers", []).append(cust)
-            if core.db.postgres:  # lock, then read again: the state after any concurrent commit
-                _lock(s, core, cust, with_ancestors=True)
-                acct = fastpath.read_account(cursor, core.db.sql, program, ref, now, hold)
-                assert acct is not None
-            return _Buyer(cust, acct.state(program), acct.otp_ok, "")
-    finally:
-        cursor.close()
-    ident = identify.resolve(s, program, req.draft.customer, at, now)
-    _lock(s, core, ident.customer, with_ancestors=True)
-    state = store.account_state(
-        s, program, ident.customer, at=at, now=now, method=ident.method, own_hold=req.hold_id
-    )
-    return _Buyer(ident.customer, state, ident.otp_ok, ident.app_code)
+    program, ref, hold, sql = core.program, req.draft.customer, req.hold_id, core.db.sql
+    acct = fastpath.read_account(cursor, sql, program, ref, now, hold)
+    method, otp_ok, app_code = "", None, ""
+    if acct is None:  # app code, QR, phone + SMS code: identified through the ORM
+        ident = identify.resolve(s, program, ref, at, now)
+        method, otp_ok, app_code = ident.method, ident.otp_ok, ident.app_code
+        ref = pb.CustomerRef(customer_id=str(ident.customer.id))
+        acct = fastpath.read_account(cursor, sql, program, ref, now, hold)
+        assert acct is not None
+    if core.db.postgres:  # lock, then read again: the state after any concurrent commit
+        rows.lock(cursor, sql, [acct.id, *rows.chain_ids(cursor, sql, acct.id, _chain_depth(program))])
+        acct = fastpath.read_account(cursor, sql, program, ref, now, hold)
+        assert acct is not None
+    if method:
+        acct = dataclasses.replace(acct, method=method, otp_ok=otp_ok)
+    return _Buyer(rows.buyer(acct), acct.state(program), acct.otp_ok, app_code)
 
 
 def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.CommitResult]:
@@ -249,19 +246,26 @@ def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.Com
     now = core.now()
     at = convert.when(draft.occurred_at, draft.HasField("occurred_at"), now)
     program = core.program
+    sql = core.db.sql
 
     def work(s: Session) -> pb.CommitResult:
+        s.flush()  # earlier units' ORM changes, before the raw reads below
+        if s.identity_map:  # customers change by plain UPDATEs (rows.write): reload, never reuse
+            s.expire_all()
         cursor = s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
-            known = fastpath.find_sale(cursor, core.db.sql, req.idempotency_key)
+            return _work(s, cursor)
         finally:
             cursor.close()
+
+    def _work(s: Session, cursor: Any) -> pb.CommitResult:
+        known = fastpath.find_sale(cursor, sql, req.idempotency_key)
         if known is not None:
             return _replay(known, digest)
         ident = None
         state = None
         if draft.customer.WhichOneof("id") is not None:
-            ident = _buyer(s, core, req, at, now)
+            ident = _buyer(s, cursor, core, req, at, now)
             state = ident.state
         exp = req.expected if req.HasField("expected") else None
         redeem = exp.redeemed_points if (req.offline and exp is not None) else None
@@ -276,7 +280,7 @@ def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.Com
             content_hash=digest,
             occurred_at=at,
             created_at=now,
-            customer_id=None if ident is None else ident.customer.id,
+            customer_id=None if ident is None else ident.person.id,
             store_id=draft.staff.store_id,
             terminal_id=draft.staff.terminal_id,
             register_id=draft.register_id,
@@ -288,26 +292,20 @@ def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.Com
             redeemed=c.redeemed + c.goods_points,
             accrued=c.points_to_accrue,
         )
-        cursor = s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
-        try:
-            op_id = fastpath.insert_operation(cursor, core.db.sql, new_op)
-            if ident is None:
-                result = pb.CommitResult(
-                    operation_id=str(op_id), calculation=convert.calc_to_pb(c, balance_after=0)
-                )
-                state_json = json.dumps(_sale_state(program, draft, c, [], [], None, False))
-            else:
-                assert state is not None
-                result, state_json = _apply(s, core, op_id, ident.customer, state, draft, c, at, now)
-                if ident.app_code:
-                    identify.consume_app_code(s, ident.app_code, op_id)
-                if req.hold_id:
-                    hold = s.get(Hold, req.hold_id)
-                    if hold is not None and hold.customer_id == ident.customer.id and hold.state == "live":
-                        hold.state = "consumed"
-            fastpath.finish_operation(cursor, core.db.sql, op_id, state_json, result.SerializeToString())
-        finally:
-            cursor.close()
+        op_id = fastpath.insert_operation(cursor, sql, new_op)
+        if ident is None:
+            result = pb.CommitResult(
+                operation_id=str(op_id), calculation=convert.calc_to_pb(c, balance_after=0)
+            )
+            state_json = json.dumps(_sale_state(program, draft, c, [], [], None, False))
+        else:
+            assert state is not None
+            result, state_json = _apply(cursor, core, op_id, ident.person, state, draft, c, at, now)
+            if ident.app_code:
+                identify.consume_app_code(s, ident.app_code, op_id)
+            if req.hold_id:
+                fastpath.consume_hold(cursor, sql, req.hold_id, ident.person.id)
+        fastpath.finish_operation(cursor, sql, op_id, state_json, result.SerializeToString())
         return result
 
     return work
@@ -365,10 +363,10 @@ def _sale_state(
 
 
 def _apply(
-    s: Session,
+    cursor: Any,
     core: Core,
     op_id: int,
-    cust: Customer,
+    cust: rows.Person,
     state: AccountState,
     draft: pb.ReceiptDraft,
     c: Calculation,
@@ -391,7 +389,8 @@ def _apply(
                 "expires": lot.expires_at.isoformat() if lot.expires_at else None,
             }
         )
-    store.take_lots(s, [(int(d.lot_id), d.points) for d in c.debits])
+    sql = core.db.sql
+    fastpath.take_lots(cursor, sql, [(int(d.lot_id), d.points) for d in c.debits])
     cert_used = any(d["cert"] for d in debits)
     winback_valid = any(lot.source == "winback" for lot in rcalc.open_lots(state.lots, at))
     spent = sum(d.points for d in c.debits)
@@ -403,10 +402,9 @@ def _apply(
     avail = available_from(program, at)
     payouts: list[dict[str, Any]] = []
     pb_payouts: list[pb.Payout] = []
-    sql = core.db.sql
-    cursor = s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    people = {cust.id: cust}  # one Person per customer id (see simulators.core.rows)
 
-    def pay(who: Customer, kind: str, level: int, points: int) -> None:
+    def pay(who: rows.Person, kind: str, level: int, points: int) -> None:
         """store.credit without the ORM: repay debt first, the rest in a new lot."""
         if points <= 0:
             lot_id: int | None = None
@@ -432,39 +430,39 @@ def _apply(
                     own_lot[0] = rest
         payouts.append({"cust": who.id, "kind": kind, "level": level, "points": points, "lot": lot_id})
         pb_payouts.append(pb.Payout(customer_id=str(who.id), kind=kind, level=level, points=points))
-        who.updated_at = now
+        who.touched = now
 
     own_lot = [0]  # points of the buyer's own accrual lot
     pay(cust, "accrual", 0, c.points_to_accrue)
     first = cust.purchase_count == 0
-    chain: list[Customer | None] = []
+    inviter_id = cust.inviter_id
+    chain: list[rows.Person] = []
+    if program.referral is not None or (first and inviter_id is not None):
+        chain = rows.chain(cursor, sql, cust, _chain_depth(program), people)
+    inv = chain[0] if chain and chain[0].id == inviter_id else None
+    chain = chain[: len(program.referral.levels_bp)] if program.referral is not None else []
     if program.referral is not None:
-        chain = store.ancestors(s, cust, len(program.referral.levels_bp))
         for level, (anc, points) in enumerate(
             zip(chain, referral_payouts(program, c.accrual_base), strict=False), start=1
         ):
-            if anc is not None and not anc.blocked:
+            if not anc.blocked:
                 pay(anc, "referral", level, points)
         inviter = chain[0] if chain else None
         if first and inviter is not None and not inviter.blocked and program.referral.invite_bonus_points:
             pay(inviter, "invite_bonus", 1, program.referral.invite_bonus_points)
-    inviter_id = cust.inviter_id
-    if first and inviter_id is not None:
-        inv = s.get(Customer, inviter_id)
-        if inv is not None:
-            inv.effective_invited += 1
-            store.retier(program, inv)
+    if first and inv is not None:
+        inv.effective_invited += 1
+        _retier(program, inv)
     cust.total_spent += convert.paid_total(c)
     cust.purchase_count += 1
     cust.first_purchase_at = cust.first_purchase_at or at
     cust.last_purchase_at = at if cust.last_purchase_at is None else max(cust.last_purchase_at, at)
-    cust.updated_at = now
+    cust.touched = now
     for anc in chain:
-        if anc is not None:
-            store.retier(program, anc)
-    tier = store.retier(program, cust)
+        _retier(program, anc)
+    tier = _retier(program, cust)
+    rows.write(cursor, sql, list(people.values()))
     fastpath.insert_movements(cursor, sql, movements)
-    cursor.close()
     own = 0 if avail > at else own_lot[0]
     state_json = json.dumps(
         _sale_state(
@@ -497,8 +495,20 @@ def _apply(
     return result, state_json
 
 
+def _retier(program: Program, who: rows.Person) -> str:
+    """Re-evaluate the tier (never drops unless ``tier_demotion``), as store.retier."""
+    who.tier = tier_for(
+        program,
+        total_spent=who.total_spent,
+        purchase_count=who.purchase_count,
+        effective_invited=who.effective_invited,
+        current=who.tier or None,
+    ).name
+    return who.tier
+
+
 def _balance_after_commit(
-    program: Program, cust: Customer, state: AccountState, c: Calculation, at: datetime, accrued: int
+    program: Program, cust: rows.Person, state: AccountState, c: Calculation, at: datetime, accrued: int
 ) -> store.Balance:
     """The buyer's balance after the commit, from the state read at its start (no query)."""
     open_now = rcalc.open_lots(state.lots, at)

@@ -3,19 +3,25 @@
 SQLite has one writer at a time, so concurrent Commits queue anyway; paying BEGIN, COMMIT and
 a thread hand-off for each of them is what limited throughput. :class:`BatchWriter` takes
 every unit of work waiting in its queue (up to ``max_batch``) and runs them one after another
-inside ONE transaction, each in its own SAVEPOINT:
+inside ONE transaction:
 
-- each unit sees the effects of the units before it (same session, flushed before each
-  savepoint), exactly as if they had committed one after another in queue order;
-- a unit that raises (a business rejection such as INSUFFICIENT_POINTS, or anything else) is
-  rolled back to its savepoint alone and gets its exception; the others are unaffected;
+- each unit sees the effects of the units before it (same session and connection), exactly as
+  if they had committed one after another in queue order;
+- a unit that raises before it changed anything (a business rejection such as
+  CALC_MISMATCH found while validating: no row written, nothing pending in the session, the
+  transaction still open) gets its exception and the batch goes on: nothing to undo, so no
+  SAVEPOINT is paid for the common case;
+- a unit that raises after it changed something makes the whole batch roll back and run again
+  in careful mode: a SAVEPOINT per unit, a failing unit rolled back to its savepoint alone;
 - a unit that hits a transient storage failure is rolled back alone and then run again in a
   transaction of its own (:meth:`Database.transaction`, with its bounded retries);
 - the batch commits once; if that COMMIT fails transiently the whole batch is run again (units
   are re-runnable, as for :meth:`Database.transaction`); results are delivered only after the
   COMMIT succeeded, so nobody sees an answer for work that is not durable;
 - the writer holds the database's writer lock for the whole batch, so other write
-  transactions of this process still serialize with it.
+  transactions of this process still serialize with it;
+- any rollback (a unit's savepoint, the whole batch) clears the database's lot cache
+  (:class:`simulators.core.fastpath.LotCache`).
 """
 
 from __future__ import annotations
@@ -89,17 +95,27 @@ class BatchWriter:
     def _run(self, items: list[_Item]) -> None:
         from simulators.core.db import is_transient
 
+        careful = False
         for attempt in range(ATTEMPTS):
             try:
-                outcomes = self._attempt(items)
+                outcomes = self._attempt(items, careful)
                 break
+            except _Redo:  # a unit failed after writing: again, each unit in its own savepoint
+                self.db.sql.lots.clear()
+                careful = True
             except Exception as exc:  # the batch's own BEGIN / COMMIT failed
+                self.db.sql.lots.clear()  # rolled back: its lot ids may be reused
                 if is_transient(exc) and attempt < ATTEMPTS - 1:
                     time.sleep(0.01 * (attempt + 1))
                     continue
                 for it in items:
                     it.future.set_exception(exc)
                 return
+        else:
+            failure = RuntimeError("the core's writer could not apply the batch")
+            for it in items:
+                it.future.set_exception(failure)
+            return
         for it, (ok, value) in zip(items, outcomes, strict=True):
             if ok is None:  # transient trouble inside the unit: again, alone
                 try:
@@ -111,15 +127,31 @@ class BatchWriter:
             else:
                 it.future.set_exception(value)
 
-    def _attempt(self, items: list[_Item]) -> list[tuple[bool | None, Any]]:
+    def _attempt(self, items: list[_Item], careful: bool) -> list[tuple[bool | None, Any]]:
         from simulators.core.db import is_transient
 
         outcomes: list[tuple[bool | None, Any]] = []
         with self.db.writer_lock, self.db.sessions() as session, session.begin():
+            raw: Any = session.connection().connection.driver_connection  # sqlite3.Connection
             for it in items:
+                if careful:
+                    try:
+                        with session.begin_nested():
+                            outcomes.append((True, it.work(session)))
+                    except Exception as exc:  # rolled back to the unit's savepoint
+                        self.db.sql.lots.clear()  # its lot ids may be reused
+                        outcomes.append((None, None) if is_transient(exc) else (False, exc))
+                    continue
+                before = raw.total_changes
                 try:
-                    with session.begin_nested():
-                        outcomes.append((True, it.work(session)))
-                except Exception as exc:  # rolled back to the unit's savepoint
+                    outcomes.append((True, it.work(session)))
+                except Exception as exc:
+                    untouched = raw.total_changes == before and raw.in_transaction and session.is_active
+                    if not untouched or session.new or session.dirty or session.deleted:
+                        raise _Redo from exc
                     outcomes.append((None, None) if is_transient(exc) else (False, exc))
         return outcomes
+
+
+class _Redo(Exception):
+    """A unit failed after changing rows: the batch is rolled back and run in careful mode."""

@@ -7,8 +7,10 @@ Invariants:
   the batch is stored (one transaction); ``stats().writable`` stays False until a write succeeds.
 - Group commit: concurrent ``append`` calls (and the sender's state changes) go through a
   bounded queue to ONE writer thread, which writes everything waiting (up to ``max_batch``)
-  in one transaction, i.e. one fsync, then resolves each waiter. A full queue makes
-  ``append`` wait (backpressure) instead of growing memory.
+  in one transaction, i.e. one fsync, then hands the results to the event loop in one callback
+  and goes straight on with the next batch (the loop is never on the writer's critical path).
+  A full queue (``queue_size`` ops not yet answered) makes ``append`` wait (backpressure)
+  instead of growing memory.
 - One row per idempotency key: appending a known key changes nothing and returns False
   (a known key with different content is still a duplicate; it is logged at WARNING).
 - Per-register sequence numbers are assigned by the writer, gap-free and increasing in append
@@ -36,7 +38,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -112,8 +116,9 @@ class Outbox:
         self._keep_delivered_s = keep_delivered_s
         self._clock = clock
         self._moved_aside = moved_aside
-        self._queue: asyncio.Queue[_Op | None] = asyncio.Queue(maxsize=queue_size)
-        self._wexec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-writer")
+        self._loop = asyncio.get_running_loop()
+        self._ops: queue.SimpleQueue[_Op | None] = queue.SimpleQueue()  # to the writer thread
+        self._slots = asyncio.Semaphore(queue_size)  # ops queued or being written, not yet answered
         self._rexec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-reader")
         self._wconn: Connection | None = None  # used only in the writer thread
         self._rconn: Connection | None = None  # used only in the reader thread
@@ -125,7 +130,8 @@ class Outbox:
         self._closed = False
         self.commits = 0  # successful group commits (for tests and the bench)
         self.rows_committed = 0  # new events stored
-        self._writer = asyncio.create_task(self._writer_loop(), name="outbox-writer")
+        self._writer: asyncio.Future[None] = self._loop.create_future()  # done when the thread ended
+        threading.Thread(target=self._writer_main, name="outbox-writer", daemon=True).start()
 
     @classmethod
     async def open(
@@ -196,7 +202,11 @@ class Outbox:
     async def _put(self, op: _Op) -> None:
         if self._closed:
             raise StorageError(f"the outbox {self.path} is closed")
-        await self._queue.put(op)
+        await self._slots.acquire()
+        if self._closed:
+            self._slots.release()
+            raise StorageError(f"the outbox {self.path} is closed")
+        self._ops.put(op)
 
     async def _submit(self, op: _Op) -> Any:
         await self._put(op)
@@ -204,45 +214,86 @@ class Outbox:
 
     def _count(self, outcome: str, n: int = 1) -> None:
         if self._metrics is not None:
-            self._metrics.outbox_writes.labels(outcome).inc(n)
+            self._metrics.child(self._metrics.outbox_writes, outcome).inc(n)
 
-    async def _writer_loop(self) -> None:
-        loop = asyncio.get_running_loop()
+    # The writer thread: takes what is queued, writes it in one transaction, hands the results
+    # to the loop in one callback and goes on; it never waits for the loop.
+
+    def _writer_main(self) -> None:
         stop = False
         while not stop:
-            first = await self._queue.get()
+            first = self._ops.get()
             if first is None:
                 break
             ops = [first]
-            while len(ops) < self._max_batch and not self._queue.empty():
-                nxt = self._queue.get_nowait()
+            while len(ops) < self._max_batch:
+                try:
+                    nxt = self._ops.get_nowait()
+                except queue.Empty:
+                    break
                 if nxt is None:
                     stop = True
                     break
                 ops.append(nxt)
             try:
-                results = await loop.run_in_executor(self._wexec, self._write_batch, ops)
+                results = self._write_batch(ops)
             except Exception as exc:  # the writer supervises its waiters: nobody may hang on a bug
                 if not isinstance(exc, StorageError):
                     log.exception("outbox_writer_bug ops=%d", len(ops))
-                self._writable = False
-                self._last_storage_error = str(exc)
-                n = sum(1 for op in ops if op.kind == "append")
-                self._count("failed", n)
-                log.error("outbox_write_failed path=%s events=%d ops=%d error=%r",
-                          self.path, n, len(ops), str(exc))
-                for op in ops:
-                    if not op.future.done():
-                        op.future.set_exception(StorageError(str(exc)))
+                self._to_loop(self._write_failed, ops, exc)
                 continue
-            self._after_commit(ops, results)
+            self._to_loop(self._after_commit, ops, results)
+        if self._wconn is not None:
+            with contextlib.suppress(Exception):
+                self._wconn.close()
+            self._wconn = None
+        left: list[_Op] = []
+        while True:  # whatever raced with close() is refused
+            try:
+                op = self._ops.get_nowait()
+            except queue.Empty:
+                break
+            if op is not None:
+                left.append(op)
+        self._to_loop(self._writer_stopped, left)
+
+    def _to_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting any more
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _write_failed(self, ops: list[_Op], exc: Exception) -> None:
+        self._slots_release(len(ops))
+        self._writable = False
+        self._last_storage_error = str(exc)
+        n = sum(1 for op in ops if op.kind == "append")
+        self._count("failed", n)
+        log.error("outbox_write_failed path=%s events=%d ops=%d error=%r", self.path, n, len(ops), str(exc))
+        for op in ops:
+            if not op.future.done():
+                op.future.set_exception(StorageError(str(exc)))
+
+    def _writer_stopped(self, left: list[_Op]) -> None:
         self._closed = True
-        while not self._queue.empty():  # refuse whatever raced with close()
-            left = self._queue.get_nowait()
-            if left is not None and not left.future.done():
-                left.future.set_exception(StorageError(f"the outbox {self.path} is closed"))
+        while True:  # put after the thread's last look (the thread has ended: nobody else reads)
+            try:
+                op = self._ops.get_nowait()
+            except queue.Empty:
+                break
+            if op is not None:
+                left.append(op)
+        for op in left:
+            if not op.future.done():
+                op.future.set_exception(StorageError(f"the outbox {self.path} is closed"))
+        self._slots_release(len(left))
+        if not self._writer.done():
+            self._writer.set_result(None)
+
+    def _slots_release(self, n: int) -> None:
+        for _ in range(n):
+            self._slots.release()
 
     def _after_commit(self, ops: list[_Op], results: list[Any]) -> None:
+        self._slots_release(len(ops))
         self._writable = True
         self.commits += 1
         appended = sum(
@@ -300,6 +351,9 @@ class Outbox:
             return True
         if op.kind == "retry":
             return db.set_state(conn, op.row_id, now, from_states=("rejected",), state="pending", reason="")
+        if op.kind == "pragmas":
+            return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar_one()
+                    for name in ("journal_mode", "synchronous", "busy_timeout")}
         if op.kind == "resolve":
             return db.set_state(conn, op.row_id, now, from_states=("rejected",), state="resolved",
                                 note=op.values["note"])
@@ -373,14 +427,8 @@ class Outbox:
 
     async def pragmas(self) -> dict[str, Any]:
         """journal_mode and synchronous as the writer connection sees them (for checks and tests)."""
-        def run() -> dict[str, Any]:
-            if self._wconn is None:
-                self._wconn = db.connect(self._engine, writer=True)
-            out = {name: self._wconn.exec_driver_sql(f"PRAGMA {name}").scalar_one()
-                   for name in ("journal_mode", "synchronous", "busy_timeout")}
-            self._wconn.rollback()
-            return out
-        return await asyncio.get_running_loop().run_in_executor(self._wexec, run)
+        out: dict[str, Any] = await self._submit(_Op("pragmas", self._future()))
+        return out
 
     async def wait_pending(self, timeout: float) -> None:  # noqa: ASYNC109 - the contracted signature
         """Return when new rows were committed since the last call, or after ``timeout`` seconds."""
@@ -393,21 +441,15 @@ class Outbox:
     async def close(self) -> None:
         if self._writer.done():
             return
-        await self._queue.put(None)
+        self._ops.put(None)  # after everything queued before: those are written first
         await self._writer
         loop = asyncio.get_running_loop()
-
-        def close_w() -> None:
-            if self._wconn is not None:
-                self._wconn.close()
 
         def close_r() -> None:
             if self._rconn is not None:
                 self._rconn.close()
 
-        await loop.run_in_executor(self._wexec, close_w)
         await loop.run_in_executor(self._rexec, close_r)
-        self._wexec.shutdown(wait=True)
         self._rexec.shutdown(wait=True)
         self._engine.dispose()
 

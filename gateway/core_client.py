@@ -279,4 +279,4 @@ class CoreClient:
 
     def _count(self, method: str, code: str) -> None:
         if self.metrics is not None:
-            self.metrics.core_calls.labels(method=method, code=code).inc()
+            self.metrics.child(self.metrics.core_calls, method, code).inc()

@@ -7,7 +7,10 @@ registry; the daemon uses one per process.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 CALC_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)
 
@@ -15,6 +18,7 @@ CALC_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.calc_seconds = Histogram(
             "posgw_calc_seconds", "Time to answer a calculate, by driver and mode (online/offline).",
@@ -72,3 +76,11 @@ class Metrics:
         self.driver_restarts = Counter(
             "posgw_driver_restarts_total", "Supervised driver task restarts.", ["driver"], registry=r,
         )
+
+    def child(self, metric: MetricWrapperBase, *values: str) -> Any:
+        """``metric.labels(*values)``, cached: label values in the order the metric declares them."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found

@@ -140,8 +140,8 @@ class Pipeline:
             result = self._offline(attempt)
         self._remember(receipt, result)
         elapsed = time.perf_counter() - started
-        self.metrics.calc_seconds.labels(driver=driver, mode=attempt.mode).observe(elapsed)
-        self.metrics.calc_answers.labels(driver=driver, mode=attempt.mode).inc()
+        self.metrics.child(self.metrics.calc_seconds, driver, attempt.mode).observe(elapsed)
+        self.metrics.child(self.metrics.calc_answers, driver, attempt.mode).inc()
         return result
 
     def _core_timeout(self, deadline: float) -> float:
@@ -308,4 +308,5 @@ class PipelineContext:
         return await self.pipeline.submit(event, driver=self.name)
 
     def count(self, what: str, n: int = 1) -> None:
-        self.pipeline.metrics.driver_events.labels(driver=self.name, what=what).inc(n)
+        metrics = self.pipeline.metrics
+        metrics.child(metrics.driver_events, self.name, what).inc(n)

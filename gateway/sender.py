@@ -279,7 +279,7 @@ class Sender:
             body = json.dumps({which: result}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
             self._marks.put_nowait(_Mark(row, "delivered", result_json=body))
             if self._metrics is not None:
-                self._metrics.delivered.labels(row.kind).inc()
+                self._metrics.child(self._metrics.delivered, row.kind).inc()
         self._failures = 0
 
     # ------------------------------------------------------------ marks and backoff

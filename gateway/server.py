@@ -114,7 +114,7 @@ def driver_middleware(name: str, limit: int, fmt: ErrorFormatter, metrics: Metri
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await _guarded(request, handler, limit, fmt, name)
-        counter.labels(driver=name, status=f"{response.status // 100}xx").inc()
+        metrics.child(counter, name, f"{response.status // 100}xx").inc()
         return response
 
     return middleware

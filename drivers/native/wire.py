@@ -46,10 +46,13 @@ def _reject_constant(name: str) -> Any:
     raise BadInput(f"{name} is not a number JSON allows")
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal, parse_constant=_reject_constant)  # built once, not per call
+
+
 def parse_json(body: bytes) -> Obj:
     """Request body -> JSON object; floats are kept as Decimal so money checks can refuse them."""
     try:
-        value = json.loads(body, parse_float=Decimal, parse_constant=_reject_constant)
+        value = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))  # as json.loads
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput(f"malformed JSON: {exc}") from None
     except RecursionError:

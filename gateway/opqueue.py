@@ -24,7 +24,7 @@ def format_age(seconds: float) -> str:
 
 
 def row_summary(row: OutboxRow, now: float) -> dict[str, Any]:
-    """The JSON form of one row (field names as in the server's ``row_to_json``, plus ages)."""
+    """The JSON form of one row: ``posgw queue`` and the daemon's ``/v1/queue`` both use it."""
     return {
         "id": row.id,
         "key": row.key,

@@ -8,7 +8,8 @@ Endpoints:
   written, its backlog is stuck, or the daemon is stopping;
 - ``/metrics``: Prometheus text of the daemon's registry (outbox gauges refreshed at scrape);
 - ``/status``: a small HTML page for the person at the shop PC;
-- ``/v1/queue``: the operator queue (rejected events) as JSON; ``POST /v1/queue/{id}/retry``
+- ``/v1/queue``: the operator queue (rejected events) as a JSON list of rows in the same form as
+  ``posgw queue`` (:mod:`gateway.opqueue`); ``POST /v1/queue/{id}/retry``
   and ``/resolve`` need ``Authorization: Bearer <gateway.admin_api_key>``; the listing needs it
   too when a key is configured.
 
@@ -32,6 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.driver import Driver, DriverContext
 from gateway.metrics import Metrics
+from gateway.opqueue import row_summary
 
 log = logging.getLogger("posgw.server")
 DEFAULT_MAX_BODY = 1 << 20
@@ -242,20 +244,13 @@ def _admin(request: web.Request, *, required: bool) -> web.Response | None:
     return default_error(401, "UNAUTHORIZED", "send Authorization: Bearer <gateway.admin_api_key>")
 
 
-def row_to_json(row: Any) -> dict[str, Any]:
-    return {
-        "id": row.id, "key": row.key, "register_id": row.register_id, "register_seq": row.register_seq,
-        "kind": row.kind, "state": row.state, "attempts": row.attempts, "created_at": row.created_at,
-        "reason": getattr(row, "reason", ""), "last_error": row.last_error,
-        "note": getattr(row, "note", ""),
-    }
-
-
 async def queue_list(request: web.Request) -> web.Response:
+    """The rejected rows as a JSON list of :func:`gateway.opqueue.row_summary` (the CLI's fields)."""
     if (denied := _admin(request, required=False)) is not None:
         return denied
     rows = await request.app[STATE].outbox.rejected()
-    return web.json_response([row_to_json(r) for r in rows])
+    now = time.time()
+    return web.json_response([row_summary(r, now) for r in rows])
 
 
 async def queue_retry(request: web.Request) -> web.Response:
@@ -290,4 +285,4 @@ async def _queue_change(request: web.Request, action: str) -> web.Response:
         return default_error(409, "CONFLICT", f"event {row_id} is no longer rejected")
     log.info("operator queue change", extra={"action": action, "row_id": row_id})
     after = await outbox.get(row_id)
-    return web.json_response(row_to_json(after))
+    return web.json_response(row_summary(after, time.time()))

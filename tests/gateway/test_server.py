@@ -150,6 +150,7 @@ async def test_queue_list_retry_resolve(env: Env) -> None:
     assert status == 200
     assert [(r["id"], r["key"], r["reason"], r["state"]) for r in rows] == [
         (row_id, "native:R1:cancel:7", "INSUFFICIENT_POINTS", "rejected")]
+    assert rows[0]["age_s"] >= 0 and rows[0]["created_at_iso"].endswith("+00:00")  # posgw queue's form
     status, body = await env.post(f"/v1/queue/{row_id}/retry", headers=auth)
     assert (status, body["state"]) == (200, "pending")
     assert (await env.post(f"/v1/queue/{row_id}/retry", headers=auth))[0] == 409  # no longer rejected

@@ -45,6 +45,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.pool import StaticPool
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from simulators.core.readers import ThreadReaders
 from simulators.core.writer import BatchWriter
 
 SCHEMA_VERSION = 1
@@ -326,6 +327,9 @@ class Database:
             threading.Lock() if self.engine.dialect.name == "sqlite" else contextlib.nullcontext()
         )
         self.memory = self.engine.dialect.name == "sqlite" and not sqlite_file
+        # reads that never wait for the writer (SQLite file, WAL): Calculate runs them inline
+        self.inline_reads = sqlite_file
+        self.thread_readers = ThreadReaders(str(self.engine.url.database)) if sqlite_file else None
         from simulators.core.fastpath import Sql  # fastpath reads these tables: import cycle
 
         self.sql = Sql(self.postgres)
@@ -351,6 +355,9 @@ class Database:
     @contextlib.contextmanager
     def raw_reader(self) -> Iterator[Any]:
         """A DBAPI cursor for one-statement reads (SQLite: autocommit, beside the writer)."""
+        if self.thread_readers is not None:  # SQLite file: this thread's own read connection
+            yield self.thread_readers.cursor()
+            return
         if self.memory:  # one shared connection: do not read in the middle of a writer's work
             with self.writer_lock, self.engine.connect() as conn:
                 cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -359,9 +366,7 @@ class Database:
                 finally:
                     cursor.close()
             return
-        engine = self.readers.kw.get("bind") if self.readers is not self.sessions else self.engine
-        assert isinstance(engine, Engine)
-        raw = engine.raw_connection()
+        raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
             try:
@@ -399,6 +404,8 @@ class Database:
     def dispose(self) -> None:
         if self.batcher is not None:
             self.batcher.close()
+        if self.thread_readers is not None:
+            self.thread_readers.close()
         self.engine.dispose()
         if self.readers is not self.sessions:
             bind = self.readers.kw.get("bind")

@@ -168,6 +168,12 @@ class Account:
         )
 
 
+def is_fast_ref(ref: pb.CustomerRef) -> bool:
+    """True for the references :func:`key_of` identifies (no ORM, no write)."""
+    kind = ref.WhichOneof("id")
+    return kind in ("card", "customer_id") or (kind == "phone" and not ref.otp)
+
+
 def key_of(program: Program, ref: pb.CustomerRef) -> tuple[str, Any, str] | None:
     """(where kind, parameter, method) for the kinds this module identifies, else None.
 

@@ -76,6 +76,14 @@ def needs_db(req: pb.CalculateRequest) -> bool:
     return req.draft.customer.WhichOneof("id") is not None
 
 
+def runs_inline(core: Core, req: pb.CalculateRequest) -> bool:
+    """True when :func:`calculate` needs no thread: anonymous, or (SQLite file, no hold) one
+    account SELECT on this thread's read connection, which never waits for the writer."""
+    if not needs_db(req):
+        return True
+    return core.db.inline_reads and req.hold_ttl_s <= 0 and fastpath.is_fast_ref(req.draft.customer)
+
+
 def _calc_pb(core: Core, acct: fastpath.Account, draft: pb.ReceiptDraft, at: datetime) -> pb.Calculation:
     c = _run_calc(core.program, acct.state(core.program), draft, at, acct.otp_ok)
     return convert.calc_to_pb(

@@ -3,7 +3,10 @@
 Thin on purpose: every RPC that touches the database runs one ledger function in a worker
 thread (the event loop stays responsive while SQLite / PostgreSQL work); Commit goes to the
 database's writer (:meth:`Database.write`: grouped commits on SQLite); an anonymous Calculate
-is pure CPU and runs inline. Failures are translated at the edge:
+is pure CPU and runs inline, and so does a Calculate without a hold on a SQLite file: one
+SELECT on the loop thread's own WAL read connection, which never waits for the writer
+(:func:`sales.runs_inline`; a thread hop cost more than the read).
+Failures are translated at the edge:
 
 - :class:`RuleViolation` -> the gRPC code of loyalty-rules.md §2.5 with a
   ``google.rpc.ErrorInfo`` (domain ``loyalty.posgw``, reason = the code, metadata);
@@ -127,15 +130,16 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
         return await self._run(views.register_customer, request, context)
 
     async def Calculate(self, request: pb.CalculateRequest, context: Any) -> pb.Calculation:
-        if sales.needs_db(request):
-            return await self._run(sales.calculate, request, context)
-        return await self._guard(self._inline(sales.calculate, request), context)
+        if sales.runs_inline(self.core, request):
+            try:
+                return sales.calculate(self.core, request)
+            except Exception as exc:  # translated at the edge, see module docstring
+                await context.abort_with_status(translate(exc).status())
+                raise  # unreachable: abort raises
+        return await self._run(sales.calculate, request, context)
 
     async def Commit(self, request: pb.CommitRequest, context: Any) -> pb.CommitResult:
         return await self._guard(self._commit(request), context)
-
-    async def _inline(self, fn: Callable[[Core, Any], R], req: Any) -> R:
-        return fn(self.core, req)  # pure CPU work, no I/O: not worth a thread hop
 
     async def _commit(self, request: pb.CommitRequest) -> pb.CommitResult:
         return await sales.commit_async(self.core, request)

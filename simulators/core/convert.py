@@ -78,20 +78,23 @@ def validate_draft(draft: pb.ReceiptDraft, prefix: str = "draft") -> None:
 
 
 def lines_in(draft: pb.ReceiptDraft) -> list[LineIn]:
-    return [
-        LineIn(
-            line_id=ln.line_id,
-            amount=ln.amount,
-            qty_milli=ln.qty_milli,
-            sku=ln.sku,
-            category=ln.category,
-            min_unit_price=ln.min_unit_price if ln.HasField("min_unit_price") else None,
-            discountable=ln.discountable if ln.HasField("discountable") else True,
-            accruable=ln.accruable if ln.HasField("accruable") else True,
-            point_price=ln.point_price,
+    out = []
+    for ln in draft.lines:  # positional: LineIn(line_id, amount, qty_milli, sku, category, min_unit_price,
+        has = ln.HasField  # discountable, accruable, point_price); this runs on every Calculate
+        out.append(
+            LineIn(
+                ln.line_id,
+                ln.amount,
+                ln.qty_milli,
+                ln.sku,
+                ln.category,
+                ln.min_unit_price if has("min_unit_price") else None,
+                ln.discountable if has("discountable") else True,
+                ln.accruable if has("accruable") else True,
+                ln.point_price,
+            )
         )
-        for ln in draft.lines
-    ]
+    return out
 
 
 def prefix_field(exc: RuleViolation, prefix: str = "draft") -> RuleViolation:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -91,6 +92,9 @@ async def start_core(
 async def serve(listen: str, program: Program | str | Path, db_url: str, now: Clock | None = None) -> None:
     """Serve until SIGTERM / SIGINT, then stop gracefully."""
     handle = await start_core(program, db_url, listen, now)
+    # everything loaded so far lives as long as the process: keep it out of the collector's
+    # full passes (they walked SQLAlchemy's and protobuf's objects on every gen-2 collection)
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

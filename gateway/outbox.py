@@ -121,6 +121,7 @@ class Outbox:
         self._slots = asyncio.Semaphore(queue_size)  # ops queued or being written, not yet answered
         self._rexec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-reader")
         self._wconn: Connection | None = None  # used only in the writer thread
+        self._seqs: dict[str, int] = {}  # registers.last_seq as committed (writer thread only)
         self._rconn: Connection | None = None  # used only in the reader thread
         self._writable = True
         self._last_storage_error = ""
@@ -322,16 +323,20 @@ class Outbox:
             with conn.begin():
                 # appends first, as one block (few statements per batch); then the state changes
                 appends = [op for op in ops if op.kind == "append"]
-                outcomes = iter(db.insert_events(conn, [op.new for op in appends if op.new is not None], now))
+                new = [op.new for op in appends if op.new is not None]
+                appended, seqs = db.insert_events(conn, new, now, self._seqs) if new else ([], {})
+                outcomes = iter(appended)
                 results = [
                     next(outcomes) if op.kind == "append" else self._apply(conn, op, now) for op in ops
                 ]
                 if now - self._last_prune > PRUNE_EVERY_S:
                     db.prune_delivered(conn, now - self._keep_delivered_s)
+            self._seqs.update(seqs)  # committed: the cache may follow
             if now - self._last_prune > PRUNE_EVERY_S:
                 self._last_prune = now
             return results
         except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
+            self._seqs.clear()  # whatever the file holds now, read it again
             if self._wconn is not None:  # start the next batch on a fresh connection
                 with contextlib.suppress(Exception):
                     self._wconn.close()

@@ -248,13 +248,13 @@ class AppendOutcome:
     conflicting: bool  # a duplicate key whose stored content differs
 
 
-_INSERT_EVENT = (
+_INSERT_EVENT_ROW = "(?, ?, ?, ?, ?, 'pending', 0, ?, ?, '', '', '', '')"
+_INSERT_EVENTS = (
     "INSERT INTO events (key, register_id, register_seq, kind, payload, state, attempts, created_at, "
-    "updated_at, last_error, reason, note, result_json) "
-    "VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, '', '', '', '')"
+    "updated_at, last_error, reason, note, result_json) VALUES {}"
 )
-_UPSERT_REGISTER = (
-    "INSERT INTO registers (register_id, last_seq) VALUES (?, ?) "
+_UPSERT_REGISTERS = (
+    "INSERT INTO registers (register_id, last_seq) VALUES {} "
     "ON CONFLICT (register_id) DO UPDATE SET last_seq = excluded.last_seq"
 )
 _MARK_DELIVERED = (
@@ -278,41 +278,58 @@ def _in_query(cur: Any, sql: str, values: list[str]) -> list[Any]:
     return out
 
 
-def insert_events(conn: Connection, new: list[NewEvent], now: float) -> list[AppendOutcome]:
+def _many_rows(cur: Any, sql: str, row_sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """One multi-row VALUES statement per chunk: one SQLite step (one GIL hand-off) per chunk,
+    where executemany takes one per row."""
+    width = len(rows[0]) if rows else 1
+    per = max(1, _CHUNK * 4 // width)
+    for i in range(0, len(rows), per):
+        chunk = rows[i : i + per]
+        cur.execute(sql.format(",".join([row_sql] * len(chunk))), [v for row in chunk for v in row])
+
+
+def insert_events(
+    conn: Connection, new: list[NewEvent], now: float, seqs: dict[str, int] | None = None,
+) -> tuple[list[AppendOutcome], dict[str, int]]:
     """Insert a batch within the caller's transaction, in order; a known key (stored before or
-    earlier in the same batch) changes nothing. Four statements per batch (two lookups, two
-    executemany), not one per row."""
+    earlier in the same batch) changes nothing. At most four statements per batch, not one per row.
+
+    ``seqs`` is the caller's cache of ``registers.last_seq`` as committed (only the outbox's one
+    writer changes it); registers missing from it are read. Returns the outcomes and the
+    registers' new last_seq, for the caller to merge into its cache once the transaction commits."""
     cur = raw(conn).cursor()
+    known = seqs if seqs is not None else {}
     try:
         stored: dict[str, bytes] = {
             key: bytes(payload)
             for key, payload in _in_query(cur, "SELECT key, payload FROM events WHERE key IN ({})",
                                           list({ev.key for ev in new}))
         }
+        missing = list({ev.register_id for ev in new if ev.register_id not in known})
         last: dict[str, int] = {
             r: int(seq)
             for r, seq in _in_query(
-                cur, "SELECT register_id, last_seq FROM registers WHERE register_id IN ({})",
-                list({ev.register_id for ev in new}),
+                cur, "SELECT register_id, last_seq FROM registers WHERE register_id IN ({})", missing,
             )
-        }
+        } if missing else {}
         out: list[AppendOutcome] = []
         rows: list[tuple[Any, ...]] = []
-        touched: set[str] = set()
+        touched: dict[str, int] = {}
         for ev in new:
             if ev.key in stored:
                 out.append(AppendOutcome(0, True, stored[ev.key] != ev.payload))
                 continue
-            seq = last.get(ev.register_id, 0) + 1
-            last[ev.register_id] = seq
+            reg = ev.register_id
+            seq = touched.get(reg) or last.get(reg) or known.get(reg, 0)
+            seq += 1
+            touched[reg] = seq
             stored[ev.key] = ev.payload
-            touched.add(ev.register_id)
             out.append(AppendOutcome(seq, False, False))
-            rows.append((ev.key, ev.register_id, seq, ev.kind, ev.payload, now, now))
+            rows.append((ev.key, reg, seq, ev.kind, ev.payload, now, now))
         if rows:
-            cur.executemany(_INSERT_EVENT, rows)
-            cur.executemany(_UPSERT_REGISTER, [(r, last[r]) for r in touched])
-        return out
+            _many_rows(cur, _INSERT_EVENTS, _INSERT_EVENT_ROW, rows)
+            _many_rows(cur, _UPSERT_REGISTERS, "(?, ?)", list(touched.items()))
+        return out, {**last, **touched}
     finally:
         cur.close()
 

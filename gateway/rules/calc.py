@@ -67,6 +67,23 @@ def open_lots(lots: Sequence[Lot], at: datetime) -> tuple[Lot, ...]:
     )
 
 
+def available_by(lots: Sequence[Lot], at: datetime, processed_at: datetime) -> tuple[Lot, ...]:
+    """``lots`` with those that became available by ``processed_at`` shown as available at ``at``.
+
+    A receipt is judged at its own time ``at``, but tills stamp receipts to the second and their
+    clocks differ a little: a receipt may carry a time just before the accrual of the customer's
+    previous receipt (or a welcome lot) that the core already holds when it processes it. Points
+    the core holds at processing time are spendable; expiry is still judged at ``at`` by
+    :func:`open_lots`.
+    """
+    _aware(at)
+    _aware(processed_at)
+    return tuple(
+        dataclasses.replace(lot, available_from=at) if at < lot.available_from <= processed_at else lot
+        for lot in lots
+    )
+
+
 def spending_order(lots: Sequence[Lot]) -> list[Lot]:
     """Certificates first, then the soonest expiry, never-expiring last; ties to the oldest."""
     return sorted(

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.rules.calc import available_by
 from gateway.rules.program import Program
 from gateway.rules.types import AccountState, Lot, RuleViolation
 from simulators.core import identify
@@ -151,12 +152,13 @@ class Account:
     first_purchase_at: Any = None  # as stored (see module docstring)
     last_purchase_at: Any = None
 
-    def state(self, program: Program) -> AccountState:
+    def state(self, program: Program, at: datetime, now: datetime) -> AccountState:
+        """The rule engine's view for a receipt at ``at`` processed at ``now``."""
         negative = program.allow_negative_balance
         return AccountState(
             customer_id=str(self.id),
             tier=self.tier,
-            lots=self.lots,
+            lots=available_by(self.lots, at, max(at, now)),
             debt=0 if negative else self.debt,
             held_by_others=self.held,
             total_spent=self.total_spent,

@@ -84,8 +84,10 @@ def runs_inline(core: Core, req: pb.CalculateRequest) -> bool:
     return core.db.inline_reads and req.hold_ttl_s <= 0 and fastpath.is_fast_ref(req.draft.customer)
 
 
-def _calc_pb(core: Core, acct: fastpath.Account, draft: pb.ReceiptDraft, at: datetime) -> pb.Calculation:
-    c = _run_calc(core.program, acct.state(core.program), draft, at, acct.otp_ok)
+def _calc_pb(
+    core: Core, acct: fastpath.Account, draft: pb.ReceiptDraft, at: datetime, now: datetime
+) -> pb.Calculation:
+    c = _run_calc(core.program, acct.state(core.program, at, now), draft, at, acct.otp_ok)
     return convert.calc_to_pb(
         c,
         balance_after=balance_after(c, acct.debt, core.program.allow_negative_balance),
@@ -104,7 +106,7 @@ def calculate(core: Core, req: pb.CalculateRequest) -> pb.Calculation:
         with core.db.raw_reader() as cursor:
             acct = fastpath.read_account(cursor, core.db.sql, core.program, draft.customer, now)
         if acct is not None:
-            return _calc_pb(core, acct, draft, at)
+            return _calc_pb(core, acct, draft, at, now)
 
     def work(s: Session) -> pb.Calculation:
         if draft.customer.WhichOneof("id") is None:
@@ -241,7 +243,7 @@ def _buyer(s: Session, cursor: Any, core: Core, req: pb.CommitRequest, at: datet
         assert acct is not None
     if method:
         acct = dataclasses.replace(acct, method=method, otp_ok=otp_ok)
-    return _Buyer(rows.buyer(acct), acct.state(program), acct.otp_ok, app_code)
+    return _Buyer(rows.buyer(acct), acct.state(program, at, now), acct.otp_ok, app_code)
 
 
 def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.CommitResult]:

@@ -158,7 +158,7 @@ def account_state(
     method: str,
     own_hold: str = "",
 ) -> AccountState:
-    lots = lots_of(session, cust.id)
+    lots = calc.available_by(lots_of(session, cust.id), at, max(at, now))
     return AccountState(
         customer_id=str(cust.id),
         tier=cust.tier,

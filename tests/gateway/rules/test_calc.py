@@ -290,3 +290,23 @@ def test_open_lots_and_spending_order() -> None:
         "never_old",
         "never_new",
     ]
+
+
+def test_available_by_shows_lots_held_at_processing_as_spendable() -> None:
+    from datetime import UTC, timedelta
+
+    from gateway.rules.calc import available_by, open_lots
+    from gateway.rules.types import Lot
+
+    at = datetime(2025, 3, 9, 12, 0, 5, tzinfo=UTC)  # the till's stamp, truncated to the second
+    made = at + timedelta(milliseconds=700)  # the previous receipt's accrual, a moment "later"
+    later = at + timedelta(days=2)  # deferred points, not yet available at processing
+    lots = (
+        Lot("a", "accrual", 10, made, made, None),
+        Lot("d", "accrual", 5, made, later, None),
+        Lot("x", "accrual", 7, at, at, at),  # expired at the receipt's own time
+    )
+    assert [lot.lot_id for lot in open_lots(lots, at)] == []
+    shown = available_by(lots, at, at + timedelta(seconds=1))
+    assert [lot.lot_id for lot in open_lots(shown, at)] == ["a"]  # deferred stays out, expiry judged at at
+    assert available_by(lots, at, at) == lots  # processed at its own time: nothing changes

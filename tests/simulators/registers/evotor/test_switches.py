@@ -353,7 +353,5 @@ async def test_cloud_documents_through_the_real_gateway_are_applied_once(tmp_pat
     await _real_day(tmp_path, document_share=0.6, out_of_order=0.0)
 
 
-@pytest.mark.xfail(strict=True, reason="the cloud copy stamps the sale to the second, so it can precede (by "
-                   "<1 s) the accrual of the customer's previous receipt, which the core then will not spend")
 async def test_cloud_copy_before_the_close_with_redemption_reaches_the_core(tmp_path: Path) -> None:
     await _real_day(tmp_path, document_share=0.0, out_of_order=0.5)

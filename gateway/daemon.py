@@ -6,8 +6,9 @@ Invariants:
   counted (``posgw_driver_restarts_total``) and the loop restarted with exponential backoff;
 - clean stop, within ``shutdown_timeout_s``: ``/healthz`` turns 503 and systemd hears
   STOPPING=1; the listener closes and in-flight requests finish (so every acknowledged event
-  is in the outbox); drivers stop; the sender delivers what it can, then stops; the outbox
-  closes last;
+  is in the outbox); drivers stop; the sender delivers what it can (giving up after
+  ``DRAIN_STALL_S`` without an ack, so a down core does not cost the whole budget), then stops;
+  the outbox closes last;
 - systemd: READY=1 only after the server listens; WATCHDOG=1 is sent by a task on the event
   loop (a blocked loop starves the watchdog, and systemd restarts us), at half WATCHDOG_USEC.
   Nothing systemd-specific happens without ``NOTIFY_SOCKET`` (Windows, tests).
@@ -41,6 +42,7 @@ from gateway.server import STATE, MountedDriver, build_app
 log = logging.getLogger("posgw.daemon")
 RESTART_INITIAL_S = 0.5
 RESTART_MAX_S = 30.0
+DRAIN_STALL_S = 1.0  # at stop, stop waiting for the core after this long without an ack
 HEALTHY_RUN_S = 60.0  # a driver loop that ran this long before failing restarts from the initial backoff
 
 
@@ -209,7 +211,8 @@ class Daemon:
             await _bounded(self._runner.cleanup(), left() * 0.5, "http server")
         await _finish(list(self._driver_tasks.values()), left() * 0.3, "drivers")
         if self.sender is not None:  # while its run task still streams
-            emptied = await _bounded(self.sender.drain(left() * 0.5), left() * 0.6, "sender drain")
+            emptied = await _bounded(self.sender.drain(left() * 0.5, stall_s=DRAIN_STALL_S), left() * 0.6,
+                                     "sender drain")
             log.info("sender flushed", extra={"outbox_empty": bool(emptied)})
         self._stopping.set()
         await _finish([t for n, t in self._tasks.items() if not n.startswith("driver-")], left() * 0.5,

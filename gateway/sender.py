@@ -138,8 +138,11 @@ class Sender:
             await marker
             self._running = False
 
-    async def drain(self, timeout: float) -> bool:  # noqa: ASYNC109 - the contracted signature
-        """Deliver what can be delivered within ``timeout`` seconds; True if nothing is pending."""
+    async def drain(self, timeout: float, *, stall_s: float | None = None) -> bool:  # noqa: ASYNC109
+        """Deliver what can be delivered within ``timeout`` seconds; True if nothing is pending.
+        With ``stall_s`` (the daemon's stop), returns early (False) once nothing was marked for
+        ``stall_s`` (a quarter of it while the last stream failed): a down or silent core cannot
+        be drained, so waiting out the budget would only make the stop slow."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         stop: asyncio.Event | None = None
@@ -147,17 +150,26 @@ class Sender:
         if not self._running:
             stop = asyncio.Event()
             task = asyncio.create_task(self.run(stop), name="sender-drain")
+        last_progress = loop.time()
         try:
             while True:
                 if (await self._outbox.stats()).pending == 0:
                     return True
-                left = deadline - loop.time()
+                now = loop.time()
+                left = deadline - now
                 if left <= 0:
+                    return False
+                # Give up early when delivery is not moving (core down, refusing or silent): the rows
+                # stay pending and are sent after the restart; waiting out the budget helps nobody.
+                limit = None if stall_s is None else (stall_s / 4 if self._failures else stall_s)
+                if limit is not None and now - last_progress > limit:
+                    log.info("sender_drain_stalled pending_left=true failures=%d", self._failures)
                     return False
                 self._progress.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(min(left, 0.2)):
+                    async with asyncio.timeout(min(left, 0.1)):
                         await self._progress.wait()
+                        last_progress = loop.time()
         finally:
             if stop is not None and task is not None:
                 stop.set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -253,6 +254,25 @@ async def test_core_down_then_up(tmp_path: Path) -> None:
             assert core.order["R1"] == [e.key for e in events]
         finally:
             await server.stop(0)
+    finally:
+        await channel.close()
+        await ob.close()
+
+
+async def test_drain_with_stall_limit_gives_up_fast_while_the_core_is_down(tmp_path: Path) -> None:
+    ob = await Outbox.open(tmp_path / "o.db")
+    core = FakeCore()
+    server, port = await start_server(core)
+    await server.stop(0)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+    try:
+        await append_all(ob, [sale("R1", i) for i in range(3)])
+        sender = Sender(ob, lambda: stub, **FAST)
+        began = time.monotonic()
+        assert await sender.drain(10, stall_s=0.4) is False  # the daemon's stop: no 10 s wait
+        assert time.monotonic() - began < 2.0
+        assert (await ob.stats()).pending == 3  # kept for after the restart
     finally:
         await channel.close()
         await ob.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import signal
@@ -60,6 +61,11 @@ async def serve(config: GatewayConfig) -> int:
         log.exception("start failed")
         await daemon.stop(config.gateway.shutdown_timeout_s)
         return 1
+    # Everything imported and wired is here to stay: move it out of the collector's sight, so a
+    # full collection scans only what requests allocate (measured: a full collection of the started
+    # daemon's ~80,000 objects takes 20-25 ms, a stall every request in flight would wait out).
+    gc.collect()
+    gc.freeze()
     await stop.wait()
     await daemon.stop(config.gateway.shutdown_timeout_s)
     with contextlib.suppress(Exception):

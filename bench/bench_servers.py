@@ -1,8 +1,9 @@
 """Servers for ``bench/gateway_bench.py``, each its own process: ``python bench/bench_servers.py NAME``.
 
 - ``stub-core --port P --stats FILE``: a ``LoyaltyCore`` that does no work: Calculate echoes
-  the lines back undiscounted, StreamEvents acks every event at once (per stream it records
-  events, first receive and last ack time, written to FILE as JSON every 0.2 s), GetProgram
+  the lines back undiscounted, StreamEvents answers every EventBatch at once with an AckBatch
+  of one result per event (per stream it records events, first receive and last answer time,
+  written to FILE as JSON every 0.2 s), GetProgram
   serves seed002, GetBalances an empty snapshot; gRPC health SERVING. Both the gateway and the
   minimal forwarder talk to it, so the ratios isolate what sits in front of it.
 - ``forwarder --port P --core ADDR``: the *minimal forwarder*: one aiohttp handler that parses
@@ -70,24 +71,26 @@ class StubCore(pb_grpc.LoyaltyCoreServicer):
     async def GetBalances(self, request: pb.GetBalancesRequest, context: Any) -> pb.GetBalancesResponse:
         return pb.GetBalancesResponse(program_version=self.program.version)
 
-    async def StreamEvents(self, request_iterator: AsyncIterator[pb.EventEnvelope],
-                           context: Any) -> AsyncIterator[pb.EventAck]:
+    async def StreamEvents(self, request_iterator: AsyncIterator[pb.EventBatch],
+                           context: Any) -> AsyncIterator[pb.AckBatch]:
         stat = {"events": 0.0, "first": 0.0, "last": 0.0}
         self.streams.append(stat)
-        async for env in request_iterator:
+        async for batch in request_iterator:
             if not stat["events"]:
                 stat["first"] = time.time()
-            ack = pb.EventAck(event_id=env.event_id, register_id=env.register_id,
-                              register_seq=env.register_seq)
-            body = env.WhichOneof("body")
-            if body == "commit":
-                ack.commit.operation_id = env.event_id
-            elif body == "refund":
-                ack.refund.refund_id = env.event_id
-            else:
-                ack.cancel.operation_id = env.event_id
-            yield ack
-            stat["events"] += 1
+            reply = pb.AckBatch()
+            for env in batch.events:
+                ack = reply.acks.add(event_id=env.event_id, register_id=env.register_id,
+                                     register_seq=env.register_seq)
+                body = env.WhichOneof("body")
+                if body == "commit":
+                    ack.commit.operation_id = env.event_id
+                elif body == "refund":
+                    ack.refund.refund_id = env.event_id
+                else:
+                    ack.cancel.operation_id = env.event_id
+            yield reply
+            stat["events"] += len(batch.events)
             stat["last"] = time.time()
             self._dirty = True
 

@@ -15,7 +15,11 @@ and identical request bodies. Figures, one JSON line each ``{"figure", "value", 
   tills ÷ bare aiohttp echo requests/s at 32 (≥ 0.6); ``outbox_rows_per_fsync``: mean rows per
   group commit during that run (from ``posgw_outbox_rows_per_commit``), baseline 1 (one per fsync);
 - ``backlog_events_per_s``: a backlog of 50,000 outbox events delivered to the ack-only core ÷
-  a bare StreamEvents client pushing the same envelopes (≥ 0.5), both timed at the core;
+  the bare bidirectional-stream rate (≥ 0.5), both in events/s timed at the core. The baseline
+  is a bare ``grpc.aio`` client (no outbox, envelopes built beforehand) streaming the same
+  envelopes to the same ack-only core, batched exactly as the gateway's sender batches them
+  (``EventBatch`` messages of ``gateway.sender.MESSAGE_EVENTS`` events, each answered by an
+  ``AckBatch`` of as many acks), so per-message costs are the same on both sides;
   ``gateway_rss_mb_max``: the gateway's RSS sampled throughout (< 150 MB);
 - ``offline_calc_p99_ms_core_refused``: the core's port closed; baseline the forwarder's
   p99 failing against the same closed port (goal: value ≤ 5 ms);
@@ -49,9 +53,11 @@ import aiohttp  # noqa: E402
 import grpc.aio  # noqa: E402
 
 from gateway.convert import event_to_envelope  # noqa: E402
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb  # noqa: E402
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc  # noqa: E402
 from gateway.outbox import Outbox  # noqa: E402
 from gateway.receipt import CustomerId, Event, IdKind, Line, Receipt, sale_event  # noqa: E402
+from gateway.sender import MESSAGE_EVENTS  # noqa: E402
 from simulators.registers.native.report import percentile  # noqa: E402
 from simulators.stack import Service, Stack, StackOptions, free_port  # noqa: E402
 
@@ -186,14 +192,18 @@ def stream_rate(stats_path: Path, since: float) -> tuple[int, float]:
     return events, events / span if span > 0 else 0.0
 
 
-async def bare_stream(address: str, events: list[Event]) -> None:
+async def bare_stream(address: str, events: list[Event], per_message: int = MESSAGE_EVENTS) -> None:
+    """The backlog baseline: the same envelopes as EventBatches of ``per_message`` events (as the
+    sender sends them) on one bare bidirectional stream; returns once every event is answered."""
     envelopes = [event_to_envelope(e, i + 1) for i, e in enumerate(events)]
+    n = per_message
+    batches = [pb.EventBatch(events=envelopes[i:i + n]) for i in range(0, len(envelopes), n)]
     async with grpc.aio.insecure_channel(address) as channel:
         stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
-        call = stub.StreamEvents(iter(envelopes), timeout=300)
+        call = stub.StreamEvents(iter(batches), timeout=300)
         acked = 0
-        async for _ in call:
-            acked += 1
+        async for reply in call:
+            acked += len(reply.acks)
             if acked == len(envelopes):
                 break
 
@@ -332,6 +342,10 @@ class Bench:
         await bare_stream(stack.core_address, events)
         await asyncio.sleep(0.5)
         _, bare = stream_rate(self.stats, mark)
+        print(f"backlog_events_per_s baseline: a bare grpc.aio StreamEvents client, EventBatch of "
+              f"{MESSAGE_EVENTS} events each answered by an AckBatch, same ack-only core, "
+              "events/s timed at the core",
+              file=sys.stderr, flush=True)
         self.emit(figure("backlog_events_per_s", gw_stream, bare, "ratio >= 0.5", gw_stream / bare >= 0.5))
         peak = max(rss)
         self.emit(figure("gateway_rss_mb_max", peak, 150.0, "value < 150 MB", peak < 150.0))

@@ -13,16 +13,21 @@ Failures are translated at the edge:
 - transient storage trouble left after the retries -> UNAVAILABLE (reason STORAGE_BUSY), so
   the gateway resends with the same key; anything else -> INTERNAL, logged.
 
-StreamEvents answers every event with one EventAck, in the order received (one stream is
-processed sequentially, which keeps each register's order). After a retriable rejection, the
-rest of that register's events on the stream are refused retriably without being applied.
+StreamEvents answers every EventBatch with one AckBatch (one EventAck per event, in the
+batch's order); a stream's batches are processed one after another. Within a batch, each
+register's events are applied strictly in order by one task per register, the registers side
+by side, so their Commits share the writer's grouped transactions (:meth:`Database.write`);
+a refund or cancel is a barrier: it runs alone once everything before it in the batch is
+done, and nothing after it starts before it ends (it may refer to a sale just before it,
+possibly of another register). After a retriable rejection, the rest of that register's
+events on the stream (in this batch and later ones) are refused retriably without being applied.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -169,26 +174,54 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
         return await self._run(jobs.run_jobs, request, context)
 
     async def StreamEvents(
-        self, request_iterator: AsyncIterator[pb.EventEnvelope], context: Any
-    ) -> AsyncIterator[pb.EventAck]:
+        self, request_iterator: AsyncIterator[pb.EventBatch], context: Any
+    ) -> AsyncIterator[pb.AckBatch]:
         # A register whose event was refused retriably on this stream gets every later event
         # refused the same way, unapplied: the gateway resends from the refused one, so the
         # register's order holds even when storage trouble hits one event in the middle.
         blocked: set[str] = set()
-        async for env in request_iterator:
+        async for batch in request_iterator:
+            yield pb.AckBatch(acks=await self.apply_batch(batch.events, blocked))
+
+    async def apply_batch(self, events: Sequence[pb.EventEnvelope], blocked: set[str]) -> list[pb.EventAck]:
+        """One ack per event, in order. Commits run per register in order, registers side by
+        side; a refund / cancel runs alone between them (see the module docstring). ``blocked``
+        (registers refused retriably on this stream) is read and extended."""
+        acks: list[pb.EventAck | None] = [None] * len(events)
+
+        async def one(i: int) -> None:
+            env = events[i]
             if env.register_id in blocked:
-                yield pb.EventAck(
-                    event_id=env.event_id, register_id=env.register_id, register_seq=env.register_seq,
-                    rejected=pb.Rejection(
-                        reason="PRECEDING_EVENT_RETRY", retriable=True,
-                        message="an earlier event of this register must be resent first",
-                    ),
-                )
-                continue
+                acks[i] = _refused(env)
+                return
             ack = await self.apply_event(env)
             if ack.WhichOneof("result") == "rejected" and ack.rejected.retriable:
                 blocked.add(env.register_id)
-            yield ack
+            acks[i] = ack
+
+        async def chain(indexes: list[int]) -> None:
+            for i in indexes:
+                await one(i)
+
+        segment: dict[str, list[int]] = {}  # register -> its commits since the last barrier
+
+        async def flush() -> None:
+            if len(segment) == 1:
+                await chain(next(iter(segment.values())))
+            elif segment:
+                await asyncio.gather(*(chain(ix) for ix in segment.values()))
+            segment.clear()
+
+        for i, env in enumerate(events):
+            if env.WhichOneof("body") == "commit":
+                segment.setdefault(env.register_id, []).append(i)
+                continue
+            await flush()
+            await one(i)
+        await flush()
+        done = [a for a in acks if a is not None]
+        assert len(done) == len(events)  # apply_event answers everything, even a failure
+        return done
 
     async def apply_event(self, env: pb.EventEnvelope) -> pb.EventAck:
         ack = pb.EventAck(event_id=env.event_id, register_id=env.register_id, register_seq=env.register_seq)
@@ -208,3 +241,13 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
                 pb.Rejection(reason=f.reason, message=f.message, metadata=f.metadata, retriable=f.retriable)
             )
         return ack
+
+
+def _refused(env: pb.EventEnvelope) -> pb.EventAck:
+    return pb.EventAck(
+        event_id=env.event_id, register_id=env.register_id, register_seq=env.register_seq,
+        rejected=pb.Rejection(
+            reason="PRECEDING_EVENT_RETRY", retriable=True,
+            message="an earlier event of this register must be resent first",
+        ),
+    )

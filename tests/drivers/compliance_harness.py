@@ -70,11 +70,14 @@ class StubCore(pb_grpc.LoyaltyCoreServicer):
                               points_to_accrue=0, tier="base", balance_before=0, balance_after=0,
                               display_name="Test")
 
-    async def StreamEvents(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.EventAck]:
-        async for envelope in request_iterator:
-            self.delivered.append(envelope.event_id)
-            yield pb.EventAck(event_id=envelope.event_id, register_id=envelope.register_id,
-                              register_seq=envelope.register_seq, commit=pb.CommitResult())
+    async def StreamEvents(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.AckBatch]:
+        async for batch in request_iterator:
+            reply = pb.AckBatch()
+            for envelope in batch.events:
+                self.delivered.append(envelope.event_id)
+                reply.acks.append(pb.EventAck(event_id=envelope.event_id, register_id=envelope.register_id,
+                                              register_seq=envelope.register_seq, commit=pb.CommitResult()))
+            yield reply
 
 
 def closed_port() -> int:

@@ -4,12 +4,17 @@
 faults); :func:`serve` runs it as a real ``grpc.aio`` server on 127.0.0.1, and
 :class:`InProcStub` drives it in-process (no sockets) for the fast stateful test.
 
-Faults a script returns per envelope (``script(env, attempt) -> Action``):
-``ack`` apply and answer; ``reject`` permanent rejection; ``retry_reject`` retriable rejection,
-after which the rest of that register on this stream is refused retriably too (the proto
-contract: a register's events are applied in the order sent); ``drop_before`` end the stream
-with UNAVAILABLE without applying; ``drop_after`` apply, then end the stream before the ack;
-``delay`` apply, wait, then ack; ``noack`` apply and never answer.
+The stream carries EventBatch messages; every batch is answered by one AckBatch with one ack
+per event, in order (the proto contract), unless a fault stops it. Faults a script returns per
+envelope (``script(env, attempt) -> Action``): ``ack`` apply and answer; ``reject`` permanent
+rejection; ``retry_reject`` retriable rejection, after which the rest of that register on this
+stream (in this batch and later ones) is refused retriably too (the proto contract: a
+register's events are applied in the order sent); ``drop_before`` end the stream with
+UNAVAILABLE without applying it or the rest of its batch; ``drop_after`` apply it, then end
+the stream before the batch is answered (the rest of the batch unapplied); ``delay`` apply,
+and wait before answering the batch; ``noack`` apply it and never answer (the rest of the
+batch unapplied). :attr:`FakeCore.batch_sizes` records the size of every batch received,
+including those a silent (noack) stream never processes.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class FakeCore:
         self.seen: Counter[str] = Counter()  # envelopes received per key
         self.received = 0
         self.streams = 0
+        self.batch_sizes: list[int] = []
         self._ops = itertools.count(1)
 
     def begin_stream(self) -> StreamState:
@@ -105,25 +111,42 @@ class FakeCore:
         self.results[key] = head
         return action, head
 
+    def process_batch(self, ss: StreamState, batch: pb.EventBatch) -> tuple[Action, pb.AckBatch | None]:
+        """Process a batch's envelopes in order until a fault stops it. Returns the action that
+        decides the batch's fate (ack, delay with the summed delays, or the stopping fault) and
+        the AckBatch to send (None: the stream breaks or stays silent)."""
+        reply = pb.AckBatch()
+        delay = 0.0
+        for env in batch.events:
+            action, ack = self.process(ss, env)
+            if action.kind in ("drop_before", "drop_after", "noack"):
+                return action, None
+            if action.kind == "delay":
+                delay += action.delay
+            assert ack is not None
+            reply.acks.append(ack)
+        return (Action("delay", delay) if delay else ACK), reply
+
 
 class _Servicer(pb_grpc.LoyaltyCoreServicer):
     def __init__(self, core: FakeCore) -> None:
         self.core = core
 
     async def StreamEvents(
-        self, request_iterator: AsyncIterator[pb.EventEnvelope], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.EventAck]:
+        self, request_iterator: AsyncIterator[pb.EventBatch], context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.AckBatch]:
         ss = self.core.begin_stream()
-        async for env in request_iterator:
-            action, ack = self.core.process(ss, env)
+        async for batch in request_iterator:
+            self.core.batch_sizes.append(len(batch.events))
+            action, reply = self.core.process_batch(ss, batch)
             if action.kind in ("drop_before", "drop_after"):
                 await context.abort(grpc.StatusCode.UNAVAILABLE, f"fault: {action.kind}")
             if action.kind == "delay":
                 await asyncio.sleep(action.delay)
             if action.kind == "noack":
                 await asyncio.sleep(3600)
-            assert ack is not None
-            yield ack
+            assert reply is not None
+            yield reply
 
 
 @dataclass
@@ -170,19 +193,24 @@ class InProcCall:
         self.ss = core.begin_stream()
         self.acks: asyncio.Queue[Any] = asyncio.Queue()
         self.broken = False
+        self.silent = False
 
-    async def write(self, env: pb.EventEnvelope) -> None:
+    async def write(self, batch: pb.EventBatch) -> None:
         if self.broken:
             raise rpc_error(grpc.StatusCode.UNAVAILABLE, "stream is gone")
+        self.core.batch_sizes.append(len(batch.events))
         await asyncio.sleep(0)
-        action, ack = self.core.process(self.ss, env)
+        if self.silent:  # like the server's handler stuck on a noack: later batches are not read
+            return
+        action, reply = self.core.process_batch(self.ss, batch)
         if action.kind in ("drop_before", "drop_after"):
             self.broken = True
             self.acks.put_nowait(_ERR)
             return
         if action.kind == "noack":
+            self.silent = True
             return
-        self.acks.put_nowait(ack)
+        self.acks.put_nowait(reply)
 
     async def read(self) -> Any:
         item = await self.acks.get()

@@ -19,7 +19,7 @@ from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.receipt import Event, EventKind
 from gateway.sender import Sender
-from tests.gateway.fake_core import ACK, Action, FakeCore, InProcStub, Served, serve, start_server
+from tests.gateway.fake_core import ACK, Action, FakeCore, InProcCall, InProcStub, Served, serve, start_server
 from tests.gateway.outbox_fixtures import T0, refund, sale
 
 FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "idle_poll_s": 0.05}
@@ -223,11 +223,12 @@ async def test_window_bounds_events_in_flight(tmp_path: Path) -> None:
         sender = Sender(ob, lambda: InProcStub(core), window=8, batch=3, ack_timeout_s=30, **FAST)
         async with running(sender):
             for _ in range(100):
-                if core.received >= 8:
+                if sum(core.batch_sizes) >= 8:
                     break
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.2)
-            assert core.received == 8
+            assert sum(core.batch_sizes) == 8  # events written on the stream, never answered
+            assert core.batch_sizes == [3, 3, 2]  # one EventBatch per outbox read (batch=3)
     finally:
         await ob.close()
 
@@ -293,13 +294,15 @@ async def test_resumes_after_restart(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)
-        await ob.close()  # "restart": seq 6 applied but not acknowledged, 7..10 sent (the core is sequential)
-        assert len(core.order["R1"]) == 6
+        # "restart": all 10 went in one EventBatch; 1..6 applied, the batch never answered
+        await ob.close()
+        assert len(core.order["R1"]) == 6 and core.batch_sizes == [10]
         ob = await Outbox.open(path)
-        assert (await ob.stats()).pending == 5
+        assert (await ob.stats()).pending == 10  # nothing is delivered without its ack
         assert await Sender(ob, lambda: served.stub, **FAST).drain(10)
         assert core.order["R1"] == [e.key for e in events]
         assert set(core.applications.values()) == {1}
+        assert [core.seen[e.key] for e in events] == [2] * 6 + [1] * 4  # 1..6 resent as replays
         await ob.close()
     finally:
         await served.close()
@@ -333,4 +336,76 @@ async def test_drain_with_nothing_pending_and_run_twice_refused(tmp_path: Path) 
         assert core.order["R1"] == [sale("R1", 1).key]
     finally:
         await served.close()
+        await ob.close()
+
+
+async def test_events_travel_in_batches_of_at_most_message_events(tmp_path: Path) -> None:
+    ob, core, served, m = await setup(tmp_path)
+    try:
+        events = [sale(f"R{i % 4}", i) for i in range(300)]
+        await append_all(ob, events)
+        sender = Sender(ob, lambda: served.stub, metrics=m, batch=100, window=1000, message_events=64, **FAST)
+        assert await sender.drain(20)
+        assert sum(core.batch_sizes) == 300 and max(core.batch_sizes) == 64
+        assert len(core.batch_sizes) < 10  # not one message per event
+        assert dict(core.order) == expected_order(events)
+        assert max(core.seen.values()) == 1 and core.streams == 1
+    finally:
+        await served.close()
+        await ob.close()
+
+
+async def test_retriable_rejection_mid_batch_keeps_the_other_registers_results(tmp_path: Path) -> None:
+    events = [sale(f"R{i % 2}", i) for i in range(20)]  # R0 and R1 interleaved, one batch
+    flaky = events[6].key  # R0's 4th event
+    ob, core, served, m = await setup(
+        tmp_path, lambda env, n: Action("retry_reject") if env.event_id == flaky and n == 1 else ACK
+    )
+    try:
+        await append_all(ob, events)
+        sender = Sender(ob, lambda: served.stub, metrics=m, **FAST)
+        assert await sender.drain(10)
+        assert core.batch_sizes[0] == 20
+        assert dict(core.order) == expected_order(events)
+        assert set(core.applications.values()) == {1}
+        # R1's results in the refused AckBatch were marked: never resent; R0 resent from the refused one
+        assert [core.seen[e.key] for e in events if e.register_id == "R1"] == [1] * 10
+        assert [core.seen[e.key] for e in events if e.register_id == "R0"] == [1] * 3 + [2] * 7
+        rows = {r.key: r for r in [await ob.get(i) for i in range(1, 21)] if r is not None}
+        assert rows[flaky].attempts == 1  # only the cause is noted, not the registers' refused followers
+        assert sum(r.attempts for r in rows.values()) == 1
+        assert m.registry.get_sample_value("posgw_delivery_retries_total") == 1
+    finally:
+        await served.close()
+        await ob.close()
+
+
+class _ShortAckCall(InProcCall):
+    """Answers the first EventBatch of its core with one ack missing (a broken core)."""
+
+    async def write(self, batch: pb.EventBatch) -> None:
+        await super().write(batch)
+        if self.core.streams == 1 and not self.acks.empty():
+            reply = self.acks.get_nowait()
+            del reply.acks[-1]
+            self.acks.put_nowait(reply)
+
+
+async def test_an_ack_batch_that_does_not_match_its_event_batch_fails_the_stream(tmp_path: Path) -> None:
+    core = FakeCore()
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        events = [sale("R1", i) for i in range(5)]
+        await append_all(ob, events)
+
+        class Stub:
+            def StreamEvents(self, **_: object) -> InProcCall:
+                return _ShortAckCall(core)
+
+        sender = Sender(ob, Stub, **FAST)
+        assert await sender.drain(10)
+        assert core.streams == 2
+        assert [core.seen[e.key] for e in events] == [2] * 5  # nothing of the bad answer was trusted
+        assert set(core.applications.values()) == {1}
+    finally:
         await ob.close()

@@ -46,3 +46,4 @@ def test_service_has_the_issue_rpcs() -> None:
     assert required <= methods
     stream = loyalty_pb2.DESCRIPTOR.services_by_name["LoyaltyCore"].methods_by_name["StreamEvents"]
     assert stream.client_streaming and stream.server_streaming
+    assert (stream.input_type.name, stream.output_type.name) == ("EventBatch", "AckBatch")

@@ -1,9 +1,10 @@
 """Acceptance: the StreamEvents delivery stream.
 
-Every event is answered by exactly one EventAck (same event_id / register / seq) carrying the
-result or a rejection with its §2.5 reason; events of one register are acknowledged in the
-order sent; a business failure or bad input is a rejection, not the end of the stream; after a
-reconnect, resending an already applied event is answered as a replay and changes nothing.
+Every EventBatch is answered by one AckBatch with exactly one EventAck per event (same
+event_id / register / seq, in the batch's order) carrying the result or a rejection with its
+§2.5 reason; events of one register are acknowledged in the order sent; a business failure
+or bad input is a rejection, not the end of the stream; after a reconnect, resending an
+already applied event is answered as a replay and changes nothing.
 """
 
 from __future__ import annotations
@@ -25,17 +26,21 @@ async def core(tmp_path: Path) -> AsyncIterator[Core]:
         yield c
 
 
-async def exchange(core: Core, events: Sequence[pb.EventEnvelope]) -> list[pb.EventAck]:
-    """Open a stream, send ``events``, read one ack per event, close the stream."""
+async def exchange(core: Core, events: Sequence[pb.EventEnvelope], per_batch: int = 0) -> list[pb.EventAck]:
+    """Open a stream, send ``events`` as EventBatches of ``per_batch`` (0: all in one), read one
+    AckBatch per batch (one ack per event, in order), close the stream."""
     call = core.stub.StreamEvents(timeout=DEADLINE_S)
+    size = per_batch or max(len(events), 1)
+    batches = [list(events[i:i + size]) for i in range(0, len(events), size)]
     acks: list[pb.EventAck] = []
     try:
-        for ev in events:
-            await call.write(ev)
-        for _ in events:
-            ack = await asyncio.wait_for(call.read(), DEADLINE_S)
-            assert ack is not grpc.aio.EOF, "stream ended before every event was acknowledged"
-            acks.append(ack)
+        for batch in batches:
+            await call.write(pb.EventBatch(events=batch))
+        for batch in batches:
+            reply = await asyncio.wait_for(call.read(), DEADLINE_S)
+            assert reply is not grpc.aio.EOF, "stream ended before every batch was acknowledged"
+            assert [a.event_id for a in reply.acks] == [e.event_id for e in batch]
+            acks.extend(reply.acks)
         await call.done_writing()
         assert await asyncio.wait_for(call.read(), DEADLINE_S) is grpc.aio.EOF
     finally:
@@ -77,7 +82,7 @@ async def test_acks_rejections_and_replay_after_reconnect(core: Core) -> None:
         ),
     )
 
-    acks = await exchange(core, [sale, greedy, invalid, second])
+    acks = await exchange(core, [sale, greedy, invalid, second], per_batch=3)
     assert [(a.event_id, a.register_id, a.register_seq) for a in acks] == [
         ("EV-1", "R1", 1),
         ("EV-2", "R1", 2),
@@ -157,9 +162,9 @@ async def test_resend_after_dropped_stream_applies_once(core: Core) -> None:
     ]
     call = core.stub.StreamEvents(timeout=DEADLINE_S)
     for ev in events:
-        await call.write(ev)
+        await call.write(pb.EventBatch(events=[ev]))
     first = await asyncio.wait_for(call.read(), DEADLINE_S)  # one ack seen, then the link drops
-    assert first.event_id == "DROP-1"
+    assert [a.event_id for a in first.acks] == ["DROP-1"]
     call.cancel()
 
     acks = await exchange(core, events)  # the gateway resends every unacknowledged event (and more)
@@ -169,3 +174,32 @@ async def test_resend_after_dropped_stream_applies_once(core: Core) -> None:
     assert len({a.commit.operation_id for a in acks}) == 5
     assert await core.balance(cust.customer_id) == 300 + 5 * 30
     assert (await core.report()).receipts == 5
+
+
+async def test_one_batch_of_many_registers_with_a_refund_of_another_registers_sale(core: Core) -> None:
+    """Registers are applied side by side within a batch, each in its order; a refund is a
+    barrier, so it finds the sale just before it in the same batch even on another register."""
+    custs = [await core.register() for _ in range(3)]
+    events: list[pb.EventEnvelope] = []
+    for i in range(1, 13):
+        reg = f"R{i % 3}"
+        draft = core.draft(phone_ref(custs[i % 3]), [line("L1", 10_000 * i)])
+        draft.register_id = reg
+        events.append(pb.EventEnvelope(event_id=f"MR-{i}", register_id=reg, register_seq=i,
+                                       commit=pb.CommitRequest(idempotency_key=f"MR-{i}", draft=draft)))
+    refund = pb.EventEnvelope(event_id="MR-RF", register_id="R9", register_seq=1, refund=pb.RefundRequest(
+        refund_key="MR-RF", sale=pb.SaleRef(sale_key="MR-12"), full=True))
+    events.insert(12, refund)  # right after the sale it refunds (register R0), before more sales
+    last_draft = core.draft(phone_ref(custs[1]), [line("L1", 100_000)])
+    last = pb.CommitRequest(idempotency_key="MR-13", draft=last_draft)
+    events.append(pb.EventEnvelope(event_id="MR-13", register_id="R1", register_seq=13, commit=last))
+    acks = await exchange(core, events)
+    assert [a.event_id for a in acks] == [e.event_id for e in events]
+    assert [a.WhichOneof("result") for a in acks] == ["commit"] * 12 + ["refund", "commit"]
+    assert acks[12].refund.money_refunded == 120_000
+    for k in range(3):  # each register's balances grow in its send order
+        mine = [a.commit.balance for a in acks
+                if a.WhichOneof("result") == "commit" and a.register_id == f"R{k}"]
+        assert mine == sorted(mine) and len(set(mine)) == len(mine)
+    report = await core.report()
+    assert (report.receipts, report.refunds, report.money_refunded) == (13, 1, 120_000)

@@ -503,6 +503,18 @@ class EventAck(_message.Message):
     rejected: Rejection
     def __init__(self, event_id: _Optional[str] = ..., register_id: _Optional[str] = ..., register_seq: _Optional[int] = ..., commit: _Optional[_Union[CommitResult, _Mapping]] = ..., refund: _Optional[_Union[RefundResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelResult, _Mapping]] = ..., rejected: _Optional[_Union[Rejection, _Mapping]] = ...) -> None: ...
 
+class EventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[EventEnvelope]
+    def __init__(self, events: _Optional[_Iterable[_Union[EventEnvelope, _Mapping]]] = ...) -> None: ...
+
+class AckBatch(_message.Message):
+    __slots__ = ("acks",)
+    ACKS_FIELD_NUMBER: _ClassVar[int]
+    acks: _containers.RepeatedCompositeFieldContainer[EventAck]
+    def __init__(self, acks: _Optional[_Iterable[_Union[EventAck, _Mapping]]] = ...) -> None: ...
+
 class GetProgramRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

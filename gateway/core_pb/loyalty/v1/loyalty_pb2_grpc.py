@@ -71,8 +71,8 @@ class LoyaltyCoreStub:
                 _registered_method=True)
         self.StreamEvents = channel.stream_stream(
                 '/loyalty.v1.LoyaltyCore/StreamEvents',
-                request_serializer=loyalty_dot_v1_dot_loyalty__pb2.EventEnvelope.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.EventAck.FromString,
+                request_serializer=loyalty_dot_v1_dot_loyalty__pb2.EventBatch.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.AckBatch.FromString,
                 _registered_method=True)
         self.GetBalances = channel.unary_unary(
                 '/loyalty.v1.LoyaltyCore/GetBalances',
@@ -164,10 +164,14 @@ class LoyaltyCoreServicer:
         raise NotImplementedError('Method not implemented!')
 
     def StreamEvents(self, request_iterator, context):
-        """Bidirectional delivery stream from a gateway. Every event is answered by exactly one
-        EventAck carrying the result or a rejection. Events of one register are applied in the
-        order sent. Resuming after a reconnect is resending every unacknowledged event: the
-        idempotency keys make a resend a replay.
+        """Bidirectional delivery stream from a gateway, events batched per message. The core
+        answers every EventBatch with exactly one AckBatch holding one EventAck per event, in the
+        order of the batch's events (result or rejection); AckBatches come in the order of the
+        EventBatches. Events of one register are applied in the order sent, within a batch and
+        across the batches of a stream. A retriable rejection of an event makes every later event
+        of that register on the stream (the rest of its batch and all later batches) refused
+        retriably, unapplied. Resuming after a reconnect is resending every unacknowledged event
+        (in order): the idempotency keys make a resend a replay.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -252,8 +256,8 @@ def add_LoyaltyCoreServicer_to_server(servicer, server):
             ),
             'StreamEvents': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamEvents,
-                    request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.EventEnvelope.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.EventAck.SerializeToString,
+                    request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.EventBatch.FromString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.AckBatch.SerializeToString,
             ),
             'GetBalances': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBalances,
@@ -500,8 +504,8 @@ class LoyaltyCore:
             request_iterator,
             target,
             '/loyalty.v1.LoyaltyCore/StreamEvents',
-            loyalty_dot_v1_dot_loyalty__pb2.EventEnvelope.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.EventAck.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.EventBatch.SerializeToString,
+            loyalty_dot_v1_dot_loyalty__pb2.AckBatch.FromString,
             options,
             channel_credentials,
             insecure,

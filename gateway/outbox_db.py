@@ -49,7 +49,6 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    func,
     select,
     update,
 )
@@ -396,10 +395,22 @@ def fetch_row(conn: Connection, row_id: int) -> Any | None:
     return conn.execute(select(events).where(events.c.id == row_id)).first()
 
 
+_COUNT_STATE = "SELECT count(*) FROM events WHERE state = ?"
+_OLDEST_PENDING = "SELECT created_at FROM events WHERE state = 'pending' ORDER BY id LIMIT 1"
+
+
 def counts(conn: Connection) -> tuple[int, float | None, int]:
-    """(pending count, oldest pending created_at or None, rejected count)."""
-    pending, oldest = conn.execute(
-        select(func.count(), func.min(events.c.created_at)).where(events.c.state == "pending")
-    ).one()
-    rejected = conn.execute(select(func.count()).where(events.c.state == "rejected")).scalar_one()
-    return int(pending), None if oldest is None else float(oldest), int(rejected)
+    """(pending count, oldest pending created_at or None, rejected count).
+
+    "Oldest" is the created_at of the first pending row in append (id) order: one index step,
+    where min(created_at) visited every pending row (20 ms for a 50,000-event backlog, on the
+    reader thread the sender reads through, at every /healthz). The writer stamps created_at
+    as it assigns ids, so the two agree unless the wall clock stepped back."""
+    cur = raw(conn).cursor()
+    try:
+        (pending,) = cur.execute(_COUNT_STATE, ("pending",)).fetchone()
+        first = cur.execute(_OLDEST_PENDING).fetchone()
+        (rejected,) = cur.execute(_COUNT_STATE, ("rejected",)).fetchone()
+    finally:
+        cur.close()
+    return int(pending), None if first is None else float(first[0]), int(rejected)

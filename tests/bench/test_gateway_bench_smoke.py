@@ -13,7 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = [
     "calc_p50_ms", "calc_p99_ms_32_tills", "durable_commits_per_s", "outbox_rows_per_fsync",
-    "backlog_events_per_s", "gateway_rss_mb_max", "offline_calc_p99_ms_core_refused",
+    "backlog_events_per_s", "backlog_events_per_s_vs_batched_stream", "gateway_rss_mb_max",
+    "offline_calc_p99_ms_core_refused",
     "offline_calc_max_ms_core_blackholed",
 ]
 KEYS = {"figure", "value", "baseline", "ratio", "goal", "met"}

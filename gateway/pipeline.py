@@ -297,6 +297,7 @@ class PipelineContext:
         self.log = logging.getLogger(f"posgw.driver.{name}")
         self.state = state
         self.stopping = stopping
+        self._counters: dict[str, Any] = {}  # what -> the labelled counter child
 
     async def calculate(self, receipt: Receipt) -> CalcResult:
         return await self.pipeline.calculate(receipt, driver=self.name)
@@ -308,5 +309,8 @@ class PipelineContext:
         return await self.pipeline.submit(event, driver=self.name)
 
     def count(self, what: str, n: int = 1) -> None:
-        metrics = self.pipeline.metrics
-        metrics.child(metrics.driver_events, self.name, what).inc(n)
+        child = self._counters.get(what)
+        if child is None:
+            metrics = self.pipeline.metrics
+            child = self._counters[what] = metrics.child(metrics.driver_events, self.name, what)
+        child.inc(n)

@@ -122,20 +122,23 @@ class Receipt:
             raise BadInput("time must carry a UTC offset", "occurred_at")
         seen: set[str] = set()
         for i, line in enumerate(self.lines):
+            if (line.line_id and line.line_id not in seen and 0 < line.qty_milli <= MAX_QTY_MILLI
+                    and 0 <= line.amount <= MAX_AMOUNT and 0 <= line.price <= MAX_AMOUNT
+                    and (line.min_unit_price is None or line.min_unit_price >= 0)):
+                seen.add(line.line_id)  # the common case: one test per line, the reasons below
+                continue
             where = f"lines[{i}]"
             if not line.line_id:
                 raise BadInput("line id is required", f"{where}.line_id")
             if line.line_id in seen:
                 raise BadInput(f"duplicate line id {line.line_id!r}", f"{where}.line_id")
-            seen.add(line.line_id)
             if not 0 < line.qty_milli <= MAX_QTY_MILLI:
                 raise BadInput("quantity must be positive and sane", f"{where}.quantity")
             if not 0 <= line.amount <= MAX_AMOUNT:
                 raise BadInput("amount must be between 0 and 10^13 kopecks", f"{where}.amount")
             if not 0 <= line.price <= MAX_AMOUNT:
                 raise BadInput("price must be between 0 and 10^13 kopecks", f"{where}.price")
-            if line.min_unit_price is not None and line.min_unit_price < 0:
-                raise BadInput("min unit price must not be negative", f"{where}.min_unit_price")
+            raise BadInput("min unit price must not be negative", f"{where}.min_unit_price")
         if self.redeem_points < 0:
             raise BadInput("points to redeem must not be negative", "redeem_points")
         return self

@@ -112,11 +112,16 @@ def build_app(
 
 def driver_middleware(name: str, limit: int, fmt: ErrorFormatter, metrics: Metrics) -> Any:
     counter = metrics.http_requests
+    by_class: dict[int, Any] = {}  # status // 100 -> the labelled counter child
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await _guarded(request, handler, limit, fmt, name)
-        metrics.child(counter, name, f"{response.status // 100}xx").inc()
+        status_class = response.status // 100
+        child = by_class.get(status_class)
+        if child is None:
+            child = by_class[status_class] = metrics.child(counter, name, f"{status_class}xx")
+        child.inc()
         return response
 
     return middleware
@@ -125,13 +130,17 @@ def driver_middleware(name: str, limit: int, fmt: ErrorFormatter, metrics: Metri
 async def _guarded(
     request: web.Request, handler: Handler, limit: int, fmt: ErrorFormatter, name: str,
 ) -> web.StreamResponse:
-    too_large = f"the body is larger than {limit} bytes"
-    if request.content_length is not None and request.content_length > limit:
-        return fmt(413, "PAYLOAD_TOO_LARGE", too_large, "")
+    size = request.content_length
+    if size is not None and size > limit:
+        return fmt(413, "PAYLOAD_TOO_LARGE", f"the body is larger than {limit} bytes", "")
     try:
-        return await handler(request.clone(client_max_size=limit))
+        if size is None or size > request.client_max_size or "Content-Encoding" in request.headers:
+            request = request.clone(client_max_size=limit)  # read() then enforces the driver's limit
+        # else: a plain body of known length within both limits (read() refuses only beyond them)
+        # reads the same with or without the clone, which costs a second Request per request
+        return await handler(request)
     except web.HTTPRequestEntityTooLarge:
-        return fmt(413, "PAYLOAD_TOO_LARGE", too_large, "")
+        return fmt(413, "PAYLOAD_TOO_LARGE", f"the body is larger than {limit} bytes", "")
     except web.HTTPNotFound:
         return fmt(404, "NOT_FOUND", f"no such endpoint: {request.method} {request.path}", "")
     except web.HTTPMethodNotAllowed as exc:

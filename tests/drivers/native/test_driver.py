@@ -172,6 +172,29 @@ async def test_oversized_body_is_413(env: Env) -> None:
     assert (await env.post("calculate", CALC))[0] == 200
 
 
+async def test_compressed_body_over_the_limit_is_413(env: Env) -> None:
+    """Content-Length is the compressed size: the limit must hold for what it inflates to."""
+    import zlib
+
+    body = json.dumps(SALE | {"pad": "x" * (200 * 1024)}).encode()
+    packed = zlib.compress(body)
+    assert len(packed) < 64 * 1024 < len(body)
+    hdrs = AUTH | {"Content-Type": "application/json", "Content-Encoding": "deflate"}
+    async with env.session.post(f"{env.base}/v1/native/sales", data=packed, headers=hdrs) as resp:
+        assert resp.status == 413
+        assert (await resp.json())["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert await env.pending() == 0
+
+
+async def test_body_of_exactly_the_limit_is_read(env: Env) -> None:
+    body = json.dumps(SALE | {"pad": ""}).encode()
+    body = body[:-3] + b'"' + b"x" * (64 * 1024 - len(body)) + b'"}'
+    assert len(body) == 64 * 1024
+    status, answer = await env.post("sales", body)
+    assert status == 200 and answer["duplicate"] is False
+    assert await env.pending() == 1
+
+
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic dGlsbDprZXk=", "Bearer", f"Token {KEY}"])
 async def test_auth_refused_401(env: Env, header: str | None) -> None:
     hdrs = {"Content-Type": "application/json"} | ({"Authorization": header} if header else {})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -120,6 +121,24 @@ def test_parse_json_refusals(body: bytes, message: str) -> None:
     with pytest.raises(BadInput) as info:
         wire.parse_json(body)
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [json.dumps({"a": 1, "b": "Молоко"}, ensure_ascii=False).encode("utf-16"),  # not UTF-8
+     b'\xef\xbb\xbf{"a": 1, "b": "x"}',  # a UTF-8 byte order mark
+     b'{"a": 1, "b": "\\ud800"}'],  # a lone surrogate
+)
+def test_parse_json_accepts_what_the_stdlib_accepts(body: bytes) -> None:
+    assert wire.parse_json(body) == json.loads(body)
+
+
+@pytest.mark.parametrize("text", ["100000000000000000000", "-100000000000000000000", "1e20", "100.0"])
+def test_huge_or_fractional_amounts_refused(text: str) -> None:
+    body = json.dumps(sale_body()).replace('"amount": 10000', f'"amount": {text}', 1).encode()
+    with pytest.raises(BadInput) as info:
+        wire.parse_sale(wire.parse_json(body), NOW)
+    assert info.value.field == "lines[0].amount"
 
 
 def test_refund_keys_and_lines() -> None:

@@ -146,10 +146,10 @@ class ScriptedTill:
             self.rec.unacknowledged += 1
             self.rec.error(f"{kind} {identity}: not acknowledged: {exc}")
             return None
-        data = done.reply.data
-        if done.reply.status != 200 or not isinstance(data, dict) or "key" not in data:
+        data = done.answer.data
+        if done.answer.status != 200 or not isinstance(data, dict) or "key" not in data:
             self.rec.unacknowledged += 1
-            self.rec.error(f"{kind} {identity}: HTTP {done.reply.status} {done.reply.error_text()}")
+            self.rec.error(f"{kind} {identity}: HTTP {done.answer.status} {done.answer.error_text()}")
             return None
         ack = Ack(kind, identity, self.register_id, str(data["key"]), bool(data.get("duplicate")),
                   done.attempts, data)

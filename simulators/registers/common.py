@@ -1,47 +1,30 @@
-"""What every vendor till simulator shares: an HTTP poster with retries, money text, ids, consistency.
+"""What every vendor till simulator shares: money text, ids, consistency (pure, no I/O).
 
 Owns:
-- :class:`Poster`: one JSON request (POST/PUT) with a total timeout and optional slow reading
-  of the answer (a till on a bad line), and :meth:`Poster.deliver`, the at-least-once loop a
-  till's forwarding outbox runs: the *same* body again after a timeout, a refused connection
-  or a 5xx (exponential backoff with jitter, tenacity), until a final answer;
 - :func:`rubles` / :func:`kopecks` / :func:`qty_text`: the vendors' decimal strings from and
   to integer kopecks and thousandths (``Decimal``, half-up; never float);
 - :func:`rng_uuid`: uuid4-shaped ids from a seeded ``random.Random`` (reproducible runs);
 - :func:`receipt_problems`: the check every till applies to a receipt after applying a
   loyalty answer (no negative line, lines add up to the total).
 
-The report types (:class:`~simulators.registers.native.report.Recorder`, ``Ack``,
-``SimReport``) are the native simulator's, reused as they are. Never imports ``drivers``.
+The HTTP side is :mod:`simulators.registers.http`, the run of N tills
+:mod:`simulators.registers.runner`; the report types
+(:class:`~simulators.registers.native.report.Recorder`, ``Ack``, ``SimReport``) are the native
+simulator's, reused as they are. Never imports ``drivers``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import re
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-import aiohttp
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
-from tenacity.wait import wait_exponential, wait_random
-
-from simulators.registers.native.client import RetriableStatus, TransportError
-
-RETRY_STATUSES = frozenset({500, 502, 503, 504})
-
 __all__ = [
-    "Answer",
-    "Delivery",
     "Num",
-    "Poster",
-    "RetriableStatus",
-    "TransportError",
     "dumps",
     "kopecks",
     "line_sum",
@@ -51,114 +34,6 @@ __all__ = [
     "rng_uuid",
     "rubles",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """An HTTP answer: status, parsed JSON (None if not JSON), time taken."""
-
-    status: int
-    data: Any
-    elapsed_ms: float
-
-    def error_text(self) -> str:
-        return json.dumps(self.data, ensure_ascii=False)[:200] if self.data is not None else ""
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A request that got a final (non-retriable) answer, and what it took."""
-
-    answer: Answer
-    attempts: int
-    timeouts: int
-
-
-class Poster:
-    """Sends JSON bodies to one gateway over a shared aiohttp session."""
-
-    def __init__(self, session: aiohttp.ClientSession, base_url: str, *, slow_read_ms: int = 0) -> None:
-        self._session = session
-        self.base = base_url.rstrip("/")
-        self.slow_read_ms = slow_read_ms
-
-    async def send(
-        self, path: str, body: Any, *, headers: Mapping[str, str], timeout_s: float, method: str = "POST"
-    ) -> Answer:
-        """One request; raises :class:`TransportError` when no answer came within ``timeout_s``."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        raw_body = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
-        hdrs = {"Content-Type": "application/json", **headers}
-        try:
-            async with asyncio.timeout(timeout_s):
-                async with self._session.request(
-                    method, self.base + path, data=raw_body, headers=hdrs
-                ) as resp:
-                    raw = await self._read(resp)
-                    status = resp.status
-        except TimeoutError as exc:
-            raise TransportError(f"{path}: no answer in {timeout_s:g} s", timeout=True) from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(f"{path}: {type(exc).__name__}: {exc}") from exc
-        try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            data = None
-        return Answer(status, data, (loop.time() - started) * 1000)
-
-    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
-        if not self.slow_read_ms:
-            return await resp.read()
-        parts = []
-        async for chunk in resp.content.iter_chunked(64):
-            parts.append(chunk)
-            await asyncio.sleep(self.slow_read_ms / 1000)
-        return b"".join(parts)
-
-    async def deliver(
-        self,
-        path: str,
-        body: Any,
-        *,
-        headers: Mapping[str, str],
-        timeout_s: float,
-        retry_for_s: float,
-        first_timeout_s: float | None = None,
-        method: str = "POST",
-        max_attempts: int = 50,
-    ) -> Delivery:
-        """Send until a final answer, resending the same body after 5xx and transport errors.
-
-        ``first_timeout_s`` shortens the first attempt (a plugin that gives up early and
-        resends). Raises the last TransportError / RetriableStatus when retries run out.
-        """
-        attempts = timeouts = 0
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type((TransportError, _Retry)),
-            stop=stop_after_delay(retry_for_s) | stop_after_attempt(max_attempts),
-            wait=wait_exponential(multiplier=0.05, max=1.0) + wait_random(0, 0.05),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                attempts += 1
-                limit = first_timeout_s if attempts == 1 and first_timeout_s else timeout_s
-                try:
-                    answer = await self.send(path, body, headers=headers, timeout_s=limit, method=method)
-                except TransportError as exc:
-                    timeouts += exc.timeout
-                    raise
-                if answer.status in RETRY_STATUSES:
-                    raise _Retry(answer)
-                return Delivery(answer, attempts, timeouts)
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
-
-
-class _Retry(Exception):
-    def __init__(self, answer: Answer) -> None:
-        super().__init__(f"HTTP {answer.status} {answer.error_text()}")
-        self.answer = answer
 
 
 def rubles(kop: int) -> str:

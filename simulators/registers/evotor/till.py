@@ -19,9 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import aiohttp
-
-from simulators.registers.common import Answer, Poster, RetriableStatus, TransportError, dumps, rng_uuid
+from simulators.registers.common import dumps, rng_uuid
 from simulators.registers.evotor.messages import (
     AnswerError,
     Applied,
@@ -34,8 +32,17 @@ from simulators.registers.evotor.messages import (
     payback_of,
     product_uuid,
 )
+from simulators.registers.http import Answer, Poster, TransportError
 from simulators.registers.native.catalog import ring_up
 from simulators.registers.native.report import Ack, Recorder, SimReport
+from simulators.registers.runner import (
+    accepted,
+    follow_up,
+    pick_returnable,
+    resolve_seed,
+    return_qty,
+    run_fleet,
+)
 
 MSK = timezone(timedelta(hours=3))
 PLUGIN = "/v1/evotor/event"
@@ -169,11 +176,11 @@ class EvotorTill:
             await calc  # the late answer is dropped, as the closed receipt cannot change
         if acked:
             self._sold.append(_Sold(receipt, applied, {p.uuid: p.qty_milli for p in receipt.positions}))
-        roll = self._rng.random()
-        if roll < self._cfg.cancel_share:
-            await self._clear_one()
-        elif roll < self._cfg.cancel_share + self._cfg.refund_share:
-            await self._payback_one()
+        await follow_up(self._rng, cancel_share=self._cfg.cancel_share, refund_share=self._cfg.refund_share,
+                        cancel=self._clear_one, refund=self._payback_one)
+
+    async def flush(self) -> None:
+        """Nothing is held back: every close is delivered in :meth:`sell`."""
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -324,58 +331,29 @@ class EvotorTill:
         *,
         method: str = "POST",
     ) -> Ack | None:
-        try:
-            done = await self._poster.deliver(
-                path,
-                body,
-                headers=headers,
-                timeout_s=self._cfg.commit_timeout_s,
-                retry_for_s=self._cfg.retry_for_s,
-                first_timeout_s=first,
-                method=method,
-            )
-        except (TransportError, RetriableStatus) as exc:
-            self._rec.unacknowledged += 1
-            self._rec.error(f"{kind} {receipt.uuid}: not acknowledged, gave up: {exc}")
-            return None
-        self._rec.retries += done.attempts - 1
-        self._rec.timeouts += done.timeouts
-        data = done.answer.data
-        if done.answer.status != 200 or not isinstance(data, dict) or data.get("accepted") is not True:
-            self._rec.unacknowledged += 1
-            self._rec.error(f"{kind} {receipt.uuid}: HTTP {done.answer.status} {done.answer.error_text()}")
-            return None
-        if data.get("ignored"):
-            return Ack(
-                kind, receipt.uuid, self.register_id, "", bool(data.get("duplicate")), done.attempts, data
-            )
-        ack = Ack(
-            kind,
-            receipt.uuid,
-            self.register_id,
-            key or doc_key(receipt.uuid),
-            bool(data.get("duplicate")),
-            done.attempts,
-            data,
+        return await accepted(
+            self._rec,
+            self._poster.deliver(
+                path, body, headers=headers, timeout_s=self._cfg.commit_timeout_s,
+                retry_for_s=self._cfg.retry_for_s, first_timeout_s=first, method=method,
+            ),
+            kind=kind, identity=receipt.uuid, register_id=self.register_id, key=key or doc_key(receipt.uuid),
         )
-        self._rec.acks.append(ack)
-        return ack
 
     # -- paybacks and cleared receipts --------------------------------------------------------
 
     async def _payback_one(self) -> None:
         rng = self._rng
-        candidates = [s for s in self._sold if any(s.remaining.values())]
-        if not candidates:
+        sold = pick_returnable(rng, self._sold)
+        if sold is None:
             return
-        sold = rng.choice(candidates)
         open_ids = [k for k, v in sold.remaining.items() if v > 0]
         picked = rng.sample(open_ids, k=min(len(open_ids), rng.randint(1, 2)))
         returned = {}
         for pos_uuid in picked:
             left = sold.remaining[pos_uuid]
             pos = next(p for p in sold.receipt.positions if p.uuid == pos_uuid)
-            returned[pos_uuid] = left if pos.weighted or left < 1000 else 1000 * rng.randint(1, left // 1000)
+            returned[pos_uuid] = return_qty(rng, left, weighted=pos.weighted)
         payback, applied = payback_of(
             sold.receipt,
             sold.applied,
@@ -432,37 +410,17 @@ async def run_tills(
     ``token`` is the plugin's pairing token, ``cloud_token`` the Bearer the cloud sends (empty:
     the cloud path is not used). Gateway trouble is counted in the report, never raised.
     """
-    if tills < 1 or receipts < 0:
-        raise ValueError("tills must be >= 1 and receipts >= 0")
     config = config or EvotorConfig()
     if not cloud_token:
         config = replace(config, cloud_share=0.0)
-    seed = random.SystemRandom().randrange(2**31) if seed is None else seed
+    seed = resolve_seed(seed)
     shift = shift or datetime.now(UTC).strftime("%y%m%d%H%M")
-    recorder = Recorder()
-    remaining = receipts
-    started = time.monotonic()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(2 * tills, 10))) as session:
-        poster = Poster(session, gateway_url, slow_read_ms=config.misbehaviour.slow_read_ms)
 
-        async def work(till: EvotorTill) -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                await till.sell()
+    def build(i: int, poster: Poster, recorder: Recorder) -> EvotorTill:
+        return EvotorTill(i, poster, recorder, rng=random.Random(f"evotor:{seed}:{i}"), token=token,
+                          cloud_token=cloud_token, shift=shift, customers=customers, config=config)
 
-        async with asyncio.TaskGroup() as group:
-            for i in range(tills):
-                till = EvotorTill(
-                    i,
-                    poster,
-                    recorder,
-                    rng=random.Random(f"evotor:{seed}:{i}"),
-                    token=token,
-                    cloud_token=cloud_token,
-                    shift=shift,
-                    customers=customers,
-                    config=config,
-                )
-                group.create_task(work(till), name=f"sim-evotor-{i + 1}")
-    return recorder.report(seed=seed, tills=tills, elapsed_s=time.monotonic() - started)
+    return await run_fleet(
+        name="evotor", tills=tills, receipts=receipts, seed=seed, build=build,
+        connect=lambda session: Poster(session, gateway_url, slow_read_ms=config.misbehaviour.slow_read_ms),
+    )

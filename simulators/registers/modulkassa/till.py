@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-import aiohttp
-
-from simulators.registers.common import Poster, RetriableStatus, TransportError, line_sum, rng_uuid
+from simulators.registers.common import line_sum, rng_uuid
+from simulators.registers.http import Poster, TransportError
 from simulators.registers.modulkassa.messages import (
     CANCELLED,
     CLOSED,
@@ -36,6 +34,14 @@ from simulators.registers.modulkassa.messages import (
 )
 from simulators.registers.native.catalog import ring_up
 from simulators.registers.native.report import Ack, Recorder, SimReport
+from simulators.registers.runner import (
+    accepted,
+    follow_up,
+    pick_returnable,
+    resolve_seed,
+    return_qty,
+    run_fleet,
+)
 
 MSK = timezone(timedelta(hours=3))
 OPERATION, EVENT = "/v1/modulkassa/operation", "/v1/modulkassa/event"
@@ -149,11 +155,8 @@ class ModulKassaTill:
             self._deferred.clear()
         if late is not None:
             await late
-        roll = self._rng.random()
-        if roll < self._cfg.cancel_share:
-            await self._cancel_one()
-        elif roll < self._cfg.cancel_share + self._cfg.refund_share:
-            await self._return_one()
+        await follow_up(self._rng, cancel_share=self._cfg.cancel_share, refund_share=self._cfg.refund_share,
+                        cancel=self._cancel_one, refund=self._return_one)
 
     async def flush(self) -> None:
         for old_id, old_body in reversed(self._deferred):  # newest first: each after the next check's
@@ -240,45 +243,20 @@ class ModulKassaTill:
     async def _once(
         self, kind: str, check_id: str, body: dict[str, Any], first: float | None, key: str
     ) -> Ack | None:
-        try:
-            done = await self._poster.deliver(
-                EVENT,
-                body,
-                headers=self._headers(),
-                timeout_s=self._cfg.commit_timeout_s,
-                retry_for_s=self._cfg.retry_for_s,
-                first_timeout_s=first,
-            )
-        except (TransportError, RetriableStatus) as exc:
-            self._rec.unacknowledged += 1
-            self._rec.error(f"{kind} {check_id}: not acknowledged, gave up: {exc}")
-            return None
-        self._rec.retries += done.attempts - 1
-        self._rec.timeouts += done.timeouts
-        data = done.answer.data
-        if done.answer.status != 200 or not isinstance(data, dict) or data.get("accepted") is not True:
-            self._rec.unacknowledged += 1
-            self._rec.error(f"{kind} {check_id}: HTTP {done.answer.status} {done.answer.error_text()}")
-            return None
-        ack = Ack(
-            kind,
-            check_id,
-            self.device,
-            "" if data.get("ignored") else key or check_key(check_id),
-            bool(data.get("duplicate")),
-            done.attempts,
-            data,
+        return await accepted(
+            self._rec,
+            self._poster.deliver(
+                EVENT, body, headers=self._headers(), timeout_s=self._cfg.commit_timeout_s,
+                retry_for_s=self._cfg.retry_for_s, first_timeout_s=first,
+            ),
+            kind=kind, identity=check_id, register_id=self.device, key=key or check_key(check_id),
         )
-        if ack.key:
-            self._rec.acks.append(ack)
-        return ack
 
     async def _return_one(self) -> None:
         rng = self._rng
-        candidates = [s for s in self._sold if any(s.remaining.values())]
-        if not candidates:
+        sold = pick_returnable(rng, self._sold)
+        if sold is None:
             return
-        sold = rng.choice(candidates)
         picked = rng.sample([k for k, v in sold.remaining.items() if v > 0], k=1)
         lines: list[CheckLine] = []
         positions: list[MkPosition] = []
@@ -286,7 +264,7 @@ class ModulKassaTill:
             left = sold.remaining[pid]
             sale_lines = [ln for ln in sold.lines if ln.position.position_id == pid]
             pos = sale_lines[0].position
-            qty = left if pos.weighted or left < 1000 else 1000 * rng.randint(1, left // 1000)
+            qty = return_qty(rng, left, weighted=pos.weighted)
             paid = sum(ln.amount for ln in sale_lines) * qty // pos.qty_milli
             lines.append(CheckLine(replace(pos, qty_milli=qty), qty, paid, line_sum(pos.price, qty) - paid))
             positions.append(replace(pos, qty_milli=qty))
@@ -326,33 +304,15 @@ async def run_tills(
     shift: int | None = None,
 ) -> SimReport:
     """Run ``tills`` registers until ``receipts`` checks are rung up; return what happened."""
-    if tills < 1 or receipts < 0:
-        raise ValueError("tills must be >= 1 and receipts >= 0")
     config = config or ModulKassaConfig()
-    seed = random.SystemRandom().randrange(2**31) if seed is None else seed
+    seed = resolve_seed(seed)
     shift = shift if shift is not None else int(datetime.now(UTC).strftime("%j%H"))
-    recorder, remaining, started = Recorder(), receipts, time.monotonic()
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(2 * tills, 10))) as session:
-        poster = Poster(session, gateway_url, slow_read_ms=config.misbehaviour.slow_read_ms)
 
-        async def work(till: ModulKassaTill) -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                await till.sell()
-            await till.flush()
+    def build(i: int, poster: Poster, recorder: Recorder) -> ModulKassaTill:
+        return ModulKassaTill(i, poster, recorder, rng=random.Random(f"modulkassa:{seed}:{i}"), token=token,
+                              shift=shift, customers=customers, config=config)
 
-        async with asyncio.TaskGroup() as group:
-            for i in range(tills):
-                till = ModulKassaTill(
-                    i,
-                    poster,
-                    recorder,
-                    rng=random.Random(f"modulkassa:{seed}:{i}"),
-                    token=token,
-                    shift=shift,
-                    customers=customers,
-                    config=config,
-                )
-                group.create_task(work(till), name=f"sim-modulkassa-{i + 1}")
-    return recorder.report(seed=seed, tills=tills, elapsed_s=time.monotonic() - started)
+    return await run_fleet(
+        name="modulkassa", tills=tills, receipts=receipts, seed=seed, build=build,
+        connect=lambda session: Poster(session, gateway_url, slow_read_ms=config.misbehaviour.slow_read_ms),
+    )

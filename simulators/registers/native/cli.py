@@ -9,54 +9,43 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 
+from simulators.registers import runner
 from simulators.registers.native.load import run_tills
 from simulators.registers.native.till import Misbehaviour, TillConfig
 
 
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a probability 0..1, got {text}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gateway", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080")
+    runner.add_run_arguments(parser, tills=8, receipts=500,
+                      customers_help="comma-separated customer ids: +79123456789, card:123, app_code:123456")
     parser.add_argument("--api-key", default=os.environ.get("POSGW_API_KEY", ""),
                         help="native API key (default: $POSGW_API_KEY)")
-    parser.add_argument("--tills", type=int, default=8, help="tills selling concurrently (default 8)")
-    parser.add_argument("--receipts", type=int, default=500, help="receipts in total (default 500)")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="receipts per second over all tills (default 0 = as fast as answered)")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (reproducible receipts)")
-    parser.add_argument("--customers", default="",
-                        help="comma-separated customer ids: +79123456789, card:123, app_code:123456")
     parser.add_argument("--shift", default=None, help="shift id (default: the start time)")
     parser.add_argument("--register-prefix", default="till",
                         help="register ids are PREFIX-01, PREFIX-02, ...")
     behaviour = parser.add_argument_group("behaviour (probabilities 0..1)")
-    behaviour.add_argument("--refunds", type=_share, default=0.05, help="refund share after a sale")
-    behaviour.add_argument("--cancels", type=_share, default=0.02, help="cancel share after a sale")
-    behaviour.add_argument("--redeem", type=_share, default=0.5, help="customers asking to redeem points")
+    behaviour.add_argument("--refunds", type=runner.share, default=0.05, help="refund share after a sale")
+    behaviour.add_argument("--cancels", type=runner.share, default=0.02, help="cancel share after a sale")
+    behaviour.add_argument("--redeem", type=runner.share, default=0.5,
+                           help="customers asking to redeem points")
     behaviour.add_argument("--calc-timeout", type=float, default=2.0, help="seconds (default 2)")
     behaviour.add_argument("--commit-timeout", type=float, default=5.0, help="seconds (default 5)")
     behaviour.add_argument("--retry-for", type=float, default=30.0,
                            help="seconds a sale is retried before the till gives up (default 30)")
     bad = parser.add_argument_group("misbehaviour")
-    bad.add_argument("--duplicate", type=_share, default=0.0, help="share of sales sent twice")
-    bad.add_argument("--resend-after-timeout", type=_share, default=0.0,
+    bad.add_argument("--duplicate", type=runner.share, default=0.0, help="share of sales sent twice")
+    bad.add_argument("--resend-after-timeout", type=runner.share, default=0.0,
                      help="share of sales whose first attempt gives up after --resend-timeout-ms")
     bad.add_argument("--resend-timeout-ms", type=int, default=20)
-    bad.add_argument("--bad-token", type=_share, default=0.0,
+    bad.add_argument("--bad-token", type=runner.share, default=0.0,
                      help="share of requests first sent with a wrong key")
     bad.add_argument("--slow-reads", type=int, default=0, metavar="MS",
                      help="pause per 64-byte response chunk")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("--no-acks", action="store_true", help="with --json, leave out the acknowledgements")
+    runner.add_output_arguments(parser, acks_switch=True)
 
 
 def config_from_args(args: argparse.Namespace) -> TillConfig:
@@ -79,11 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     report = asyncio.run(run_tills(
         args.gateway, args.api_key, tills=args.tills, receipts=args.receipts, rate=args.rate, seed=args.seed,
-        customers=[c.strip() for c in args.customers.split(",") if c.strip()], config=config_from_args(args),
+        customers=runner.customers_of(args.customers), config=config_from_args(args),
         shift=args.shift, register_prefix=args.register_prefix,
     ))
-    if args.json:
-        print(json.dumps(report.to_json(with_acks=not args.no_acks), ensure_ascii=False))
-    else:
-        print(report.summary())
-    return 1 if report.errors else 0
+    return runner.print_report(report, args)

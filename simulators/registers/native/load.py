@@ -1,10 +1,10 @@
 """The load generator: N tills selling concurrently against one gateway, rate limited overall.
 
-Owns the run: one aiohttp ``ClientSession`` for all tills, the shared :class:`RateLimiter`
-(receipts per second across every till; 0 = as fast as the gateway answers), the work
-split (tills take receipts from one counter until ``receipts`` are rung up) and the
-:class:`~.report.SimReport`. With a seed, every till's receipts are reproducible; the shift
-defaults to the start time so reruns do not collide with earlier receipts.
+Owns the shared :class:`RateLimiter` (receipts per second across every till; 0 = as fast as
+the gateway answers) and the native run's defaults; the session, the work split and the
+report are :func:`~simulators.registers.runner.run_fleet`'s. With a seed, every till's
+receipts are reproducible; the shift defaults to the start time so reruns do not collide
+with earlier receipts.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
-import aiohttp
-
 from simulators.registers.native.client import NativeClient
 from simulators.registers.native.report import Recorder, SimReport
 from simulators.registers.native.till import Till, TillConfig, parse_customer
+from simulators.registers.runner import resolve_seed, run_fleet
 
 
 class RateLimiter:
@@ -59,30 +58,18 @@ async def run_tills(
     ``customers`` are identifiers as typed at the till (``+79123456789``, ``card:123``,
     ``app_code:123456``). Never raises for gateway trouble: it is counted in the report.
     """
-    if tills < 1 or receipts < 0:
-        raise ValueError("tills must be >= 1 and receipts >= 0")
     config = config or TillConfig()
-    seed = random.SystemRandom().randrange(2**31) if seed is None else seed
+    seed = resolve_seed(seed)
     shift = shift or datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     parsed = [parse_customer(c) for c in customers if c]
-    recorder = Recorder()
-    limiter = RateLimiter(rate)
-    remaining = receipts
-    started = time.monotonic()
-    connector = aiohttp.TCPConnector(limit=max(2 * tills, 10))
-    async with aiohttp.ClientSession(connector=connector) as session:
-        client = NativeClient(session, gateway_url, api_key, slow_read_ms=config.misbehaviour.slow_read_ms)
 
-        async def work(till: Till) -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                await limiter.acquire()
-                await till.sell()
+    def build(i: int, client: NativeClient, recorder: Recorder) -> Till:
+        return Till(i, client, recorder, rng=random.Random(f"{seed}:{i}"), shift=shift,
+                    prefix=register_prefix, customers=parsed, config=config)
 
-        async with asyncio.TaskGroup() as group:
-            for i in range(tills):
-                till = Till(i, client, recorder, rng=random.Random(f"{seed}:{i}"), shift=shift,
-                            prefix=register_prefix, customers=parsed, config=config)
-                group.create_task(work(till), name=f"sim-native-{till.register_id}")
-    return recorder.report(seed=seed, tills=tills, elapsed_s=time.monotonic() - started)
+    return await run_fleet(
+        name="native", tills=tills, receipts=receipts, seed=seed, build=build, pace=RateLimiter(rate).acquire,
+        connect=lambda session: NativeClient(
+            session, gateway_url, api_key, slow_read_ms=config.misbehaviour.slow_read_ms
+        ),
+    )

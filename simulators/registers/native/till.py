@@ -17,9 +17,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from simulators.registers.native.catalog import ring_up
-from simulators.registers.native.client import Delivered, NativeClient, RetriableStatus, TransportError
+from simulators.registers.native.client import Delivery, NativeClient, RetriableStatus, TransportError
 from simulators.registers.native.receipts import AnswerError, Applied, TillReceipt, apply_answer
 from simulators.registers.native.report import Ack, Recorder
+from simulators.registers.runner import delivered, follow_up, return_qty
 
 MSK = timezone(timedelta(hours=3))
 
@@ -105,11 +106,11 @@ class Till:
         body = receipt.sale_body(applied, payment_kind=payment)
         if await self._commit("sale", "sales", receipt.identity, receipt, body):
             self._sold.append(_Sold(receipt, {line.line_id: line.qty_milli for line in receipt.lines}))
-        roll = self._rng.random()
-        if roll < self._cfg.cancel_share:
-            await self._cancel_one()
-        elif roll < self._cfg.cancel_share + self._cfg.refund_share:
-            await self._refund_one()
+        await follow_up(self._rng, cancel_share=self._cfg.cancel_share, refund_share=self._cfg.refund_share,
+                        cancel=self._cancel_one, refund=self._refund_one)
+
+    async def flush(self) -> None:
+        """Nothing is held back: every commit is delivered in :meth:`sell`."""
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -156,15 +157,12 @@ class Till:
         mis = self._cfg.misbehaviour
         await self._maybe_bad_token(endpoint, body, self._cfg.commit_timeout_s)
         first = mis.resend_timeout_ms / 1000 if self._rng.random() < mis.resend_after_timeout else None
-        try:
-            done = await self._client.commit(endpoint, body, timeout_s=self._cfg.commit_timeout_s,
-                                             retry_for_s=self._cfg.retry_for_s, first_timeout_s=first)
-        except (TransportError, RetriableStatus) as exc:
-            self._rec.unacknowledged += 1
-            self._rec.error(f"{kind} {identity}: not acknowledged, gave up: {exc}")
+        done = await delivered(self._rec, f"{kind} {identity}", self._client.commit(
+            endpoint, body, timeout_s=self._cfg.commit_timeout_s, retry_for_s=self._cfg.retry_for_s,
+            first_timeout_s=first,
+        ))
+        if done is None:
             return False
-        self._rec.retries += done.attempts - 1
-        self._rec.timeouts += done.timeouts
         ack = self._ack(kind, identity, receipt, done)
         if ack is None:
             return False
@@ -181,8 +179,8 @@ class Till:
                                 f"(key {dup.key!r} vs {ack.key!r}, duplicate={dup.duplicate})")
         return True
 
-    def _ack(self, kind: str, identity: str, receipt: TillReceipt, done: Delivered) -> Ack | None:
-        reply = done.reply
+    def _ack(self, kind: str, identity: str, receipt: TillReceipt, done: Delivery) -> Ack | None:
+        reply = done.answer
         data = reply.data
         if reply.status != 200:
             self._rec.unacknowledged += 1
@@ -233,9 +231,7 @@ class Till:
     def _refund_qty(self, sold: _Sold, line_id: str) -> int:
         left = sold.remaining[line_id]
         line = next(x for x in sold.receipt.lines if x.line_id == line_id)
-        if line.product.weighted or left < 1000:
-            return left  # weight goods come back whole
-        return 1000 * self._rng.randint(1, left // 1000)
+        return return_qty(self._rng, left, weighted=line.product.weighted)
 
     async def _cancel_one(self) -> None:
         candidates = [s for s in self._sold if not s.cancelled and s.refunds == 0]

@@ -15,19 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from drivers.evotor.wire import (
-    ident,
-    kopecks,
-    loads,
-    lst,
-    milli,
-    obj,
-    opt_lst,
-    opt_obj,
-    text,
-    timestamp,
-)
+from drivers.evotor.wire import ident, loads
 from gateway.errors import BadInput
+from gateway.fields import kopecks, lst, milli, obj, opt_lst, opt_obj, text, timestamp
 from gateway.receipt import MAX_LINES
 
 RECEIPT_TYPES = {"SELL": "sale", "PAYBACK": "refund"}

@@ -8,7 +8,8 @@ Pure: bytes in, typed values out (and back). Owns the Evotor units at the edge:
 
 Invariant: every malformed input raises :class:`gateway.errors.BadInput` naming the field;
 no other exception leaves :func:`parse_plugin` (the driver turns BadInput into a 400).
-The helpers at the top are shared with :mod:`drivers.evotor.cloud_wire`.
+The field readers are :mod:`gateway.fields` (shared with Modul Kassa); :func:`loads` and
+:func:`ident` are shared with :mod:`drivers.evotor.cloud_wire`.
 """
 
 from __future__ import annotations
@@ -17,16 +18,24 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
 from gateway import http_edge
 from gateway.errors import BadInput
-from gateway.receipt import MAX_LINES, to_milli, to_minor
+from gateway.fields import (
+    decimal,
+    kopecks,
+    milli,
+    obj,
+    opt_lst,
+    opt_obj,
+    rubles,
+    text,
+    timestamp,
+)
+from gateway.receipt import MAX_LINES
 
 MAX_ID = 128
-MAX_TEXT = 512
-_LIMIT = Decimal(10) ** 11  # rubles; anything larger is a typo or an attack
 
 # ---------------------------------------------------------------- JSON helpers (shared)
 
@@ -69,92 +78,9 @@ def strip_trailing_commas(text: str) -> str:
     return "".join(out)
 
 
-def obj(value: object, where: str) -> dict[str, object]:
-    if not isinstance(value, dict):
-        raise BadInput("must be an object", where)
-    return value
-
-
-def opt_obj(value: object, where: str) -> dict[str, object]:
-    return {} if value is None else obj(value, where)
-
-
-def lst(value: object, where: str) -> list[object]:
-    if not isinstance(value, list):
-        raise BadInput("must be a list", where)
-    return value
-
-
-def opt_lst(value: object, where: str) -> list[object]:
-    return [] if value is None else lst(value, where)
-
-
-def text(value: object, where: str, *, required: bool = False, limit: int = MAX_TEXT) -> str:
-    """A string (numbers are accepted and written back as text: ids come both ways)."""
-    if value is None or value == "":
-        if required:
-            raise BadInput("is required", where)
-        return ""
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise BadInput("must be a string", where)
-    out = value if isinstance(value, str) else str(value)
-    if len(out) > limit:
-        raise BadInput(f"longer than {limit} characters", where)
-    return out
-
-
 def ident(value: object, where: str, *, required: bool = True) -> str:
     return text(value, where, required=required, limit=MAX_ID)
 
-
-def decimal(value: object, where: str) -> Decimal:
-    """A JSON number (parsed as Decimal) or a decimal string; floats and booleans refused."""
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise BadInput("must be a decimal number or string", where)
-    try:
-        dec = Decimal(value.strip() if isinstance(value, str) else value)
-    except (InvalidOperation, ValueError) as exc:
-        raise BadInput(f"not a number: {str(value)[:40]!r}", where) from exc
-    if not dec.is_finite() or abs(dec) >= _LIMIT:
-        raise BadInput("not a finite, sane number", where)
-    return dec
-
-
-def kopecks(value: object, where: str, *, default: int | None = None) -> int:
-    """Rubles (string or JSON number) -> integer kopecks, half-up."""
-    if value is None and default is not None:
-        return default
-    return to_minor(decimal(value, where), where)
-
-
-def milli(value: object, where: str) -> int:
-    """A quantity -> integer thousandths, half-up."""
-    return to_milli(decimal(value, where), where)
-
-
-def rubles(amount: int) -> str:
-    """Integer kopecks -> the plain decimal string Evotor reads ("86.00", "-0.05")."""
-    sign = "-" if amount < 0 else ""
-    whole, cents = divmod(abs(amount), 100)
-    return f"{sign}{whole}.{cents:02d}"
-
-
-_OFFSET_NO_COLON = re.compile(r"([+-]\d{2})(\d{2})$")
-
-
-def timestamp(value: object, where: str) -> datetime | None:
-    """ISO-8601 with an offset; also Evotor's ``+0000`` form and a ``Z`` suffix. None stays None."""
-    raw = text(value, where)
-    if not raw:
-        return None
-    fixed = _OFFSET_NO_COLON.sub(r"\1:\2", raw.replace("Z", "+00:00"))
-    try:
-        when = datetime.fromisoformat(fixed)
-    except ValueError as exc:
-        raise BadInput(f"not an ISO-8601 time: {raw[:40]!r}", where) from exc
-    if when.tzinfo is None:
-        raise BadInput("time must carry a UTC offset", where)
-    return when
 
 
 # ---------------------------------------------------------------- plugin messages

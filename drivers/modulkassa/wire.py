@@ -16,18 +16,16 @@ SDK's ``LoyaltyResult`` Bundle and never a blank ``printable_data``.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
 
 from gateway import http_edge
 from gateway.errors import BadInput
-from gateway.receipt import MAX_LINES, to_milli, to_minor
+from gateway.fields import decimal, kopecks, milli, obj, opt_lst, opt_obj, rubles, text, timestamp
+from gateway.receipt import MAX_LINES
 
 MAX_ID = 255  # the SDK's limit on impact and position ids
 MAX_BLOB = 32000  # data and printable_data
-_LIMIT = Decimal(10) ** 11
 
 PIECE_MEASURES = frozenset({"PCS"})
 CLOSED = "ru.modulkassa.pos.events.CHECK_CLOSED"
@@ -36,67 +34,10 @@ MODIFIED = "ru.modulkassa.pos.events.CHECK_MODIFIED"
 MAIN_SCREEN = "ru.modulkassa.pos.events.UI_RETURN_TO_MAIN_SCREEN"
 ACTIONS = frozenset({CLOSED, CANCELLED, MODIFIED, MAIN_SCREEN})
 
-# ---------------------------------------------------------------- JSON helpers
+# ---------------------------------------------------------------- JSON (field readers: gateway.fields)
 
 
 loads = http_edge.loads  # JSON with Decimal numbers; BadInput("body") on anything malformed
-
-
-def _obj(value: object, where: str, *, optional: bool = False) -> dict[str, object]:
-    if value is None and optional:
-        return {}
-    if not isinstance(value, dict):
-        raise BadInput("must be an object", where)
-    return value
-
-
-def _lst(value: object, where: str) -> list[object]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise BadInput("must be a list", where)
-    return value
-
-
-def _str(value: object, where: str, *, required: bool = False, limit: int = 512) -> str:
-    if value is None or value == "":
-        if required:
-            raise BadInput("is required", where)
-        return ""
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise BadInput("must be a string", where)
-    out = value if isinstance(value, str) else str(value)
-    if len(out) > limit:
-        raise BadInput(f"longer than {limit} characters", where)
-    return out
-
-
-def _dec(value: object, where: str) -> Decimal:
-    if isinstance(value, bool) or not isinstance(value, str | int | Decimal):
-        raise BadInput("must be a decimal number or string", where)
-    try:
-        dec = Decimal(value.strip() if isinstance(value, str) else value)
-    except (InvalidOperation, ValueError) as exc:
-        raise BadInput(f"not a number: {str(value)[:40]!r}", where) from exc
-    if not dec.is_finite() or abs(dec) >= _LIMIT:
-        raise BadInput("not a finite, sane number", where)
-    return dec
-
-
-def kopecks(value: object, where: str, *, default: int | None = None) -> int:
-    if value is None and default is not None:
-        return default
-    return to_minor(_dec(value, where), where)
-
-
-def milli(value: object, where: str) -> int:
-    return to_milli(_dec(value, where), where)
-
-
-def rubles(amount: int) -> str:
-    sign = "-" if amount < 0 else ""
-    whole, cents = divmod(abs(amount), 100)
-    return f"{sign}{whole}.{cents:02d}"
 
 
 def quantity_text(qty_milli: int, *, piece: bool) -> str:
@@ -105,22 +46,6 @@ def quantity_text(qty_milli: int, *, piece: bool) -> str:
         return str(qty_milli // 1000)
     whole, frac = divmod(qty_milli, 1000)
     return f"{whole}.{frac:03d}"
-
-
-_OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
-
-
-def timestamp(value: object, where: str) -> datetime | None:
-    raw = _str(value, where, limit=64)
-    if not raw:
-        return None
-    try:
-        when = datetime.fromisoformat(_OFFSET.sub(r"\1:\2", raw.replace("Z", "+00:00")))
-    except ValueError as exc:
-        raise BadInput(f"not an ISO-8601 time: {raw[:40]!r}", where) from exc
-    if when.tzinfo is None:
-        raise BadInput("time must carry a UTC offset", where)
-    return when
 
 
 # ---------------------------------------------------------------- loyalty-request
@@ -167,47 +92,47 @@ class LoyaltyRequest:
 
 
 def parse_loyalty(value: object) -> Loyalty:
-    raw = _obj(value, "loyalty", optional=True)
+    raw = opt_obj(value, "loyalty")
     redeem = raw.get("redeem")
     redeem_max = redeem == "max"
     points = 0
     if redeem is not None and not redeem_max:
-        dec = _dec(redeem, "loyalty.redeem")
+        dec = decimal(redeem, "loyalty.redeem")
         if dec < 0 or dec != dec.to_integral_value():
             raise BadInput("points to redeem must be a whole, non-negative number", "loyalty.redeem")
         points = int(dec)
     return Loyalty(
-        card=_str(raw.get("card"), "loyalty.card", limit=128),
-        phone=_str(raw.get("phone"), "loyalty.phone", limit=64),
+        card=text(raw.get("card"), "loyalty.card", limit=128),
+        phone=text(raw.get("phone"), "loyalty.phone", limit=64),
         redeem_points=points, redeem_max=redeem_max,
-        doc_type=_str(raw.get("docType"), "loyalty.docType", limit=32).upper(),
-        device=_str(raw.get("device"), "loyalty.device", limit=128),
-        data=_str(raw.get("data"), "loyalty.data", limit=MAX_BLOB),
-        sale_check_id=_str(raw.get("saleCheckId"), "loyalty.saleCheckId", limit=MAX_ID),
+        doc_type=text(raw.get("docType"), "loyalty.docType", limit=32).upper(),
+        device=text(raw.get("device"), "loyalty.device", limit=128),
+        data=text(raw.get("data"), "loyalty.data", limit=MAX_BLOB),
+        sale_check_id=text(raw.get("saleCheckId"), "loyalty.saleCheckId", limit=MAX_ID),
     )
 
 
 def parse_operation(body: bytes) -> LoyaltyRequest:
-    root = _obj(loads(body), "body")
-    operation = _str(root.get("operation"), "operation", required=True, limit=64)
+    root = obj(loads(body), "body")
+    operation = text(root.get("operation"), "operation", required=True, limit=64)
     if operation != "loyalty-request":
         raise BadInput(f"unsupported operation {operation!r}", "operation")
-    data = _obj(root.get("data"), "data")
-    ids = _lst(data.get("positions"), "data.positions")
+    data = obj(root.get("data"), "data")
+    ids = opt_lst(data.get("positions"), "data.positions")
     if len(ids) > MAX_LINES:
         raise BadInput(f"at most {MAX_LINES} positions", "data.positions")
     positions: list[MkPosition] = []
     seen: set[str] = set()
     for i, raw_id in enumerate(ids):
-        pid = _str(raw_id, f"data.positions[{i}]", required=True, limit=MAX_ID)
+        pid = text(raw_id, f"data.positions[{i}]", required=True, limit=MAX_ID)
         if pid in seen:
             raise BadInput(f"duplicate position id {pid[:40]!r}", f"data.positions[{i}]")
         seen.add(pid)
         positions.append(_position(data, pid))
     return LoyaltyRequest(
-        request_id=_str(data.get("request_id"), "data.request_id", required=True, limit=MAX_ID),
-        retail_point_id=_str(data.get("retail_point_id"), "data.retail_point_id", limit=MAX_ID),
-        user_id=_str(data.get("user_id"), "data.user_id", limit=MAX_ID),
+        request_id=text(data.get("request_id"), "data.request_id", required=True, limit=MAX_ID),
+        retail_point_id=text(data.get("retail_point_id"), "data.retail_point_id", limit=MAX_ID),
+        user_id=text(data.get("user_id"), "data.user_id", limit=MAX_ID),
         positions=tuple(positions), loyalty=parse_loyalty(root.get("loyalty")),
     )
 
@@ -216,9 +141,9 @@ def _position(data: dict[str, object], pid: str) -> MkPosition:
     key = f"position/{pid}/"
 
     def get(name: str, *, required: bool = False, limit: int = 512) -> str:
-        return _str(data.get(key + name), f"data.{key}{name}"[:300], required=required, limit=limit)
+        return text(data.get(key + name), f"data.{key}{name}"[:300], required=required, limit=limit)
 
-    modifiers = _lst(data.get(key + "modifiers"), f"data.{key}modifiers"[:300])
+    modifiers = opt_lst(data.get(key + "modifiers"), f"data.{key}modifiers"[:300])
     return MkPosition(
         position_id=pid, invent_code=get("invent_code", limit=128), barcode=get("barcode", limit=128),
         name=get("name"), type=get("type", limit=32).upper() or "INVENTORY",
@@ -268,12 +193,12 @@ class CheckEvent:
 
 
 def parse_event(body: bytes) -> CheckEvent:
-    root = _obj(loads(body), "body")
-    action = _str(root.get("action"), "action", required=True, limit=128)
+    root = obj(loads(body), "body")
+    action = text(root.get("action"), "action", required=True, limit=128)
     if action not in ACTIONS:
         raise BadInput(f"unknown broadcast {action[:80]!r}", "action")
-    extras = _obj(root.get("extras"), "extras")
-    check_id = _str(extras.get("check_id"), "extras.check_id", required=True, limit=MAX_ID)
+    extras = obj(root.get("extras"), "extras")
+    check_id = text(extras.get("check_id"), "extras.check_id", required=True, limit=MAX_ID)
     raw_check = extras.get("check")
     check = None
     if raw_check is not None and raw_check != "":
@@ -287,16 +212,16 @@ def parse_event(body: bytes) -> CheckEvent:
 
 def parse_check(value: object, where: str) -> Check:
     """A Gson-serialized ``Check`` (camelCase)."""
-    raw = _obj(value, where)
+    raw = obj(value, where)
     lines: list[CheckLine] = []
-    for i, pos_raw in enumerate(_lst(raw.get("inventPositions"), f"{where}.inventPositions")):
+    for i, pos_raw in enumerate(opt_lst(raw.get("inventPositions"), f"{where}.inventPositions")):
         w = f"{where}.inventPositions[{i}]"
-        pos = _obj(pos_raw, w)
+        pos = obj(pos_raw, w)
         amount = pos.get("amount")
         lines.append(CheckLine(
-            invent_code=_str(pos.get("inventCode"), f"{w}.inventCode", limit=128),
-            barcode=_str(pos.get("barcode"), f"{w}.barcode", limit=128),
-            name=_str(pos.get("name"), f"{w}.name"),
+            invent_code=text(pos.get("inventCode"), f"{w}.inventCode", limit=128),
+            barcode=text(pos.get("barcode"), f"{w}.barcode", limit=128),
+            name=text(pos.get("name"), f"{w}.name"),
             price=abs(kopecks(pos.get("price"), f"{w}.price")),
             qty_milli=abs(milli(pos.get("quantity"), f"{w}.quantity")),
             amount=None if amount is None else abs(kopecks(amount, f"{w}.amount")),
@@ -305,24 +230,24 @@ def parse_check(value: object, where: str) -> Check:
         if len(lines) > MAX_LINES:
             raise BadInput(f"at most {MAX_LINES} positions", f"{where}.inventPositions")
     payments = []
-    for i, pay_raw in enumerate(_lst(raw.get("moneyPositions"), f"{where}.moneyPositions")):
-        pay = _obj(pay_raw, f"{where}.moneyPositions[{i}]")
-        kind = _str(pay.get("paymentType"), f"{where}.moneyPositions[{i}].paymentType", limit=32).lower()
+    for i, pay_raw in enumerate(opt_lst(raw.get("moneyPositions"), f"{where}.moneyPositions")):
+        pay = obj(pay_raw, f"{where}.moneyPositions[{i}]")
+        kind = text(pay.get("paymentType"), f"{where}.moneyPositions[{i}].paymentType", limit=32).lower()
         payments.append((kind or "other", kopecks(pay.get("sum"), f"{where}.moneyPositions[{i}].sum")))
-    fiscal = _obj(raw.get("fiscalInfo"), f"{where}.fiscalInfo", optional=True)
+    fiscal = opt_obj(raw.get("fiscalInfo"), f"{where}.fiscalInfo")
     doc_type = raw.get("docType", raw.get("documentType"))
     return Check(
-        check_id=_str(raw.get("id"), f"{where}.id", required=True, limit=MAX_ID),
-        doc_type=_str(doc_type, f"{where}.docType", required=True, limit=32).upper(),
+        check_id=text(raw.get("id"), f"{where}.id", required=True, limit=MAX_ID),
+        doc_type=text(doc_type, f"{where}.docType", required=True, limit=32).upper(),
         lines=tuple(lines), payments=tuple(payments),
-        retail_point_id=_str(raw.get("retailPointId"), f"{where}.retailPointId", limit=MAX_ID),
-        employee_id=_str(raw.get("employeeId"), f"{where}.employeeId", limit=MAX_ID),
-        employee=_str(raw.get("employee", raw.get("cashierName")), f"{where}.employee"),
-        occurred_at=timestamp(raw.get("dateTime", raw.get("checkoutDateTime")), f"{where}.dateTime")
-        or timestamp(fiscal.get("date"), f"{where}.fiscalInfo.date"),
-        number=_str(raw.get("number", fiscal.get("checkNumber")), f"{where}.number", limit=64),
-        shift=_str(fiscal.get("shiftNumber"), f"{where}.fiscalInfo.shiftNumber", limit=64),
-        fiscal_sign=_str(fiscal.get("fnDocMark"), f"{where}.fiscalInfo.fnDocMark", limit=64),
+        retail_point_id=text(raw.get("retailPointId"), f"{where}.retailPointId", limit=MAX_ID),
+        employee_id=text(raw.get("employeeId"), f"{where}.employeeId", limit=MAX_ID),
+        employee=text(raw.get("employee", raw.get("cashierName")), f"{where}.employee"),
+        occurred_at=timestamp(raw.get("dateTime", raw.get("checkoutDateTime")), f"{where}.dateTime", limit=64)
+        or timestamp(fiscal.get("date"), f"{where}.fiscalInfo.date", limit=64),
+        number=text(raw.get("number", fiscal.get("checkNumber")), f"{where}.number", limit=64),
+        shift=text(fiscal.get("shiftNumber"), f"{where}.fiscalInfo.shiftNumber", limit=64),
+        fiscal_sign=text(fiscal.get("fnDocMark"), f"{where}.fiscalInfo.fnDocMark", limit=64),
     )
 
 

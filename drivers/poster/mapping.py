@@ -24,9 +24,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
-from drivers.poster.wire import Loyalty, Order, PosEvent, Product, Webhook, rubles
+from drivers.poster.wire import Loyalty, Order, PosEvent, Product, Webhook
 from gateway.driver import CalcResult
 from gateway.errors import BadInput
+from gateway.fields import rubles
 from gateway.receipt import (
     MAX_AMOUNT,
     CustomerId,

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from gateway.errors import BadInput
+from gateway.fields import rubles
 from gateway.receipt import MAX_LINES, to_milli, to_minor
 
 MAX_ID = 128
@@ -379,11 +380,6 @@ def parse_pos_event(body: bytes) -> PosEvent:
 
 
 # ---------------------------------------------------------------- answers
-
-
-def rubles(kopecks: int) -> str:
-    sign = "-" if kopecks < 0 else ""
-    return f"{sign}{abs(kopecks) // 100}.{abs(kopecks) % 100:02d}"
 
 
 def dumps(value: Obj) -> str:

@@ -53,6 +53,43 @@ def _keyed(s: Session, kind: str, key: str) -> Operation | None:
     return s.scalar(select(Operation).where(Operation.kind == kind, Operation.key == key))
 
 
+def _refundable(sale: Operation) -> None:
+    """Raises OPERATION_CANCELLED when ``sale`` was cancelled."""
+    if sale.cancelled:
+        raise RuleViolation(
+            "OPERATION_CANCELLED", "the sale was cancelled; nothing to refund", operation_id=str(sale.id)
+        )
+
+
+def _operation(
+    kind: str,
+    key: str,
+    digest: str,
+    req: pb.RefundRequest | pb.CancelRequest,
+    customer_id: int | None,
+    sale_id: int | None,
+    at: datetime,
+    now: datetime,
+    **extra: Any,
+) -> Operation:
+    """The row of a refund or cancel: who did it (staff, register) comes from the request."""
+    return Operation(
+        kind=kind,
+        key=key,
+        content_hash=digest,
+        customer_id=customer_id,
+        sale_id=sale_id,
+        occurred_at=at,
+        created_at=now,
+        store_id=req.staff.store_id,
+        terminal_id=req.staff.terminal_id,
+        register_id=req.register_id,
+        cashier_id=req.staff.cashier_id,
+        cashier_name=req.staff.cashier_name,
+        **extra,
+    )
+
+
 def _lock_sale(s: Session, core: Core, sale: Operation, state: dict[str, Any]) -> dict[int, Customer]:
     ids = [p["cust"] for p in state["payouts"]]
     if sale.customer_id is not None:
@@ -174,32 +211,14 @@ def refund(core: Core, req: pb.RefundRequest) -> pb.RefundResult:
             res.replayed = True
             return res
         sale = _sale(s, req.sale)
-        if sale.cancelled:
-            raise RuleViolation(
-                "OPERATION_CANCELLED", "the sale was cancelled; nothing to refund", operation_id=str(sale.id)
-            )
+        _refundable(sale)
         custs = _lock_sale(s, core, sale, json.loads(sale.state))
         s.refresh(sale)
-        if sale.cancelled:
-            raise RuleViolation(
-                "OPERATION_CANCELLED", "the sale was cancelled; nothing to refund", operation_id=str(sale.id)
-            )
+        _refundable(sale)
         state = json.loads(sale.state)
         m, returned = _math(req, state, program.pv)
-        op = Operation(
-            kind="refund",
-            key=req.refund_key,
-            content_hash=digest,
-            customer_id=sale.customer_id,
-            sale_id=sale.id,
-            occurred_at=at,
-            created_at=now,
-            store_id=req.staff.store_id,
-            terminal_id=req.staff.terminal_id,
-            register_id=req.register_id,
-            cashier_id=req.staff.cashier_id,
-            cashier_name=req.staff.cashier_name,
-            paid=m.money_now,
+        op = _operation(
+            "refund", req.refund_key, digest, req, sale.customer_id, sale.id, at, now, paid=m.money_now
         )
         s.add(op)
         s.flush()
@@ -309,15 +328,8 @@ def _release_hold(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
             replayed=replayed,
         )
         if req.cancel_key:
-            s.add(
-                Operation(
-                    kind="cancel", key=req.cancel_key, content_hash=digest, customer_id=hold.customer_id,
-                    sale_id=None, occurred_at=at, created_at=now, store_id=req.staff.store_id,
-                    terminal_id=req.staff.terminal_id, register_id=req.register_id,
-                    cashier_id=req.staff.cashier_id, cashier_name=req.staff.cashier_name,
-                    result=result.SerializeToString(),
-                )
-            )
+            s.add(_operation("cancel", req.cancel_key, digest, req, hold.customer_id, None, at, now,
+                             result=result.SerializeToString()))
         return result
 
     return core.db.transaction(work)
@@ -355,20 +367,7 @@ def cancel(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
         if at - sale.occurred_at > CANCEL_WINDOW:
             raise RuleViolation("CANCEL_NOT_ALLOWED", "more than 24 h since the sale: refund it instead")
         state = json.loads(sale.state)
-        op = Operation(
-            kind="cancel",
-            key=req.cancel_key,
-            content_hash=digest,
-            customer_id=sale.customer_id,
-            sale_id=sale.id,
-            occurred_at=at,
-            created_at=now,
-            store_id=req.staff.store_id,
-            terminal_id=req.staff.terminal_id,
-            register_id=req.register_id,
-            cashier_id=req.staff.cashier_id,
-            cashier_name=req.staff.cashier_name,
-        )
+        op = _operation("cancel", req.cancel_key, digest, req, sale.customer_id, sale.id, at, now)
         s.add(op)
         s.flush()
         buyer = custs.get(sale.customer_id) if sale.customer_id is not None else None

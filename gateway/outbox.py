@@ -92,13 +92,16 @@ class OutboxStats:
     last_storage_error: str = ""
 
 
-@dataclass(eq=False)
+_NO_VALUES: dict[str, Any] = {}  # shared, never written: the values of an op that has none
+
+
+@dataclass(eq=False, slots=True)
 class _Op:
     kind: str  # append | delivered | delivered_many | rejected | note_retry | retry | resolve
     future: asyncio.Future[Any]
     row_id: int = 0
     new: db.NewEvent | None = None
-    values: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=lambda: _NO_VALUES)
 
 
 class Outbox:
@@ -158,17 +161,15 @@ class Outbox:
     async def append(self, event: Event) -> bool:
         """Store ``event`` durably; True if new, False if its key is already stored.
         Raises StorageError when it was not stored (the caller must not acknowledge)."""
-        payload = event_to_json(event)
-        new = db.NewEvent(event.key, event.register_id, EventKind(event.kind).value, payload)
-        outcome: db.AppendOutcome = await self._submit(_Op("append", self._future(), new=new))
+        new = db.NewEvent(event.key, event.register_id, EventKind(event.kind).value, event_to_json(event))
+        outcome: db.AppendOutcome = await self._submit(_Op("append", self._loop.create_future(), 0, new))
         if outcome.duplicate:
             if outcome.conflicting:
                 log.warning("outbox_duplicate_conflict key=%s register=%s note=%s", event.key,
                             event.register_id, "same key, different content: the stored event is kept")
             self._count("duplicate")
             return False
-        self._count("stored")
-        return True
+        return True  # counted "stored" with its batch, in _after_commit
 
     async def mark_delivered(self, row_id: int, result_json: str) -> None:
         await self._submit(_Op("delivered", self._future(), row_id, values={"result_json": result_json}))
@@ -297,11 +298,17 @@ class Outbox:
         self._slots_release(len(ops))
         self._writable = True
         self.commits += 1
-        appended = sum(
-            1 for op, res in zip(ops, results, strict=True) if op.kind == "append" and not res.duplicate
-        )
+        appended = 0
+        progress = False
+        for op, res in zip(ops, results, strict=True):  # one pass: this runs on the loop per batch
+            if op.kind == "append":
+                appended += not res.duplicate
+            elif op.kind in ("delivered", "delivered_many", "rejected"):
+                progress = True
+            if not op.future.done():
+                op.future.set_result(res)
         self.rows_committed += appended
-        if any(op.kind in ("delivered", "delivered_many", "rejected") for op in ops):
+        if progress:
             self._last_progress = self._clock()
         if appended:
             self._new_rows.set()
@@ -309,9 +316,7 @@ class Outbox:
             self._metrics.outbox_fsyncs.inc()
             if appended:
                 self._metrics.outbox_batch_rows.observe(appended)
-        for op, res in zip(ops, results, strict=True):
-            if not op.future.done():
-                op.future.set_result(res)
+                self._count("stored", appended)
 
     def _write_batch(self, ops: list[_Op]) -> list[Any]:
         """Writer thread: every op of the batch in one transaction (one fsync)."""

@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import aiohttp  # noqa: E402
+import bench_cli  # noqa: E402
 
 from simulators.registers.common import Num, dumps, line_sum, qty_text, rubles  # noqa: E402
 from simulators.registers.evotor.messages import Device, EvReceipt, Position  # noqa: E402
@@ -361,15 +362,9 @@ def main() -> int:
         core.add_argument("--port", type=int, required=True)
         serve_core(core.parse_args().port)
         return 0
-    parser = argparse.ArgumentParser(description="calc latency per driver vs native (JSON lines on stdout)")
-    parser.add_argument("--quick", action="store_true", help="a few requests per driver (smoke test)")
-    args = parser.parse_args()
-
-    def emit(fig: dict[str, Any]) -> None:
-        print(json.dumps(fig, ensure_ascii=False), flush=True)
-
-    asyncio.run(Bench(QUICK if args.quick else FULL, emit).run())
-    return 0
+    return bench_cli.main("calc latency per driver vs native (JSON lines on stdout)",
+                          "a few requests per driver (smoke test)",
+                          lambda quick, emit: Bench(QUICK if quick else FULL, emit).run())
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ Bounded: a few minutes in full, seconds with ``--quick``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -52,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
+import bench_cli  # noqa: E402
 import grpc.aio  # noqa: E402
 
 from gateway.convert import event_to_envelope  # noqa: E402
@@ -392,15 +392,9 @@ async def tcp_open(port: int) -> bool:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="gateway benchmark (JSON lines on stdout)")
-    parser.add_argument("--quick", action="store_true", help="a few requests per figure (smoke test)")
-    args = parser.parse_args()
-
-    def emit(fig: dict[str, Any]) -> None:
-        print(json.dumps(fig, ensure_ascii=False), flush=True)
-
-    asyncio.run(Bench(QUICK if args.quick else FULL, emit).run())
-    return 0
+    return bench_cli.main("gateway benchmark (JSON lines on stdout)",
+                          "a few requests per figure (smoke test)",
+                          lambda quick, emit: Bench(QUICK if quick else FULL, emit).run())
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The HTTP edge every JSON driver shares: body reading, JSON with Decimal numbers, token checks.
 
-Owns three small jobs that were copied between drivers:
+Owns four small jobs that were copied between drivers:
 
 - :func:`read_body`: reads a request body in chunks, refusing it (:class:`BodyTooLarge`) as
   soon as it passes ``limit`` bytes (a ``Content-Length`` above the limit is refused before
@@ -9,11 +9,14 @@ Owns three small jobs that were copied between drivers:
 - :func:`loads`: UTF-8 JSON whose non-integer numbers become :class:`~decimal.Decimal`
   (never ``float``: money stays exact); any malformed input raises
   :class:`gateway.errors.BadInput` naming ``body``, nothing else escapes;
+- :func:`render_accepted`: the answer our own till plugins read after a commit,
+  ``{"accepted":true,"duplicate":…[,"ignored":"why"]}`` (compact, ASCII);
 - :func:`token_matches`: compares a presented token with every configured secret in constant
   time (all secrets are compared, whichever matches); an empty secret never matches.
 
 Pure apart from :func:`read_body`, which only awaits the request stream. The vendor-shaped
-error bodies stay in each driver's ``wire.py``: only the mechanics live here.
+error bodies stay in each driver's ``wire.py``: only the mechanics (and our plugins' one
+shared answer) live here.
 """
 
 from __future__ import annotations
@@ -68,6 +71,14 @@ def loads(body: bytes | str) -> object:
         raise BadInput("body is not UTF-8", "body") from exc
     except (ValueError, RecursionError) as exc:
         raise BadInput(f"body is not JSON: {str(exc)[:80]}", "body") from exc
+
+
+def render_accepted(*, duplicate: bool, ignored: str = "") -> bytes:
+    """``{"accepted":true,"duplicate":…}``, with ``"ignored"`` when the event changed nothing."""
+    out: dict[str, object] = {"accepted": True, "duplicate": duplicate}
+    if ignored:
+        out["ignored"] = ignored
+    return json.dumps(out, separators=(",", ":")).encode()
 
 
 def secret_value(secret: SecretStr | str) -> str:

@@ -337,11 +337,7 @@ def render_discount(answer: DiscountAnswer | None) -> bytes:
     return json.dumps(out, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def render_accepted(*, duplicate: bool, ignored: str = "") -> bytes:
-    out: dict[str, object] = {"accepted": True, "duplicate": duplicate}
-    if ignored:
-        out["ignored"] = ignored
-    return json.dumps(out, separators=(",", ":")).encode()
+render_accepted = http_edge.render_accepted  # our plugins' answer to a commit
 
 
 def render_error(code: int, reason: str, subject: str = "", value: str = "") -> bytes:

@@ -28,6 +28,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
 
+from gateway import http_edge
 from gateway.errors import BadInput
 from gateway.fields import rubles
 from gateway.receipt import MAX_LINES, to_milli, to_minor
@@ -397,11 +398,7 @@ def render_bonus(bonus: int, print_text: str = "", extras: dict[str, str] | None
     return ('{"bonus":' + rubles(bonus) + ("," + tail if tail != "}" else "}")).encode("utf-8")
 
 
-def render_accepted(*, duplicate: bool, ignored: str = "") -> bytes:
-    out: Obj = {"accepted": True, "duplicate": duplicate}
-    if ignored:
-        out["ignored"] = ignored
-    return dumps(out).encode()
+render_accepted = http_edge.render_accepted  # our plugins' answer to a commit
 
 
 WEBHOOK_ACCEPT = b'{"status":"accept"}'

@@ -23,7 +23,7 @@ def format_age(seconds: float) -> str:
     return f"{s}s"
 
 
-def row_summary(row: OutboxRow, now: float) -> dict[str, Any]:
+def row_view(row: OutboxRow, now: float) -> dict[str, Any]:
     """The JSON form of one row: ``posgw queue`` and the daemon's ``/v1/queue`` both use it."""
     return {
         "id": row.id,
@@ -43,10 +43,10 @@ def row_summary(row: OutboxRow, now: float) -> dict[str, Any]:
 
 
 async def queue_json(outbox: Outbox, *, now: float | None = None) -> dict[str, Any]:
-    """``{"count": n, "rejected": [row_summary, ...]}`` in outbox order (oldest first)."""
+    """``{"count": n, "rejected": [row_view, ...]}`` in outbox order (oldest first)."""
     at = time.time() if now is None else now
     rows = await outbox.rejected()
-    return {"count": len(rows), "rejected": [row_summary(r, at) for r in rows]}
+    return {"count": len(rows), "rejected": [row_view(r, at) for r in rows]}
 
 
 COLUMNS = (("id", "ID"), ("register_id", "REGISTER"), ("kind", "KIND"), ("key", "KEY"),

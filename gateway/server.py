@@ -33,7 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.driver import Driver, DriverContext
 from gateway.metrics import Metrics
-from gateway.opqueue import row_summary
+from gateway.opqueue import row_view
 
 log = logging.getLogger("posgw.server")
 DEFAULT_MAX_BODY = 1 << 20
@@ -254,12 +254,12 @@ def _admin(request: web.Request, *, required: bool) -> web.Response | None:
 
 
 async def queue_list(request: web.Request) -> web.Response:
-    """The rejected rows as a JSON list of :func:`gateway.opqueue.row_summary` (the CLI's fields)."""
+    """The rejected rows as a JSON list of :func:`gateway.opqueue.row_view` (the CLI's fields)."""
     if (denied := _admin(request, required=False)) is not None:
         return denied
     rows = await request.app[STATE].outbox.rejected()
     now = time.time()
-    return web.json_response([row_summary(r, now) for r in rows])
+    return web.json_response([row_view(r, now) for r in rows])
 
 
 async def queue_retry(request: web.Request) -> web.Response:
@@ -294,4 +294,4 @@ async def _queue_change(request: web.Request, action: str) -> web.Response:
         return default_error(409, "CONFLICT", f"event {row_id} is no longer rejected")
     log.info("operator queue change", extra={"action": action, "row_id": row_id})
     after = await outbox.get(row_id)
-    return web.json_response(row_summary(after, time.time()))
+    return web.json_response(row_view(after, time.time()))

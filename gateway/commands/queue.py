@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, path: Path) -> int:
     from gateway.convert import event_to_dict
-    from gateway.opqueue import format_table, queue_json, row_summary
+    from gateway.opqueue import format_table, queue_json, row_view
     from gateway.outbox import Outbox
 
     outbox = await Outbox.open(path, create=False, recover=False)
@@ -103,7 +103,7 @@ async def _run(args: argparse.Namespace, path: Path) -> int:
             print(f"posgw queue: no event with id {args.id} in {path}", file=sys.stderr)
             return 1
         if args.action == "show":
-            detail = row_summary(row, time.time())
+            detail = row_view(row, time.time())
             detail["event"] = event_to_dict(row.event)
             detail["result"] = json.loads(row.result_json) if row.result_json else None
             if args.json:

@@ -12,7 +12,10 @@ Decisions (the slip and the cashier must never be misled):
   message, in Russian, says the calculation is provisional; accrual is computed but provisional
   (the core always recomputes it at commit);
 - redemption offline is refused (``redeem_limit_points = 0``, the default) or capped by the
-  per-customer, per-shift limit (:func:`shift_key`). A request above what the offline limit
+  per-customer, per-shift limit, counted across the whole gateway (every register) for the
+  gateway's shift day (:func:`shift_day`: the program's local date of the receipt's
+  ``occurred_at``; registers' own shift numbers differ between tills and cannot be joined, so
+  they do not enter the key). A request above what the offline limit
   allows is answered without redemption, ``rejection`` set (REDEMPTION_NOT_PERMITTED when
   nothing may be redeemed, else REDEMPTION_CAP_EXCEEDED with ``max_points`` = what may be), as
   the online path answers a refused redemption; a request the rules themselves refuse gets the
@@ -40,15 +43,17 @@ from gateway.errors import BadInput
 from gateway.offline_store import OfflineCache, OfflineLedger, SnapshotEntry
 from gateway.receipt import CustomerId, IdKind, Receipt
 from gateway.rules.calc import calculate
+from gateway.rules.dates import local_date
+from gateway.rules.program import Program
 from gateway.rules.types import AccountState, Calculation, LineIn, Lot, RuleViolation
 
-__all__ = ["OfflineCache", "OfflineLedger", "OfflinePolicy", "SnapshotEntry", "plain_result", "shift_key"]
+__all__ = ["OfflineCache", "OfflineLedger", "OfflinePolicy", "SnapshotEntry", "plain_result", "shift_day"]
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)  # the snapshot lot is available "since forever"
 
 MSG_PROVISIONAL = "Нет связи с сервером лояльности: расчёт предварительный, баланс уточняется"
 MSG_NO_REDEEM = "списание баллов без связи с сервером недоступно"
-MSG_CAPPED = "без связи с сервером можно списать не более {n} баллов за смену"
+MSG_CAPPED = "без связи с сервером можно списать не более {n} баллов за день"
 MSG_UNKNOWN = "Нет связи с сервером лояльности: покупатель не найден в локальной копии, продажа без бонусов"
 MSG_APP_CODE = (
     "Нет связи с сервером лояльности: код из приложения нельзя проверить, продажа без бонусов; "
@@ -58,9 +63,10 @@ MSG_NO_PROGRAM = "Нет связи с сервером лояльности и 
 MSG_BLOCKED = "Карта покупателя заблокирована: продажа без бонусов"
 
 
-def shift_key(receipt: Receipt) -> str:
-    """The offline limit's period: the till's shift, or the receipt's calendar date without one."""
-    return f"{receipt.register_id}/{receipt.shift or receipt.occurred_at.date().isoformat()}"
+def shift_day(program: Program, receipt: Receipt) -> str:
+    """The offline limit's period: the gateway's shift day, i.e. the local date (program time
+    zone) of the receipt's ``occurred_at``, ISO format. The same for every register."""
+    return local_date(program, receipt.occurred_at).isoformat()
 
 
 def plain_result(
@@ -125,9 +131,11 @@ class OfflinePolicy:
             blocked=entry.blocked,
         )
 
-    def calculate(self, receipt: Receipt, *, shift_key: str) -> CalcResult:
+    def calculate(self, receipt: Receipt) -> CalcResult:
         """The offline answer (``offline=True``, ``balance=None``). Raises BadInput only for a
-        receipt the rules refuse (INVALID_RECEIPT), as the core would."""
+        receipt the rules refuse (INVALID_RECEIPT), as the core would. Points redeemed are
+        counted against the customer's limit for :func:`shift_day` of the receipt, whichever
+        register it comes from."""
         program = self.cache.program
         if program is None:
             return plain_result(receipt, offline=True, message=MSG_NO_PROGRAM)
@@ -148,6 +156,8 @@ class OfflinePolicy:
         except RuleViolation as exc:
             raise BadInput(exc.message, exc.metadata.get("field", "")) from exc
 
+        day = shift_day(program, receipt)
+        # receipt keys carry the register: two tills' receipt numbers may coincide within a day
         if receipt.receipt_number:
             receipt_key = f"{receipt.register_id}:{receipt.shift}:{receipt.receipt_number}"
         else:  # cannot tell recalculations apart: count each one (the safe direction)
@@ -156,7 +166,7 @@ class OfflinePolicy:
         left = max(
             0,
             self.redeem_limit_points
-            - self.ledger.granted(shift_key, entry.customer_id, except_receipt=receipt_key),
+            - self.ledger.granted(day, entry.customer_id, except_receipt=receipt_key),
         )
         allowed = min(m, left)
         limited_by = "offline_limit" if left < m else base.limited_by
@@ -181,7 +191,7 @@ class OfflinePolicy:
             except RuleViolation as exc:
                 rejection = exc.code
         if calc.redeemed > 0 or receipt.receipt_number:
-            self.ledger.record(shift_key, entry.customer_id, receipt_key, calc.redeemed)
+            self.ledger.record(day, entry.customer_id, receipt_key, calc.redeemed)
         return self._result(calc, entry, allowed, limited_by, rejection, notes)
 
     @staticmethod

@@ -10,10 +10,15 @@ of points granted offline.
   failure the old copy stays and the failure is logged once per new problem. Customers are
   found by phone (normalised to E.164), card or customer id; app codes / QR payloads never
   (they live only in the core).
-- :class:`OfflineLedger`: the points granted offline per (shift key, customer), kept in memory
-  and written to ``offline_grants.json`` on every change, so a restart does not reset the
-  per-shift limit. Entries are per receipt (a recalculation replaces its receipt's entry);
-  shifts older than three days are dropped.
+- :class:`OfflineLedger`: the points granted offline per (shift day, customer) across every
+  register of the gateway, kept in memory and written to ``offline_grants.json`` on every
+  change, so a restart does not reset the per-shift limit. The shift day is the gateway's own
+  (:func:`gateway.offline.shift_day`, the program's local date), not a register's shift number.
+  Entries are per receipt (a recalculation replaces its receipt's entry); days whose first
+  grant is older than three days are dropped. Files of the old format (``"shifts"`` keyed by
+  register + shift) cannot be mapped onto days: their entries are dropped at load with one
+  warning line (at worst a customer gets the limit once more on the day of the upgrade), and
+  the next write stores the new format (``"days"``).
 
 Invariants: files are written atomically (temp file, fsync, rename) and carry ``"v": 1``; a
 corrupt file is moved aside (``<name>.corrupt-<time>``) and reported, never crash-looped on.
@@ -346,32 +351,41 @@ def dumps(doc: Mapping[str, Any]) -> bytes:
 
 
 class OfflineLedger:
-    """Points granted offline: {shift_key: {"at": first grant, "grants": {customer: {receipt: n}}}}."""
+    """Points granted offline, per gateway shift day (every register together):
+    ``{"v": 1, "days": {day: {"at": first grant, "grants": {customer: {receipt: n}}}}}``."""
 
     def __init__(self, path: Path, *, wall: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.wall = wall
-        self._shifts: dict[str, dict[str, Any]] = {}
+        self._days: dict[str, dict[str, Any]] = {}
         data = read_json(self.path)
-        if data is not None:
-            shifts = data.get("shifts", {})
-            if isinstance(shifts, dict):
-                self._shifts = shifts
+        if data is None:
+            return
+        days = data.get("days", {})
+        if isinstance(days, dict):
+            self._days = days
+        old = data.get("shifts")
+        if isinstance(old, dict) and old:
+            log.warning(
+                "offline ledger in the old per-register format, its entries are dropped "
+                "(register shifts cannot be mapped onto the gateway's shift day): file=%s shifts=%d",
+                self.path,
+                len(old),
+            )
 
-    def granted(self, shift_key: str, customer_id: str, *, except_receipt: str = "") -> int:
-        grants = self._shifts.get(shift_key, {}).get("grants", {}).get(customer_id, {})
+    def granted(self, day: str, customer_id: str, *, except_receipt: str = "") -> int:
+        """Points granted to ``customer_id`` on ``day`` by every register, ``except_receipt`` aside."""
+        grants = self._days.get(day, {}).get("grants", {}).get(customer_id, {})
         return sum(int(n) for key, n in grants.items() if key != except_receipt)
 
-    def record(self, shift_key: str, customer_id: str, receipt_key: str, points: int) -> None:
+    def record(self, day: str, customer_id: str, receipt_key: str, points: int) -> None:
         """Remember (and persist) ``points`` granted for ``receipt_key``; 0 removes the entry."""
         now = self.wall()
-        shift = self._shifts.setdefault(shift_key, {"at": now, "grants": {}})
-        receipts = shift["grants"].setdefault(customer_id, {})
+        bucket = self._days.setdefault(day, {"at": now, "grants": {}})
+        receipts = bucket["grants"].setdefault(customer_id, {})
         if points > 0:
             receipts[receipt_key] = points
         elif receipts.pop(receipt_key, None) is None:
             return  # nothing changed: no write
-        self._shifts = {
-            k: v for k, v in self._shifts.items() if now - float(v.get("at", now)) < LEDGER_KEEP_S
-        }
-        atomic_write(self.path, dumps({"v": FORMAT_VERSION, "shifts": self._shifts}))
+        self._days = {k: v for k, v in self._days.items() if now - float(v.get("at", now)) < LEDGER_KEEP_S}
+        atomic_write(self.path, dumps({"v": FORMAT_VERSION, "days": self._days}))

@@ -43,7 +43,7 @@ from gateway.core_client import CoreClient
 from gateway.driver import CalcResult, CustomerInfo, DriverContext, StateStore
 from gateway.errors import BadInput, BusinessRejection, CoreUnavailable
 from gateway.metrics import Metrics
-from gateway.offline import OfflinePolicy, plain_result, shift_key
+from gateway.offline import OfflinePolicy, plain_result
 from gateway.receipt import CustomerId, Event, EventKind, Receipt
 
 log = logging.getLogger("posgw.pipeline")
@@ -201,7 +201,7 @@ class Pipeline:
         attempt.mode = "offline"
         receipt = attempt.receipt
         try:
-            result = self.offline.calculate(receipt, shift_key=shift_key(receipt))
+            result = self.offline.calculate(receipt)
         except BadInput:
             raise
         except Exception:  # the till must get an answer even if the offline policy has a bug

@@ -8,7 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -42,12 +42,18 @@ CARD = CustomerId(IdKind.CARD, "1111")
 
 
 def receipt(
-    customer: CustomerId | None = CARD, *, redeem: int = 0, number: str = "7", at: datetime = AT
+    customer: CustomerId | None = CARD,
+    *,
+    redeem: int = 0,
+    number: str = "7",
+    at: datetime = AT,
+    register: str = "r1",
+    shift: str = "s1",
 ) -> Receipt:
     return Receipt(
-        register_id="r1",
+        register_id=register,
         receipt_number=number,
-        shift="s1",
+        shift=shift,
         occurred_at=at,
         customer=customer,
         redeem_points=redeem,
@@ -179,6 +185,25 @@ async def test_down_core_is_answered_offline_fast(rig: Rig) -> None:
         for _ in range(3):
             elapsed, result = await timed(pipeline, receipt())
             assert result.offline and elapsed < BUDGET + SLACK  # type: ignore[attr-defined]
+    finally:
+        await down.close()
+
+
+async def test_offline_limit_is_per_customer_per_day_across_registers(rig: Rig) -> None:
+    down = CoreClient(CoreTarget(f"127.0.0.1:{closed_port()}"))
+    await down.start()
+    pipeline = make_pipeline(down, rig.pipeline.offline.cache, rig.metrics, rig.store, limit=100)
+    try:
+        first = await pipeline.calculate(receipt(redeem=80, register="r1", shift="3"), driver="native")
+        assert first.offline and first.redeemed_points == 80
+        second = await pipeline.calculate(receipt(redeem=80, register="r2", shift="12"), driver="native")
+        assert second.offline and second.redeemed_points == 0 and second.max_points == 20
+        assert second.rejection == "REDEMPTION_CAP_EXCEEDED"
+        tomorrow = AT + timedelta(days=1)
+        fresh = await pipeline.calculate(
+            receipt(redeem=80, register="r2", shift="12", at=tomorrow), driver="native"
+        )
+        assert fresh.offline and fresh.redeemed_points == 80
     finally:
         await down.close()
 

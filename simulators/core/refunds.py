@@ -94,6 +94,8 @@ def _lock_sale(s: Session, core: Core, sale: Operation, state: dict[str, Any]) -
     ids = [p["cust"] for p in state["payouts"]]
     if sale.customer_id is not None:
         ids.append(sale.customer_id)
+    if state.get("inviter") is not None:
+        ids.append(state["inviter"])  # may lose an effective invitee (_drop_purchase)
     return lock_customers(s, ids, core.db.postgres)
 
 
@@ -266,7 +268,7 @@ def refund(core: Core, req: pb.RefundRequest) -> pb.RefundResult:
             buyer.total_spent = max(0, buyer.total_spent - m.money_now)
             if m.full and not state.get("closed"):
                 state["closed"] = True
-                buyer.purchase_count = max(0, buyer.purchase_count - 1)
+                _drop_purchase(s, custs, buyer)
             buyer.updated_at = now
         sale.state = json.dumps(state)
         sale.refunded = True
@@ -393,13 +395,9 @@ def cancel(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
                 removed += p["points"]
         if buyer is not None:
             buyer.total_spent = max(0, buyer.total_spent - sale.paid)
-            buyer.purchase_count = max(0, buyer.purchase_count - 1)
+            _drop_purchase(s, custs, buyer)
             _recount_dates(s, buyer, sale.id)
             buyer.updated_at = now
-            if state["first"] and state["inviter"] is not None:
-                inv = custs.get(state["inviter"]) or s.get(Customer, state["inviter"])
-                if inv is not None:
-                    inv.effective_invited = max(0, inv.effective_invited - 1)
         sale.cancelled = True
         for c in custs.values():
             store.retier(program, c)
@@ -415,6 +413,22 @@ def cancel(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
         return result
 
     return core.db.transaction(work)
+
+
+def _drop_purchase(s: Session, custs: dict[int, Customer], buyer: Customer) -> None:
+    """A cancel or full refund takes one purchase off ``buyer`` (§2.3).
+
+    When that was the buyer's last purchase, the inviter loses the effective invitee the
+    buyer's first purchase gave them (§1); the next purchase is a first purchase again and
+    counts anew, so the counter is exactly "invitees with a purchase left".
+    """
+    had = buyer.purchase_count
+    buyer.purchase_count = max(0, had - 1)
+    if had == 1 and buyer.inviter_id is not None:
+        inv = custs.get(buyer.inviter_id) or s.get(Customer, buyer.inviter_id)
+        if inv is not None:
+            inv.effective_invited = max(0, inv.effective_invited - 1)
+            custs.setdefault(inv.id, inv)  # re-tiered with the others
 
 
 def _recount_dates(s: Session, cust: Customer, cancelled_id: int) -> None:

@@ -5,13 +5,20 @@ Sales count when committed, not cancelled and of an identified customer, by ``oc
 a refund counts in its own period. Ratios are integers: ``*_bp`` basis points, ``*_milli``
 thousandths. Points issued = accrual + referral + invite bonus + welcome + grants minus
 clawbacks, by source; cancelled sales contribute nothing.
+
+Churn per month (``months``): for each calendar month M of the program time zone that starts
+within [from, to), no earlier than the month of the first purchase and no later than now,
+``churned`` counts customers whose last purchase before the end of M plus 90 days falls in M
+(and has passed), ``base`` those who bought in the 90 days before M; a churned customer is
+always in the base. Days are counted on the local wall clock.
 """
 
 from __future__ import annotations
 
 import json
+from bisect import bisect_left
 from collections import defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import select
@@ -34,6 +41,7 @@ ISSUE_KINDS = (
     "manual",
     "special_date",
 )
+CHURN_DAYS = 90
 
 
 def _bp(part: int, whole: int) -> int:
@@ -163,7 +171,46 @@ def _build(s: Session, core: Core, start: datetime, end: datetime, ref_bp: int) 
         r.usage_overage = sum(max(0, n - program.included_receipts_per_month) for n in months.values()) * (
             program.extra_receipt_price
         )
+    r.months.extend(_churn(s, program.tz, start, end, core.now()))
     return r
+
+
+def _next_month(m: datetime) -> datetime:
+    return m.replace(year=m.year + m.month // 12, month=m.month % 12 + 1)
+
+
+def _churn(s: Session, tz: tzinfo, start: datetime, end: datetime, now: datetime) -> list[pb.MonthFigures]:
+    times: dict[int, list[datetime]] = defaultdict(list)
+    q = select(Operation.customer_id, Operation.occurred_at).where(
+        Operation.kind == "sale", Operation.cancelled.is_(False), Operation.customer_id.is_not(None)
+    )
+    for cid, at in s.execute(q):
+        times[cid or 0].append(at.astimezone(tz))
+    if not times:
+        return []
+    for ts in times.values():
+        ts.sort()
+    first = min(ts[0] for ts in times.values())
+    month = first.replace(day=1, hour=0, minute=0, second=0, microsecond=0, fold=0)
+    while month < start:
+        month = _next_month(month)
+    lapse = timedelta(days=CHURN_DAYS)
+    out = []
+    while month < end and month <= now:
+        after = _next_month(month)
+        cutoff = min(after, now)
+        churned = base = 0
+        for ts in times.values():
+            before = bisect_left(ts, month)
+            if before and ts[before - 1] >= month - lapse:
+                base += 1
+            last = bisect_left(ts, after)
+            if last and month <= ts[last - 1] + lapse < cutoff:
+                churned += 1
+        label = f"{month.year:04d}-{month.month:02d}"
+        out.append(pb.MonthFigures(month=label, churned=churned, base=base, churn_bp=_bp(churned, base)))
+        month = after
+    return out
 
 
 def _cashiers(

@@ -620,8 +620,20 @@ class ChannelFigures(_message.Message):
     paid: int
     def __init__(self, channel: _Optional[str] = ..., new_members: _Optional[int] = ..., buyers: _Optional[int] = ..., paid: _Optional[int] = ...) -> None: ...
 
+class MonthFigures(_message.Message):
+    __slots__ = ("month", "churned", "base", "churn_bp")
+    MONTH_FIELD_NUMBER: _ClassVar[int]
+    CHURNED_FIELD_NUMBER: _ClassVar[int]
+    BASE_FIELD_NUMBER: _ClassVar[int]
+    CHURN_BP_FIELD_NUMBER: _ClassVar[int]
+    month: str
+    churned: int
+    base: int
+    churn_bp: int
+    def __init__(self, month: _Optional[str] = ..., churned: _Optional[int] = ..., base: _Optional[int] = ..., churn_bp: _Optional[int] = ...) -> None: ...
+
 class Report(_message.Message):
-    __slots__ = ("members", "buyers", "receipts", "gross", "paid", "discounts", "actual_discount_bp", "saving_vs_direct_discount", "one_time_customers", "regular_customers", "purchase_frequency_days_milli", "purchases_per_customer_milli", "purchases_per_repeat_customer_milli", "average_receipt", "revenue_per_customer", "referral_revenue", "platform_revenue", "certificates_issued", "certificate_receipts_paid", "winback_customers", "winback_paid", "reviews", "points_issued_by_source", "points_redeemed", "cashiers", "channels", "refunds", "money_refunded", "usage_overage")
+    __slots__ = ("members", "buyers", "receipts", "gross", "paid", "discounts", "actual_discount_bp", "saving_vs_direct_discount", "one_time_customers", "regular_customers", "purchase_frequency_days_milli", "purchases_per_customer_milli", "purchases_per_repeat_customer_milli", "average_receipt", "revenue_per_customer", "referral_revenue", "platform_revenue", "certificates_issued", "certificate_receipts_paid", "winback_customers", "winback_paid", "reviews", "points_issued_by_source", "points_redeemed", "cashiers", "channels", "refunds", "money_refunded", "usage_overage", "months")
     class PointsIssuedBySourceEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -658,6 +670,7 @@ class Report(_message.Message):
     REFUNDS_FIELD_NUMBER: _ClassVar[int]
     MONEY_REFUNDED_FIELD_NUMBER: _ClassVar[int]
     USAGE_OVERAGE_FIELD_NUMBER: _ClassVar[int]
+    MONTHS_FIELD_NUMBER: _ClassVar[int]
     members: int
     buyers: int
     receipts: int
@@ -687,7 +700,8 @@ class Report(_message.Message):
     refunds: int
     money_refunded: int
     usage_overage: int
-    def __init__(self, members: _Optional[int] = ..., buyers: _Optional[int] = ..., receipts: _Optional[int] = ..., gross: _Optional[int] = ..., paid: _Optional[int] = ..., discounts: _Optional[int] = ..., actual_discount_bp: _Optional[int] = ..., saving_vs_direct_discount: _Optional[int] = ..., one_time_customers: _Optional[int] = ..., regular_customers: _Optional[int] = ..., purchase_frequency_days_milli: _Optional[int] = ..., purchases_per_customer_milli: _Optional[int] = ..., purchases_per_repeat_customer_milli: _Optional[int] = ..., average_receipt: _Optional[int] = ..., revenue_per_customer: _Optional[int] = ..., referral_revenue: _Optional[int] = ..., platform_revenue: _Optional[int] = ..., certificates_issued: _Optional[int] = ..., certificate_receipts_paid: _Optional[int] = ..., winback_customers: _Optional[int] = ..., winback_paid: _Optional[int] = ..., reviews: _Optional[int] = ..., points_issued_by_source: _Optional[_Mapping[str, int]] = ..., points_redeemed: _Optional[int] = ..., cashiers: _Optional[_Iterable[_Union[CashierFigures, _Mapping]]] = ..., channels: _Optional[_Iterable[_Union[ChannelFigures, _Mapping]]] = ..., refunds: _Optional[int] = ..., money_refunded: _Optional[int] = ..., usage_overage: _Optional[int] = ...) -> None: ...
+    months: _containers.RepeatedCompositeFieldContainer[MonthFigures]
+    def __init__(self, members: _Optional[int] = ..., buyers: _Optional[int] = ..., receipts: _Optional[int] = ..., gross: _Optional[int] = ..., paid: _Optional[int] = ..., discounts: _Optional[int] = ..., actual_discount_bp: _Optional[int] = ..., saving_vs_direct_discount: _Optional[int] = ..., one_time_customers: _Optional[int] = ..., regular_customers: _Optional[int] = ..., purchase_frequency_days_milli: _Optional[int] = ..., purchases_per_customer_milli: _Optional[int] = ..., purchases_per_repeat_customer_milli: _Optional[int] = ..., average_receipt: _Optional[int] = ..., revenue_per_customer: _Optional[int] = ..., referral_revenue: _Optional[int] = ..., platform_revenue: _Optional[int] = ..., certificates_issued: _Optional[int] = ..., certificate_receipts_paid: _Optional[int] = ..., winback_customers: _Optional[int] = ..., winback_paid: _Optional[int] = ..., reviews: _Optional[int] = ..., points_issued_by_source: _Optional[_Mapping[str, int]] = ..., points_redeemed: _Optional[int] = ..., cashiers: _Optional[_Iterable[_Union[CashierFigures, _Mapping]]] = ..., channels: _Optional[_Iterable[_Union[ChannelFigures, _Mapping]]] = ..., refunds: _Optional[int] = ..., money_refunded: _Optional[int] = ..., usage_overage: _Optional[int] = ..., months: _Optional[_Iterable[_Union[MonthFigures, _Mapping]]] = ...) -> None: ...
 
 class IssueGrantRequest(_message.Message):
     __slots__ = ("customer", "kind", "points", "platform", "at", "grant_key")

@@ -229,3 +229,14 @@ class InProcStub:
 
     def StreamEvents(self, **_: Any) -> InProcCall:
         return InProcCall(self.core)
+
+
+async def ack_all(request_iterator: Any, delivered: list[str]) -> AsyncIterator[pb.AckBatch]:
+    """A StreamEvents body for simple stub cores: every event is committed, recorded in order."""
+    async for batch in request_iterator:
+        reply = pb.AckBatch()
+        for envelope in batch.events:
+            delivered.append(envelope.event_id)
+            reply.acks.append(pb.EventAck(event_id=envelope.event_id, register_id=envelope.register_id,
+                                          register_seq=envelope.register_seq, commit=pb.CommitResult()))
+        yield reply

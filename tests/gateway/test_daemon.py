@@ -32,6 +32,7 @@ from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from gateway.daemon import Daemon
 from gateway.outbox import Outbox
+from tests.gateway.fake_core import ack_all
 from tests.gateway.fakes import FakeContext
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,12 +60,7 @@ class StubCore(pb_grpc.LoyaltyCoreServicer):
                               display_name="Anna K.")
 
     async def StreamEvents(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.AckBatch]:
-        async for batch in request_iterator:
-            reply = pb.AckBatch()
-            for envelope in batch.events:
-                self.delivered.append(envelope.event_id)
-                reply.acks.append(pb.EventAck(event_id=envelope.event_id, register_id=envelope.register_id,
-                                              register_seq=envelope.register_seq, commit=pb.CommitResult()))
+        async for reply in ack_all(request_iterator, self.delivered):  # grpc.aio wants an async generator
             yield reply
 
 

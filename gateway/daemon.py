@@ -34,7 +34,7 @@ from gateway.core_client import CoreClient, CoreTarget
 from gateway.driver import Driver, DriverContext, load_driver
 from gateway.metrics import Metrics
 from gateway.offline import OfflineCache, OfflinePolicy
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, OutboxStateStore
 from gateway.pipeline import Pipeline
 from gateway.sender import Sender
 from gateway.server import STATE, MountedDriver, build_app
@@ -70,35 +70,32 @@ class Notifier:
             self._notifier.notify(message)  # non-blocking datagram; sdnotify swallows send errors
 
 
-class FileStateStore:
-    """A driver's persisted key/value state: one JSON file, replaced atomically on each put."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self._data: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            self._data = {}
-        self._lock = asyncio.Lock()
-
-    async def get(self, key: str) -> str | None:
-        return self._data.get(key)
-
-    async def put(self, key: str, value: str) -> None:
-        async with self._lock:
-            self._data[key] = value
-            payload = json.dumps(self._data, sort_keys=True).encode()
-            await asyncio.get_running_loop().run_in_executor(None, _atomic_write, self.path, payload)
+async def import_legacy_state(path: Path, store: OutboxStateStore) -> int:
+    """Move a driver's state from the JSON file older versions kept (``state/<driver>.json``)
+    into the outbox, then rename the file ``<name>.imported``; returns how many keys moved.
+    An unreadable file is left where it is, with an ERROR naming it."""
+    data = await asyncio.to_thread(_read_legacy_state, path)
+    if not data:
+        return 0
+    for key, value in data.items():
+        await store.put(key, value)
+    await asyncio.to_thread(path.replace, path.with_name(path.name + ".imported"))
+    log.info("legacy_state_imported path=%s keys=%d", path, len(data))
+    return len(data)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def _read_legacy_state(path: Path) -> dict[str, str] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        log.error("legacy_state_unreadable path=%s error=%r action=%s", path, str(exc),
+                  "fix or remove the file; the driver starts without it")
+        return None
+    return {str(k): str(v) for k, v in data.items()}
 
 
 class Daemon:
@@ -144,7 +141,8 @@ class Daemon:
         mounted: list[MountedDriver] = []
         for name in cfg.enabled_drivers():
             driver = load_driver(name, cfg.driver_options(name))
-            state = FileStateStore(data_dir / "state" / f"{name}.json")
+            state = OutboxStateStore(outbox, name)
+            await import_legacy_state(data_dir / "state" / f"{name}.json", state)
             ctx = pipeline.context(name, cfg.driver_config(name), state, self._drivers_stopping)
             mounted.append(MountedDriver(name, driver, ctx))
         app = build_app(

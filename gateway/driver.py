@@ -73,11 +73,13 @@ class CustomerInfo:
 
 
 class StateStore(Protocol):
-    """Persisted per-driver key/value state (cursors, last seen ids)."""
+    """Persisted per-driver key/value state (cursors, last seen ids, links between ids).
+    ``put`` returns once the value is durable; a value put with ``keep_s`` is forgotten that many
+    seconds later (None: kept until overwritten). Lookups are indexed: many keys are fine."""
 
     async def get(self, key: str) -> str | None: ...
 
-    async def put(self, key: str, value: str) -> None: ...
+    async def put(self, key: str, value: str, *, keep_s: float | None = None) -> None: ...
 
 
 class DriverContext(Protocol):

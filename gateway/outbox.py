@@ -24,13 +24,14 @@ Invariants:
   ERROR, shown in ``stats().moved_aside``, and a fresh outbox is created.
 
 On-disk format (details and the schema code in :mod:`gateway.outbox_db`): one SQLite file,
-``PRAGMA user_version = 1``; table ``events`` (id autoincrement = append order, key UNIQUE,
+``PRAGMA user_version = 2``; table ``events`` (id autoincrement = append order, key UNIQUE,
 register_id + register_seq UNIQUE, kind, payload = versioned JSON of the event from
 :func:`gateway.convert.event_to_json`, state, attempts, created_at / updated_at Unix seconds,
 last_error, reason, note, result_json = the core's answer); table ``registers`` (register_id,
 last_seq) keeps sequence numbers monotonic after delivered rows are pruned
-(``keep_delivered_s``, default 7 days). States: ``pending``, ``delivered``, ``rejected``,
-``resolved``.
+(``keep_delivered_s``, default 7 days); table ``driver_state`` holds the drivers' persisted
+state (:class:`OutboxStateStore`), written through the same group commit. States: ``pending``,
+``delivered``, ``rejected``, ``resolved``.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ _NO_VALUES: dict[str, Any] = {}  # shared, never written: the values of an op th
 
 @dataclass(eq=False, slots=True)
 class _Op:
-    kind: str  # append | delivered | delivered_many | rejected | note_retry | retry | resolve
+    kind: str  # append | delivered | delivered_many | rejected | note_retry | retry | resolve | state
     future: asyncio.Future[Any]
     row_id: int = 0
     new: db.NewEvent | None = None
@@ -197,6 +198,18 @@ class Outbox:
         """Operator: rejected -> resolved with a note (handled outside the gateway). False if not rejected."""
         ok: bool = await self._submit(_Op("resolve", self._future(), row_id, values={"note": note}))
         return ok
+
+    async def put_state(self, driver: str, key: str, value: str, *, keep_s: float | None = None) -> None:
+        """Durably set a driver's state ``key`` (group-committed like an append); it is forgotten
+        ``keep_s`` seconds after this put (None: kept until overwritten)."""
+        if keep_s is not None and keep_s <= 0:
+            raise ValueError(f"keep_s must be positive, not {keep_s}")
+        values = {"driver": driver, "key": key, "value": value, "keep_s": keep_s}
+        await self._submit(_Op("state", self._future(), values=values))
+
+    async def get_state(self, driver: str, key: str) -> str | None:
+        now = self._clock()
+        return await self._read(lambda c: db.get_state(c, driver, key, now))
 
     def _future(self) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().create_future()
@@ -336,6 +349,7 @@ class Outbox:
                 ]
                 if now - self._last_prune > PRUNE_EVERY_S:
                     db.prune_delivered(conn, now - self._keep_delivered_s)
+                    db.prune_state(conn, now)
             self._seqs.update(seqs)  # committed: the cache may follow
             if now - self._last_prune > PRUNE_EVERY_S:
                 self._last_prune = now
@@ -361,6 +375,10 @@ class Outbox:
             return True
         if op.kind == "retry":
             return db.set_state(conn, op.row_id, now, from_states=("rejected",), state="pending", reason="")
+        if op.kind == "state":
+            v = op.values
+            db.put_state(conn, v["driver"], v["key"], v["value"], now, v["keep_s"])
+            return None
         if op.kind == "pragmas":
             return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar_one()
                     for name in ("journal_mode", "synchronous", "busy_timeout")}
@@ -462,6 +480,20 @@ class Outbox:
         await loop.run_in_executor(self._rexec, close_r)
         self._rexec.shutdown(wait=True)
         self._engine.dispose()
+
+
+class OutboxStateStore:
+    """One driver's persisted state (:class:`gateway.driver.StateStore`) in the outbox file: a put
+    is durable when it returns, and shares the events' group commit."""
+
+    def __init__(self, outbox: Outbox, driver: str) -> None:
+        self._outbox, self._driver = outbox, driver
+
+    async def get(self, key: str) -> str | None:
+        return await self._outbox.get_state(self._driver, key)
+
+    async def put(self, key: str, value: str, *, keep_s: float | None = None) -> None:
+        await self._outbox.put_state(self._driver, key, value, keep_s=keep_s)
 
 
 def _to_row(r: Any, ev: Event) -> OutboxRow:

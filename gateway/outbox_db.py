@@ -1,7 +1,7 @@
 """The outbox's on-disk store: schema, open/recover, and the synchronous SQL the outbox's
 threads run. No asyncio here; :mod:`gateway.outbox` owns the threads and the group commit.
 
-On-disk format (SQLite, ``PRAGMA user_version = 1``, journal_mode=WAL, synchronous=FULL):
+On-disk format (SQLite, ``PRAGMA user_version = 2``, journal_mode=WAL, synchronous=FULL):
 
 ``events`` — one row per idempotency key, never two:
     id INTEGER PRIMARY KEY AUTOINCREMENT  append order (ids are never reused)
@@ -16,6 +16,10 @@ On-disk format (SQLite, ``PRAGMA user_version = 1``, journal_mode=WAL, synchrono
     result_json TEXT                      the core's ack result (protobuf JSON) once delivered
 ``registers`` — register_id PRIMARY KEY, last_seq INT: the last sequence number handed out, so
     sequence numbers stay monotonic even after delivered rows are pruned.
+``driver_state`` — (driver, key) PRIMARY KEY, value TEXT, updated_at REAL, expires_at REAL or NULL
+    (never): the drivers' persisted state (cursors, links between a till's ids and our keys),
+    written through the same group commit as the events; expired rows are pruned with the
+    delivered events. Version 1 files (without it) gain the table when opened.
 
 States: pending -> delivered (core ack with a result) | rejected (permanent rejection, the
 operator queue); rejected -> pending (operator retry) | resolved (operator resolve, with a note).
@@ -59,7 +63,7 @@ from gateway.errors import StorageError
 
 log = logging.getLogger("posgw.outbox")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: driver_state (a version 1 file is upgraded at open by creating it)
 STATES = ("pending", "delivered", "rejected", "resolved")
 
 metadata = MetaData()
@@ -84,6 +88,17 @@ events = Table(
     sqlite_autoincrement=True,
 )
 Index("events_state_id", events.c.state, events.c.id)
+
+driver_state = Table(
+    "driver_state",
+    metadata,
+    Column("driver", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=True),  # NULL: kept until overwritten
+)
+Index("driver_state_expires", driver_state.c.expires_at)
 
 
 class PendingRow(NamedTuple):
@@ -369,6 +384,24 @@ def prune_delivered(conn: Connection, older_than: float) -> int:
     return int(res.rowcount)
 
 
+_PUT_STATE = (
+    "INSERT INTO driver_state (driver, key, value, updated_at, expires_at) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (driver, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at, "
+    "expires_at = excluded.expires_at"
+)
+
+
+def put_state(conn: Connection, driver: str, key: str, value: str, now: float, keep_s: float | None) -> None:
+    """Set one driver's key (insert or overwrite); it expires ``keep_s`` after now (None: never)."""
+    expires = None if keep_s is None else now + keep_s
+    raw(conn).execute(_PUT_STATE, (driver, key, value, now, expires))
+
+
+def prune_state(conn: Connection, now: float) -> int:
+    res = conn.execute(driver_state.delete().where(driver_state.c.expires_at <= now))
+    return int(res.rowcount)
+
+
 # ---------------------------------------------------------------- reads (any thread)
 
 
@@ -393,6 +426,17 @@ def fetch_state(conn: Connection, state: str, limit: int) -> list[Any]:
 
 def fetch_row(conn: Connection, row_id: int) -> Any | None:
     return conn.execute(select(events).where(events.c.id == row_id)).first()
+
+
+_GET_STATE = (
+    "SELECT value FROM driver_state WHERE driver = ? AND key = ? AND (expires_at IS NULL OR expires_at > ?)"
+)
+
+
+def get_state(conn: Connection, driver: str, key: str, now: float) -> str | None:
+    """One driver's value for ``key``; None when unknown or expired (even if not pruned yet)."""
+    row = raw(conn).execute(_GET_STATE, (driver, key, now)).fetchone()
+    return None if row is None else str(row[0])
 
 
 _COUNT_STATE = "SELECT count(*) FROM events WHERE state = ?"

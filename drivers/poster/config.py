@@ -35,3 +35,8 @@ class Config(Model):
         default="", max_length=64, description="store id sent to the core (default: the Poster account)",
     )
     print_balance: bool = Field(default=True, description="print the customer's balance in printText")
+    link_keep_days: int = Field(
+        default=180, ge=1, le=3650,
+        description="days a sale's transaction id is remembered, so that removing the transaction in the"
+        " back office refunds that sale (a removal after this goes to the operator queue)",
+    )

@@ -119,7 +119,8 @@ class PosterDriver:
             event = mapping.sale_of(ev, now=self.now(), store_id=store)
             response = await self._commit(ctx, event)
             if ev.order.name:
-                await ctx.state.put(mapping.tx_link(ev.settings.account, ev.order.name), event.key)
+                await ctx.state.put(mapping.tx_link(ev.settings.account, ev.order.name), event.key,
+                                    keep_s=self.config.link_keep_days * 86_400.0)
             return response
         if ev.event == "returnFiscal":
             return await self._commit(ctx, mapping.refund_of(ev, now=self.now()))

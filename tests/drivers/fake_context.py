@@ -26,12 +26,14 @@ from gateway.receipt import CustomerId, Event, Receipt
 class MemoryState:
     def __init__(self) -> None:
         self.data: dict[str, str] = {}
+        self.keep_s: dict[str, float | None] = {}  # key -> the keep_s of its last put
 
     async def get(self, key: str) -> str | None:
         return self.data.get(key)
 
-    async def put(self, key: str, value: str) -> None:
+    async def put(self, key: str, value: str, *, keep_s: float | None = None) -> None:
         self.data[key] = value
+        self.keep_s[key] = keep_s
 
 
 def calc_result(receipt: Receipt, discounts: dict[str, int] | None = None, **kw: Any) -> CalcResult:

@@ -23,7 +23,7 @@ class MemoryState:
     async def get(self, key: str) -> str | None:
         return self.data.get(key)
 
-    async def put(self, key: str, value: str) -> None:
+    async def put(self, key: str, value: str, *, keep_s: float | None = None) -> None:
         self.data[key] = value
 
 

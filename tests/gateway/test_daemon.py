@@ -249,6 +249,44 @@ async def test_daemon_in_process_start_stop_core_down(tmp_path: Path) -> None:
     assert json.dumps(config.secrets()) == json.dumps([KEY])
 
 
+async def test_daemon_imports_a_drivers_legacy_json_state_once(tmp_path: Path) -> None:
+    legacy = tmp_path / "state" / "native.json"
+    legacy.parent.mkdir()
+    legacy.write_text(json.dumps({"cursor": "42", "tx:7": "native:sale:7"}))
+    config = parse_config({
+        "gateway": {"data_dir": str(tmp_path), "listen_port": 0},
+        "core": {"address": "127.0.0.1:1"},
+        "drivers": {"native": {"enabled": True, "api_keys": [KEY]}},
+    })
+    for _ in range(2):  # the second start finds nothing left to import and keeps what was imported
+        d = Daemon(config)
+        await d.start()
+        try:
+            assert d.pipeline is not None and d.outbox is not None
+            ctx = d.pipeline.context("native", None, daemon_mod.OutboxStateStore(d.outbox, "native"),
+                                     asyncio.Event())
+            assert await ctx.state.get("cursor") == "42"
+            assert await ctx.state.get("tx:7") == "native:sale:7"
+        finally:
+            await d.stop(timeout=3)
+        assert not legacy.exists() and legacy.with_name("native.json.imported").exists()
+
+
+async def test_unreadable_legacy_state_is_left_in_place(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    legacy = tmp_path / "poster.json"
+    legacy.write_text("{not json")
+    outbox = await Outbox.open(tmp_path / "o.db")
+    try:
+        store = daemon_mod.OutboxStateStore(outbox, "poster")
+        assert await daemon_mod.import_legacy_state(legacy, store) == 0
+    finally:
+        await outbox.close()
+    assert legacy.read_text() == "{not json"
+    assert "legacy_state_unreadable" in caplog.text and str(legacy) in caplog.text
+
+
 def test_run_refuses_a_bad_config_with_every_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -387,3 +387,63 @@ async def test_acknowledged_appends_survive_kill_9(tmp_path: Path) -> None:
         assert (await ob.stats()).moved_aside == ""  # a killed writer leaves a sound file
     finally:
         await ob.close()
+
+
+async def test_driver_state_is_durable_per_driver_and_overwritten(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    ob = await Outbox.open(path)
+    try:
+        await ob.put_state("poster", "tx:1", "sale-a")
+        await ob.put_state("evotor", "tx:1", "other driver, same key")
+        await ob.put_state("poster", "tx:1", "sale-b")
+        assert await ob.get_state("poster", "missing") is None
+        with pytest.raises(ValueError, match="keep_s"):
+            await ob.put_state("poster", "tx:2", "x", keep_s=0)
+    finally:
+        await ob.close()
+    ob = await Outbox.open(path)
+    try:
+        assert await ob.get_state("poster", "tx:1") == "sale-b"
+        assert await ob.get_state("evotor", "tx:1") == "other driver, same key"
+        assert await ob.get_state("poster", "tx:2") is None  # the refused put stored nothing
+    finally:
+        await ob.close()
+
+
+async def test_driver_state_expires_then_is_pruned(tmp_path: Path) -> None:
+    clock = FakeClock()
+    path = tmp_path / "o.db"
+    ob = await Outbox.open(path, clock=clock)
+    try:
+        await ob.put_state("poster", "short", "a", keep_s=60)
+        await ob.put_state("poster", "forever", "b")
+        clock.advance(59)
+        assert await ob.get_state("poster", "short") == "a"
+        clock.advance(2)
+        assert await ob.get_state("poster", "short") is None  # expired, even before the prune
+        clock.advance(3600)
+        await ob.append(sale("R1", 1))  # a write after an hour prunes
+        with sqlite3.connect(path) as raw:
+            assert raw.execute("select key from driver_state").fetchall() == [("forever",)]
+        assert await ob.get_state("poster", "forever") == "b"
+    finally:
+        await ob.close()
+
+
+async def test_version_1_file_gains_driver_state(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    ob = await Outbox.open(path)
+    await ob.append(sale("R1", 1))
+    await ob.close()
+    with sqlite3.connect(path) as raw:  # what posgw wrote before driver_state existed
+        raw.execute("drop table driver_state")
+        raw.execute("pragma user_version = 1")
+    ob = await Outbox.open(path)
+    try:
+        assert [r.key for r in await ob.next_batch(10)] == [sale("R1", 1).key]
+        await ob.put_state("poster", "k", "v")
+        assert await ob.get_state("poster", "k") == "v"
+    finally:
+        await ob.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("pragma user_version").fetchone() == (2,)

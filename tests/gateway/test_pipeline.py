@@ -341,7 +341,7 @@ async def test_context_is_a_driver_context(rig: Rig) -> None:
         async def get(self, key: str) -> str | None:
             return None
 
-        async def put(self, key: str, value: str) -> None:
+        async def put(self, key: str, value: str, *, keep_s: float | None = None) -> None:
             return None
 
     stopping = asyncio.Event()

@@ -75,6 +75,7 @@ async def test_removed_webhook_links_to_the_synced_sale(client: Any, ctx: FakeCo
         assert await post(client, "/webhook", hook, {}) == (200, {"status": "accept"})
     refund = ctx.stored["poster:coffee-demo:tx:58031:removed"]
     assert refund.sale_key == "poster:coffee-demo:3:order:1767254400123" and len(ctx.stored) == 2
+    assert ctx.state.keep_s == {"tx:coffee-demo:58031": 180 * 86_400}  # the link is forgotten in time
 
 
 async def test_other_events_and_webhooks_are_acknowledged_without_storing(

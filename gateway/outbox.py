@@ -12,7 +12,9 @@ Invariants:
   A full queue (``queue_size`` ops not yet answered) makes ``append`` wait (backpressure)
   instead of growing memory.
 - One row per idempotency key: appending a known key changes nothing and returns False
-  (a known key with different content is still a duplicate; it is logged at WARNING).
+  (a known key with different bytes is still a duplicate: a copy of the same operation from
+  another path, :func:`gateway.receipt.same_operation`, is logged at DEBUG; anything else at
+  WARNING and counted as ``posgw_outbox_events_total{outcome="conflict"}``).
 - Per-register sequence numbers are assigned by the writer, gap-free and increasing in append
   order; pending rows are handed out in append (id) order, which is (register, seq) order
   within every register.
@@ -57,7 +59,7 @@ from gateway import outbox_db as db
 from gateway.convert import event_from_json, event_to_json
 from gateway.errors import StorageError
 from gateway.metrics import Metrics
-from gateway.receipt import Event, EventKind
+from gateway.receipt import Event, EventKind, same_operation
 
 log = logging.getLogger("posgw.outbox")
 T = TypeVar("T")
@@ -166,11 +168,25 @@ class Outbox:
         outcome: db.AppendOutcome = await self._submit(_Op("append", self._loop.create_future(), 0, new))
         if outcome.duplicate:
             if outcome.conflicting:
-                log.warning("outbox_duplicate_conflict key=%s register=%s note=%s", event.key,
-                            event.register_id, "same key, different content: the stored event is kept")
+                self._log_conflict(event, outcome.stored)
             self._count("duplicate")
             return False
         return True  # counted "stored" with its batch, in _after_commit
+
+    def _log_conflict(self, event: Event, stored: bytes) -> None:
+        """A known key with other bytes: a copy of the same operation from another path is
+        routine (DEBUG); anything else means the key was reused: WARNING and a counter."""
+        try:
+            copy = same_operation(event_from_json(stored), event)
+        except (ValueError, KeyError, TypeError):
+            copy = False
+        if copy:
+            log.debug("outbox_duplicate_copy key=%s register=%s", event.key, event.register_id)
+            return
+        self._count("conflict")
+        log.warning("outbox_duplicate_conflict key=%s register=%s note=%s action=%s", event.key,
+                    event.register_id, "other goods, customer, points or time: the stored one is kept",
+                    "check the till's receipt numbering: a receipt under a reused key was NOT stored")
 
     async def mark_delivered(self, row_id: int, result_json: str) -> None:
         await self._submit(_Op("delivered", self._future(), row_id, values={"result_json": result_json}))

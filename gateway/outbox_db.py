@@ -260,6 +260,7 @@ class AppendOutcome:
     register_seq: int  # 0 for a duplicate
     duplicate: bool
     conflicting: bool  # a duplicate key whose stored content differs
+    stored: bytes = b""  # the stored payload, when conflicting
 
 
 _INSERT_EVENT_ROW = "(?, ?, ?, ?, ?, 'pending', 0, ?, ?, '', '', '', '')"
@@ -331,7 +332,8 @@ def insert_events(
         touched: dict[str, int] = {}
         for ev in new:
             if ev.key in stored:
-                out.append(AppendOutcome(0, True, stored[ev.key] != ev.payload))
+                differs = stored[ev.key] != ev.payload
+                out.append(AppendOutcome(0, True, differs, stored[ev.key] if differs else b""))
                 continue
             reg = ev.register_id
             seq = touched.get(reg) or last.get(reg) or known.get(reg, 0)

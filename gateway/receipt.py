@@ -206,6 +206,29 @@ def sale_event(receipt: Receipt, *, key: str | None = None) -> Event:
     )
 
 
+COPY_CLOCK_SKEW_S = 600.0  # two copies of one receipt are stamped at most this far apart
+
+
+def same_operation(a: Event, b: Event) -> bool:
+    """True when two events under one key are copies of one operation that reached us by two
+    paths (Evotor's plugin and its cloud webhook): the same kind and reference, the same goods
+    (SKU, quantity, amount per line), customer and points, stamped within COPY_CLOCK_SKEW_S.
+    What one path lacks or writes its own way (cashier, payments, names, the time's precision
+    and zone) does not count. False means the key was reused for something else."""
+    same_ref = (a.kind, a.sale_key, a.refund_lines, a.refund_full, a.refund_amount) == (
+        b.kind, b.sale_key, b.refund_lines, b.refund_full, b.refund_amount)
+    if not same_ref or abs((a.occurred_at - b.occurred_at).total_seconds()) > COPY_CLOCK_SKEW_S:
+        return False
+    ra, rb = a.receipt, b.receipt
+    if ra is None or rb is None:
+        return ra is rb
+
+    def goods(r: Receipt) -> list[tuple[str, int, int]]:
+        return sorted((line.sku, line.qty_milli, line.amount) for line in r.lines)
+
+    return goods(ra) == goods(rb) and (ra.customer, ra.redeem_points) == (rb.customer, rb.redeem_points)
+
+
 def derived_key(*parts: str) -> str:
     """A stable key from several identity parts (hashed when long)."""
     joined = ":".join(parts)

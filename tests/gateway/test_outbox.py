@@ -9,6 +9,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from gateway.errors import StorageError
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
+from gateway.receipt import Payment
 from tests.gateway.outbox_fixtures import FakeClock, refund, sale
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,6 +64,7 @@ async def test_duplicates_change_nothing(tmp_path: Path, caplog: pytest.LogCaptu
         with caplog.at_level(logging.WARNING, logger="posgw.outbox"):
             assert await ob.append(other) is False
         assert "outbox_duplicate_conflict" in caplog.text
+        assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "conflict"}) == 1
         rows = await ob.next_batch(10)
         assert len(rows) == 1 and rows[0].event == ev
         assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "duplicate"}) == 2
@@ -69,6 +73,34 @@ async def test_duplicates_change_nothing(tmp_path: Path, caplog: pytest.LogCaptu
         await ob.mark_delivered(rows[0].id, "{}")
         assert await ob.append(ev) is False
         assert await ob.next_batch(10) == []
+    finally:
+        await ob.close()
+
+
+async def test_a_copy_from_another_path_is_a_quiet_duplicate(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Evotor's cloud copy of a plugin receipt: no cashier, no payments, the time to the second in
+    UTC. Same goods, customer and points: a routine duplicate. A later time is a reused key."""
+    m = Metrics()
+    ob = await Outbox.open(tmp_path / "o.db", metrics=m)
+    try:
+        plugin = sale("R1", 1)
+        assert plugin.receipt is not None
+        receipt = replace(plugin.receipt, cashier_id="01-2", payments=(Payment("card", 10000),),
+                          occurred_at=plugin.occurred_at.astimezone(timezone(timedelta(hours=3)))
+                          + timedelta(milliseconds=821))
+        plugin = replace(plugin, receipt=receipt, occurred_at=receipt.occurred_at, cashier_id="01-2")
+        cloud = sale("R1", 1)
+        assert await ob.append(plugin) is True
+        with caplog.at_level(logging.DEBUG, logger="posgw.outbox"):
+            assert await ob.append(cloud) is False
+            assert "outbox_duplicate_copy" in caplog.text and "conflict" not in caplog.text
+            late = replace(cloud, occurred_at=cloud.occurred_at + timedelta(hours=1))
+            assert await ob.append(late) is False
+            assert "outbox_duplicate_conflict" in caplog.text
+        assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "conflict"}) == 1
+        assert [r.event for r in await ob.next_batch(10)] == [plugin]
     finally:
         await ob.close()
 

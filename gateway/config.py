@@ -116,7 +116,7 @@ class CoreSection(Model):
     breaker_reset_s: float = Field(default=5.0, gt=0, le=3600, description="seconds before a half-open probe")
     refresh_interval_s: float = Field(
         default=60.0, gt=0, le=86_400,
-        description="how often the program rules are fetched for offline use (see snapshot_refresh_s)",
+        description="how often the program rules are fetched for offline use, in seconds",
     )
 
 
@@ -126,7 +126,7 @@ class OfflineSection(Model):
     )
     snapshot_refresh_s: float = Field(
         default=300.0, gt=0, le=86_400,
-        description="how often the balance snapshot is refreshed (both refresh at the shorter interval)",
+        description="how often the balance snapshot used offline is refreshed, in seconds",
     )
 
 

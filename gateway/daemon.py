@@ -128,9 +128,8 @@ class Daemon:
         self.outbox = outbox = await Outbox.open(
             cfg.outbox_path, metrics=self.metrics, stuck_after_s=cfg.outbox.stuck_after_s,
         )
-        # the cache refreshes program and balances together: the shorter of the two intervals
-        every = min(cfg.core.refresh_interval_s, cfg.offline.snapshot_refresh_s)
-        cache = OfflineCache(data_dir / "offline", core, refresh_every_s=every)
+        cache = OfflineCache(data_dir / "offline", core, program_every_s=cfg.core.refresh_interval_s,
+                             balances_every_s=cfg.offline.snapshot_refresh_s)
         cache.load()
         policy = OfflinePolicy(cache, redeem_limit_points=cfg.offline.redeem_limit_points)
         self.pipeline = pipeline = Pipeline(

@@ -28,6 +28,7 @@ Ages use the wall clock (``wall``) because they survive restarts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -162,7 +163,8 @@ class OfflineCache:
         data_dir: Path,
         core: CoreClient | None = None,
         *,
-        refresh_every_s: float = 60.0,
+        program_every_s: float = 60.0,
+        balances_every_s: float = 300.0,
         call_timeout_s: float = 10.0,
         active_days: int = 0,
         page_size: int = 1000,
@@ -171,7 +173,8 @@ class OfflineCache:
     ) -> None:
         self.data_dir = Path(data_dir)
         self.core = core
-        self.refresh_every_s = refresh_every_s
+        self.program_every_s = program_every_s
+        self.balances_every_s = balances_every_s
         self.call_timeout_s = call_timeout_s
         self.active_days = active_days  # 0 = every customer, else those active in the last N days
         self.page_size = page_size
@@ -262,13 +265,14 @@ class OfflineCache:
 
     # ------------------------------------------------------------ refresh
 
-    async def refresh(self) -> bool:
-        """Fetch program and balances from the core; True when both were refreshed."""
+    async def refresh(self, *, program: bool = True, balances: bool = True) -> bool:
+        """Fetch the program and / or the balances from the core; True when all asked for were
+        refreshed."""
         if self.core is None:
             return False
         async with self._refreshing:  # one refresh at a time: they write the same files
-            ok_program = await self._refresh_program(self.core)
-            ok_balances = await self._refresh_balances(self.core)
+            ok_program = await self._refresh_program(self.core) if program else True
+            ok_balances = await self._refresh_balances(self.core) if balances else True
         if ok_program and ok_balances:
             if self.last_error:
                 log.info("offline cache refreshed again: customers=%d", len(self._entries))
@@ -337,13 +341,23 @@ class OfflineCache:
         return True
 
     async def refresh_loop(self, stopping: asyncio.Event) -> None:
-        """Refresh now and every ``refresh_every_s`` until ``stopping`` is set."""
+        """Refresh both now, then the program every ``program_every_s`` and the balances every
+        ``balances_every_s`` (each timed from its own last attempt), until ``stopping`` is set."""
+        loop = asyncio.get_running_loop()
+        next_program = next_balances = loop.time()
         while not stopping.is_set():
-            await self.refresh()
-            try:
-                await asyncio.wait_for(stopping.wait(), timeout=self.refresh_every_s)
-            except TimeoutError:
-                pass
+            now = loop.time()
+            program, balances = now >= next_program, now >= next_balances
+            if program or balances:
+                await self.refresh(program=program, balances=balances)
+                now = loop.time()
+                if program:
+                    next_program = now + self.program_every_s
+                if balances:
+                    next_balances = now + self.balances_every_s
+            with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for may swallow a cancel on 3.11
+                async with asyncio.timeout(max(0.0, min(next_program, next_balances) - loop.time())):
+                    await stopping.wait()
 
 
 def dumps(doc: Mapping[str, Any]) -> bytes:

@@ -174,18 +174,21 @@ def test_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
     assert len(list(tmp_path.glob("balances.json.corrupt-*"))) == 1
 
 
-async def test_refresh_loop_repeats_and_stops(tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]) -> None:
+async def test_refresh_loop_keeps_each_interval_and_stops(
+    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient],
+) -> None:
     fake, client = fake_core
-    cache = OfflineCache(tmp_path, client, refresh_every_s=0.02)
+    cache = OfflineCache(tmp_path, client, program_every_s=0.02, balances_every_s=3600)
     stopping = asyncio.Event()
     task = asyncio.create_task(cache.refresh_loop(stopping))
     for _ in range(200):
-        if fake.count("GetProgram") >= 3:
+        if fake.count("GetProgram") >= 4:
             break
         await asyncio.sleep(0.01)
     stopping.set()
     await asyncio.wait_for(task, 2.0)
-    assert fake.count("GetProgram") >= 3
+    assert fake.count("GetProgram") >= 4
+    assert fake.count("GetBalances") == 1  # fetched at start only: its interval is an hour
     assert cache.customer_count == 4
 
 

@@ -113,6 +113,7 @@ class Outbox:
     def __init__(
         self, path: Path, engine: Engine, *, metrics: Metrics | None, max_batch: int, queue_size: int,
         stuck_after_s: float, keep_delivered_s: float, clock: Callable[[], float], moved_aside: str,
+        last_progress: float = 0.0,
     ) -> None:
         self.path = path
         self._engine = engine
@@ -131,7 +132,7 @@ class Outbox:
         self._rconn: Connection | None = None  # used only in the reader thread
         self._writable = True
         self._last_storage_error = ""
-        self._last_progress = clock()
+        self._last_progress = last_progress  # the last delivery or rejection (0: none on record)
         self._last_prune = 0.0
         self._new_rows = asyncio.Event()
         self._closed = False
@@ -149,14 +150,21 @@ class Outbox:
         """Open (create) the outbox file. ``recover`` moves a corrupt file aside (the daemon);
         the CLI passes ``create=False, recover=False`` so it never alters a file it cannot read."""
         loop = asyncio.get_running_loop()
-        engine, moved = await loop.run_in_executor(
-            None,
-            lambda: db.open_store(Path(path), busy_timeout_ms=busy_timeout_ms, create=create, recover=recover,
-                                  now=clock()),
-        )
+
+        def opening() -> tuple[Engine, str, float]:
+            engine, moved = db.open_store(Path(path), busy_timeout_ms=busy_timeout_ms, create=create,
+                                          recover=recover, now=clock())
+            try:
+                return engine, moved, db.last_progress(engine)
+            except (SQLAlchemyError, sqlite3.Error) as exc:
+                engine.dispose()
+                raise StorageError(f"cannot read the outbox {path}: {exc}") from exc
+
+        engine, moved, last_progress = await loop.run_in_executor(None, opening)
         return cls(
             Path(path), engine, metrics=metrics, max_batch=max_batch, queue_size=queue_size,
             stuck_after_s=stuck_after_s, keep_delivered_s=keep_delivered_s, clock=clock, moved_aside=moved,
+            last_progress=last_progress,
         )
 
     # ------------------------------------------------------------ writes (group commit)
@@ -461,6 +469,8 @@ class Outbox:
         pending, oldest, rejected = await self._read(db.counts)
         now = self._clock()
         age = 0.0 if oldest is None else max(0.0, now - oldest)
+        # stuck: something waits longer than stuck_after_s and nothing was delivered (or rejected)
+        # for as long, judged from the file's own record, so a restart does not reset the clock
         stuck = pending > 0 and age > self._stuck_after_s and now - self._last_progress > self._stuck_after_s
         if self._metrics is not None:
             self._metrics.outbox_depth.set(pending)

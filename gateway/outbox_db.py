@@ -441,6 +441,16 @@ def get_state(conn: Connection, driver: str, key: str, now: float) -> str | None
     return None if row is None else str(row[0])
 
 
+def last_progress(engine: Engine) -> float:
+    """When a row was last delivered or rejected (Unix seconds; 0.0 when none is on record)."""
+    with connect(engine, writer=False) as conn:
+        value = conn.exec_driver_sql(
+            "SELECT max(updated_at) FROM events WHERE state IN ('delivered', 'rejected', 'resolved')"
+        ).scalar_one()
+        conn.rollback()
+    return float(value or 0.0)
+
+
 _COUNT_STATE = "SELECT count(*) FROM events WHERE state = ?"
 _OLDEST_PENDING = "SELECT created_at FROM events WHERE state = 'pending' ORDER BY id LIMIT 1"
 

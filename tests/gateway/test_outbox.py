@@ -320,6 +320,34 @@ async def test_stuck_needs_age_and_no_progress(tmp_path: Path) -> None:
         await ob.close()
 
 
+async def test_stuck_survives_a_restart(tmp_path: Path) -> None:
+    """A gateway restarted (say, crash-looping) with an old backlog is still stuck: the last
+    progress comes from the file, not from when the process started."""
+    clock = FakeClock()
+    path = tmp_path / "o.db"
+    ob = await Outbox.open(path, stuck_after_s=300, clock=clock)
+    await ob.append(sale("R1", 1))
+    (first,) = await ob.next_batch(1)
+    await ob.mark_delivered(first.id, "{}")
+    clock.advance(10)
+    await ob.append(sale("R1", 2))
+    await ob.close()
+    clock.advance(500)
+    ob = await Outbox.open(path, stuck_after_s=300, clock=clock)
+    try:
+        assert (await ob.stats()).stuck  # waiting 500 s, last delivery 510 s ago
+    finally:
+        await ob.close()
+    fresh = await Outbox.open(tmp_path / "fresh.db", stuck_after_s=300, clock=clock)
+    try:
+        await fresh.append(sale("R1", 1))
+        assert not (await fresh.stats()).stuck  # nothing delivered yet, but nothing waits long
+        clock.advance(301)
+        assert (await fresh.stats()).stuck  # never delivered and waiting too long
+    finally:
+        await fresh.close()
+
+
 async def test_delivered_rows_pruned_and_sequences_stay_monotonic(tmp_path: Path) -> None:
     clock = FakeClock()
     path = tmp_path / "o.db"

@@ -23,6 +23,8 @@ Invariants:
   answered online with a hold gets that ``hold_id`` unless the driver set one. Answers are
   remembered per (register, receipt number) in a bounded LRU; a receipt calculated before it
   had a number is matched by register, customer and line ids.
+- :attr:`Pipeline.activity` counts the drivers' calls in flight (every driver comes through
+  :class:`PipelineContext`); the sender yields to them (see :mod:`gateway.sender`).
 
 Metrics: ``posgw_calc_seconds{driver,mode}`` and ``posgw_calc_answers_total{driver,mode}`` with
 mode online / offline / no_customer; ``posgw_driver_events_total`` through ``ctx.count``;
@@ -32,9 +34,11 @@ mode online / offline / no_customer; ``posgw_driver_events_total`` through ``ctx
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -97,6 +101,29 @@ class _Attempt:
     mode: str = "online"
 
 
+class TillActivity:
+    """Till requests in flight, and when the last one ended: :meth:`busy` while any is in flight
+    or one ended less than ``quiet_s`` ago (a till's next request follows its answer closely)."""
+
+    def __init__(self, quiet_s: float = 0.1, clock: Callable[[], float] = time.monotonic) -> None:
+        self.quiet_s = quiet_s
+        self._clock = clock
+        self.in_flight = 0
+        self._last_end = float("-inf")
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self._last_end = self._clock()
+
+    def busy(self) -> bool:
+        return self.in_flight > 0 or self._clock() - self._last_end < self.quiet_s
+
+
 class Pipeline:
     def __init__(
         self,
@@ -121,6 +148,7 @@ class Pipeline:
         self.fallback_margin_s = fallback_margin_s
         self._remember_max = remember
         self._answers: OrderedDict[tuple[str, str], Answer] = OrderedDict()
+        self.activity = TillActivity()
 
     # ------------------------------------------------------------ calculate
 
@@ -300,13 +328,16 @@ class PipelineContext:
         self._counters: dict[str, Any] = {}  # what -> the labelled counter child
 
     async def calculate(self, receipt: Receipt) -> CalcResult:
-        return await self.pipeline.calculate(receipt, driver=self.name)
+        with self.pipeline.activity.serving():
+            return await self.pipeline.calculate(receipt, driver=self.name)
 
     async def identify(self, customer: CustomerId) -> CustomerInfo | None:
-        return await self.pipeline.identify(customer, driver=self.name)
+        with self.pipeline.activity.serving():
+            return await self.pipeline.identify(customer, driver=self.name)
 
     async def submit(self, event: Event) -> bool:
-        return await self.pipeline.submit(event, driver=self.name)
+        with self.pipeline.activity.serving():
+            return await self.pipeline.submit(event, driver=self.name)
 
     def count(self, what: str, n: int = 1) -> None:
         child = self._counters.get(what)

@@ -38,6 +38,11 @@ How it keeps its promises:
   ``backoff_initial_s`` up to ``backoff_max_s``); it resets after an ack.
 - **Restart-safe.** All state that matters is in the outbox: after a restart pending rows are
   simply sent again.
+- **Tills first.** While ``yield_to()`` says tills are being served (the pipeline's
+  :class:`~gateway.pipeline.TillActivity`), the outbox is read ``busy_batch`` rows at a time and
+  each batch is followed by a pause as long as it took: delivery (a backlog after an outage, say)
+  takes about half of the event loop at most and in short steps, instead of making the tills
+  wait behind it. With no till traffic it runs flat out.
 """
 
 from __future__ import annotations
@@ -105,7 +110,8 @@ class Sender:
         self, outbox: Outbox, stub_factory: Callable[[], Any], *, metrics: Metrics | None = None,
         batch: int = 256, window: int = 1024, ack_timeout_s: float = 10.0, backoff_initial_s: float = 0.05,
         backoff_max_s: float = 5.0, idle_poll_s: float = 1.0, rescan_s: float = 30.0,
-        message_events: int = MESSAGE_EVENTS,
+        message_events: int = MESSAGE_EVENTS, yield_to: Callable[[], bool] | None = None,
+        busy_batch: int = 32,
     ) -> None:
         self._outbox = outbox
         self._stub_factory = stub_factory
@@ -116,6 +122,8 @@ class Sender:
         self._refill = max(1, min(self._batch, self._window // 2))  # room worth an outbox read
         self._ack_timeout_s = ack_timeout_s
         self._idle_poll_s = idle_poll_s
+        self._yield_to = yield_to
+        self._busy_batch = max(1, busy_batch)
         self._rescan_s = rescan_s
         self._wait = wait_random_exponential(multiplier=backoff_initial_s, max=backoff_max_s)
         self._failures = 0  # consecutive failed streams without an ack in between
@@ -229,7 +237,10 @@ class Sender:
                     await st.room.wait()
                 continue
             self._marked_since_read.clear()
-            rows = await self._outbox.next_batch(min(room, self._batch), after_id=cursor)
+            busy = self._yield_to is not None and self._yield_to()
+            began = loop.time()
+            rows = await self._outbox.next_batch(min(room, self._busy_batch if busy else self._batch),
+                                                 after_id=cursor)
             if not rows:
                 # Nothing after the cursor. Rows before it can only be operator retries or rows whose
                 # marks failed: rescan from the start when idle, or now and then under steady load.
@@ -262,6 +273,8 @@ class Sender:
                     st.inflight[row.key] = row
                 st.sent.append([row.key for row, _ in part])
                 await call.write(pb.EventBatch(events=[envelope for _, envelope in part]))
+            if busy:  # tills first: at most about half of the loop's time, in short steps
+                await asyncio.sleep(loop.time() - began)
 
     async def _recv_loop(self, call: Any, st: _Stream) -> None:
         loop = asyncio.get_running_loop()

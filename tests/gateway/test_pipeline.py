@@ -17,12 +17,12 @@ import pytest
 from gateway.breaker import CircuitBreaker
 from gateway.core_client import CoreClient, CoreTarget
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
-from gateway.driver import DriverContext
+from gateway.driver import CalcResult, DriverContext
 from gateway.errors import BadInput
 from gateway.metrics import Metrics
 from gateway.offline import OfflineCache, OfflinePolicy
 from gateway.outbox import Outbox
-from gateway.pipeline import Pipeline
+from gateway.pipeline import Pipeline, TillActivity
 from gateway.receipt import CustomerId, Event, IdKind, Line, Receipt, sale_event
 from gateway.rules.program import Program, Tier, program_to_json
 from tests.gateway.calc_fakes import (
@@ -359,6 +359,37 @@ async def test_context_is_a_driver_context(rig: Rig) -> None:
     assert result.customer_id == "c1"
     assert await ctx.submit(sale_event(receipt())) and rig.store.events[0].key == receipt().sale_key()
     assert await ctx.identify(CustomerId(IdKind.CARD, "nobody")) is None
+
+
+async def test_till_activity_counts_driver_calls_and_a_quiet_tail(rig: Rig) -> None:
+    clock = [100.0]
+    activity = rig.pipeline.activity = TillActivity(quiet_s=0.1, clock=lambda: clock[0])
+    assert not activity.busy()
+    gate = asyncio.Event()
+    original = rig.pipeline.calculate
+
+    async def held(r: Receipt, *, driver: str) -> CalcResult:
+        await gate.wait()
+        return await original(r, driver=driver)
+
+    rig.pipeline.calculate = held  # type: ignore[method-assign]
+    ctx = rig.pipeline.context("native", None, None, asyncio.Event())  # type: ignore[arg-type]
+    calls = [asyncio.create_task(ctx.calculate(receipt())) for _ in range(3)]
+    await asyncio.sleep(0)
+    assert activity.in_flight == 3 and activity.busy()
+    gate.set()
+    await asyncio.gather(*calls)
+    assert activity.in_flight == 0 and activity.busy()  # a till's next request follows closely
+    clock[0] += 0.11
+    assert not activity.busy()
+
+    async def refused(r: Receipt, *, driver: str) -> CalcResult:
+        raise BadInput("refused", "lines")
+
+    rig.pipeline.calculate = refused  # type: ignore[method-assign]
+    with pytest.raises(BadInput):  # a failing call ends its count too
+        await ctx.calculate(receipt())
+    assert activity.in_flight == 0
 
 
 # ---------------------------------------------------------------- against the reference core

@@ -355,6 +355,39 @@ async def test_events_travel_in_batches_of_at_most_message_events(tmp_path: Path
         await ob.close()
 
 
+async def test_delivery_yields_to_tills_in_small_paced_batches(tmp_path: Path) -> None:
+    ob, core, served, m = await setup(tmp_path)
+    try:
+        events = [sale(f"R{i % 4}", i) for i in range(60)]
+        await append_all(ob, events)
+        busy = [True]
+        asked: list[bool] = []
+
+        def tills_busy() -> bool:
+            asked.append(busy[0])
+            return busy[0]
+
+        sender = Sender(ob, lambda: served.stub, metrics=m, batch=100, window=1000, busy_batch=8,
+                        yield_to=tills_busy, **FAST)
+        async with running(sender):
+            for _ in range(500):
+                if sum(core.batch_sizes) >= 24:
+                    break
+                await asyncio.sleep(0.01)
+            assert core.batch_sizes and max(core.batch_sizes) <= 8  # tills busy: short steps
+            busy[0] = False  # the tills went quiet: the rest in one read
+            for _ in range(500):
+                if sum(core.batch_sizes) == 60:
+                    break
+                await asyncio.sleep(0.01)
+        assert sum(core.batch_sizes) == 60 and max(core.batch_sizes) > 8
+        assert dict(core.order) == expected_order(events) and max(core.seen.values()) == 1
+        assert True in asked and False in asked
+    finally:
+        await served.close()
+        await ob.close()
+
+
 async def test_retriable_rejection_mid_batch_keeps_the_other_registers_results(tmp_path: Path) -> None:
     events = [sale(f"R{i % 2}", i) for i in range(20)]  # R0 and R1 interleaved, one batch
     flaky = events[6].key  # R0's 4th event

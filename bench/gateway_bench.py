@@ -26,6 +26,9 @@ and identical request bodies. Figures, one JSON line each ``{"figure", "value", 
   ``gateway.sender.MESSAGE_EVENTS`` events): the transport's ceiling, which shows what the
   gateway's per-event work (outbox read and decode, envelope building, delivery marks) costs;
   ``gateway_rss_mb_max``: the gateway's RSS sampled throughout (< 150 MB);
+- ``calc_p99_ms_while_backlog_drains`` (report only): the core back after an outage, a backlog
+  (``drain`` events) to deliver and a till asking without pause: calc p99 until the backlog is
+  delivered ÷ the same till's p99 afterwards (the sender yields to tills: see gateway.sender);
 - ``offline_calc_p99_ms_core_refused``: the core's port closed; baseline the forwarder's
   p99 failing against the same closed port (goal: value ≤ 5 ms);
 - ``offline_calc_max_ms_core_blackholed``: the core process stopped (SIGSTOP: connections
@@ -80,11 +83,14 @@ class Sizes:
     throughput_s: float  # per round; rounds alternate gateway / echo
     rounds: int
     backlog: int
+    drain: int  # backlog drained while a till asks (calc_p99_ms_while_backlog_drains)
     offline: int
 
 
-FULL = Sizes(warmup=300, sequential=500, per_till=40, throughput_s=3.0, rounds=3, backlog=50_000, offline=500)
-QUICK = Sizes(warmup=5, sequential=10, per_till=2, throughput_s=0.5, rounds=1, backlog=500, offline=20)
+FULL = Sizes(warmup=300, sequential=500, per_till=40, throughput_s=3.0, rounds=3, backlog=50_000,
+             drain=20_000, offline=500)
+QUICK = Sizes(warmup=5, sequential=10, per_till=2, throughput_s=0.5, rounds=1, backlog=500, drain=500,
+              offline=20)
 
 
 def figure(name: str, value: float, baseline: float, goal: str, met: bool) -> dict[str, Any]:
@@ -172,12 +178,13 @@ async def rate(client: Client, url: str, seconds: float, start: int) -> float:
     return done / (time.perf_counter() - began)
 
 
-def backlog_events(n: int) -> list[Event]:
+def backlog_events(n: int, shift: str = "backlog") -> list[Event]:
+    """``n`` sales; their keys differ by ``shift`` (a repeated key would be a duplicate)."""
     now = datetime.now(UTC)
     line = Line("1", "4600001", "Молоко", 8990, 1000, 8990)
     customer = CustomerId(IdKind.PHONE, "+79990000001")
     return [sale_event(Receipt(register_id=f"bl{i % 32:02d}", receipt_number=str(i), lines=(line,),
-                               occurred_at=now, shift="backlog", customer=customer, driver="native"))
+                               occurred_at=now, shift=shift, customer=customer, driver="native"))
             for i in range(n)]
 
 
@@ -279,6 +286,7 @@ class Bench:
                 await self.latency()
                 await self.throughput()
                 await self.backlog()
+                await self.drain_latency()
                 await self.offline()
         finally:
             await asyncio.gather(self.forwarder.stop(), self.echo.stop(), return_exceptions=True)
@@ -385,6 +393,24 @@ class Bench:
                          True))
         peak = max(rss)
         self.emit(figure("gateway_rss_mb_max", peak, 150.0, "value < 150 MB", peak < 150.0))
+
+    async def drain_latency(self) -> None:
+        """The worst minute: the core is back after an outage with a backlog to deliver, and a till
+        keeps asking. Calc p99 while the backlog drains ÷ calc p99 of the same till once it is done."""
+        stack, c, n = self.stack, self.client, self.n
+        await stack.wait_drained(60)
+        await stack.gateway.stop()
+        await fill_outbox(stack.gateway_dir / "outbox.db", backlog_events(self.sizes.drain, "drain"))
+        await stack.gateway.start()
+        draining: list[float] = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            draining += await sequential(c, self.gw_calc, 25, "d1", n)
+            if (await stack.health()).get("pending") == 0:
+                break
+        idle = await sequential(c, self.gw_calc, max(len(draining), 100), "d2", n)
+        p99, idle99 = percentile(draining, 99), percentile(idle, 99)
+        self.emit(figure("calc_p99_ms_while_backlog_drains", p99, idle99, "report only", True))
 
     async def offline(self) -> None:
         """The core refusing connections (process gone), then black-holed (process stopped)."""

@@ -15,6 +15,7 @@ FIGURES = [
     "calc_p50_ms", "calc_p99_ms_32_tills", "durable_commits_per_s", "outbox_rows_per_fsync",
     "durable_commits_per_s_delivery_paused",
     "backlog_events_per_s", "backlog_events_per_s_vs_batched_stream", "gateway_rss_mb_max",
+    "calc_p99_ms_while_backlog_drains",
     "offline_calc_p99_ms_core_refused",
     "offline_calc_max_ms_core_blackholed",
 ]

@@ -445,7 +445,7 @@ def last_progress(engine: Engine) -> float:
     """When a row was last delivered or rejected (Unix seconds; 0.0 when none is on record)."""
     with connect(engine, writer=False) as conn:
         value = conn.exec_driver_sql(
-            "SELECT max(updated_at) FROM events WHERE state IN ('delivered', 'rejected', 'resolved')"
+            "SELECT max(updated_at) FROM events WHERE state IN ('delivered', 'rejected')"
         ).scalar_one()
         conn.rollback()
     return float(value or 0.0)

@@ -1,7 +1,12 @@
-"""The HTTP edge every JSON driver shares: body reading, JSON with Decimal numbers, token checks.
+"""The HTTP edge every JSON driver shares: the request guard, body reading, JSON with Decimal
+numbers, token checks.
 
-Owns four small jobs that were copied between drivers:
+Owns five small jobs that were copied between drivers:
 
+- :func:`guard`: wraps a driver's handler: counts the request, checks the caller, reads the
+  body within the driver's size and time limits, and answers bad input (400) and a failed
+  durable write (503, "resend") in the vendor's own error shape (:class:`Refusals`), counting
+  each (``posgw_driver_events_total{what=requests|auth_failed|bad_input|storage_error}``);
 - :func:`read_body`: reads a request body in chunks, refusing it (:class:`BodyTooLarge`) as
   soon as it passes ``limit`` bytes (a ``Content-Length`` above the limit is refused before
   anything is read) and giving up (``TimeoutError``) when it is not received within
@@ -24,13 +29,15 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from decimal import Decimal
 
 from aiohttp import web
 from pydantic import SecretStr
 
-from gateway.errors import BadInput
+from gateway.driver import DriverContext
+from gateway.errors import BadInput, StorageError
 
 CHUNK = 1 << 16
 
@@ -60,6 +67,54 @@ async def read_body(request: web.Request, *, limit: int, timeout_s: float) -> by
                 raise BodyTooLarge(limit)
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+Inner = Callable[[DriverContext, bytes], Awaitable[web.Response]]
+
+
+@dataclass(frozen=True)
+class Refusals:
+    """A vendor's error bodies for what :func:`guard` refuses (the status codes are the guard's)."""
+
+    unauthorized: bytes  # 401
+    timeout: bytes  # 408: the body did not arrive within the read timeout
+    too_large: Callable[[int], bytes]  # 413, given the limit in bytes
+    bad_input: Callable[[BadInput], bytes]  # 400
+    not_stored: bytes  # 503: the durable write failed, the till should resend
+
+
+def guard(ctx: DriverContext, inner: Inner, *, refusals: Refusals, limit: int, timeout_s: float,
+          authorized: Callable[[web.Request], bool]) -> Handler:
+    """``inner`` behind the shared edge: nothing reaches it unauthorised or beyond the limits,
+    and nothing it raises as BadInput or StorageError escapes as a 500."""
+
+    def reply(status: int, body: bytes) -> web.Response:
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    async def handle(request: web.Request) -> web.Response:
+        ctx.count("requests")
+        if not authorized(request):
+            ctx.count("auth_failed")
+            return reply(401, refusals.unauthorized)
+        try:
+            body = await read_body(request, limit=limit, timeout_s=timeout_s)
+        except TimeoutError:
+            ctx.count("bad_input")
+            return reply(408, refusals.timeout)
+        except BodyTooLarge:
+            return reply(413, refusals.too_large(limit))
+        try:
+            return await inner(ctx, body)
+        except BadInput as exc:
+            ctx.count("bad_input")
+            return reply(400, refusals.bad_input(exc))
+        except StorageError:
+            ctx.count("storage_error")
+            ctx.log.error("event=%s_store_failed action=answered_503_for_resend", ctx.name)
+            return reply(503, refusals.not_stored)
+
+    return handle
 
 
 def loads(body: bytes | str) -> object:

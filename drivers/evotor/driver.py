@@ -23,7 +23,7 @@ from drivers.evotor import cloud_wire, mapping, wire
 from drivers.evotor.config import Config
 from gateway import http_edge
 from gateway.driver import DriverContext
-from gateway.errors import BadInput, GatewayError, StorageError
+from gateway.errors import BadInput, GatewayError
 from gateway.receipt import Event
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -32,6 +32,15 @@ _JSON = "application/json"
 
 def _reply(status: int, body: bytes) -> web.Response:
     return web.Response(status=status, body=body, content_type=_JSON)
+
+
+REFUSALS = http_edge.Refusals(
+    unauthorized=wire.render_error(1002, "invalid", "Authorization"),
+    timeout=wire.render_error(2006, "timeout", "body", "body not received in time"),
+    too_large=lambda limit: wire.render_error(2005, "too large", "body", f"at most {limit} bytes"),
+    bad_input=lambda exc: wire.render_error(2003, "incorrect", exc.field, str(exc)),
+    not_stored=wire.render_error(5001, "unavailable", "storage", "not stored: resend"),
+)
 
 
 class EvotorDriver:
@@ -56,33 +65,16 @@ class EvotorDriver:
         ]
 
     def _guard(self, ctx: DriverContext, secrets: Sequence[SecretStr | str], header: str,
-               inner: Callable[[DriverContext, bytes], Awaitable[web.Response]]) -> Handler:
-        async def handle(request: web.Request) -> web.Response:
-            ctx.count("requests")
+               inner: http_edge.Inner) -> Handler:
+        """The shared edge; ``header`` carries the token, or ``Authorization`` (Bearer) when empty."""
+
+        def authorized(request: web.Request) -> bool:
             presented = request.headers.get(header, "") if header \
                 else http_edge.bearer(request.headers.get("Authorization", ""))
-            if not http_edge.token_matches(presented, secrets):
-                ctx.count("auth_failed")
-                return _reply(401, wire.render_error(1002, "invalid", "Authorization"))
-            limit = self.config.max_body_bytes
-            try:
-                body = await http_edge.read_body(request, limit=limit,
-                                                 timeout_s=self.config.read_timeout_ms / 1000)
-            except TimeoutError:
-                ctx.count("bad_input")
-                return _reply(408, wire.render_error(2006, "timeout", "body", "body not received in time"))
-            except http_edge.BodyTooLarge:
-                return _reply(413, wire.render_error(2005, "too large", "body", f"at most {limit} bytes"))
-            try:
-                return await inner(ctx, body)
-            except BadInput as exc:
-                ctx.count("bad_input")
-                return _reply(400, wire.render_error(2003, "incorrect", exc.field, str(exc)))
-            except StorageError:
-                ctx.count("storage_error")
-                ctx.log.error("event=evotor_store_failed action=answered_503_for_resend")
-                return _reply(503, wire.render_error(5001, "unavailable", "storage", "not stored: resend"))
-        return handle
+            return http_edge.token_matches(presented, secrets)
+
+        return http_edge.guard(ctx, inner, refusals=REFUSALS, limit=self.config.max_body_bytes,
+                               timeout_s=self.config.read_timeout_ms / 1000, authorized=authorized)
 
     async def _event(self, ctx: DriverContext, body: bytes) -> web.Response:
         msg = wire.parse_plugin(body)

@@ -20,13 +20,22 @@ from drivers.modulkassa import mapping, wire
 from drivers.modulkassa.config import Config
 from gateway import http_edge
 from gateway.driver import DriverContext
-from gateway.errors import BadInput, GatewayError, StorageError
+from gateway.errors import BadInput, GatewayError
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def _reply(status: int, body: bytes) -> web.Response:
     return web.Response(status=status, body=body, content_type="application/json")
+
+
+REFUSALS = http_edge.Refusals(
+    unauthorized=wire.render_failed("unauthorized: check the plugin's pairing token"),
+    timeout=wire.render_failed("body not received in time", "body"),
+    too_large=lambda limit: wire.render_failed(f"body larger than {limit} bytes", "body"),
+    bad_input=lambda exc: wire.render_failed(f"invalid request structure: {exc}", exc.field),
+    not_stored=wire.render_failed("not stored: resend later", "storage"),
+)
 
 
 class ModulKassaDriver:
@@ -45,33 +54,15 @@ class ModulKassaDriver:
             web.post("/event", self._guard(ctx, self._event)),
         ]
 
-    def _guard(self, ctx: DriverContext,
-               inner: Callable[[DriverContext, bytes], Awaitable[web.Response]]) -> Handler:
-        async def handle(request: web.Request) -> web.Response:
-            ctx.count("requests")
-            if not http_edge.token_matches(request.headers.get("X-Gateway-Token", ""),
-                                           self.config.pairing_tokens):
-                ctx.count("auth_failed")
-                return _reply(401, wire.render_failed("unauthorized: check the plugin's pairing token"))
-            limit = self.config.max_body_bytes
-            try:
-                body = await http_edge.read_body(request, limit=limit,
-                                                 timeout_s=self.config.read_timeout_ms / 1000)
-            except TimeoutError:
-                ctx.count("bad_input")
-                return _reply(408, wire.render_failed("body not received in time", "body"))
-            except http_edge.BodyTooLarge:
-                return _reply(413, wire.render_failed(f"body larger than {limit} bytes", "body"))
-            try:
-                return await inner(ctx, body)
-            except BadInput as exc:
-                ctx.count("bad_input")
-                return _reply(400, wire.render_failed(f"invalid request structure: {exc}", exc.field))
-            except StorageError:
-                ctx.count("storage_error")
-                ctx.log.error("event=modulkassa_store_failed action=answered_503_for_resend")
-                return _reply(503, wire.render_failed("not stored: resend later", "storage"))
-        return handle
+    def _guard(self, ctx: DriverContext, inner: http_edge.Inner) -> Handler:
+        """The shared edge; the plugin presents its pairing token in X-Gateway-Token."""
+
+        def authorized(request: web.Request) -> bool:
+            return http_edge.token_matches(request.headers.get("X-Gateway-Token", ""),
+                                           self.config.pairing_tokens)
+
+        return http_edge.guard(ctx, inner, refusals=REFUSALS, limit=self.config.max_body_bytes,
+                               timeout_s=self.config.read_timeout_ms / 1000, authorized=authorized)
 
     async def _operation(self, ctx: DriverContext, body: bytes) -> web.Response:
         req = wire.parse_operation(body)

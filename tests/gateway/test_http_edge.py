@@ -9,10 +9,12 @@ from decimal import Decimal
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from gateway import http_edge
-from gateway.errors import BadInput
+from gateway.errors import BadInput, StorageError
+from tests.gateway.fakes import FakeContext
 
 
 def test_loads_keeps_money_exact() -> None:
@@ -106,3 +108,35 @@ async def test_read_body_gives_up_on_a_slow_sender(echo_url: str) -> None:
 
     async with aiohttp.ClientSession() as s, s.post(echo_url, data=trickle()) as resp:
         assert resp.status == 408
+
+
+async def test_guard_refuses_in_the_vendors_shape_and_counts() -> None:
+    ctx = FakeContext("vendor", outbox=None)
+    refusals = http_edge.Refusals(
+        unauthorized=b'{"e":"who"}', timeout=b'{"e":"slow"}', too_large=lambda n: str(n).encode(),
+        bad_input=lambda exc: exc.field.encode(), not_stored=b'{"e":"resend"}',
+    )
+
+    async def inner(c: object, body: bytes) -> web.Response:
+        if body == b"bad":
+            raise BadInput("no", "lines")
+        if body == b"disk":
+            raise StorageError("disk full")
+        return web.Response(body=b"ok:" + body)
+
+    handler = http_edge.guard(ctx, inner, refusals=refusals, limit=16, timeout_s=5,  # type: ignore[arg-type]
+                              authorized=lambda r: r.headers.get("X-Key") == "k")
+    app = web.Application()
+    app.router.add_post("/x", handler)
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        async def post(body: bytes, key: str = "k") -> tuple[int, bytes]:
+            async with client.post("/x", data=body, headers={"X-Key": key}) as resp:
+                return resp.status, await resp.read()
+
+        assert await post(b"hi") == (200, b"ok:hi")
+        assert await post(b"hi", key="nope") == (401, b'{"e":"who"}')
+        assert await post(b"x" * 17) == (413, b"16")
+        assert await post(b"bad") == (400, b"lines")
+        assert await post(b"disk") == (503, b'{"e":"resend"}')
+    assert ctx.counts["requests"] == 5 and ctx.counts["auth_failed"] == 1
+    assert ctx.counts["bad_input"] == 1 and ctx.counts["storage_error"] == 1

@@ -12,7 +12,7 @@ submitted; tokens are compared in constant time and never logged.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +26,6 @@ from gateway.driver import DriverContext
 from gateway.errors import BadInput, GatewayError
 from gateway.receipt import Event
 
-Handler = Callable[[web.Request], Awaitable[web.Response]]
 _JSON = "application/json"
 
 
@@ -65,7 +64,7 @@ class EvotorDriver:
         ]
 
     def _guard(self, ctx: DriverContext, secrets: Sequence[SecretStr | str], header: str,
-               inner: http_edge.Inner) -> Handler:
+               inner: http_edge.Inner) -> http_edge.Handler:
         """The shared edge; ``header`` carries the token, or ``Authorization`` (Bearer) when empty."""
 
         def authorized(request: web.Request) -> bool:

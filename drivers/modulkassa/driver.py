@@ -10,7 +10,7 @@ sale goes on); bad input gets ``{"result":"failed",...}`` with a 4xx and nothing
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,8 +21,6 @@ from drivers.modulkassa.config import Config
 from gateway import http_edge
 from gateway.driver import DriverContext
 from gateway.errors import BadInput, GatewayError
-
-Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def _reply(status: int, body: bytes) -> web.Response:
@@ -54,7 +52,7 @@ class ModulKassaDriver:
             web.post("/event", self._guard(ctx, self._event)),
         ]
 
-    def _guard(self, ctx: DriverContext, inner: http_edge.Inner) -> Handler:
+    def _guard(self, ctx: DriverContext, inner: http_edge.Inner) -> http_edge.Handler:
         """The shared edge; the plugin presents its pairing token in X-Gateway-Token."""
 
         def authorized(request: web.Request) -> bool:

@@ -7,23 +7,51 @@ storage, offline policy and replay live in the pipeline, never in a driver.
 Invariants a driver keeps:
 - it acknowledges its till (HTTP 200, cursor advance) only after ``submit`` returned;
 - it never catches :class:`gateway.errors.StorageError` to acknowledge anyway;
-- HTTP drivers mount routes only under ``/v1/<name>/``; poll and serial drivers run in
-  ``run(ctx)`` until ``ctx.stopping`` is set, and are restarted with backoff by the
-  supervisor when they raise.
+- HTTP drivers mount routes only under ``/v1/<name>/`` and declare their :class:`Edge` (body
+  and read-time limits, vendor-shaped refusals): the server and :mod:`gateway.http_edge` take
+  every limit and every error body from it, nothing from gateway-wide defaults or attributes
+  looked up by name; poll and device drivers run in ``run(ctx)`` until ``ctx.stopping`` is set,
+  are restarted with backoff by the supervisor when they raise, and declare ``edge = None``;
+- its name is written once, as the package's ``NAME`` in ``drivers/<name>/__init__.py``; the
+  folder, the registry key, the ``[drivers.<name>]`` config section, the metric label and
+  the ``posgw sim <name>`` simulator all use that one name (checked by
+  ``tests/test_conventions.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import importlib.util
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
+from gateway.errors import BadInput
 from gateway.receipt import CustomerId, Event, Receipt
+
+# The only names ``DriverContext.count`` accepts: the same label values for every driver.
+COUNTERS = frozenset({
+    "requests",        # an HTTP request reached the driver's edge
+    "auth_failed",     # refused 401/403: missing or wrong token, signature or password
+    "bad_input",       # refused 4xx: malformed or invalid body; nothing stored
+    "storage_error",   # refused 503: the durable write failed; the till resends
+    "identify",        # a customer lookup answered
+    "calc",            # a calculate answered
+    "offline_answer",  # ... of which the offline policy answered
+    "calc_skipped",    # a calculate answered without loyalty because the gateway failed
+    "committed",       # a new event stored
+    "duplicate",       # an event already stored (answered as the vendor expects)
+    "ignored",         # acknowledged, changes nothing (a document kind without loyalty)
+    "polled",          # a poll driver fetched a page of documents
+    "poll_failed",     # a poll of the vendor failed (retried with backoff)
+    "device_frame",    # a device driver read a frame
+    "device_absent",   # a device driver could not open its port
+})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +85,7 @@ class CalcResult:
     limited_by: str = ""
     message: str = ""  # text for the slip / cashier screen, in the program's language
     rejection: str = ""  # a §2.5 code when the requested redemption was refused
+    token: str = ""  # the signed calc token (see gateway.calc_token): hand it to the till if it carries data
 
     @property
     def total_discount(self) -> int:
@@ -82,9 +111,48 @@ class StateStore(Protocol):
     async def put(self, key: str, value: str, *, keep_s: float | None = None) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class CalcClaims:
+    """What a calculate decided, as read back from a verified calc token."""
+
+    customer: CustomerId | None
+    redeemed: int
+    discount: int
+    hold_id: str
+    offline: bool
+    program_version: str
+    register_id: str
+
+
+@dataclass(frozen=True)
+class Refusals:
+    """A vendor's refusals as data: the bodies the edge answers with; the statuses are the edge's.
+
+    ``other`` renders the rest (404, 405, 415, 429, 500, 503) from ``(status, code, message)``;
+    ``headers`` go on every refusal (``WWW-Authenticate``, CORS).
+    """
+
+    unauthorized: Callable[[str], bytes]  # 401 / 403, given why (never the secret)
+    timeout: bytes  # 408: the body did not arrive within the read time limit
+    too_large: Callable[[int], bytes]  # 413, given the limit in bytes
+    bad_input: Callable[[BadInput], bytes]  # 400
+    not_stored: bytes  # 503: the durable write failed, the till should resend
+    other: Callable[[int, str, str], bytes]
+    content_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """An HTTP driver's declaration of its edge: limits and refusals in its vendor's shape."""
+
+    refusals: Refusals
+    max_body_bytes: int = 1 << 20
+    read_timeout_s: float = 10.0
+
+
 class DriverContext(Protocol):
     name: str
-    config: Any  # the driver's own typed config object
     log: logging.Logger
     state: StateStore
     stopping: asyncio.Event
@@ -98,17 +166,24 @@ class DriverContext(Protocol):
 
     async def submit(self, event: Event) -> bool:
         """Store durably; return True if new, False if the key was already stored
-        (a duplicate). Raises StorageError when nothing was stored."""
+        (a duplicate). Raises StorageError when nothing was stored, BadInput when
+        ``event.calc_token`` is forged or altered (nothing stored)."""
+        ...
+
+    def calc_claims(self, token: str) -> CalcClaims:
+        """What the calculate that issued ``token`` decided; BadInput when the token was not
+        issued by this gateway or was altered."""
         ...
 
     def count(self, what: str, n: int = 1) -> None:
-        """Increment the per-driver counter ``posgw_driver_events_total{driver,what}``."""
+        """Increment ``posgw_driver_events_total{driver,what}``; ``what`` is one of COUNTERS."""
         ...
 
 
 @runtime_checkable
 class Driver(Protocol):
     name: str
+    edge: Edge | None  # None: no HTTP routes (poll and device drivers)
 
     def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
         """HTTP routes, paths relative to ``/v1/<name>/``; empty for poll/serial drivers."""
@@ -123,13 +198,22 @@ class DriverFactory(Protocol):
     def __call__(self, options: Mapping[str, Any]) -> Driver: ...
 
 
-# The one place drivers are registered: name -> "module:factory".
-REGISTRY: dict[str, str] = {
-    "native": "drivers.native.driver:create",
-    "evotor": "drivers.evotor.driver:create",
-    "modulkassa": "drivers.modulkassa.driver:create",
-    "poster": "drivers.poster.driver:create",
-}
+def discover(package: str = "drivers") -> dict[str, str]:
+    """Every driver folder of ``package`` (a sub-package with a ``driver.py``) as
+    name -> ``"drivers.<name>.driver:create"``; the folder name is the driver's name."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    found: dict[str, str] = {}
+    for location in spec.submodule_search_locations:
+        for folder in sorted(Path(location).iterdir()):
+            if (folder / "__init__.py").is_file() and (folder / "driver.py").is_file():
+                found[folder.name] = f"{package}.{folder.name}.driver:create"
+    return found
+
+
+# The registry, derived from the folders under drivers/: name -> "module:factory".
+REGISTRY: dict[str, str] = discover()
 
 
 def load_driver(name: str, options: Mapping[str, Any]) -> Driver:

@@ -174,6 +174,9 @@ class Event:
     refers to. ``receipt`` carries the full content of a sale (and of a refund receipt when
     the till sends one). ``offline`` is set by the pipeline when the till was answered from
     the offline policy; ``hold_id`` when the core reserved points at calculate time.
+    ``calc_token`` is the token the gateway issued at calculate, as the till carried it back:
+    the pipeline verifies it, applies what it says (customer, points, hold, offline) and does
+    not store it.
     """
 
     kind: EventKind
@@ -191,6 +194,7 @@ class Event:
     cashier_id: str = ""
     cashier_name: str = ""
     extra: tuple[tuple[str, str], ...] = field(default=())
+    calc_token: str = ""
 
 
 def sale_event(receipt: Receipt, *, key: str | None = None) -> Event:

@@ -1,39 +1,21 @@
-"""Conversions between the canonical model (:mod:`gateway.receipt`) and the core's protobufs,
-and the outbox's JSON payload format of an :class:`~gateway.receipt.Event`.
+"""Conversions between the canonical model (:mod:`gateway.receipt`) and the core's protobufs.
+(The outbox's JSON payload format of an event is :mod:`gateway.payload`.)
 
 Pure functions, no I/O. Invariants:
 - money and quantities pass through as the same integers (kopecks, thousandths);
 - optional proto fields (``Line.discountable`` / ``accruable``) are set only when False, so
-  "unset" keeps meaning "true" on the wire; ``min_unit_price`` only when known;
-- ``event_from_json(event_to_json(e)) == e`` for every valid event (times keep their instant and
-  UTC offset; a ``ZoneInfo`` zone comes back as the equal fixed offset). The payload is
-  versioned (``{"v": 1, ...}``); an unknown version is refused with :class:`ValueError` rather
-  than guessed at, because the outbox must never deliver a misread event.
+  "unset" keeps meaning "true" on the wire; ``min_unit_price`` only when known.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.driver import CalcLine, CalcResult
-from gateway.receipt import (
-    CustomerId,
-    Event,
-    EventKind,
-    IdKind,
-    Line,
-    Payment,
-    Receipt,
-    RefundLine,
-)
-
-PAYLOAD_VERSION = 1
-
+from gateway.receipt import CustomerId, Event, EventKind, IdKind, Line, Receipt
 
 # ---------------------------------------------------------------- canonical -> protobuf
 
@@ -171,174 +153,3 @@ def calculation_to_result(c: pb.Calculation, *, offline: bool) -> CalcResult:
         limited_by=c.limited_by,
         message="; ".join(rule.reason for rule in c.applied_rules if rule.reason),
     )
-
-
-# ---------------------------------------------------------------- outbox JSON payload
-
-
-def _dt(value: datetime) -> str:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError("event times must carry a UTC offset")
-    return value.isoformat()
-
-
-def _parse_dt(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    if value.tzinfo is None:
-        raise ValueError(f"time without UTC offset in outbox payload: {text!r}")
-    return value
-
-
-# The payload dicts are written with their keys in sorted order: orjson then writes them as they
-# are (no sorting per call), and the stdlib writer (sort_keys=True) writes the very same bytes.
-
-
-def _line_json(line: Line) -> dict[str, Any]:
-    return {
-        "accruable": line.accruable,
-        "amount": line.amount,
-        "category": line.category,
-        "discountable": line.discountable,
-        "line_id": line.line_id,
-        "min_unit_price": line.min_unit_price,
-        "name": line.name,
-        "price": line.price,
-        "qty_milli": line.qty_milli,
-        "sku": line.sku,
-    }
-
-
-def _receipt_json(r: Receipt) -> dict[str, Any]:
-    c = r.customer
-    return {
-        "cashier_id": r.cashier_id,
-        "cashier_name": r.cashier_name,
-        "customer": None if c is None else {"kind": IdKind(c.kind).value, "otp": c.otp, "value": c.value},
-        "document_id": r.document_id,
-        "driver": r.driver,
-        "fiscal_sign": r.fiscal_sign,
-        "lines": [_line_json(line) for line in r.lines],
-        "occurred_at": _dt(r.occurred_at),
-        "payments": [{"amount": p.amount, "kind": p.kind} for p in r.payments],
-        "receipt_number": r.receipt_number,
-        "redeem_max": r.redeem_max,
-        "redeem_points": r.redeem_points,
-        "register_id": r.register_id,
-        "shift": r.shift,
-        "store_id": r.store_id,
-    }
-
-
-def event_to_dict(e: Event) -> dict[str, Any]:
-    return {
-        "cashier_id": e.cashier_id,
-        "cashier_name": e.cashier_name,
-        "expected_redeemed": e.expected_redeemed,
-        "extra": [[k, v] for k, v in e.extra],
-        "hold_id": e.hold_id,
-        "key": e.key,
-        "kind": EventKind(e.kind).value,
-        "occurred_at": _dt(e.occurred_at),
-        "offline": e.offline,
-        "receipt": None if e.receipt is None else _receipt_json(e.receipt),
-        "refund_amount": e.refund_amount,
-        "refund_full": e.refund_full,
-        "refund_lines": [{"line_id": rl.line_id, "qty_milli": rl.qty_milli} for rl in e.refund_lines],
-        "register_id": e.register_id,
-        "sale_key": e.sale_key,
-        "v": PAYLOAD_VERSION,
-    }
-
-
-def _dumps_stdlib(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
-
-
-try:  # orjson, when installed, writes the very same bytes for these payloads (keys already sorted)
-    import orjson
-
-    def _dumps(value: Any) -> bytes:
-        return orjson.dumps(value)
-
-except ImportError:  # pragma: no cover - depends on the environment
-    _dumps = _dumps_stdlib
-
-
-def event_to_json(e: Event) -> bytes:
-    """The outbox payload: compact, key-sorted UTF-8 JSON (same event -> same bytes, with or
-    without orjson: both write ``json.dumps(..., ensure_ascii=False, sort_keys=True,
-    separators=(",", ":"))`` exactly)."""
-    return _dumps(event_to_dict(e))
-
-
-def _line_from(d: dict[str, Any]) -> Line:
-    mup = d.get("min_unit_price")
-    return Line(
-        line_id=str(d["line_id"]),
-        sku=str(d["sku"]),
-        name=str(d["name"]),
-        price=int(d["price"]),
-        qty_milli=int(d["qty_milli"]),
-        amount=int(d["amount"]),
-        category=str(d.get("category", "")),
-        discountable=bool(d.get("discountable", True)),
-        accruable=bool(d.get("accruable", True)),
-        min_unit_price=None if mup is None else int(mup),
-    )
-
-
-def _receipt_from(d: dict[str, Any]) -> Receipt:
-    cust = d.get("customer")
-    return Receipt(
-        register_id=str(d["register_id"]),
-        receipt_number=str(d["receipt_number"]),
-        lines=tuple(_line_from(x) for x in d["lines"]),
-        occurred_at=_parse_dt(d["occurred_at"]),
-        shift=str(d.get("shift", "")),
-        fiscal_sign=str(d.get("fiscal_sign", "")),
-        document_id=str(d.get("document_id", "")),
-        cashier_id=str(d.get("cashier_id", "")),
-        cashier_name=str(d.get("cashier_name", "")),
-        store_id=str(d.get("store_id", "")),
-        customer=None
-        if cust is None
-        else CustomerId(kind=IdKind(cust["kind"]), value=str(cust["value"]), otp=str(cust.get("otp", ""))),
-        redeem_points=int(d.get("redeem_points", 0)),
-        redeem_max=bool(d.get("redeem_max", False)),
-        payments=tuple(Payment(kind=str(p["kind"]), amount=int(p["amount"])) for p in d.get("payments", ())),
-        driver=str(d.get("driver", "")),
-    )
-
-
-def event_from_dict(d: dict[str, Any]) -> Event:
-    if d.get("v") != PAYLOAD_VERSION:
-        raise ValueError(f"unsupported outbox payload version {d.get('v')!r} (this gateway reads 1)")
-    expected = d.get("expected_redeemed")
-    receipt = d.get("receipt")
-    return Event(
-        kind=EventKind(d["kind"]),
-        key=str(d["key"]),
-        register_id=str(d["register_id"]),
-        occurred_at=_parse_dt(d["occurred_at"]),
-        receipt=None if receipt is None else _receipt_from(receipt),
-        sale_key=str(d.get("sale_key", "")),
-        refund_lines=tuple(
-            RefundLine(line_id=str(x["line_id"]), qty_milli=int(x["qty_milli"]))
-            for x in d.get("refund_lines", ())
-        ),
-        refund_full=bool(d.get("refund_full", False)),
-        refund_amount=int(d.get("refund_amount", 0)),
-        offline=bool(d.get("offline", False)),
-        hold_id=str(d.get("hold_id", "")),
-        expected_redeemed=None if expected is None else int(expected),
-        cashier_id=str(d.get("cashier_id", "")),
-        cashier_name=str(d.get("cashier_name", "")),
-        extra=tuple((str(k), str(v)) for k, v in d.get("extra", ())),
-    )
-
-
-def event_from_json(b: bytes | str) -> Event:
-    data = json.loads(b)
-    if not isinstance(data, dict):
-        raise ValueError("outbox payload is not a JSON object")
-    return event_from_dict(data)

@@ -28,7 +28,7 @@ Invariants:
 On-disk format (details and the schema code in :mod:`gateway.outbox_db`): one SQLite file,
 ``PRAGMA user_version = 2``; table ``events`` (id autoincrement = append order, key UNIQUE,
 register_id + register_seq UNIQUE, kind, payload = versioned JSON of the event from
-:func:`gateway.convert.event_to_json`, state, attempts, created_at / updated_at Unix seconds,
+:func:`gateway.payload.event_to_json`, state, attempts, created_at / updated_at Unix seconds,
 last_error, reason, note, result_json = the core's answer); table ``registers`` (register_id,
 last_seq) keeps sequence numbers monotonic after delivered rows are pruned
 (``keep_delivered_s``, default 7 days); table ``driver_state`` holds the drivers' persisted
@@ -56,9 +56,9 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import outbox_db as db
-from gateway.convert import event_from_json, event_to_json
 from gateway.errors import StorageError
 from gateway.metrics import Metrics
+from gateway.payload import event_from_json, event_to_json
 from gateway.receipt import Event, EventKind, same_operation
 
 log = logging.getLogger("posgw.outbox")

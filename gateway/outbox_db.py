@@ -8,7 +8,7 @@ On-disk format (SQLite, ``PRAGMA user_version = 2``, journal_mode=WAL, synchrono
     key TEXT UNIQUE                       the event's idempotency key
     register_id TEXT, register_seq INT    per-register order, UNIQUE together; seq grows by 1
     kind TEXT                             sale | refund | cancel
-    payload BLOB                          :func:`gateway.convert.event_to_json` (versioned JSON)
+    payload BLOB                          :func:`gateway.payload.event_to_json` (versioned JSON)
     state TEXT                            pending | delivered | rejected | resolved
     attempts INT                          failed delivery attempts noted by the sender
     created_at, updated_at REAL           Unix seconds

@@ -83,9 +83,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, path: Path) -> int:
-    from gateway.convert import event_to_dict
     from gateway.opqueue import format_table, queue_json, row_view
     from gateway.outbox import Outbox
+    from gateway.payload import event_to_dict
 
     outbox = await Outbox.open(path, create=False, recover=False)
     try:

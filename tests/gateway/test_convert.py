@@ -1,21 +1,14 @@
-"""gateway.convert: canonical model <-> protobuf, and the exact JSON round trip of events."""
+"""gateway.convert: canonical model <-> protobuf."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from gateway import convert
 from gateway.convert import (
     calculation_to_result,
-    event_from_json,
     event_to_envelope,
-    event_to_json,
     receipt_to_draft,
 )
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
@@ -176,76 +169,3 @@ def test_calculation_to_result() -> None:
 def test_unknown_customer_result() -> None:
     res = calculation_to_result(pb.Calculation(payable=100), offline=False)
     assert not res.customer_found and res.balance is None
-
-
-def test_json_round_trip_sale_exact() -> None:
-    r = make_receipt(occurred_at=datetime(2025, 3, 9, 12, 0, 1, 5, tzinfo=ZoneInfo("Europe/Moscow")))
-    e = Event(EventKind.SALE, "K1", "R1", r.occurred_at, receipt=r, offline=True, hold_id="h",
-              expected_redeemed=0, extra=(("a", "b"), ("c", "д")))
-    raw = event_to_json(e)
-    data = json.loads(raw)
-    assert data["v"] == 1 and data["occurred_at"].endswith("+03:00")
-    back = event_from_json(raw)
-    assert back == e
-    assert back.occurred_at.utcoffset() == timedelta(hours=3)
-    assert event_to_json(back) == raw
-
-
-def test_json_round_trip_refund() -> None:
-    e = Event(EventKind.REFUND, "RF", "R2", datetime(2025, 1, 1, tzinfo=UTC), sale_key="K",
-              refund_lines=(RefundLine("1", 500),), refund_amount=7, refund_full=False)
-    assert event_from_json(event_to_json(e)) == e
-
-
-def test_json_refuses_unknown_version_and_naive_times() -> None:
-    raw = json.loads(event_to_json(Event(EventKind.CANCEL, "C", "R", datetime(2025, 1, 1, tzinfo=UTC))))
-    raw["v"] = 2
-    with pytest.raises(ValueError, match="version"):
-        event_from_json(json.dumps(raw))
-    with pytest.raises(ValueError, match="offset"):
-        event_to_json(Event(EventKind.CANCEL, "C", "R", datetime(2025, 1, 1)))
-    raw["v"] = 1
-    raw["occurred_at"] = "2025-01-01T00:00:00"
-    with pytest.raises(ValueError, match="offset"):
-        event_from_json(json.dumps(raw))
-
-
-text = st.text(max_size=8)
-ints = st.integers(min_value=0, max_value=10**13)
-offsets = st.integers(min_value=-12 * 60, max_value=14 * 60).map(lambda m: timezone(timedelta(minutes=m)))
-times = st.builds(
-    lambda d, tz: d.replace(tzinfo=tz),
-    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1)),
-    offsets,
-)
-lines = st.builds(Line, text, text, text, ints, ints, ints, text, st.booleans(), st.booleans(),
-                  st.none() | ints)
-receipts = st.builds(
-    Receipt, text, text, st.lists(lines, max_size=3).map(tuple), times, text, text, text, text, text, text,
-    st.none() | st.builds(CustomerId, st.sampled_from(list(IdKind)), text, text), ints, st.booleans(),
-    st.lists(st.builds(Payment, text, ints), max_size=2).map(tuple), text,
-)
-events = st.builds(
-    Event, st.sampled_from(list(EventKind)), text, text, times, st.none() | receipts, text,
-    st.lists(st.builds(RefundLine, text, ints), max_size=3).map(tuple), st.booleans(), ints,
-    st.booleans(), text, st.none() | ints, text, text, st.lists(st.tuples(text, text), max_size=2).map(tuple),
-)
-
-
-@settings(max_examples=150, deadline=None)
-@given(events)
-def test_json_round_trip_property(e: Event) -> None:
-    raw = event_to_json(e)
-    assert event_from_json(raw) == e
-    assert event_to_json(event_from_json(raw)) == raw
-
-
-@settings(max_examples=150, deadline=None)
-@given(events)
-def test_json_payload_bytes_do_not_depend_on_orjson(e: Event) -> None:
-    """The outbox compares payload bytes to tell a resend from a conflict: with or without orjson
-    the same event must give the same bytes (compact, key-sorted JSON as the stdlib writes it)."""
-    expected = json.dumps(json.loads(event_to_json(e)), ensure_ascii=False, sort_keys=True,
-                          separators=(",", ":")).encode()
-    assert event_to_json(e) == expected
-    assert convert._dumps_stdlib(convert.event_to_dict(e)) == expected

@@ -2,10 +2,10 @@
 
 :class:`OfflinePolicy` computes the offline answer with the same rule engine as the core
 (:func:`gateway.rules.calc.calculate`), on an account built from the balance snapshot of
-:class:`~gateway.offline_store.OfflineCache`: one ordinary lot holding the snapshot's ordinary
+:class:`~gateway.offline_cache.OfflineCache`: one ordinary lot holding the snapshot's ordinary
 points (certificate points are not redeemable offline), other tills' holds as
 ``held_by_others``. Points granted offline are counted in the
-:class:`~gateway.offline_store.OfflineLedger`.
+:class:`~gateway.offline_cache.OfflineLedger`.
 
 Decisions (the slip and the cashier must never be misled):
 - every offline answer has ``offline=True`` and ``balance=None`` ("balance pending"), and its
@@ -40,7 +40,7 @@ from pathlib import Path
 
 from gateway.driver import CalcLine, CalcResult, CustomerInfo
 from gateway.errors import BadInput
-from gateway.offline_store import OfflineCache, OfflineLedger, SnapshotEntry
+from gateway.offline_cache import OfflineCache, OfflineLedger, SnapshotEntry
 from gateway.receipt import CustomerId, IdKind, Receipt
 from gateway.rules.calc import calculate
 from gateway.rules.dates import local_date

@@ -1,54 +1,28 @@
-"""Offline cache (disk snapshot, refresh from a real fake core) and offline policy (rules engine
-on the snapshot, per-customer, per-shift-day redemption limit across registers that survives a restart)."""
+"""Offline policy (rules engine on the cached snapshot, per-customer, per-shift-day redemption limit
+across registers that survives a restart). The cache itself: tests/gateway/test_offline_cache.py."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
-import grpc
 import pytest
 
-from gateway.core_client import CoreClient, CoreTarget
-from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.core_client import CoreClient
 from gateway.errors import BadInput
 from gateway.offline import OfflineCache, OfflinePolicy, shift_day
 from gateway.receipt import CustomerId, IdKind, Line, Receipt
-from gateway.rules.program import Program, Tier, program_to_json
-from tests.gateway.calc_fakes import Failure, FakeCore, start_core
-
-PROGRAM = Program(
-    id="test",
-    tiers=(Tier("base", rate_bp=500, cap_bp=3000), Tier("gold", rate_bp=1000, cap_bp=5000, min_spent=10**7)),
-    redeem_with=("app_code", "phone_otp", "card", "customer_id"),
+from tests.gateway.calc_fakes import FakeCore
+from tests.gateway.offline_fixtures import (
+    AT,
+    PHONE,
+    PROGRAM,
+    loaded_cache,
+    serve_fake_core,
 )
-AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-PHONE = "+79123456789"
-
-
-def entries() -> list[pb.BalanceEntry]:
-    return [
-        pb.BalanceEntry(
-            customer_id="c1",
-            phone=PHONE,
-            cards=["1234 5678"],
-            display_name="Анна К.",
-            tier="base",
-            ordinary_points=500,
-            certificate_points=300,
-        ),
-        pb.BalanceEntry(customer_id="c2", phone="+79997654321", tier="gold", ordinary_points=1000),
-        pb.BalanceEntry(
-            customer_id="c3", phone="+79990001122", tier="base", ordinary_points=50, blocked=True
-        ),
-        pb.BalanceEntry(
-            customer_id="c4", cards=["777"], tier="base", ordinary_points=0, certificate_points=900
-        ),
-    ]
 
 
 def receipt(
@@ -82,114 +56,8 @@ CARD = CustomerId(IdKind.CARD, "12345678")
 
 @pytest.fixture
 async def fake_core() -> AsyncIterator[tuple[FakeCore, CoreClient]]:
-    fake = FakeCore()
-    fake.program = pb.Program(program_id="test", version="v1", config_json=program_to_json(PROGRAM))
-    fake.balances = entries()
-    server, port = await start_core(fake)
-    client = CoreClient(CoreTarget(f"127.0.0.1:{port}"))
-    await client.start()
-    yield fake, client
-    await client.close()
-    await server.stop(None)
-
-
-class Wall:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-async def loaded_cache(tmp_path: Path, client: CoreClient, wall: Wall | None = None) -> OfflineCache:
-    cache = OfflineCache(tmp_path, client, page_size=3, wall=wall or Wall())
-    assert await cache.refresh()
-    return cache
-
-
-# ---------------------------------------------------------------- cache
-
-
-async def test_snapshot_survives_restart_with_core_down(
-    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]
-) -> None:
-    fake, client = fake_core
-    wall = Wall()
-    await loaded_cache(tmp_path, client, wall)
-    assert fake.count("GetBalances") == 2  # 4 customers, pages of 3
-    restarted = OfflineCache(tmp_path, None, wall=wall)  # no core at all
-    assert restarted.program is None
-    restarted.load()
-    assert restarted.program == PROGRAM and restarted.program_version == "v1"
-    assert restarted.customer_count == 4
-    for typed in ("8 (912) 345-67-89", "+7 912 3456789", "79123456789"):
-        found = restarted.find(CustomerId(IdKind.PHONE, typed))
-        assert found is not None and found.customer_id == "c1" and found.ordinary_points == 500
-    assert restarted.find(CustomerId(IdKind.CARD, "1234 5678")).customer_id == "c1"  # type: ignore[union-attr]
-    assert restarted.find(CustomerId(IdKind.CUSTOMER_ID, "c2")).tier == "gold"  # type: ignore[union-attr]
-    assert restarted.find(CustomerId(IdKind.APP_CODE, "123456")) is None
-    assert restarted.find(CustomerId(IdKind.PHONE, "not a phone")) is None
-    assert restarted.find(CustomerId(IdKind.PHONE, "+79000000000")) is None
-    wall.now += 42
-    assert restarted.snapshot_age_s() == pytest.approx(42)
-
-
-async def test_failed_refresh_keeps_old_snapshot(
-    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]
-) -> None:
-    fake, client = fake_core
-    cache = await loaded_cache(tmp_path, client)
-    fake.balances = [pb.BalanceEntry(customer_id="new")] * 5
-    fake.failures = [None, None, Failure(grpc.StatusCode.UNAVAILABLE)]  # program ok, page 1 ok, page 2 fails
-    assert not await cache.refresh()
-    assert cache.customer_count == 4 and cache.find(CustomerId(IdKind.CUSTOMER_ID, "c1")) is not None
-    assert "GetBalances" in cache.last_error
-    on_disk = json.loads((tmp_path / "balances.json").read_text())
-    assert len(on_disk["customers"]) == 4
-    fake.always_fail = Failure(grpc.StatusCode.UNAVAILABLE)
-    assert not await cache.refresh()
-    assert cache.program == PROGRAM
-    fake.always_fail = None
-    assert await cache.refresh() and cache.last_error == ""
-    assert cache.customer_count == 1  # the five entries share one id
-
-
-async def test_unparseable_program_is_not_taken(
-    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient]
-) -> None:
-    fake, client = fake_core
-    cache = await loaded_cache(tmp_path, client)
-    fake.program = pb.Program(program_id="test", version="v2", config_json="{not json")
-    assert not await cache.refresh()
-    assert cache.program == PROGRAM and cache.program_version == "v1"
-    assert "unparseable" in cache.last_error
-
-
-def test_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
-    (tmp_path / "balances.json").write_text('{"v": 1, "customers": [tru')
-    cache = OfflineCache(tmp_path)
-    cache.load()
-    assert cache.customer_count == 0
-    assert not (tmp_path / "balances.json").exists()
-    assert len(list(tmp_path.glob("balances.json.corrupt-*"))) == 1
-
-
-async def test_refresh_loop_keeps_each_interval_and_stops(
-    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient],
-) -> None:
-    fake, client = fake_core
-    cache = OfflineCache(tmp_path, client, program_every_s=0.02, balances_every_s=3600)
-    stopping = asyncio.Event()
-    task = asyncio.create_task(cache.refresh_loop(stopping))
-    for _ in range(200):
-        if fake.count("GetProgram") >= 4:
-            break
-        await asyncio.sleep(0.01)
-    stopping.set()
-    await asyncio.wait_for(task, 2.0)
-    assert fake.count("GetProgram") >= 4
-    assert fake.count("GetBalances") == 1  # fetched at start only: its interval is an hour
-    assert cache.customer_count == 4
+    async for served in serve_fake_core():
+        yield served
 
 
 # ---------------------------------------------------------------- policy

@@ -1,0 +1,1 @@
+"""Test-only example drivers of the poll and device shapes, and the compliance runs against them."""

@@ -2,21 +2,27 @@
 
 Owns the single ``grpc.aio`` channel to the core (never a channel per call) with keepalive and
 reconnect backoff, TLS / mTLS chosen by :class:`CoreTarget`, the circuit breaker in front of it,
-and the translation of gRPC outcomes into :mod:`gateway.errors`:
+and the translation of gRPC outcomes into :mod:`gateway.errors`, by one table for unary calls
+and the sender's event stream alike (:func:`error_from`):
 
-- core trouble (UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED, RESOURCE_EXHAUSTED, CANCELLED,
-  INTERNAL, UNKNOWN and any other non-business code) -> :class:`CoreUnavailable` (retriable),
+- core trouble (:data:`RETRIABLE_CODES`: UNAVAILABLE, DEADLINE_EXCEEDED, ABORTED,
+  RESOURCE_EXHAUSTED, CANCELLED, INTERNAL, UNKNOWN) -> :class:`CoreUnavailable` (retriable),
   recorded as a breaker failure;
-- business refusals (FAILED_PRECONDITION, PERMISSION_DENIED, NOT_FOUND, ALREADY_EXISTS,
-  INVALID_ARGUMENT, OUT_OF_RANGE) -> :class:`BusinessRejection` whose ``reason`` is the
-  ``google.rpc.ErrorInfo`` reason (a loyalty-rules §2.5 code) and whose metadata is the
-  ErrorInfo metadata; the core answered, so they count as breaker successes;
+- business refusals (:data:`BUSINESS_CODES`: FAILED_PRECONDITION, PERMISSION_DENIED,
+  NOT_FOUND, ALREADY_EXISTS, INVALID_ARGUMENT, OUT_OF_RANGE) -> :class:`BusinessRejection` whose
+  ``reason`` is the ``google.rpc.ErrorInfo`` reason (a loyalty-rules §2.5 code) and whose
+  metadata is the ErrorInfo metadata; the core answered, so they count as breaker successes;
+- any other code (UNAUTHENTICATED, UNIMPLEMENTED, DATA_LOSS...) -> :class:`CoreRefused`, a
+  :class:`CoreUnavailable` that is not retriable (credentials or versions need fixing),
+  recorded as a breaker failure;
 - breaker open -> :class:`CoreUnavailable` at once, without touching the network.
 
-Invariants: every call carries the caller's deadline (``timeout=``, seconds) and
+Invariants: every unary call carries the caller's deadline (``timeout=``, seconds) and
 ``wait_for_ready=False``, so a down core fails fast instead of queueing the call; a call with
 no time left is refused locally. ``posgw_core_calls_total{method,code}`` counts every outcome
-(``BREAKER_OPEN`` and ``NO_TIME`` for calls refused locally).
+(``BREAKER_OPEN`` and ``NO_TIME`` for calls refused locally). The event stream
+(:meth:`CoreClient.open_events`, :class:`EventStream`) goes through the same breaker, table and
+counter: see :class:`EventStream` for how a stream's outcome is counted.
 
 Keepalive note: the core's gRPC server must accept pings at ``keepalive_time_ms`` without calls
 (``grpc.http2.min_recv_ping_interval_without_data_ms`` <= that, and
@@ -29,12 +35,11 @@ Keepalive note: the core's gRPC server must accept pings at ``keepalive_time_ms`
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import grpc
 import grpc.aio
@@ -46,11 +51,23 @@ from gateway.breaker import CircuitBreaker
 from gateway.convert import timestamp
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
-from gateway.errors import BusinessRejection, ConfigError, CoreUnavailable
+from gateway.errors import BusinessRejection, ConfigError, CoreRefused, CoreUnavailable, GatewayError
 from gateway.metrics import Metrics
 
-log = logging.getLogger("posgw.core")
-
+# The one table of retriable gRPC status codes (unary calls and the event stream alike): the
+# core is down, slow, overloaded or broken for now, and the same request may succeed later.
+RETRIABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+# The core answered with a business refusal (final; the core is healthy).
 BUSINESS_CODES = frozenset(
     {
         grpc.StatusCode.FAILED_PRECONDITION,
@@ -148,6 +165,119 @@ def rejection_from(err: grpc.aio.AioRpcError) -> BusinessRejection:
     return BusinessRejection(_DEFAULT_REASON.get(code, code.name), message)
 
 
+def error_from(method: str, err: grpc.aio.AioRpcError) -> GatewayError:
+    """The gateway error for a gRPC status, by the module's one table (see the module docstring)."""
+    code = err.code()
+    if code in BUSINESS_CODES:
+        return rejection_from(err)
+    text = f"{method}: {code.name}: {err.details()}"
+    return CoreUnavailable(text) if code in RETRIABLE_CODES else CoreRefused(text)
+
+
+class CoreCalls(Protocol):
+    """The unary calls the pipeline (calculate, identify) and the offline cache (program,
+    balance snapshot) make to the core; :class:`CoreClient` is the real one. Errors are those of
+    :func:`error_from`: :class:`CoreUnavailable` (the core cannot answer now) or
+    :class:`BusinessRejection`."""
+
+    async def calculate(
+        self, draft: pb.ReceiptDraft, *, timeout: float, hold_ttl_s: int = 0
+    ) -> pb.Calculation: ...
+
+    async def identify(self, ref: pb.CustomerRef, *, timeout: float) -> pb.Customer | None: ...
+
+    async def get_program(self, *, timeout: float) -> pb.Program: ...
+
+    def balance_pages(
+        self, *, timeout: float, active_since: datetime | None = None, page_size: int = 1000
+    ) -> AsyncIterator[pb.GetBalancesResponse]: ...
+
+
+class StreamCall(Protocol):
+    """The part of a ``grpc.aio`` stream-stream call an :class:`EventStream` uses."""
+
+    async def write(self, request: pb.EventBatch) -> None: ...
+
+    async def read(self) -> Any: ...  # pb.AckBatch, or grpc.aio.EOF
+
+    def cancel(self) -> bool: ...
+
+
+# What a stream call raises when the channel or the call is unusable (besides AioRpcError).
+_CALL_ERRORS = (grpc.RpcError, grpc.aio.UsageError, asyncio.InvalidStateError, ConnectionError)
+STREAM_METHOD = "StreamEvents"
+
+
+class EventStream:
+    """One ``StreamEvents`` call on the client's channel (:meth:`CoreClient.open_events`).
+
+    :meth:`write` and :meth:`read` raise the errors of :func:`error_from` (the same table as
+    unary calls); the core ending the stream is a :class:`CoreUnavailable` (retriable).
+
+    Breaker and ``posgw_core_calls_total{method="StreamEvents"}``, the stream's counterpart of one
+    unary call's outcome:
+    - every AckBatch read records a breaker success: a stream the core answers is healthy, however
+      long it lives;
+    - the stream's first failure is its outcome, counted once by code: a gRPC error (recorded like
+      the same status on a unary call), or a fault the caller found in the core's answers
+      (:meth:`fault`: DEADLINE_EXCEEDED for no ack in time, INTERNAL for an answer that breaks the
+      contract; both breaker failures). The core ending the stream counts ``OK`` and records
+      nothing (it answered, but acked nothing);
+    - a stream the caller closes without a failure counts ``CLOSED`` and records nothing.
+    """
+
+    __slots__ = ("_breaker", "_call", "_client", "_ended")
+
+    def __init__(self, client: CoreClient, call: StreamCall) -> None:
+        self._client = client
+        self._breaker = client.breaker
+        self._call = call
+        self._ended = False
+
+    async def write(self, batch: pb.EventBatch) -> None:
+        try:
+            await self._call.write(batch)
+        except _CALL_ERRORS as err:
+            raise self._failed(err) from None
+
+    async def read(self) -> pb.AckBatch:
+        try:
+            reply = await self._call.read()
+        except _CALL_ERRORS as err:
+            raise self._failed(err) from None
+        if reply is grpc.aio.EOF:  # type: ignore[attr-defined]  # missing from grpc-stubs
+            self._end("OK")
+            raise CoreUnavailable(f"{STREAM_METHOD}: the core closed the stream")
+        self._breaker.record_success()
+        return cast(pb.AckBatch, reply)
+
+    def fault(self, code: grpc.StatusCode, message: str) -> GatewayError:
+        """The caller found the core's answers unusable: end the stream's account with ``code``
+        (as if the core had answered it) and return the error to raise."""
+        self._end(code.name, healthy=code in BUSINESS_CODES)
+        text = f"{STREAM_METHOD}: {message}"
+        return CoreUnavailable(text) if code in RETRIABLE_CODES else CoreRefused(text)
+
+    def close(self) -> None:
+        """Cancel the call (idempotent); a stream that had not failed counts ``CLOSED``."""
+        self._end("CLOSED")
+        self._call.cancel()
+
+    def _failed(self, err: Exception) -> GatewayError:
+        if isinstance(err, grpc.aio.AioRpcError):
+            code = err.code()
+            self._end(code.name, healthy=code in BUSINESS_CODES)
+            return error_from(STREAM_METHOD, err)
+        self._end("CLIENT_ERROR", healthy=False)  # the channel or the call is gone under us
+        return CoreUnavailable(f"{STREAM_METHOD}: {err!r}")
+
+    def _end(self, code: str, *, healthy: bool | None = None) -> None:
+        if self._ended:  # the stream's outcome is its first one
+            return
+        self._ended = True
+        self._client.settle(STREAM_METHOD, code, healthy)
+
+
 class CoreClient:
     def __init__(
         self,
@@ -188,16 +318,26 @@ class CoreClient:
 
     @property
     def stub(self) -> Any:
-        """The stub on the one long-lived channel (the sender streams events over it)."""
+        """The stub on the one long-lived channel."""
         if self._stub is None:
             raise RuntimeError("CoreClient.start() has not been called")
         return self._stub
 
-    def connectivity(self) -> str:
-        """The channel's state name (IDLE, CONNECTING, READY, TRANSIENT_FAILURE...), for status."""
-        if self._channel is None:
-            return "CLOSED"
-        return str(self._channel.get_state(try_to_connect=False).name)
+    # ------------------------------------------------------------ the event stream
+
+    def open_events(self) -> EventStream:
+        """Open a ``StreamEvents`` call on the one channel (``wait_for_ready=False``: a down core
+        fails the stream at once). No deadline: the stream lives as long as delivery goes on, and
+        its user watches for acks (:meth:`EventStream.fault`). Raises :class:`CoreUnavailable`
+        without touching the network while the breaker is open."""
+        if not self.breaker.allow():
+            self.settle(STREAM_METHOD, "BREAKER_OPEN", None)
+            raise CoreUnavailable(f"{STREAM_METHOD}: circuit breaker open after repeated core failures")
+        return EventStream(self, self._events_call())
+
+    def _events_call(self) -> StreamCall:
+        """The raw call behind :meth:`open_events` (the seam an in-process test core replaces)."""
+        return cast(StreamCall, self.stub.StreamEvents(wait_for_ready=False))
 
     # ------------------------------------------------------------ calls
 
@@ -239,44 +379,36 @@ class CoreClient:
             if not token:
                 return
 
-    async def get_balances(
-        self, *, timeout: float, active_since: datetime | None = None
-    ) -> AsyncIterator[pb.BalanceEntry]:
-        async for page in self.balance_pages(timeout=timeout, active_since=active_since):
-            for entry in page.customers:
-                yield entry
-
     async def _unary(self, method: str, request: Message, timeout: float) -> Any:
         stub = self.stub
         if timeout < MIN_CALL_TIMEOUT_S:
-            self._count(method, "NO_TIME")
+            self.settle(method, "NO_TIME", None)
             raise CoreUnavailable(f"{method}: no time left in the budget to ask the core")
         if not self.breaker.allow():
-            self._count(method, "BREAKER_OPEN")
+            self.settle(method, "BREAKER_OPEN", None)
             raise CoreUnavailable(f"{method}: circuit breaker open after repeated core failures")
         try:
             response = await getattr(stub, method)(request, timeout=timeout, wait_for_ready=False)
         except grpc.aio.AioRpcError as err:
             code = err.code()
-            self._count(method, code.name)
-            if code in BUSINESS_CODES:
-                self.breaker.record_success()
-                raise rejection_from(err) from None
-            self.breaker.record_failure()
-            raise CoreUnavailable(f"{method}: {code.name}: {err.details()}") from None
+            self.settle(method, code.name, code in BUSINESS_CODES)
+            raise error_from(method, err) from None
         except asyncio.CancelledError:
             # Our caller gave up (its budget ran out): as good as a deadline miss.
-            self._count(method, "CANCELLED")
-            self.breaker.record_failure()
+            self.settle(method, "CANCELLED", False)
             raise
         except (grpc.aio.UsageError, grpc.RpcError) as err:  # channel closed under us
-            self._count(method, "CLIENT_ERROR")
-            self.breaker.record_failure()
+            self.settle(method, "CLIENT_ERROR", False)
             raise CoreUnavailable(f"{method}: {err}") from None
-        self._count(method, "OK")
-        self.breaker.record_success()
+        self.settle(method, "OK", True)
         return response
 
-    def _count(self, method: str, code: str) -> None:
+    def settle(self, method: str, code: str, healthy: bool | None) -> None:
+        """Count one call's outcome and tell the breaker: True a success, False a failure,
+        None nothing (refused locally, or a stream that ended without proving either)."""
         if self.metrics is not None:
             self.metrics.child(self.metrics.core_calls, method, code).inc()
+        if healthy is True:
+            self.breaker.record_success()
+        elif healthy is False:
+            self.breaker.record_failure()

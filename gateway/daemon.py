@@ -136,7 +136,7 @@ class Daemon:
             core, policy, outbox, metrics=self.metrics, calc_budget_s=cfg.gateway.calc_budget_ms / 1000,
             hold_ttl_s=cfg.gateway.hold_ttl_s,
         )
-        self.sender = Sender(outbox, lambda: core.stub, metrics=self.metrics, yield_to=pipeline.activity.busy)
+        self.sender = Sender(outbox, core, metrics=self.metrics, yield_to=pipeline.activity.busy)
         mounted: list[MountedDriver] = []
         for name in cfg.enabled_drivers():
             driver = load_driver(name, cfg.driver_options(name))

@@ -2,6 +2,10 @@
 
 Vendor and library exceptions are translated into these at the edge (drivers, core client,
 config loader). Messages say what to do next.
+
+``retriable`` is the one answer to "may the same request succeed later without anyone fixing
+anything?": the sender decides its retry policy from it alone (see :mod:`gateway.sender`), and
+:mod:`gateway.core_client` sets it from its one table of retriable gRPC status codes.
 """
 
 from __future__ import annotations
@@ -41,12 +45,27 @@ class CoreUnavailable(GatewayError):
     retriable = True
 
 
-class BusinessRejection(GatewayError):
-    """The core refused for a business reason (a §2.5 code such as INSUFFICIENT_POINTS)."""
+class CoreRefused(CoreUnavailable):
+    """The core turned the gateway away for a reason a retry alone does not cure (a gRPC status
+    such as UNAUTHENTICATED or UNIMPLEMENTED: credentials, versions). Still a
+    :class:`CoreUnavailable` for the calc path (the till is answered offline), but not retriable:
+    the fix is configuration or an upgrade."""
 
-    def __init__(self, reason: str, message: str, metadata: Mapping[str, str] | None = None) -> None:
+    retriable = False
+
+
+class BusinessRejection(GatewayError):
+    """The core refused for a business reason (a §2.5 code such as INSUFFICIENT_POINTS).
+    ``retriable`` is the core's word (``Rejection.retriable`` of an event ack); a refusal as a
+    gRPC status is final."""
+
+    def __init__(
+        self, reason: str, message: str, metadata: Mapping[str, str] | None = None, *,
+        retriable: bool = False,
+    ) -> None:
         self.reason = reason
         self.metadata = dict(metadata or {})
+        self.retriable = retriable
         super().__init__(f"{reason}: {message}")
 
 

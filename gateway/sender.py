@@ -1,5 +1,9 @@
 """The sender: delivers the outbox's pending events to the core over one ``StreamEvents`` stream.
 
+The stream is opened through :class:`gateway.core_client.CoreClient` (:meth:`open_events`): the
+same channel, circuit breaker, metrics and gRPC status table as the calc path's unary calls, so a
+core the sender finds failing takes the tills offline too, and the other way round.
+
 Events travel in batches: one ``EventBatch`` message carries up to ``message_events`` events
 (what one outbox read gives, split), and the core answers it with one ``AckBatch`` holding one
 ack per event, in order (proto contract). An AckBatch that does not match the oldest
@@ -19,7 +23,10 @@ How it keeps its promises:
   its AckBatch is handled first: other registers' results are marked; the refused register's
   later events come back refused, unapplied, and are simply resent). This relies on the core
   honouring the contract that it does not apply a register's later events on a stream after
-  refusing an earlier one of that register retriably.
+  refusing an earlier one of that register retriably. Every failure arrives as a
+  :class:`~gateway.errors.GatewayError`: stream errors translated by the core client, a
+  retriable rejection as a retriable :class:`~gateway.errors.BusinessRejection`, the outbox's
+  :class:`~gateway.errors.StorageError`.
 - **Delivered only on an ack with a result.** Rows are marked delivered (batched: one outbox
   transaction for an AckBatch's marks, or for several when they queue up) only when the core's
   ack carries a commit / refund / cancel result. Marks lost in a crash just cause a replay.
@@ -35,14 +42,19 @@ How it keeps its promises:
 - **Acks are read by one plain ``await call.read()`` loop**; the ack timeout is watched by a
   separate task, so no read is ever left as an orphaned future whose exception nobody retrieves.
 - **Backoff** between streams uses tenacity's ``wait_random_exponential`` (full jitter, from
-  ``backoff_initial_s`` up to ``backoff_max_s``); it resets after an ack.
+  ``backoff_initial_s`` up to ``backoff_max_s``); it resets after an ack. The failure's
+  ``retriable`` alone decides the policy: retriable -> that backoff (a WARNING); anything else
+  (a status such as UNAUTHENTICATED or UNIMPLEMENTED, a refusal of the whole stream, a bug in
+  the sender) -> an ERROR naming the failure, and the next attempt only after ``backoff_max_s``:
+  rows are never abandoned, and a core fixed meanwhile is picked up without a restart.
 - **Restart-safe.** All state that matters is in the outbox: after a restart pending rows are
   simply sent again.
 - **Tills first.** While ``yield_to()`` says tills are being served (the pipeline's
   :class:`~gateway.pipeline.TillActivity`), the outbox is read ``busy_batch`` rows at a time and
-  each batch is followed by a pause as long as it took: delivery (a backlog after an outage, say)
-  takes about half of the event loop at most and in short steps, instead of making the tills
-  wait behind it. With no till traffic it runs flat out.
+  each batch is followed by a pause as long as it took (``pause``, ``asyncio.sleep`` unless a
+  test injects its own): delivery (a backlog after an outage, say) takes about half of the event
+  loop at most and in short steps, instead of making the tills wait behind it. With no till
+  traffic it runs flat out.
 """
 
 from __future__ import annotations
@@ -52,38 +64,46 @@ import contextlib
 import json
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 import grpc
-import grpc.aio
 from google.protobuf.json_format import MessageToDict
 from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
 from gateway.convert import event_to_envelope
+from gateway.core_client import EventStream
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
-from gateway.errors import StorageError
+from gateway.errors import BusinessRejection, CoreUnavailable, GatewayError, StorageError
 from gateway.metrics import Metrics
-from gateway.outbox import Outbox, OutboxRow
+from gateway.outbox import OutboxRow, OutboxStats
 
 log = logging.getLogger("posgw.sender")
 
-RETRIABLE_CODES = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
-     grpc.StatusCode.CANCELLED, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL,
-     grpc.StatusCode.UNKNOWN}
-)
-RESULT_KINDS = ("commit", "refund", "cancel")
 MESSAGE_EVENTS = 128  # default events per EventBatch (the bench's baseline uses the same)
 
 
-class StreamFailed(Exception):
-    """The current stream is unusable; unacknowledged events will be resent on a new one."""
+class DeliveryOutbox(Protocol):
+    """The part of :class:`gateway.outbox.Outbox` the sender reads and marks."""
 
-    def __init__(self, message: str, *, expected: bool = True) -> None:
-        super().__init__(message)
-        self.expected = expected  # False: a non-retriable gRPC status (e.g. UNIMPLEMENTED): log louder
+    async def stats(self) -> OutboxStats: ...
+
+    async def next_batch(self, limit: int, *, after_id: int = 0) -> list[OutboxRow]: ...
+
+    async def wait_pending(self, timeout: float) -> None: ...  # noqa: ASYNC109 - Outbox's signature
+
+    async def mark_delivered_many(self, items: list[tuple[int, str]]) -> None: ...
+
+    async def mark_rejected(self, row_id: int, reason: str, message: str) -> None: ...
+
+    async def note_retry(self, row_id: int, error: str) -> None: ...
+
+
+class EventStreams(Protocol):
+    """Where the sender's streams come from: :class:`gateway.core_client.CoreClient`."""
+
+    def open_events(self) -> EventStream: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,14 +127,14 @@ class _Stream:
 
 class Sender:
     def __init__(
-        self, outbox: Outbox, stub_factory: Callable[[], Any], *, metrics: Metrics | None = None,
+        self, outbox: DeliveryOutbox, core: EventStreams, *, metrics: Metrics | None = None,
         batch: int = 256, window: int = 1024, ack_timeout_s: float = 10.0, backoff_initial_s: float = 0.05,
         backoff_max_s: float = 5.0, idle_poll_s: float = 1.0, rescan_s: float = 30.0,
         message_events: int = MESSAGE_EVENTS, yield_to: Callable[[], bool] | None = None,
-        busy_batch: int = 32,
+        busy_batch: int = 32, pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._outbox = outbox
-        self._stub_factory = stub_factory
+        self._core = core
         self._metrics = metrics
         self._batch = max(1, batch)
         self._window = max(1, window)
@@ -124,7 +144,9 @@ class Sender:
         self._idle_poll_s = idle_poll_s
         self._yield_to = yield_to
         self._busy_batch = max(1, busy_batch)
+        self._pause = pause
         self._rescan_s = rescan_s
+        self._backoff_max_s = backoff_max_s
         self._wait = wait_random_exponential(multiplier=backoff_initial_s, max=backoff_max_s)
         self._failures = 0  # consecutive failed streams without an ack in between
         self._acked_unmarked: set[str] = set()  # acked, mark not yet committed: never resend
@@ -147,13 +169,11 @@ class Sender:
             while not stopping.is_set():
                 try:
                     await self._stream_once(stopping)
-                except StreamFailed as exc:
-                    await self._after_failure(str(exc), exc.expected, stopping)
-                except StorageError as exc:
-                    await self._after_failure(f"outbox: {exc}", True, stopping)
+                except GatewayError as exc:  # the core's, the stream's or the outbox's trouble
+                    await self._after_failure(exc, stopping)
                 except Exception as exc:  # the sender supervises its streams: a bug must not stop delivery
-                    log.exception("sender_bug error=%r", str(exc))
-                    await self._after_failure(f"internal error: {exc!r}", False, stopping)
+                    log.exception("sender bug", extra={"error": repr(exc)})
+                    await self._after_failure(exc, stopping)
         finally:
             await self._marks.put(None)
             await marker
@@ -184,7 +204,7 @@ class Sender:
                 # stay pending and are sent after the restart; waiting out the budget helps nobody.
                 limit = None if stall_s is None else (stall_s / 4 if self._failures else stall_s)
                 if limit is not None and now - last_progress > limit:
-                    log.info("sender_drain_stalled pending_left=true failures=%d", self._failures)
+                    log.info("sender drain stalled", extra={"pending_left": True, "failures": self._failures})
                     return False
                 self._progress.clear()
                 with contextlib.suppress(TimeoutError):
@@ -199,13 +219,13 @@ class Sender:
     # ------------------------------------------------------------ one stream
 
     async def _stream_once(self, stopping: asyncio.Event) -> None:
-        call = self._stub_factory().StreamEvents(wait_for_ready=False)
+        stream = self._core.open_events()  # CoreUnavailable at once while the breaker is open
         self.streams_opened += 1
         st = _Stream()
         tasks = [
-            asyncio.create_task(self._send_loop(call, st), name="sender-send"),
-            asyncio.create_task(self._recv_loop(call, st), name="sender-recv"),
-            asyncio.create_task(self._ack_watchdog(st), name="sender-ack-watchdog"),
+            asyncio.create_task(self._send_loop(stream, st), name="sender-send"),
+            asyncio.create_task(self._recv_loop(stream, st), name="sender-recv"),
+            asyncio.create_task(self._ack_watchdog(stream, st), name="sender-ack-watchdog"),
             asyncio.create_task(stopping.wait(), name="sender-stopping"),
         ]
         try:
@@ -213,18 +233,18 @@ class Sender:
         finally:
             for t in tasks:
                 t.cancel()
-            call.cancel()
+            stream.close()
             await asyncio.gather(*tasks, return_exceptions=True)
         for t in done:
             if t.cancelled():
                 continue
             exc = t.exception()
             if exc is not None:
-                raise _translate(exc)
-        if not stopping.is_set():
-            raise StreamFailed("stream ended")
+                raise exc
+        if not stopping.is_set():  # the loops never return: only a stop ends a stream cleanly
+            raise CoreUnavailable("StreamEvents: the stream ended")
 
-    async def _send_loop(self, call: Any, st: _Stream) -> None:
+    async def _send_loop(self, stream: EventStream, st: _Stream) -> None:
         loop = asyncio.get_running_loop()
         cursor = 0
         last_rescan = loop.time()
@@ -272,76 +292,79 @@ class Sender:
                 for row, _ in part:
                     st.inflight[row.key] = row
                 st.sent.append([row.key for row, _ in part])
-                await call.write(pb.EventBatch(events=[envelope for _, envelope in part]))
+                await stream.write(pb.EventBatch(events=[envelope for _, envelope in part]))
             if busy:  # tills first: at most about half of the loop's time, in short steps
-                await asyncio.sleep(loop.time() - began)
+                await self._pause(loop.time() - began)
 
-    async def _recv_loop(self, call: Any, st: _Stream) -> None:
+    async def _recv_loop(self, stream: EventStream, st: _Stream) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            reply = await call.read()
-            if reply is grpc.aio.EOF:  # type: ignore[attr-defined]  # missing from grpc-stubs
-                raise StreamFailed("the core closed the stream")
-            self._on_ack_batch(reply, st, loop.time())
+            reply = await stream.read()
+            self._on_ack_batch(reply, stream, st, loop.time())
 
-    async def _ack_watchdog(self, st: _Stream) -> None:
+    async def _ack_watchdog(self, stream: EventStream, st: _Stream) -> None:
         """Fail the stream when events are in flight and no ack came for ``ack_timeout_s``."""
         loop = asyncio.get_running_loop()
         check = min(max(self._ack_timeout_s / 4, 0.01), 1.0)
         while True:
             await asyncio.sleep(check)
             if st.inflight and loop.time() - st.waiting_since > self._ack_timeout_s:
-                raise StreamFailed(f"no ack within {self._ack_timeout_s:g}s ({len(st.inflight)} in flight)")
+                raise stream.fault(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                   f"no ack within {self._ack_timeout_s:g}s ({len(st.inflight)} in flight)")
 
-    def _on_ack_batch(self, reply: pb.AckBatch, st: _Stream, now: float) -> None:
+    def _on_ack_batch(self, reply: pb.AckBatch, stream: EventStream, st: _Stream, now: float) -> None:
         """Handle one AckBatch: it must answer the oldest unanswered EventBatch, ack for event.
         Every ack is handled (marks queued together: one outbox transaction) before a retriable
         rejection in it fails the stream."""
+        broken = grpc.StatusCode.INTERNAL  # an answer that breaks the proto contract
         if not st.sent:
-            raise StreamFailed(f"an AckBatch of {len(reply.acks)} with no EventBatch unanswered")
+            raise stream.fault(broken, f"an AckBatch of {len(reply.acks)} with no EventBatch unanswered")
         keys = st.sent.popleft()
         acks = reply.acks
         if len(acks) != len(keys) or any(a.event_id != k for a, k in zip(acks, keys, strict=True)):
             got = [a.event_id for a in acks[:3]]
-            raise StreamFailed(f"AckBatch does not answer its EventBatch: {len(acks)} acks {got}... "
-                               f"for {len(keys)} events {keys[:3]}...")
+            raise stream.fault(broken, f"AckBatch does not answer its EventBatch: {len(acks)} acks {got}... "
+                                       f"for {len(keys)} events {keys[:3]}...")
         if any(a.WhichOneof("result") is None for a in acks):
-            raise StreamFailed(f"ack without a result in an AckBatch starting at {keys[0]}")
+            raise stream.fault(broken, f"ack without a result in an AckBatch starting at {keys[0]}")
         st.waiting_since = now
-        retry: list[str] = []
+        retry: list[pb.Rejection] = []
         refused: set[str] = set()  # registers refused retriably in this AckBatch
         for ack in acks:
-            why = self._on_ack(ack, st, refused)
-            if why:
-                retry.append(why)
+            cause = self._on_ack(ack, st, refused)
+            if cause is not None:
+                retry.append(cause)
         st.room.set()
         if any(a.WhichOneof("result") != "rejected" or not a.rejected.retriable for a in acks):
             self._failures = 0  # the core answers: back to a short backoff
         if retry:
-            more = f" (+{len(retry) - 1} more)" if len(retry) > 1 else ""
-            raise StreamFailed(f"retriable rejection {retry[0]}{more}")
+            more = f" (+{len(retry) - 1} more registers)" if len(retry) > 1 else ""
+            first = retry[0]
+            raise BusinessRejection(first.reason or "UNKNOWN", f"{first.message}{more}", first.metadata,
+                                    retriable=True)
 
-    def _on_ack(self, ack: pb.EventAck, st: _Stream, refused: set[str]) -> str:
-        """Queue the mark of one ack; returns a description when it is a retriable rejection
-        that caused its register's refusal (the register's later refusals return "")."""
+    def _on_ack(self, ack: pb.EventAck, st: _Stream, refused: set[str]) -> pb.Rejection | None:
+        """Queue the mark of one ack; returns the rejection when it is a retriable rejection
+        that caused its register's refusal (the register's later refusals return None)."""
         row = st.inflight.pop(ack.event_id)
         which = ack.WhichOneof("result")
         if which == "rejected":
             rej = ack.rejected
             if rej.retriable:
                 if row.register_id in refused:  # refused because of an earlier one: not its fault
-                    return ""
+                    return None
                 refused.add(row.register_id)
                 self._marks.put_nowait(_Mark(row, "retry", message=f"{rej.reason}: {rej.message}"))
-                return f"{rej.reason} of {row.key}: {rej.message}"
+                return rej
             self._acked_unmarked.add(row.key)
             reason = rej.reason or "UNKNOWN"
             self._marks.put_nowait(_Mark(row, "rejected", reason=reason, message=rej.message))
             if self._metrics is not None:
                 self._metrics.rejected.labels(rej.reason or "UNKNOWN").inc()
-            log.error("event_rejected key=%s register=%s seq=%d reason=%s message=%r action=%s",
-                      row.key, row.register_id, row.register_seq, rej.reason, rej.message,
-                      "in the operator queue: posgw queue list / retry / resolve")
+            log.error("event rejected", extra={
+                "key": row.key, "register": row.register_id, "seq": row.register_seq, "reason": rej.reason,
+                "detail": rej.message, "action": "in the operator queue: posgw queue list / retry / resolve",
+            })
         else:
             self._acked_unmarked.add(row.key)
             result = MessageToDict(getattr(ack, which), preserving_proto_field_name=True)
@@ -349,7 +372,7 @@ class Sender:
             self._marks.put_nowait(_Mark(row, "delivered", result_json=body))
             if self._metrics is not None:
                 self._metrics.child(self._metrics.delivered, row.kind).inc()
-        return ""
+        return None
 
     # ------------------------------------------------------------ marks and backoff
 
@@ -375,7 +398,7 @@ class Sender:
                     elif m.state == "retry":
                         await self._outbox.note_retry(m.row.id, m.message)
             except StorageError as exc:  # rows stay pending and are resent: the core replays them
-                log.warning("sender_mark_failed rows=%d error=%r", len(items), str(exc))
+                log.warning("delivery marks failed", extra={"rows": len(items), "error": str(exc)})
             finally:
                 for m in items:
                     self._acked_unmarked.discard(m.row.key)
@@ -383,16 +406,22 @@ class Sender:
                         self._marked_since_read.add(m.row.key)
                 self._progress.set()
 
-    async def _after_failure(self, why: str, expected: bool, stopping: asyncio.Event) -> None:
+    async def _after_failure(self, exc: Exception, stopping: asyncio.Event) -> None:
+        """Back off before the next stream; ``exc.retriable`` alone chooses how (module docstring)."""
         self._failures += 1
         if self._metrics is not None:
             self._metrics.delivery_retries.inc()
-        state = RetryCallState(AsyncRetrying(), None, (), {})
-        state.attempt_number = self._failures
-        delay = float(self._wait(state))
-        (log.warning if expected else log.error)(
-            "delivery_stream_failed attempt=%d retry_in_s=%.2f error=%r", self._failures, delay, why
-        )
+        fields = {"attempt": self._failures, "error": str(exc) or repr(exc)}
+        if isinstance(exc, GatewayError) and exc.retriable:
+            state = RetryCallState(AsyncRetrying(), None, (), {})
+            state.attempt_number = self._failures
+            delay = float(self._wait(state))
+            log.warning("delivery stream failed", extra={**fields, "retry_in_s": round(delay, 3)})
+        else:
+            delay = self._backoff_max_s
+            log.error("delivery stream failed, not retriable", extra={
+                **fields, "retry_in_s": delay, "action": "check the core's address, credentials and version",
+            })
         with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for may swallow a cancel on 3.11
             async with asyncio.timeout(delay):
                 await stopping.wait()
@@ -406,15 +435,4 @@ def _envelopes(rows: list[OutboxRow]) -> list[pb.EventEnvelope | ValueError]:
         except ValueError as exc:
             out.append(exc)
     return out
-
-
-def _translate(exc: BaseException) -> Exception:
-    if isinstance(exc, (StreamFailed, StorageError)):
-        return exc
-    if isinstance(exc, grpc.aio.AioRpcError):
-        code = exc.code()
-        return StreamFailed(f"{code.name}: {exc.details()}", expected=code in RETRIABLE_CODES)
-    if isinstance(exc, (grpc.RpcError, ConnectionError, asyncio.InvalidStateError, grpc.aio.UsageError)):
-        return StreamFailed(f"stream error: {exc!r}")
-    return exc if isinstance(exc, Exception) else StreamFailed(repr(exc))
 

@@ -1,8 +1,10 @@
 """A scriptable fake of the core's ``StreamEvents`` for the sender tests.
 
 :class:`FakeCore` holds the logic (dedup by key, per-register application order, scripted
-faults); :func:`serve` runs it as a real ``grpc.aio`` server on 127.0.0.1, and
-:class:`InProcStub` drives it in-process (no sockets) for the fast stateful test.
+faults); :func:`serve` runs it as a real ``grpc.aio`` server on 127.0.0.1 with a started
+:class:`~gateway.core_client.CoreClient` pointed at it, and :class:`InProcClient` (a real
+CoreClient whose streams are in-process :class:`InProcCall` objects) drives it with no sockets,
+for the fast stateful and the step-by-step tests.
 
 The stream carries EventBatch messages; every batch is answered by one AckBatch with one ack
 per event, in order (the proto contract), unless a fault stops it. Faults a script returns per
@@ -29,8 +31,11 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from gateway.breaker import CircuitBreaker
+from gateway.core_client import CoreClient, CoreTarget, StreamCall
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
+from gateway.metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -149,17 +154,24 @@ class _Servicer(pb_grpc.LoyaltyCoreServicer):
             yield reply
 
 
+def quick_breaker() -> CircuitBreaker:
+    """The production threshold with a short reset, so a test that opens it waits little."""
+    return CircuitBreaker(5, 0.2)
+
+
 @dataclass
 class Served:
     server: grpc.aio.Server
     port: int
     channel: grpc.aio.Channel
+    client: CoreClient  # started, on its own channel to the server
 
     @property
     def stub(self) -> Any:
         return pb_grpc.LoyaltyCoreStub(self.channel)  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
+        await self.client.close()
         await self.channel.close()
         await self.server.stop(0)
 
@@ -172,10 +184,17 @@ async def start_server(core: FakeCore, port: int = 0) -> tuple[grpc.aio.Server, 
     return server, bound
 
 
-async def serve(core: FakeCore) -> Served:
+async def started_client(port: int, metrics: Metrics | None = None) -> CoreClient:
+    """A started CoreClient for 127.0.0.1:``port`` with :func:`quick_breaker`."""
+    client = CoreClient(CoreTarget(f"127.0.0.1:{port}"), metrics=metrics, breaker=quick_breaker())
+    await client.start()
+    return client
+
+
+async def serve(core: FakeCore, metrics: Metrics | None = None) -> Served:
     server, port = await start_server(core)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    return Served(server, port, channel)
+    return Served(server, port, channel, await started_client(port, metrics))
 
 
 # ---------------------------------------------------------------- in-process (no sockets)
@@ -229,6 +248,21 @@ class InProcStub:
 
     def StreamEvents(self, **_: Any) -> InProcCall:
         return InProcCall(self.core)
+
+
+class InProcClient(CoreClient):
+    """A CoreClient (real breaker, metrics and status table) whose ``StreamEvents`` calls are
+    ``call(core)`` in-process (:class:`InProcCall` unless a test brings a broken one). Needs no
+    ``start()``; only the event stream is in-process."""
+
+    def __init__(self, core: FakeCore, *, call: Callable[[FakeCore], InProcCall] = InProcCall,
+                 metrics: Metrics | None = None, breaker: CircuitBreaker | None = None) -> None:
+        super().__init__(CoreTarget("in-process"), metrics=metrics, breaker=breaker or quick_breaker())
+        self.core = core
+        self.call = call  # a test may swap it (the core "comes back")
+
+    def _events_call(self) -> StreamCall:
+        return self.call(self.core)
 
 
 async def ack_all(request_iterator: Any, delivered: list[str]) -> AsyncIterator[pb.AckBatch]:

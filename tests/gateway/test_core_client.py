@@ -1,5 +1,5 @@
 """CoreClient against a real grpc.aio fake core on 127.0.0.1: error translation, breaker,
-deadlines, one channel, TLS and mTLS."""
+deadlines, one channel, the event stream through the same breaker and table, TLS and mTLS."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import grpc
 import grpc.aio
 import pytest
 
+from gateway import core_client
 from gateway.breaker import CircuitBreaker
-from gateway.core_client import CoreClient, CoreTarget
+from gateway.core_client import CoreCalls, CoreClient, CoreTarget
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
-from gateway.errors import BusinessRejection, ConfigError, CoreUnavailable
+from gateway.errors import BusinessRejection, ConfigError, CoreRefused, CoreUnavailable
 from gateway.metrics import Metrics
+from tests.gateway import fake_core as stream_fakes
 from tests.gateway.calc_fakes import (
     SERVER_NAME,
     BlackHole,
@@ -132,6 +134,29 @@ async def test_core_trouble_is_unavailable_and_opens_breaker(core: tuple[FakeCor
         await client.close()
 
 
+@pytest.mark.parametrize("code", [S.UNIMPLEMENTED, S.UNAUTHENTICATED, S.DATA_LOSS])
+async def test_other_codes_are_refusals_that_no_retry_cures(core: tuple[FakeCore, int], code: S) -> None:
+    fake, port = core
+    breaker = CircuitBreaker(3, 60.0)
+    client = await client_for(f"127.0.0.1:{port}", breaker=breaker)
+    fake.always_fail = Failure(code, "WHATEVER")
+    try:
+        with pytest.raises(CoreRefused, match=code.name) as info:
+            await client.calculate(draft(), timeout=2.0)
+        assert isinstance(info.value, CoreUnavailable)  # the calc path answers offline
+        assert info.value.retriable is False
+        assert breaker.consecutive_failures == 1
+    finally:
+        await client.close()
+
+
+def test_one_table_decides_retriable() -> None:
+    assert core_client.RETRIABLE_CODES.isdisjoint(core_client.BUSINESS_CODES)
+    for code in S:
+        err = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "x")
+        assert core_client.error_from("M", err).retriable is (code in core_client.RETRIABLE_CODES)
+
+
 async def test_slow_core_hits_the_callers_deadline(core: tuple[FakeCore, int]) -> None:
     fake, port = core
     metrics = Metrics()
@@ -221,8 +246,7 @@ async def test_program_and_paged_balances(core: tuple[FakeCore, int]) -> None:
         assert program.version == "v1"
         pages = [p async for p in client.balance_pages(timeout=2.0, page_size=3)]
         assert [len(p.customers) for p in pages] == [3, 3, 1]
-        ids = [e.customer_id async for e in client.get_balances(timeout=2.0)]
-        assert ids == [f"c{i}" for i in range(7)]
+        assert [e.customer_id for p in pages for e in p.customers] == [f"c{i}" for i in range(7)]
     finally:
         await client.close()
 
@@ -230,6 +254,96 @@ async def test_program_and_paged_balances(core: tuple[FakeCore, int]) -> None:
 def test_stub_before_start_is_an_error() -> None:
     with pytest.raises(RuntimeError):
         _ = CoreClient(CoreTarget("127.0.0.1:1")).stub
+    with pytest.raises(RuntimeError):
+        CoreClient(CoreTarget("127.0.0.1:1")).open_events()
+
+
+def test_core_client_is_the_core_calls_protocol() -> None:
+    calls: CoreCalls = CoreClient(CoreTarget("127.0.0.1:1"))  # mypy checks the structure
+    assert callable(calls.balance_pages)
+
+
+# ---------------------------------------------------------------- the event stream
+
+
+def batch(*keys: str) -> pb.EventBatch:
+    return pb.EventBatch(events=[pb.EventEnvelope(event_id=k, register_id="R1", register_seq=i + 1,
+                                                  commit=pb.CommitRequest())
+                                 for i, k in enumerate(keys)])
+
+
+def stream_calls(metrics: Metrics, code: str) -> float:
+    return code_name_count(metrics.registry, "StreamEvents", code)
+
+
+async def test_stream_acks_are_breaker_successes_and_a_clean_close_counts_closed() -> None:
+    metrics = Metrics()
+    served = await stream_fakes.serve(stream_fakes.FakeCore(), metrics)
+    client = served.client
+    try:
+        client.breaker.record_failure()
+        client.breaker.record_failure()
+        stream = client.open_events()
+        await stream.write(batch("a", "b"))
+        reply = await stream.read()
+        assert [a.event_id for a in reply.acks] == ["a", "b"]
+        assert client.breaker.consecutive_failures == 0  # the core answers: healthy
+        stream.close()
+        stream.close()
+        assert stream_calls(metrics, "CLOSED") == 1
+    finally:
+        await served.close()
+
+
+async def test_stream_failures_count_like_unary_failures_and_open_the_shared_breaker() -> None:
+    metrics = Metrics()
+    server, port = await stream_fakes.start_server(stream_fakes.FakeCore())
+    await server.stop(0)  # the core is down
+    client = await client_for(f"127.0.0.1:{port}", metrics=metrics, breaker=CircuitBreaker(2, 60.0))
+    try:
+        for _ in range(2):
+            stream = client.open_events()
+            with pytest.raises(CoreUnavailable, match="StreamEvents: UNAVAILABLE") as info:
+                await stream.write(batch("a"))
+                await stream.read()
+            assert info.value.retriable
+            stream.close()  # after a failure: not counted again
+        assert stream_calls(metrics, "UNAVAILABLE") == 2 and stream_calls(metrics, "CLOSED") == 0
+        assert client.breaker.state == "open"
+        with pytest.raises(CoreUnavailable, match="breaker open"):
+            client.open_events()
+        assert stream_calls(metrics, "BREAKER_OPEN") == 1
+        with pytest.raises(CoreUnavailable, match="breaker open"):  # the calc path sees it too
+            await client.calculate(draft(), timeout=1.0)
+    finally:
+        await client.close()
+
+
+async def test_stream_faults_found_by_the_caller_are_failures_counted_once() -> None:
+    metrics = Metrics()
+    core = stream_fakes.FakeCore(lambda env, n: stream_fakes.Action("noack"))
+    client = stream_fakes.InProcClient(core, metrics=metrics, breaker=CircuitBreaker(5, 60.0))
+    stream = client.open_events()
+    await stream.write(batch("a"))
+    exc = stream.fault(S.DEADLINE_EXCEEDED, "no ack within 1s")
+    assert isinstance(exc, CoreUnavailable) and exc.retriable and "no ack" in str(exc)
+    stream.close()
+    assert client.breaker.consecutive_failures == 1
+    assert stream_calls(metrics, "DEADLINE_EXCEEDED") == 1 and stream_calls(metrics, "CLOSED") == 0
+
+
+async def test_the_core_ending_the_stream_is_retriable_and_no_breaker_failure() -> None:
+    class Ended(stream_fakes.InProcCall):
+        async def read(self) -> object:
+            return grpc.aio.EOF  # type: ignore[attr-defined]
+
+    metrics = Metrics()
+    client = stream_fakes.InProcClient(stream_fakes.FakeCore(), call=Ended, metrics=metrics)
+    stream = client.open_events()
+    with pytest.raises(CoreUnavailable, match="closed the stream") as info:
+        await stream.read()
+    assert info.value.retriable and client.breaker.consecutive_failures == 0
+    assert stream_calls(metrics, "OK") == 1
 
 
 # ---------------------------------------------------------------- TLS

@@ -10,16 +10,26 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import grpc.aio
+import grpc
 import pytest
 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
-from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.receipt import Event, EventKind
 from gateway.sender import Sender
-from tests.gateway.fake_core import ACK, Action, FakeCore, InProcCall, InProcStub, Served, serve, start_server
+from tests.gateway.fake_core import (
+    ACK,
+    Action,
+    FakeCore,
+    InProcCall,
+    InProcClient,
+    Served,
+    rpc_error,
+    serve,
+    start_server,
+    started_client,
+)
 from tests.gateway.outbox_fixtures import T0, refund, sale
 
 FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "idle_poll_s": 0.05}
@@ -41,7 +51,7 @@ async def setup(tmp_path: Path, script: Callable[[pb.EventEnvelope, int], Action
     metrics = Metrics()
     ob = await Outbox.open(tmp_path / "o.db", metrics=metrics)
     core = FakeCore(script)
-    served = await serve(core)
+    served = await serve(core, metrics)
     return ob, core, served, metrics
 
 
@@ -63,7 +73,7 @@ async def test_delivers_everything_once_in_register_order(tmp_path: Path) -> Non
     try:
         events = [sale(f"R{i % 3}", i) for i in range(150)]
         await append_all(ob, events)
-        sender = Sender(ob, lambda: served.stub, metrics=m, window=16, batch=10, **FAST)
+        sender = Sender(ob, served.client, metrics=m, window=16, batch=10, **FAST)
         assert await sender.drain(20)
         assert dict(core.order) == expected_order(events)
         assert set(core.applications.values()) == {1}
@@ -81,7 +91,7 @@ async def test_delivers_everything_once_in_register_order(tmp_path: Path) -> Non
 async def test_new_events_are_picked_up_while_running(tmp_path: Path) -> None:
     ob, core, served, m = await setup(tmp_path)
     try:
-        sender = Sender(ob, lambda: served.stub, metrics=m, ack_timeout_s=5, **{**FAST, "idle_poll_s": 30})
+        sender = Sender(ob, served.client, metrics=m, ack_timeout_s=5, **{**FAST, "idle_poll_s": 30})
         async with running(sender):
             events = [sale("R1", i) for i in range(20)]
             for e in events:
@@ -105,7 +115,7 @@ async def test_permanent_rejection_goes_to_queue_and_blocks_nothing(tmp_path: Pa
     try:
         rf = refund("R1", 1, bad)  # a refund of the rejected sale: rejected by the core too
         await append_all(ob, [*events, rf])
-        sender = Sender(ob, lambda: served.stub, metrics=m, **FAST)
+        sender = Sender(ob, served.client, metrics=m, **FAST)
         assert await sender.drain(10)
         assert core.order["R1"] == [e.key for e in events if e.key != bad]
         queue = await ob.rejected()
@@ -130,7 +140,7 @@ async def test_operator_retry_is_picked_up_by_a_running_sender(tmp_path: Path) -
     ob, core, served, m = await setup(tmp_path, lambda env, n: Action("reject") if n == 1 else ACK)
     try:
         await append_all(ob, [sale("R1", 1), sale("R1", 2)])
-        sender = Sender(ob, lambda: served.stub, metrics=m, **FAST)
+        sender = Sender(ob, served.client, metrics=m, **FAST)
         async with running(sender):
             for _ in range(300):
                 if len(await ob.rejected()) == 2:
@@ -162,7 +172,7 @@ async def test_dropped_streams_resend_without_double_application(tmp_path: Path)
     try:
         events = [sale(f"R{i % 2}", i) for i in range(80)]
         await append_all(ob, events)
-        sender = Sender(ob, lambda: served.stub, metrics=m, window=32, **FAST)
+        sender = Sender(ob, served.client, metrics=m, window=32, **FAST)
         assert await sender.drain(30)
         assert dict(core.order) == expected_order(events)
         assert set(core.applications.values()) == {1}
@@ -184,7 +194,7 @@ async def test_slow_ack_tears_down_and_resends(tmp_path: Path) -> None:
     )
     try:
         await append_all(ob, events)
-        sender = Sender(ob, lambda: served.stub, metrics=m, ack_timeout_s=0.3, **FAST)
+        sender = Sender(ob, served.client, metrics=m, ack_timeout_s=0.3, **FAST)
         assert await sender.drain(10)
         assert core.order["R1"] == [e.key for e in events]
         assert core.seen[slow] == 2 and core.applications[slow] == 1
@@ -202,7 +212,7 @@ async def test_retriable_rejection_backs_off_and_keeps_order(tmp_path: Path) -> 
     )
     try:
         await append_all(ob, events)
-        sender = Sender(ob, lambda: served.stub, metrics=m, **FAST)
+        sender = Sender(ob, served.client, metrics=m, **FAST)
         assert await sender.drain(10)
         assert dict(core.order) == expected_order(events)
         assert set(core.applications.values()) == {1}
@@ -220,7 +230,7 @@ async def test_window_bounds_events_in_flight(tmp_path: Path) -> None:
     ob = await Outbox.open(tmp_path / "o.db")
     try:
         await append_all(ob, [sale("R1", i) for i in range(40)])
-        sender = Sender(ob, lambda: InProcStub(core), window=8, batch=3, ack_timeout_s=30, **FAST)
+        sender = Sender(ob, InProcClient(core), window=8, batch=3, ack_timeout_s=30, **FAST)
         async with running(sender):
             for _ in range(100):
                 if sum(core.batch_sizes) >= 8:
@@ -239,12 +249,11 @@ async def test_core_down_then_up(tmp_path: Path) -> None:
     core = FakeCore()
     server, port = await start_server(core)
     await server.stop(0)  # the core is down; the gateway keeps the events
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+    client = await started_client(port, metrics)
     try:
         events = [sale("R1", i) for i in range(10)]
         await append_all(ob, events)
-        sender = Sender(ob, lambda: stub, metrics=metrics, **FAST)
+        sender = Sender(ob, client, metrics=metrics, **FAST)
         assert await sender.drain(0.5) is False
         assert (await ob.stats()).pending == 10
         retries = metrics.registry.get_sample_value("posgw_delivery_retries_total")
@@ -256,7 +265,7 @@ async def test_core_down_then_up(tmp_path: Path) -> None:
         finally:
             await server.stop(0)
     finally:
-        await channel.close()
+        await client.close()
         await ob.close()
 
 
@@ -265,17 +274,16 @@ async def test_drain_with_stall_limit_gives_up_fast_while_the_core_is_down(tmp_p
     core = FakeCore()
     server, port = await start_server(core)
     await server.stop(0)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+    client = await started_client(port)
     try:
         await append_all(ob, [sale("R1", i) for i in range(3)])
-        sender = Sender(ob, lambda: stub, **FAST)
+        sender = Sender(ob, client, **FAST)
         began = time.monotonic()
         assert await sender.drain(10, stall_s=0.4) is False  # the daemon's stop: no 10 s wait
         assert time.monotonic() - began < 2.0
         assert (await ob.stats()).pending == 3  # kept for after the restart
     finally:
-        await channel.close()
+        await client.close()
         await ob.close()
 
 
@@ -287,7 +295,7 @@ async def test_resumes_after_restart(tmp_path: Path) -> None:
         ob = await Outbox.open(path)
         events = [sale("R1", i) for i in range(10)]
         await append_all(ob, events)
-        sender = Sender(ob, lambda: served.stub, ack_timeout_s=30, **FAST)
+        sender = Sender(ob, served.client, ack_timeout_s=30, **FAST)
         async with running(sender):
             for _ in range(300):
                 if core.received >= 6:
@@ -299,7 +307,7 @@ async def test_resumes_after_restart(tmp_path: Path) -> None:
         assert len(core.order["R1"]) == 6 and core.batch_sizes == [10]
         ob = await Outbox.open(path)
         assert (await ob.stats()).pending == 10  # nothing is delivered without its ack
-        assert await Sender(ob, lambda: served.stub, **FAST).drain(10)
+        assert await Sender(ob, served.client, **FAST).drain(10)
         assert core.order["R1"] == [e.key for e in events]
         assert set(core.applications.values()) == {1}
         assert [core.seen[e.key] for e in events] == [2] * 6 + [1] * 4  # 1..6 resent as replays
@@ -313,7 +321,7 @@ async def test_unsendable_event_goes_to_queue(tmp_path: Path) -> None:
     try:
         await ob.append(Event(EventKind.SALE, "no-receipt", "R1", T0))
         await ob.append(sale("R1", 2))
-        assert await Sender(ob, lambda: served.stub, **FAST).drain(10)
+        assert await Sender(ob, served.client, **FAST).drain(10)
         (row,) = await ob.rejected()
         assert (row.key, row.reason) == ("no-receipt", "INVALID_EVENT")
         assert core.order["R1"] == [sale("R1", 2).key]
@@ -325,7 +333,7 @@ async def test_unsendable_event_goes_to_queue(tmp_path: Path) -> None:
 async def test_drain_with_nothing_pending_and_run_twice_refused(tmp_path: Path) -> None:
     ob, core, served, _ = await setup(tmp_path)
     try:
-        sender = Sender(ob, lambda: served.stub, **FAST)
+        sender = Sender(ob, served.client, **FAST)
         assert await sender.drain(1)
         async with running(sender):
             await asyncio.sleep(0.05)
@@ -344,7 +352,7 @@ async def test_events_travel_in_batches_of_at_most_message_events(tmp_path: Path
     try:
         events = [sale(f"R{i % 4}", i) for i in range(300)]
         await append_all(ob, events)
-        sender = Sender(ob, lambda: served.stub, metrics=m, batch=100, window=1000, message_events=64, **FAST)
+        sender = Sender(ob, served.client, metrics=m, batch=100, window=1000, message_events=64, **FAST)
         assert await sender.drain(20)
         assert sum(core.batch_sizes) == 300 and max(core.batch_sizes) == 64
         assert len(core.batch_sizes) < 10  # not one message per event
@@ -356,35 +364,43 @@ async def test_events_travel_in_batches_of_at_most_message_events(tmp_path: Path
 
 
 async def test_delivery_yields_to_tills_in_small_paced_batches(tmp_path: Path) -> None:
-    ob, core, served, m = await setup(tmp_path)
+    # Step by step, no clock: the in-process core sees each EventBatch as it is written, and the
+    # sender's pause after each busy read waits until the test lets it go on.
+    core = FakeCore()
+    ob = await Outbox.open(tmp_path / "o.db")
+    pauses: asyncio.Queue[float] = asyncio.Queue()  # the sender entered a pause of this many seconds
+    permits: asyncio.Queue[None] = asyncio.Queue()  # the test lets one pause end
+
+    async def pause(seconds: float) -> None:
+        pauses.put_nowait(seconds)
+        await permits.get()
+
+    busy = [True]
+    asked: list[bool] = []
+
+    def tills_busy() -> bool:
+        asked.append(busy[0])
+        return busy[0]
+
     try:
         events = [sale(f"R{i % 4}", i) for i in range(60)]
         await append_all(ob, events)
-        busy = [True]
-        asked: list[bool] = []
-
-        def tills_busy() -> bool:
-            asked.append(busy[0])
-            return busy[0]
-
-        sender = Sender(ob, lambda: served.stub, metrics=m, batch=100, window=1000, busy_batch=8,
-                        yield_to=tills_busy, **FAST)
+        sender = Sender(ob, InProcClient(core), batch=100, window=1000, busy_batch=8, yield_to=tills_busy,
+                        pause=pause, **FAST)
         async with running(sender):
-            for _ in range(500):
-                if sum(core.batch_sizes) >= 24:
-                    break
-                await asyncio.sleep(0.01)
-            assert core.batch_sizes and max(core.batch_sizes) <= 8  # tills busy: short steps
-            busy[0] = False  # the tills went quiet: the rest in one read
-            for _ in range(500):
-                if sum(core.batch_sizes) == 60:
-                    break
-                await asyncio.sleep(0.01)
-        assert sum(core.batch_sizes) == 60 and max(core.batch_sizes) > 8
+            for step in range(1, 4):  # tills busy: one short read, then a pause, each time
+                assert await asyncio.wait_for(pauses.get(), 10) >= 0
+                assert core.batch_sizes == [8] * step
+                assert pauses.empty()  # nothing more is read until the pause ends
+                if step == 3:
+                    busy[0] = False  # the tills went quiet while the sender paused
+                permits.put_nowait(None)
+            assert await sender.drain(10)
+        assert core.batch_sizes == [8, 8, 8, 36]  # quiet: the rest in one read, with no pause
+        assert pauses.empty()
         assert dict(core.order) == expected_order(events) and max(core.seen.values()) == 1
-        assert True in asked and False in asked
+        assert asked[:3] == [True] * 3 and False in asked[3:]
     finally:
-        await served.close()
         await ob.close()
 
 
@@ -396,7 +412,7 @@ async def test_retriable_rejection_mid_batch_keeps_the_other_registers_results(t
     )
     try:
         await append_all(ob, events)
-        sender = Sender(ob, lambda: served.stub, metrics=m, **FAST)
+        sender = Sender(ob, served.client, metrics=m, **FAST)
         assert await sender.drain(10)
         assert core.batch_sizes[0] == 20
         assert dict(core.order) == expected_order(events)
@@ -431,14 +447,70 @@ async def test_an_ack_batch_that_does_not_match_its_event_batch_fails_the_stream
         events = [sale("R1", i) for i in range(5)]
         await append_all(ob, events)
 
-        class Stub:
-            def StreamEvents(self, **_: object) -> InProcCall:
-                return _ShortAckCall(core)
-
-        sender = Sender(ob, Stub, **FAST)
+        sender = Sender(ob, InProcClient(core, call=_ShortAckCall), **FAST)
         assert await sender.drain(10)
         assert core.streams == 2
         assert [core.seen[e.key] for e in events] == [2] * 5  # nothing of the bad answer was trusted
         assert set(core.applications.values()) == {1}
+    finally:
+        await ob.close()
+
+
+class _Down(InProcCall):
+    """A stream to a core that is down: every write fails with UNAVAILABLE."""
+
+    def __init__(self, core: FakeCore) -> None:
+        super().__init__(core)
+        self.broken = True
+
+
+class _Unimplemented(InProcCall):
+    """A core without StreamEvents (an old version): a status no retry cures."""
+
+    async def write(self, batch: pb.EventBatch) -> None:
+        raise rpc_error(grpc.StatusCode.UNIMPLEMENTED, "unknown method StreamEvents")
+
+
+@pytest.mark.parametrize(("call", "level", "slow"),
+                         [(_Down, "WARNING", False), (_Unimplemented, "ERROR", True)])
+async def test_the_errors_retriable_alone_chooses_the_retry_policy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, call: type[InProcCall], level: str, slow: bool,
+) -> None:
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        await ob.append(sale("R1", 1))
+        sender = Sender(ob, InProcClient(FakeCore(), call=call), **{**FAST, "backoff_max_s": 30.0})
+        with caplog.at_level("WARNING", logger="posgw.sender"):
+            assert await sender.drain(0.3) is False
+        first = next(r for r in caplog.records if r.name == "posgw.sender")
+        assert first.levelname == level
+        assert (first.retry_in_s == 30.0) is slow  # type: ignore[attr-defined]  # not retriable: the slow lane
+        assert (await ob.stats()).pending == 1  # never abandoned
+    finally:
+        await ob.close()
+
+
+async def test_failing_streams_open_the_breaker_the_calc_path_shares(tmp_path: Path) -> None:
+    metrics = Metrics()
+    ob = await Outbox.open(tmp_path / "o.db")
+    core = FakeCore()
+    client = InProcClient(core, call=_Down, metrics=metrics)
+    try:
+        await append_all(ob, [sale("R1", i) for i in range(3)])
+        sender = Sender(ob, client, metrics=metrics, **FAST)
+        async with running(sender):
+            for _ in range(1000):
+                if metrics.registry.get_sample_value(
+                        "posgw_core_calls_total", {"method": "StreamEvents", "code": "BREAKER_OPEN"}):
+                    break
+                await asyncio.sleep(0.01)
+        assert metrics.registry.get_sample_value(
+            "posgw_core_calls_total", {"method": "StreamEvents", "code": "UNAVAILABLE"}) >= 5
+        assert metrics.registry.get_sample_value(
+            "posgw_core_calls_total", {"method": "StreamEvents", "code": "BREAKER_OPEN"}) >= 1
+        client.call = InProcCall  # the core is back: after the breaker's reset, delivery resumes
+        assert await sender.drain(10)
+        assert client.breaker.state == "closed"
+        assert core.order["R1"] == [sale("R1", i).key for i in range(3)]
     finally:
         await ob.close()

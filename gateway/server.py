@@ -34,6 +34,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.driver import Driver, DriverContext
 from gateway.metrics import Metrics
 from gateway.opqueue import row_view
+from gateway.outbox import OutboxRow, OutboxStats
 
 log = logging.getLogger("posgw.server")
 DEFAULT_MAX_BODY = 1 << 20
@@ -44,15 +45,15 @@ ErrorFormatter = Callable[[int, str, str, str], web.Response]
 class OutboxView(Protocol):
     """The part of :class:`gateway.outbox.Outbox` the server reads and the operator changes."""
 
-    async def stats(self) -> Any: ...
+    async def stats(self) -> OutboxStats: ...
 
-    async def rejected(self) -> Sequence[Any]: ...
+    async def rejected(self) -> Sequence[OutboxRow]: ...
 
-    async def get(self, row_id: int) -> Any: ...
+    async def get(self, row_id: int) -> OutboxRow | None: ...
 
-    async def retry(self, row_id: int) -> Any: ...
+    async def retry(self, row_id: int) -> bool: ...
 
-    async def resolve(self, row_id: int, note: str) -> Any: ...
+    async def resolve(self, row_id: int, note: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -294,4 +295,4 @@ async def _queue_change(request: web.Request, action: str) -> web.Response:
         return default_error(409, "CONFLICT", f"event {row_id} is no longer rejected")
     log.info("operator queue change", extra={"action": action, "row_id": row_id})
     after = await outbox.get(row_id)
-    return web.json_response(row_view(after, time.time()))
+    return web.json_response(row_view(after or row, time.time()))  # only delivered rows are pruned, later

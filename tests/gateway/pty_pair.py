@@ -31,8 +31,10 @@ class PtyPair:
     def release_slave(self) -> None:
         """Close the test's own slave fd (after the daemon opened the port), so that closing the
         master later unplugs the device for real."""
-        with contextlib.suppress(OSError):
-            os.close(self.slave)
+        if self.slave >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.slave)
+            self.slave = -1
 
     async def read(self, size: int, timeout: float = 2.0) -> bytes:  # noqa: ASYNC109 - a test helper
         """At least ``size`` bytes written by the daemon, or what came within ``timeout``."""
@@ -44,6 +46,18 @@ class PtyPair:
             except BlockingIOError:
                 await asyncio.sleep(0.005)
         return got
+
+    def opened_elsewhere(self) -> bool:
+        """True once another fd of this process (the daemon's pyserial port) has the slave open
+        (Linux: counted in /proc/self/fd; the test's own slave fd is not counted)."""
+        ours = {str(self.slave)}
+        fds = Path("/proc/self/fd")
+        found = 0
+        for fd in fds.iterdir():
+            with contextlib.suppress(OSError):
+                if fd.name not in ours and os.readlink(fd) == self.path:
+                    found += 1
+        return found > 0
 
     def vanish(self) -> None:
         if not self.closed:

@@ -17,7 +17,7 @@ from datetime import datetime
 
 from drivers.evotor.wire import ident, loads
 from gateway.errors import BadInput
-from gateway.fields import kopecks, lst, milli, obj, opt_lst, opt_obj, text, timestamp
+from gateway.fields import kopecks, line_amount, lst, milli, obj, opt_lst, opt_obj, text, timestamp
 from gateway.receipt import MAX_LINES
 
 RECEIPT_TYPES = {"SELL": "sale", "PAYBACK": "refund"}
@@ -80,7 +80,7 @@ def parse_receipts(body: bytes) -> list[CloudDoc]:
                 item_id=ident(item.get("id"), f"{w}.id", required=False),
                 code=ident(item.get("code"), f"{w}.code", required=False),
                 name=text(item.get("name"), f"{w}.name"),
-                price=price, qty_milli=qty, amount=(price * qty + 500) // 1000,
+                price=price, qty_milli=qty, amount=line_amount(price, qty),
                 discount=abs(kopecks(item.get("discount"), f"{w}.discount", default=0)),
             ))
         _cap(items, f"{at}.data.items")

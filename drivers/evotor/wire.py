@@ -8,8 +8,8 @@ Pure: bytes in, typed values out (and back). Owns the Evotor units at the edge:
 
 Invariant: every malformed input raises :class:`gateway.errors.BadInput` naming the field;
 no other exception leaves :func:`parse_plugin` (the driver turns BadInput into a 400).
-The field readers are :mod:`gateway.fields` (shared with Modul Kassa); :func:`loads` and
-:func:`ident` are shared with :mod:`drivers.evotor.cloud_wire`.
+The readers are :mod:`gateway.fields` (every driver's); :func:`loads` and :func:`ident` are
+its settings for Evotor, shared with :mod:`drivers.evotor.cloud_wire`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from gateway import http_edge
+from gateway import fields, http_edge
 from gateway.errors import BadInput
 from gateway.fields import (
-    decimal,
     kopecks,
     milli,
     obj,
@@ -37,50 +36,19 @@ from gateway.receipt import MAX_LINES
 
 MAX_ID = 128
 
-# ---------------------------------------------------------------- JSON helpers (shared)
+# ---------------------------------------------------------------- JSON (readers: gateway.fields)
 
 
 def loads(body: bytes | str, *, lenient: bool = False) -> object:
     """Parse JSON with Decimal numbers; ``lenient`` tolerates trailing commas (Evotor's 2017 docs)."""
-    if not lenient:
-        return http_edge.loads(body)
-    try:
-        text = body.decode("utf-8") if isinstance(body, bytes) else body
-    except UnicodeDecodeError as exc:
-        raise BadInput("body is not UTF-8", "body") from exc
-    return http_edge.loads(strip_trailing_commas(text))
+    return fields.loads(body, trailing_commas=lenient)
 
 
-def strip_trailing_commas(text: str) -> str:
-    """Drop commas that directly precede ``}`` or ``]`` outside strings."""
-    out: list[str] = []
-    in_str = esc = False
-    pending = -1  # index in out of a comma that may be trailing
-    for ch in text:
-        if in_str:
-            out.append(ch)
-            if esc:
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                in_str = False
-            continue
-        if ch in "}]" and pending >= 0:
-            out[pending] = ""
-        if ch == ",":
-            pending = len(out)
-        elif not ch.isspace():
-            pending = -1
-        if ch == '"':
-            in_str = True
-        out.append(ch)
-    return "".join(out)
+strip_trailing_commas = fields.strip_trailing_commas  # where Evotor's callers have always found it
 
 
 def ident(value: object, where: str, *, required: bool = True) -> str:
-    return text(value, where, required=required, limit=MAX_ID)
-
+    return fields.ident(value, where, required=required, limit=MAX_ID)
 
 
 # ---------------------------------------------------------------- plugin messages
@@ -147,15 +115,11 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class Loyalty:
+class Loyalty(fields.Entered):
     """What the cashier entered in our plugin's UI."""
 
-    card: str = ""
-    phone: str = ""
     app_code: str = ""
     qr: str = ""
-    redeem_points: int = 0
-    redeem_max: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,14 +181,9 @@ def parse_plugin(body: bytes) -> PluginMessage:
 
 def parse_loyalty(value: object, where: str) -> Loyalty:
     raw = opt_obj(value, where)
-    redeem = raw.get("redeem")
-    redeem_max = redeem == "max" or raw.get("redeemMax") is True
-    points = 0
-    if redeem is not None and not redeem_max:
-        dec = decimal(redeem, f"{where}.redeem")
-        if dec < 0 or dec != dec.to_integral_value():
-            raise BadInput("points to redeem must be a whole, non-negative number", f"{where}.redeem")
-        points = int(dec)
+    points, redeem_max = fields.redeem(raw.get("redeem"), f"{where}.redeem")
+    if raw.get("redeemMax") is True:
+        points, redeem_max = 0, True
     return Loyalty(
         card=ident(raw.get("card"), f"{where}.card", required=False),
         phone=ident(raw.get("phone"), f"{where}.phone", required=False),

@@ -19,9 +19,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from gateway import http_edge
+from gateway import fields, http_edge
 from gateway.errors import BadInput
-from gateway.fields import decimal, kopecks, milli, obj, opt_lst, opt_obj, rubles, text, timestamp
+from gateway.fields import kopecks, loads, milli, obj, opt_lst, opt_obj, rubles, text, timestamp
 from gateway.receipt import MAX_LINES
 
 MAX_ID = 255  # the SDK's limit on impact and position ids
@@ -34,10 +34,7 @@ MODIFIED = "ru.modulkassa.pos.events.CHECK_MODIFIED"
 MAIN_SCREEN = "ru.modulkassa.pos.events.UI_RETURN_TO_MAIN_SCREEN"
 ACTIONS = frozenset({CLOSED, CANCELLED, MODIFIED, MAIN_SCREEN})
 
-# ---------------------------------------------------------------- JSON (field readers: gateway.fields)
-
-
-loads = http_edge.loads  # JSON with Decimal numbers; BadInput("body") on anything malformed
+# ---------------------------------------------------------------- JSON (readers: gateway.fields)
 
 
 def quantity_text(qty_milli: int, *, piece: bool) -> str:
@@ -52,13 +49,9 @@ def quantity_text(qty_milli: int, *, piece: bool) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Loyalty:
+class Loyalty(fields.Entered):
     """What the cashier entered in our plugin (the request itself has no customer field)."""
 
-    card: str = ""
-    phone: str = ""
-    redeem_points: int = 0
-    redeem_max: bool = False
     doc_type: str = ""  # SALE | RETURN when the plugin knows it
     device: str = ""  # the register's id, when the plugin knows it
     data: str = ""  # on events: the data blob we answered for this check
@@ -93,14 +86,7 @@ class LoyaltyRequest:
 
 def parse_loyalty(value: object) -> Loyalty:
     raw = opt_obj(value, "loyalty")
-    redeem = raw.get("redeem")
-    redeem_max = redeem == "max"
-    points = 0
-    if redeem is not None and not redeem_max:
-        dec = decimal(redeem, "loyalty.redeem")
-        if dec < 0 or dec != dec.to_integral_value():
-            raise BadInput("points to redeem must be a whole, non-negative number", "loyalty.redeem")
-        points = int(dec)
+    points, redeem_max = fields.redeem(raw.get("redeem"), "loyalty.redeem")
     return Loyalty(
         card=text(raw.get("card"), "loyalty.card", limit=128),
         phone=text(raw.get("phone"), "loyalty.phone", limit=64),

@@ -15,7 +15,8 @@ Signatures (see README "Verified / inferred"):
 - proxied requests: ``X-Poster-Signature = md5(url + body + X-Poster-Time + secret)``; the body
   is tried raw first, then as JS ``JSON.stringify`` and PHP ``json_encode`` would re-serialise it.
 Comparisons are constant time. Every malformed input raises :class:`BadInput` naming the field;
-no other exception leaves the ``parse_*`` functions.
+no other exception leaves the ``parse_*`` functions. The readers are :mod:`gateway.fields` with
+Poster's settings (below): no reader of its own.
 """
 
 from __future__ import annotations
@@ -24,114 +25,32 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
 
-from gateway import http_edge
+from gateway import fields, http_edge
 from gateway.errors import BadInput
 from gateway.fields import rubles
-from gateway.receipt import MAX_LINES, to_milli, to_minor
+from gateway.receipt import MAX_LINES
 
 MAX_ID = 128
-MAX_TEXT = 512
-_LIMIT = Decimal(10) ** 11
+MAX_TEXT = fields.MAX_TEXT
 Obj = dict[str, Any]
 
-# ---------------------------------------------------------------- JSON helpers
+# ---------------------------------------------------------------- Poster's settings of the shared readers
 
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def loads(body: bytes | str, where: str = "body") -> Any:
-    try:
-        text = body.decode("utf-8") if isinstance(body, bytes) else body
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
-    except UnicodeDecodeError:
-        raise BadInput("is not UTF-8", where) from None
-    except (ValueError, RecursionError) as exc:
-        raise BadInput(f"is not JSON: {str(exc)[:80]}", where) from None
+text = partial(fields.text, whole=True)  # ids come as strings or numbers (whole only)
+obj = partial(fields.obj, encoded=True)  # an object may come as a JSON string holding it
+opt_obj = partial(fields.opt_obj, encoded=True)
+money = partial(fields.kopecks, signed=False, spaces=True)  # currency units -> kopecks, never negative
+count = partial(fields.milli, signed=False, spaces=True)  # weight goods are fractional; never negative
+whole = fields.integer
 
 
 def root_object(body: bytes) -> Obj:
     """The body's JSON object; a JSON string holding the object is decoded once more."""
-    value = loads(body)
-    if isinstance(value, str):
-        value = loads(value)
-    if not isinstance(value, dict):
-        raise BadInput("must be a JSON object", "body")
-    return value
-
-
-def obj(value: Any, where: str, *, required: bool = True) -> Obj:
-    if value is None and not required:
-        return {}
-    if isinstance(value, str) and value.strip().startswith("{"):
-        value = loads(value, where)
-    if not isinstance(value, dict):
-        raise BadInput("must be an object", where)
-    return value
-
-
-def text(value: Any, where: str, *, required: bool = False, limit: int = MAX_TEXT) -> str:
-    """A string; numbers are accepted as their decimal text (Poster mixes both for ids)."""
-    if value is None or value == "":
-        if required:
-            raise BadInput("is required", where)
-        return ""
-    if isinstance(value, bool):
-        raise BadInput("must be a string", where)
-    if isinstance(value, int):
-        value = str(value)
-    elif isinstance(value, Decimal):
-        if value != value.to_integral_value():
-            raise BadInput("must be a whole number or a string", where)
-        value = str(int(value))
-    if not isinstance(value, str):
-        raise BadInput("must be a string", where)
-    if len(value) > limit:
-        raise BadInput(f"at most {limit} characters", where)
-    return value
-
-
-def decimal(value: Any, where: str, *, limit: Decimal = _LIMIT) -> Decimal:
-    if isinstance(value, bool) or value is None:
-        raise BadInput("must be a number", where)
-    try:
-        number = Decimal(value.strip().replace(" ", "")) if isinstance(value, str) else Decimal(value)
-    except (InvalidOperation, TypeError, ValueError):
-        raise BadInput("must be a number", where) from None
-    if not number.is_finite() or abs(number) > limit:
-        raise BadInput("must be a sane finite number", where)
-    return number
-
-
-def money(value: Any, where: str, *, default: int | None = None) -> int:
-    """Currency units (a JS number or its text) -> kopecks, half-up; never negative."""
-    if value is None and default is not None:
-        return default
-    kop = to_minor(decimal(value, where), where)
-    if kop < 0:
-        raise BadInput("must not be negative", where)
-    return kop
-
-
-def count(value: Any, where: str) -> int:
-    qty = to_milli(decimal(value, where), where)
-    if qty < 0:
-        raise BadInput("must not be negative", where)
-    return qty
-
-
-def whole(value: Any, where: str, *, default: int = 0) -> int:
-    if value is None or value == "":
-        return default
-    number = decimal(value, where, limit=Decimal(10) ** 15)  # ms timestamps pass, int64 overflow does not
-    if number != number.to_integral_value():
-        raise BadInput("must be a whole number", where)
-    return int(number)
+    return fields.load_object(body, unwrap=True)
 
 
 # ---------------------------------------------------------------- webhook
@@ -191,11 +110,7 @@ def verify_webhook(hook: Webhook, secret: str) -> bool:
 
 def parse_data(data: str | None) -> Obj:
     """A webhook's ``data``: a JSON string, possibly of JSON strings (decoded up to 3 times)."""
-    value: Any = data
-    for _ in range(3):
-        if not isinstance(value, str):
-            break
-        value = loads(value, "data") if value.strip() else {}
+    value = fields.embedded(data, "data", times=3)
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -270,11 +185,11 @@ class Settings:
 
 
 @dataclass(frozen=True, slots=True)
-class Loyalty:
-    card: str = ""
-    phone: str = ""
-    redeem: int = 0
-    redeem_max: bool = False
+class Loyalty(fields.Entered):
+    @property
+    def redeem(self) -> int:
+        """Points to redeem (the name the mapping reads)."""
+        return self.redeem_points
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,14 +252,12 @@ def parse_order(value: Any, where: str = "data.order") -> Order:
 
 
 def parse_loyalty(value: Any) -> Loyalty:
-    lo = obj(value, "loyalty", required=False)
-    redeem = lo.get("redeem")
-    redeem_max = isinstance(redeem, str) and redeem.strip().lower() == "max"
+    lo = opt_obj(value, "loyalty")
+    points, redeem_max = fields.redeem(lo.get("redeem"), "loyalty.redeem", negative_as_zero=True)
     return Loyalty(
         card=text(lo.get("card"), "loyalty.card", limit=MAX_ID),
         phone=text(lo.get("phone"), "loyalty.phone", limit=32),
-        redeem=0 if redeem_max else max(0, whole(redeem, "loyalty.redeem")),
-        redeem_max=redeem_max,
+        redeem_points=points, redeem_max=redeem_max,
     )
 
 
@@ -359,7 +272,7 @@ def parse_pos_event(body: bytes) -> PosEvent:
         spot_id=text(s.get("spotId"), "settings.spotId", limit=MAX_ID),
         tablet_id=text(s.get("spotTabletId"), "settings.spotTabletId", limit=MAX_ID),
     )
-    data = obj(root.get("data"), "data", required=event == "applicationIconClicked")
+    data = (obj if event == "applicationIconClicked" else opt_obj)(root.get("data"), "data")
     order = None if data.get("order") is None else parse_order(data.get("order"))
     if order is None and event not in ("applicationIconClicked", "failedReturnFiscal"):
         raise BadInput("is required", "data.order")

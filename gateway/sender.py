@@ -155,7 +155,6 @@ class Sender:
         self._marks: asyncio.Queue[_Mark | None] = asyncio.Queue()
         self._progress = asyncio.Event()
         self._running = False
-        self.streams_opened = 0  # for tests and the status page
 
     # ------------------------------------------------------------ public
 
@@ -220,7 +219,6 @@ class Sender:
 
     async def _stream_once(self, stopping: asyncio.Event) -> None:
         stream = self._core.open_events()  # CoreUnavailable at once while the breaker is open
-        self.streams_opened += 1
         st = _Stream()
         tasks = [
             asyncio.create_task(self._send_loop(stream, st), name="sender-send"),

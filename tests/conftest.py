@@ -8,6 +8,9 @@
   ``postgresql+psycopg://postgres@127.0.0.1:PORT/NAME``.
 - ``db_url``: parametrised over ``sqlite`` (a file in ``tmp_path``) and ``postgres``, for
   tests that must pass on both storage back ends.
+- :func:`require_vendor`: the one way a test reaches ``../shared/fixtures/vendor``: a missing
+  file skips the test with the reason, or fails it when ``CI=true`` (a CI run that silently
+  skipped every vendor example would pass without checking them).
 """
 
 from __future__ import annotations
@@ -19,6 +22,20 @@ from pathlib import Path
 import pytest
 
 from tests.pg import PgServer, PgUnavailable, start_server
+
+VENDOR = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "vendor"
+
+
+def require_vendor(path: Path, environ: dict[str, str] | None = None) -> Path:
+    """``path`` (a file of the vendor fixtures) if it exists; otherwise skip the test saying
+    which file is absent, or fail it when the ``CI`` variable is ``true``."""
+    if path.exists():
+        return path
+    env = os.environ if environ is None else environ
+    reason = f"vendor fixtures absent: {path} (../shared/fixtures/vendor is not checked out)"
+    if env.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from drivers.evotor import cloud_wire, mapping, wire
 from gateway.errors import BadInput
 from gateway.receipt import EventKind
+from tests.conftest import require_vendor
 from tests.drivers.evotor import payloads
 
 VENDOR = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "vendor" / "evotor"
@@ -23,10 +24,7 @@ PRODUCT = "p:74e99680-3f9b-4abe-b902-fe197cf28ed2"
 
 
 def vendor(name: str) -> bytes:
-    path = VENDOR / name
-    if not path.exists():
-        pytest.skip(f"vendor fixtures absent: {path} (../shared/fixtures/vendor is not checked out)")
-    return path.read_bytes()
+    return require_vendor(VENDOR / name).read_bytes()
 
 
 # ------------------------------------------------------------------ vendor examples
@@ -114,8 +112,7 @@ def test_js_sdk_position_parses_with_non_uuid_ids_and_kg_precision_zero() -> Non
 
 
 def test_every_vendor_file_is_covered_here() -> None:
-    if not VENDOR.exists():
-        pytest.skip(f"vendor fixtures absent: {VENDOR}")
+    require_vendor(VENDOR)
     covered = {
         "cloud-v1-document-sell.txt",
         "cloud-v1-document-payback.json",

@@ -16,16 +16,14 @@ from drivers.modulkassa import mapping, wire
 from gateway.errors import BadInput
 from gateway.receipt import CustomerId, EventKind, IdKind
 from tests.drivers.fake_context import calc_result
+from tests.conftest import require_vendor
 
 VENDOR = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "vendor" / "modulkassa"
 NOW = datetime(2026, 1, 10, tzinfo=UTC)
 
 
 def vendor(name: str) -> bytes:
-    path = VENDOR / name
-    if not path.exists():
-        pytest.skip(f"vendor fixtures absent: {path} (../shared/fixtures/vendor is not checked out)")
-    return path.read_bytes()
+    return require_vendor(VENDOR / name).read_bytes()
 
 
 def operation(positions: list[tuple[str, str, str, str]] | None = None, **loyalty: Any) -> dict[str, Any]:
@@ -143,8 +141,7 @@ def test_cloud_api_documents_are_not_checks_and_are_rejected_cleanly(name: str) 
 
 
 def test_every_vendor_file_is_covered_here() -> None:
-    if not VENDOR.exists():
-        pytest.skip(f"vendor fixtures absent: {VENDOR}")
+    require_vendor(VENDOR)
     covered = {
         "check-serialized-fiscalinfo-date.json",
         "fn-doc-request.json",

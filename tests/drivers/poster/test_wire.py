@@ -17,16 +17,14 @@ from gateway.driver import CalcLine, CalcResult
 from gateway.errors import BadInput
 from gateway.receipt import EventKind
 from tests.drivers.poster import payloads as p
+from tests.conftest import require_vendor
 
 VENDOR = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "vendor" / "poster"
 NOW = datetime(2026, 1, 1, 10, tzinfo=UTC)
 
 
 def vendor(name: str) -> bytes:
-    path = VENDOR / name
-    if not path.exists():
-        pytest.skip(f"vendor fixtures absent: {path} (../shared/fixtures/vendor is not checked out)")
-    return path.read_bytes()
+    return require_vendor(VENDOR / name).read_bytes()
 
 
 def envelope(event: str, data: Any) -> bytes:
@@ -105,8 +103,7 @@ def test_web_api_answers_are_not_messages_we_receive(name: str) -> None:
 
 
 def test_every_vendor_file_is_covered_here() -> None:
-    if not VENDOR.exists():
-        pytest.skip(f"vendor fixtures absent: {VENDOR}")
+    require_vendor(VENDOR)
     source = Path(__file__).read_text()
     assert [f.name for f in sorted(VENDOR.iterdir()) if f.name not in source] == []
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from drivers.modulkassa import mapping, wire
 from gateway.errors import BadInput
 from gateway.receipt import CustomerId, EventKind, IdKind
-from tests.drivers.fake_context import calc_result
 from tests.conftest import require_vendor
+from tests.drivers.fake_context import calc_result
 
 VENDOR = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "vendor" / "modulkassa"
 NOW = datetime(2026, 1, 10, tzinfo=UTC)

@@ -64,6 +64,18 @@ class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class EdgeOptions(Model):
+    """The options of an HTTP driver's edge: every HTTP driver's ``Config`` derives from it, and
+    its :class:`gateway.driver.Edge` takes its limits from here (one decision per driver)."""
+
+    max_body_bytes: int = Field(
+        default=1 << 20, ge=1024, le=64 << 20, description="largest request body accepted (413 above)",
+    )
+    read_timeout_ms: int = Field(
+        default=5000, ge=100, le=60_000, description="a body not fully read in this time gets 408",
+    )
+
+
 def _default_data_dir() -> Path:
     # systemd StateDirectory= sets STATE_DIRECTORY; elsewhere the platform's user data dir.
     state = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
@@ -95,7 +107,8 @@ class GatewaySection(Model):
         default="INFO", description="lowest level logged",
     )
     max_body_bytes: int = Field(
-        default=1 << 20, ge=1024, le=64 << 20, description="largest accepted HTTP request body (413 above)",
+        default=1 << 20, ge=1024, le=64 << 20,
+        description="largest body of the operator endpoints (drivers set their own max_body_bytes)",
     )
     admin_api_key: SecretStr = secret_field("key for /v1/queue retry/resolve (empty = queue read-only)")
     admin_api_key_file: Path | None = Field(

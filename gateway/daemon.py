@@ -29,6 +29,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.breaker import CircuitBreaker
+from gateway.calc_token import CalcTokens, load_key
 from gateway.config import GatewayConfig
 from gateway.core_client import CoreClient, CoreTarget
 from gateway.driver import Driver, DriverContext, load_driver
@@ -134,7 +135,7 @@ class Daemon:
         policy = OfflinePolicy(cache, redeem_limit_points=cfg.offline.redeem_limit_points)
         self.pipeline = pipeline = Pipeline(
             core, policy, outbox, metrics=self.metrics, calc_budget_s=cfg.gateway.calc_budget_ms / 1000,
-            hold_ttl_s=cfg.gateway.hold_ttl_s,
+            hold_ttl_s=cfg.gateway.hold_ttl_s, tokens=CalcTokens(load_key(data_dir / "calc_token.key")),
         )
         self.sender = Sender(outbox, core, metrics=self.metrics, yield_to=pipeline.activity.busy)
         mounted: list[MountedDriver] = []
@@ -142,7 +143,7 @@ class Daemon:
             driver = load_driver(name, cfg.driver_options(name))
             state = OutboxStateStore(outbox, name)
             await import_legacy_state(data_dir / "state" / f"{name}.json", state)
-            ctx = pipeline.context(name, cfg.driver_config(name), state, self._drivers_stopping)
+            ctx = pipeline.context(name, state, self._drivers_stopping)
             mounted.append(MountedDriver(name, driver, ctx))
         app = build_app(
             outbox=outbox, metrics=self.metrics, drivers=mounted, core_state=lambda: str(breaker.state),

@@ -128,8 +128,7 @@ class CalcClaims:
 class Refusals:
     """A vendor's refusals as data: the bodies the edge answers with; the statuses are the edge's.
 
-    ``other`` renders the rest (404, 405, 415, 429, 500, 503) from ``(status, code, message)``;
-    ``headers`` go on every refusal (``WWW-Authenticate``, CORS).
+    ``other`` renders the rest (404, 405, 415, 429, 500, 503) from ``(status, code, message)``.
     """
 
     unauthorized: Callable[[str], bytes]  # 401 / 403, given why (never the secret)
@@ -139,7 +138,8 @@ class Refusals:
     not_stored: bytes  # 503: the durable write failed, the till should resend
     other: Callable[[int, str, str], bytes]
     content_type: str = "application/json"
-    headers: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # on every answer (CORS)
+    challenge: str = ""  # WWW-Authenticate value sent with a 401, when the vendor has one
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,13 @@ class BadInput(GatewayError):
 
 
 class AuthError(GatewayError):
-    """Missing or wrong credentials / signature."""
+    """Missing or wrong credentials / signature, raised by the edge's auth checks (an
+    ``http_edge.Auth``): ``reason`` is a short snake_case word for logs and the refusal body,
+    never the secret; ``status`` is 401 (missing or wrong credentials) or 403 (forbidden)."""
+
+    def __init__(self, reason: str, *, status: int = 401) -> None:
+        self.reason, self.status = reason, status
+        super().__init__(reason)
 
 
 class CoreUnavailable(GatewayError):

@@ -109,6 +109,11 @@ class OfflinePolicy:
         self.ledger = OfflineLedger(ledger_path or cache.data_dir / "offline_grants.json", wall=wall)
         self._anonymous = itertools.count()
 
+    @property
+    def program_version(self) -> str:
+        """The version of the program the gateway holds ("" before the first fetch)."""
+        return self.cache.program_version
+
     def identify(self, customer: CustomerId) -> CustomerInfo | None:
         entry = self.cache.find(customer)
         if entry is None:

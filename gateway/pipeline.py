@@ -17,12 +17,19 @@ Invariants:
 - UNKNOWN_CUSTOMER / CODE_EXPIRED / CUSTOMER_BLOCKED: no loyalty (``customer_found=False``,
   no discount, no accrual); a receipt without a customer is answered locally the same way
   (mode ``no_customer``) without asking the core;
-- :meth:`Pipeline.submit` returns only after the outbox stored the event. A sale answered
-  offline is marked ``offline=True`` with ``expected_redeemed`` = the points answered (unless
-  the driver set it), so the core keeps the printed redemption if it still can; a sale
-  answered online with a hold gets that ``hold_id`` unless the driver set one. Answers are
-  remembered per (register, receipt number) in a bounded LRU; a receipt calculated before it
-  had a number is matched by register, customer and line ids.
+- one route from calc to commit: every answer carries a calc token (:mod:`gateway.calc_token`:
+  customer, points, our discount, hold, offline flag, program version; signed with the
+  gateway's key) that a driver hands to its till where the till carries data to commit. An
+  answer given offline or with a hold is also remembered durably in the outbox file's
+  ``driver_state`` (namespace ``_calc``) by register and receipt identity (number, or customer
+  and line ids while the receipt has no number yet), for tills that carry nothing. Nothing of
+  it lives in process memory: a SIGKILL between calc and commit changes nothing;
+- :meth:`Pipeline.submit` returns only after the outbox stored the event. It first verifies the
+  event's calc token (a forged or altered one raises BadInput and nothing is stored) or, for a
+  sale without one, recalls the remembered calc; what the calc decided is applied where the
+  event does not say otherwise: the customer, the points redeemed (``expected_redeemed``), the
+  hold, and ``offline=True`` when the offline policy answered (so the core keeps the printed
+  redemption if it still can). The token itself is never stored;
 - :attr:`Pipeline.activity` counts the drivers' calls in flight (every driver comes through
   :class:`PipelineContext`); the sender yields to them (see :mod:`gateway.sender`).
 
@@ -35,17 +42,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
+import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from gateway.calc_token import CalcTokens
 from gateway.convert import calculation_to_result, customer_ref, receipt_to_draft
-from gateway.core_client import CoreClient
-from gateway.driver import CalcResult, CustomerInfo, DriverContext, StateStore
-from gateway.errors import BadInput, BusinessRejection, CoreUnavailable
+from gateway.core_client import CoreCalls
+from gateway.driver import COUNTERS, CalcClaims, CalcResult, CustomerInfo, DriverContext, StateStore
+from gateway.errors import BadInput, BusinessRejection, CoreUnavailable, GatewayError
 from gateway.metrics import Metrics
 from gateway.offline import OfflinePolicy, plain_result
 from gateway.receipt import CustomerId, Event, EventKind, Receipt
@@ -73,6 +82,8 @@ REJECTION_TEXT = {
     "CUSTOMER_BLOCKED": "Карта покупателя заблокирована: продажа без бонусов",
 }
 MIN_CORE_TIMEOUT_S = 0.005
+CALC_MEMORY = "_calc"  # the driver_state namespace of remembered calcs (no driver has this name)
+CALC_KEEP_S = 2 * 86_400.0  # a till commits within a shift; a resend after two days has its own data
 
 
 class EventStore(Protocol):
@@ -80,16 +91,37 @@ class EventStore(Protocol):
 
     async def append(self, event: Event) -> bool: ...
 
+    async def put_state(self, driver: str, key: str, value: str, *, keep_s: float | None = None) -> None: ...
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """How a receipt was last answered."""
+    async def get_state(self, driver: str, key: str) -> str | None: ...
 
-    offline: bool
-    redeemed: int
-    hold_id: str
-    customer: CustomerId | None
-    line_ids: tuple[str, ...]
+
+def _memory_keys(receipt: Receipt) -> tuple[str, ...]:
+    """Where a calc of ``receipt`` is remembered: by number, and by customer and line ids (a calc
+    answered before the receipt had a number; the sale then matches on the same goods)."""
+    customer = "" if receipt.customer is None else f"{receipt.customer.kind}:{receipt.customer.value}"
+    shape = "\x1f".join((customer, *(line.line_id for line in receipt.lines)))
+    digest = hashlib.sha256(shape.encode()).hexdigest()[:32]
+    by_goods = f"{receipt.register_id}\x1f\x1f{digest}"
+    if not receipt.receipt_number:
+        return (by_goods,)
+    return (f"{receipt.register_id}\x1f{receipt.receipt_number}", by_goods)
+
+
+def apply_claims(event: Event, claims: CalcClaims) -> Event:
+    """``event`` with what its calc decided, where the event does not say otherwise."""
+    if event.kind == EventKind.CANCEL:
+        return replace(event, hold_id=event.hold_id or claims.hold_id, calc_token="")
+    if event.kind != EventKind.SALE or event.receipt is None:
+        return replace(event, calc_token="")
+    receipt = event.receipt
+    if claims.customer is not None and receipt.customer != claims.customer:
+        receipt = replace(receipt, customer=claims.customer)
+    if claims.redeemed and not receipt.redeem_points:
+        receipt = replace(receipt, redeem_points=claims.redeemed)
+    expected = claims.redeemed if event.expected_redeemed is None else event.expected_redeemed
+    return replace(event, receipt=receipt, offline=event.offline or claims.offline,
+                   expected_redeemed=expected, hold_id=event.hold_id or claims.hold_id, calc_token="")
 
 
 @dataclass(slots=True)
@@ -127,7 +159,7 @@ class TillActivity:
 class Pipeline:
     def __init__(
         self,
-        core: CoreClient,
+        core: CoreCalls,
         offline: OfflinePolicy,
         outbox: EventStore,
         *,
@@ -135,7 +167,7 @@ class Pipeline:
         calc_budget_s: float = 0.3,
         hold_ttl_s: int = 0,
         fallback_margin_s: float = 0.015,
-        remember: int = 10_000,
+        tokens: CalcTokens | None = None,
     ) -> None:
         if calc_budget_s <= 0:
             raise ValueError("calc_budget_s must be positive")
@@ -146,8 +178,7 @@ class Pipeline:
         self.calc_budget_s = calc_budget_s
         self.hold_ttl_s = hold_ttl_s
         self.fallback_margin_s = fallback_margin_s
-        self._remember_max = remember
-        self._answers: OrderedDict[tuple[str, str], Answer] = OrderedDict()
+        self.tokens = tokens or CalcTokens(secrets.token_bytes(32))
         self.activity = TillActivity()
 
     # ------------------------------------------------------------ calculate
@@ -162,11 +193,10 @@ class Pipeline:
             async with asyncio.timeout_at(deadline):
                 result = await self._calculate(attempt, deadline)
         except TimeoutError:
-            log.warning(
-                "calc budget spent, answering offline: driver=%s register=%s", driver, receipt.register_id
-            )
+            log.warning("calc budget spent, answering offline",
+                        extra={"driver": driver, "register": receipt.register_id})
             result = self._offline(attempt)
-        self._remember(receipt, result)
+        result = await self._tokened(attempt.receipt, result)
         elapsed = time.perf_counter() - started
         self.metrics.child(self.metrics.calc_seconds, driver, attempt.mode).observe(elapsed)
         self.metrics.child(self.metrics.calc_answers, driver, attempt.mode).inc()
@@ -189,7 +219,8 @@ class Pipeline:
                 receipt_to_draft(receipt), timeout=self._core_timeout(deadline), hold_ttl_s=self.hold_ttl_s
             )
         except CoreUnavailable as exc:
-            log.info("core unavailable, answering offline: register=%s error=%s", receipt.register_id, exc)
+            log.info("core unavailable, answering offline",
+                     extra={"register": receipt.register_id, "error": str(exc)})
             return self._offline(attempt)
         except BusinessRejection as exc:
             return await self._rejected(attempt, exc, deadline)
@@ -204,7 +235,8 @@ class Pipeline:
         if reason not in REDEMPTION_REASONS or not asked or attempt.rejection:
             attempt.mode = "no_customer"
             if reason not in NO_CUSTOMER_REASONS and reason != "CUSTOMER_BLOCKED":
-                log.warning("core refused a calculate: register=%s reason=%s", receipt.register_id, exc)
+                log.warning("core refused a calculate",
+                            extra={"register": receipt.register_id, "reason": reason, "error": str(exc)})
             text = REJECTION_TEXT.get(reason, f"Бонусы недоступны ({reason})")
             rejection = attempt.rejection or ("" if reason in NO_CUSTOMER_REASONS else reason)
             return plain_result(receipt, offline=False, message=text, rejection=rejection)
@@ -233,9 +265,8 @@ class Pipeline:
         except BadInput:
             raise
         except Exception:  # the till must get an answer even if the offline policy has a bug
-            log.exception(
-                "offline policy failed, answering without loyalty: register=%s", receipt.register_id
-            )
+            log.exception("offline policy failed, answering without loyalty",
+                          extra={"register": receipt.register_id})
             result = plain_result(
                 receipt, offline=True, message="Нет связи с сервером лояльности: продажа без бонусов"
             )
@@ -243,52 +274,55 @@ class Pipeline:
             result = replace(result, rejection=attempt.rejection)
         return result
 
-    # ------------------------------------------------------------ answers remembered for submit
+    # ------------------------------------------------------------ calc token and calc memory
 
-    def _remember(self, receipt: Receipt, result: CalcResult) -> None:
-        key = (receipt.register_id, receipt.receipt_number)
-        self._answers[key] = Answer(
-            offline=result.offline,
-            redeemed=result.redeemed_points,
-            hold_id=result.hold_id,
-            customer=receipt.customer,
-            line_ids=tuple(x.line_id for x in receipt.lines),
+    async def _tokened(self, receipt: Receipt, result: CalcResult) -> CalcResult:
+        """``result`` with its calc token; offline answers and holds are also remembered."""
+        claims = CalcClaims(
+            customer=receipt.customer if result.customer_found else None, redeemed=result.redeemed_points,
+            discount=result.total_discount, hold_id=result.hold_id, offline=result.offline,
+            program_version=self.offline.program_version, register_id=receipt.register_id,
         )
-        self._answers.move_to_end(key)
-        while len(self._answers) > self._remember_max:
-            self._answers.popitem(last=False)
+        token = self.tokens.issue(claims)
+        if result.offline or result.hold_id:
+            try:
+                for key in _memory_keys(receipt):
+                    await self.outbox.put_state(CALC_MEMORY, key, token, keep_s=CALC_KEEP_S)
+            except GatewayError as exc:  # the answer goes out anyway; only the memory is lost
+                log.error("calc not remembered", extra={"register": receipt.register_id, "error": str(exc),
+                                                        "action": "a till that carries no token commits it "
+                                                                  "as answered online"})
+        return replace(result, token=token)
 
-    def answer_for(self, receipt: Receipt) -> tuple[tuple[str, str], Answer] | None:
-        """How ``receipt`` was answered, if remembered (and the LRU key it is stored under)."""
-        key = (receipt.register_id, receipt.receipt_number)
-        answer = self._answers.get(key)
-        if answer is None and receipt.receipt_number:
-            key = (receipt.register_id, "")
-            answer = self._answers.get(key)
-            same = (
-                answer is not None
-                and answer.customer == receipt.customer
-                and answer.line_ids == tuple(x.line_id for x in receipt.lines)
-            )
-            if not same:
+    async def _recalled(self, receipt: Receipt) -> tuple[str, CalcClaims] | None:
+        """The remembered calc of ``receipt`` and the memory key it was found under."""
+        for key in _memory_keys(receipt):
+            token = await self.outbox.get_state(CALC_MEMORY, key)
+            if not token:
+                continue
+            try:
+                return key, self.tokens.read(token)
+            except BadInput:  # the key file was replaced: the memory cannot be trusted
+                log.warning("remembered calc unreadable", extra={"register": receipt.register_id})
                 return None
-        return None if answer is None else (key, answer)
+        return None
 
     # ------------------------------------------------------------ submit, identify
 
-    async def submit(self, event: Event, *, driver: str) -> bool:
-        """Store ``event`` durably (True new, False duplicate); StorageError when not stored."""
-        found = self.answer_for(event.receipt) if event.kind == EventKind.SALE and event.receipt else None
-        if found is not None:
-            answer = found[1]
-            if answer.offline:
-                expected = answer.redeemed if event.expected_redeemed is None else event.expected_redeemed
-                event = replace(event, offline=True, expected_redeemed=expected)
-            elif answer.hold_id and not event.hold_id:
-                event = replace(event, hold_id=answer.hold_id)
+    async def submit(self, event: Event) -> bool:
+        """Store ``event`` durably (True new, False duplicate); StorageError when not stored,
+        BadInput when its calc token is forged or altered. A remembered calc is used once: it is
+        forgotten once the sale is stored (another receipt with the same goods is another calc)."""
+        recalled = None
+        if event.calc_token:
+            event = apply_claims(event, self.tokens.read(event.calc_token))
+        elif event.kind == EventKind.SALE and event.receipt is not None:
+            recalled = await self._recalled(event.receipt)
+            if recalled is not None:
+                event = apply_claims(event, recalled[1])
         stored = await self.outbox.append(event)
-        if found is not None:
-            self._answers.pop(found[0], None)
+        if recalled is not None:
+            await self.outbox.put_state(CALC_MEMORY, recalled[0], "", keep_s=CALC_KEEP_S)
         return stored
 
     async def identify(self, customer: CustomerId, *, driver: str) -> CustomerInfo | None:
@@ -303,25 +337,22 @@ class Pipeline:
         except BusinessRejection as exc:
             if exc.reason == "INVALID_RECEIPT" or "field" in exc.metadata:
                 raise BadInput(str(exc), exc.metadata.get("field", "customer")) from None
-            log.info("core refused to identify: driver=%s reason=%s", driver, exc.reason)
+            log.info("core refused to identify", extra={"driver": driver, "reason": exc.reason})
             return None
         if found is None:
             return None
         return CustomerInfo(found.customer_id, found.display_name, found.tier, found.balance, offline=False)
 
-    def context(self, name: str, config: Any, state: StateStore, stopping: asyncio.Event) -> DriverContext:
-        return PipelineContext(self, name, config, state, stopping)
+    def context(self, name: str, state: StateStore, stopping: asyncio.Event) -> DriverContext:
+        return PipelineContext(self, name, state, stopping)
 
 
 class PipelineContext:
     """A driver's view of the pipeline (satisfies :class:`gateway.driver.DriverContext`)."""
 
-    def __init__(
-        self, pipeline: Pipeline, name: str, config: Any, state: StateStore, stopping: asyncio.Event
-    ):
+    def __init__(self, pipeline: Pipeline, name: str, state: StateStore, stopping: asyncio.Event):
         self.pipeline = pipeline
         self.name = name
-        self.config = config
         self.log = logging.getLogger(f"posgw.driver.{name}")
         self.state = state
         self.stopping = stopping
@@ -337,11 +368,16 @@ class PipelineContext:
 
     async def submit(self, event: Event) -> bool:
         with self.pipeline.activity.serving():
-            return await self.pipeline.submit(event, driver=self.name)
+            return await self.pipeline.submit(event)
+
+    def calc_claims(self, token: str) -> CalcClaims:
+        return self.pipeline.tokens.read(token)
 
     def count(self, what: str, n: int = 1) -> None:
         child = self._counters.get(what)
         if child is None:
+            if what not in COUNTERS:
+                raise ValueError(f"unknown driver counter {what!r}: use one of gateway.driver.COUNTERS")
             metrics = self.pipeline.metrics
             child = self._counters[what] = metrics.child(metrics.driver_events, self.name, what)
         child.inc(n)

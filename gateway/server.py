@@ -1,9 +1,11 @@
 """The one aiohttp Application: every HTTP driver under ``/v1/<name>/`` plus the operator endpoints.
 
 Endpoints:
-- ``/v1/<driver>/...``: a sub-application per driver with its own middleware: the driver's
-  body limit (``client_max_size``; 413 in the driver's own error format), 404/405 and
-  unexpected errors in that format too, and ``posgw_http_requests_total{driver,status}``;
+- ``/v1/<driver>/...``: a sub-application per driver with its own middleware, all taken from
+  the driver's declared :class:`gateway.driver.Edge` (one decision per driver, nothing
+  gateway-wide): its body limit (``client_max_size``; 413 in the driver's own error shape),
+  404/405 (with ``Allow``) and unexpected errors in that shape too, and
+  ``posgw_http_requests_total{driver,status}``;
 - ``/healthz``: 200 ``{"status": "ok", ...}``; 503 ``not_serving`` while the outbox cannot be
   written, its backlog is stuck, or the daemon is stopping;
 - ``/metrics``: Prometheus text of the daemon's registry (outbox gauges refreshed at scrape);
@@ -31,7 +33,8 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway.driver import Driver, DriverContext
+from gateway import http_edge
+from gateway.driver import Driver, DriverContext, Edge
 from gateway.metrics import Metrics
 from gateway.opqueue import row_view
 from gateway.outbox import OutboxRow, OutboxStats
@@ -39,7 +42,6 @@ from gateway.outbox import OutboxRow, OutboxStats
 log = logging.getLogger("posgw.server")
 DEFAULT_MAX_BODY = 1 << 20
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-ErrorFormatter = Callable[[int, str, str, str], web.Response]
 
 
 class OutboxView(Protocol):
@@ -78,7 +80,7 @@ STATE = web.AppKey("posgw_state", ServerState)
 
 
 def default_error(status: int, code: str, message: str, field: str = "") -> web.Response:
-    """The native error format, used for drivers that do not bring their own."""
+    """The error format of the operator endpoints (``/v1/queue``)."""
     error: dict[str, str] = {"code": code, "message": message}
     if field:
         error["field"] = field
@@ -103,21 +105,23 @@ def build_app(
         routes = mounted.driver.routes(mounted.ctx)
         if not routes:
             continue
-        limit = int(getattr(mounted.driver, "max_body_bytes", max_body_bytes))
-        fmt: ErrorFormatter = getattr(mounted.driver, "error_response", default_error)
-        sub = web.Application(middlewares=[driver_middleware(mounted.name, limit, fmt, metrics)])
+        edge = mounted.driver.edge
+        if edge is None:
+            raise ValueError(f"driver {mounted.name!r} has HTTP routes but declares no edge")
+        # Bodies are read by http_edge.guard within the edge's limits (never request.read()).
+        sub = web.Application(middlewares=[driver_middleware(mounted.name, edge, metrics)])
         sub.add_routes(routes)
         app.add_subapp(f"/v1/{mounted.name}", sub)
     return app
 
 
-def driver_middleware(name: str, limit: int, fmt: ErrorFormatter, metrics: Metrics) -> Any:
+def driver_middleware(name: str, edge: Edge, metrics: Metrics) -> Any:
     counter = metrics.http_requests
     by_class: dict[int, Any] = {}  # status // 100 -> the labelled counter child
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await _guarded(request, handler, limit, fmt, name)
+        response = await _guarded(request, handler, edge, name)
         status_class = response.status // 100
         child = by_class.get(status_class)
         if child is None:
@@ -128,29 +132,30 @@ def driver_middleware(name: str, limit: int, fmt: ErrorFormatter, metrics: Metri
     return middleware
 
 
-async def _guarded(
-    request: web.Request, handler: Handler, limit: int, fmt: ErrorFormatter, name: str,
-) -> web.StreamResponse:
+async def _guarded(request: web.Request, handler: Handler, edge: Edge, name: str) -> web.StreamResponse:
+    limit = edge.max_body_bytes
     size = request.content_length
     if size is not None and size > limit:
-        return fmt(413, "PAYLOAD_TOO_LARGE", f"the body is larger than {limit} bytes", "")
+        return http_edge.refuse(edge, 413, edge.refusals.too_large(limit))
     try:
-        if size is None or size > request.client_max_size or "Content-Encoding" in request.headers:
-            request = request.clone(client_max_size=limit)  # read() then enforces the driver's limit
-        # else: a plain body of known length within both limits (read() refuses only beyond them)
-        # reads the same with or without the clone, which costs a second Request per request
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
-        return fmt(413, "PAYLOAD_TOO_LARGE", f"the body is larger than {limit} bytes", "")
+        return http_edge.refuse(edge, 413, edge.refusals.too_large(limit))
     except web.HTTPNotFound:
-        return fmt(404, "NOT_FOUND", f"no such endpoint: {request.method} {request.path}", "")
+        where = f"{request.method} {request.path}"
+        return http_edge.refuse_other(edge, 404, "NOT_FOUND", f"no such endpoint: {where}")
     except web.HTTPMethodNotAllowed as exc:
-        return fmt(405, "METHOD_NOT_ALLOWED", f"use {', '.join(sorted(exc.allowed_methods))}", "")
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        response = http_edge.refuse_other(edge, 405, "METHOD_NOT_ALLOWED", f"use {allowed}")
+        response.headers["Allow"] = allowed
+        return response
     except web.HTTPException as exc:
-        return fmt(exc.status, exc.reason.upper().replace(" ", "_"), exc.text or exc.reason, "")
+        code = exc.reason.upper().replace(" ", "_")
+        return http_edge.refuse_other(edge, exc.status, code, exc.text or exc.reason)
     except Exception:  # the HTTP supervisor: see the module docstring
         log.exception("request failed", extra={"driver": name, "path": request.path})
-        return fmt(500, "INTERNAL", "internal error: the request was not processed, retry later", "")
+        return http_edge.refuse_other(edge, 500, "INTERNAL",
+                                      "internal error: the request was not processed, retry later")
 
 
 # ------------------------------------------------------------------ health, metrics, status

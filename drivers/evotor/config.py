@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from gateway.config import Model, secret_field
+from gateway.config import EdgeOptions, secret_field
 
 
-class Config(Model):
+class Config(EdgeOptions):
     pairing_tokens: list[SecretStr] = secret_field(
         "tokens our terminal plugin may send in X-Gateway-Token (env POSGW_DRIVERS_EVOTOR_PAIRING_TOKENS)",
         default=[],
@@ -21,12 +21,6 @@ class Config(Model):
     )
     cloud_app_token: SecretStr = secret_field(
         "application token Evotor sends in Authorization on user/verify (empty: user/verify refused)",
-    )
-    max_body_bytes: int = Field(
-        default=1 << 20, ge=1024, le=64 << 20, description="largest request body accepted (413 above)",
-    )
-    read_timeout_ms: int = Field(
-        default=5000, ge=100, le=60_000, description="a body not fully read in this time gets 408",
     )
     store_id: str = Field(
         default="", max_length=64, description="store id sent to the core (default: Evotor's)",

@@ -17,36 +17,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import SecretStr
 
-from drivers.evotor import cloud_wire, mapping, wire
+from drivers.evotor import NAME, cloud_wire, mapping, wire
 from drivers.evotor.config import Config
 from gateway import http_edge
-from gateway.driver import DriverContext
-from gateway.errors import BadInput, GatewayError
+from gateway.driver import DriverContext, Edge, Refusals
 from gateway.receipt import Event
 
-_JSON = "application/json"
-
-
-def _reply(status: int, body: bytes) -> web.Response:
-    return web.Response(status=status, body=body, content_type=_JSON)
-
-
-REFUSALS = http_edge.Refusals(
-    unauthorized=wire.render_error(1002, "invalid", "Authorization"),
+REFUSALS = Refusals(
+    unauthorized=lambda why: wire.render_error(1002, "invalid", "Authorization"),
     timeout=wire.render_error(2006, "timeout", "body", "body not received in time"),
     too_large=lambda limit: wire.render_error(2005, "too large", "body", f"at most {limit} bytes"),
     bad_input=lambda exc: wire.render_error(2003, "incorrect", exc.field, str(exc)),
     not_stored=wire.render_error(5001, "unavailable", "storage", "not stored: resend"),
+    other=lambda status, code, message: wire.render_error(status, code.lower(), "", message),
 )
 
 
 class EvotorDriver:
-    name = mapping.NAME
+    name = NAME
 
     def __init__(self, config: Config, *, now: Callable[[], datetime] | None = None) -> None:
         self.config = config
+        self.edge = Edge(REFUSALS, config.max_body_bytes, config.read_timeout_ms / 1000)
         self.now = now or (lambda: datetime.now(UTC))
 
     async def run(self, ctx: DriverContext) -> None:
@@ -56,45 +49,32 @@ class EvotorDriver:
         plugin, cloud = self.config.pairing_tokens, [self.config.cloud_user_token]
         app = [self.config.cloud_app_token]
         docs = "/cloud/api/v1/inventories/stores/{store}/documents"
+        edge = self.edge
         return [
-            web.post("/event", self._guard(ctx, plugin, "X-Gateway-Token", self._event)),
-            web.post("/cloud/api/v2/receipts", self._guard(ctx, cloud, "", self._receipts)),
-            web.put(docs, self._guard(ctx, cloud, "", self._documents)),
-            web.post("/cloud/api/v1/user/verify", self._guard(ctx, app, "", self._verify)),
+            web.post("/event", http_edge.guard(ctx, edge, self._event,
+                                               auth=http_edge.HeaderToken(plugin, "X-Gateway-Token"))),
+            web.post("/cloud/api/v2/receipts", http_edge.guard(ctx, edge, self._receipts,
+                                                               auth=http_edge.HeaderToken(cloud))),
+            web.put(docs, http_edge.guard(ctx, edge, self._documents, auth=http_edge.HeaderToken(cloud))),
+            web.post("/cloud/api/v1/user/verify", http_edge.guard(ctx, edge, self._verify,
+                                                                  auth=http_edge.HeaderToken(app))),
         ]
-
-    def _guard(self, ctx: DriverContext, secrets: Sequence[SecretStr | str], header: str,
-               inner: http_edge.Inner) -> http_edge.Handler:
-        """The shared edge; ``header`` carries the token, or ``Authorization`` (Bearer) when empty."""
-
-        def authorized(request: web.Request) -> bool:
-            presented = request.headers.get(header, "") if header \
-                else http_edge.bearer(request.headers.get("Authorization", ""))
-            return http_edge.token_matches(presented, secrets)
-
-        return http_edge.guard(ctx, inner, refusals=REFUSALS, limit=self.config.max_body_bytes,
-                               timeout_s=self.config.read_timeout_ms / 1000, authorized=authorized)
 
     async def _event(self, ctx: DriverContext, body: bytes) -> web.Response:
         msg = wire.parse_plugin(body)
         if msg.kind is not wire.Kind.CALC:
-            event = mapping.plugin_event(msg, now=self.now(), store_id=self.config.store_id)
+            token = mapping.token_of(msg.snapshot.extra) if msg.snapshot else ""
+            claims = ctx.calc_claims(token) if token else None
+            event = mapping.plugin_event(msg, claims, now=self.now(), store_id=self.config.store_id)
             return await self._commit(ctx, [event])
-        ctx.count("calc")
         receipt = mapping.calc_receipt(msg, now=self.now(), store_id=self.config.store_id)
         if msg.doc_type is not wire.DocType.SELL or receipt.customer is None:
-            return _reply(200, wire.render_discount(None))
-        try:
-            result = await ctx.calculate(receipt)
-        except BadInput:
-            raise
-        except GatewayError as exc:  # the pipeline should never raise these; never block the sale
-            ctx.log.warning("event=evotor_calc_skipped reason=%s", type(exc).__name__)
-            return _reply(200, wire.render_discount(None))
-        if result.offline:
-            ctx.count("offline_answer")
-        answer = mapping.discount_answer(msg, receipt, result, print_balance=self.config.print_balance)
-        return _reply(200, wire.render_discount(answer))
+            ctx.count("calc")
+            return http_edge.reply(self.edge, 200, wire.render_discount(None))
+        result = await http_edge.calculate(ctx, receipt)
+        answer = None if result is None else mapping.discount_answer(
+            msg, receipt, result, print_balance=self.config.print_balance)
+        return http_edge.reply(self.edge, 200, wire.render_discount(answer))
 
     async def _receipts(self, ctx: DriverContext, body: bytes) -> web.Response:
         docs = cloud_wire.parse_receipts(body)
@@ -109,22 +89,14 @@ class EvotorDriver:
 
     async def _commit(self, ctx: DriverContext, events: Sequence[Event | str]) -> web.Response:
         """Submit every event (all parsed first, so bad input stores nothing); ack after the last."""
-        duplicate, ignored = False, ""
-        for event in events:
-            if isinstance(event, str):
-                ctx.count("ignored")
-                ignored = event
-                continue
-            new = await ctx.submit(event)
-            ctx.count("committed" if new else "duplicate")
-            duplicate = duplicate or not new
-        return _reply(200, wire.render_accepted(duplicate=duplicate, ignored=ignored))
+        duplicate, ignored = await http_edge.submit_all(ctx, events)
+        return http_edge.reply(self.edge, 200, wire.render_accepted(duplicate=duplicate, ignored=ignored))
 
     async def _verify(self, ctx: DriverContext, body: bytes) -> web.Response:
         req = cloud_wire.parse_user_verify(body)
         token = http_edge.secret_value(self.config.cloud_user_token)
         answer = {"userUuid": req.user_uuid, "hasBilling": False, "token": token}
-        return _reply(200, json.dumps(answer).encode())
+        return http_edge.reply(self.edge, 200, json.dumps(answer).encode())
 
 
 def create(options: Mapping[str, Any]) -> EvotorDriver:

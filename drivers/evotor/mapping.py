@@ -11,19 +11,22 @@ Pure. Invariants:
   every path and every resend of one receipt dedupes to one event;
 - the answer's ``discount`` replaces the receipt discount, so it is the discount already on
   the receipt plus ours, and the per-position map adds up to it exactly, in kopecks;
-- what the calc decided travels with the receipt in its ``extra`` (key ``lg``) and comes
-  back on the close: customer, points spent, hold id.
+- what the calc decided travels with the receipt in its ``extra`` as the gateway's calc token
+  (key ``posgw``, opaque here) and comes back on the close and in the cloud's copy; the driver
+  reads it through ``ctx.calc_claims`` (our discount, the hold) and the pipeline applies it to
+  the event (customer, points, hold, offline).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 
+from drivers.evotor import NAME
 from drivers.evotor.cloud_wire import CloudDoc
 from drivers.evotor.wire import DiscountAnswer, DocType, Kind, Loyalty, PluginMessage, Position, Snapshot
-from gateway.driver import CalcResult
+from gateway.driver import CalcClaims, CalcResult
 from gateway.errors import BadInput
 from gateway.receipt import (
     CustomerId,
@@ -37,8 +40,9 @@ from gateway.receipt import (
     derived_key,
     sale_event,
 )
+from gateway.slip import slip_text
 
-NAME = "evotor"
+TOKEN_KEY = "posgw"  # the key of the calc token in the receipt's extra
 FREE_PRICE_PRODUCT = "390067bf-e8d3-4fcc-8c30-fbfd77a0a70d"  # Evotor's reserved uuid of free-price items
 
 
@@ -129,57 +133,20 @@ def discount_answer(msg: PluginMessage, receipt: Receipt, result: CalcResult, *,
     per_position = tuple(
         (p.uuid, share + ours.get(p.uuid, 0)) for p, share in zip(snap.positions, existing, strict=True)
     )
-    lg: dict[str, object] = {
-        "card": receipt.customer.value, "kind": str(receipt.customer.kind), "calc": result.hold_id,
-        "pts": result.redeemed_points, "disc": result.total_discount, "earn": result.points_to_accrue,
-        "off": result.offline,
-    }
     return DiscountAnswer(
-        discount=sum(d for _, d in per_position), position_discounts=per_position, extra={"lg": lg},
-        print_text=slip_text(receipt.customer.value, result, print_balance=print_balance),
+        discount=sum(d for _, d in per_position), position_discounts=per_position,
+        extra={TOKEN_KEY: result.token} if result.token else {},
+        print_text=slip_text(receipt.customer, result, print_balance=print_balance),
     )
-
-
-def slip_text(card: str, result: CalcResult, *, print_balance: bool) -> str:
-    lines = [f"Карта {card}"]
-    if result.redeemed_points:
-        lines.append(f"Списано баллов: {result.redeemed_points}")
-    if result.points_to_accrue:
-        verb = "Будет начислено" if result.offline else "Начислено"
-        lines.append(f"{verb} баллов: {result.points_to_accrue}")
-    if print_balance:
-        if result.offline or result.balance is None:
-            lines.append("Баланс: обновится позже")
-        else:
-            lines.append(f"Баланс: {result.balance}")
-    if result.message:
-        lines.append(result.message)
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- commits
 
 
-@dataclass(frozen=True, slots=True)
-class Committed:
-    """Where the calc's decisions came back: customer, points spent, hold id."""
-
-    customer: CustomerId | None
-    points: int
-    hold_id: str
-
-
-def _from_extra(extra: dict[str, object], fallback: CustomerId | None) -> Committed:
-    lg = extra.get("lg")
-    if not isinstance(lg, dict):
-        return Committed(fallback, 0, "")
-    card, kind = lg.get("card"), lg.get("kind")
-    customer = fallback
-    if isinstance(card, str) and card and kind in IdKind.__members__.values():
-        customer = CustomerId(IdKind(str(kind)), card[:128])
-    pts, hold = lg.get("pts"), lg.get("calc")
-    points = pts if isinstance(pts, int) and not isinstance(pts, bool) and 0 <= pts < 10**12 else 0
-    return Committed(customer, points, hold[:128] if isinstance(hold, str) else "")
+def token_of(extra: dict[str, object]) -> str:
+    """The calc token the receipt carries in its extra ("" when none)."""
+    token = extra.get(TOKEN_KEY)
+    return token if isinstance(token, str) else ""
 
 
 def _merged(items: Sequence[tuple[str, str, str, int, int, int]]) -> tuple[Line, ...]:
@@ -195,18 +162,18 @@ def _merged(items: Sequence[tuple[str, str, str, int, int, int]]) -> tuple[Line,
 
 
 def _receipt(*, register: str, number: str, session: str, when: datetime, uuid: str, store: str,
-             lines: tuple[Line, ...], got: Committed, cashier: str = "",
+             lines: tuple[Line, ...], customer: CustomerId | None, cashier: str = "",
              payments: tuple[Payment, ...] = ()) -> Receipt:
     return Receipt(register_id=register, receipt_number=number, lines=lines, occurred_at=when, shift=session,
-                   document_id=uuid, cashier_id=cashier, store_id=store, customer=got.customer,
-                   redeem_points=got.points, payments=payments, driver=NAME)
+                   document_id=uuid, cashier_id=cashier, store_id=store, customer=customer,
+                   payments=payments, driver=NAME)
 
 
-def _event(kind: str, receipt: Receipt, base_uuid: str, got: Committed) -> Event:
+def _event(kind: str, receipt: Receipt, base_uuid: str, token: str) -> Event:
     """A sale or a per-line refund of the sale ``base_uuid``."""
     key = doc_key(receipt.document_id)
     if kind == "sale":
-        return replace(sale_event(receipt, key=key), hold_id=got.hold_id, expected_redeemed=got.points)
+        return replace(sale_event(receipt, key=key), calc_token=token)
     receipt.validate()
     return Event(kind=EventKind.REFUND, key=key, register_id=receipt.register_id,
                  occurred_at=receipt.occurred_at, receipt=receipt,
@@ -215,36 +182,35 @@ def _event(kind: str, receipt: Receipt, base_uuid: str, got: Committed) -> Event
                  refund_amount=receipt.total, cashier_id=receipt.cashier_id)
 
 
-def plugin_event(msg: PluginMessage, *, now: datetime, store_id: str = "") -> Event | str:
-    """The event for a close or clear broadcast, or the reason it is acknowledged and ignored."""
+def plugin_event(msg: PluginMessage, claims: CalcClaims | None, *, now: datetime,
+                 store_id: str = "") -> Event | str:
+    """The event for a close or clear broadcast, or the reason it is acknowledged and ignored.
+    ``claims``: what the calc decided, read from the receipt's calc token (None: no token)."""
     snap = msg.snapshot
+    token = token_of(snap.extra) if snap else ""
     if msg.kind is Kind.CLEAR:
-        got = _from_extra(snap.extra, None) if snap else Committed(None, 0, "")
-        if not got.hold_id:
+        if claims is None or not claims.hold_id:
             return "cleared receipt held no points"
         return Event(kind=EventKind.CANCEL, key=derived_key(NAME, "cancel", msg.receipt_uuid),
-                     register_id=_register(msg), occurred_at=now,
-                     hold_id=got.hold_id, cashier_id=msg.device.user_id)
+                     register_id=_register(msg), occurred_at=now, cashier_id=msg.device.user_id,
+                     calc_token=token)
     assert snap is not None and msg.kind is Kind.CLOSE
     kind = {DocType.SELL: "sale", DocType.PAYBACK: "refund"}.get(msg.doc_type)
     if kind is None:
         return f"{msg.doc_type.value} receipts carry no loyalty"
-    got = _from_extra(snap.extra, customer_of(msg.loyalty))
-    lines = _commit_lines(snap, got)
+    lines = _commit_lines(snap, 0 if claims is None else claims.discount)
     receipt = _receipt(register=_register(msg), number=snap.number, session=snap.session,
                        when=snap.date or now, uuid=msg.receipt_uuid, store=store_id or msg.device.store_uuid,
-                       lines=lines, got=got, cashier=msg.device.user_id, payments=tuple(
-                           Payment(t.kind, t.amount) for t in snap.payments))
-    return _event(kind, receipt, snap.base_uuid, got)
+                       lines=lines, customer=customer_of(msg.loyalty), cashier=msg.device.user_id,
+                       payments=tuple(Payment(t.kind, t.amount) for t in snap.payments))
+    return _event(kind, receipt, snap.base_uuid, token)
 
 
-def _commit_lines(snap: Snapshot, got: Committed) -> tuple[Line, ...]:
-    """Amounts before our discount: the position sums less any receipt discount that was not ours."""
+def _commit_lines(snap: Snapshot, ours: int) -> tuple[Line, ...]:
+    """Amounts before our discount (``ours``, from the calc token): the position sums less any
+    receipt discount that was not ours."""
     gross = [line_amount(p.price_with_discount, p.qty_milli) for p in snap.positions]
-    lg = snap.extra.get("lg")
-    disc = lg.get("disc") if isinstance(lg, dict) else None
-    ours = disc if isinstance(disc, int) and not isinstance(disc, bool) and disc > 0 else 0
-    others_total = max(0, sum(snap.discounts.values()) - ours)
+    others_total = max(0, sum(snap.discounts.values()) - max(0, ours))
     others = spread(min(others_total, sum(gross)), gross)
     items = [(_pos_id(p), p.product_code or p.product_uuid, p.name, p.price_with_discount, p.qty_milli,
               max(0, g - o)) for p, g, o in zip(snap.positions, gross, others, strict=True)]
@@ -256,13 +222,13 @@ def _pos_id(p: Position) -> str:
 
 
 def cloud_event(doc: CloudDoc, *, now: datetime, store_id: str = "") -> Event | str:
-    """A cloud receipt or document -> the same event the plugin's close would give."""
+    """A cloud receipt or document -> the same event the plugin's close would give (the calc
+    token, when the receipt's extras carry it, is applied by the pipeline)."""
     if doc.receipt_kind is None:
         return doc.ignored_reason
-    got = _from_extra(doc.extras, None)
     lines = _merged([(identity(it.item_id, it.code, it.name), it.code or it.item_id, it.name, it.price,
                       it.qty_milli, it.amount) for it in doc.items])
     receipt = _receipt(register=doc.device_id or doc.store_id or NAME, number=doc.number, session=doc.session,
                        when=doc.occurred_at or now, uuid=doc.doc_id, store=store_id or doc.store_id,
-                       lines=lines, got=got)
-    return _event(doc.receipt_kind, receipt, doc.base_doc_id, got)
+                       lines=lines, customer=None)
+    return _event(doc.receipt_kind, receipt, doc.base_doc_id, token_of(doc.extras))

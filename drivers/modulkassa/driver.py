@@ -16,78 +16,57 @@ from typing import Any
 
 from aiohttp import web
 
-from drivers.modulkassa import mapping, wire
+from drivers.modulkassa import NAME, mapping, wire
 from drivers.modulkassa.config import Config
 from gateway import http_edge
-from gateway.driver import DriverContext
-from gateway.errors import BadInput, GatewayError
+from gateway.driver import DriverContext, Edge, Refusals
 
-
-def _reply(status: int, body: bytes) -> web.Response:
-    return web.Response(status=status, body=body, content_type="application/json")
-
-
-REFUSALS = http_edge.Refusals(
-    unauthorized=wire.render_failed("unauthorized: check the plugin's pairing token"),
+REFUSALS = Refusals(
+    unauthorized=lambda why: wire.render_failed("unauthorized: check the plugin's pairing token"),
     timeout=wire.render_failed("body not received in time", "body"),
     too_large=lambda limit: wire.render_failed(f"body larger than {limit} bytes", "body"),
     bad_input=lambda exc: wire.render_failed(f"invalid request structure: {exc}", exc.field),
     not_stored=wire.render_failed("not stored: resend later", "storage"),
+    other=lambda status, code, message: wire.render_failed(message),
 )
 
 
 class ModulKassaDriver:
-    name = mapping.NAME
+    name = NAME
 
     def __init__(self, config: Config, *, now: Callable[[], datetime] | None = None) -> None:
         self.config = config
+        self.edge = Edge(REFUSALS, config.max_body_bytes, config.read_timeout_ms / 1000)
         self.now = now or (lambda: datetime.now(UTC))
 
     async def run(self, ctx: DriverContext) -> None:
         return None
 
     def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
+        auth = http_edge.HeaderToken(self.config.pairing_tokens, "X-Gateway-Token")
         return [
-            web.post("/operation", self._guard(ctx, self._operation)),
-            web.post("/event", self._guard(ctx, self._event)),
+            web.post("/operation", http_edge.guard(ctx, self.edge, self._operation, auth=auth)),
+            web.post("/event", http_edge.guard(ctx, self.edge, self._event, auth=auth)),
         ]
-
-    def _guard(self, ctx: DriverContext, inner: http_edge.Inner) -> http_edge.Handler:
-        """The shared edge; the plugin presents its pairing token in X-Gateway-Token."""
-
-        def authorized(request: web.Request) -> bool:
-            return http_edge.token_matches(request.headers.get("X-Gateway-Token", ""),
-                                           self.config.pairing_tokens)
-
-        return http_edge.guard(ctx, inner, refusals=REFUSALS, limit=self.config.max_body_bytes,
-                               timeout_s=self.config.read_timeout_ms / 1000, authorized=authorized)
 
     async def _operation(self, ctx: DriverContext, body: bytes) -> web.Response:
         req = wire.parse_operation(body)
-        ctx.count("calc")
         receipt = mapping.calc_receipt(req, now=self.now(), store_id=self.config.store_id)
         if receipt.customer is None or mapping.refuse_if_return(req):
-            return _reply(200, wire.render_succeeded(mapping.identity_answer(req)))
-        try:
-            result = await ctx.calculate(receipt)
-        except BadInput:
-            raise
-        except GatewayError as exc:  # the pipeline should never raise these; never block the sale
-            ctx.log.warning("event=modulkassa_calc_identity reason=%s", type(exc).__name__)
-            return _reply(200, wire.render_succeeded(mapping.identity_answer(req)))
-        if result.offline:
-            ctx.count("offline_answer")
-        ans = mapping.answer(req, receipt, result, print_balance=self.config.print_balance)
-        return _reply(200, wire.render_succeeded(ans))
+            ctx.count("calc")
+            return http_edge.reply(self.edge, 200, wire.render_succeeded(mapping.identity_answer(req)))
+        result = await http_edge.calculate(ctx, receipt)
+        ans = mapping.identity_answer(req) if result is None else mapping.answer(
+            req, receipt, result, print_balance=self.config.print_balance)
+        return http_edge.reply(self.edge, 200, wire.render_succeeded(ans))
 
     async def _event(self, ctx: DriverContext, body: bytes) -> web.Response:
-        event = mapping.event_of(wire.parse_event(body), now=self.now(), store_id=self.config.store_id)
-        if isinstance(event, str):
-            ctx.count("ignored")
-            return _reply(200, wire.render_accepted(duplicate=False, ignored=event))
-        new = await ctx.submit(event)
-        ctx.count("committed" if new else "duplicate")
-        return _reply(200, wire.render_accepted(duplicate=not new))
+        ev = wire.parse_event(body)
+        token = mapping.token_of(ev.loyalty)
+        claims = ctx.calc_claims(token) if token else None
+        event = mapping.event_of(ev, claims, now=self.now(), store_id=self.config.store_id)
+        duplicate, ignored = await http_edge.submit_all(ctx, [event])
+        return http_edge.reply(self.edge, 200, wire.render_accepted(duplicate=duplicate, ignored=ignored))
 
 
 def create(options: Mapping[str, Any]) -> ModulKassaDriver:

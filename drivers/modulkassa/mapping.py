@@ -10,15 +10,17 @@ Pure. Invariants:
   characters and ``printable_data`` is never blank (:func:`problems` checks all of it);
 - committed lines are keyed by product identity (``c:<invent code>``, else ``b:<barcode>``,
   else ``n:<name>``), merged per product, so a return matches its sale line by line;
-- the idempotency key of a closed check is ``modulkassa:check:<check_id>``.
+- the idempotency key of a closed check is ``modulkassa:check:<check_id>``;
+- what the calc decided travels in the answer's ``data`` as the gateway's calc token (opaque
+  here), which the plugin echoes in the check's loyalty data; the pipeline applies it.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from datetime import datetime
 
+from drivers.modulkassa import NAME
 from drivers.modulkassa.wire import (
     CANCELLED,
     CLOSED,
@@ -32,7 +34,7 @@ from drivers.modulkassa.wire import (
     LoyaltyRequest,
     MkPosition,
 )
-from gateway.driver import CalcResult
+from gateway.driver import CalcClaims, CalcResult
 from gateway.receipt import (
     CustomerId,
     Event,
@@ -45,8 +47,9 @@ from gateway.receipt import (
     derived_key,
     sale_event,
 )
+from gateway.slip import slip_text
 
-NAME = "modulkassa"
+TOKEN_PREFIX = "c1."  # how a calc token starts (older gateways answered a JSON blob: ignored)
 
 
 def check_key(check_id: str) -> str:
@@ -109,27 +112,10 @@ def answer(req: LoyaltyRequest, receipt: Receipt, result: CalcResult, *,
         paid = line_amount(pos.price, pos.qty_milli) - discounts.get(pos.position_id, 0)
         for price, qty in split(pos, paid):
             impacts.append(Impact(f"i{len(impacts) + 1}", pos.position_id, price, qty, pos.piece))
-    blob = {"card": receipt.customer.value, "kind": str(receipt.customer.kind), "calc": result.hold_id,
-            "pts": result.redeemed_points, "earn": result.points_to_accrue, "off": result.offline}
-    data = json.dumps(blob, ensure_ascii=False, separators=(",", ":"))
-    printable = slip_text(receipt.customer.value, result, print_balance=print_balance)
-    out = LoyaltyAnswer(tuple(impacts), data[:MAX_BLOB], printable[:MAX_BLOB])
+    data = result.token if len(result.token) <= MAX_BLOB else ""
+    printable = slip_text(receipt.customer, result, print_balance=print_balance)
+    out = LoyaltyAnswer(tuple(impacts), data, printable[:MAX_BLOB])
     return identity_answer(req) if problems(req, out) else out
-
-
-def slip_text(card: str, result: CalcResult, *, print_balance: bool) -> str:
-    lines = [f"Карта {card}"]
-    if result.redeemed_points:
-        lines.append(f"Списано баллов: {result.redeemed_points}")
-    if result.points_to_accrue:
-        verb = "Будет начислено" if result.offline else "Начислено"
-        lines.append(f"{verb} баллов: {result.points_to_accrue}")
-    if print_balance:
-        balance = "обновится позже" if result.offline or result.balance is None else str(result.balance)
-        lines.append(f"Баланс: {balance}")
-    if result.message:
-        lines.append(result.message)
-    return "\n".join(lines)
 
 
 def problems(req: LoyaltyRequest, ans: LoyaltyAnswer) -> list[str]:
@@ -171,20 +157,9 @@ def identity(line_code: str, barcode: str, name: str) -> str:
     return f"c:{line_code}" if line_code else f"b:{barcode}" if barcode else f"n:{name}"
 
 
-def _blob(loyalty: Loyalty) -> tuple[CustomerId | None, int, str]:
-    """Customer, points spent and hold id from the data blob we answered (plugin echoes it)."""
-    customer = customer_of(loyalty)
-    try:
-        blob = json.loads(loyalty.data) if loyalty.data else {}
-    except ValueError:
-        blob = {}
-    if not isinstance(blob, dict):
-        return customer, 0, ""
-    card, kind, pts, hold = blob.get("card"), blob.get("kind"), blob.get("pts"), blob.get("calc")
-    if isinstance(card, str) and card and kind in IdKind.__members__.values():
-        customer = CustomerId(IdKind(str(kind)), card[:128])
-    points = pts if isinstance(pts, int) and not isinstance(pts, bool) and 0 <= pts < 10**12 else 0
-    return customer, points, hold[:128] if isinstance(hold, str) else ""
+def token_of(loyalty: Loyalty) -> str:
+    """The calc token the plugin echoed in the check's loyalty data ("" when none)."""
+    return loyalty.data if loyalty.data.startswith(TOKEN_PREFIX) else ""
 
 
 def _lines(check: Check) -> tuple[Line, ...]:
@@ -201,15 +176,16 @@ def _lines(check: Check) -> tuple[Line, ...]:
     return tuple(merged.values())
 
 
-def event_of(ev: CheckEvent, *, now: datetime, store_id: str = "") -> Event | str:
-    """The event for a broadcast, or the reason it is acknowledged and ignored."""
-    customer, points, hold = _blob(ev.loyalty)
+def event_of(ev: CheckEvent, claims: CalcClaims | None, *, now: datetime, store_id: str = "") -> Event | str:
+    """The event for a broadcast, or the reason it is acknowledged and ignored. ``claims``: what
+    the calc decided, read from the echoed calc token (None: no token)."""
+    token = token_of(ev.loyalty)
     register = ev.loyalty.device or (ev.check.retail_point_id if ev.check else "") or NAME
     if ev.action == CANCELLED:
-        if not hold:
+        if claims is None or not claims.hold_id:
             return "cancelled check held no points"
         return Event(kind=EventKind.CANCEL, key=derived_key(NAME, "cancel", ev.check_id),
-                     register_id=register, occurred_at=now, hold_id=hold)
+                     register_id=register, occurred_at=now, calc_token=token)
     if ev.action != CLOSED or ev.check is None:
         return "broadcast carries no sale or return"
     check = ev.check
@@ -219,12 +195,11 @@ def event_of(ev: CheckEvent, *, now: datetime, store_id: str = "") -> Event | st
         register_id=register, receipt_number=check.number, lines=_lines(check),
         occurred_at=check.occurred_at or now, shift=check.shift, fiscal_sign=check.fiscal_sign,
         document_id=ev.check_id, cashier_id=check.employee_id, cashier_name=check.employee,
-        store_id=store_id or check.retail_point_id, customer=customer, redeem_points=points,
+        store_id=store_id or check.retail_point_id, customer=customer_of(ev.loyalty),
         payments=tuple(Payment(k, a) for k, a in check.payments), driver=NAME,
     )
     if check.doc_type == "SALE":
-        event = sale_event(receipt, key=check_key(ev.check_id))
-        return replace(event, hold_id=hold, expected_redeemed=points)
+        return replace(sale_event(receipt, key=check_key(ev.check_id)), calc_token=token)
     receipt.validate()
     sale = ev.loyalty.sale_check_id
     return Event(kind=EventKind.REFUND, key=check_key(ev.check_id), register_id=register,

@@ -10,18 +10,15 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from gateway.config import Model, secret_field
+from gateway.config import EdgeOptions, secret_field
 
 
-class Config(Model):
+class Config(EdgeOptions):
     api_keys: list[SecretStr] = secret_field(
         "Bearer keys a till may present (env POSGW_DRIVERS_NATIVE_API_KEYS, comma-separated)", default=[],
     )
     api_keys_file: Path | None = Field(
         default=None, strict=False, description="file with one API key per line (systemd credential)",
-    )
-    max_body_bytes: int = Field(
-        default=1 << 20, ge=1024, le=64 << 20, description="largest request body accepted (413 above)",
     )
     store_id: str = Field(
         default="", max_length=64, description="store id sent to the core with every receipt",

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from gateway.config import Model, secret_field
+from gateway.config import EdgeOptions, secret_field
 
 
-class Config(Model):
+class Config(EdgeOptions):
     pairing_tokens: list[SecretStr] = secret_field(
         "tokens the platform app sends in X-Gateway-Token on local requests"
         " (env POSGW_DRIVERS_POSTER_PAIRING_TOKENS)",
@@ -27,9 +27,6 @@ class Config(Model):
     max_clock_skew_s: int = Field(
         default=259_200, ge=0, le=30 * 86_400,
         description="refuse webhooks / proxied requests whose time is further off than this (0 = no check)",
-    )
-    max_body_bytes: int = Field(
-        default=1 << 20, ge=1024, le=64 << 20, description="largest request body accepted (413 above)",
     )
     store_id: str = Field(
         default="", max_length=64, description="store id sent to the core (default: the Poster account)",

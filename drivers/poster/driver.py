@@ -12,69 +12,59 @@ error for core trouble (``bonus 0``); a bad or missing signature or token is ref
 
 from __future__ import annotations
 
-import hmac
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
-from drivers.poster import mapping, wire
+from drivers.poster import NAME, mapping, wire
 from drivers.poster.config import Config
-from gateway.driver import DriverContext
-from gateway.errors import BadInput, GatewayError, StorageError
+from gateway import http_edge
+from gateway.driver import DriverContext, Edge, Refusals
+from gateway.slip import slip_text
 
-Handler = Callable[[web.Request], Awaitable[web.Response]]
 CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, OPTIONS",
         "Access-Control-Allow-Headers": "Content-Type, X-Gateway-Token"}
-
-
-def _reply(status: int, body: bytes) -> web.Response:
-    return web.Response(status=status, body=body, content_type="application/json", headers=CORS)
+REFUSALS = Refusals(
+    unauthorized=lambda why: wire.render_error("UNAUTHORIZED" if why == "no_token" else "FORBIDDEN",
+                                               f"refused: {why.replace('_', ' ')}"),
+    timeout=wire.render_error("REQUEST_TIMEOUT", "body not received in time", "body"),
+    too_large=lambda limit: wire.render_error("PAYLOAD_TOO_LARGE", f"the body is larger than {limit} bytes"),
+    bad_input=lambda exc: wire.render_error("BAD_REQUEST", str(exc.args[0]), exc.field),
+    not_stored=wire.render_error("STORAGE_UNAVAILABLE", "not stored: resend later"),
+    other=lambda status, code, message: wire.render_error(code, message),
+    headers=CORS,
+)
 
 
 class PosterDriver:
-    name = mapping.NAME
+    name = NAME
 
     def __init__(self, config: Config, *, now: Callable[[], datetime] | None = None,
                  wall: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.max_body_bytes = config.max_body_bytes
+        self.edge = Edge(REFUSALS, config.max_body_bytes, config.read_timeout_ms / 1000)
         self.now = now or (lambda: datetime.now(UTC))
         self.wall = wall
         self._secret = config.application_secret.get_secret_value()
-        self._tokens = [t.get_secret_value().encode() for t in config.pairing_tokens if t.get_secret_value()]
 
     async def run(self, ctx: DriverContext) -> None:
         return None
 
     def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
         return [
-            web.post("/pos-event", self._guard(ctx, self._pos_event)),
+            web.post("/pos-event", http_edge.guard(ctx, self.edge, self._pos_event,
+                                                   auth=http_edge.Signed(self._app_auth))),
             web.options("/pos-event", self._preflight),
-            web.post("/webhook", self._guard(ctx, self._webhook)),
+            web.post("/webhook", http_edge.guard(ctx, self.edge, self._webhook,
+                                                 auth=http_edge.Signed(self._webhook_auth))),
             web.get("/webhook", self._url_check),
         ]
 
-    def error_response(self, status: int, code: str, message: str, field: str = "") -> web.Response:
-        return _reply(status, wire.render_error(code, message, field))
-
-    def _guard(self, ctx: DriverContext,
-               inner: Callable[[web.Request, DriverContext, bytes], Awaitable[web.Response]]) -> Handler:
-        async def handle(request: web.Request) -> web.Response:
-            ctx.count("requests")
-            try:
-                body = await request.read()  # bounded by the server's per-driver client_max_size
-                return await inner(request, ctx, body)
-            except BadInput as exc:
-                ctx.count("bad_input")
-                return self.error_response(400, "BAD_REQUEST", str(exc.args[0]), exc.field)
-            except StorageError:
-                ctx.count("storage_error")
-                ctx.log.error("event=poster_store_failed action=answered_503_for_resend")
-                return self.error_response(503, "STORAGE_UNAVAILABLE", "not stored: resend later")
-        return handle
+    def _reply(self, body: bytes) -> web.Response:
+        return http_edge.reply(self.edge, 200, body)
 
     def _fresh(self, sent: str) -> bool:
         if not self.config.max_clock_skew_s:
@@ -84,20 +74,12 @@ class PosterDriver:
         except ValueError:
             return False
 
-    def _denied(self, ctx: DriverContext, why: str) -> web.Response:
-        ctx.count("auth_failed")
-        ctx.log.warning("event=poster_request_refused reason=%s action=nothing_stored", why)
-        return self.error_response(403 if why != "no_token" else 401, "FORBIDDEN" if why != "no_token"
-                                   else "UNAUTHORIZED", f"refused: {why.replace('_', ' ')}")
-
     def _app_auth(self, request: web.Request, body: bytes) -> str:
-        """"" when the platform app's request is authentic, else why not."""
+        """"" when the platform app's request is authentic (pairing token, else Poster's proxy
+        signature over the URL, body and time), else why not."""
         token = request.headers.get("X-Gateway-Token", "")
         if token:
-            ok = False
-            for key in self._tokens:
-                ok |= hmac.compare_digest(token.encode(), key)
-            return "" if ok else "bad_pairing_token"
+            return "" if http_edge.token_matches(token, self.config.pairing_tokens) else "bad_pairing_token"
         signature = request.headers.get("X-Poster-Signature", "")
         sent = request.headers.get("X-Poster-Time", "")
         if not signature:
@@ -107,9 +89,14 @@ class PosterDriver:
             return "bad_proxy_signature"
         return "" if self._fresh(sent) else "stale_proxy_time"
 
-    async def _pos_event(self, request: web.Request, ctx: DriverContext, body: bytes) -> web.Response:
-        if why := self._app_auth(request, body):
-            return self._denied(ctx, why)
+    def _webhook_auth(self, request: web.Request, body: bytes) -> str:
+        """"" when the webhook's md5 ``verify`` is right and its time fresh, else why not."""
+        hook = wire.parse_webhook(body)
+        if not wire.verify_webhook(hook, self._secret):
+            return "bad_webhook_verify"
+        return "" if self._fresh(hook.time) else "stale_webhook_time"
+
+    async def _pos_event(self, ctx: DriverContext, body: bytes) -> web.Response:
         ev = wire.parse_pos_event(body)
         store = self.config.store_id
         if ev.event == "beforeOrderClose":
@@ -127,58 +114,42 @@ class PosterDriver:
         if ev.event == "applicationIconClicked":
             customer = mapping.customer_of(ev.loyalty)
             info = None if customer is None else await ctx.identify(customer)
+            ctx.count("identify")
             balance = None if info is None else info.balance
-            return _reply(200, wire.dumps({"found": info is not None, "balance": balance,
-                                            "name": "" if info is None else info.display_name}).encode())
+            return self._reply(wire.dumps({"found": info is not None, "balance": balance,
+                                           "name": "" if info is None else info.display_name}).encode())
         ctx.count("ignored")
-        return _reply(200, wire.render_accepted(duplicate=False, ignored=f"{ev.event} changes nothing"))
+        return self._reply(wire.render_accepted(duplicate=False, ignored=f"{ev.event} changes nothing"))
 
     async def _calc(self, ctx: DriverContext, ev: wire.PosEvent) -> web.Response:
-        ctx.count("calc")
         receipt = mapping.calc_receipt(ev, now=self.now(), store_id=self.config.store_id)
         if receipt.customer is None:
-            return _reply(200, wire.render_bonus(0))
-        try:
-            result = await ctx.calculate(receipt)
-        except BadInput:
-            raise
-        except GatewayError as exc:  # the pipeline should never raise these; never block the payment
-            ctx.log.warning("event=poster_calc_without_bonus reason=%s", type(exc).__name__)
-            return _reply(200, wire.render_bonus(0))
-        if result.offline:
-            ctx.count("offline_answer")
+            ctx.count("calc")
+            return self._reply(wire.render_bonus(0))
+        result = await http_edge.calculate(ctx, receipt)
+        if result is None:
+            return self._reply(wire.render_bonus(0))
         assert ev.order is not None
         bonus = mapping.bonus_of(result, ev.order)
-        text = mapping.print_text(receipt.customer, result, print_balance=self.config.print_balance)
-        extras = mapping.calc_extras(receipt.customer, result, bonus)
-        return _reply(200, wire.render_bonus(bonus, text, extras))
+        text = slip_text(receipt.customer, result, print_balance=self.config.print_balance)
+        return self._reply(wire.render_bonus(bonus, text, mapping.calc_extras(result)))
 
     async def _commit(self, ctx: DriverContext, event: Any) -> web.Response:
-        new = await ctx.submit(event)
-        ctx.count("committed" if new else "duplicate")
-        return _reply(200, wire.render_accepted(duplicate=not new))
+        duplicate, _ = await http_edge.submit_all(ctx, [event])
+        return self._reply(wire.render_accepted(duplicate=duplicate))
 
-    async def _webhook(self, request: web.Request, ctx: DriverContext, body: bytes) -> web.Response:
+    async def _webhook(self, ctx: DriverContext, body: bytes) -> web.Response:
         hook = wire.parse_webhook(body)
-        if not wire.verify_webhook(hook, self._secret):
-            return self._denied(ctx, "bad_webhook_verify")
-        if not self._fresh(hook.time):
-            return self._denied(ctx, "stale_webhook_time")
         wire.parse_data(hook.data)  # malformed data is bad input even when we do not use it
         linked = await ctx.state.get(mapping.tx_link(hook.account, hook.object_id))
-        event = mapping.webhook_event(hook, linked, now=self.now())
-        if isinstance(event, str):
-            ctx.count("ignored")
-            return _reply(200, wire.WEBHOOK_ACCEPT)
-        new = await ctx.submit(event)
-        ctx.count("committed" if new else "duplicate")
-        return _reply(200, wire.WEBHOOK_ACCEPT)
+        await http_edge.submit_all(ctx, [mapping.webhook_event(hook, linked, now=self.now())])
+        return self._reply(wire.WEBHOOK_ACCEPT)
 
     async def _preflight(self, request: web.Request) -> web.Response:
         return web.Response(status=204, headers=CORS)
 
     async def _url_check(self, request: web.Request) -> web.Response:
-        return _reply(200, wire.WEBHOOK_ACCEPT)
+        return self._reply(wire.WEBHOOK_ACCEPT)
 
 
 def create(options: Mapping[str, Any]) -> PosterDriver:

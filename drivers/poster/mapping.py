@@ -19,15 +19,14 @@ never above the order total; "no loyalty" is ``bonus 0`` (it clears a stale amou
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_UP, Decimal
 
+from drivers.poster import NAME
 from drivers.poster.wire import Loyalty, Order, PosEvent, Product, Webhook
 from gateway.driver import CalcResult
 from gateway.errors import BadInput
-from gateway.fields import rubles
 from gateway.receipt import (
     MAX_AMOUNT,
     CustomerId,
@@ -41,7 +40,7 @@ from gateway.receipt import (
     sale_event,
 )
 
-NAME = "poster"
+TOKEN_KEY = "posgw"  # the order extra the app stores the calc token under (setExtras)
 
 
 def register_of(ev: PosEvent) -> str:
@@ -131,58 +130,25 @@ def bonus_of(result: CalcResult, order: Order) -> int:
     return max(0, min(result.total_discount, order.total if order.total else result.total_discount))
 
 
-def print_text(customer: CustomerId | None, result: CalcResult, *, print_balance: bool) -> str:
-    if customer is None or not result.customer_found:
-        return result.message
-    rows = [f"Карта *{customer.value[-4:]}"]
-    if result.redeemed_points:
-        rows.append(f"Списано баллов: {result.redeemed_points}")
-    if result.points_to_accrue:
-        rows.append(f"Начислено баллов: {result.points_to_accrue}"
-                    + (" (после связи с сервером)" if result.offline else ""))
-    if print_balance:
-        rows.append("Баланс: ожидает обновления" if result.balance is None or result.offline
-                    else f"Баланс: {result.balance}")
-    if result.message:
-        rows.append(result.message)
-    return "\n".join(rows)
-
-
-def calc_extras(customer: CustomerId | None, result: CalcResult, bonus: int) -> dict[str, str]:
-    """What the app stores with ``setExtras(order.id, "lg", …)``; it comes back on afterOrderClose."""
-    if customer is None:
-        return {}
-    lg = {"card": customer.value, "kind": str(customer.kind), "pts": result.redeemed_points,
-          "bonus": rubles(bonus), "calc": result.hold_id}
-    return {"lg": json.dumps(lg, ensure_ascii=False, separators=(",", ":"))}
+def calc_extras(result: CalcResult) -> dict[str, str]:
+    """What the app stores with ``setExtras(order.id, key, value)``; it comes back on afterOrderClose."""
+    return {TOKEN_KEY: result.token} if result.token and result.customer_found else {}
 
 
 # ---------------------------------------------------------------- commits
 
 
-def _from_extras(order: Order, fallback: CustomerId | None) -> tuple[CustomerId | None, int, str]:
-    raw = order.extras.get("lg")
-    lg: object = raw
-    if isinstance(raw, str):
-        try:
-            lg = json.loads(raw)
-        except ValueError:
-            lg = None
-    if not isinstance(lg, dict):
-        return fallback, 0, ""
-    card, kind, pts, hold = lg.get("card"), lg.get("kind"), lg.get("pts"), lg.get("calc")
-    customer = fallback
-    if isinstance(card, str) and card and kind in set(IdKind):
-        customer = CustomerId(IdKind(str(kind)), card[:128])
-    points = pts if isinstance(pts, int) and not isinstance(pts, bool) and 0 <= pts < 10**12 else 0
-    return customer, points, hold[:128] if isinstance(hold, str) else ""
+def token_of(order: Order) -> str:
+    """The calc token the order's extras carry ("" when none)."""
+    token = order.extras.get(TOKEN_KEY)
+    return token if isinstance(token, str) else ""
 
 
 def sale_of(ev: PosEvent, *, now: datetime, store_id: str = "") -> Event:
+    """The sale of a closed order; its calc token (customer, points, hold) is applied by the pipeline."""
     assert ev.order is not None
-    customer, points, hold = _from_extras(ev.order, customer_of(ev.loyalty))
-    receipt = order_receipt(ev, now=now, store_id=store_id, customer=customer, redeem_points=points)
-    return replace(sale_event(receipt, key=sale_key(ev, ev.order.id)), hold_id=hold, expected_redeemed=points)
+    receipt = order_receipt(ev, now=now, store_id=store_id, customer=customer_of(ev.loyalty))
+    return replace(sale_event(receipt, key=sale_key(ev, ev.order.id)), calc_token=token_of(ev.order))
 
 
 def refund_of(ev: PosEvent, *, now: datetime) -> Event:

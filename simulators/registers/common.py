@@ -106,3 +106,12 @@ def receipt_problems(lines: Sequence[tuple[str, int]], total: int) -> list[str]:
     if sum(amount for _, amount in lines) != total:
         out.append(f"lines add up to {sum(a for _, a in lines)}, the receipt total is {total}")
     return out
+
+
+PENDING_MARKS = ("обновится позже", "Будет начислено")
+
+
+def printed_offline(text: object) -> bool:
+    """True when a slip text says the gateway answered offline (the balance is pending or the
+    accrual provisional): what a cashier reads, not anything private to the gateway."""
+    return isinstance(text, str) and any(mark in text for mark in PENDING_MARKS)

@@ -27,11 +27,14 @@ from typing import Any
 import aiohttp
 import grpc
 
+from gateway.calc_token import CalcTokens
 from gateway.config import parse_config
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from gateway.daemon import Daemon, Notifier
+from gateway.driver import CalcClaims
 from gateway.metrics import Metrics
+from gateway.receipt import CustomerId
 from tests.gateway.fake_core import ack_all
 
 
@@ -74,6 +77,17 @@ class StubCore(pb_grpc.LoyaltyCoreServicer):
     async def StreamEvents(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.AckBatch]:
         async for reply in ack_all(request_iterator, self.delivered):  # grpc.aio wants an async generator
             yield reply
+
+
+TOKEN_KEY = bytes(range(32))  # the calc token key of every compliance gateway
+TOKENS = CalcTokens(TOKEN_KEY)
+
+
+def calc_token(*, hold_id: str = "", redeemed: int = 0, discount: int = 0, offline: bool = False,
+               customer: CustomerId | None = None, register_id: str = "") -> str:
+    """A calc token the compliance gateway accepts (as if it had answered that calculate)."""
+    return TOKENS.issue(CalcClaims(customer=customer, redeemed=redeemed, discount=discount, hold_id=hold_id,
+                                   offline=offline, program_version="", register_id=register_id))
 
 
 def closed_port() -> int:
@@ -151,7 +165,10 @@ async def running(name: str, options: dict[str, Any], tmp_path: Path, *, online:
                   ) -> AsyncIterator[Gateway]:
     """The daemon with driver ``name`` enabled; stopped (if the test did not) on exit."""
     async with _core(online) as (core, port):
-        config = gateway_config(name, options, tmp_path / "data", port)
+        data_dir = tmp_path / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / "calc_token.key").write_bytes(TOKEN_KEY)  # so adapters can bring real tokens
+        config = gateway_config(name, options, data_dir, port)
         daemon = Daemon(config, metrics=Metrics(), notifier=Notifier(environ={}))
         await daemon.start()
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))

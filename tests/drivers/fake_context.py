@@ -18,9 +18,19 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from gateway.driver import CalcLine, CalcResult, CustomerInfo
+from gateway.calc_token import CalcTokens
+from gateway.driver import COUNTERS, CalcClaims, CalcLine, CalcResult, CustomerInfo
 from gateway.errors import GatewayError, StorageError
 from gateway.receipt import CustomerId, Event, Receipt
+
+TOKENS = CalcTokens(bytes(range(32)))  # the same key as the compliance gateway's
+
+
+def token(**claims: Any) -> str:
+    """A calc token as the gateway would have issued it (register "", no customer unless given)."""
+    base: dict[str, Any] = dict(customer=None, redeemed=0, discount=0, hold_id="", offline=False,
+                                program_version="", register_id="")
+    return TOKENS.issue(CalcClaims(**(base | claims)))
 
 
 class MemoryState:
@@ -57,9 +67,9 @@ def calc_result(receipt: Receipt, discounts: dict[str, int] | None = None, **kw:
 
 
 class FakeContext:
-    def __init__(self, name: str, config: Any = None) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.config = config
+        self.tokens = TOKENS
         self.log = logging.getLogger(f"test.{name}")
         self.state = MemoryState()
         self.stopping = asyncio.Event()
@@ -67,7 +77,8 @@ class FakeContext:
         self.submits: list[Event] = []
         self.calcs: list[Receipt] = []
         self.counts: Counter[str] = Counter()
-        self.calc: Callable[[Receipt], CalcResult] = lambda r: calc_result(r)
+        self.calc: Callable[[Receipt], CalcResult] = lambda r: calc_result(
+            r, token=token(customer=r.customer))
         self.calc_error: GatewayError | None = None
         self.storage_fails = False
         self.gate: asyncio.Event | None = None  # when set, submit waits for it
@@ -94,7 +105,11 @@ class FakeContext:
         self.stored[event.key] = event
         return True
 
+    def calc_claims(self, token: str) -> CalcClaims:
+        return self.tokens.read(token)
+
     def count(self, what: str, n: int = 1) -> None:
+        assert what in COUNTERS, f"{what!r} is not in gateway.driver.COUNTERS"
         self.counts[what] += n
 
 

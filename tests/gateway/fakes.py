@@ -11,7 +11,8 @@ import logging
 from collections import Counter
 from typing import Any
 
-from gateway.driver import CalcLine, CalcResult, CustomerInfo
+from gateway.calc_token import CalcTokens
+from gateway.driver import COUNTERS, CalcClaims, CalcLine, CalcResult, CustomerInfo
 from gateway.errors import StorageError
 from gateway.receipt import CustomerId, Event, Receipt
 
@@ -28,9 +29,9 @@ class MemoryState:
 
 
 class FakeContext:
-    def __init__(self, name: str, outbox: Any, config: Any = None) -> None:
+    def __init__(self, name: str, outbox: Any) -> None:
         self.name = name
-        self.config = config
+        self.tokens = CalcTokens(bytes(32))
         self.log = logging.getLogger(f"posgw.driver.{name}")
         self.state = MemoryState()
         self.stopping = asyncio.Event()
@@ -66,5 +67,9 @@ class FakeContext:
         new: bool = await self.outbox.append(event)
         return new
 
+    def calc_claims(self, token: str) -> CalcClaims:
+        return self.tokens.read(token)
+
     def count(self, what: str, n: int = 1) -> None:
+        assert what in COUNTERS, f"{what!r} is not in gateway.driver.COUNTERS"
         self.counts[what] += n

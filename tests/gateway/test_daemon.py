@@ -263,8 +263,8 @@ async def test_daemon_imports_a_drivers_legacy_json_state_once(tmp_path: Path) -
         await d.start()
         try:
             assert d.pipeline is not None and d.outbox is not None
-            ctx = d.pipeline.context("native", None, daemon_mod.OutboxStateStore(d.outbox, "native"),
-                                     asyncio.Event())
+            state = daemon_mod.OutboxStateStore(d.outbox, "native")
+            ctx = d.pipeline.context("native", state, asyncio.Event())
             assert await ctx.state.get("cursor") == "42"
             assert await ctx.state.get("tx:7") == "native:sale:7"
         finally:

@@ -1,10 +1,17 @@
-"""gateway.http_edge: JSON with Decimal, size- and time-limited body reads, constant-time token checks."""
+"""gateway.http_edge: the guard (auth kinds, limits, refusals as data), error translation, JSON with
+Decimal, size- and time-limited body reads, constant-time token checks."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import aiohttp
 import pytest
@@ -13,7 +20,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from gateway import http_edge
-from gateway.errors import BadInput, StorageError
+from gateway.driver import CalcResult, Edge, Refusals
+from gateway.errors import BadInput, CoreUnavailable, StorageError
+from gateway.receipt import CustomerId, IdKind, Line, Receipt
 from tests.gateway.fakes import FakeContext
 
 
@@ -110,33 +119,122 @@ async def test_read_body_gives_up_on_a_slow_sender(echo_url: str) -> None:
         assert resp.status == 408
 
 
+REFUSALS = Refusals(
+    unauthorized=lambda why: f'{{"e":"{why}"}}'.encode(), timeout=b'{"e":"slow"}',
+    too_large=lambda n: str(n).encode(), bad_input=lambda exc: exc.field.encode(),
+    not_stored=b'{"e":"resend"}', other=lambda status, code, message: f"{status}:{code}".encode(),
+    challenge='Bearer realm="t"',
+)
+
+
+async def _inner(c: object, body: bytes) -> web.Response:
+    if body == b"bad":
+        raise BadInput("no", "lines")
+    if body == b"disk":
+        raise StorageError("disk full")
+    return web.Response(body=b"ok:" + body)
+
+
+@asynccontextmanager
+async def _guarded(ctx: FakeContext, auth: http_edge.Auth | None, **kw: Any) -> AsyncIterator[TestClient]:
+    edge = Edge(REFUSALS, max_body_bytes=16, read_timeout_s=0.3)
+    app = web.Application()
+    app.router.add_post("/x", http_edge.guard(ctx, edge, _inner, auth=auth, **kw))  # type: ignore[arg-type]
+    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
+        yield client
+
+
 async def test_guard_refuses_in_the_vendors_shape_and_counts() -> None:
     ctx = FakeContext("vendor", outbox=None)
-    refusals = http_edge.Refusals(
-        unauthorized=b'{"e":"who"}', timeout=b'{"e":"slow"}', too_large=lambda n: str(n).encode(),
-        bad_input=lambda exc: exc.field.encode(), not_stored=b'{"e":"resend"}',
-    )
-
-    async def inner(c: object, body: bytes) -> web.Response:
-        if body == b"bad":
-            raise BadInput("no", "lines")
-        if body == b"disk":
-            raise StorageError("disk full")
-        return web.Response(body=b"ok:" + body)
-
-    handler = http_edge.guard(ctx, inner, refusals=refusals, limit=16, timeout_s=5,  # type: ignore[arg-type]
-                              authorized=lambda r: r.headers.get("X-Key") == "k")
-    app = web.Application()
-    app.router.add_post("/x", handler)
-    async with TestClient(TestServer(app, host="127.0.0.1", port=0)) as client:
-        async def post(body: bytes, key: str = "k") -> tuple[int, bytes]:
+    async with _guarded(ctx, http_edge.HeaderToken(["k"], "X-Key")) as client:
+        async def post(body: Any, key: str = "k") -> tuple[int, bytes, str]:
             async with client.post("/x", data=body, headers={"X-Key": key}) as resp:
+                return resp.status, await resp.read(), resp.headers.get("WWW-Authenticate", "")
+
+        async def trickle() -> AsyncIterator[bytes]:
+            yield b"h"
+            await asyncio.sleep(1.0)  # longer than the edge's 0.3 s read limit
+            yield b"i"
+
+        assert await post(b"hi") == (200, b"ok:hi", "")
+        assert await post(b"hi", key="nope") == (401, b'{"e":"wrong_token"}', 'Bearer realm="t"')
+        assert await post(b"hi", key="") == (401, b'{"e":"no_token"}', 'Bearer realm="t"')
+        assert await post(b"x" * 17) == (413, b"16", "")
+        assert await post(trickle()) == (408, b'{"e":"slow"}', "")
+        assert await post(b"bad") == (400, b"lines", "")
+        assert await post(b"disk") == (503, b'{"e":"resend"}', "")
+    assert ctx.counts["requests"] == 7 and ctx.counts["auth_failed"] == 2
+    assert ctx.counts["bad_input"] == 3 and ctx.counts["storage_error"] == 1
+
+
+async def test_guard_refuses_another_content_type_with_415() -> None:
+    ctx = FakeContext("vendor", outbox=None)
+    async with _guarded(ctx, None, content_types=("application/json",)) as client:
+        async with client.post("/x", data=b"{}", headers={"Content-Type": "text/plain"}) as resp:
+            assert (resp.status, await resp.read()) == (415, b"415:UNSUPPORTED_MEDIA_TYPE")
+        async with client.post("/x", data=b"{}", headers={"Content-Type": "application/json"}) as resp:
+            assert resp.status == 200
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+async def test_basic_auth_checks_user_and_password() -> None:
+    ctx = FakeContext("vendor", outbox=None)
+    auth = http_edge.BasicAuth({"till": SecretStr("s3cret"), "other": "pw2"})
+    async with _guarded(ctx, auth) as client:
+        async def post(header: str) -> int:
+            async with client.post("/x", data=b"hi", headers={"Authorization": header}) as resp:
+                return resp.status
+
+        assert await post(_basic("till", "s3cret")) == 200
+        assert await post(_basic("other", "pw2")) == 200
+        assert await post(_basic("till", "pw2")) == 401  # another user's password
+        assert await post(_basic("nobody", "s3cret")) == 401
+        assert await post("Basic !!!") == 401
+        assert await post("Bearer s3cret") == 401
+    assert ctx.counts["auth_failed"] == 4
+
+
+async def test_signature_is_checked_over_the_body_and_says_401_or_403() -> None:
+    ctx = FakeContext("vendor", outbox=None)
+    secret = b"key"
+
+    def verify(request: web.Request, body: bytes) -> str:
+        given = request.headers.get("X-Sig", "")
+        if not given:
+            return "no_signature"
+        good = hmac.new(secret, body, hashlib.sha256).hexdigest()
+        return "" if hmac.compare_digest(given, good) else "bad_signature"
+
+    async with _guarded(ctx, http_edge.Signed(verify)) as client:
+        async def post(body: bytes, sig: str) -> tuple[int, bytes]:
+            async with client.post("/x", data=body, headers={"X-Sig": sig} if sig else {}) as resp:
                 return resp.status, await resp.read()
 
-        assert await post(b"hi") == (200, b"ok:hi")
-        assert await post(b"hi", key="nope") == (401, b'{"e":"who"}')
-        assert await post(b"x" * 17) == (413, b"16")
-        assert await post(b"bad") == (400, b"lines")
-        assert await post(b"disk") == (503, b'{"e":"resend"}')
-    assert ctx.counts["requests"] == 5 and ctx.counts["auth_failed"] == 1
-    assert ctx.counts["bad_input"] == 1 and ctx.counts["storage_error"] == 1
+        good = hmac.new(secret, b"hi", hashlib.sha256).hexdigest()
+        assert await post(b"hi", good) == (200, b"ok:hi")
+        assert await post(b"ho", good) == (403, b'{"e":"bad_signature"}')  # the body was altered
+        assert await post(b"hi", "") == (401, b'{"e":"no_signature"}')
+
+
+async def test_calculate_translates_gateway_errors_into_no_loyalty() -> None:
+    ctx = FakeContext("vendor", outbox=None)
+    r = Receipt(register_id="r", receipt_number="1", lines=(Line("l1", "s", "n", 100, 1000, 100),),
+                occurred_at=datetime(2026, 1, 1, tzinfo=UTC), customer=CustomerId(IdKind.CARD, "1"))
+    assert (await http_edge.calculate(ctx, r)) is not None  # type: ignore[arg-type]
+
+    async def broken(receipt: Receipt) -> CalcResult:
+        raise CoreUnavailable("down")
+
+    ctx.calculate = broken  # type: ignore[method-assign]
+    assert await http_edge.calculate(ctx, r) is None  # type: ignore[arg-type]
+
+    async def invalid(receipt: Receipt) -> CalcResult:
+        raise BadInput("no", "lines")
+
+    ctx.calculate = invalid  # type: ignore[method-assign]
+    with pytest.raises(BadInput):
+        await http_edge.calculate(ctx, r)  # type: ignore[arg-type]
+    assert ctx.counts["calc"] == 3 and ctx.counts["calc_skipped"] == 1

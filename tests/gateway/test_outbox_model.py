@@ -25,7 +25,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.outbox import Outbox
 from gateway.sender import Sender
-from tests.gateway.fake_core import ACK, Action, FakeCore, InProcStub
+from tests.gateway.fake_core import ACK, Action, FakeCore, InProcClient
 from tests.gateway.outbox_fixtures import sale
 
 REGISTERS = ("A", "B", "C")
@@ -60,7 +60,7 @@ class OutboxModel(RuleBasedStateMachine):
         return steps[min(attempt, len(steps)) - 1]
 
     def _new_sender(self) -> Sender:
-        return Sender(self.outbox, lambda: InProcStub(self.core), window=8, batch=4, ack_timeout_s=0.05,
+        return Sender(self.outbox, InProcClient(self.core), window=8, batch=4, ack_timeout_s=0.05,
                       backoff_initial_s=0.001, backoff_max_s=0.005, idle_poll_s=0.01)
 
     @rule(register=st.sampled_from(REGISTERS), plan=st.sampled_from(sorted(PLANS)), n=st.integers(1, 4))

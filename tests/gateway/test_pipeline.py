@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -64,13 +64,22 @@ def receipt(
 
 @dataclass
 class ListStore:
+    """The outbox's append and driver state, in lists (the real file is tested in test_outbox)."""
+
     events: list[Event] = field(default_factory=list)
+    state: dict[tuple[str, str], str] = field(default_factory=dict)
 
     async def append(self, event: Event) -> bool:
         if any(e.key == event.key for e in self.events):
             return False
         self.events.append(event)
         return True
+
+    async def put_state(self, driver: str, key: str, value: str, *, keep_s: float | None = None) -> None:
+        self.state[(driver, key)] = value
+
+    async def get_state(self, driver: str, key: str) -> str | None:
+        return self.state.get((driver, key))
 
 
 @dataclass
@@ -311,15 +320,50 @@ async def test_submit_marks_offline_answers_and_passes_holds(rig: Rig) -> None:
         assert not online.offline and online.hold_id == "hold-1"
         plain = await pipeline.calculate(receipt(number="12"), driver="native")
         assert not plain.offline
-        assert await pipeline.submit(sale_event(receipt(redeem=40, number="10")), driver="native")
-        assert await pipeline.submit(sale_event(receipt(redeem=10, number="11")), driver="native")
-        assert await pipeline.submit(sale_event(receipt(number="12")), driver="native")
+        # a new pipeline on the same file: what was remembered is in the file, not in memory
+        restarted = make_pipeline(rig.client, rig.pipeline.offline.cache, rig.metrics, outbox,  # type: ignore[arg-type]
+                                  limit=100, tokens=pipeline.tokens)
+        assert await restarted.submit(sale_event(receipt(redeem=40, number="10")))
+        assert await restarted.submit(sale_event(receipt(redeem=10, number="11")))
+        assert await restarted.submit(sale_event(receipt(number="12")))
         rows = {row.event.receipt.receipt_number: row.event for row in await outbox.next_batch(10)}  # type: ignore[union-attr]
         assert rows["10"].offline and rows["10"].expected_redeemed == 40
         assert not rows["11"].offline and rows["11"].hold_id == "hold-1"
         assert not rows["12"].offline and rows["12"].hold_id == "" and rows["12"].expected_redeemed is None
+        assert all(not e.calc_token for e in rows.values())
     finally:
         await outbox.close()
+
+
+async def test_calc_token_carries_the_calc_to_the_commit(rig: Rig) -> None:
+    rig.fake.delay_s = 2.0  # answered offline: the token says so
+    answer = await rig.pipeline.calculate(receipt(redeem=30, number="20"), driver="native")
+    assert answer.offline and answer.token
+    claims = rig.pipeline.tokens.read(answer.token)
+    assert claims.offline and claims.redeemed == answer.redeemed_points and claims.customer == CARD
+    anonymous = replace(receipt(number="20"), customer=None)  # the till's close lost the customer
+    event = replace(sale_event(anonymous, key="k-20"), calc_token=answer.token)
+    assert await rig.pipeline.submit(event)
+    stored = rig.store.events[-1]
+    assert stored.receipt is not None and stored.receipt.customer == CARD
+    assert stored.offline and stored.expected_redeemed == answer.redeemed_points and not stored.calc_token
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),  # the MAC altered
+    lambda t: t.replace("c1.", "c1.e", 1),  # the payload altered
+    lambda t: "c1.eyJyIjoiUjEiLCJwIjo5OTksImQiOjB9.AAAAAAAAAAAAAAAAAAAAAA",  # forged outright
+    lambda t: "not a token",
+])
+async def test_forged_or_altered_calc_token_is_refused_and_nothing_stored(
+    rig: Rig, mutate: Callable[[str], str],
+) -> None:
+    answer = await rig.pipeline.calculate(receipt(redeem=10, number="21"), driver="native")
+    event = replace(sale_event(receipt(number="21"), key="k-21"), calc_token=mutate(answer.token))
+    with pytest.raises(BadInput) as info:
+        await rig.pipeline.submit(event)
+    assert info.value.field == "calc_token"
+    assert rig.store.events == []
 
 
 async def test_identify_online_then_offline(rig: Rig) -> None:
@@ -345,8 +389,8 @@ async def test_context_is_a_driver_context(rig: Rig) -> None:
             return None
 
     stopping = asyncio.Event()
-    ctx: DriverContext = rig.pipeline.context("native", {"x": 1}, Memory(), stopping)
-    assert ctx.name == "native" and ctx.config == {"x": 1} and ctx.stopping is stopping
+    ctx: DriverContext = rig.pipeline.context("native", Memory(), stopping)
+    assert ctx.name == "native" and ctx.stopping is stopping
     assert ctx.log.name == "posgw.driver.native"
     ctx.count("requests", 2)
     assert (
@@ -359,6 +403,9 @@ async def test_context_is_a_driver_context(rig: Rig) -> None:
     assert result.customer_id == "c1"
     assert await ctx.submit(sale_event(receipt())) and rig.store.events[0].key == receipt().sale_key()
     assert await ctx.identify(CustomerId(IdKind.CARD, "nobody")) is None
+    assert ctx.calc_claims(result.token).customer == receipt().customer
+    with pytest.raises(ValueError, match="unknown driver counter"):
+        ctx.count("unauthorized")  # counter names come from one list (gateway.driver.COUNTERS)
 
 
 async def test_till_activity_counts_driver_calls_and_a_quiet_tail(rig: Rig) -> None:
@@ -373,7 +420,7 @@ async def test_till_activity_counts_driver_calls_and_a_quiet_tail(rig: Rig) -> N
         return await original(r, driver=driver)
 
     rig.pipeline.calculate = held  # type: ignore[method-assign]
-    ctx = rig.pipeline.context("native", None, None, asyncio.Event())  # type: ignore[arg-type]
+    ctx = rig.pipeline.context("native", None, asyncio.Event())  # type: ignore[arg-type]
     calls = [asyncio.create_task(ctx.calculate(receipt())) for _ in range(3)]
     await asyncio.sleep(0)
     assert activity.in_flight == 3 and activity.busy()

@@ -31,12 +31,12 @@ const app = (poster, storage) => createApp({
 });
 
 test('applies the bonus, text and extras, then calls next', () => {
-  const poster = fakePoster([{ code: 200, result: '{"bonus":120.00,"printText":"Карта","extras":{"lg":"{}"}}' }]);
+  const poster = fakePoster([{ code: 200, result: '{"bonus":120.00,"printText":"Карта","extras":{"posgw":"c1.t.m"}}' }]);
   let nexts = 0;
   app(poster).beforeOrderClose({ order }, () => { nexts += 1; });
   assert.strictEqual(nexts, 1);
   assert.deepStrictEqual(poster.calls, [['setOrderBonus', order.id, 120], ['setPrintText', order.id, 'Карта'],
-    ['setExtras', order.id, 'lg', '{}']]);
+    ['setExtras', order.id, 'posgw', 'c1.t.m']]);
   const req = poster.sent[0];
   assert.strictEqual(req.url, 'http://10.0.0.5:8080/v1/poster/pos-event');
   assert.strictEqual(req.options.localRequest, true);

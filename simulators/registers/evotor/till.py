@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from simulators.registers.common import dumps, rng_uuid
+from simulators.registers.common import dumps, printed_offline, rng_uuid
 from simulators.registers.evotor.messages import (
     AnswerError,
     Applied,
@@ -239,7 +239,7 @@ class EvotorTill:
         except AnswerError as exc:
             self._rec.error(f"calc {receipt.uuid}: answer refused by the terminal: {exc}")
             return Applied()
-        if not applied.skipped and applied.extra and _lg(applied).get("off"):
+        if not applied.skipped and printed_offline(applied.print_text):
             self._rec.offline_answers += 1
         return applied
 
@@ -386,11 +386,6 @@ def _discount(answer: Answer) -> Any:
     data = answer.data
     result = data.get("result") if isinstance(data, dict) else None
     return result.get("discount") if isinstance(result, dict) else None
-
-
-def _lg(applied: Applied) -> dict[str, Any]:
-    lg = (applied.extra or {}).get("lg")
-    return lg if isinstance(lg, dict) else {}
 
 
 async def run_tills(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from simulators.registers.common import line_sum, rng_uuid
+from simulators.registers.common import line_sum, printed_offline, rng_uuid
 from simulators.registers.http import Poster, TransportError
 from simulators.registers.modulkassa.messages import (
     CANCELLED,
@@ -223,7 +223,7 @@ class ModulKassaTill:
         except AnswerError as exc:
             self._rec.error(f"loyalty-request {check_id}: answer refused: {exc}")
             return identity_lines(positions), ""
-        if '"off":true' in blob:
+        if printed_offline(_printable(answer.data)):
             self._rec.offline_answers += 1
         return lines, blob
 
@@ -316,3 +316,9 @@ async def run_tills(
         name="modulkassa", tills=tills, receipts=receipts, seed=seed, build=build,
         connect=lambda session: Poster(session, gateway_url, slow_read_ms=config.misbehaviour.slow_read_ms),
     )
+
+
+def _printable(answer: object) -> object:
+    """The ``printable_data`` of a ``succeeded`` answer (None when it has none)."""
+    data = answer.get("data") if isinstance(answer, dict) else None
+    return data.get("printable_data") if isinstance(data, dict) else None

@@ -6,7 +6,7 @@ import json
 from typing import Any, ClassVar
 
 from tests.drivers.compliance import Adapter, ComplianceSuite
-from tests.drivers.compliance_harness import Reply, Request
+from tests.drivers.compliance_harness import Reply, Request, calc_token
 from tests.drivers.evotor import payloads
 
 PLUGIN = {"X-Gateway-Token": "plug-tok", "Content-Type": "application/json"}
@@ -30,7 +30,7 @@ class EvotorAdapter(Adapter):
 
     def commits(self) -> dict[str, Request]:
         refund = payloads.close(uuid=REFUND_UUID, kind="payback", doc_type="PAYBACK", base=payloads.RECEIPT)
-        cleared = payloads.close(extra={"lg": {"calc": "hold-1"}})
+        cleared = payloads.close(extra={"posgw": calc_token(hold_id="hold-1")})
         cleared["action"] = "evotor.intent.action.receipt.sell.CLEARED"
         return {"sale": _post("/event", payloads.close()), "refund": _post("/event", refund),
                 "cancel": _post("/event", cleared)}

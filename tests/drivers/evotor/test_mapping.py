@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from drivers.evotor import mapping, wire
+from gateway.driver import CalcClaims
 from gateway.errors import BadInput
 from gateway.receipt import CustomerId, EventKind, IdKind
 from tests.drivers.evotor import payloads
@@ -58,6 +60,7 @@ def test_answer_is_the_discount_plus_the_exact_per_position_map() -> None:
         points_to_accrue=12,
         hold_id="cx-7Q2M",
         balance=950,
+        token="c1.the-gateway-token",
     )
     answer = mapping.discount_answer(msg, receipt, result)
     assert answer is not None
@@ -65,16 +68,8 @@ def test_answer_is_the_discount_plus_the_exact_per_position_map() -> None:
     assert out["callback"] == "onResult"
     assert out["result"]["discount"] == "86.00"
     assert out["result"]["positionUuidToDiscountMap"] == {payloads.P1: "36.00", payloads.P2: "50.00"}
-    assert out["result"]["extra"]["lg"] == {
-        "card": "2000012345",
-        "kind": "card",
-        "calc": "cx-7Q2M",
-        "pts": 50,
-        "disc": 8600,
-        "earn": 12,
-        "off": False,
-    }
-    assert out["printText"] == "Карта 2000012345\nСписано баллов: 50\nНачислено баллов: 12\nБаланс: 950"
+    assert out["result"]["extra"] == {"posgw": "c1.the-gateway-token"}  # the calc token, opaque here
+    assert out["printText"] == "Карта *2345\nСписано баллов: 50\nНачислено баллов: 12\nБаланс: 950"
 
 
 def test_manual_receipt_discount_already_present_is_kept_and_added() -> None:
@@ -138,16 +133,19 @@ def test_discount_larger_than_the_position_is_refused() -> None:
 
 # ------------------------------------------------------------------ commits
 
-LG = {"lg": {"card": "2000012345", "kind": "card", "calc": "h-1", "pts": 50, "disc": 8600}}
+CARD = CustomerId(IdKind.CARD, "2000012345")
+CLAIMS = CalcClaims(customer=CARD, redeemed=50, discount=8600, hold_id="h-1", offline=False,
+                    program_version="", register_id="")
+LG = {"posgw": "c1.token-of-the-calc"}
 
 
-def test_close_sale_carries_customer_points_and_hold_from_extra() -> None:
+def test_close_sale_carries_the_calc_token_and_lines_before_our_discount() -> None:
     msg = parsed(payloads.close(extra=LG, discounts={payloads.P1: "36.00", payloads.P2: "50.00"}))
-    event = mapping.plugin_event(msg, now=NOW)
+    event = mapping.plugin_event(msg, CLAIMS, now=NOW)
     assert not isinstance(event, str)
     assert event.kind is EventKind.SALE and event.key == f"evotor:doc:{payloads.RECEIPT}"
-    assert event.hold_id == "h-1" and event.expected_redeemed == 50
-    assert event.receipt is not None and event.receipt.customer == CustomerId(IdKind.CARD, "2000012345")
+    assert event.calc_token == "c1.token-of-the-calc"  # the pipeline applies customer, points, hold
+    assert event.receipt is not None and event.receipt.customer is None  # the close carried no loyalty
     # amounts before our discount; committed lines keyed by product identity
     assert [(ln.line_id, ln.amount) for ln in event.receipt.lines] == [
         (f"p:{payloads.PRODUCT1}", 36000),
@@ -159,7 +157,7 @@ def test_close_sale_carries_customer_points_and_hold_from_extra() -> None:
 def test_same_product_on_two_positions_is_one_committed_line() -> None:
     pos = payloads.positions()
     pos.append(dict(pos[0], uuid="other"))
-    event = mapping.plugin_event(parsed(payloads.close(pos=pos)), now=NOW)
+    event = mapping.plugin_event(parsed(payloads.close(pos=pos)), None, now=NOW)
     assert not isinstance(event, str) and event.receipt is not None
     assert event.receipt.lines[0].qty_milli == 4000 and event.receipt.lines[0].amount == 72000
 
@@ -169,7 +167,7 @@ def test_payback_refunds_the_base_sale_per_line() -> None:
     msg = parsed(
         payloads.close(uuid="pb-1", kind="payback", doc_type="PAYBACK", base=payloads.RECEIPT, pos=pos)
     )
-    event = mapping.plugin_event(msg, now=NOW)
+    event = mapping.plugin_event(msg, None, now=NOW)
     assert not isinstance(event, str)
     assert event.kind is EventKind.REFUND and event.sale_key == f"evotor:doc:{payloads.RECEIPT}"
     assert [(r.line_id, r.qty_milli) for r in event.refund_lines] == [(f"p:{payloads.PRODUCT1}", 1000)]
@@ -178,11 +176,13 @@ def test_payback_refunds_the_base_sale_per_line() -> None:
 def test_cleared_receipt_cancels_only_a_hold() -> None:
     cleared = payloads.close(extra=LG)
     cleared["action"] = "evotor.intent.action.receipt.sell.CLEARED"
-    event = mapping.plugin_event(parsed(cleared), now=NOW)
+    event = mapping.plugin_event(parsed(cleared), CLAIMS, now=NOW)
     assert not isinstance(event, str)
-    assert event.kind is EventKind.CANCEL and event.hold_id == "h-1"
+    assert event.kind is EventKind.CANCEL and event.calc_token == LG["posgw"]
+    no_hold = replace(CLAIMS, hold_id="")
+    assert mapping.plugin_event(parsed(cleared), no_hold, now=NOW) == "cleared receipt held no points"
     cleared["receipt"] = None
-    assert mapping.plugin_event(parsed(cleared), now=NOW) == "cleared receipt held no points"
+    assert mapping.plugin_event(parsed(cleared), None, now=NOW) == "cleared receipt held no points"
 
 
 def test_plugin_close_and_cloud_receipt_share_the_key() -> None:
@@ -214,7 +214,7 @@ def test_plugin_close_and_cloud_receipt_share_the_key() -> None:
     }
     [doc] = cloud_wire.parse_receipts(json.dumps(cloud).encode())
     from_cloud = mapping.cloud_event(doc, now=NOW)
-    from_plugin = mapping.plugin_event(parsed(payloads.close(extra=LG)), now=NOW)
+    from_plugin = mapping.plugin_event(parsed(payloads.close(extra=LG)), CLAIMS, now=NOW)
     assert not isinstance(from_cloud, str) and not isinstance(from_plugin, str)
-    assert from_cloud.key == from_plugin.key
+    assert from_cloud.key == from_plugin.key and from_cloud.calc_token == from_plugin.calc_token
     assert from_cloud.receipt is not None and from_cloud.receipt.lines[0].line_id == f"p:{payloads.PRODUCT1}"

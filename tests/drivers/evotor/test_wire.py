@@ -254,7 +254,7 @@ def _only_bad_input(parse: object, body: bytes) -> None:
             if result.kind is wire.Kind.CALC:
                 mapping.calc_receipt(result, now=NOW)
             else:
-                mapping.plugin_event(result, now=NOW)
+                mapping.plugin_event(result, None, now=NOW)
         elif isinstance(result, list):
             for doc in result:
                 mapping.cloud_event(doc, now=NOW)
@@ -308,7 +308,7 @@ def test_fuzz_json_shapes(value: object) -> None:
     ),
 )
 def test_fuzz_mutated_real_payloads(which: str, edits: list[tuple[str, object]]) -> None:
-    payload = payloads.calc() if which == "calc" else payloads.close(extra={"lg": {"pts": 5}})
+    payload = payloads.calc() if which == "calc" else payloads.close(extra={"posgw": "c1.x.y"})
 
     def visit(node: object, key: str, value: object) -> None:
         if isinstance(node, dict):

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 from drivers.modulkassa import wire
 from tests.drivers.compliance import Adapter, ComplianceSuite
-from tests.drivers.compliance_harness import Reply, Request
+from tests.drivers.compliance_harness import Reply, Request, calc_token
 from tests.drivers.modulkassa.test_wire_mapping import closed, operation
 
 TOKEN = {"X-Gateway-Token": "mk-tok", "Content-Type": "application/json"}
@@ -29,7 +29,7 @@ class ModulKassaAdapter(Adapter):
 
     def commits(self) -> dict[str, Request]:
         cancel = {"action": wire.CANCELLED, "extras": {"check_id": "chk-2", "check_sum": "0"},
-                  "loyalty": {"data": json.dumps({"calc": "h-1"})}}
+                  "loyalty": {"data": calc_token(hold_id="h-1")}}
         return {
             "sale": _post("/event", closed()),
             "refund": _post("/event", closed("RETURN", check_id="ret-1", saleCheckId="chk-1")),

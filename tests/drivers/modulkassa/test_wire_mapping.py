@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.modulkassa import mapping, wire
+from gateway.driver import CalcClaims
 from gateway.errors import BadInput
 from gateway.receipt import CustomerId, EventKind, IdKind
 from tests.conftest import require_vendor
@@ -116,7 +117,7 @@ def test_vendor_fn_document_parses_as_a_check_shaped_sale() -> None:
     # Partner -> cloud, not sent to us, but the same Check shape: numeric vatTag, docType, checkoutDateTime.
     check = wire.parse_check(json.loads(vendor("fn-doc-request.json"), parse_float=Decimal), "check")
     event = mapping.event_of(
-        wire.CheckEvent(wire.CLOSED, check.check_id, 20000, check, wire.Loyalty()), now=NOW
+        wire.CheckEvent(wire.CLOSED, check.check_id, 20000, check, wire.Loyalty()), None, now=NOW
     )
     assert not isinstance(event, str) and event.kind is EventKind.SALE and event.receipt is not None
     assert event.key == "modulkassa:check:4f4c789c-3863-41d3-aea9-c35b5a9e7f18"
@@ -187,7 +188,8 @@ def test_answer_with_discounts_splits_and_validates() -> None:
     request = req()
     receipt = mapping.calc_receipt(request, now=NOW)
     result = calc_result(
-        receipt, {"p1": 1000, "p2": 1120}, redeemed_points=21, points_to_accrue=17, hold_id="h-9"
+        receipt, {"p1": 1000, "p2": 1120}, redeemed_points=21, points_to_accrue=17, hold_id="h-9",
+        token="c1.the-calc-token",
     )
     ans = mapping.answer(request, receipt, result)
     assert mapping.problems(request, ans) == []
@@ -199,15 +201,8 @@ def test_answer_with_discounts_splits_and_validates() -> None:
         (data[f"impact/{i}/position_id"], data[f"impact/{i}/price"], data[f"impact/{i}/quantity"])
         for i in data["impacts"]
     ] == [("p1", "146.67", "2"), ("p1", "146.66", "1"), ("p2", "608.00", "0.350")]
-    assert json.loads(data["data"]) == {
-        "card": "2000012345",
-        "kind": "card",
-        "calc": "h-9",
-        "pts": 21,
-        "earn": 17,
-        "off": False,
-    }
-    assert data["printable_data"].startswith("Карта 2000012345\nСписано баллов: 21")
+    assert data["data"] == "c1.the-calc-token"  # the calc token, echoed back by the plugin
+    assert data["printable_data"].startswith("Карта *2345\nСписано баллов: 21")
     assert data["request_type"] == "LOYALTY"
 
 
@@ -262,11 +257,13 @@ def test_operation_rejections_name_the_field(mutate: Any, field: str) -> None:
 # ------------------------------------------------------------------ commits
 
 
-def test_closed_sale_merges_split_lines_and_reads_our_blob() -> None:
-    blob = json.dumps({"card": "2000012345", "kind": "card", "calc": "h-9", "pts": 21})
-    event = mapping.event_of(wire.parse_event(json.dumps(closed(data=blob)).encode()), now=NOW)
+def test_closed_sale_merges_split_lines_and_carries_the_calc_token() -> None:
+    event = mapping.event_of(wire.parse_event(json.dumps(closed(data="c1.tok.mac")).encode()), None, now=NOW)
     assert not isinstance(event, str) and event.receipt is not None
-    assert event.key == "modulkassa:check:chk-1" and event.hold_id == "h-9" and event.expected_redeemed == 21
+    assert event.key == "modulkassa:check:chk-1" and event.calc_token == "c1.tok.mac"
+    old_blob = json.dumps({"card": "2000012345", "kind": "card", "calc": "h-9", "pts": 21})
+    from_old = mapping.event_of(wire.parse_event(json.dumps(closed(data=old_blob)).encode()), None, now=NOW)
+    assert not isinstance(from_old, str) and from_old.calc_token == ""  # an older gateway's blob: ignored
     assert [(ln.line_id, ln.qty_milli, ln.amount) for ln in event.receipt.lines] == [
         ("c:CF-03", 3000, 45000),
         ("c:CH-11", 350, 22400),
@@ -277,7 +274,7 @@ def test_closed_sale_merges_split_lines_and_reads_our_blob() -> None:
 def test_return_refunds_per_line_against_the_named_sale() -> None:
     event = mapping.event_of(
         wire.parse_event(json.dumps(closed("RETURN", check_id="ret-1", saleCheckId="chk-1")).encode()),
-        now=NOW,
+        None, now=NOW,
     )
     assert not isinstance(event, str)
     assert event.kind is EventKind.REFUND and event.sale_key == "modulkassa:check:chk-1"
@@ -288,17 +285,19 @@ def test_cancelled_and_modified_checks() -> None:
     cancel = {
         "action": wire.CANCELLED,
         "extras": {"check_id": "chk-2", "check_sum": "0"},
-        "loyalty": {"data": json.dumps({"calc": "h-1"})},
+        "loyalty": {"data": "c1.tok.mac"},
     }
-    event = mapping.event_of(wire.parse_event(json.dumps(cancel).encode()), now=NOW)
-    assert not isinstance(event, str) and event.kind is EventKind.CANCEL and event.hold_id == "h-1"
+    held = CalcClaims(customer=None, redeemed=0, discount=0, hold_id="h-1", offline=False,
+                      program_version="", register_id="")
+    event = mapping.event_of(wire.parse_event(json.dumps(cancel).encode()), held, now=NOW)
+    assert not isinstance(event, str) and event.kind is EventKind.CANCEL and event.calc_token == "c1.tok.mac"
     cancel["loyalty"] = {}
     assert (
-        mapping.event_of(wire.parse_event(json.dumps(cancel).encode()), now=NOW)
+        mapping.event_of(wire.parse_event(json.dumps(cancel).encode()), None, now=NOW)
         == "cancelled check held no points"
     )
     modified = {"action": wire.MODIFIED, "extras": {"check_id": "c"}}
-    assert isinstance(mapping.event_of(wire.parse_event(json.dumps(modified).encode()), now=NOW), str)
+    assert isinstance(mapping.event_of(wire.parse_event(json.dumps(modified).encode()), None, now=NOW), str)
 
 
 # ------------------------------------------------------------------ fuzzing
@@ -325,7 +324,7 @@ def _only_bad_input(body: bytes) -> None:
                     out, receipt, calc_result(receipt, {ln.line_id: ln.amount // 3 for ln in receipt.lines})
                 )
             else:
-                mapping.event_of(out, now=NOW)
+                mapping.event_of(out, None, now=NOW)
         except BadInput:
             pass
 

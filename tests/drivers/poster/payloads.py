@@ -10,6 +10,9 @@ import hashlib
 import json
 from typing import Any
 
+from gateway.receipt import CustomerId, IdKind
+from tests.drivers.fake_context import token
+
 SECRET = "fe2bc8e865d8fc2236968ee53c3b2bd5"
 TOKEN = "pair-tok"
 ACCOUNT = "coffee-demo"
@@ -62,7 +65,7 @@ def before_close(**kw: Any) -> bytes:
 
 
 def after_close(**kw: Any) -> bytes:
-    extras = {"lg": json.dumps({"card": "2000012345", "kind": "card", "pts": 0, "calc": ""})}
+    extras = {"posgw": token(customer=CustomerId(IdKind.CARD, "2000012345"))}
     return pos_event(
         "afterOrderClose", {"order": order(status=2, date_close=ORDER_ID + 60_000, extras=extras, **kw)}
     )

@@ -115,7 +115,7 @@ async def test_a_cafe_day_through_poster_reaches_the_core_exactly(
         assert flaky.failed == [sale_key(orders[5].order_id)]
         redeemed = [o for o in orders.values() if o.bonus > 0]
         assert redeemed and orders[12].bonus > 0, {n: o.bonus for n, o in orders.items()}
-        assert all("lg" in o.extras for n, o in orders.items() if n % 4 != 3)
+        assert all("posgw" in o.extras for n, o in orders.items() if n % 4 != 3)
         assert all(o.bonus == 0 and not o.extras for n, o in orders.items() if n % 4 == 3)
 
         # a per-line fiscal return of order 1 (2 x product 12 sold, 1 returned), resent once

@@ -44,9 +44,9 @@ async def post(client: Any, path: str, body: bytes, headers: dict[str, str]) -> 
 
 
 async def test_calc_gives_the_bonus_and_core_trouble_gives_zero(client: Any, ctx: FakeContext) -> None:
-    ctx.calc = lambda r: calc_result(r, {"p12": 9000, "p40": 3000}, redeemed_points=120)
+    ctx.calc = lambda r: calc_result(r, {"p12": 9000, "p40": 3000}, redeemed_points=120, token="c1.t.m")
     status, body = await post(client, "/pos-event", p.before_close(redeem=120), APP)
-    assert status == 200 and body["bonus"] == 120.0 and "extras" in body
+    assert status == 200 and body["bonus"] == 120.0 and body["extras"] == {"posgw": "c1.t.m"}
     ctx.calc_error = CoreUnavailable("down")
     assert await post(client, "/pos-event", p.before_close(), APP) == (200, {"bonus": 0})
     assert await post(client, "/pos-event", p.before_close(card=None), APP) == (200, {"bonus": 0})

@@ -74,7 +74,7 @@ class OutboxRow:
     register_seq: int
     kind: str
     event: Event
-    state: str  # "pending" | "delivered" | "rejected" | "resolved"
+    state: db.RowState
     attempts: int
     created_at: float
     last_error: str
@@ -95,12 +95,14 @@ class OutboxStats:
     last_storage_error: str = ""
 
 
+# State changes that are delivery progress (an operator's retry or resolve is not).
+_PROGRESS = frozenset({db.Action.DELIVER, db.Action.REJECT})
 _NO_VALUES: dict[str, Any] = {}  # shared, never written: the values of an op that has none
 
 
 @dataclass(eq=False, slots=True)
 class _Op:
-    kind: str  # append | delivered | delivered_many | rejected | note_retry | retry | resolve | state
+    kind: str  # append | note_retry | state | pragmas, or a db.Action (a state change: values["rows"])
     future: asyncio.Future[Any]
     row_id: int = 0
     new: db.NewEvent | None = None
@@ -196,32 +198,38 @@ class Outbox:
                     event.register_id, "other goods, customer, points or time: the stored one is kept",
                     "check the till's receipt numbering: a receipt under a reused key was NOT stored")
 
+    async def _transition(self, action: db.Action, rows: list[tuple[int, dict[str, Any]]]) -> int:
+        """Queue one state change (:data:`gateway.outbox_db.TRANSITIONS`) for the group commit;
+        returns how many of ``rows`` changed state."""
+        changed: int = await self._submit(_Op(action, self._future(), values={"rows": rows}))
+        return changed
+
     async def mark_delivered(self, row_id: int, result_json: str) -> None:
-        await self._submit(_Op("delivered", self._future(), row_id, values={"result_json": result_json}))
+        await self._transition(db.Action.DELIVER, [(row_id, {"result_json": result_json, "last_error": ""})])
 
     async def mark_delivered_many(self, items: list[tuple[int, str]]) -> None:
         """Several acks in one transaction (the sender's batched form of mark_delivered)."""
         if items:
-            await self._submit(_Op("delivered_many", self._future(), values={"items": list(items)}))
+            await self._transition(
+                db.Action.DELIVER, [(row_id, {"result_json": res, "last_error": ""}) for row_id, res in items]
+            )
 
     async def mark_rejected(self, row_id: int, reason: str, message: str) -> None:
-        values = {"reason": reason, "last_error": message[:2000]}
-        await self._submit(_Op("rejected", self._future(), row_id, values=values))
+        await self._transition(db.Action.REJECT, [(row_id, {"reason": reason, "last_error": message[:2000]})])
 
     async def note_retry(self, row_id: int, error: str) -> None:
         await self._submit(_Op("note_retry", self._future(), row_id, values={"error": error}))
 
     async def retry(self, row_id: int) -> bool:
         """Operator: rejected -> pending (delivered again with the same key). False if not rejected."""
-        ok: bool = await self._submit(_Op("retry", self._future(), row_id))
+        ok = await self._transition(db.Action.RETRY, [(row_id, {"reason": ""})]) > 0
         if ok:
             self._new_rows.set()
         return ok
 
     async def resolve(self, row_id: int, note: str) -> bool:
         """Operator: rejected -> resolved with a note (handled outside the gateway). False if not rejected."""
-        ok: bool = await self._submit(_Op("resolve", self._future(), row_id, values={"note": note}))
-        return ok
+        return await self._transition(db.Action.RESOLVE, [(row_id, {"note": note})]) > 0
 
     async def put_state(self, driver: str, key: str, value: str, *, keep_s: float | None = None) -> None:
         """Durably set a driver's state ``key`` (group-committed like an append); it is forgotten
@@ -340,7 +348,7 @@ class Outbox:
         for op, res in zip(ops, results, strict=True):  # one pass: this runs on the loop per batch
             if op.kind == "append":
                 appended += not res.duplicate
-            elif op.kind in ("delivered", "delivered_many", "rejected"):
+            elif op.kind in _PROGRESS:
                 progress = True
             if not op.future.done():
                 op.future.set_result(res)
@@ -387,18 +395,11 @@ class Outbox:
             raise StorageError(f"cannot write the outbox {self.path}: {exc}") from exc
 
     def _apply(self, conn: Connection, op: _Op, now: float) -> Any:
-        if op.kind == "delivered":
-            return db.set_state(conn, op.row_id, now, from_states=("pending",), state="delivered",
-                                result_json=op.values["result_json"], last_error="")
-        if op.kind == "delivered_many":
-            return db.mark_delivered_many(conn, op.values["items"], now)
-        if op.kind == "rejected":
-            return db.set_state(conn, op.row_id, now, from_states=("pending",), state="rejected", **op.values)
+        if isinstance(op.kind, db.Action):
+            return db.transition(conn, op.kind, op.values["rows"], now)
         if op.kind == "note_retry":
             db.note_retry(conn, op.row_id, op.values["error"], now)
             return True
-        if op.kind == "retry":
-            return db.set_state(conn, op.row_id, now, from_states=("rejected",), state="pending", reason="")
         if op.kind == "state":
             v = op.values
             db.put_state(conn, v["driver"], v["key"], v["value"], now, v["keep_s"])
@@ -406,9 +407,6 @@ class Outbox:
         if op.kind == "pragmas":
             return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar_one()
                     for name in ("journal_mode", "synchronous", "busy_timeout")}
-        if op.kind == "resolve":
-            return db.set_state(conn, op.row_id, now, from_states=("rejected",), state="resolved",
-                                note=op.values["note"])
         raise ValueError(f"unknown outbox op {op.kind!r}")
 
     # ------------------------------------------------------------ reads (reader thread)
@@ -463,7 +461,8 @@ class Outbox:
         return None if r is None else _decode(r)
 
     async def rejected(self, limit: int = 10_000) -> list[OutboxRow]:
-        return [_decode(r) for r in await self._read(lambda c: db.fetch_state(c, "rejected", limit))]
+        rows = await self._read(lambda c: db.fetch_state(c, db.RowState.REJECTED, limit))
+        return [_decode(r) for r in rows]
 
     async def stats(self) -> OutboxStats:
         pending, oldest, rejected = await self._read(db.counts)
@@ -525,7 +524,7 @@ class OutboxStateStore:
 def _to_row(r: Any, ev: Event) -> OutboxRow:
     return OutboxRow(
         id=r.id, key=r.key, register_id=r.register_id, register_seq=r.register_seq, kind=r.kind, event=ev,
-        state=r.state, attempts=r.attempts, created_at=r.created_at, last_error=r.last_error,
+        state=db.RowState(r.state), attempts=r.attempts, created_at=r.created_at, last_error=r.last_error,
         result_json=r.result_json, reason=r.reason, note=r.note, updated_at=r.updated_at,
     )
 

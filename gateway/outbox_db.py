@@ -21,8 +21,12 @@ On-disk format (SQLite, ``PRAGMA user_version = 2``, journal_mode=WAL, synchrono
     written through the same group commit as the events; expired rows are pruned with the
     delivered events. Version 1 files (without it) gain the table when opened.
 
-States: pending -> delivered (core ack with a result) | rejected (permanent rejection, the
-operator queue); rejected -> pending (operator retry) | resolved (operator resolve, with a note).
+States (:class:`RowState`, stored as these strings) change only by the actions of one table,
+:data:`TRANSITIONS`, applied by one function, :func:`transition`: deliver (pending -> delivered,
+core ack with a result), reject (pending -> rejected, permanent rejection: the operator queue),
+retry (rejected -> pending, operator) and resolve (rejected -> resolved, operator, with a note).
+The UPDATE's WHERE clause names the from-state, so a change made concurrently (an operator's
+resolve racing the sender's ack) is never overwritten: the later action changes nothing.
 Delivered rows are pruned after ``keep_delivered_s``; nothing else is ever deleted.
 
 Every connection is used by one thread only (the outbox gives each of its threads its own).
@@ -35,7 +39,10 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+from functools import cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -64,7 +71,50 @@ from gateway.errors import StorageError
 log = logging.getLogger("posgw.outbox")
 
 SCHEMA_VERSION = 2  # 2: driver_state (a version 1 file is upgraded at open by creating it)
-STATES = ("pending", "delivered", "rejected", "resolved")
+
+
+class RowState(StrEnum):
+    """An ``events`` row's state; the values are the strings stored in the file."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    RESOLVED = "resolved"
+
+
+class Action(StrEnum):
+    """What changes a row's state (see :data:`TRANSITIONS`)."""
+
+    DELIVER = "deliver"  # the core acked it (sender)
+    REJECT = "reject"  # the core refused it for good, or its payload is unreadable (sender, outbox)
+    RETRY = "retry"  # deliver it again with the same key (operator)
+    RESOLVE = "resolve"  # handled outside the gateway, with a note (operator)
+
+
+# The one table of allowed state changes: action -> from-state -> to-state. Anything not here is
+# refused (a pair missing from the table never reaches the file).
+TRANSITIONS: Mapping[Action, Mapping[RowState, RowState]] = {
+    Action.DELIVER: {RowState.PENDING: RowState.DELIVERED},
+    Action.REJECT: {RowState.PENDING: RowState.REJECTED},
+    Action.RETRY: {RowState.REJECTED: RowState.PENDING},
+    Action.RESOLVE: {RowState.REJECTED: RowState.RESOLVED},
+}
+
+
+class TransitionRefused(ValueError):
+    """``action`` is not allowed from ``state`` by :data:`TRANSITIONS`."""
+
+    def __init__(self, action: Action, state: RowState) -> None:
+        super().__init__(f"outbox row state {state!s}: {action!s} is not allowed")
+        self.action, self.state = action, state
+
+
+def next_state(state: RowState, action: Action) -> RowState:
+    """The state ``action`` moves a row in ``state`` to; :class:`TransitionRefused` if not allowed."""
+    to = TRANSITIONS[action].get(state)
+    if to is None:
+        raise TransitionRefused(action, state)
+    return to
 
 metadata = MetaData()
 events = Table(
@@ -263,7 +313,8 @@ class AppendOutcome:
     stored: bytes = b""  # the stored payload, when conflicting
 
 
-_INSERT_EVENT_ROW = "(?, ?, ?, ?, ?, 'pending', 0, ?, ?, '', '', '', '')"
+# new rows start pending (the one state no action leads into first)
+_INSERT_EVENT_ROW = f"(?, ?, ?, ?, ?, '{RowState.PENDING}', 0, ?, ?, '', '', '', '')"
 _INSERT_EVENTS = (
     "INSERT INTO events (key, register_id, register_seq, kind, payload, state, attempts, created_at, "
     "updated_at, last_error, reason, note, result_json) VALUES {}"
@@ -271,10 +322,6 @@ _INSERT_EVENTS = (
 _UPSERT_REGISTERS = (
     "INSERT INTO registers (register_id, last_seq) VALUES {} "
     "ON CONFLICT (register_id) DO UPDATE SET last_seq = excluded.last_seq"
-)
-_MARK_DELIVERED = (
-    "UPDATE events SET state = 'delivered', result_json = ?, last_error = '', updated_at = ? "
-    "WHERE id = ? AND state = 'pending'"
 )
 _CHUNK = 500  # host parameters per IN (...) list, well under SQLite's limit
 
@@ -350,39 +397,63 @@ def insert_events(
         cur.close()
 
 
-def mark_delivered_many(conn: Connection, items: list[tuple[int, str]], now: float) -> int:
-    """pending -> delivered for every (row id, result JSON); rows in another state are left alone.
-    One executemany within the caller's transaction; returns how many rows changed."""
+# Columns an action may set besides state and updated_at (never the identity or the order).
+_SETTABLE = frozenset({"last_error", "reason", "note", "result_json"})
+
+
+@cache
+def _transition_sql(action: Action, columns: tuple[str, ...]) -> str:
+    """The UPDATE for ``action``, built from :data:`TRANSITIONS`: the new state is chosen from the
+    row's current state and the WHERE clause admits only the table's from-states, so a row changed
+    meanwhile by another action is left alone (the statement changes nothing)."""
+    bad = set(columns) - _SETTABLE
+    if bad:
+        raise ValueError(f"an outbox state change cannot set {sorted(bad)}")
+    moves = TRANSITIONS[action]
+    case = " ".join(f"WHEN '{src}' THEN '{dst}'" for src, dst in moves.items())
+    sets = "".join(f", {c} = ?" for c in columns)
+    froms = ", ".join(f"'{src}'" for src in moves)
+    return (
+        f"UPDATE events SET state = CASE state {case} END, updated_at = ?{sets} "
+        f"WHERE id = ? AND state IN ({froms})"
+    )
+
+
+def transition(
+    conn: Connection, action: Action, rows: Sequence[tuple[int, Mapping[str, Any]]], now: float
+) -> int:
+    """Apply ``action`` to every (row id, column values) within the caller's transaction; every
+    item sets the same columns. The only way a row's state changes. Rows not in one of the
+    action's from-states are left alone; returns how many rows changed (one executemany)."""
+    if not rows:
+        return 0
+    columns = tuple(sorted(rows[0][1]))
+    sql = _transition_sql(action, columns)
+    params = []
+    for row_id, values in rows:
+        if tuple(sorted(values)) != columns:
+            raise ValueError(f"{action!s}: every row must set the same columns {columns}")
+        params.append((now, *(values[c] for c in columns), row_id))
     cur = raw(conn).cursor()
     try:
-        cur.executemany(_MARK_DELIVERED, [(result, now, row_id) for row_id, result in items])
+        cur.executemany(sql, params)
         return int(cur.rowcount)
     finally:
         cur.close()
 
 
-def set_state(
-    conn: Connection, row_id: int, now: float, *, from_states: tuple[str, ...], **values: Any
-) -> bool:
-    """Move one row between states; False when it is not in one of ``from_states``."""
-    res = conn.execute(
-        update(events)
-        .where(events.c.id == row_id, events.c.state.in_(from_states))
-        .values(updated_at=now, **values)
-    )
-    return bool(res.rowcount)
-
-
 def note_retry(conn: Connection, row_id: int, error: str, now: float) -> None:
     conn.execute(
         update(events)
-        .where(events.c.id == row_id, events.c.state == "pending")
+        .where(events.c.id == row_id, events.c.state == RowState.PENDING.value)
         .values(attempts=events.c.attempts + 1, last_error=error[:2000], updated_at=now)
     )
 
 
 def prune_delivered(conn: Connection, older_than: float) -> int:
-    res = conn.execute(events.delete().where(events.c.state == "delivered", events.c.updated_at < older_than))
+    res = conn.execute(
+        events.delete().where(events.c.state == RowState.DELIVERED.value, events.c.updated_at < older_than)
+    )
     return int(res.rowcount)
 
 
@@ -408,7 +479,9 @@ def prune_state(conn: Connection, now: float) -> int:
 
 
 _COLUMNS = ", ".join(c.name for c in events.columns)
-_FETCH_PENDING = f"SELECT {_COLUMNS} FROM events WHERE state = 'pending' AND id > ? ORDER BY id LIMIT ?"
+_FETCH_PENDING = (
+    f"SELECT {_COLUMNS} FROM events WHERE state = '{RowState.PENDING}' AND id > ? ORDER BY id LIMIT ?"
+)
 
 
 def fetch_pending(conn: Connection, limit: int, after_id: int) -> list[Any]:
@@ -421,8 +494,8 @@ def fetch_pending(conn: Connection, limit: int, after_id: int) -> list[Any]:
         cur.close()
 
 
-def fetch_state(conn: Connection, state: str, limit: int) -> list[Any]:
-    q = select(events).where(events.c.state == state).order_by(events.c.id).limit(limit)
+def fetch_state(conn: Connection, state: RowState, limit: int) -> list[Any]:
+    q = select(events).where(events.c.state == RowState(state).value).order_by(events.c.id).limit(limit)
     return list(conn.execute(q).all())
 
 
@@ -441,18 +514,21 @@ def get_state(conn: Connection, driver: str, key: str, now: float) -> str | None
     return None if row is None else str(row[0])
 
 
+_LAST_PROGRESS = (
+    f"SELECT max(updated_at) FROM events WHERE state IN ('{RowState.DELIVERED}', '{RowState.REJECTED}')"
+)
+
+
 def last_progress(engine: Engine) -> float:
     """When a row was last delivered or rejected (Unix seconds; 0.0 when none is on record)."""
     with connect(engine, writer=False) as conn:
-        value = conn.exec_driver_sql(
-            "SELECT max(updated_at) FROM events WHERE state IN ('delivered', 'rejected')"
-        ).scalar_one()
+        value = conn.exec_driver_sql(_LAST_PROGRESS).scalar_one()
         conn.rollback()
     return float(value or 0.0)
 
 
 _COUNT_STATE = "SELECT count(*) FROM events WHERE state = ?"
-_OLDEST_PENDING = "SELECT created_at FROM events WHERE state = 'pending' ORDER BY id LIMIT 1"
+_OLDEST_PENDING = f"SELECT created_at FROM events WHERE state = '{RowState.PENDING}' ORDER BY id LIMIT 1"
 
 
 def counts(conn: Connection) -> tuple[int, float | None, int]:
@@ -464,9 +540,9 @@ def counts(conn: Connection) -> tuple[int, float | None, int]:
     as it assigns ids, so the two agree unless the wall clock stepped back."""
     cur = raw(conn).cursor()
     try:
-        (pending,) = cur.execute(_COUNT_STATE, ("pending",)).fetchone()
+        (pending,) = cur.execute(_COUNT_STATE, (RowState.PENDING.value,)).fetchone()
         first = cur.execute(_OLDEST_PENDING).fetchone()
-        (rejected,) = cur.execute(_COUNT_STATE, ("rejected",)).fetchone()
+        (rejected,) = cur.execute(_COUNT_STATE, (RowState.REJECTED.value,)).fetchone()
     finally:
         cur.close()
     return int(pending), None if first is None else float(first[0]), int(rejected)

@@ -26,7 +26,7 @@ from sqlalchemy import create_engine, select
 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
-from simulators.core.db import Operation
+from simulators.core.tables import Operation
 
 DOCUMENT_KINDS = ("sale", "refund", "cancel")
 

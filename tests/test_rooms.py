@@ -69,3 +69,99 @@ def test_rule_engine_does_no_io() -> None:
     for path in (ROOT / "gateway" / "rules").rglob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert ".now(" not in text and "utcnow(" not in text, f"{path.name} reads the clock"
+
+
+# ---------------------------------------------------------------- import cycles
+
+
+def _module_graph(package: str) -> dict[str, set[str]]:
+    """Module -> the modules of ``package`` it imports (absolute, relative, ``from pkg import mod``,
+    inside functions and under TYPE_CHECKING alike: a cycle is a cycle wherever it is written)."""
+    base = ROOT / package.replace(".", "/")
+    paths: dict[str, Path] = {}
+    for path in base.rglob("*.py"):
+        if "core_pb" in path.parts:
+            continue
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        paths[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {name: set() for name in paths}
+    for name, path in paths.items():
+        here = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    up = here[: len(here) - (node.level - 1)]
+                    source = ".".join(up + ([node.module] if node.module else []))
+                else:
+                    source = node.module or ""
+                targets = [source] + [f"{source}.{alias.name}" for alias in node.names]
+            graph[name] |= {t for t in targets if t in paths and t != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return found
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _cycles(graph) == [["a", "b", "c"]]
+
+
+def test_no_import_cycle_among_simulators_core_modules() -> None:
+    graph = _module_graph("simulators.core")
+    assert "simulators.core.tables" in graph  # the leaf the ledger, identify and the fast path share
+    assert not _cycles(graph)
+
+
+def test_no_import_cycle_among_gateway_modules() -> None:
+    graph = _module_graph("gateway")
+    assert "gateway.outbox" in graph
+    assert not _cycles(graph)
+
+
+def test_simulators_core_leaf_modules_import_nothing_from_it() -> None:
+    graph = _module_graph("simulators.core")
+    for leaf in ("simulators.core.tables", "simulators.core.db_errors"):
+        assert graph[leaf] == set(), leaf

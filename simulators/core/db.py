@@ -10,6 +10,8 @@ Owns the on-disk layout (SQLite file or PostgreSQL database) and the transaction
 - :func:`transaction` is the one way to run a unit of work: one DB transaction, retried a
   bounded number of times on transient failures, never partially applied.
 
+The tables themselves are in :mod:`simulators.core.tables` (a leaf module, shared with the
+ledger and the fast path); which failures are retried, in :mod:`simulators.core.db_errors`.
 Schema version lives in table ``meta``; :func:`create_schema` creates missing tables and
 records the version (new columns would be added here, one ``ALTER`` per version step).
 """
@@ -18,211 +20,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    DateTime,
     Engine,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    String,
-    Text,
-    TypeDecorator,
     create_engine,
     event,
     select,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from simulators.core.db_errors import is_transient
+from simulators.core.fastpath import Sql
 from simulators.core.readers import ThreadReaders
+from simulators.core.tables import SCHEMA_VERSION, Base, Customer, Meta
 from simulators.core.writer import BatchWriter
 
-SCHEMA_VERSION = 1
 T = TypeVar("T")
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Aware datetimes in, aware UTC out; stored naive UTC (SQLite has no time zones)."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime passed to the core's storage")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Meta(Base):
-    __tablename__ = "meta"
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)
-
-
-class Customer(Base):
-    __tablename__ = "customers"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    phone: Mapped[str | None] = mapped_column(String(32), unique=True)
-    referral_code: Mapped[str] = mapped_column(String(32), unique=True)
-    name: Mapped[str] = mapped_column(String(200), default="")
-    gender: Mapped[str] = mapped_column(String(16), default="")
-    birth_date: Mapped[str] = mapped_column(String(10), default="")
-    email: Mapped[str] = mapped_column(String(200), default="")
-    extra_dates: Mapped[str] = mapped_column(Text, default="")  # comma-separated YYYY-MM-DD
-    channel: Mapped[str] = mapped_column(String(64), default="")
-    inviter_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
-    store_id: Mapped[str] = mapped_column(String(64), default="")
-    cashier_id: Mapped[str] = mapped_column(String(64), default="")
-    cashier_name: Mapped[str] = mapped_column(String(200), default="")
-    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
-    tier: Mapped[str] = mapped_column(String(64), default="")
-    debt: Mapped[int] = mapped_column(BigInteger, default=0)
-    total_spent: Mapped[int] = mapped_column(BigInteger, default=0)
-    purchase_count: Mapped[int] = mapped_column(Integer, default=0)
-    effective_invited: Mapped[int] = mapped_column(Integer, default=0)
-    first_purchase_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_purchase_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-
-
-class Card(Base):
-    __tablename__ = "cards"
-    card: Mapped[str] = mapped_column(String(64), primary_key=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
-
-
-class WelcomedPhone(Base):
-    """Phones that ever received the welcome bonus (once per phone number ever)."""
-
-    __tablename__ = "welcomed_phones"
-    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class LotRow(Base):
-    """A parcel of points. ``remaining`` is still open; 0 once spent, clawed or expired."""
-
-    __tablename__ = "lots"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
-    source: Mapped[str] = mapped_column(String(32))
-    points: Mapped[int] = mapped_column(BigInteger)
-    remaining: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    available_from: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    certificate: Mapped[bool] = mapped_column(Boolean, default=False)
-    cap_bp: Mapped[int] = mapped_column(Integer, default=0)
-    operation_id: Mapped[int | None] = mapped_column(Integer)
-    expired: Mapped[bool] = mapped_column(Boolean, default=False)  # marked by RunJobs
-    __table_args__ = (Index("ix_lots_customer_open", "customer_id", "remaining"),)
-
-
-class Movement(Base):
-    """Every change of points (signed), for reports: source is accrual, referral, redeem, ..."""
-
-    __tablename__ = "movements"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    customer_id: Mapped[int] = mapped_column(Integer, index=True)
-    operation_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    lot_id: Mapped[int | None] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(32))
-    points: Mapped[int] = mapped_column(BigInteger)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    cashier_id: Mapped[str] = mapped_column(String(64), default="")
-
-
-class Operation(Base):
-    """A sale, refund, cancel or grant, keyed for idempotency by (kind, key).
-
-    ``result`` is the serialized proto answer replayed on a repeated key; ``state`` is JSON
-    private to the ledger (sold lines, debits, payouts, cumulative refund state).
-    """
-
-    __tablename__ = "operations"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(16))
-    key: Mapped[str] = mapped_column(String(200))
-    content_hash: Mapped[str] = mapped_column(String(64))
-    customer_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    sale_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    store_id: Mapped[str] = mapped_column(String(64), default="")
-    terminal_id: Mapped[str] = mapped_column(String(64), default="")
-    register_id: Mapped[str] = mapped_column(String(64), default="")
-    cashier_id: Mapped[str] = mapped_column(String(64), default="")
-    cashier_name: Mapped[str] = mapped_column(String(200), default="")
-    gross: Mapped[int] = mapped_column(BigInteger, default=0)
-    paid: Mapped[int] = mapped_column(BigInteger, default=0)
-    discount: Mapped[int] = mapped_column(BigInteger, default=0)  # points paid + instant, minor
-    redeemed: Mapped[int] = mapped_column(BigInteger, default=0)
-    accrued: Mapped[int] = mapped_column(BigInteger, default=0)
-    cancelled: Mapped[bool] = mapped_column(Boolean, default=False)
-    refunded: Mapped[bool] = mapped_column(Boolean, default=False)
-    state: Mapped[str] = mapped_column(Text, default="{}")
-    result: Mapped[bytes] = mapped_column(LargeBinary, default=b"")
-    __table_args__ = (Index("ux_operations_kind_key", "kind", "key", unique=True),)
-
-
-class Hold(Base):
-    __tablename__ = "holds"
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    customer_id: Mapped[int] = mapped_column(Integer, index=True)
-    points: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    state: Mapped[str] = mapped_column(String(16), default="live")  # live, consumed, released
-    register_id: Mapped[str] = mapped_column(String(64), default="")
-
-
-class AppCodeRow(Base):
-    __tablename__ = "app_codes"
-    code: Mapped[str] = mapped_column(String(6), primary_key=True)
-    customer_id: Mapped[int] = mapped_column(Integer)
-    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    used_by: Mapped[int | None] = mapped_column(Integer)  # sale operation that consumed it
-
-
-class Otp(Base):
-    __tablename__ = "otps"
-    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
-    code: Mapped[str] = mapped_column(String(8))
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class GrantMark(Base):
-    """Once-only grants: birthday per year, win-back per absence, review per platform."""
-
-    __tablename__ = "grant_marks"
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
-    customer_id: Mapped[int] = mapped_column(Integer, index=True)
-    kind: Mapped[str] = mapped_column(String(32))
-    lot_id: Mapped[int | None] = mapped_column(Integer)
-    points: Mapped[int] = mapped_column(BigInteger, default=0)
-    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 # ---------------------------------------------------------------------------- engine
@@ -276,36 +94,6 @@ def create_schema(engine: Engine) -> None:
             row.value = str(SCHEMA_VERSION)
 
 
-try:  # the hot paths (simulators.core.fastpath) raise the driver's own exceptions
-    import psycopg
-
-    _RAW_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, psycopg.Error)
-    _RAW_TRANSIENT: tuple[type[BaseException], ...] = (
-        sqlite3.IntegrityError,
-        sqlite3.OperationalError,
-        psycopg.IntegrityError,
-        psycopg.OperationalError,
-    )
-except ImportError:  # pragma: no cover - PostgreSQL support not installed
-    _RAW_ERRORS = (sqlite3.Error,)
-    _RAW_TRANSIENT = (sqlite3.IntegrityError, sqlite3.OperationalError)
-
-
-def is_storage_error(exc: BaseException) -> bool:
-    """A database failure, wrapped by SQLAlchemy or raised by the driver itself."""
-    return isinstance(exc, (DBAPIError, *_RAW_ERRORS))
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Serialization failures, deadlocks, locked SQLite files, duplicate-key races."""
-    if isinstance(exc, (IntegrityError, OperationalError, *_RAW_TRANSIENT)):
-        return True  # e.g. a concurrent insert of the same key: the retry sees it and replays
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    if isinstance(exc, (DBAPIError, *_RAW_ERRORS)):
-        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-        return code in ("40001", "40P01", "55P03")
-    return False
-
 
 class Database:
     """The engine plus :meth:`transaction`, the one entry point for a unit of work."""
@@ -330,8 +118,6 @@ class Database:
         # reads that never wait for the writer (SQLite file, WAL): Calculate runs them inline
         self.inline_reads = sqlite_file
         self.thread_readers = ThreadReaders(str(self.engine.url.database)) if sqlite_file else None
-        from simulators.core.fastpath import Sql  # fastpath reads these tables: import cycle
-
         self.sql = Sql(self.postgres)
         self._retrying = retry(
             retry=retry_if_exception(is_transient),

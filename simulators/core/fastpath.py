@@ -6,7 +6,7 @@ of Python per call; here it is one hand-written SELECT executed on the DBAPI cur
 
 Invariants:
 - the SQL is written once with ``?`` placeholders and rewritten to ``%s`` for psycopg;
-- datetimes are bound and read exactly as :class:`simulators.core.db.UTCDateTime` stores them
+- datetimes are bound and read exactly as :class:`simulators.core.tables.UTCDateTime` stores them
   (naive UTC; SQLite text ``YYYY-MM-DD HH:MM:SS.ffffff``), so these reads and the ORM agree;
 - an account read is one SELECT statement: one consistent snapshot even without an explicit
   transaction (SQLite readers run in autocommit mode). It returns the customer's counters and

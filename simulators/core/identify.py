@@ -27,7 +27,7 @@ from gateway.rules.identity import normalize_phone
 from gateway.rules.program import Program
 from gateway.rules.types import RuleViolation
 from simulators.core import store
-from simulators.core.db import AppCodeRow, Card, Customer, Otp, WelcomedPhone
+from simulators.core.tables import AppCodeRow, Card, Customer, Otp, WelcomedPhone
 
 APP_CODE_TTL = timedelta(minutes=45)
 OTP_TTL = timedelta(minutes=10)

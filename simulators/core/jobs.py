@@ -25,7 +25,8 @@ from gateway.rules.program import GrantRule, Program
 from gateway.rules.types import RuleViolation
 from simulators.core import convert, identify, store
 from simulators.core.context import Core
-from simulators.core.db import Customer, GrantMark, Hold, LotRow, Operation, lock_customers
+from simulators.core.db import lock_customers
+from simulators.core.tables import Customer, GrantMark, Hold, LotRow, Operation
 
 GRACE_DAYS = 3
 

@@ -25,8 +25,9 @@ from gateway.rules import refund as rref
 from gateway.rules.types import RuleViolation
 from simulators.core import convert, store
 from simulators.core.context import Core
-from simulators.core.db import Customer, Hold, LotRow, Operation, lock_customers
+from simulators.core.db import lock_customers
 from simulators.core.sales import find_sale
+from simulators.core.tables import Customer, Hold, LotRow, Operation
 
 RESTORE_MIN_DAYS = 30
 CANCEL_WINDOW = timedelta(hours=24)

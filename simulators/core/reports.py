@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from simulators.core import convert
 from simulators.core.context import Core
-from simulators.core.db import Customer, GrantMark, LotRow, Movement, Operation
+from simulators.core.tables import Customer, GrantMark, LotRow, Movement, Operation
 
 ISSUE_KINDS = (
     "accrual",

@@ -33,7 +33,8 @@ from gateway.rules.tiers import tier_for
 from gateway.rules.types import AccountState, Calculation, LineOut, RuleViolation
 from simulators.core import convert, fastpath, identify, rows, store
 from simulators.core.context import Core
-from simulators.core.db import Customer, Hold, Operation, lock_customers
+from simulators.core.db import lock_customers
+from simulators.core.tables import Customer, Hold, Operation
 
 
 def _lock(session: Session, core: Core, cust: Customer, with_ancestors: bool) -> None:

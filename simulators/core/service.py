@@ -40,7 +40,7 @@ from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from gateway.rules.types import RuleViolation
 from simulators.core import jobs, refunds, reports, sales, views
 from simulators.core.context import Core
-from simulators.core.db import is_storage_error
+from simulators.core.db_errors import is_storage_error
 
 log = logging.getLogger("posgw.core")
 DOMAIN = "loyalty.posgw"

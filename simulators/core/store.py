@@ -24,7 +24,7 @@ from gateway.rules import calc
 from gateway.rules.program import Program
 from gateway.rules.tiers import tier_for
 from gateway.rules.types import AccountState, Lot, RuleViolation
-from simulators.core.db import Customer, Hold, LotRow, Movement
+from simulators.core.tables import Customer, Hold, LotRow, Movement
 
 
 def to_lot(row: LotRow) -> Lot:

@@ -15,7 +15,7 @@ from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.rules.identity import mask_name
 from simulators.core import convert, identify, store
 from simulators.core.context import Core
-from simulators.core.db import Card, Customer
+from simulators.core.tables import Card, Customer
 
 DEFAULT_PAGE = 500
 MAX_PAGE = 5000

@@ -32,11 +32,33 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from simulators.core.db import Database
+from sqlalchemy.orm import Session
+
+from simulators.core.db_errors import is_transient
+
+
+class _Lots(Protocol):
+    def clear(self) -> None: ...
+
+
+class _Sql(Protocol):
+    lots: _Lots
+
+
+class Database(Protocol):
+    """What the writer uses of :class:`simulators.core.db.Database` (named here, not imported:
+    the database module owns a writer, so importing it back would be a cycle)."""
+
+    sql: _Sql
+    writer_lock: AbstractContextManager[Any]
+
+    def sessions(self) -> Session: ...
+
+    def transaction(self, work: Callable[[Session], Any], write: bool = True) -> Any: ...
 
 log = logging.getLogger("posgw.core")
 MAX_BATCH = 64
@@ -93,7 +115,6 @@ class BatchWriter:
                 return
 
     def _run(self, items: list[_Item]) -> None:
-        from simulators.core.db import is_transient
 
         careful = False
         for attempt in range(ATTEMPTS):
@@ -128,7 +149,6 @@ class BatchWriter:
                 it.future.set_exception(value)
 
     def _attempt(self, items: list[_Item], careful: bool) -> list[tuple[bool | None, Any]]:
-        from simulators.core.db import is_transient
 
         outcomes: list[tuple[bool | None, Any]] = []
         with self.db.writer_lock, self.db.sessions() as session, session.begin():

@@ -6,7 +6,8 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-from simulators.core.db import Database, Operation
+from simulators.core.db import Database
+from simulators.core.tables import Operation
 from simulators.registers.native.report import Ack
 from simulators.stack import free_port
 from simulators.stack_check import AppliedOps, check_delivery, read_applied

@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from simulators.core import refunds, reports, sales, views
 from simulators.core.context import Core
-from simulators.core.db import SCHEMA_VERSION, Database, Meta, Operation
+from simulators.core.db import Database
+from simulators.core.tables import SCHEMA_VERSION, Meta, Operation
 from tests.simulators.core.test_unit_ledger import T0, Clock, draft, program, register, ts
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -18,7 +18,8 @@ from gateway.rules.program import Program, load_program
 from gateway.rules.types import RuleViolation
 from simulators.core import jobs, refunds, sales, views
 from simulators.core.context import Core
-from simulators.core.db import Customer, Database
+from simulators.core.db import Database
+from simulators.core.tables import Customer
 
 ROOT = Path(__file__).resolve().parents[3]
 T0 = datetime(2025, 6, 2, 9, 0, tzinfo=UTC)

@@ -26,8 +26,8 @@ from sqlalchemy import create_engine, select
 
 from gateway.config import parse_config
 from gateway.daemon import Daemon
-from simulators.core.db import Movement, Operation
 from simulators.core.server import running_core
+from simulators.core.tables import Movement, Operation
 from simulators.registers.native.report import Ack
 from simulators.stack import DEFAULT_PROGRAM
 from simulators.stack_check import CoreAdmin, read_applied

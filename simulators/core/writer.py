@@ -46,15 +46,19 @@ class _Lots(Protocol):
 
 
 class _Sql(Protocol):
-    lots: _Lots
+    @property
+    def lots(self) -> _Lots: ...
 
 
 class Database(Protocol):
     """What the writer uses of :class:`simulators.core.db.Database` (named here, not imported:
     the database module owns a writer, so importing it back would be a cycle)."""
 
-    sql: _Sql
-    writer_lock: AbstractContextManager[Any]
+    @property
+    def sql(self) -> _Sql: ...
+
+    @property
+    def writer_lock(self) -> AbstractContextManager[Any]: ...
 
     def sessions(self) -> Session: ...
 

@@ -4,7 +4,9 @@
 - drivers/ import only gateway's public modules, never simulators/ or another driver;
 - gateway/ reaches drivers/ and simulators/ only from the CLI commands (and the driver registry
   by name, through importlib);
-- gateway/rules/ does no I/O: no imports of networking, database or process modules.
+- gateway/rules/ does no I/O: no imports of networking, database or process modules, and imports
+  nothing from gateway outside gateway.rules (its errors are its own: gateway.rules.errors);
+- no import cycle among the modules of simulators/core, nor among those of gateway/.
 """
 
 from __future__ import annotations
@@ -55,6 +57,27 @@ def test_gateway_reaches_drivers_and_simulators_only_from_commands() -> None:
         for p, m in _imports("gateway")
         if _top(m) in ("drivers", "simulators") and "commands" not in p.parts
     ]
+    assert not bad, bad
+
+
+def test_rule_engine_imports_nothing_from_gateway_outside_rules() -> None:
+    bad = []
+    for path in sorted((ROOT / "gateway" / "rules").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: resolve against gateway/rules/<sub>/...
+                    here = path.relative_to(ROOT).parent.parts
+                    up = here[: len(here) - (node.level - 1)]
+                    names = [".".join(up + ((node.module,) if node.module else ()))]
+                else:
+                    names = [node.module or ""]
+                names += [f"{names[0]}.{alias.name}" for alias in node.names]
+            for name in names:
+                if _top(name) == "gateway" and not (name + ".").startswith("gateway.rules."):
+                    bad.append(f"{path.relative_to(ROOT)}: {name}")
     assert not bad, bad
 
 

@@ -15,10 +15,22 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
+from gateway.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gateway.rules.errors import ProgramError
+
 DEFAULT_LISTEN = "127.0.0.1:50051"
+
+
+def config_error(exc: ProgramError) -> ConfigError:
+    """The rules' :class:`~gateway.rules.errors.ProgramError` as the gateway's configuration error
+    (same file, key, problem, fix and text): the boundary where the pure rules meet the daemon."""
+    return ConfigError(exc.file, exc.key, exc.problem, exc.fix)
 
 
 def default_db_url() -> str:
@@ -60,14 +72,13 @@ def run(args: argparse.Namespace) -> int:
         print("posgw core: --program FILE is required (or --check-program FILE)", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    from gateway.errors import ConfigError
-    from gateway.rules.program import load_program
+    from gateway.rules.program import ProgramError, load_program
     from simulators.core.server import serve
 
     try:
         program = load_program(args.program)
-    except ConfigError as exc:
-        print(f"posgw core: {exc}", file=sys.stderr)
+    except ProgramError as exc:
+        print(f"posgw core: {config_error(exc)}", file=sys.stderr)
         return 1
     url = args.db or default_db_url()
     if url.startswith("sqlite:///") and not args.db:

@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import ConfigError
 from gateway.rules._model import GrantRule, Program, Referral, Tier
 from gateway.rules._parse import freeze_extra, parse
 from gateway.rules._schema import Collector
+from gateway.rules.errors import ProgramError
 
 __all__ = [
     "GrantRule",
@@ -36,11 +36,6 @@ __all__ = [
     "program_to_json",
     "program_version",
 ]
-
-
-class ProgramError(ConfigError):
-    """A problem in a program file: ``file``, ``key`` (path such as ``tiers[2].cap_pct``),
-    ``problem`` and ``fix``."""
 
 
 def _check(data: Mapping[str, Any], source: str) -> tuple[Program, list[ProgramError]]:

@@ -152,3 +152,16 @@ def test_add_arguments_defaults() -> None:
     args = parser.parse_args([])
     assert (args.listen, args.program, args.db, args.check_program, args.log_level) == (
         "127.0.0.1:50051", None, None, None, "INFO")
+
+
+def test_program_error_becomes_a_config_error_at_the_boundary() -> None:
+    from gateway.errors import ConfigError
+    from gateway.rules.errors import ProgramError
+
+    err = ProgramError("p.toml", "tiers[0].rate_pct", "must be >= 0", "write a positive number")
+    translated = core_cmd.config_error(err)
+    assert isinstance(translated, ConfigError)
+    assert (translated.file, translated.key, translated.problem, translated.fix) == (
+        "p.toml", "tiers[0].rate_pct", "must be >= 0", "write a positive number")
+    assert str(translated) == str(err)
+    assert str(err) == "p.toml: tiers[0].rate_pct: must be >= 0 (fix: write a positive number)"

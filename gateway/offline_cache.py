@@ -20,6 +20,11 @@ of points granted offline.
   warning line (at worst a customer gets the limit once more on the day of the upgrade), and
   the next write stores the new format (``"days"``).
 
+Both files also record when they were fetched (``fetched_at``; the balance snapshot's age is
+:meth:`OfflineCache.snapshot_age_s`) and the program version the core reported; the program file's
+``fetched_at`` and the snapshot's ``program_version`` are kept in the format for operators and for
+older gateways reading the files, not read by this one.
+
 Invariants: files are written atomically (temp file, fsync, rename) and carry ``"v": 1``; a
 corrupt file is moved aside (``<name>.corrupt-<time>``) and reported, never crash-looped on.
 Ages use the wall clock (``wall``) because they survive restarts.
@@ -182,9 +187,7 @@ class OfflineCache:
         self.wall = wall
         self.program: Program | None = None
         self.program_version = ""
-        self.program_fetched_at: float | None = None
         self.snapshot_fetched_at: float | None = None
-        self.snapshot_program_version = ""
         self.last_error = ""
         self._refreshing = asyncio.Lock()
         self._entries: dict[str, SnapshotEntry] = {}
@@ -198,18 +201,14 @@ class OfflineCache:
         prog = read_json(self.data_dir / self.PROGRAM_FILE)
         if prog is not None:
             try:
-                self._set_program(
-                    program_from_json(str(prog["config_json"])),
-                    str(prog.get("version", "")),
-                    float(prog["fetched_at"]),
-                )
+                self._set_program(program_from_json(str(prog["config_json"])), str(prog.get("version", "")))
             except (KeyError, TypeError, ValueError) as exc:
                 log.error("cached program unusable: file=%s error=%s", self.data_dir / self.PROGRAM_FILE, exc)
         bal = read_json(self.data_dir / self.BALANCES_FILE)
         if bal is not None:
             try:
                 entries = [SnapshotEntry.from_json(d) for d in bal["customers"]]
-                self._set_entries(entries, float(bal["fetched_at"]), str(bal.get("program_version", "")))
+                self._set_entries(entries, float(bal["fetched_at"]))
             except (KeyError, TypeError, ValueError) as exc:
                 log.error(
                     "cached balances unusable: file=%s error=%s", self.data_dir / self.BALANCES_FILE, exc
@@ -218,10 +217,10 @@ class OfflineCache:
             "offline cache loaded: program=%s customers=%d", self.program_version or "-", len(self._entries)
         )
 
-    def _set_program(self, program: Program, version: str, fetched_at: float) -> None:
-        self.program, self.program_version, self.program_fetched_at = program, version, fetched_at
+    def _set_program(self, program: Program, version: str) -> None:
+        self.program, self.program_version = program, version
 
-    def _set_entries(self, entries: list[SnapshotEntry], fetched_at: float, program_version: str) -> None:
+    def _set_entries(self, entries: list[SnapshotEntry], fetched_at: float) -> None:
         by_id = {e.customer_id: e for e in entries}
         by_phone: dict[str, str] = {}
         by_card: dict[str, str] = {}
@@ -234,7 +233,7 @@ class OfflineCache:
             for card in e.cards:
                 by_card[_card(card)] = e.customer_id
         self._entries, self._by_phone, self._by_card = by_id, by_phone, by_card
-        self.snapshot_fetched_at, self.snapshot_program_version = fetched_at, program_version
+        self.snapshot_fetched_at = fetched_at
 
     @property
     def customer_count(self) -> int:
@@ -243,9 +242,6 @@ class OfflineCache:
     def snapshot_age_s(self) -> float | None:
         """Seconds since the balance snapshot was fetched; None when there is none."""
         return None if self.snapshot_fetched_at is None else max(0.0, self.wall() - self.snapshot_fetched_at)
-
-    def program_age_s(self) -> float | None:
-        return None if self.program_fetched_at is None else max(0.0, self.wall() - self.program_fetched_at)
 
     def find(self, customer: CustomerId) -> SnapshotEntry | None:
         """The snapshot entry for a phone, card or customer id; None for app codes / QR payloads
@@ -308,7 +304,7 @@ class OfflineCache:
                 "fetched_at": now,
             }
             await asyncio.to_thread(atomic_write, self.data_dir / self.PROGRAM_FILE, dumps(doc))
-        self._set_program(program, reply.version, now)
+        self._set_program(program, reply.version)
         return True
 
     async def _refresh_balances(self, core: CoreClient) -> bool:
@@ -337,7 +333,7 @@ class OfflineCache:
             await asyncio.to_thread(atomic_write, self.data_dir / self.BALANCES_FILE, dumps(doc))
         except OSError as exc:
             log.error("cannot store the balance snapshot (kept in memory): error=%s", exc)
-        self._set_entries(entries, now, version)
+        self._set_entries(entries, now)
         return True
 
     async def refresh_loop(self, stopping: asyncio.Event) -> None:

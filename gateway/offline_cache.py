@@ -87,7 +87,8 @@ def read_json(path: Path) -> dict[str, Any] | None:
         return None
     except (OSError, ValueError) as exc:
         aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-        log.error("offline file unreadable, moved aside: file=%s aside=%s error=%s", path, aside, exc)
+        log.error("offline file unreadable, moved aside",
+                  extra={"file": str(path), "aside": str(aside), "error": str(exc)})
         try:
             os.replace(path, aside)
         except OSError:
@@ -203,19 +204,18 @@ class OfflineCache:
             try:
                 self._set_program(program_from_json(str(prog["config_json"])), str(prog.get("version", "")))
             except (KeyError, TypeError, ValueError) as exc:
-                log.error("cached program unusable: file=%s error=%s", self.data_dir / self.PROGRAM_FILE, exc)
+                log.error("cached program unusable",
+                          extra={"file": str(self.data_dir / self.PROGRAM_FILE), "error": str(exc)})
         bal = read_json(self.data_dir / self.BALANCES_FILE)
         if bal is not None:
             try:
                 entries = [SnapshotEntry.from_json(d) for d in bal["customers"]]
                 self._set_entries(entries, float(bal["fetched_at"]))
             except (KeyError, TypeError, ValueError) as exc:
-                log.error(
-                    "cached balances unusable: file=%s error=%s", self.data_dir / self.BALANCES_FILE, exc
-                )
-        log.info(
-            "offline cache loaded: program=%s customers=%d", self.program_version or "-", len(self._entries)
-        )
+                log.error("cached balances unusable",
+                          extra={"file": str(self.data_dir / self.BALANCES_FILE), "error": str(exc)})
+        log.info("offline cache loaded",
+                 extra={"program": self.program_version or "-", "customers": len(self._entries)})
 
     def _set_program(self, program: Program, version: str) -> None:
         self.program, self.program_version = program, version
@@ -271,14 +271,15 @@ class OfflineCache:
             ok_balances = await self._refresh_balances(self.core) if balances else True
         if ok_program and ok_balances:
             if self.last_error:
-                log.info("offline cache refreshed again: customers=%d", len(self._entries))
+                log.info("offline cache refreshed again", extra={"customers": len(self._entries)})
             self.last_error = ""
         return ok_program and ok_balances
 
     def _failed(self, what: str, exc: Exception) -> None:
         message = f"{what}: {exc}"
         if message != self.last_error:  # one line per new problem, not one per attempt
-            log.warning("offline cache refresh failed, keeping the old copy: %s", message)
+            log.warning("offline cache refresh failed, keeping the old copy",
+                        extra={"call": what, "error": str(exc)})
         self.last_error = message
 
     async def _refresh_program(self, core: CoreClient) -> bool:
@@ -332,7 +333,8 @@ class OfflineCache:
         try:
             await asyncio.to_thread(atomic_write, self.data_dir / self.BALANCES_FILE, dumps(doc))
         except OSError as exc:
-            log.error("cannot store the balance snapshot (kept in memory): error=%s", exc)
+            log.error("cannot store the balance snapshot, kept in memory",
+                      extra={"file": str(self.data_dir / self.BALANCES_FILE), "error": str(exc)})
         self._set_entries(entries, now)
         return True
 
@@ -377,10 +379,9 @@ class OfflineLedger:
         old = data.get("shifts")
         if isinstance(old, dict) and old:
             log.warning(
-                "offline ledger in the old per-register format, its entries are dropped "
-                "(register shifts cannot be mapped onto the gateway's shift day): file=%s shifts=%d",
-                self.path,
-                len(old),
+                "offline ledger in the old per-register format, its entries are dropped",
+                extra={"file": str(self.path), "shifts": len(old),
+                       "reason": "register shifts cannot be mapped onto the gateway's shift day"},
             )
 
     def granted(self, day: str, customer_id: str, *, except_receipt: str = "") -> int:

@@ -191,12 +191,13 @@ class Outbox:
         except (ValueError, KeyError, TypeError):
             copy = False
         if copy:
-            log.debug("outbox_duplicate_copy key=%s register=%s", event.key, event.register_id)
+            log.debug("duplicate is a copy of the stored event",
+                      extra={"key": event.key, "register": event.register_id})
             return
         self._count("conflict")
-        log.warning("outbox_duplicate_conflict key=%s register=%s note=%s action=%s", event.key,
-                    event.register_id, "other goods, customer, points or time: the stored one is kept",
-                    "check the till's receipt numbering: a receipt under a reused key was NOT stored")
+        log.warning("duplicate key with other content, the stored event is kept", extra={
+            "key": event.key, "register": event.register_id, "note": "other goods, customer, points or time",
+            "action": "check the till's receipt numbering: a receipt under a reused key was NOT stored"})
 
     async def _transition(self, action: db.Action, rows: list[tuple[int, dict[str, Any]]]) -> int:
         """Queue one state change (:data:`gateway.outbox_db.TRANSITIONS`) for the group commit;
@@ -286,7 +287,7 @@ class Outbox:
                 results = self._write_batch(ops)
             except Exception as exc:  # the writer supervises its waiters: nobody may hang on a bug
                 if not isinstance(exc, StorageError):
-                    log.exception("outbox_writer_bug ops=%d", len(ops))
+                    log.exception("outbox writer bug", extra={"ops": len(ops)})
                 self._to_loop(self._write_failed, ops, exc)
                 continue
             self._to_loop(self._after_commit, ops, results)
@@ -314,7 +315,8 @@ class Outbox:
         self._last_storage_error = str(exc)
         n = sum(1 for op in ops if op.kind == "append")
         self._count("failed", n)
-        log.error("outbox_write_failed path=%s events=%d ops=%d error=%r", self.path, n, len(ops), str(exc))
+        log.error("outbox write failed",
+                  extra={"path": str(self.path), "events": n, "ops": len(ops), "error": str(exc)})
         for op in ops:
             if not op.future.done():
                 op.future.set_exception(StorageError(str(exc)))
@@ -451,8 +453,8 @@ class Outbox:
             if not isinstance(ev, Exception):
                 rows.append(_to_row(r, ev))
                 continue
-            log.error("outbox_unreadable_payload id=%d key=%s error=%r action=%s", r.id, r.key, str(ev),
-                      "moved to the operator queue")
+            log.error("unreadable payload, moved to the operator queue",
+                      extra={"id": r.id, "key": r.key, "error": str(ev)})
             await self.mark_rejected(r.id, "UNREADABLE_PAYLOAD", f"stored payload cannot be read: {ev}")
         return rows
 

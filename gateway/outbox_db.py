@@ -280,11 +280,11 @@ def open_store(
         raise StorageError(
             f"the outbox {path} is unreadable ({problem}) and cannot be moved aside: {exc}"
         ) from exc
-    log.error(
-        "outbox_corrupt path=%s moved_to=%s problem=%r action=%s",
-        path, moved, problem, "a fresh outbox was created; events in the old file were NOT delivered, "
-        "inspect it with sqlite3 and replay what it holds",
-    )
+    log.error("outbox file unreadable, moved aside", extra={
+        "path": str(path), "moved_to": str(moved), "problem": problem,
+        "action": "a fresh outbox was created; events in the old file were NOT delivered, "
+                  "inspect it with sqlite3 and replay what it holds",
+    })
     engine = make_engine(path, busy_timeout_ms=busy_timeout_ms)
     try:
         check_and_create(engine)

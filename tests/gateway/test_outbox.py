@@ -63,7 +63,10 @@ async def test_duplicates_change_nothing(tmp_path: Path, caplog: pytest.LogCaptu
         assert other.key == ev.key
         with caplog.at_level(logging.WARNING, logger="posgw.outbox"):
             assert await ob.append(other) is False
-        assert "outbox_duplicate_conflict" in caplog.text
+        [conflict] = [r for r in caplog.records if r.message.startswith("duplicate key with other content")]
+        assert (conflict.levelname, conflict.__dict__["key"], conflict.__dict__["register"]) == (
+            "WARNING", ev.key, "R1")
+        assert "NOT stored" in conflict.__dict__["action"]
         assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "conflict"}) == 1
         rows = await ob.next_batch(10)
         assert len(rows) == 1 and rows[0].event == ev
@@ -95,10 +98,12 @@ async def test_a_copy_from_another_path_is_a_quiet_duplicate(
         assert await ob.append(plugin) is True
         with caplog.at_level(logging.DEBUG, logger="posgw.outbox"):
             assert await ob.append(cloud) is False
-            assert "outbox_duplicate_copy" in caplog.text and "conflict" not in caplog.text
+            assert [(r.levelname, r.message, r.__dict__["key"]) for r in caplog.records] == [
+                ("DEBUG", "duplicate is a copy of the stored event", cloud.key)]
             late = replace(cloud, occurred_at=cloud.occurred_at + timedelta(hours=1))
             assert await ob.append(late) is False
-            assert "outbox_duplicate_conflict" in caplog.text
+            assert caplog.records[-1].message.startswith("duplicate key with other content")
+            assert caplog.records[-1].levelname == "WARNING"
         assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "conflict"}) == 1
         assert [r.event for r in await ob.next_batch(10)] == [plugin]
     finally:
@@ -208,7 +213,8 @@ async def test_corrupt_file_is_moved_aside(tmp_path: Path, caplog: pytest.LogCap
         st = await ob.stats()
         assert st.moved_aside and Path(st.moved_aside).name.startswith("o.db.corrupt-")
         assert Path(st.moved_aside).read_bytes().startswith(b"this is not")  # noqa: ASYNC240
-        assert "outbox_corrupt" in caplog.text
+        [moved] = [r for r in caplog.records if r.message == "outbox file unreadable, moved aside"]
+        assert (moved.__dict__["path"], moved.__dict__["moved_to"]) == (str(path), st.moved_aside)
         assert await ob.append(sale("R1", 1)) is True
         assert st.writable
     finally:

@@ -5,7 +5,8 @@ under ``drivers/`` may import (checked by ``tests/test_conventions.py``). :mod:`
 (canonical model), :mod:`gateway.driver` (the driver contract, :class:`~gateway.driver.Edge`,
 refusals, counters, registry), :mod:`gateway.errors` (the error hierarchy),
 :mod:`gateway.http_edge` (the request guard, auth, calc/submit helpers of HTTP drivers),
-:mod:`gateway.fields` (payload readers), :mod:`gateway.config` (``EdgeOptions``, ``Model``,
+:mod:`gateway.fields` (JSON payload readers), :mod:`gateway.xml_fields` (safe XML and its
+readers), :mod:`gateway.config` (``EdgeOptions``, ``Model``,
 ``secret_field`` for a driver's ``Config``), :mod:`gateway.slip` (the slip text, masking),
 :mod:`gateway.poll` (the poll shape), :mod:`gateway.device` (the device shape). Everything
 else (pipeline, outbox, sender, server, core client, rules...) is the daemon's own business.
@@ -19,6 +20,7 @@ PUBLIC_FOR_DRIVERS: tuple[str, ...] = (
     "gateway.errors",
     "gateway.http_edge",
     "gateway.fields",
+    "gateway.xml_fields",
     "gateway.config",
     "gateway.slip",
     "gateway.poll",

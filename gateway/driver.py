@@ -138,6 +138,7 @@ class Refusals:
     not_stored: bytes  # 503: the durable write failed, the till should resend
     other: Callable[[int, str, str], bytes]
     content_type: str = "application/json"
+    charset: str = ""  # e.g. "utf-8" for text/xml answers; "" leaves the charset out
     headers: Mapping[str, str] = field(default_factory=dict)  # on every answer (CORS)
     challenge: str = ""  # WWW-Authenticate value sent with a 401, when the vendor has one
 

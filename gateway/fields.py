@@ -431,3 +431,9 @@ class Entered:
     phone: str = ""
     redeem_points: int = 0
     redeem_max: bool = False
+
+    def identified(self, *more: tuple[IdKind, object, str]) -> CustomerId | None:
+        """The customer entered: the card, else the phone, else the first of ``more``
+        (``(kind, value, where)``, a plugin's other identifiers); None when nothing was entered."""
+        return first_customer([(IdKind.CARD, self.card, "loyalty.card"),
+                               (IdKind.PHONE, self.phone, "loyalty.phone"), *more])

@@ -17,9 +17,6 @@ One request guard, one way to answer, one translation of errors. Owns:
   soon as it passes ``limit`` bytes (a ``Content-Length`` above the limit is refused before
   anything is read) and giving up (``TimeoutError``) when it is not received within
   ``timeout_s``, so a slow or endless sender cannot hold a handler;
-- :func:`loads`: UTF-8 JSON whose non-integer numbers become :class:`~decimal.Decimal`
-  (never ``float``: money stays exact); any malformed input raises
-  :class:`gateway.errors.BadInput` naming ``body``, nothing else escapes;
 - :func:`render_accepted`: the answer our own till plugins read after a commit,
   ``{"accepted":true,"duplicate":…[,"ignored":"why"]}`` (compact, ASCII);
 - :func:`token_matches`: compares a presented token with every configured secret in constant
@@ -36,7 +33,6 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Protocol
 
 from aiohttp import web
@@ -47,7 +43,7 @@ from gateway.errors import AuthError, BadInput, GatewayError, StorageError
 from gateway.receipt import Event, Receipt
 
 __all__ = ["Auth", "BasicAuth", "BodyTooLarge", "Edge", "HeaderToken", "Refusals", "Signed", "bearer",
-           "calculate", "guard", "loads", "read_body", "refuse", "refuse_other", "render_accepted", "reply",
+           "calculate", "guard", "read_body", "refuse", "refuse_other", "render_accepted", "reply",
            "secret_value", "submit_all", "token_matches"]
 
 CHUNK = 1 << 16
@@ -158,8 +154,9 @@ class Signed:
 
 def reply(edge: Edge, status: int, body: bytes, *, content_type: str = "") -> web.Response:
     """An answer of ``edge``'s driver: its content type unless given, its extra headers."""
-    return web.Response(status=status, body=body, content_type=content_type or edge.refusals.content_type,
-                        headers=dict(edge.refusals.headers) or None)
+    refusals = edge.refusals
+    return web.Response(status=status, body=body, content_type=content_type or refusals.content_type,
+                        charset=refusals.charset or None, headers=dict(refusals.headers) or None)
 
 
 def refuse(edge: Edge, status: int, body: bytes) -> web.Response:
@@ -256,17 +253,6 @@ async def submit_all(ctx: DriverContext, events: Sequence[Event | str]) -> tuple
         ctx.count("committed" if new else "duplicate")
         duplicate = duplicate or not new
     return duplicate, ignored
-
-
-def loads(body: bytes | str) -> object:
-    """Parse JSON; non-integer numbers become ``Decimal``. Raises BadInput (field ``body``)."""
-    try:
-        text = body.decode("utf-8") if isinstance(body, bytes) else body
-        return json.loads(text, parse_float=Decimal)
-    except UnicodeDecodeError as exc:
-        raise BadInput("body is not UTF-8", "body") from exc
-    except (ValueError, RecursionError) as exc:
-        raise BadInput(f"body is not JSON: {str(exc)[:80]}", "body") from exc
 
 
 def render_accepted(*, duplicate: bool, ignored: str = "") -> bytes:

@@ -109,19 +109,26 @@ def _memory_keys(receipt: Receipt) -> tuple[str, ...]:
 
 
 def apply_claims(event: Event, claims: CalcClaims) -> Event:
-    """``event`` with what its calc decided, where the event does not say otherwise."""
+    """``event`` with what its calc decided, where the event does not say otherwise: the event's
+    own customer, points and hold win. When the event names another customer than the calc did,
+    the calc's hold and points (the other customer's) are not applied; the offline flag is."""
     if event.kind == EventKind.CANCEL:
         return replace(event, hold_id=event.hold_id or claims.hold_id, calc_token="")
     if event.kind != EventKind.SALE or event.receipt is None:
         return replace(event, calc_token="")
     receipt = event.receipt
-    if claims.customer is not None and receipt.customer != claims.customer:
+    offline = event.offline or claims.offline
+    if receipt.customer is not None and claims.customer is not None and receipt.customer != claims.customer:
+        log.warning("sale names another customer than its calc", extra={"key": event.key,
+                    "action": "the calc's hold and points are not applied"})
+        return replace(event, offline=offline, calc_token="")
+    if receipt.customer is None and claims.customer is not None:
         receipt = replace(receipt, customer=claims.customer)
     if claims.redeemed and not receipt.redeem_points:
         receipt = replace(receipt, redeem_points=claims.redeemed)
     expected = claims.redeemed if event.expected_redeemed is None else event.expected_redeemed
-    return replace(event, receipt=receipt, offline=event.offline or claims.offline,
-                   expected_redeemed=expected, hold_id=event.hold_id or claims.hold_id, calc_token="")
+    return replace(event, receipt=receipt, offline=offline, expected_redeemed=expected,
+                   hold_id=event.hold_id or claims.hold_id, calc_token="")
 
 
 @dataclass(slots=True)

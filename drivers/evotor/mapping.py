@@ -28,6 +28,7 @@ from drivers.evotor.cloud_wire import CloudDoc
 from drivers.evotor.wire import DiscountAnswer, DocType, Kind, Loyalty, PluginMessage, Position, Snapshot
 from gateway.driver import CalcClaims, CalcResult
 from gateway.errors import BadInput
+from gateway.fields import line_amount
 from gateway.receipt import (
     CustomerId,
     Event,
@@ -66,11 +67,6 @@ def spread(total: int, weights: Sequence[int]) -> list[int]:
     return shares
 
 
-def line_amount(price: int, qty_milli: int) -> int:
-    """Unit price x quantity, half-up to the kopeck (how the terminal sums a position)."""
-    return (price * qty_milli + 500) // 1000
-
-
 def identity(product_uuid: str, code: str, name: str) -> str:
     if product_uuid and product_uuid != FREE_PRICE_PRODUCT:
         return f"p:{product_uuid}"
@@ -80,11 +76,8 @@ def identity(product_uuid: str, code: str, name: str) -> str:
 
 
 def customer_of(loyalty: Loyalty) -> CustomerId | None:
-    for kind, value in ((IdKind.CARD, loyalty.card), (IdKind.PHONE, loyalty.phone),
-                        (IdKind.APP_CODE, loyalty.app_code), (IdKind.QR, loyalty.qr)):
-        if value:
-            return CustomerId(kind, value)
-    return None
+    return loyalty.identified((IdKind.APP_CODE, loyalty.app_code, "loyalty.appCode"),
+                              (IdKind.QR, loyalty.qr, "loyalty.qr"))
 
 
 def _existing_shares(msg: PluginMessage, snap: Snapshot, gross: list[int]) -> list[int]:

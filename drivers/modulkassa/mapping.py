@@ -35,11 +35,11 @@ from drivers.modulkassa.wire import (
     MkPosition,
 )
 from gateway.driver import CalcClaims, CalcResult
+from gateway.fields import line_amount
 from gateway.receipt import (
     CustomerId,
     Event,
     EventKind,
-    IdKind,
     Line,
     Payment,
     Receipt,
@@ -56,16 +56,8 @@ def check_key(check_id: str) -> str:
     return derived_key(NAME, "check", check_id)
 
 
-def line_amount(price: int, qty_milli: int) -> int:
-    return (price * qty_milli + 500) // 1000
-
-
 def customer_of(loyalty: Loyalty) -> CustomerId | None:
-    if loyalty.card:
-        return CustomerId(IdKind.CARD, loyalty.card)
-    if loyalty.phone:
-        return CustomerId(IdKind.PHONE, loyalty.phone)
-    return None
+    return loyalty.identified()
 
 
 def calc_receipt(req: LoyaltyRequest, *, now: datetime, store_id: str = "") -> Receipt:

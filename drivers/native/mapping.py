@@ -32,6 +32,7 @@ def calc_to_json(result: CalcResult) -> Obj:
         "hold_id": result.hold_id,
         "message": result.message,
         "rejection": result.rejection,
+        "calc_token": result.token,
     }
 
 

@@ -134,7 +134,8 @@ def parse_sale(obj: Obj, now: datetime, *, store_id: str = "") -> Event:
         occurred_at=receipt.occurred_at, receipt=receipt, cashier_id=receipt.cashier_id,
         cashier_name=receipt.cashier_name,
         hold_id=text(obj.get("hold_id"), "hold_id", limit=128, strict=True),
-        expected_redeemed=receipt.redeem_points,
+        expected_redeemed=receipt.redeem_points if "redeemed_points" in obj else None,
+        calc_token=text(obj.get("calc_token"), "calc_token", limit=2048, strict=True),
     )
 
 

@@ -21,18 +21,17 @@ from __future__ import annotations
 import hashlib
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import ROUND_HALF_UP, Decimal
 
 from drivers.poster import NAME
 from drivers.poster.wire import Loyalty, Order, PosEvent, Product, Webhook
 from gateway.driver import CalcResult
 from gateway.errors import BadInput
+from gateway.fields import line_amount
 from gateway.receipt import (
     MAX_AMOUNT,
     CustomerId,
     Event,
     EventKind,
-    IdKind,
     Line,
     Receipt,
     RefundLine,
@@ -66,16 +65,11 @@ def line_id(product_id: str, modification: str) -> str:
 
 
 def customer_of(loyalty: Loyalty) -> CustomerId | None:
-    if loyalty.card:
-        return CustomerId(IdKind.CARD, loyalty.card)
-    if loyalty.phone:
-        return CustomerId(IdKind.PHONE, loyalty.phone)
-    return None
+    return loyalty.identified()
 
 
 def amount_of(p: Product) -> int:
-    exact = Decimal(p.price) * Decimal(p.qty_milli) / 1000
-    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return line_amount(p.price, p.qty_milli)
 
 
 def lines_of(products: tuple[Product, ...]) -> tuple[Line, ...]:

@@ -12,6 +12,9 @@ Outbox in ``tmp_path``, a stub gRPC core or a closed port, real sockets) and ass
   second answer is the vendor's success (what a redelivering till / cloud expects);
 - bad input gets the vendor-shaped 4xx and stores nothing; so do auth failures;
 - a calc is answered in the vendor's shape online and with the core unreachable;
+- the calc token: a sale carrying a token this gateway issued is stored with what the token
+  says (customer, points, hold, offline) and without the token; a forged, foreign or altered
+  token gets the vendor-shaped 4xx and nothing is stored;
 - clean stop: the daemon stops within its bound while a commit is in flight, that commit is
   answered and stored, no task is left behind, nothing is logged at WARNING by the daemon;
 - the standard metrics are in ``/metrics``: ``posgw_http_requests_total{driver=<name>}`` and
@@ -31,11 +34,23 @@ from typing import Any, ClassVar
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.calc_token import CalcTokens
 from gateway.errors import StorageError
-from gateway.receipt import Event
-from tests.drivers.compliance_harness import Gateway, Reply, Request, read_rows, running, wait_until
+from gateway.receipt import CustomerId, Event, IdKind
+from tests.drivers.compliance_harness import (
+    TOKENS,
+    Gateway,
+    Reply,
+    Request,
+    calc_token,
+    read_rows,
+    running,
+    stored_events,
+    wait_until,
+)
 
 KINDS = ("sale", "refund", "cancel")
+TOKEN_CUSTOMER = CustomerId(IdKind.CARD, "2000012345")  # the customer a calc token names (the payloads' card)
 HELD_S = 0.3  # how long a held append must keep the answer back (the thing asserted, not a wait for work)
 
 
@@ -62,6 +77,11 @@ class Adapter:
 
     def unauthorized(self) -> list[Request]:
         """Commit/calc requests with missing or wrong credentials (each must get 401/403)."""
+        raise NotImplementedError
+
+    def sale_with_token(self, token: str) -> Request:
+        """A valid sale whose till carried ``token`` (the calc token) back from its calculate, the
+        way this vendor's till carries data from calc to commit."""
         raise NotImplementedError
 
     def check_ok(self, kind: str, reply: Reply, *, duplicate: bool) -> None:
@@ -189,6 +209,30 @@ class ComplianceSuite:
                 self.adapter.check_error(reply)
             assert gw.rows() == []
             assert gw.core is not None and gw.core.calculations == 0
+
+    # ------------------------------------------------------------ the calc token route
+
+    async def test_calc_token_brought_back_is_applied_and_never_stored(self, tmp_path: Path) -> None:
+        token = calc_token(hold_id="hold-c", redeemed=7, offline=True, customer=TOKEN_CUSTOMER)
+        async with running(self.adapter.name, self.adapter.options(), tmp_path) as gw:
+            reply = await gw.send(self.adapter.sale_with_token(token))
+            self.adapter.check_ok("sale", reply, duplicate=False)
+            [event] = stored_events(gw.outbox_path)
+        assert event.offline and event.hold_id == "hold-c" and event.expected_redeemed == 7
+        assert event.receipt is not None and event.receipt.customer == TOKEN_CUSTOMER
+        assert not event.calc_token
+
+    @pytest.mark.parametrize("forge", ["altered", "foreign", "garbage"])
+    async def test_forged_calc_token_is_refused_and_nothing_stored(self, forge: str, tmp_path: Path) -> None:
+        good = calc_token(redeemed=5000, customer=TOKEN_CUSTOMER)
+        token = {"altered": good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB"),
+                 "foreign": CalcTokens(b"k" * 32).issue(TOKENS.read(good)),
+                 "garbage": "c1.not-a.token"}[forge]
+        async with running(self.adapter.name, self.adapter.options(), tmp_path) as gw:
+            reply = await gw.send(self.adapter.sale_with_token(token))
+            assert 400 <= reply.status < 500, reply
+            self.adapter.check_error(reply)
+            assert gw.rows() == []
 
     # ------------------------------------------------------------ calc
 

@@ -34,7 +34,8 @@ from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from gateway.daemon import Daemon, Notifier
 from gateway.driver import CalcClaims
 from gateway.metrics import Metrics
-from gateway.receipt import CustomerId
+from gateway.payload import event_from_json
+from gateway.receipt import CustomerId, Event
 from tests.gateway.fake_core import ack_all
 
 
@@ -132,6 +133,18 @@ def read_rows(path: Path) -> list[tuple[str, str]]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
     try:
         return [(str(k), str(s)) for k, s in conn.execute("SELECT key, state FROM events ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def stored_events(path: Path) -> list[Event]:
+    """Every event stored in the outbox file, decoded, in append order."""
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        rows = conn.execute("SELECT payload FROM events ORDER BY id")
+        return [event_from_json(bytes(raw)) for (raw,) in rows]
     finally:
         conn.close()
 

@@ -34,6 +34,7 @@ class Applied:
     offline: bool = False
     hold_id: str = ""
     discounts: dict[str, int] = field(default_factory=dict)
+    calc_token: str = ""  # echoed with the sale, unchanged (opaque to the till)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,8 @@ class TillReceipt:
         body["redeemed_points"] = applied.redeemed_points
         if applied.hold_id:
             body["hold_id"] = applied.hold_id
+        if applied.calc_token:
+            body["calc_token"] = applied.calc_token
         body["payments"] = [{"kind": payment_kind, "amount": applied.payable}]
         return body
 
@@ -167,9 +170,10 @@ def apply_answer(receipt: TillReceipt, answer: Any) -> Applied:
         problems.append(f"payable {answer['payable']} != sum of paid {paid_sum}")
     if problems:
         raise AnswerError("; ".join(problems))
-    hold = answer.get("hold_id")
+    hold, token = answer.get("hold_id"), answer.get("calc_token")
     return Applied(
         redeemed_points=answer["redeemed_points"], payable=answer["payable"],
         points_to_accrue=answer["points_to_accrue"], offline=answer["offline"],
         hold_id=hold if isinstance(hold, str) else "", discounts=seen,
+        calc_token=token if isinstance(token, str) else "",
     )

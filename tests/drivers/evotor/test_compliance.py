@@ -35,6 +35,9 @@ class EvotorAdapter(Adapter):
         return {"sale": _post("/event", payloads.close()), "refund": _post("/event", refund),
                 "cancel": _post("/event", cleared)}
 
+    def sale_with_token(self, token: str) -> Request:
+        return _post("/event", payloads.close(extra={"posgw": token}))
+
     def bad_inputs(self) -> list[Request]:
         no_snapshot = payloads.close()
         del no_snapshot["receipt"]

@@ -50,6 +50,9 @@ class WebhookTillAdapter(Adapter):
     def commits(self) -> dict[str, Request]:
         return {"sale": _post("/sale", dict(SALE, calc_token=calc_token(register_id="T1")))}
 
+    def sale_with_token(self, token: str) -> Request:
+        return _post("/sale", dict(SALE, calc_token=token))
+
     def bad_inputs(self) -> list[Request]:
         return [
             _post("/sale", b"{", note="malformed JSON"),

@@ -36,6 +36,9 @@ class ModulKassaAdapter(Adapter):
             "cancel": _post("/event", cancel),
         }
 
+    def sale_with_token(self, token: str) -> Request:
+        return _post("/event", closed(data=token))
+
     def bad_inputs(self) -> list[Request]:
         return [
             _post("/event", b"{", note="malformed JSON"),

@@ -38,6 +38,10 @@ class NativeAdapter(Adapter):
             "cancel": _post("/cancels", {"register_id": "R1", "cancel_id": "c-1", "sale": sale_ref}),
         }
 
+    def sale_with_token(self, token: str) -> Request:
+        relies = {k: v for k, v in SALE.items() if k not in ("customer", "redeemed_points")}
+        return _post("/sales", dict(relies, calc_token=token))  # a till that keeps only the token
+
     def bad_inputs(self) -> list[Request]:
         float_money = dict(SALE, lines=[dict(LINE, amount=100.5)])
         return [

@@ -11,7 +11,7 @@ def result(**kw: object) -> CalcResult:
         lines=(CalcLine("1", 500, 9500, True), CalcLine("2", 0, 5000, False)), redeemed_points=500,
         points_to_accrue=95, max_points=700, payable=14500, offline=False, customer_found=True,
         customer_id="cus-1", display_name="Anna K.", tier="silver", balance=1200, hold_id="h1",
-        message="Spent 500 points", rejection="",
+        message="Spent 500 points", rejection="", token="c1.tok.mac",
     )
     base.update(kw)
     return CalcResult(**base)  # type: ignore[arg-type]
@@ -24,7 +24,7 @@ def test_online_answer() -> None:
         "redeemed_points": 500, "points_to_accrue": 95, "max_points": 700, "payable": 14500,
         "offline": False,
         "customer": {"customer_id": "cus-1", "display_name": "Anna K.", "tier": "silver", "balance": 1200},
-        "hold_id": "h1", "message": "Spent 500 points", "rejection": "",
+        "hold_id": "h1", "message": "Spent 500 points", "rejection": "", "calc_token": "c1.tok.mac",
     }
 
 

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from gateway.receipt import CustomerId, IdKind
-from tests.drivers.fake_context import token
+from tests.drivers.fake_context import token as calc_token
 
 SECRET = "fe2bc8e865d8fc2236968ee53c3b2bd5"
 TOKEN = "pair-tok"
@@ -64,8 +64,8 @@ def before_close(**kw: Any) -> bytes:
     return pos_event("beforeOrderClose", {"order": order()}, **kw)
 
 
-def after_close(**kw: Any) -> bytes:
-    extras = {"posgw": token(customer=CustomerId(IdKind.CARD, "2000012345"))}
+def after_close(*, token: str = "", **kw: Any) -> bytes:
+    extras = {"posgw": token or calc_token(customer=CustomerId(IdKind.CARD, "2000012345"))}
     return pos_event(
         "afterOrderClose", {"order": order(status=2, date_close=ORDER_ID + 60_000, extras=extras, **kw)}
     )

@@ -39,6 +39,9 @@ class PosterAdapter(Adapter):
             "cancel": _req("/webhook", _now_hook(), JSON, note="transaction removed webhook"),
         }
 
+    def sale_with_token(self, token: str) -> Request:
+        return _req("/pos-event", p.after_close(token=token))
+
     def bad_inputs(self) -> list[Request]:
         no_order = json.loads(p.after_close())
         del no_order["data"]["order"]

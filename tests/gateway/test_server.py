@@ -12,10 +12,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from drivers.evotor.driver import create
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, OutboxStats
 from gateway.receipt import Event, EventKind
-from gateway.server import build_app
+from gateway.server import MountedDriver, build_app
+from tests.drivers.fake_context import FakeContext
 
 ADMIN = "admin-secret"
 
@@ -163,3 +165,41 @@ async def test_queue_list_retry_resolve(env: Env) -> None:
     status, body = await env.post(f"/v1/queue/{row_id}/resolve", headers=auth, json=note)
     assert (status, body["state"], body["note"]) == (200, "resolved", "called the shop")
     assert (await env.get("/v1/queue", headers=auth))[1] == []
+
+
+# ------------------------------------------------------------------ a driver's edge decides its answers
+
+
+async def test_a_drivers_own_limit_and_error_shape_decide_every_refusal(tmp_path: Path) -> None:
+    """[drivers.evotor] max_body_bytes = 4 MiB: a 2 MiB body reaches the driver (the gateway-wide
+    1 MiB does not apply); above 4 MiB, and for 404/405, the answer is Evotor's {"errors": [...]}."""
+    metrics = Metrics()
+    outbox = await Outbox.open(tmp_path / "outbox.db", metrics=metrics)
+    driver = create({"pairing_tokens": ["tok"], "max_body_bytes": 4 << 20})
+    ctx = FakeContext("evotor")
+    app = build_app(outbox=outbox, metrics=metrics, drivers=[MountedDriver("evotor", driver, ctx)],
+                    core_state=lambda: "closed")
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}/v1/evotor"
+    headers = {"X-Gateway-Token": "tok", "Content-Type": "application/json"}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as session:
+            async def call(method: str, path: str, body: bytes = b"") -> tuple[int, Any, str]:
+                async with session.request(method, base + path, data=body, headers=headers) as resp:
+                    return resp.status, await resp.json(), resp.headers.get("Allow", "")
+
+            two_mib = b'{"pad":"' + b"x" * (2 << 20) + b'"}'
+            status, body, _ = await call("POST", "/event", two_mib)
+            assert status == 400 and body["errors"][0]["code"] == 2003  # read, parsed, refused by the driver
+            status, body, _ = await call("POST", "/event", b"x" * ((4 << 20) + 1))
+            assert status == 413 and body["errors"][0]["code"] == 2005
+            status, body, allow = await call("GET", "/event")
+            assert status == 405 and "errors" in body and "POST" in allow
+            status, body, _ = await call("POST", "/nowhere", b"{}")
+            assert status == 404 and "errors" in body
+    finally:
+        await runner.cleanup()
+        await outbox.close()

@@ -1,12 +1,12 @@
-"""Modul Kassa wire + mapping: vendor examples, impact tables (line splitting, kopecks), fuzzing."""
+"""drivers.modulkassa.mapping: loyalty-request -> Receipt, CalcResult -> impacts (final unit prices,
+split so piece goods pay exactly), closed / cancelled checks -> events keyed by the check id, lines
+merged by product identity; fuzzing through parse and map."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,101 +16,10 @@ from drivers.modulkassa import mapping, wire
 from gateway.driver import CalcClaims
 from gateway.errors import BadInput
 from gateway.receipt import CustomerId, EventKind, IdKind
-from tests.conftest import require_vendor
 from tests.drivers.fake_context import calc_result
+from tests.drivers.modulkassa.test_wire import NOW, closed, json_values, operation, req, vendor
 
-VENDOR = Path(__file__).resolve().parents[3] / ".." / "shared" / "fixtures" / "vendor" / "modulkassa"
-NOW = datetime(2026, 1, 10, tzinfo=UTC)
-
-
-def vendor(name: str) -> bytes:
-    return require_vendor(VENDOR / name).read_bytes()
-
-
-def operation(positions: list[tuple[str, str, str, str]] | None = None, **loyalty: Any) -> dict[str, Any]:
-    """(id, measure, price, quantity) per position, flattened like the SDK's Bundle."""
-    positions = positions or [("p1", "PCS", "150.00", "3"), ("p2", "KG", "640.00", "0.350")]
-    data: dict[str, Any] = {
-        "request_id": "a3f9c2d1",
-        "retail_point_id": "rp-0457",
-        "user_id": "u-0012",
-        "positions": [p[0] for p in positions],
-    }
-    for pid, measure, price, qty in positions:
-        data.update(
-            {
-                f"position/{pid}/invent_code": f"code-{pid}",
-                f"position/{pid}/barcode": "",
-                f"position/{pid}/name": f"name {pid}",
-                f"position/{pid}/type": "INVENTORY",
-                f"position/{pid}/measure": measure,
-                f"position/{pid}/price": price,
-                f"position/{pid}/quantity": qty,
-                f"position/{pid}/modifiers": [],
-            }
-        )
-    return {
-        "operation": "loyalty-request",
-        "loyalty": {"card": "2000012345", "redeem": "0", **loyalty},
-        "data": data,
-    }
-
-
-def req(payload: dict[str, Any] | None = None) -> wire.LoyaltyRequest:
-    return wire.parse_operation(json.dumps(payload or operation()).encode())
-
-
-def closed(doc_type: str = "SALE", *, check_id: str = "chk-1", **loyalty: Any) -> dict[str, Any]:
-    check = {
-        "id": check_id,
-        "docType": doc_type,
-        "dateTime": "2026-01-10T12:31:05+03:00",
-        "number": 88,
-        "retailPointId": "rp-0457",
-        "inventPositions": [
-            {"inventCode": "CF-03", "name": "Americano", "price": 150.00, "quantity": 2, "discountAmount": 0},
-            {
-                "inventCode": "CF-03",
-                "name": "Americano",
-                "price": 150.00,
-                "quantity": 1,
-                "amount": 0,
-                "discountAmount": 150.00,
-            },
-            {
-                "inventCode": "CH-11",
-                "name": "Cheese",
-                "price": 640.00,
-                "quantity": 0.350,
-                "amount": 212.80,
-                "discountAmount": 11.20,
-            },
-        ],
-        "moneyPositions": [{"paymentType": "CARD", "sum": 512.80}],
-        "fiscalInfo": {"shiftNumber": 31, "checkNumber": 88, "fnDocNumber": 4410, "fnDocMark": 92},
-    }
-    return {
-        "action": wire.CLOSED,
-        "loyalty": loyalty,
-        "extras": {
-            "check_id": check_id,
-            "linked_id": None,
-            "check_sum": "512.80",
-            "check": json.dumps(check),
-        },
-    }
-
-
-# ------------------------------------------------------------------ vendor examples
-
-
-def test_vendor_check_fiscalinfo_date_string_form_and_clean_rejection() -> None:
-    raw = json.loads(vendor("check-serialized-fiscalinfo-date.json"))
-    assert wire.timestamp(raw["fiscalInfo"]["date"], "d") == datetime(
-        2020, 6, 1, 13, 3, 26, tzinfo=timezone(timedelta(hours=7))
-    )
-    with pytest.raises(BadInput, match="id: is required"):  # a reduced Check: no id, no docType
-        wire.parse_check(raw, "check")
+# ------------------------------------------------------------------ vendor example
 
 
 def test_vendor_fn_document_parses_as_a_check_shaped_sale() -> None:
@@ -126,31 +35,6 @@ def test_vendor_fn_document_parses_as_a_check_shaped_sale() -> None:
         ("c:GOOD-124", 10000, 1000),
     ]
     assert event.receipt.occurred_at == datetime(2020, 2, 25, 23, 41, 4, tzinfo=UTC)
-
-
-def test_vendor_fn_response_fiscalinfo_plus0000_date() -> None:
-    raw = json.loads(vendor("fn-doc-response-completed.json"))
-    assert wire.timestamp(raw["fiscalInfo"]["date"], "d") == datetime(2020, 2, 26, 0, 31, 19, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    "name", ["fn-doc-status-queued.json", "fn-doc-response-completed.json", "orders-create-request.json"]
-)
-def test_cloud_api_documents_are_not_checks_and_are_rejected_cleanly(name: str) -> None:
-    with pytest.raises(BadInput):
-        wire.parse_check(json.loads(vendor(name), parse_float=Decimal), "check")
-
-
-def test_every_vendor_file_is_covered_here() -> None:
-    require_vendor(VENDOR)
-    covered = {
-        "check-serialized-fiscalinfo-date.json",
-        "fn-doc-request.json",
-        "fn-doc-response-completed.json",
-        "fn-doc-status-queued.json",
-        "orders-create-request.json",
-    }
-    assert {p.name for p in VENDOR.iterdir()} <= covered, "a new vendor example needs a test here"
 
 
 # ------------------------------------------------------------------ calc: tables
@@ -237,23 +121,6 @@ def test_problems_catches_every_rule() -> None:
         assert text in found
 
 
-@pytest.mark.parametrize(
-    ("mutate", "field"),
-    [
-        (lambda d: d.pop("request_id"), "request_id"),
-        (lambda d: d.update({"position/p1/price": "1,5"}), "position/p1/price"),
-        (lambda d: d.update({"positions": ["p1", "p1"]}), "positions[1]"),
-        (lambda d: d.pop("position/p2/quantity"), "position/p2/quantity"),
-    ],
-)
-def test_operation_rejections_name_the_field(mutate: Any, field: str) -> None:
-    payload = operation()
-    mutate(payload["data"])
-    with pytest.raises(BadInput) as err:
-        req(payload)
-    assert field in err.value.field
-
-
 # ------------------------------------------------------------------ commits
 
 
@@ -300,18 +167,87 @@ def test_cancelled_and_modified_checks() -> None:
     assert isinstance(mapping.event_of(wire.parse_event(json.dumps(modified).encode()), None, now=NOW), str)
 
 
-# ------------------------------------------------------------------ fuzzing
+# ------------------------------------------------------------------ small functions
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats()
-    | st.text(max_size=20)
-    | st.decimals(allow_nan=False, allow_infinity=False).map(str),
-    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=16), kids, max_size=5),
-    max_leaves=25,
-)
+
+@pytest.mark.parametrize(("code", "barcode", "name", "key"), [
+    ("CF-03", "4601", "Coffee", "c:CF-03"), ("", "4601", "Coffee", "b:4601"), ("", "", "Coffee", "n:Coffee"),
+    ("", "", "", "n:"),
+])
+def test_identity(code: str, barcode: str, name: str, key: str) -> None:
+    assert mapping.identity(code, barcode, name) == key
+
+
+@pytest.mark.parametrize(("data", "token"), [
+    ("c1.abc.mac", "c1.abc.mac"), ("", ""), ('{"card": "1"}', ""), ("c2.abc", ""), ("C1.abc", ""),
+])
+def test_token_of(data: str, token: str) -> None:
+    assert mapping.token_of(wire.Loyalty(data=data)) == token
+
+
+def test_check_key() -> None:
+    assert mapping.check_key("chk-1") == "modulkassa:check:chk-1"
+    assert len(mapping.check_key("x" * 255)) == 64  # hashed beyond 200 characters
+
+
+@pytest.mark.parametrize(("doc_type", "refused"), [
+    ("RETURN", True), ("SALE_RETURN_CORRECTION", True), ("SALE", False), ("", False),
+    ("SALE_CORRECTION", False),
+])
+def test_refuse_if_return(doc_type: str, refused: bool) -> None:
+    assert mapping.refuse_if_return(req(operation(docType=doc_type))) is refused
+
+
+def test_calc_receipt_register_store_and_customer() -> None:
+    r = mapping.calc_receipt(req(operation(device="dev-9", phone="+79991234567", card="", redeem="max")),
+                             now=NOW, store_id="S1")
+    assert (r.register_id, r.store_id, r.cashier_id, r.driver) == ("dev-9", "S1", "u-0012", "modulkassa")
+    assert (r.redeem_max, r.occurred_at, r.receipt_number) == (True, NOW, "")
+    assert r.customer is not None and r.customer.kind is IdKind.PHONE
+    payload = operation()
+    payload["data"]["retail_point_id"] = ""
+    bare = mapping.calc_receipt(req(payload), now=NOW)
+    assert (bare.register_id, bare.store_id) == ("modulkassa", "")
+
+
+def test_calc_receipt_needs_positions() -> None:
+    with pytest.raises(BadInput, match="at least one line"):
+        payload = operation()
+        payload["data"]["positions"] = []
+        mapping.calc_receipt(req(payload), now=NOW)
+
+
+@pytest.mark.parametrize(("doc_type", "reason"), [
+    ("SALE_CORRECTION", "SALE_CORRECTION checks carry no loyalty"),
+    ("SALE_RETURN_CORRECTION", "SALE_RETURN_CORRECTION checks carry no loyalty"),
+])
+def test_corrections_are_ignored_with_the_reason(doc_type: str, reason: str) -> None:
+    ev = wire.parse_event(json.dumps(closed(doc_type)).encode())
+    assert mapping.event_of(ev, None, now=NOW) == reason
+
+
+def test_main_screen_and_modified_broadcasts_are_ignored() -> None:
+    for action in (wire.MODIFIED, wire.MAIN_SCREEN):
+        ev = wire.parse_event(json.dumps({"action": action, "extras": {"check_id": "c"}}).encode())
+        assert mapping.event_of(ev, None, now=NOW) == "broadcast carries no sale or return"
+
+
+def test_cancel_key_and_register() -> None:
+    held = CalcClaims(customer=None, redeemed=0, discount=0, hold_id="h-1", offline=False,
+                      program_version="", register_id="")
+    cancel = {"action": wire.CANCELLED, "extras": {"check_id": "chk-2"}, "loyalty": {"device": "dev-3"}}
+    event = mapping.event_of(wire.parse_event(json.dumps(cancel).encode()), held, now=NOW)
+    assert not isinstance(event, str)
+    assert (event.key, event.register_id, event.occurred_at, event.calc_token) == (
+        "modulkassa:cancel:chk-2", "dev-3", NOW, "")
+
+
+def test_return_without_the_sale_id_has_no_sale_key() -> None:
+    body = json.dumps(closed("RETURN", check_id="r-2")).encode()
+    event = mapping.event_of(wire.parse_event(body), None, now=NOW)
+    assert not isinstance(event, str)
+    assert (event.kind, event.key, event.sale_key, event.refund_amount) == (
+        EventKind.REFUND, "modulkassa:check:r-2", "", 45000 + 22400)
 
 
 def _only_bad_input(body: bytes) -> None:

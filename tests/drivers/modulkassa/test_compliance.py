@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from drivers.modulkassa import wire
 from tests.drivers.compliance import Adapter, ComplianceSuite
 from tests.drivers.compliance_harness import Reply, Request, calc_token
-from tests.drivers.modulkassa.test_wire_mapping import closed, operation
+from tests.drivers.modulkassa.test_wire import closed, operation
 
 TOKEN = {"X-Gateway-Token": "mk-tok", "Content-Type": "application/json"}
 

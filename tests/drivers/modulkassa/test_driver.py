@@ -12,7 +12,7 @@ import pytest
 from drivers.modulkassa.driver import create
 from gateway.errors import CoreUnavailable
 from tests.drivers.fake_context import FakeContext, calc_result, serve
-from tests.drivers.modulkassa.test_wire_mapping import closed, operation
+from tests.drivers.modulkassa.test_wire import closed, operation
 
 TOKEN = {"X-Gateway-Token": "mk-tok"}
 

@@ -1,4 +1,7 @@
-"""Evotor wire parsing: the vendor's own examples, unit tables, and fuzzing (only BadInput escapes)."""
+"""Evotor wire parsing: the vendor's own examples, unit tables, and fuzzing (only BadInput escapes).
+
+The cloud webhooks (drivers.evotor.cloud_wire) have their own mirror, test_cloud_wire.py; the fuzzing
+here still runs every parser of both modules."""
 
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ from hypothesis import strategies as st
 
 from drivers.evotor import cloud_wire, mapping, wire
 from gateway.errors import BadInput
-from gateway.receipt import EventKind
 from tests.conftest import require_vendor
 from tests.drivers.evotor import payloads
 
@@ -28,66 +30,6 @@ def vendor(name: str) -> bytes:
 
 
 # ------------------------------------------------------------------ vendor examples
-
-
-def test_v1_sell_document_with_trailing_commas_becomes_a_sale() -> None:
-    raw = vendor("cloud-v1-document-sell.txt")
-    with pytest.raises(json.JSONDecodeError):
-        json.loads(raw)  # the quirk is real: the published example is not strict JSON
-    [doc] = cloud_wire.parse_documents(raw)
-    event = mapping.cloud_event(doc, now=NOW)
-    assert not isinstance(event, str)
-    assert event.kind is EventKind.SALE
-    assert event.key == f"evotor:doc:{SELL_UUID}"
-    assert event.register_id == "5a188de4-49b8-4cb4-800e-eb6b5202437e"
-    assert event.receipt is not None
-    assert [(ln.line_id, ln.qty_milli, ln.amount, ln.price) for ln in event.receipt.lines] == [
-        (PRODUCT, 1000, 354800, 354800)
-    ]
-    assert event.receipt.receipt_number == "71" and event.receipt.shift == "1"
-    assert event.occurred_at == datetime(2016, 9, 13, 14, 32, 9, tzinfo=UTC)
-
-
-def test_v1_payback_document_refunds_the_sale_per_line() -> None:
-    [doc] = cloud_wire.parse_documents(vendor("cloud-v1-document-payback.json"))
-    event = mapping.cloud_event(doc, now=NOW)
-    assert not isinstance(event, str)
-    assert event.kind is EventKind.REFUND
-    assert event.key == "evotor:doc:3a29586a-d809-49fc-b625-a51dfc40edf2"
-    assert event.sale_key == f"evotor:doc:{SELL_UUID}"  # baseDocumentUUID links it to the sale
-    assert [(r.line_id, r.qty_milli) for r in event.refund_lines] == [
-        (PRODUCT, 1000)
-    ]  # negatives -> magnitudes
-    assert event.refund_amount == 354800
-
-
-def test_v1_documents_arrive_as_an_array_too() -> None:
-    sell = vendor("cloud-v1-document-sell.txt").decode()
-    payback = vendor("cloud-v1-document-payback.json").decode()
-    docs = cloud_wire.parse_documents(f"[{sell},{payback}]".encode())
-    assert [d.doc_type for d in docs] == ["SELL", "PAYBACK"]
-
-
-def test_v2_open_session_document_is_acknowledged_and_ignored() -> None:
-    [doc] = cloud_wire.parse_documents(vendor("cloud-v2-document-open-session.json"))
-    assert doc.receipt_kind is None
-    assert mapping.cloud_event(doc, now=NOW) == "document type 'OPEN_SESSION' carries no sale or refund"
-
-
-@pytest.mark.parametrize(
-    "name", ["cloud-v2-documents-page-empty.json", "cloud-v1-ofd-documents-response.txt"]
-)
-def test_pull_api_responses_are_not_webhooks_and_are_rejected_cleanly(name: str) -> None:
-    # Answers of Evotor's pull API (documents page, OFD data): never sent to us; if they were, a clean 400.
-    with pytest.raises(BadInput, match="type: is required"):
-        cloud_wire.parse_documents(vendor(name))
-
-
-def test_user_verify_request_and_our_answer_has_the_vendor_keys() -> None:
-    req = cloud_wire.parse_user_verify(vendor("webhook-user-verify-request.json"))
-    assert req.user_uuid == "01-000000000000001"  # not a uuid: never validated as one
-    expected = json.loads(vendor("webhook-user-verify-response.json"))
-    assert set(expected) == {"userUuid", "hasBilling", "token"}  # what driver._verify answers
 
 
 def test_our_error_body_has_the_vendor_error_shape() -> None:
@@ -124,7 +66,8 @@ def test_every_vendor_file_is_covered_here() -> None:
         "webhook-error-response-400.json",
         "device-js-position-add.json",
     }
-    assert {p.name for p in VENDOR.iterdir()} <= covered, "a new vendor example needs a test here"
+    # covered here or in test_cloud_wire.py
+    assert {p.name for p in VENDOR.iterdir()} <= covered, "a new vendor example needs a test"
 
 
 # ------------------------------------------------------------------ units at the edge

@@ -81,7 +81,7 @@ async def import_legacy_state(path: Path, store: OutboxStateStore) -> int:
     for key, value in data.items():
         await store.put(key, value)
     await asyncio.to_thread(path.replace, path.with_name(path.name + ".imported"))
-    log.info("legacy_state_imported path=%s keys=%d", path, len(data))
+    log.info("legacy driver state imported", extra={"path": str(path), "keys": len(data)})
     return len(data)
 
 
@@ -93,8 +93,9 @@ def _read_legacy_state(path: Path) -> dict[str, str] | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        log.error("legacy_state_unreadable path=%s error=%r action=%s", path, str(exc),
-                  "fix or remove the file; the driver starts without it")
+        log.error("legacy driver state unreadable", extra={
+            "path": str(path), "error": str(exc),
+            "action": "fix or remove the file; the driver starts without it"})
         return None
     return {str(k): str(v) for k, v in data.items()}
 

@@ -184,7 +184,11 @@ class DriverContext(Protocol):
 @runtime_checkable
 class Driver(Protocol):
     name: str
-    edge: Edge | None  # None: no HTTP routes (poll and device drivers)
+
+    @property
+    def edge(self) -> Edge | None:
+        """The HTTP edge's declaration; None: no HTTP routes (poll and device drivers)."""
+        ...
 
     def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
         """HTTP routes, paths relative to ``/v1/<name>/``; empty for poll/serial drivers."""

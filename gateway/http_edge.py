@@ -33,17 +33,19 @@ import hmac
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import UTC, datetime
+from typing import ClassVar, Generic, Protocol, TypeVar
 
 from aiohttp import web
 from pydantic import SecretStr
 
+from gateway.config import EdgeOptions
 from gateway.driver import CalcResult, DriverContext, Edge, Refusals
 from gateway.errors import AuthError, BadInput, GatewayError, StorageError
 from gateway.receipt import Event, Receipt
 
-__all__ = ["Auth", "BasicAuth", "BodyTooLarge", "Edge", "HeaderToken", "Refusals", "Signed", "bearer",
-           "calculate", "guard", "read_body", "refuse", "refuse_other", "render_accepted", "reply",
+__all__ = ["Auth", "BasicAuth", "BodyTooLarge", "Edge", "HeaderToken", "HttpDriver", "Refusals", "Signed",
+           "bearer", "calculate", "guard", "read_body", "refuse", "refuse_other", "render_accepted", "reply",
            "secret_value", "submit_all", "token_matches"]
 
 CHUNK = 1 << 16
@@ -78,6 +80,25 @@ async def read_body(request: web.Request, *, limit: int, timeout_s: float) -> by
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Inner = Callable[[DriverContext, bytes], Awaitable[web.Response]]
+C = TypeVar("C", bound=EdgeOptions)
+
+
+class HttpDriver(Generic[C]):
+    """The base of a push driver (a till, an app or a cloud calls us): keeps its validated
+    ``config``, its :class:`Edge` made from the config's limits and the class's ``refusals``, a
+    clock, and a ``run`` that returns at once. A subclass sets ``name`` and ``refusals`` and
+    writes ``routes``."""
+
+    name: ClassVar[str]
+    refusals: ClassVar[Refusals]
+
+    def __init__(self, config: C, *, now: Callable[[], datetime] | None = None) -> None:
+        self.config = config
+        self.edge = Edge(self.refusals, config.max_body_bytes, config.read_timeout_ms / 1000)
+        self.now = now or (lambda: datetime.now(UTC))
+
+    async def run(self, ctx: DriverContext) -> None:
+        return None
 
 
 class Auth(Protocol):

@@ -50,7 +50,7 @@ from gateway.rules.identity import normalize_phone
 from gateway.rules.program import Program, program_from_json
 
 if TYPE_CHECKING:
-    from gateway.core_client import CoreClient
+    from gateway.core_client import CoreCalls
     from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 
 log = logging.getLogger("posgw.offline")
@@ -167,7 +167,7 @@ class OfflineCache:
     def __init__(
         self,
         data_dir: Path,
-        core: CoreClient | None = None,
+        core: CoreCalls | None = None,
         *,
         program_every_s: float = 60.0,
         balances_every_s: float = 300.0,
@@ -282,7 +282,7 @@ class OfflineCache:
                         extra={"call": what, "error": str(exc)})
         self.last_error = message
 
-    async def _refresh_program(self, core: CoreClient) -> bool:
+    async def _refresh_program(self, core: CoreCalls) -> bool:
         try:
             reply = await core.get_program(timeout=self.call_timeout_s)
             program = program_from_json(reply.config_json)
@@ -308,7 +308,7 @@ class OfflineCache:
         self._set_program(program, reply.version)
         return True
 
-    async def _refresh_balances(self, core: CoreClient) -> bool:
+    async def _refresh_balances(self, core: CoreCalls) -> bool:
         since = None
         if self.active_days > 0:
             since = datetime.fromtimestamp(self.wall(), UTC) - timedelta(days=self.active_days)

@@ -12,8 +12,7 @@ submitted; tokens are compared in constant time and never logged.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -21,7 +20,7 @@ from aiohttp import web
 from drivers.evotor import NAME, cloud_wire, mapping, wire
 from drivers.evotor.config import Config
 from gateway import http_edge
-from gateway.driver import DriverContext, Edge, Refusals
+from gateway.driver import DriverContext, Refusals
 from gateway.receipt import Event
 
 REFUSALS = Refusals(
@@ -34,16 +33,9 @@ REFUSALS = Refusals(
 )
 
 
-class EvotorDriver:
+class EvotorDriver(http_edge.HttpDriver[Config]):
     name = NAME
-
-    def __init__(self, config: Config, *, now: Callable[[], datetime] | None = None) -> None:
-        self.config = config
-        self.edge = Edge(REFUSALS, config.max_body_bytes, config.read_timeout_ms / 1000)
-        self.now = now or (lambda: datetime.now(UTC))
-
-    async def run(self, ctx: DriverContext) -> None:
-        return None
+    refusals = REFUSALS
 
     def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
         plugin, cloud = self.config.pairing_tokens, [self.config.cloud_user_token]

@@ -10,8 +10,7 @@ sale goes on); bad input gets ``{"result":"failed",...}`` with a 4xx and nothing
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -19,7 +18,7 @@ from aiohttp import web
 from drivers.modulkassa import NAME, mapping, wire
 from drivers.modulkassa.config import Config
 from gateway import http_edge
-from gateway.driver import DriverContext, Edge, Refusals
+from gateway.driver import DriverContext, Refusals
 
 REFUSALS = Refusals(
     unauthorized=lambda why: wire.render_failed("unauthorized: check the plugin's pairing token"),
@@ -31,16 +30,9 @@ REFUSALS = Refusals(
 )
 
 
-class ModulKassaDriver:
+class ModulKassaDriver(http_edge.HttpDriver[Config]):
     name = NAME
-
-    def __init__(self, config: Config, *, now: Callable[[], datetime] | None = None) -> None:
-        self.config = config
-        self.edge = Edge(REFUSALS, config.max_body_bytes, config.read_timeout_ms / 1000)
-        self.now = now or (lambda: datetime.now(UTC))
-
-    async def run(self, ctx: DriverContext) -> None:
-        return None
+    refusals = REFUSALS
 
     def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
         auth = http_edge.HeaderToken(self.config.pairing_tokens, "X-Gateway-Token")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -23,7 +23,7 @@ from aiohttp import web
 from drivers.native import NAME, mapping, wire
 from drivers.native.config import Config
 from gateway import http_edge
-from gateway.driver import DriverContext, Edge, Refusals
+from gateway.driver import DriverContext, Refusals
 
 Op = Callable[[wire.Obj, DriverContext], Awaitable[wire.Obj | None]]
 
@@ -60,14 +60,13 @@ def create(options: Mapping[str, Any]) -> NativeDriver:
     return NativeDriver(Config.model_validate(dict(options)))
 
 
-class NativeDriver:
+class NativeDriver(http_edge.HttpDriver[Config]):
     name = NAME
+    refusals = REFUSALS
 
-    def __init__(self, config: Config, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.config = config
-        self.edge = Edge(REFUSALS, config.max_body_bytes, config.read_timeout_ms / 1000)
+    def __init__(self, config: Config, *, now: Callable[[], datetime] | None = None) -> None:
+        super().__init__(config, now=now)
         self._auth = http_edge.HeaderToken(config.api_keys, bearer_required=True)
-        self._clock = clock
         self._openapi = resources.files("drivers.native").joinpath("openapi.json").read_bytes()
 
     def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
@@ -88,26 +87,23 @@ class NativeDriver:
             web.get("/openapi.json", self._openapi_doc),
         ]
 
-    async def run(self, ctx: DriverContext) -> None:
-        return None  # HTTP only
-
     async def _identify(self, obj: wire.Obj, ctx: DriverContext) -> wire.Obj:
         ctx.count("identify")
         return mapping.identify_to_json(await ctx.identify(wire.parse_identify(obj)))
 
     async def _calculate(self, obj: wire.Obj, ctx: DriverContext) -> wire.Obj | None:
-        receipt = wire.parse_receipt(obj, self._clock(), store_id=self.config.store_id)
+        receipt = wire.parse_receipt(obj, self.now(), store_id=self.config.store_id)
         result = await http_edge.calculate(ctx, receipt)
         return None if result is None else mapping.calc_to_json(result)
 
     async def _sale(self, obj: wire.Obj, ctx: DriverContext) -> wire.Obj:
-        return await self._commit(wire.parse_sale(obj, self._clock(), store_id=self.config.store_id), ctx)
+        return await self._commit(wire.parse_sale(obj, self.now(), store_id=self.config.store_id), ctx)
 
     async def _refund(self, obj: wire.Obj, ctx: DriverContext) -> wire.Obj:
-        return await self._commit(wire.parse_refund(obj, self._clock()), ctx)
+        return await self._commit(wire.parse_refund(obj, self.now()), ctx)
 
     async def _cancel(self, obj: wire.Obj, ctx: DriverContext) -> wire.Obj:
-        return await self._commit(wire.parse_cancel(obj, self._clock()), ctx)
+        return await self._commit(wire.parse_cancel(obj, self.now()), ctx)
 
     @staticmethod
     async def _commit(event: Any, ctx: DriverContext) -> wire.Obj:

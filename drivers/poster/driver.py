@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +22,7 @@ from aiohttp import web
 from drivers.poster import NAME, mapping, wire
 from drivers.poster.config import Config
 from gateway import http_edge
-from gateway.driver import DriverContext, Edge, Refusals
+from gateway.driver import DriverContext, Refusals
 from gateway.slip import slip_text
 
 CORS = {"Access-Control-Allow-Origin": "*", "Access-Control-Allow-Methods": "POST, OPTIONS",
@@ -39,19 +39,15 @@ REFUSALS = Refusals(
 )
 
 
-class PosterDriver:
+class PosterDriver(http_edge.HttpDriver[Config]):
     name = NAME
+    refusals = REFUSALS
 
     def __init__(self, config: Config, *, now: Callable[[], datetime] | None = None,
                  wall: Callable[[], float] = time.time) -> None:
-        self.config = config
-        self.edge = Edge(REFUSALS, config.max_body_bytes, config.read_timeout_ms / 1000)
-        self.now = now or (lambda: datetime.now(UTC))
+        super().__init__(config, now=now)
         self.wall = wall
         self._secret = config.application_secret.get_secret_value()
-
-    async def run(self, ctx: DriverContext) -> None:
-        return None
 
     def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
         return [

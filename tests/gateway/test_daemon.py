@@ -284,7 +284,8 @@ async def test_unreadable_legacy_state_is_left_in_place(
     finally:
         await outbox.close()
     assert legacy.read_text() == "{not json"
-    assert "legacy_state_unreadable" in caplog.text and str(legacy) in caplog.text
+    [record] = [r for r in caplog.records if r.getMessage() == "legacy driver state unreadable"]
+    assert record.path == str(legacy) and "fix or remove" in record.action  # type: ignore[attr-defined]
 
 
 def test_run_refuses_a_bad_config_with_every_problem(

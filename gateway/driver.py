@@ -219,6 +219,26 @@ def discover(package: str = "drivers") -> dict[str, str]:
 
 # The registry, derived from the folders under drivers/: name -> "module:factory".
 REGISTRY: dict[str, str] = discover()
+SHAPES = ("push", "poll", "device")
+
+
+@dataclass(frozen=True, slots=True)
+class DriverInfo:
+    """A driver package's plain metadata (``drivers/<name>/__init__.py``): ``NAME``, ``TITLE``
+    (what an installer reads), ``SHAPE`` (push, poll or device) and ``DELIVERY`` (how its
+    vendor redelivers and what makes a copy the same)."""
+
+    name: str
+    title: str
+    shape: str
+    delivery: str
+
+
+def driver_info(name: str) -> DriverInfo:
+    """The metadata of the registered driver ``name`` (its package, imported by name)."""
+    package = importlib.import_module(REGISTRY[name].partition(":")[0].rpartition(".")[0])
+    return DriverInfo(name=str(package.NAME), title=str(package.TITLE), shape=str(package.SHAPE),
+                      delivery=str(package.DELIVERY))
 
 
 def load_driver(name: str, options: Mapping[str, Any]) -> Driver:

@@ -34,7 +34,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import http_edge
-from gateway.driver import Driver, DriverContext, Edge
+from gateway.driver import REGISTRY, Driver, DriverContext, Edge, driver_info
 from gateway.metrics import Metrics
 from gateway.opqueue import row_view
 from gateway.outbox import OutboxRow, OutboxStats
@@ -79,6 +79,11 @@ class ServerState:
 STATE = web.AppKey("posgw_state", ServerState)
 
 
+def _titled(name: str) -> str:
+    """``name (title)`` for the status page, from the driver package's metadata."""
+    return f"{name} ({driver_info(name).title})" if name in REGISTRY else name
+
+
 def default_error(status: int, code: str, message: str, field: str = "") -> web.Response:
     """The error format of the operator endpoints (``/v1/queue``)."""
     error: dict[str, str] = {"code": code, "message": message}
@@ -93,7 +98,7 @@ def build_app(
 ) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes)
     state = ServerState(outbox, metrics, core_state, admin_key, started_at=time.time(),
-                        drivers=tuple(d.name for d in drivers))
+                        drivers=tuple(_titled(d.name) for d in drivers))
     app[STATE] = state
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)

@@ -32,7 +32,7 @@ import pytest
 import gateway
 from gateway.commands.sim import SIMULATORS
 from gateway.config import load_config
-from gateway.driver import REGISTRY, Edge
+from gateway.driver import REGISTRY, SHAPES, Edge, driver_info
 from tests.drivers.compliance import ComplianceSuite
 from tests.drivers.compliance_device import DeviceComplianceSuite
 from tests.drivers.compliance_poll import PollComplianceSuite
@@ -236,7 +236,11 @@ def test_sample_loads_and_its_driver_reports_the_name(name: str) -> None:
     assert driver.name == name, f"drivers/{name}/driver.py: the driver reports {driver.name!r}: use NAME"
     where = f"drivers/{name}/driver.py"
     assert hasattr(driver, "edge"), f"{where}: declare edge (an Edge, or None without routes)"
+    info = driver_info(name)
+    assert info.name == name and info.title, f"drivers/{name}/__init__.py: set NAME and TITLE"
+    assert info.shape in SHAPES and info.delivery, f"drivers/{name}/__init__.py: set SHAPE and DELIVERY"
     routes = driver.routes(FakeContext(name))
+    assert bool(routes) == (info.shape == "push"), f"{where}: push drivers have routes, poll/device none"
     if routes:
         assert isinstance(driver.edge, Edge), f"{where}: it has routes, so edge must be an Edge"
     else:

@@ -2,5 +2,5 @@
 
 NAME = "evotor"
 TITLE = "Evotor (terminal plugin + cloud webhooks)"
-KIND = "http"  # routes under /v1/evotor/; no poll loop
+SHAPE = "push"  # routes under /v1/evotor/; no poll loop
 DELIVERY = "at-least-once from the plugin and the cloud; applied once by the receipt uuid"

@@ -2,5 +2,5 @@
 
 NAME = "modulkassa"
 TITLE = "Modul Kassa (loyalty plugin: loyalty-request and check broadcasts)"
-KIND = "http"  # routes under /v1/modulkassa/; no poll loop
+SHAPE = "push"  # routes under /v1/modulkassa/; no poll loop
 DELIVERY = "at-least-once from the plugin's forwarding outbox; applied once by the check id"

@@ -2,5 +2,5 @@
 
 NAME = "native"
 TITLE = "posgw native JSON API"
-KIND = "http"  # routes under /v1/native/; no poll loop
+SHAPE = "push"  # routes under /v1/native/; no poll loop
 DELIVERY = "at-least-once from the till; applied once by idempotency key"

@@ -2,5 +2,5 @@
 
 NAME = "poster"
 TITLE = "Poster POS (platform app + account webhooks)"
-KIND = "http"  # routes under /v1/poster/; no poll loop
+SHAPE = "push"  # routes under /v1/poster/; no poll loop
 DELIVERY = "at-least-once from the app's local queue and Poster's webhook retries; applied once by key"

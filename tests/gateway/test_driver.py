@@ -9,12 +9,15 @@ import pytest
 from gateway.driver import (
     COUNTERS,
     REGISTRY,
+    SHAPES,
     CalcLine,
     CalcResult,
     Driver,
+    DriverInfo,
     Edge,
     Refusals,
     discover,
+    driver_info,
     load_driver,
 )
 from gateway.errors import BadInput
@@ -72,3 +75,10 @@ def test_calc_result_total_discount_adds_the_lines() -> None:
     result = CalcResult(lines=lines, redeemed_points=0, points_to_accrue=0, max_points=0, payable=1650,
                         offline=False, customer_found=True)
     assert result.total_discount == 350 and result.balance is None and result.token == ""
+
+
+def test_driver_info_reads_the_packages_metadata() -> None:
+    info = driver_info("evotor")
+    assert info == DriverInfo("evotor", "Evotor (terminal plugin + cloud webhooks)", "push", info.delivery)
+    assert "receipt uuid" in info.delivery
+    assert {driver_info(n).shape for n in REGISTRY} <= set(SHAPES)

@@ -7,5 +7,5 @@ registers it under :data:`NAME` (tests/drivers/examples/test_soap_till_complianc
 
 NAME = "soap_till"
 TITLE = "Example SOAP 1.1 till"
-KIND = "http"  # one SOAP endpoint under /v1/soap_till/; no run loop
+SHAPE = "push"  # one SOAP endpoint under /v1/soap_till/; no run loop
 DELIVERY = "at-least-once from the till; applied once by till + receipt id"

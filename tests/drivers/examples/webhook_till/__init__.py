@@ -6,5 +6,5 @@ registers it under :data:`NAME` (tests/drivers/examples/test_webhook_till_compli
 
 NAME = "webhook_till"
 TITLE = "Example JSON webhook till"
-KIND = "http"  # routes under /v1/webhook_till/; no run loop
+SHAPE = "push"  # routes under /v1/webhook_till/; no run loop
 DELIVERY = "at-least-once from the till; applied once by till + receipt number"

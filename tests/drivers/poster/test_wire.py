@@ -13,10 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.poster import mapping, wire
-from gateway.driver import CalcLine, CalcResult
 from gateway.errors import BadInput
 from gateway.receipt import EventKind
-from gateway.slip import slip_text
 from tests.conftest import require_vendor
 from tests.drivers.poster import payloads as p
 
@@ -150,96 +148,6 @@ def test_proxy_signature_known_vector_and_reserialisations() -> None:
         assert not wire.verify_proxy(url + "?x=1", pretty, when, sig, p.SECRET)
         assert not wire.verify_proxy(url, pretty, "1767254467", sig, p.SECRET)
         assert not wire.verify_proxy(url, pretty, when, sig, "")
-
-
-# ------------------------------------------------------------------ tables
-
-
-@pytest.mark.parametrize(
-    ("price", "count", "unit", "qty", "amount"),
-    [
-        (85.5, 1, 8550, 1000, 8550),
-        (0.2, 200, 20, 200_000, 4000),
-        (190, 0.245, 19000, 245, 4655),
-        (99.99, 3, 9999, 3000, 29997),
-        (10.005, 1, 1001, 1000, 1001),
-        ("12.50", "1.5", 1250, 1500, 1875),
-    ],
-)
-def test_money_and_counts_to_kopecks_and_thousandths(
-    price: Any, count: Any, unit: int, qty: int, amount: int
-) -> None:
-    order = p.order()
-    order["products"] = {"0": {"id": 1, "count": count, "price": price}}
-    receipt = mapping.calc_receipt(
-        wire.parse_pos_event(envelope("beforeOrderClose", {"order": order})), now=NOW
-    )
-    assert [(x.price, x.qty_milli, x.amount) for x in receipt.lines] == [(unit, qty, amount)]
-
-
-def test_bonus_answer_is_the_discount_capped_by_the_total_with_text_and_extras() -> None:
-    ev = wire.parse_pos_event(p.before_close(redeem=120))
-    receipt = mapping.calc_receipt(ev, now=NOW)
-    assert receipt.redeem_points == 120 and receipt.customer is not None
-    result = CalcResult(
-        lines=(CalcLine("p12", 9000, 29000, True), CalcLine("p40", 3000, 5550, True)),
-        redeemed_points=120,
-        points_to_accrue=17,
-        max_points=200,
-        payable=34550,
-        offline=False,
-        customer_found=True,
-        balance=380,
-        hold_id="h-1",
-        token="c1.the-calc-token",
-    )
-    assert ev.order is not None
-    bonus = mapping.bonus_of(result, ev.order)
-    body = json.loads(
-        wire.render_bonus(
-            bonus,
-            slip_text(receipt.customer, result, print_balance=True),
-            mapping.calc_extras(result),
-        )
-    )
-    assert body["bonus"] == 120.0 and wire.render_bonus(bonus).startswith(b'{"bonus":120.00')
-    assert body["printText"] == "Карта *2345\nСписано баллов: 120\nНачислено баллов: 17\nБаланс: 380"
-    assert body["extras"] == {"posgw": "c1.the-calc-token"}  # the calc token, back on afterOrderClose
-    assert wire.render_bonus(0) == b'{"bonus":0.00}'
-
-
-def test_sale_carries_the_calc_token_and_keeps_its_key_after_sync() -> None:
-    extras = {"posgw": "c1.tok.mac"}
-    first = mapping.sale_of(
-        wire.parse_pos_event(p.pos_event("afterOrderClose", {"order": p.order(extras=extras)})), now=NOW
-    )
-    synced = mapping.sale_of(
-        wire.parse_pos_event(
-            p.pos_event("afterOrderClose", {"order": p.order(extras=extras, name=58031)}, card=None)
-        ),
-        now=NOW,
-    )
-    assert first.key == synced.key == "poster:coffee-demo:3:order:1767254400123"
-    assert first.calc_token == synced.calc_token == "c1.tok.mac"  # the pipeline applies customer and points
-
-
-def test_partial_returns_have_their_own_keys_and_resends_the_same() -> None:
-    one, same, two = (mapping.refund_of(wire.parse_pos_event(p.return_fiscal(n)), now=NOW) for n in (1, 1, 2))
-    assert one.key == same.key != two.key
-    assert [(x.line_id, x.qty_milli) for x in two.refund_lines] == [("p12", 2000)]
-
-
-def test_removed_webhook_refunds_the_linked_sale_and_dedups_by_object_and_action() -> None:
-    hook = wire.parse_webhook(json.dumps(p.webhook(time="1")).encode())
-    later = wire.parse_webhook(json.dumps(p.webhook(time="2")).encode())
-    a, b = mapping.webhook_event(hook, "poster:sale", now=NOW), mapping.webhook_event(later, None, now=NOW)
-    assert not isinstance(a, str) and not isinstance(b, str)
-    assert (
-        a.key == b.key == "poster:coffee-demo:tx:58031:removed"
-        and a.kind is EventKind.REFUND
-        and a.refund_full
-    )
-    assert (a.sale_key, b.sale_key) == ("poster:sale", "poster:coffee-demo:tx:58031")
 
 
 # ------------------------------------------------------------------ CLIENT-QUIRKS tolerated

@@ -67,9 +67,10 @@ def calc_result(receipt: Receipt, discounts: dict[str, int] | None = None, **kw:
 
 
 class FakeContext:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, outbox: Any = None) -> None:
         self.name = name
         self.tokens = TOKENS
+        self.outbox = outbox  # when given (a real Outbox), submit appends to it instead of a dict
         self.log = logging.getLogger(f"test.{name}")
         self.state = MemoryState()
         self.stopping = asyncio.Event()
@@ -80,6 +81,7 @@ class FakeContext:
         self.calc: Callable[[Receipt], CalcResult] = lambda r: calc_result(
             r, token=token(customer=r.customer))
         self.calc_error: GatewayError | None = None
+        self.known: dict[str, CustomerInfo] = {}  # identify answers by identifier value
         self.storage_fails = False
         self.gate: asyncio.Event | None = None  # when set, submit waits for it
         self.submit_entered = asyncio.Event()
@@ -91,7 +93,7 @@ class FakeContext:
         return self.calc(receipt)
 
     async def identify(self, customer: CustomerId) -> CustomerInfo | None:
-        return None
+        return self.known.get(customer.value)
 
     async def submit(self, event: Event) -> bool:
         self.submits.append(event)
@@ -100,6 +102,9 @@ class FakeContext:
             await self.gate.wait()
         if self.storage_fails:
             raise StorageError("disk full (test)")
+        if self.outbox is not None:
+            new: bool = await self.outbox.append(event)
+            return new
         if event.key in self.stored:
             return False
         self.stored[event.key] = event

@@ -32,8 +32,8 @@ from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from gateway.daemon import Daemon
 from gateway.outbox import Outbox
+from tests.drivers.fake_context import FakeContext
 from tests.gateway.fake_core import ack_all
-from tests.gateway.fakes import FakeContext
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "till-key"
@@ -201,7 +201,7 @@ async def test_supervisor_restarts_a_failing_driver_with_backoff(
     monkeypatch.setattr(daemon_mod, "RESTART_INITIAL_S", 0.001)
     d = Daemon(parse_config({"gateway": {"data_dir": str(tmp_path)}}))
     driver = FlakyDriver(failures=3)
-    ctx = FakeContext("flaky", outbox=None)
+    ctx = FakeContext("flaky")
     await asyncio.wait_for(d._supervise("flaky", driver, ctx), 5)  # type: ignore[arg-type]
     assert driver.runs == 4
     assert d.metrics.driver_restarts.labels(driver="flaky")._value.get() == 3
@@ -210,7 +210,7 @@ async def test_supervisor_restarts_a_failing_driver_with_backoff(
 async def test_supervisor_stops_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(daemon_mod, "RESTART_INITIAL_S", 60.0)
     d = Daemon(parse_config({"gateway": {"data_dir": str(tmp_path)}}))
-    ctx = FakeContext("flaky", outbox=None)
+    ctx = FakeContext("flaky")
     task = asyncio.create_task(d._supervise("flaky", FlakyDriver(failures=100), ctx))  # type: ignore[arg-type]
     await asyncio.sleep(0)  # let it fail once and start its backoff wait
     await asyncio.sleep(0)

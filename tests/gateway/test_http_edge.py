@@ -22,7 +22,7 @@ from gateway import http_edge
 from gateway.driver import CalcResult, Edge, Refusals
 from gateway.errors import BadInput, CoreUnavailable, StorageError
 from gateway.receipt import CustomerId, IdKind, Line, Receipt
-from tests.gateway.fakes import FakeContext
+from tests.drivers.fake_context import FakeContext
 
 
 def test_token_matches_any_configured_secret() -> None:
@@ -127,7 +127,7 @@ async def _guarded(ctx: FakeContext, auth: http_edge.Auth | None, **kw: Any) -> 
 
 
 async def test_guard_refuses_in_the_vendors_shape_and_counts() -> None:
-    ctx = FakeContext("vendor", outbox=None)
+    ctx = FakeContext("vendor")
     async with _guarded(ctx, http_edge.HeaderToken(["k"], "X-Key")) as client:
         async def post(body: Any, key: str = "k") -> tuple[int, bytes, str]:
             async with client.post("/x", data=body, headers={"X-Key": key}) as resp:
@@ -150,7 +150,7 @@ async def test_guard_refuses_in_the_vendors_shape_and_counts() -> None:
 
 
 async def test_guard_refuses_another_content_type_with_415() -> None:
-    ctx = FakeContext("vendor", outbox=None)
+    ctx = FakeContext("vendor")
     async with _guarded(ctx, None, content_types=("application/json",)) as client:
         async with client.post("/x", data=b"{}", headers={"Content-Type": "text/plain"}) as resp:
             assert (resp.status, await resp.read()) == (415, b"415:UNSUPPORTED_MEDIA_TYPE")
@@ -163,7 +163,7 @@ def _basic(user: str, password: str) -> str:
 
 
 async def test_basic_auth_checks_user_and_password() -> None:
-    ctx = FakeContext("vendor", outbox=None)
+    ctx = FakeContext("vendor")
     auth = http_edge.BasicAuth({"till": SecretStr("s3cret"), "other": "pw2"})
     async with _guarded(ctx, auth) as client:
         async def post(header: str) -> int:
@@ -180,7 +180,7 @@ async def test_basic_auth_checks_user_and_password() -> None:
 
 
 async def test_signature_is_checked_over_the_body_and_says_401_or_403() -> None:
-    ctx = FakeContext("vendor", outbox=None)
+    ctx = FakeContext("vendor")
     secret = b"key"
 
     def verify(request: web.Request, body: bytes) -> str:
@@ -202,7 +202,7 @@ async def test_signature_is_checked_over_the_body_and_says_401_or_403() -> None:
 
 
 async def test_calculate_translates_gateway_errors_into_no_loyalty() -> None:
-    ctx = FakeContext("vendor", outbox=None)
+    ctx = FakeContext("vendor")
     r = Receipt(register_id="r", receipt_number="1", lines=(Line("l1", "s", "n", 100, 1000, 100),),
                 occurred_at=datetime(2026, 1, 1, tzinfo=UTC), customer=CustomerId(IdKind.CARD, "1"))
     assert (await http_edge.calculate(ctx, r)) is not None  # type: ignore[arg-type]

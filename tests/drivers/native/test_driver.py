@@ -18,10 +18,11 @@ from aiohttp import web
 
 from drivers.native.config import Config
 from drivers.native.driver import NativeDriver, openapi_document
+from gateway.driver import CustomerInfo
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.server import MountedDriver, build_app
-from tests.gateway.fakes import FakeContext
+from tests.drivers.fake_context import FakeContext, calc_result
 
 KEY = "till-key-1"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -79,12 +80,14 @@ def check_schema(name: str, body: Any) -> None:
 
 
 async def test_calculate_and_identify(env: Env) -> None:
+    env.ctx.calc = lambda r: calc_result(r, {"1": 1000}, customer_id="cus-1", token="c1.t.m")
+    env.ctx.known["777"] = CustomerInfo("cus-1", "Anna K.", "base", 100, False)
     status, body = await env.post("calculate", CALC)
     assert status == 200
     check_schema("CalculateResponse", body)
     assert body["lines"] == [{"line_id": "1", "discount": 1000, "paid": 9000}]
     assert body["payable"] == 9000 and body["customer"]["customer_id"] == "cus-1"
-    assert env.ctx.receipts[0].driver == "native"
+    assert env.ctx.calcs[0].driver == "native"
     status, body = await env.post("identify", {"customer": {"card": "777"}})
     assert status == 200 and body["found"] is True
     check_schema("IdentifyResponse", body)
@@ -214,7 +217,7 @@ async def test_wrong_content_type_is_415(env: Env) -> None:
 
 
 async def test_storage_error_is_503_not_200(env: Env) -> None:
-    env.ctx.storage_broken = True
+    env.ctx.storage_fails = True
     status, body = await env.post("sales", SALE)
     assert (status, body["error"]["code"]) == (503, "STORAGE_UNAVAILABLE")
     check_schema("Error", body)

@@ -188,7 +188,8 @@ def parse_event(body: bytes) -> CheckEvent:
     raw_check = extras.get("check")
     check = None
     if raw_check is not None and raw_check != "":
-        check = parse_check(loads(raw_check) if isinstance(raw_check, str) else raw_check, "extras.check")
+        embedded = loads(raw_check, "extras.check") if isinstance(raw_check, str) else raw_check
+        check = parse_check(embedded, "extras.check")
     if action == CLOSED and check is None:
         raise BadInput("a closed check must carry its details", "extras.check")
     return CheckEvent(action=action, check_id=check_id,

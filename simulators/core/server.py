@@ -78,7 +78,11 @@ async def start_core(
     pb_grpc.add_LoyaltyCoreServicer_to_server(LoyaltyCoreService(core), server)  # type: ignore[no-untyped-call]
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    port = server.add_insecure_port(listen)
+    try:  # grpc raises RuntimeError on a busy or unusable address (older versions returned 0)
+        port = server.add_insecure_port(listen)
+    except RuntimeError as exc:
+        db.dispose()
+        raise OSError(f"cannot listen on {listen}: {exc}") from exc
     if port == 0:
         db.dispose()
         raise OSError(f"cannot listen on {listen}")

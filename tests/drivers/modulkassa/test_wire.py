@@ -279,9 +279,6 @@ def test_event_rejections(event: dict[str, Any], field: str, message: str) -> No
     assert err.value.field.startswith(field)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: parse_event decodes the embedded check with fields.loads(raw_check) and no where, so a "
-    "malformed check string is reported as field 'body', not 'extras.check' (drivers/modulkassa/wire.py)"))
 def test_malformed_check_string_names_extras_check() -> None:
     event = {"action": wire.CLOSED, "extras": {"check_id": "c", "check": "{"}}
     with pytest.raises(BadInput) as err:

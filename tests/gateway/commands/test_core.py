@@ -131,10 +131,6 @@ def test_an_address_it_cannot_serve_on_exits_1(
         "posgw core: cannot serve on 10.255.255.1:1: cannot listen on 10.255.255.1:1\n")
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeError, reason=(
-    "bug: grpc's add_insecure_port raises RuntimeError('Failed to bind ...') on a busy port, it does not "
-    "return 0, so start_core's OSError path is never taken and posgw core dies with a traceback "
-    "instead of 'cannot serve on ...' and exit 1 (simulators/core/server.py start_core)"))
 def test_a_busy_port_exits_1_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

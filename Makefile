@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck proto proto-check bench clean venv
+.PHONY: demo test lint typecheck proto proto-check bench soak faults clean venv
 
 venv: $(STAMP)
 
@@ -35,6 +35,15 @@ bench: $(STAMP)
 	$(PY) bench/core_bench.py
 	$(PY) bench/gateway_bench.py
 	$(PY) bench/drivers_bench.py
+
+# Long runs, not in `make test`. soak: POSGW_SOAK_KILLS (1000), POSGW_SOAK_SEED, POSGW_SOAK_DURATION_S,
+# POSGW_SOAK_RATE, POSGW_SOAK_VENDORS; faults: POSGW_FAULTS (comma-separated scenario names).
+# Reports go to reports/ (generated, not committed).
+soak: $(STAMP)
+	$(PY) -m simulators.soak
+
+faults: $(STAMP)
+	$(PY) -m simulators.faults.catalogue
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

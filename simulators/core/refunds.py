@@ -7,6 +7,9 @@ Invariants:
   sale exactly; the sale's ``state`` JSON keeps what was returned, restored and clawed;
 - within each account restored points are credited before clawbacks are debited; what a
   clawback cannot take becomes debt (reported as ``shortfall``);
+- a refund or cancel naming a sale by a key the core has not seen yet is SALE_NOT_YET_KNOWN
+  (retriable and deferred: see :mod:`simulators.core.service`), never OPERATION_NOT_FOUND: the
+  sale may still be on its way; an unknown operation id stays OPERATION_NOT_FOUND;
 - a cancel is an exact reversal: redeemed points go back to their original lots, payout
   lots are removed (the debt rule applies to what was already spent), counters roll back.
 """
@@ -45,9 +48,17 @@ def _sale(s: Session, ref: pb.SaleRef) -> Operation:
             op = None
     elif kind == "sale_key":
         op = find_sale(s, ref.sale_key)
+        if op is None:  # a refund may overtake its sale (another path, a resend): it waits
+            raise sale_not_yet_known(ref.sale_key)
     if op is None:
         raise RuleViolation("OPERATION_NOT_FOUND", "no committed sale matches this reference")
     return op
+
+
+def sale_not_yet_known(sale_key: str) -> RuleViolation:
+    """The retriable, deferred rejection of an operation whose sale (by key) is not here yet:
+    the gateway sets the event aside and resends it, the register's other events go on."""
+    return RuleViolation("SALE_NOT_YET_KNOWN", f"sale {sale_key} is not known (yet)", sale_key=sale_key)
 
 
 def _keyed(s: Session, kind: str, key: str) -> Operation | None:

@@ -534,3 +534,28 @@ def _balance_after_commit(
     return store.Balance(
         ordinary=ordinary, certificate=cert, debt=cust.debt, held=0, negative=program.allow_negative_balance
     )
+
+
+def apply_sale(
+    s: Session, core: Core, op_id: int, draft: pb.ReceiptDraft, at: datetime, now: datetime,
+    *, current: int | None = None,
+) -> tuple[int, pb.CommitResult | None, str]:
+    """Give ``draft``'s customer what the committed sale ``op_id`` gives a buyer (accrual,
+    referral, invite bonus, counters, tiers; no redemption): a correction that attaches the
+    customer to an anonymous sale (:mod:`simulators.core.corrections`). Returns the customer's
+    id, the commit result and the sale's new state JSON; when ``current`` (the sale's customer
+    already) is given, only resolves the customer: (id, None, "")."""
+    s.flush()
+    if s.identity_map:
+        s.expire_all()
+    cursor = s.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        req = pb.CommitRequest(idempotency_key="", draft=draft)
+        ident = _buyer(s, cursor, core, req, at, now)
+        if current is not None:
+            return ident.person.id, None, ""
+        c = _run_calc(core.program, ident.state, draft, at, ident.otp_ok, 0)
+        result, state_json = _apply(cursor, core, op_id, ident.person, ident.state, draft, c, at, now)
+        return ident.person.id, result, state_json
+    finally:
+        cursor.close()

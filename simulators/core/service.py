@@ -20,7 +20,9 @@ by side, so their Commits share the writer's grouped transactions (:meth:`Databa
 a refund or cancel is a barrier: it runs alone once everything before it in the batch is
 done, and nothing after it starts before it ends (it may refer to a sale just before it,
 possibly of another register). After a retriable rejection, the rest of that register's
-events on the stream (in this batch and later ones) are refused retriably without being applied.
+events on the stream (in this batch and later ones) are refused retriably without being applied,
+except after a *deferred* one (SALE_NOT_YET_KNOWN: a refund, cancel or correction whose sale has
+not arrived yet): it concerns that event alone, so the register's later events are applied.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from grpc_status import rpc_status
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from gateway.rules.types import RuleViolation
-from simulators.core import jobs, refunds, reports, sales, views
+from simulators.core import corrections, jobs, refunds, reports, sales, views
 from simulators.core.context import Core
 from simulators.core.db_errors import is_storage_error
 
@@ -56,7 +58,11 @@ GRPC_CODES: dict[str, grpc.StatusCode] = {
     "INVALID_RECEIPT": grpc.StatusCode.INVALID_ARGUMENT,
     "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
     "STORAGE_BUSY": grpc.StatusCode.UNAVAILABLE,
-}  # every other §2.5 code is FAILED_PRECONDITION
+    "SALE_NOT_YET_KNOWN": grpc.StatusCode.ABORTED,  # retriable: the sale may still arrive
+}
+# Retriable rejections that concern the one event only (Rejection.deferred): the register's later
+# events are still applied, the gateway resends this one later.
+DEFERRED = frozenset({"SALE_NOT_YET_KNOWN"})  # every other §2.5 code is FAILED_PRECONDITION
 
 
 class CoreFailure(Exception):
@@ -195,7 +201,8 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
                 acks[i] = _refused(env)
                 return
             ack = await self.apply_event(env)
-            if ack.WhichOneof("result") == "rejected" and ack.rejected.retriable:
+            rej = ack.rejected if ack.WhichOneof("result") == "rejected" else None
+            if rej is not None and rej.retriable and not rej.deferred:
                 blocked.add(env.register_id)
             acks[i] = ack
 
@@ -233,13 +240,17 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
                 ack.refund.CopyFrom(await asyncio.to_thread(refunds.refund, self.core, env.refund))
             elif body == "cancel":
                 ack.cancel.CopyFrom(await asyncio.to_thread(refunds.cancel, self.core, env.cancel))
+            elif body == "attach_customer":
+                ack.attach_customer.CopyFrom(
+                    await asyncio.to_thread(corrections.attach_customer, self.core, env.attach_customer))
             else:
                 raise RuleViolation("INVALID_RECEIPT", "event has no body", field="body")
         except Exception as exc:  # every event gets an ack: a rejection is an answer too
             f = translate(exc)
-            ack.rejected.CopyFrom(
-                pb.Rejection(reason=f.reason, message=f.message, metadata=f.metadata, retriable=f.retriable)
-            )
+            ack.rejected.CopyFrom(pb.Rejection(
+                reason=f.reason, message=f.message, metadata=f.metadata, retriable=f.retriable,
+                deferred=f.retriable and f.reason in DEFERRED,
+            ))
         return ack
 
 

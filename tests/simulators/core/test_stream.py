@@ -203,3 +203,28 @@ async def test_one_batch_of_many_registers_with_a_refund_of_another_registers_sa
         assert mine == sorted(mine) and len(set(mine)) == len(mine)
     report = await core.report()
     assert (report.receipts, report.refunds, report.money_refunded) == (13, 1, 120_000)
+
+
+async def test_refund_and_cancel_before_their_sale_wait_and_do_not_block_the_register(core: Core) -> None:
+    """A refund or cancel naming a sale key the core has not seen is a retriable, *deferred*
+    rejection (SALE_NOT_YET_KNOWN, metadata sale_key): the register's later events are applied;
+    resent once the sale is there, it is applied."""
+    cust = await core.register()  # welcome 300
+    draft = core.draft(phone_ref(cust), [line("L1", 100_000), line("L2", 50_000)])
+    early_refund = envelope(1, refund=pb.RefundRequest(
+        refund_key="OO-R", sale=pb.SaleRef(sale_key="OO-S"),
+        lines=[pb.RefundLine(line_id="L2", qty_milli=1000)]))
+    early_cancel = envelope(2, cancel=pb.CancelRequest(cancel_key="OO-X", sale=pb.SaleRef(sale_key="OO-S2")))
+    later = envelope(3, commit=pb.CommitRequest(
+        idempotency_key="OO-OTHER", draft=core.draft(phone_ref(cust), [line("L1", 10_000)])))
+    acks = await exchange(core, [early_refund, early_cancel, later])
+    assert [a.WhichOneof("result") for a in acks] == ["rejected", "rejected", "commit"]
+    for ack, key in zip(acks[:2], ("OO-S", "OO-S2"), strict=True):
+        assert ack.rejected.reason == "SALE_NOT_YET_KNOWN"
+        assert ack.rejected.retriable and ack.rejected.deferred
+        assert ack.rejected.metadata["sale_key"] == key
+    sale = envelope(4, commit=pb.CommitRequest(idempotency_key="OO-S", draft=draft))
+    acks = await exchange(core, [sale, early_refund])
+    assert [a.WhichOneof("result") for a in acks] == ["commit", "refund"]
+    assert acks[1].refund.money_refunded == 50_000
+

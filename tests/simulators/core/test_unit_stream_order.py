@@ -77,3 +77,21 @@ async def test_a_refund_waits_for_everything_before_it_in_the_batch() -> None:
 
 async def test_an_empty_batch_gets_an_empty_answer() -> None:
     assert await _acks(_Scripted(), ()) == [[]]
+
+
+class _Deferring(_Scripted):
+    """apply_event defers refund "XA" (its sale is not known yet)."""
+
+    async def apply_event(self, env: pb.EventEnvelope) -> pb.EventAck:
+        if env.event_id != "XA":
+            return await super().apply_event(env)
+        return pb.EventAck(event_id=env.event_id, register_id=env.register_id, rejected=pb.Rejection(
+            reason="SALE_NOT_YET_KNOWN", retriable=True, deferred=True, metadata={"sale_key": "S"}))
+
+
+async def test_a_deferred_rejection_does_not_refuse_the_registers_later_events() -> None:
+    service = _Deferring()
+    replies = await _acks(service, ("A1", "XA", "A3"), ("A4",))
+    outcome = {a.event_id: a.WhichOneof("result") for r in replies for a in r}
+    assert outcome == {"A1": "commit", "XA": "rejected", "A3": "commit", "A4": "commit"}
+    assert service.applied == ["A1", "A3", "A4"]

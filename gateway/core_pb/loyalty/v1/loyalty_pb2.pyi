@@ -450,24 +450,56 @@ class CancelResult(_message.Message):
     points_removed: int
     def __init__(self, operation_id: _Optional[str] = ..., balance: _Optional[int] = ..., debt: _Optional[int] = ..., replayed: _Optional[bool] = ..., points_restored: _Optional[int] = ..., points_removed: _Optional[int] = ...) -> None: ...
 
+class AttachCustomerRequest(_message.Message):
+    __slots__ = ("correction_key", "sale", "draft", "occurred_at", "register_id")
+    CORRECTION_KEY_FIELD_NUMBER: _ClassVar[int]
+    SALE_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    REGISTER_ID_FIELD_NUMBER: _ClassVar[int]
+    correction_key: str
+    sale: SaleRef
+    draft: ReceiptDraft
+    occurred_at: _timestamp_pb2.Timestamp
+    register_id: str
+    def __init__(self, correction_key: _Optional[str] = ..., sale: _Optional[_Union[SaleRef, _Mapping]] = ..., draft: _Optional[_Union[ReceiptDraft, _Mapping]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., register_id: _Optional[str] = ...) -> None: ...
+
+class AttachCustomerResult(_message.Message):
+    __slots__ = ("operation_id", "customer_id", "points_accrued", "payouts", "balance", "replayed")
+    OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
+    POINTS_ACCRUED_FIELD_NUMBER: _ClassVar[int]
+    PAYOUTS_FIELD_NUMBER: _ClassVar[int]
+    BALANCE_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    operation_id: str
+    customer_id: str
+    points_accrued: int
+    payouts: _containers.RepeatedCompositeFieldContainer[Payout]
+    balance: int
+    replayed: bool
+    def __init__(self, operation_id: _Optional[str] = ..., customer_id: _Optional[str] = ..., points_accrued: _Optional[int] = ..., payouts: _Optional[_Iterable[_Union[Payout, _Mapping]]] = ..., balance: _Optional[int] = ..., replayed: _Optional[bool] = ...) -> None: ...
+
 class EventEnvelope(_message.Message):
-    __slots__ = ("event_id", "register_id", "register_seq", "commit", "refund", "cancel")
+    __slots__ = ("event_id", "register_id", "register_seq", "commit", "refund", "cancel", "attach_customer")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     REGISTER_ID_FIELD_NUMBER: _ClassVar[int]
     REGISTER_SEQ_FIELD_NUMBER: _ClassVar[int]
     COMMIT_FIELD_NUMBER: _ClassVar[int]
     REFUND_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
+    ATTACH_CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     register_id: str
     register_seq: int
     commit: CommitRequest
     refund: RefundRequest
     cancel: CancelRequest
-    def __init__(self, event_id: _Optional[str] = ..., register_id: _Optional[str] = ..., register_seq: _Optional[int] = ..., commit: _Optional[_Union[CommitRequest, _Mapping]] = ..., refund: _Optional[_Union[RefundRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelRequest, _Mapping]] = ...) -> None: ...
+    attach_customer: AttachCustomerRequest
+    def __init__(self, event_id: _Optional[str] = ..., register_id: _Optional[str] = ..., register_seq: _Optional[int] = ..., commit: _Optional[_Union[CommitRequest, _Mapping]] = ..., refund: _Optional[_Union[RefundRequest, _Mapping]] = ..., cancel: _Optional[_Union[CancelRequest, _Mapping]] = ..., attach_customer: _Optional[_Union[AttachCustomerRequest, _Mapping]] = ...) -> None: ...
 
 class Rejection(_message.Message):
-    __slots__ = ("reason", "message", "metadata", "retriable")
+    __slots__ = ("reason", "message", "metadata", "retriable", "deferred")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -479,14 +511,16 @@ class Rejection(_message.Message):
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
     RETRIABLE_FIELD_NUMBER: _ClassVar[int]
+    DEFERRED_FIELD_NUMBER: _ClassVar[int]
     reason: str
     message: str
     metadata: _containers.ScalarMap[str, str]
     retriable: bool
-    def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., retriable: _Optional[bool] = ...) -> None: ...
+    deferred: bool
+    def __init__(self, reason: _Optional[str] = ..., message: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., retriable: _Optional[bool] = ..., deferred: _Optional[bool] = ...) -> None: ...
 
 class EventAck(_message.Message):
-    __slots__ = ("event_id", "register_id", "register_seq", "commit", "refund", "cancel", "rejected")
+    __slots__ = ("event_id", "register_id", "register_seq", "commit", "refund", "cancel", "rejected", "attach_customer")
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     REGISTER_ID_FIELD_NUMBER: _ClassVar[int]
     REGISTER_SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -494,6 +528,7 @@ class EventAck(_message.Message):
     REFUND_FIELD_NUMBER: _ClassVar[int]
     CANCEL_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
+    ATTACH_CUSTOMER_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     register_id: str
     register_seq: int
@@ -501,7 +536,8 @@ class EventAck(_message.Message):
     refund: RefundResult
     cancel: CancelResult
     rejected: Rejection
-    def __init__(self, event_id: _Optional[str] = ..., register_id: _Optional[str] = ..., register_seq: _Optional[int] = ..., commit: _Optional[_Union[CommitResult, _Mapping]] = ..., refund: _Optional[_Union[RefundResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelResult, _Mapping]] = ..., rejected: _Optional[_Union[Rejection, _Mapping]] = ...) -> None: ...
+    attach_customer: AttachCustomerResult
+    def __init__(self, event_id: _Optional[str] = ..., register_id: _Optional[str] = ..., register_seq: _Optional[int] = ..., commit: _Optional[_Union[CommitResult, _Mapping]] = ..., refund: _Optional[_Union[RefundResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelResult, _Mapping]] = ..., rejected: _Optional[_Union[Rejection, _Mapping]] = ..., attach_customer: _Optional[_Union[AttachCustomerResult, _Mapping]] = ...) -> None: ...
 
 class EventBatch(_message.Message):
     __slots__ = ("events",)

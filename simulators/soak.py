@@ -23,7 +23,8 @@ Parameters from the environment (see :meth:`SoakOptions.from_env`): ``POSGW_SOAK
 (default 1000), ``POSGW_SOAK_SEED`` (default 20240713), ``POSGW_SOAK_DURATION_S`` (stop killing
 after this many seconds even if fewer kills were done; default: no limit), ``POSGW_SOAK_RATE``
 (receipts per second over every till), ``POSGW_SOAK_VENDORS`` (comma separated). The report
-prints the seeds, so any run can be redone; the exit status is 1 on any loss or double, or when
+prints the seeds, so any run can be redone; SIGINT or SIGTERM stops the killing early (the run still
+drains, checks and reports). The exit status is 1 on any loss or double, or when
 the outbox did not drain.
 """
 
@@ -34,6 +35,7 @@ import contextlib
 import json
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -393,8 +395,11 @@ class SoakResult:
 Progress = Callable[[str], None]
 
 
-async def run_soak(options: SoakOptions, workdir: Path, *, progress: Progress | None = None) -> SoakResult:
-    """One soak run in ``workdir`` (see the module docstring)."""
+async def run_soak(options: SoakOptions, workdir: Path, *, progress: Progress | None = None,
+                   stop: asyncio.Event | None = None) -> SoakResult:
+    """One soak run in ``workdir`` (see the module docstring); setting ``stop`` ends the killing
+    early, and the run still drains, checks and reports what it did."""
+    stop = stop or asyncio.Event()
     say = progress or (lambda _msg: None)
     schedule = kill_schedule(options.seed, options.kills, min_life_s=options.min_life_s,
                              max_life_s=options.max_life_s)
@@ -415,7 +420,8 @@ async def run_soak(options: SoakOptions, workdir: Path, *, progress: Progress | 
         kills = 0
         try:
             for life in schedule:
-                if options.duration_s is not None and time.monotonic() - began > options.duration_s:
+                if stop.is_set() or (options.duration_s is not None
+                                     and time.monotonic() - began > options.duration_s):
                     break
                 await asyncio.sleep(life)
                 await stack.gateway.kill()
@@ -469,7 +475,12 @@ async def _main(options: SoakOptions) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="posgw-soak-"))
     print(f"soak: {options.kills} SIGKILLs, seed {options.seed}, tills {', '.join(options.vendors)} "
           f"x{options.tills_per_vendor}, {options.rate:g} receipts/s, work dir {tmp}", flush=True)
-    result = await run_soak(options, tmp, progress=lambda m: print(m, flush=True))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop killing, then drain, check and report
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    result = await run_soak(options, tmp, progress=lambda m: print(m, flush=True), stop=stop)
     print(result.summary())
     print(f"report: {write_report(result)}")
     if result.ok and not options.keep:

@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("run", "run the gateway daemon"),
     "check-config": ("check_config", "validate a gateway config file and report every problem"),
     "queue": ("queue", "list / show / retry / resolve events in the operator queue"),
+    "outbox": ("outbox", "salvage a damaged outbox file; acknowledge a salvage (ack-salvage)"),
     "core": ("core", "run the reference loyalty core (or --check-program FILE)"),
     "sim": ("sim", "run a till / device simulator against a running gateway"),
     "demo": ("demo", "run the whole system on embedded defaults and print what happened"),

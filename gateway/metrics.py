@@ -41,6 +41,24 @@ class Metrics:
         self.outbox_oldest_age = Gauge(
             "posgw_outbox_oldest_pending_seconds", "Age of the oldest pending event.", registry=r,
         )
+        self.outbox_writable = Gauge(
+            "posgw_outbox_writable", "1 while the outbox file can be written; 0 while writes fail "
+            "(full disk, I/O errors): sales are refused then.", registry=r,
+        )
+        self.outbox_writable.set(1)
+        self.salvage_unacknowledged = Gauge(
+            "posgw_outbox_salvage_unacknowledged",
+            "Salvages of a damaged outbox not yet acknowledged by an operator (the gateway is degraded).",
+            registry=r,
+        )
+        self.salvaged_rows = Gauge(
+            "posgw_outbox_salvaged_rows", "Events salvaged from a damaged outbox (unacknowledged salvages).",
+            registry=r,
+        )
+        self.salvage_lost_rows = Gauge(
+            "posgw_outbox_salvage_lost_rows",
+            "Events that could not be read from a damaged outbox (unacknowledged salvages).", registry=r,
+        )
         self.outbox_writes = Counter(
             "posgw_outbox_events_total", "Events submitted, by outcome: stored, duplicate, failed.",
             ["outcome"], registry=r,

@@ -22,8 +22,16 @@ Invariants:
   (operator resolve). Only the operator moves a rejected row; nothing is silently dropped.
 - The event loop never blocks on SQLite: writes run in the writer thread, reads in a reader
   thread, each with its own connection (WAL lets them run side by side).
-- A corrupt or unreadable file at open is moved aside (``<name>.corrupt-<time>``), logged at
-  ERROR, shown in ``stats().moved_aside``, and a fresh outbox is created.
+- At open (:func:`gateway.outbox_db.open_store`): a file or directory the process cannot use
+  (permissions, a read-only filesystem, I/O errors, a full disk) stops the start with the path
+  and the fix and is never moved; a damaged file has its readable rows salvaged into a new
+  outbox (:mod:`gateway.salvage`) before it is moved aside (``<name>.corrupt-<time>``), logged at
+  ERROR, shown in ``stats().moved_aside``; the salvage is recorded in the file and shown in
+  ``stats().salvage`` (the gateway is degraded) until :meth:`Outbox.ack_salvage`.
+- A failing write (a full disk, I/O errors) refuses the waiting events with StorageError;
+  the log gets one ERROR when the outbox stops being writable, one when it is writable again,
+  and while it stays unwritable a reminder at most every ``REMIND_EVERY_S``, never one per
+  refused write (``posgw_outbox_writable`` follows it).
 
 On-disk format (details and the schema code in :mod:`gateway.outbox_db`): one SQLite file,
 ``PRAGMA user_version = 2``; table ``events`` (id autoincrement = append order, key UNIQUE,
@@ -60,10 +68,12 @@ from gateway.errors import StorageError
 from gateway.metrics import Metrics
 from gateway.payload import event_from_json, event_to_json
 from gateway.receipt import Event, EventKind, same_operation
+from gateway.salvage import SalvageReport
 
 log = logging.getLogger("posgw.outbox")
 T = TypeVar("T")
 PRUNE_EVERY_S = 3600.0
+REMIND_EVERY_S = 60.0  # while the outbox cannot be written: one ERROR reminder at most this often
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,7 @@ class OutboxStats:
     stuck: bool
     moved_aside: str = ""  # where a corrupt file found at open was moved ("" if none)
     last_storage_error: str = ""
+    salvage: tuple[SalvageReport, ...] = ()  # salvages not acknowledged yet: the gateway is degraded
 
 
 # State changes that are delivery progress (an operator's retry or resolve is not).
@@ -102,7 +113,8 @@ _NO_VALUES: dict[str, Any] = {}  # shared, never written: the values of an op th
 
 @dataclass(eq=False, slots=True)
 class _Op:
-    kind: str  # append | note_retry | state | pragmas, or a db.Action (a state change: values["rows"])
+    # append | note_retry | state | ack_salvage | pragmas, or a db.Action (a state change: values["rows"])
+    kind: str
     future: asyncio.Future[Any]
     row_id: int = 0
     new: db.NewEvent | None = None
@@ -134,6 +146,9 @@ class Outbox:
         self._rconn: Connection | None = None  # used only in the reader thread
         self._writable = True
         self._last_storage_error = ""
+        self._unwritable_since = 0.0  # clock() when writes began to fail (while not writable)
+        self._last_reminder = 0.0
+        self._failed_since_change = 0  # events refused since the last logged state change / reminder
         self._last_progress = last_progress  # the last delivery or rejection (0: none on record)
         self._last_prune = 0.0
         self._new_rows = asyncio.Event()
@@ -149,8 +164,10 @@ class Outbox:
         stuck_after_s: float = 300.0, keep_delivered_s: float = 7 * 86400.0, busy_timeout_ms: int = 5000,
         create: bool = True, recover: bool = True, clock: Callable[[], float] = time.time,
     ) -> Outbox:
-        """Open (create) the outbox file. ``recover`` moves a corrupt file aside (the daemon);
-        the CLI passes ``create=False, recover=False`` so it never alters a file it cannot read."""
+        """Open (create) the outbox file. ``recover`` salvages a damaged file and moves it aside
+        (the daemon); the CLI passes ``create=False, recover=False`` so it never alters a file it
+        cannot read (:class:`~gateway.outbox_db.OutboxDamaged`). A file the process cannot use raises
+        :class:`~gateway.outbox_db.OutboxInaccessible` (a ConfigError and a StorageError) either way."""
         loop = asyncio.get_running_loop()
 
         def opening() -> tuple[Engine, str, float]:
@@ -311,12 +328,9 @@ class Outbox:
 
     def _write_failed(self, ops: list[_Op], exc: Exception) -> None:
         self._slots_release(len(ops))
-        self._writable = False
-        self._last_storage_error = str(exc)
         n = sum(1 for op in ops if op.kind == "append")
         self._count("failed", n)
-        log.error("outbox write failed",
-                  extra={"path": str(self.path), "events": n, "ops": len(ops), "error": str(exc)})
+        self._storage_failed(str(exc), n)
         for op in ops:
             if not op.future.done():
                 op.future.set_exception(StorageError(str(exc)))
@@ -341,9 +355,47 @@ class Outbox:
         for _ in range(n):
             self._slots.release()
 
+    def _storage_failed(self, error: str, events: int) -> None:
+        """A write failed: ERROR once when the outbox turns unwritable, then a reminder at most
+        every REMIND_EVERY_S (with what was refused meanwhile), never one per refused write."""
+        now = self._clock()
+        self._last_storage_error = error
+        self._failed_since_change += events
+        if self._writable:
+            self._writable = False
+            self._unwritable_since = self._last_reminder = now
+            self._failed_since_change = 0
+            self._set_writable_gauge(False)
+            log.error("outbox not writable: sales are refused (the tills are asked to resend)", extra={
+                "path": str(self.path), "error": error, "events": events,
+                "action": "free space on the disk / check it; writes resume by themselves when they succeed",
+            })
+        elif now - self._last_reminder >= REMIND_EVERY_S:
+            log.error("outbox still not writable", extra={
+                "path": str(self.path), "error": error, "for_s": round(now - self._unwritable_since, 1),
+                "refused_events": self._failed_since_change})
+            self._last_reminder = now
+            self._failed_since_change = 0
+
+    def _storage_recovered(self) -> None:
+        """A write succeeded after failures: ERROR once, closing what the first one opened."""
+        now = self._clock()
+        self._writable = True
+        self._set_writable_gauge(True)
+        log.error("outbox writable again", extra={
+            "path": str(self.path), "after_s": round(now - self._unwritable_since, 1),
+            "last_error": self._last_storage_error,
+            "refused_events_since_reminder": self._failed_since_change})
+        self._failed_since_change = 0
+
+    def _set_writable_gauge(self, writable: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.outbox_writable.set(1 if writable else 0)
+
     def _after_commit(self, ops: list[_Op], results: list[Any]) -> None:
         self._slots_release(len(ops))
-        self._writable = True
+        if not self._writable:
+            self._storage_recovered()
         self.commits += 1
         appended = 0
         progress = False
@@ -406,6 +458,8 @@ class Outbox:
             v = op.values
             db.put_state(conn, v["driver"], v["key"], v["value"], now, v["keep_s"])
             return None
+        if op.kind == "ack_salvage":
+            return db.acknowledge_salvages(conn, now)
         if op.kind == "pragmas":
             return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar_one()
                     for name in ("journal_mode", "synchronous", "busy_timeout")}
@@ -467,7 +521,9 @@ class Outbox:
         return [_decode(r) for r in rows]
 
     async def stats(self) -> OutboxStats:
-        pending, oldest, rejected = await self._read(db.counts)
+        (pending, oldest, rejected), salvages = await self._read(
+            lambda c: (db.counts(c), db.unacknowledged_salvages(c)))
+        reports = tuple(_report(text) for _, text in salvages)
         now = self._clock()
         age = 0.0 if oldest is None else max(0.0, now - oldest)
         # stuck: something waits longer than stuck_after_s and nothing was delivered (or rejected)
@@ -477,8 +533,21 @@ class Outbox:
             self._metrics.outbox_depth.set(pending)
             self._metrics.outbox_oldest_age.set(age)
             self._metrics.operator_queue.set(rejected)
+            self._metrics.outbox_writable.set(1 if self._writable else 0)
+            self._metrics.salvage_unacknowledged.set(len(reports))
+            self._metrics.salvaged_rows.set(sum(r.salvaged for r in reports))
+            self._metrics.salvage_lost_rows.set(sum(r.lost for r in reports))
         return OutboxStats(pending, age, rejected, self._writable, stuck, self._moved_aside,
-                           self._last_storage_error)
+                           self._last_storage_error, reports)
+
+    async def ack_salvage(self) -> int:
+        """Operator: acknowledge every salvage on record (the gateway stops reporting degraded);
+        returns how many were acknowledged (0: nothing to acknowledge)."""
+        n: int = await self._submit(_Op("ack_salvage", self._future()))
+        if n:
+            log.warning("outbox salvage acknowledged by the operator",
+                        extra={"path": str(self.path), "salvages": n})
+        return n
 
     async def pragmas(self) -> dict[str, Any]:
         """journal_mode and synchronous as the writer connection sees them (for checks and tests)."""
@@ -529,6 +598,14 @@ def _to_row(r: Any, ev: Event) -> OutboxRow:
         state=db.RowState(r.state), attempts=r.attempts, created_at=r.created_at, last_error=r.last_error,
         result_json=r.result_json, reason=r.reason, note=r.note, updated_at=r.updated_at,
     )
+
+
+def _report(text: str) -> SalvageReport:
+    """A recorded salvage; one whose JSON cannot be read still counts (and says so)."""
+    try:
+        return SalvageReport.from_json(text)
+    except (ValueError, TypeError):
+        return SalvageReport(source="?", into="?", complete=False, notes=("salvage record unreadable",))
 
 
 def _decode(r: Any) -> OutboxRow:

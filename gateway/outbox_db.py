@@ -16,6 +16,9 @@ On-disk format (SQLite, ``PRAGMA user_version = 2``, journal_mode=WAL, synchrono
     result_json TEXT                      the core's ack result (protobuf JSON) once delivered
 ``registers`` — register_id PRIMARY KEY, last_seq INT: the last sequence number handed out, so
     sequence numbers stay monotonic even after delivered rows are pruned.
+``salvage`` — id, at REAL, report TEXT (JSON of :class:`gateway.salvage.SalvageReport`),
+    acknowledged_at REAL or NULL: the salvages that made this file out of a damaged one; one not
+    acknowledged yet keeps the gateway degraded (additive: no schema version change).
 ``driver_state`` — (driver, key) PRIMARY KEY, value TEXT, updated_at REAL, expires_at REAL or NULL
     (never): the drivers' persisted state (cursors, links between a till's ids and our keys),
     written through the same group commit as the events; expired rows are pruned with the
@@ -35,6 +38,9 @@ Write transactions start with ``BEGIN IMMEDIATE`` so a busy database fails fast 
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import getpass
 import logging
 import os
 import sqlite3
@@ -66,7 +72,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from gateway.errors import StorageError
+from gateway.errors import ConfigError, StorageError
 
 log = logging.getLogger("posgw.outbox")
 
@@ -174,6 +180,14 @@ registers = Table(
     Column("register_id", Text, primary_key=True),
     Column("last_seq", Integer, nullable=False),
 )
+salvage_log = Table(  # additive: older posgw versions open a file that has it and ignore it
+    "salvage",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("report", Text, nullable=False),  # gateway.salvage.SalvageReport.to_json()
+    Column("acknowledged_at", Float, nullable=True),  # NULL: the gateway reports degraded
+)
 
 
 def make_engine(path: Path, *, busy_timeout_ms: int) -> Engine:
@@ -205,16 +219,144 @@ def connect(engine: Engine, *, writer: bool) -> Connection:
 # ---------------------------------------------------------------- open / recover
 
 
-def _is_corruption(exc: BaseException) -> bool:
-    orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    if not isinstance(orig, sqlite3.DatabaseError):
-        return False
+class OutboxInaccessible(ConfigError, StorageError):
+    """The outbox file or its directory cannot be used (permissions, a read-only filesystem,
+    an I/O error, a full disk at open, a directory where the file should be): the start stops
+    with the path and the fix. The file is never moved: nothing in it is damaged."""
+
+    retriable = False
+
+    def __init__(self, path: Path, problem: str, fix: str) -> None:
+        self.path = path
+        super().__init__(str(path), "outbox", problem, fix)
+
+
+class OutboxDamaged(StorageError):
+    """The file is not a sound SQLite database (or not an outbox); ``posgw outbox salvage``
+    copies what is readable into a new file."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        self.path, self.problem = path, problem
+        super().__init__(
+            f"the outbox {path} is damaged ({problem}); nothing was changed. Salvage its readable rows "
+            f"with `posgw outbox salvage {path} --into NEW`, or start the gateway: it salvages the file, "
+            "moves it aside and reports degraded until an operator acknowledges"
+        )
+
+
+# errno -> (what it is, the fix); {path} and {user} are filled in
+_OS_FIXES: Mapping[int, tuple[str, str]] = {
+    errno.EACCES: ("permission denied", "chown {user}: {path} (and its -wal/-shm files and directory), "
+                                        "or run posgw as the file's owner"),
+    errno.EPERM: ("operation not permitted", "chown {user}: {path} (and its directory); check chattr +i"),
+    errno.EROFS: ("the filesystem is read-only", "remount read-write the filesystem holding {path} "
+                                                 "(mount -o remount,rw), or point [outbox] path elsewhere"),
+    errno.EIO: ("input/output error", "the disk holding {path} fails: check dmesg / smartctl, copy the file "
+                                      "to a sound disk and point [outbox] path there"),
+    errno.ENOSPC: ("no space left on the device", "free space on the filesystem holding {path}"),
+    errno.EDQUOT: ("disk quota exceeded", "raise the quota of {user} or free space"),
+    errno.EISDIR: ("is a directory, not an outbox file", "point [outbox] path at a file, or move the "
+                                                         "directory {path} away"),
+    errno.ENOTDIR: ("a part of the path is not a directory", "fix [outbox] path: a parent of {path} is a "
+                                                            "file"),
+}
+# SQLite result codes that say the environment, not the file, is wrong (never move the file)
+_ENVIRONMENT = ("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_PERM",
+                "SQLITE_AUTH", "SQLITE_NOLFS")
+_DAMAGE = ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user database entry (a container's numeric uid)
+        return "posgw"
+
+
+def inaccessible(path: Path, exc: OSError, where: Path | None = None) -> OutboxInaccessible:
+    """The error for an OS-level failure on the outbox (``where``: the path that failed)."""
+    what, fix = _OS_FIXES.get(exc.errno or 0, (exc.strerror or str(exc), "check {path} and its directory"))
+    at = where or path
+    detail = f"{what} ({at}: {exc.strerror or exc})" if exc.strerror else what
+    return OutboxInaccessible(path, f"cannot use the outbox: {detail}", fix.format(path=path, user=_user()))
+
+
+def preflight(path: Path, *, create: bool) -> None:
+    """Prove with plain OS calls that the file and its directory can be read and written, so a
+    permission or I/O problem is named as such (SQLite says only "unable to open database file")."""
+    if path.exists() and not path.is_file():
+        kind = errno.EISDIR if path.is_dir() else errno.EINVAL
+        raise inaccessible(path, OSError(kind, os.strerror(kind)))
+    if not create and not path.exists():
+        raise StorageError(f"no outbox at {path}: check the path (or the config's [outbox] path)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutboxInaccessible(
+            path, f"cannot create the outbox directory {path.parent}: {exc.strerror or exc}",
+            _OS_FIXES.get(exc.errno or 0, ("", "create the directory {path} or fix [outbox] path"))[1].format(
+                path=path.parent, user=_user()),
+        ) from exc
+    try:
+        if path.exists():
+            fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+            try:
+                os.read(fd, 100)
+            finally:
+                os.close(fd)
+        # WAL needs <name>-wal and -shm beside the file: the directory must take new files
+        probe = path.with_name(f".{path.name}.posgw-probe-{os.getpid()}")
+        fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise inaccessible(path, exc, Path(exc.filename) if exc.filename else None) from exc
+
+
+def _sqlite_error(exc: BaseException) -> BaseException:
+    return exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+
+
+def classify(exc: BaseException) -> str:
+    """"damaged", "environment" (permissions, I/O, read-only, full: never move the file) or
+    "busy" (another process holds it) for an error met while opening the outbox."""
+    orig = _sqlite_error(exc)
+    name = str(getattr(orig, "sqlite_errorname", "") or "")
     text = str(orig).lower()
-    if "locked" in text or "busy" in text:  # another process holds it: never move a live file
-        return False
-    if isinstance(orig, sqlite3.OperationalError):
-        return any(s in text for s in ("malformed", "not a database", "unable to open", "disk i/o"))
-    return True
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text or "busy" in text:
+        return "busy"
+    if name.startswith(_DAMAGE):
+        return "damaged"
+    if name.startswith(_ENVIRONMENT):
+        return "environment"
+    if any(s in text for s in ("unable to open", "disk i/o", "readonly", "read-only", "disk is full",
+                               "authorization")):
+        return "environment"
+    if any(s in text for s in ("malformed", "not a database", "quick_check")):
+        return "damaged"
+    return "environment" if isinstance(orig, sqlite3.OperationalError) else "damaged"
+
+
+def _environment_error(path: Path, exc: BaseException) -> OutboxInaccessible:
+    """Name the cause of an environment error SQLite reported vaguely: probe again with OS calls."""
+    try:
+        preflight(path, create=True)
+    except OutboxInaccessible as named:
+        return named
+    orig = _sqlite_error(exc)
+    name = str(getattr(orig, "sqlite_errorname", "") or "")
+    text = str(orig).lower()
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        cause = errno.ENOSPC
+    elif name.startswith("SQLITE_READONLY") or "readonly" in text or "read-only" in text:
+        cause = errno.EROFS
+    elif name.startswith("SQLITE_IOERR") or "disk i/o" in text:
+        cause = errno.EIO
+    else:
+        cause = errno.EACCES
+    what, fix = _OS_FIXES[cause]
+    return OutboxInaccessible(path, f"cannot use the outbox: {what} (sqlite: {orig})",
+                              fix.format(path=path, user=_user()))
 
 
 def check_and_create(engine: Engine) -> None:
@@ -235,14 +377,36 @@ def check_and_create(engine: Engine) -> None:
             conn.exec_driver_sql(f"PRAGMA user_version={SCHEMA_VERSION}")
 
 
-def move_aside(path: Path, now: float) -> Path:
-    """Rename a bad outbox (and its -wal/-shm) to ``<name>.corrupt-<UTC time>``; return the new path."""
+def create_plain(path: Path) -> sqlite3.Connection:
+    """A new, empty outbox at ``path`` (rollback journal, synchronous=FULL, so the finished file is
+    one self-contained file to rename) and a plain connection to it: the salvage writes through it."""
+    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool)
+    try:
+        with engine.begin() as schema:
+            metadata.create_all(schema)
+            schema.exec_driver_sql(f"PRAGMA user_version={SCHEMA_VERSION}")
+    finally:
+        engine.dispose()
+    plain = sqlite3.connect(path, isolation_level=None)
+    plain.execute("PRAGMA journal_mode=DELETE")
+    plain.execute("PRAGMA synchronous=FULL")
+    return plain
+
+
+def aside_name(path: Path, now: float) -> Path:
+    """``<name>.corrupt-<UTC time>`` beside ``path``, not taken yet."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
     n = 1
     while target.exists():
         target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
         n += 1
+    return target
+
+
+def move_aside(path: Path, now: float, target: Path | None = None) -> Path:
+    """Rename a bad outbox (and its -wal/-shm) to ``target`` (default :func:`aside_name`)."""
+    target = target or aside_name(path, now)
     for suffix in ("-wal", "-shm"):
         side = path.with_name(path.name + suffix)
         if side.exists():
@@ -251,17 +415,78 @@ def move_aside(path: Path, now: float) -> Path:
     return target
 
 
+def _salvage_tmp(path: Path) -> Path:
+    return path.with_name(path.name + ".salvage")
+
+
+def _remove(path: Path) -> None:
+    for p in (path, path.with_name(path.name + "-journal"), path.with_name(path.name + "-wal"),
+              path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+
+
+def _fsync_dir(directory: Path) -> None:
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def finish_interrupted_salvage(path: Path) -> None:
+    """A salvage is written to ``<name>.salvage``, then the damaged file moved aside, then the
+    salvage renamed into place. After a crash between the last two steps the outbox is missing
+    and the finished salvage waits: put it in place. A salvage left beside a present outbox was
+    interrupted before it finished: remove it (it is redone from the damaged file)."""
+    tmp = _salvage_tmp(path)
+    if not tmp.exists():
+        return
+    if path.exists():
+        _remove(tmp)
+        return
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    log.error("interrupted outbox salvage finished", extra={"path": str(path)})
+
+
+def salvage_and_replace(path: Path, now: float) -> tuple[Path, Any]:
+    """Salvage the damaged ``path`` into a new file, move the damaged one aside, put the new one
+    in its place; returns (where the damaged file went, the :class:`gateway.salvage.SalvageReport`)."""
+    from gateway import salvage
+
+    tmp = _salvage_tmp(path)
+    _remove(tmp)
+    target = aside_name(path, now)
+    report = salvage.salvage(path, tmp, now=now, moved_to=str(target))
+    move_aside(path, now, target)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+    return target, report
+
+
 def open_store(
     path: Path, *, busy_timeout_ms: int, create: bool, recover: bool, now: float
 ) -> tuple[Engine, str]:
-    """Open (creating if allowed) the outbox file. A corrupt or unreadable file is moved aside
-    and a fresh one created when ``recover``; returns the engine and the moved-aside path ("")."""
-    if not create and not path.exists():
-        raise StorageError(f"no outbox at {path}: check the path (or the config's [outbox] path)")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(f"cannot create the outbox directory {path.parent}: {exc}") from exc
+    """Open (creating if allowed) the outbox file; returns the engine and where a damaged file
+    was moved ("" when none was).
+
+    - the file or its directory unusable (permissions, read-only filesystem, I/O error, a full
+      disk, a directory in its place): :class:`OutboxInaccessible` naming the path and the fix;
+      nothing is moved or created;
+    - another process holds it: :class:`~gateway.errors.StorageError`; nothing is moved;
+    - the file is damaged: with ``recover`` (the daemon) its readable rows are salvaged into a
+      new outbox (:mod:`gateway.salvage`), the damaged file is moved aside and the new one takes
+      its place, the salvage recorded in it (reported until acknowledged); without ``recover``
+      (the CLI) :class:`OutboxDamaged`, and the file is left as it is."""
+    if recover:
+        try:
+            finish_interrupted_salvage(path)
+        except OSError as exc:
+            raise inaccessible(path, exc) from exc
+    preflight(path, create=create)
     engine = make_engine(path, busy_timeout_ms=busy_timeout_ms)
     try:
         check_and_create(engine)
@@ -271,26 +496,35 @@ def open_store(
         raise
     except (DBAPIError, sqlite3.DatabaseError) as exc:
         engine.dispose()
-        if not (recover and path.exists() and _is_corruption(exc)):
-            raise StorageError(f"cannot open the outbox {path}: {exc}") from exc
-        problem = str(exc.orig if isinstance(exc, DBAPIError) else exc)
+        kind = classify(exc)
+        problem = str(_sqlite_error(exc))
+        if kind == "environment":
+            raise _environment_error(path, exc) from exc
+        if kind == "busy":
+            raise StorageError(f"cannot open the outbox {path}: {problem} (another process holds it; "
+                               "is a second posgw running?)") from exc
+        if not recover:
+            raise OutboxDamaged(path, problem) from exc
     try:
-        moved = move_aside(path, now)
+        moved, report = salvage_and_replace(path, now)
     except OSError as exc:
         raise StorageError(
-            f"the outbox {path} is unreadable ({problem}) and cannot be moved aside: {exc}"
+            f"the outbox {path} is damaged ({problem}) and could not be salvaged and moved aside: {exc}; "
+            "nothing was moved"
         ) from exc
-    log.error("outbox file unreadable, moved aside", extra={
-        "path": str(path), "moved_to": str(moved), "problem": problem,
-        "action": "a fresh outbox was created; events in the old file were NOT delivered, "
-                  "inspect it with sqlite3 and replay what it holds",
+    log.error("outbox file damaged: readable rows salvaged, the file moved aside", extra={
+        "path": str(path), "moved_to": str(moved), "problem": problem, "salvaged": report.salvaged,
+        "pending": report.pending, "lost": report.lost, "complete": report.complete,
+        "methods": ",".join(report.methods),
+        "action": "the gateway reports degraded until acknowledged (posgw outbox ack-salvage or "
+                  "POST /v1/outbox/ack-salvage); lost rows: compare the moved file with the tills' records",
     })
     engine = make_engine(path, busy_timeout_ms=busy_timeout_ms)
     try:
         check_and_create(engine)
     except (DBAPIError, sqlite3.DatabaseError) as exc:
         engine.dispose()
-        raise StorageError(f"cannot create a fresh outbox at {path}: {exc}") from exc
+        raise StorageError(f"cannot open the salvaged outbox at {path}: {exc}") from exc
     return engine, str(moved)
 
 
@@ -546,3 +780,29 @@ def counts(conn: Connection) -> tuple[int, float | None, int]:
     finally:
         cur.close()
     return int(pending), None if first is None else float(first[0]), int(rejected)
+
+
+_UNACKED = "SELECT id, report FROM salvage WHERE acknowledged_at IS NULL ORDER BY id"
+
+
+def unacknowledged_salvages(conn: Connection) -> list[tuple[int, str]]:
+    """(id, report JSON) of every salvage not acknowledged yet (a file without the table: none)."""
+    cur = raw(conn).cursor()
+    try:
+        return [(int(i), str(r)) for i, r in cur.execute(_UNACKED)]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        cur.close()
+
+
+def acknowledge_salvages(conn: Connection, now: float) -> int:
+    """Mark every unacknowledged salvage acknowledged (within the caller's transaction)."""
+    cur = raw(conn).cursor()
+    try:
+        cur.execute("UPDATE salvage SET acknowledged_at = ? WHERE acknowledged_at IS NULL", (now,))
+        return int(cur.rowcount)
+    finally:
+        cur.close()

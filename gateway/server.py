@@ -6,8 +6,11 @@ Endpoints:
   gateway-wide): its body limit (``client_max_size``; 413 in the driver's own error shape),
   404/405 (with ``Allow``) and unexpected errors in that shape too, and
   ``posgw_http_requests_total{driver,status}``;
-- ``/healthz``: 200 ``{"status": "ok", ...}``; 503 ``not_serving`` while the outbox cannot be
-  written, its backlog is stuck, or the daemon is stopping;
+- ``/healthz``: 200 ``{"status": "ok", ...}``; 200 ``degraded`` with the salvage report (where the
+  damaged outbox was moved, what was salvaged and lost) while a salvage is not acknowledged;
+  503 ``not_serving`` while the outbox cannot be written, its backlog is stuck, or the daemon is
+  stopping (the salvage report is shown then too);
+- ``POST /v1/outbox/ack-salvage`` (admin key): the operator acknowledges the salvage report;
 - ``/metrics``: Prometheus text of the daemon's registry (outbox gauges refreshed at scrape);
 - ``/status``: a small HTML page for the person at the shop PC;
 - ``/v1/queue``: the operator queue (rejected events) as a JSON list of rows in the same form as
@@ -56,6 +59,8 @@ class OutboxView(Protocol):
     async def retry(self, row_id: int) -> bool: ...
 
     async def resolve(self, row_id: int, note: str) -> bool: ...
+
+    async def ack_salvage(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ def build_app(
     app.router.add_get("/v1/queue", queue_list)
     app.router.add_post("/v1/queue/{id:\\d+}/retry", queue_retry)
     app.router.add_post("/v1/queue/{id:\\d+}/resolve", queue_resolve)
+    app.router.add_post("/v1/outbox/ack-salvage", outbox_ack_salvage)
     for mounted in drivers:
         routes = mounted.driver.routes(mounted.ctx)
         if not routes:
@@ -187,11 +193,18 @@ async def healthz(request: web.Request) -> web.Response:
             problems.append("outbox not writable")
         if stats.stuck:
             problems.append("outbox backlog stuck")
-    body: dict[str, Any] = {"status": "not_serving" if problems else "ok", "problems": problems,
-                            "core": state.core_state()}
+    salvage = [r.summary() for r in stats.salvage] if stats is not None else []
+    status = "not_serving" if problems else "degraded" if salvage else "ok"
+    body: dict[str, Any] = {"status": status, "problems": problems, "core": state.core_state()}
     if stats is not None:
         body |= {"pending": stats.pending, "oldest_pending_age_s": round(stats.oldest_pending_age_s, 3),
                  "rejected": stats.rejected, "writable": stats.writable, "stuck": stats.stuck}
+        if not stats.writable:
+            body["storage_error"] = stats.last_storage_error
+    if salvage:
+        body["salvage"] = salvage
+        body["action"] = ("a damaged outbox was salvaged: check what was lost, then acknowledge with "
+                          "`posgw outbox ack-salvage` or POST /v1/outbox/ack-salvage")
     return web.json_response(body, status=503 if problems else 200)
 
 
@@ -202,6 +215,10 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
         state.metrics.outbox_depth.set(stats.pending)
         state.metrics.outbox_oldest_age.set(stats.oldest_pending_age_s)
         state.metrics.operator_queue.set(stats.rejected)
+        state.metrics.outbox_writable.set(1 if stats.writable else 0)
+        state.metrics.salvage_unacknowledged.set(len(stats.salvage))
+        state.metrics.salvaged_rows.set(sum(r.salvaged for r in stats.salvage))
+        state.metrics.salvage_lost_rows.set(sum(r.lost for r in stats.salvage))
     response = web.Response(body=generate_latest(state.metrics.registry))
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
@@ -231,6 +248,11 @@ async def status_page(request: web.Request) -> web.Response:
         ("operator queue", "-" if stats is None else str(stats.rejected)),
         ("uptime", f"{time.time() - state.started_at:.0f} s"),
     ]
+    for report in stats.salvage if stats is not None else ():
+        rows.append(("DEGRADED: outbox salvaged",
+                     f"{report.salvaged} events salvaged ({report.pending} pending), {report.lost} lost"
+                     f"{'' if report.complete else ' at least'}; damaged file moved to "
+                     f"{report.moved_to or report.source}; acknowledge with `posgw outbox ack-salvage`"))
     counters = sorted(
         (labels.get("driver", ""), labels.get("what", ""), value)
         for labels, value in _samples(state.metrics, "posgw_driver_events_total")
@@ -271,6 +293,15 @@ async def queue_list(request: web.Request) -> web.Response:
     rows = await request.app[STATE].outbox.rejected()
     now = time.time()
     return web.json_response([row_view(r, now) for r in rows])
+
+
+async def outbox_ack_salvage(request: web.Request) -> web.Response:
+    """The operator has seen the salvage report: stop reporting degraded (admin key required)."""
+    if (denied := _admin(request, required=True)) is not None:
+        return denied
+    n = await request.app[STATE].outbox.ack_salvage()
+    log.info("operator acknowledged the outbox salvage", extra={"salvages": n})
+    return web.json_response({"acknowledged": n})
 
 
 async def queue_retry(request: web.Request) -> web.Response:

@@ -7,7 +7,9 @@
 
 Works next to a running daemon (SQLite WAL lets both open the outbox): a retried event goes
 back to pending and the daemon's sender picks it up within its rescan interval. The command
-never creates, repairs or moves an outbox file; it refuses one it cannot read.
+never creates, repairs or moves an outbox file; it refuses one it cannot read, and says when
+the file is damaged (with the ``posgw outbox salvage`` command to run) or cannot be used
+(permissions, read-only filesystem: the path and the fix).
 
 Exit codes: 0 done; 1 nothing done (unknown id, not rejected, outbox unreadable); 2 bad
 config or usage.
@@ -18,12 +20,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from gateway.errors import StorageError
+from gateway.outbox_db import OutboxDamaged
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,8 +83,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         return asyncio.run(_run(args, path))
-    except StorageError as exc:
+    except StorageError as exc:  # OutboxDamaged names `posgw outbox salvage`; OutboxInaccessible the fix
         print(f"posgw queue: {exc}", file=sys.stderr)
+        return 1
+    except (SQLAlchemyError, sqlite3.DatabaseError) as exc:  # damage met past the open-time check
+        print(f"posgw queue: {OutboxDamaged(path, str(exc))}", file=sys.stderr)
         return 1
 
 

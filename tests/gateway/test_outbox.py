@@ -213,8 +213,11 @@ async def test_corrupt_file_is_moved_aside(tmp_path: Path, caplog: pytest.LogCap
         st = await ob.stats()
         assert st.moved_aside and Path(st.moved_aside).name.startswith("o.db.corrupt-")
         assert Path(st.moved_aside).read_bytes().startswith(b"this is not")  # noqa: ASYNC240
-        [moved] = [r for r in caplog.records if r.message == "outbox file unreadable, moved aside"]
+        [moved] = [r for r in caplog.records
+                   if r.message == "outbox file damaged: readable rows salvaged, the file moved aside"]
         assert (moved.__dict__["path"], moved.__dict__["moved_to"]) == (str(path), st.moved_aside)
+        [report] = st.salvage  # nothing was readable: reported, and the count is a lower bound
+        assert (report.salvaged, report.complete, report.moved_to) == (0, False, st.moved_aside)
         assert await ob.append(sale("R1", 1)) is True
         assert st.writable
     finally:
@@ -222,6 +225,7 @@ async def test_corrupt_file_is_moved_aside(tmp_path: Path, caplog: pytest.LogCap
     ob = await Outbox.open(path)  # the fresh file opens cleanly next time: no crash loop
     try:
         assert (await ob.stats()).moved_aside == ""
+        assert len((await ob.stats()).salvage) == 1  # still degraded: nobody acknowledged it
         assert len(await ob.next_batch(10)) == 1
     finally:
         await ob.close()
@@ -513,3 +517,84 @@ async def test_version_1_file_gains_driver_state(tmp_path: Path) -> None:
         await ob.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("pragma user_version").fetchone() == (2,)
+
+
+async def test_a_damaged_file_is_salvaged_and_degraded_until_acknowledged(tmp_path: Path) -> None:
+    """Found by trying it: random bytes over two pages of a file holding 45 pending events made
+    the gateway move it aside and start empty, 45 acknowledged events abandoned, nothing reported."""
+    from tests.gateway.test_salvage import make_damaged
+
+    path = tmp_path / "o.db"
+    events = await asyncio.to_thread(make_damaged, path)
+    m = Metrics()
+    ob = await Outbox.open(path, metrics=m)
+    try:
+        st = await ob.stats()
+        [report] = st.salvage
+        assert report.moved_to == st.moved_aside and report.salvaged + report.lost == 45 and report.lost > 0
+        assert st.pending == report.salvaged == report.pending
+        assert {r.key for r in await ob.next_batch(100)} <= {e.key for e in events}
+        assert m.registry.get_sample_value("posgw_outbox_salvage_unacknowledged") == 1
+        assert m.registry.get_sample_value("posgw_outbox_salvage_lost_rows") == report.lost
+    finally:
+        await ob.close()
+    ob = await Outbox.open(path, metrics=m)  # the state survives a restart
+    try:
+        assert len((await ob.stats()).salvage) == 1
+        assert await ob.ack_salvage() == 1
+        assert (await ob.stats()).salvage == ()
+        assert await ob.ack_salvage() == 0
+        assert m.registry.get_sample_value("posgw_outbox_salvage_unacknowledged") == 0
+    finally:
+        await ob.close()
+    ob = await Outbox.open(path)
+    try:
+        assert (await ob.stats()).salvage == ()
+    finally:
+        await ob.close()
+
+
+async def test_a_full_disk_logs_per_state_change_not_per_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """ENOSPC at the SQLite layer: every append in the meantime is refused (StorageError), the log
+    gets one ERROR going down, one reminder per REMIND_EVERY_S, one coming back up."""
+    from gateway import outbox as outbox_mod
+    from gateway import outbox_db as db
+
+    clock = FakeClock()
+    m = Metrics()
+    ob = await Outbox.open(tmp_path / "o.db", metrics=m, clock=clock)
+    real = db.insert_events
+    full = True
+
+    def insert(*args: object, **kwargs: object) -> object:
+        if full:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(db, "insert_events", insert)
+    try:
+        with caplog.at_level(logging.ERROR, logger="posgw.outbox"):
+            for i in range(30):  # the tills resend, again and again
+                with pytest.raises(StorageError, match="disk is full"):
+                    await ob.append(sale("R1", i))
+                clock.advance(1.0)
+            assert m.registry.get_sample_value("posgw_outbox_writable") == 0
+            assert not (await ob.stats()).writable
+            clock.advance(outbox_mod.REMIND_EVERY_S)
+            for i in range(5):
+                with pytest.raises(StorageError):
+                    await ob.append(sale("R1", i))
+            full = False
+            assert await ob.append(sale("R1", 100)) is True
+            assert await ob.append(sale("R1", 101)) is True
+        messages = [r.message for r in caplog.records if r.levelno >= logging.ERROR]
+        assert messages == ["outbox not writable: sales are refused (the tills are asked to resend)",
+                            "outbox still not writable", "outbox writable again"]
+        assert caplog.records[1].__dict__["refused_events"] == 30  # since the first ERROR, this one too
+        assert m.registry.get_sample_value("posgw_outbox_writable") == 1
+        assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "failed"}) == 35
+        assert [r.register_seq for r in await ob.next_batch(10)] == [1, 2]  # no gap left by the refusals
+    finally:
+        await ob.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from drivers.evotor.driver import create
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, OutboxStats
 from gateway.receipt import Event, EventKind
+from gateway.salvage import SalvageReport
 from gateway.server import MountedDriver, build_app
 from tests.drivers.fake_context import FakeContext
 
@@ -203,3 +205,36 @@ async def test_a_drivers_own_limit_and_error_shape_decide_every_refusal(tmp_path
     finally:
         await runner.cleanup()
         await outbox.close()
+
+
+SALVAGED = SalvageReport(source="/d/outbox.db", into="/d/outbox.db", moved_to="/d/outbox.db.corrupt-X",
+                         salvaged=35, pending=35, lost=10, methods=("row by row",), at=1.0)
+
+
+async def test_healthz_degraded_after_a_salvage_until_acknowledged(env: Env) -> None:
+    """A salvage on record (written by the open in the file itself): 200 "degraded" with the report
+    on /healthz, shown on /status and /metrics, until the operator acknowledges it over HTTP."""
+    conn = sqlite3.connect(env.outbox.path, isolation_level=None)
+    conn.execute("INSERT INTO salvage (at, report) VALUES (1.0, ?)", (SALVAGED.to_json(),))
+    conn.close()
+    status, body = await env.get("/healthz")
+    assert status == 200 and body["status"] == "degraded" and body["problems"] == []
+    [shown] = body["salvage"]
+    assert (shown["moved_to"], shown["salvaged"], shown["lost"]) == ("/d/outbox.db.corrupt-X", 35, 10)
+    assert "ack-salvage" in body["action"]
+    _, page = await env.get("/status")
+    assert "DEGRADED: outbox salvaged" in page and "10 lost" in page and "corrupt-X" in page
+    _, text = await env.get("/metrics")
+    assert "posgw_outbox_salvage_unacknowledged 1.0" in text and "posgw_outbox_salvage_lost_rows 10.0" in text
+    env.view.override = {"writable": False}  # a real problem still wins: 503, and the report stays
+    status, body = await env.get("/healthz")
+    assert status == 503 and body["status"] == "not_serving" and body["salvage"]
+    env.view.override = {}
+    assert (await env.post("/v1/outbox/ack-salvage"))[0] == 401
+    assert (await env.post("/v1/outbox/ack-salvage", headers={"Authorization": "Bearer nope"}))[0] == 401
+    status, answer = await env.post("/v1/outbox/ack-salvage", headers={"Authorization": f"Bearer {ADMIN}"})
+    assert (status, answer) == (200, {"acknowledged": 1})
+    status, body = await env.get("/healthz")
+    assert (status, body["status"]) == (200, "ok") and "salvage" not in body
+    _, text = await env.get("/metrics")
+    assert "posgw_outbox_salvage_unacknowledged 0.0" in text

@@ -5,11 +5,18 @@ re-ask after a refused redemption, the memory of how each receipt was answered (
 event says so), and the :class:`DriverContext` handed to drivers.
 
 Invariants:
-- :meth:`Pipeline.calculate` answers within ``calc_budget_s`` (plus the offline evaluation,
-  pure CPU, well under a millisecond) whatever the core does: the core is asked with a gRPC
-  deadline of the budget left minus ``fallback_margin_s``, and the whole attempt runs under
-  ``asyncio.timeout`` as a guard, after which the offline policy answers. It raises only
-  :class:`BadInput` (a receipt the core or the rules refuse); core trouble never reaches a till;
+- :meth:`Pipeline.calculate` answers within ``calc_budget_s`` whatever the core or the disk
+  does: the core attempt runs under an ``asyncio.timeout`` guard that ends ``fallback_margin_s``
+  (40 ms) before the budget (the time kept for the offline evaluation, the token, the calc
+  memory and the send, on a loop that may be late under load),
+  and the core is asked with a gRPC deadline :data:`GRPC_BEFORE_GUARD_S` before the guard (so a
+  core that is slow, or a channel still connecting, normally ends with its own
+  DEADLINE_EXCEEDED and the guard is the backstop for a late loop). The calc memory write
+  (below) is waited for only until :data:`ANSWER_RESERVE_S` before the budget's end; a write
+  still queued then (a disk stalled
+  by fsyncs) completes in the background and the answer leaves without it. Nothing else after
+  the guard does I/O. It raises only :class:`BadInput` (a receipt the core or the rules
+  refuse); core trouble never reaches a till;
 - a refused redemption (REDEMPTION_CAP_EXCEEDED, INSUFFICIENT_POINTS, REDEMPTION_NOT_PERMITTED,
   OTP_*) is re-asked without redemption in the budget left (else answered offline without
   redemption), and the answer carries ``rejection`` = the reason so the till can tell the
@@ -22,8 +29,11 @@ Invariants:
   gateway's key) that a driver hands to its till where the till carries data to commit. An
   answer given offline or with a hold is also remembered durably in the outbox file's
   ``driver_state`` (namespace ``_calc``) by register and receipt identity (number, or customer
-  and line ids while the receipt has no number yet), for tills that carry nothing. Nothing of
-  it lives in process memory: a SIGKILL between calc and commit changes nothing;
+  and line ids while the receipt has no number yet), for tills that carry nothing, in one group
+  commit. Nothing of it lives in process memory: a SIGKILL between calc and commit changes
+  nothing, except in the rare window where the write outlasted the budget (logged "calc
+  answered before its memory was durable"): until it commits, a sale that carries no token is
+  committed as answered online;
 - :meth:`Pipeline.submit` returns only after the outbox stored the event. It first verifies the
   event's calc token (a forged or altered one raises BadInput and nothing is stored) or, for a
   sale without one, recalls the remembered calc; what the calc decided is applied where the
@@ -82,6 +92,13 @@ REJECTION_TEXT = {
     "CUSTOMER_BLOCKED": "Карта покупателя заблокирована: продажа без бонусов",
 }
 MIN_CORE_TIMEOUT_S = 0.005
+# The gRPC deadline ends this long before the calc guard: the call's own DEADLINE_EXCEEDED is
+# the normal way out, the guard's cancellation the backstop for a loop that was late.
+GRPC_BEFORE_GUARD_S = 0.005
+# The calc memory write is waited for until this long before the budget ends: what follows (the
+# metrics, the driver's serialisation and send) must fit in it.
+ANSWER_RESERVE_S = 0.01
+_MEMORY_WRITES: set[asyncio.Future[None]] = set()  # calc memory writes in flight
 CALC_MEMORY = "_calc"  # the driver_state namespace of remembered calcs (no driver has this name)
 CALC_KEEP_S = 2 * 86_400.0  # a till commits within a shift; a resend after two days has its own data
 
@@ -173,7 +190,7 @@ class Pipeline:
         metrics: Metrics,
         calc_budget_s: float = 0.3,
         hold_ttl_s: int = 0,
-        fallback_margin_s: float = 0.015,
+        fallback_margin_s: float = 0.04,
         tokens: CalcTokens | None = None,
     ) -> None:
         if calc_budget_s <= 0:
@@ -196,21 +213,22 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.calc_budget_s
         attempt = _Attempt(receipt)
-        try:
-            async with asyncio.timeout_at(deadline):
+        try:  # the core gets the budget minus what the answer needs after giving up on it
+            async with asyncio.timeout_at(deadline - self.fallback_margin_s):
                 result = await self._calculate(attempt, deadline)
         except TimeoutError:
             log.warning("calc budget spent, answering offline",
                         extra={"driver": driver, "register": receipt.register_id})
             result = self._offline(attempt)
-        result = await self._tokened(attempt.receipt, result)
+        result = await self._tokened(attempt.receipt, result, deadline)
         elapsed = time.perf_counter() - started
         self.metrics.child(self.metrics.calc_seconds, driver, attempt.mode).observe(elapsed)
         self.metrics.child(self.metrics.calc_answers, driver, attempt.mode).inc()
         return result
 
     def _core_timeout(self, deadline: float) -> float:
-        left = deadline - asyncio.get_running_loop().time() - self.fallback_margin_s
+        """The gRPC deadline (seconds) of a core call: it ends before the guard does."""
+        left = deadline - asyncio.get_running_loop().time() - self.fallback_margin_s - GRPC_BEFORE_GUARD_S
         if left < MIN_CORE_TIMEOUT_S:
             raise CoreUnavailable("no time left in the calc budget to ask the core")
         return left
@@ -283,8 +301,11 @@ class Pipeline:
 
     # ------------------------------------------------------------ calc token and calc memory
 
-    async def _tokened(self, receipt: Receipt, result: CalcResult) -> CalcResult:
-        """``result`` with its calc token; offline answers and holds are also remembered."""
+    async def _tokened(self, receipt: Receipt, result: CalcResult, deadline: float) -> CalcResult:
+        """``result`` with its calc token; offline answers and holds are also remembered, waiting
+        for the write until :data:`ANSWER_RESERVE_S` before ``deadline`` (loop time, the budget's
+        end): a write still queued then goes on in
+        the background and the answer leaves without it (the budget is the till's promise)."""
         claims = CalcClaims(
             customer=receipt.customer if result.customer_found else None, redeemed=result.redeemed_points,
             discount=result.total_discount, hold_id=result.hold_id, offline=result.offline,
@@ -292,14 +313,26 @@ class Pipeline:
         )
         token = self.tokens.issue(claims)
         if result.offline or result.hold_id:
-            try:
-                for key in _memory_keys(receipt):
-                    await self.outbox.put_state(CALC_MEMORY, key, token, keep_s=CALC_KEEP_S)
-            except GatewayError as exc:  # the answer goes out anyway; only the memory is lost
-                log.error("calc not remembered", extra={"register": receipt.register_id, "error": str(exc),
-                                                        "action": "a till that carries no token commits it "
-                                                                  "as answered online"})
+            write = asyncio.ensure_future(self._remember(receipt, token))
+            _MEMORY_WRITES.add(write)  # held until done, even when the answer leaves first
+            write.add_done_callback(_MEMORY_WRITES.discard)
+            left = deadline - ANSWER_RESERVE_S - asyncio.get_running_loop().time()
+            done, _ = await asyncio.wait({write}, timeout=max(0.0, left))
+            if not done:  # a group commit stalled behind a slow disk: do not make the till wait
+                log.warning("calc answered before its memory was durable",
+                            extra={"register": receipt.register_id, "action": "the write goes on; until "
+                                   "it commits a sale without its token is committed as answered online"})
         return replace(result, token=token)
+
+    async def _remember(self, receipt: Receipt, token: str) -> None:
+        """Write the calc memory under every key of ``receipt`` in one group commit; never raises."""
+        try:
+            await asyncio.gather(*(self.outbox.put_state(CALC_MEMORY, key, token, keep_s=CALC_KEEP_S)
+                                   for key in _memory_keys(receipt)))
+        except GatewayError as exc:  # the answer goes out anyway; only the memory is lost
+            log.error("calc not remembered", extra={"register": receipt.register_id, "error": str(exc),
+                                                    "action": "a till that carries no token commits it "
+                                                              "as answered online"})
 
     async def _recalled(self, receipt: Receipt) -> tuple[str, CalcClaims] | None:
         """The remembered calc of ``receipt`` and the memory key it was found under."""
@@ -337,7 +370,7 @@ class Pipeline:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.calc_budget_s
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(deadline - self.fallback_margin_s):
                 found = await self.core.identify(customer_ref(customer), timeout=self._core_timeout(deadline))
         except (CoreUnavailable, TimeoutError):
             return self.offline.identify(customer)

@@ -4,8 +4,18 @@ One stack for the module (core → fault proxy → gateway); each test breaks th
 way while background tills sell, probes calculate latency at the till, restores the link and
 checks that every document acknowledged so far is at the core exactly once.
 
-Latency assertions allow for a shared 2-core machine: the 95th percentile must be within
-budget + 50 ms and at most a small count of answers may exceed it; the figures are printed.
+Latency: every calculate answer, in every test, must reach the till within the budget plus
+SLACK_MS (60 ms), and the gateway's own histogram (``posgw_calc_seconds``, which the gateway
+observes when the answer leaves the pipeline) must count no answer above the budget's bucket.
+
+Why 60 ms at the till: the gateway itself answers by the budget's end (its guard gives up on the
+core 40 ms before it, the calc memory write is waited for until 10 ms before it); what the till
+adds is the HTTP round trip through this test process, which also runs the fault proxy and two
+background tills, on a 2-core machine shared with other test runs, where either process can be
+descheduled for some tens of ms. Before the fix (issue 11, item 5) answers came at 350-650 ms
+during core restarts on such a machine: the offline answer's calc memory write (a group commit
+with fsync) ran after the budget, unbounded. The histogram check has no slack: a late answer
+there is the gateway's own.
 """
 
 from __future__ import annotations
@@ -21,15 +31,14 @@ import pytest_asyncio
 
 from simulators.fleet import Fleet, ScriptedTill, native_client
 from simulators.registers.native import TillConfig
-from simulators.registers.native.report import Ack, Recorder, percentile
+from simulators.registers.native.report import Ack, Recorder
 from simulators.stack import Stack, StackOptions
 from tests.e2e.tools import PHONES, assert_exactly_once, figures, probe, probe_for, register_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(120)]
 
 BUDGET_MS = 300
-SLACK_MS = 50
-MAX_OUTLIERS = 2
+SLACK_MS = 60  # the till's side of a loaded 2-core machine: see the module docstring
 
 
 class World:
@@ -75,11 +84,31 @@ async def world(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[World
 
 
 def assert_within_budget(samples: list[tuple[float, bool]], what: str) -> None:
+    """Every till-side answer within the budget + SLACK_MS (no outliers allowed)."""
     print(f"{what}: {figures(samples)}")
-    ms = [m for m, _ in samples]
-    late = [m for m in ms if m > BUDGET_MS + SLACK_MS]
-    assert percentile(ms, 95) <= BUDGET_MS + SLACK_MS, f"{what}: {figures(samples)}"
-    assert len(late) <= MAX_OUTLIERS, f"{what}: late answers {late}"
+    late = [round(m, 1) for m, _ in samples if m > BUDGET_MS + SLACK_MS]
+    assert not late, f"{what}: answers later than {BUDGET_MS} + {SLACK_MS} ms: {late}; {figures(samples)}"
+
+
+async def calc_over_budget(stack: Stack) -> float:
+    """Answers the gateway's own histogram counts above the budget (all drivers and modes)."""
+    metrics = await stack.metrics()
+    over = 0.0
+    for name, value in metrics.items():
+        if name.startswith("posgw_calc_seconds_bucket{"):
+            if "le=+Inf" in name:
+                over += value
+            elif f"le={BUDGET_MS / 1000}," in name + ",":
+                over -= value
+    return over
+
+
+@pytest_asyncio.fixture(loop_scope="module", autouse=True)
+async def gateway_kept_its_budget(world: World) -> AsyncIterator[None]:
+    """After every test: no answer the gateway measured (the tills' too) was above the budget."""
+    yield
+    over = await calc_over_budget(world.stack)
+    assert over == 0, f"posgw_calc_seconds counts {over:g} answers above {BUDGET_MS} ms"
 
 
 async def wait_online(world: World, timeout_s: float = 15.0) -> None:
@@ -146,6 +175,32 @@ async def test_flapping_link(world: World) -> None:
             await world.stack.core_back()
     assert_within_budget(samples, "flapping link")
     assert len(samples) > 20
+    await wait_online(world)
+    await world.settle()
+
+
+async def test_core_restarted_while_a_till_asks(world: World) -> None:
+    """Issue 11 item 5: the core restarted (SIGTERM, graceful stop, a new process) while a till
+    asks continuously; before the fix a till saw 382 ms with a 300 ms budget."""
+    stop = asyncio.Event()
+    samples: list[tuple[float, bool]] = []
+
+    async def ask() -> None:  # whole sales only: a cancelled sale would leave an unknown ack
+        while not stop.is_set():
+            samples.extend(await probe(world.till, 1, PHONES[0]))
+            await asyncio.sleep(0.01)
+
+    async with world.traffic():
+        asker = asyncio.create_task(ask())
+        try:
+            for _ in range(2):
+                await world.stack.restart_core()
+                await asyncio.sleep(1.0)
+        finally:
+            stop.set()
+            await asker
+    assert sum(off for _, off in samples) > 0, "the restarts were not seen by the till"
+    assert_within_budget(samples, "core restarted twice")
     await wait_online(world)
     await world.settle()
 

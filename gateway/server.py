@@ -79,6 +79,8 @@ class ServerState:
     stopping: bool = False
     started_at: float = 0.0
     drivers: tuple[str, ...] = ()
+    stats_error: str = ""  # the last failure to read the outbox's stats ("" while they read)
+    stats_error_at: float = 0.0
 
 
 STATE = web.AppKey("posgw_state", ServerState)
@@ -172,12 +174,22 @@ async def _guarded(request: web.Request, handler: Handler, edge: Edge, name: str
 # ------------------------------------------------------------------ health, metrics, status
 
 
+STATS_REMIND_S = 60.0  # an outbox that stays unreadable: one ERROR per change, then one a minute
+
+
 async def _stats(state: ServerState) -> Any | None:
     try:
-        return await state.outbox.stats()
-    except Exception:  # an unreadable outbox is exactly what /healthz must report, not raise
-        log.exception("outbox stats failed")
+        stats = await state.outbox.stats()
+    except Exception as exc:  # an unreadable outbox is exactly what /healthz must report, not raise
+        now = time.monotonic()
+        if str(exc) != state.stats_error or now - state.stats_error_at >= STATS_REMIND_S:
+            log.exception("outbox stats failed")  # not once per /healthz poll
+            state.stats_error, state.stats_error_at = str(exc), now
         return None
+    if state.stats_error:
+        log.error("outbox stats readable again", extra={"last_error": state.stats_error})
+        state.stats_error = ""
+    return stats
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -238,3 +239,15 @@ async def test_healthz_degraded_after_a_salvage_until_acknowledged(env: Env) -> 
     assert (status, body["status"]) == (200, "ok") and "salvage" not in body
     _, text = await env.get("/metrics")
     assert "posgw_outbox_salvage_unacknowledged 0.0" in text
+
+
+async def test_an_unreadable_outbox_is_logged_once_per_change_not_per_poll(
+    env: Env, caplog: pytest.LogCaptureFixture,
+) -> None:
+    env.view.fail = True
+    with caplog.at_level(logging.ERROR, logger="posgw.server"):
+        for _ in range(5):
+            assert (await env.get("/healthz"))[0] == 503
+        env.view.fail = False
+        assert (await env.get("/healthz"))[0] == 200
+    assert [r.message for r in caplog.records] == ["outbox stats failed", "outbox stats readable again"]

@@ -56,7 +56,7 @@ from simulators.registers.native.client import NativeClient
 from simulators.registers.native.report import Ack, Recorder, SimReport
 from simulators.registers.native.till import parse_customer
 from simulators.registers.poster.account import PosterAccount, SimError
-from simulators.stack import DEFAULT_PROGRAM, ROOT, Stack, StackOptions
+from simulators.stack import DEFAULT_PROGRAM, ROOT, Stack, StackError, StackOptions
 from simulators.stack_check import DeliveryCheck, check_delivery
 
 VENDORS = ("native", "evotor", "modulkassa", "poster")
@@ -97,6 +97,53 @@ def phone_program(workdir: Path, base: Path = DEFAULT_PROGRAM) -> Path:
     path = workdir / "program-phone.toml"
     path.write_text(head + sep + 'redeem_with = ["phone", "card", "app_code"]\n' + rest, encoding="utf-8")
     return path
+
+
+SOURCE_PACKAGES = ("gateway", "drivers", "simulators")
+
+
+def pin_sources(stack: Stack, into: Path) -> Path:
+    """Run the stack's core and gateway from a copy of the committed source (``git archive HEAD``;
+    the working tree when that fails), taken now, in ``into/src``.
+
+    The tree may change under a long run (other work in the same checkout); a restarted gateway must
+    be the code the run started with, not a half-edited file. Returns the copy's directory."""
+    import io
+    import shutil
+    import subprocess
+    import tarfile
+
+    src = into / "src"
+    src.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD", *SOURCE_PACKAGES],
+                             capture_output=True, check=False)
+    if archive.returncode == 0:
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(src, filter="data")
+    else:
+        for package in SOURCE_PACKAGES:
+            shutil.copytree(ROOT / package, src / package, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    boot = f"import runpy, sys; sys.path.insert(0, {str(src)!r}); runpy.run_module('gateway.cli', " \
+           "run_name='__main__', alter_sys=True)"
+    for service in (stack.core, stack.gateway):
+        if service.argv[1:3] == ["-m", "gateway.cli"]:
+            service.argv = [service.argv[0], "-c", boot, *service.argv[3:]]
+    return src
+
+
+async def start_with_retries(stack: Stack, attempts: int = 3, timeout_s: float = 60.0) -> int:
+    """Start the gateway, retrying a start that fails; the failed attempts (raises after ``attempts``)."""
+    for n in range(attempts):
+        try:
+            await stack.gateway.start(timeout_s=timeout_s)
+            return n
+        except StackError:
+            if n == attempts - 1:
+                raise
+            await stack.gateway.kill()
+            await asyncio.sleep(2.0)
+    return attempts
 
 
 def kill_schedule(seed: int, kills: int, *, min_life_s: float = 0.05, max_life_s: float = 1.0) -> list[float]:
@@ -352,10 +399,13 @@ class SoakResult:
     per_vendor: dict[str, dict[str, Any]] = field(default_factory=dict)
     proxy: dict[str, int] = field(default_factory=dict)
     workdir: str = ""
+    failed_starts: int = 0
+    stopped_early: str = ""
 
     @property
     def ok(self) -> bool:
-        return not self.lost and not self.doubled and self.pending_after_drain == 0 and self.acknowledged > 0
+        return (not self.lost and not self.doubled and self.pending_after_drain == 0 and self.acknowledged > 0
+                and not self.stopped_early)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}
@@ -372,8 +422,11 @@ class SoakResult:
             f"restart to ready p50 {self.restart_s_p50:.2f} s, max {self.restart_s_max:.2f} s",
             f"  core link flapping: {self._flap_text()}; "
             f"proxy cuts {self.proxy.get('cuts', 0)}, connections cut {self.proxy.get('cut_connections', 0)}",
-            f"  tills: {', '.join(self.vendors)}",
+            f"  tills: {', '.join(self.vendors)}; gateway starts that failed and were retried: "
+            f"{self.failed_starts}",
         ]
+        if self.stopped_early:
+            lines.append(f"  STOPPED EARLY: {self.stopped_early}")
         for vendor, fig in self.per_vendor.items():
             lines.append(f"    {vendor:<11} receipts {fig['receipts']:>6}"
                          f"  acked sales {fig['acknowledged']:>6}"
@@ -409,7 +462,11 @@ async def run_soak(options: SoakOptions, workdir: Path, *, progress: Progress | 
                               calc_budget_ms=300, ready_timeout_s=60.0)
     began = time.monotonic()
     restarts: list[float] = []
-    async with Stack(workdir, stack_opts) as stack:
+    stack = Stack(workdir, stack_opts)
+    pin_sources(stack, workdir)
+    failed_starts = 0
+    stopped_early = ""
+    async with stack:
         await register_customers(stack)
         load = Load(stack.gateway_url, stack.options.api_key, vendors=options.vendors,
                     tills_per_vendor=options.tills_per_vendor, rate=options.rate, seed=options.seed,
@@ -427,7 +484,11 @@ async def run_soak(options: SoakOptions, workdir: Path, *, progress: Progress | 
                 await stack.gateway.kill()
                 kills += 1
                 t0 = time.monotonic()
-                await stack.gateway.start(timeout_s=60.0)
+                try:
+                    failed_starts += await start_with_retries(stack)
+                except StackError as exc:
+                    stopped_early = f"the gateway did not start again: {str(exc).splitlines()[0]}"
+                    break
                 restarts.append(time.monotonic() - t0)
                 if kills % 50 == 0:
                     acked = sum(len(v.recorder.acks) for v in load.loads.values())
@@ -459,7 +520,7 @@ async def run_soak(options: SoakOptions, workdir: Path, *, progress: Progress | 
         per_vendor={v: {k: val for k, val in r.to_json(with_acks=False).items()
                         if k not in ("error_messages",)} | {"error_messages": r.error_messages[:5]}
                     for v, r in reports.items()},
-        proxy=proxy_stats, workdir=str(workdir),
+        proxy=proxy_stats, workdir=str(workdir), failed_starts=failed_starts, stopped_early=stopped_early,
     )
 
 

@@ -432,7 +432,8 @@ async def frozen_loop(ctx: Context) -> Outcome:
             try:
                 await stack.health()
             except (aiohttp.ClientError, TimeoutError, TransportError) as exc:
-                health_frozen = f"no answer ({type(exc).__name__})"
+                waited = time.monotonic() - frozen_at
+                health_frozen = f"no answer ({type(exc).__name__} after {waited:.1f} s)"
             receipt = t.receipt(lines(*BASKET), PHONES[0])
             calc_began = time.monotonic()
             applied = await t.calculate(receipt)  # the till's view: its own timeout, then full price

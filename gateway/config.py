@@ -150,6 +150,11 @@ class OutboxSection(Model):
     stuck_after_s: float = Field(
         default=900.0, gt=0, description="pending this long means stuck: /healthz answers 503",
     )
+    wait_for_sale_s: float = Field(
+        default=86_400.0, gt=0, le=30 * 86_400,
+        description="how long a refund or cancel whose sale the core does not know yet waits for it "
+                    "(from its creation) before it goes to the operator queue, in seconds",
+    )
 
 
 class DriverSection(Model):

@@ -120,6 +120,15 @@ def event_to_envelope(e: Event, register_seq: int) -> pb.EventEnvelope:
         else:  # no sale: release the hold taken at calculate time
             cancel.hold_id = e.hold_id
         env.cancel.CopyFrom(cancel)
+    elif e.kind == EventKind.CORRECTION:
+        if e.receipt is None or e.receipt.customer is None:
+            raise ValueError(f"correction event {e.key!r} carries no receipt with a customer")
+        draft = receipt_to_draft(e.receipt)
+        draft.redeem_points, draft.redeem_max = 0, False  # a correction never spends points
+        env.attach_customer.CopyFrom(pb.AttachCustomerRequest(
+            correction_key=e.key, sale=pb.SaleRef(sale_key=e.sale_key), draft=draft,
+            occurred_at=timestamp(e.occurred_at), register_id=e.register_id,
+        ))
     else:  # pragma: no cover - EventKind is closed
         raise ValueError(f"unknown event kind {e.kind!r}")
     return env

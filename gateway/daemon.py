@@ -138,7 +138,8 @@ class Daemon:
             core, policy, outbox, metrics=self.metrics, calc_budget_s=cfg.gateway.calc_budget_ms / 1000,
             hold_ttl_s=cfg.gateway.hold_ttl_s, tokens=CalcTokens(load_key(data_dir / "calc_token.key")),
         )
-        self.sender = Sender(outbox, core, metrics=self.metrics, yield_to=pipeline.activity.busy)
+        self.sender = Sender(outbox, core, metrics=self.metrics, yield_to=pipeline.activity.busy,
+                             wait_for_sale_s=cfg.outbox.wait_for_sale_s)
         mounted: list[MountedDriver] = []
         for name in cfg.enabled_drivers():
             driver = load_driver(name, cfg.driver_options(name))

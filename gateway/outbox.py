@@ -11,15 +11,34 @@ Invariants:
   and goes straight on with the next batch (the loop is never on the writer's critical path).
   A full queue (``queue_size`` ops not yet answered) makes ``append`` wait (backpressure)
   instead of growing memory.
-- One row per idempotency key: appending a known key changes nothing and returns False
-  (a known key with different bytes is still a duplicate: a copy of the same operation from
-  another path, :func:`gateway.receipt.same_operation`, is logged at DEBUG; anything else at
-  WARNING and counted as ``posgw_outbox_events_total{outcome="conflict"}``).
+- One row per idempotency key: appending a known key returns False and never adds a second
+  event under that key. A known key with other bytes is reconciled (:meth:`Outbox.append`,
+  rule in :func:`gateway.receipt.merge_copies`), in one writer transaction with the read of the
+  stored row, whichever copy came first:
+  * a copy that adds nothing: nothing changes (DEBUG);
+  * a copy that adds something, stored row not delivered yet (pending, waiting, rejected): the
+    stored payload is replaced by the merge, same key, same register_seq (``outcome="merged"``);
+  * stored row delivered, the copy adds the customer: a correction event
+    ``<key>:correction:1`` (:func:`gateway.receipt.correction_event`, the core's AttachCustomer)
+    is appended, applied once (``outcome="correction"``); a copy adding only fiscal data changes
+    nothing; one that would spend points (or a hold) after delivery cannot be corrected: it is a
+    conflict;
+  * a real conflict (other goods, amounts, customer, points, time): the copy is stored as a
+    REJECTED row ``<key>:conflict:<n>`` in the operator queue (reason RECEIPT_CONFLICT; its
+    payload is the new copy, its last_error names the stored row and summarises both versions),
+    WARNING, ``outcome="conflict"``; never silently dropped. Its operator retry sends it under
+    the original idempotency key: the core applies it only if the stored version was never
+    applied (else RECEIPT_CONFLICT again), so nothing is doubled.
+  In every case the copy is durable when append returns: the driver answers the till with its
+  vendor's success (the till did its part; resending would change nothing).
 - Per-register sequence numbers are assigned by the writer, gap-free and increasing in append
   order; pending rows are handed out in append (id) order, which is (register, seq) order
   within every register.
-- States: pending -> delivered | rejected; rejected -> pending (operator retry) | resolved
-  (operator resolve). Only the operator moves a rejected row; nothing is silently dropped.
+- States: pending -> delivered | rejected | waiting; waiting -> pending (the sender wakes it:
+  due again, or its sale was delivered) | rejected (waited past ``wait_for_sale_s``); rejected
+  -> pending (operator retry) | resolved (operator resolve). Only the operator moves a rejected
+  row; nothing is silently dropped. A waiting row (a refund, cancel or correction whose sale
+  the core does not know yet) is out of its register's stream: the register's later events go on.
 - The event loop never blocks on SQLite: writes run in the writer thread, reads in a reader
   thread, each with its own connection (WAL lets them run side by side).
 - At open (:func:`gateway.outbox_db.open_store`): a file or directory the process cannot use
@@ -67,7 +86,7 @@ from gateway import outbox_db as db
 from gateway.errors import StorageError
 from gateway.metrics import Metrics
 from gateway.payload import event_from_json, event_to_json
-from gateway.receipt import Event, EventKind, same_operation
+from gateway.receipt import CopyVerdict, Event, EventKind, correction_event, merge_copies
 from gateway.salvage import SalvageReport
 
 log = logging.getLogger("posgw.outbox")
@@ -143,6 +162,7 @@ class Outbox:
         self._rexec = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-reader")
         self._wconn: Connection | None = None  # used only in the writer thread
         self._seqs: dict[str, int] = {}  # registers.last_seq as committed (writer thread only)
+        self._reseq: set[str] = set()  # registers whose last_seq _reconcile moved (writer thread only)
         self._rconn: Connection | None = None  # used only in the reader thread
         self._writable = True
         self._last_storage_error = ""
@@ -189,32 +209,110 @@ class Outbox:
     # ------------------------------------------------------------ writes (group commit)
 
     async def append(self, event: Event) -> bool:
-        """Store ``event`` durably; True if new, False if its key is already stored.
+        """Store ``event`` durably; True if new, False if its key is already stored (a copy:
+        reconciled with the stored event, see the module docstring, durably before returning).
         Raises StorageError when it was not stored (the caller must not acknowledge)."""
         new = db.NewEvent(event.key, event.register_id, EventKind(event.kind).value, event_to_json(event))
         outcome: db.AppendOutcome = await self._submit(_Op("append", self._loop.create_future(), 0, new))
         if outcome.duplicate:
             if outcome.conflicting:
-                self._log_conflict(event, outcome.stored)
+                done: tuple[str, str] = await self._submit(
+                    _Op("reconcile", self._future(), values={"event": event}))
+                self._log_copy(event, *done)
             self._count("duplicate")
             return False
         return True  # counted "stored" with its batch, in _after_commit
 
-    def _log_conflict(self, event: Event, stored: bytes) -> None:
-        """A known key with other bytes: a copy of the same operation from another path is
-        routine (DEBUG); anything else means the key was reused: WARNING and a counter."""
-        try:
-            copy = same_operation(event_from_json(stored), event)
-        except (ValueError, KeyError, TypeError):
-            copy = False
-        if copy:
-            log.debug("duplicate is a copy of the stored event",
-                      extra={"key": event.key, "register": event.register_id})
+    def _log_copy(self, event: Event, outcome: str, detail: str) -> None:
+        """Log and count what reconciling a copy did (outcome of :meth:`_reconcile`)."""
+        fields = {"key": event.key, "register": event.register_id}
+        if outcome == "copy":
+            log.debug("duplicate is a copy of the stored event", extra=fields)
             return
-        self._count("conflict")
+        self._count(outcome)
+        if outcome == "merged":
+            log.info("copy merged into the stored event", extra={**fields, "detail": detail})
+        elif outcome == "correction":
+            log.info("copy adds the customer to a delivered sale: correction queued",
+                     extra={**fields, "correction": detail})
+        else:
+            self._log_conflict(event, detail)
+
+    def _log_conflict(self, event: Event, detail: str) -> None:
         log.warning("duplicate key with other content, the stored event is kept", extra={
-            "key": event.key, "register": event.register_id, "note": "other goods, customer, points or time",
-            "action": "check the till's receipt numbering: a receipt under a reused key was NOT stored"})
+            "key": event.key, "register": event.register_id, "note": detail,
+            "action": "the copy is in the operator queue (posgw queue list): resolve it, or retry it to "
+                      "deliver it instead if the stored one was never applied; check the till's numbering"})
+
+    def _reconcile(self, conn: Connection, event: Event, now: float) -> tuple[str, str]:
+        """Writer thread, in the batch's transaction: reconcile ``event`` with the row stored under
+        its key (re-read here, so the decision and the write are one atomic step). Returns
+        (outcome, detail): copy | merged | correction | conflict (module docstring)."""
+        row = db.fetch_key(conn, event.key)
+        if row is None:  # pragma: no cover - the append just found it
+            return "copy", ""
+        try:
+            stored = event_from_json(row.payload)
+        except (ValueError, KeyError, TypeError):
+            return self._store_conflict(conn, event, row, "the stored payload cannot be read", now)
+        merge = merge_copies(stored, event)
+        if merge.verdict == CopyVerdict.SAME:
+            return "copy", ""
+        if merge.verdict == CopyVerdict.CONFLICT:
+            return self._store_conflict(conn, event, row, merge.why, now)
+        undelivered = (db.RowState.PENDING, db.RowState.WAITING, db.RowState.REJECTED)
+        if db.replace_payload(conn, row.id, event_to_json(merge.event), now, undelivered):
+            return "merged", f"row {row.id} ({row.state})"
+        if not merge.adds_loyalty:  # delivered: fiscal details only, the core needs nothing
+            return "copy", ""
+        merged, before = merge.event, stored.receipt
+        after = merged.receipt
+        # delivered: only the customer can be attached afterwards (merge_copies guarantees the
+        # stored copy had none); anything else that is new (points, hold, offline) cannot be
+        if (merged.kind != EventKind.SALE or after is None or before is None or after.customer is None
+                or (after.redeem_points, after.redeem_max) != (before.redeem_points, before.redeem_max)
+                or (merged.hold_id, merged.offline, merged.expected_redeemed)
+                != (stored.hold_id, stored.offline, stored.expected_redeemed)):
+            why = "a copy after delivery that spends points or takes a hold cannot be corrected automatically"
+            return self._store_conflict(conn, event, row, why, now)
+        fix = correction_event(merged)
+        if self._insert(conn, fix, now).duplicate:  # the same late copy again: one correction
+            return "copy", ""
+        return "correction", fix.key
+
+    def _insert(self, conn: Connection, event: Event, now: float) -> db.AppendOutcome:
+        new = db.NewEvent(event.key, event.register_id, EventKind(event.kind).value, event_to_json(event))
+        (out,), _ = db.insert_events(conn, [new], now, None)
+        self._reseq.add(event.register_id)  # the seq cache may be behind now: read it again
+        return out
+
+    def _store_conflict(
+        self, conn: Connection, event: Event, row: Any, why: str, now: float,
+    ) -> tuple[str, str]:
+        """The copy as a rejected row ``<key>:conflict:<n>`` (the same copy twice: one row)."""
+        payload = event_to_json(event)
+        for n in range(1, 1000):
+            key = f"{event.key}:conflict:{n}"
+            known = db.fetch_key(conn, key)
+            if known is not None:
+                if bytes(known.payload) == payload:
+                    return "conflict", f"{why} (already in the operator queue as {key})"
+                continue
+            new = db.NewEvent(key, event.register_id, EventKind(event.kind).value, payload)
+            db.insert_events(conn, [new], now, None)
+            self._reseq.add(event.register_id)
+            created = db.fetch_key(conn, key)
+            assert created is not None
+            try:
+                before = _summary(event_from_json(row.payload))
+            except (ValueError, KeyError, TypeError):
+                before = "unreadable"
+            message = (f"key {event.key} is stored as row {row.id} ({row.state}) with other content: {why}. "
+                       f"stored: {before}; this copy (row {created.id}): {_summary(event)}")
+            db.transition(conn, db.Action.REJECT, [(created.id, {"reason": "RECEIPT_CONFLICT",
+                                                                 "last_error": message[:2000]})], now)
+            return "conflict", f"{why} (in the operator queue as {key})"
+        return "conflict", f"{why} (too many conflicting copies: not stored again)"
 
     async def _transition(self, action: db.Action, rows: list[tuple[int, dict[str, Any]]]) -> int:
         """Queue one state change (:data:`gateway.outbox_db.TRANSITIONS`) for the group commit;
@@ -234,6 +332,24 @@ class Outbox:
 
     async def mark_rejected(self, row_id: int, reason: str, message: str) -> None:
         await self._transition(db.Action.REJECT, [(row_id, {"reason": reason, "last_error": message[:2000]})])
+
+    async def mark_waiting(self, row_id: int, attempts: int, reason: str, message: str) -> bool:
+        """pending -> waiting: the core deferred the row (its sale is not known yet); ``attempts``
+        (the row's count of waits so far + 1) spaces the next try. False if it was not pending."""
+        values = {"reason": reason, "last_error": message[:2000], "attempts": attempts}
+        return await self._transition(db.Action.WAIT, [(row_id, values)]) > 0
+
+    async def wake(self, row_ids: list[int]) -> int:
+        """waiting -> pending (due again); returns how many were woken."""
+        n = await self._transition(db.Action.WAKE, [(i, {"reason": ""}) for i in row_ids]) if row_ids else 0
+        if n:
+            self._new_rows.set()
+        return n
+
+    async def waiting(self, limit: int = 10_000) -> list[OutboxRow]:
+        """Rows set aside until their sale is known, oldest first."""
+        rows = await self._read(lambda c: db.fetch_state(c, db.RowState.WAITING, limit))
+        return [_decode(r) for r in rows]
 
     async def note_retry(self, row_id: int, error: str) -> None:
         await self._submit(_Op("note_retry", self._future(), row_id, values={"error": error}))
@@ -437,11 +553,15 @@ class Outbox:
                     db.prune_delivered(conn, now - self._keep_delivered_s)
                     db.prune_state(conn, now)
             self._seqs.update(seqs)  # committed: the cache may follow
+            for reg in self._reseq:  # rows appended by _reconcile: read last_seq again
+                self._seqs.pop(reg, None)
+            self._reseq.clear()
             if now - self._last_prune > PRUNE_EVERY_S:
                 self._last_prune = now
             return results
         except (SQLAlchemyError, sqlite3.Error, OSError) as exc:
             self._seqs.clear()  # whatever the file holds now, read it again
+            self._reseq.clear()
             if self._wconn is not None:  # start the next batch on a fresh connection
                 with contextlib.suppress(Exception):
                     self._wconn.close()
@@ -454,6 +574,8 @@ class Outbox:
         if op.kind == "note_retry":
             db.note_retry(conn, op.row_id, op.values["error"], now)
             return True
+        if op.kind == "reconcile":
+            return self._reconcile(conn, op.values["event"], now)
         if op.kind == "state":
             v = op.values
             db.put_state(conn, v["driver"], v["key"], v["value"], now, v["keep_s"])
@@ -617,3 +739,15 @@ def _decode(r: Any) -> OutboxRow:
         ev = Event(EventKind(kind), r.key, r.register_id, datetime.fromtimestamp(r.created_at, UTC),
                    extra=(("payload_error", str(exc)),))
     return _to_row(r, ev)
+
+
+def _summary(ev: Event) -> str:
+    """One line naming what counts in a copy: goods, customer, points, hold, time."""
+    r = ev.receipt
+    if r is None:
+        return (f"{ev.kind} of {ev.sale_key} lines={[(x.line_id, x.qty_milli) for x in ev.refund_lines]} "
+                f"full={ev.refund_full} amount={ev.refund_amount} at {ev.occurred_at.isoformat()}")
+    goods = ", ".join(f"{x.sku} {x.qty_milli / 1000:g}x={x.amount}" for x in r.lines)
+    who = f"{r.customer.kind}:{r.customer.value}" if r.customer is not None else "no customer"
+    return (f"{ev.kind} [{goods}] total={r.total} {who} redeem={r.redeem_points} hold={ev.hold_id or '-'} "
+            f"at {ev.occurred_at.isoformat()}")

@@ -27,7 +27,9 @@ On-disk format (SQLite, ``PRAGMA user_version = 2``, journal_mode=WAL, synchrono
 States (:class:`RowState`, stored as these strings) change only by the actions of one table,
 :data:`TRANSITIONS`, applied by one function, :func:`transition`: deliver (pending -> delivered,
 core ack with a result), reject (pending -> rejected, permanent rejection: the operator queue),
-retry (rejected -> pending, operator) and resolve (rejected -> resolved, operator, with a note).
+retry (rejected -> pending, operator) and resolve (rejected -> resolved, operator, with a note);
+wait (pending -> waiting: the core deferred it, its sale is not there yet) and wake (waiting ->
+pending, the sender: due again), and reject also from waiting (the wait's bound is over).
 The UPDATE's WHERE clause names the from-state, so a change made concurrently (an operator's
 resolve racing the sender's ack) is never overwritten: the later action changes nothing.
 Delivered rows are pruned after ``keep_delivered_s``; nothing else is ever deleted.
@@ -86,6 +88,7 @@ class RowState(StrEnum):
     DELIVERED = "delivered"
     REJECTED = "rejected"
     RESOLVED = "resolved"
+    WAITING = "waiting"  # set aside: the core does not know its sale yet; woken and resent later
 
 
 class Action(StrEnum):
@@ -95,15 +98,19 @@ class Action(StrEnum):
     REJECT = "reject"  # the core refused it for good, or its payload is unreadable (sender, outbox)
     RETRY = "retry"  # deliver it again with the same key (operator)
     RESOLVE = "resolve"  # handled outside the gateway, with a note (operator)
+    WAIT = "wait"  # the core deferred it (SALE_NOT_YET_KNOWN): set aside, out of the register's way (sender)
+    WAKE = "wake"  # a waiting row is due again (backoff, or its sale was delivered) (sender)
 
 
 # The one table of allowed state changes: action -> from-state -> to-state. Anything not here is
 # refused (a pair missing from the table never reaches the file).
 TRANSITIONS: Mapping[Action, Mapping[RowState, RowState]] = {
     Action.DELIVER: {RowState.PENDING: RowState.DELIVERED},
-    Action.REJECT: {RowState.PENDING: RowState.REJECTED},
+    Action.REJECT: {RowState.PENDING: RowState.REJECTED, RowState.WAITING: RowState.REJECTED},
     Action.RETRY: {RowState.REJECTED: RowState.PENDING},
     Action.RESOLVE: {RowState.REJECTED: RowState.RESOLVED},
+    Action.WAIT: {RowState.PENDING: RowState.WAITING},
+    Action.WAKE: {RowState.WAITING: RowState.PENDING},
 }
 
 
@@ -632,7 +639,7 @@ def insert_events(
 
 
 # Columns an action may set besides state and updated_at (never the identity or the order).
-_SETTABLE = frozenset({"last_error", "reason", "note", "result_json"})
+_SETTABLE = frozenset({"last_error", "reason", "note", "result_json", "attempts"})
 
 
 @cache
@@ -671,6 +678,32 @@ def transition(
     cur = raw(conn).cursor()
     try:
         cur.executemany(sql, params)
+        return int(cur.rowcount)
+    finally:
+        cur.close()
+
+
+def fetch_key(conn: Connection, key: str) -> PendingRow | None:
+    """The row stored under ``key`` (any state), within the caller's transaction."""
+    cur = raw(conn).cursor()
+    try:
+        r = cur.execute(f"SELECT {', '.join(c.name for c in events.columns)} FROM events WHERE key = ?",
+                        (key,)).fetchone()
+    finally:
+        cur.close()
+    return None if r is None else PendingRow(*r)
+
+
+def replace_payload(
+    conn: Connection, row_id: int, payload: bytes, now: float, states: Sequence[RowState],
+) -> int:
+    """Replace the payload of row ``row_id`` (same key, register and seq) if it is in one of
+    ``states`` (the merge of a later copy into an undelivered event); returns rows changed."""
+    marks = ", ".join("?" * len(states))
+    cur = raw(conn).cursor()
+    try:
+        cur.execute(f"UPDATE events SET payload = ?, updated_at = ? WHERE id = ? AND state IN ({marks})",
+                    (payload, now, row_id, *(str(s) for s in states)))
         return int(cur.rowcount)
     finally:
         cur.close()

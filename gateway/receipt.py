@@ -13,7 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
@@ -158,6 +158,7 @@ class EventKind(StrEnum):
     SALE = "sale"
     REFUND = "refund"
     CANCEL = "cancel"
+    CORRECTION = "correction"  # attach a late copy's customer to a delivered sale (merge_copies)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,24 +214,105 @@ def sale_event(receipt: Receipt, *, key: str | None = None) -> Event:
 COPY_CLOCK_SKEW_S = 600.0  # two copies of one receipt are stamped at most this far apart
 
 
+class CopyVerdict(StrEnum):
+    """What :func:`merge_copies` found two events under one key to be."""
+
+    SAME = "same"  # the new copy adds nothing the stored one lacks
+    MERGED = "merged"  # copies of one operation; the merge adds something to the stored one
+    CONFLICT = "conflict"  # the key was reused for something else: other goods, amounts, customer...
+
+
+@dataclass(frozen=True, slots=True)
+class Merge:
+    """The outcome of :func:`merge_copies`: the verdict, the merged event (the stored one when
+    SAME or CONFLICT), whether the merge adds loyalty data (customer, points, hold, offline) the
+    stored copy lacked, and for a CONFLICT what differs."""
+
+    verdict: CopyVerdict
+    event: Event
+    adds_loyalty: bool = False
+    why: str = ""
+
+
+def _goods(r: Receipt) -> list[tuple[str, int, int]]:
+    return sorted((line.sku, line.qty_milli, line.amount) for line in r.lines)
+
+
+def _pick(stored: object, new: object, empty: object) -> object:
+    """The stored value unless it is empty and the new one is not."""
+    return new if stored == empty and new != empty else stored
+
+
+def merge_copies(stored: Event, new: Event) -> Merge:
+    """Reconcile two events under one idempotency key (the rule; see the module docstring).
+
+    They are copies of one operation when they have the same kind and reference (sale_key, refund
+    lines, full, amount), the same goods (SKU, quantity, amount per line, in any order), are
+    stamped within COPY_CLOCK_SKEW_S and their loyalty data do not contradict each other. Loyalty
+    data (customer, points to redeem, redeem-max, hold, offline, expected redemption) are taken
+    from the copy that has them: the till's (plugin) copy has them, a cloud copy often not; both
+    having a value and the values differing is a CONFLICT. Everything else (lines with their ids,
+    names and flags, time, fiscal sign, document id, shift, number, payments, cashier, store) is
+    the stored (first) copy's, each empty field filled from the new copy; extras are joined. So
+    the result is the same whichever copy came first, except for the non-loyalty details that
+    both copies carry in their own way."""
+    def ref(e: Event) -> tuple[object, ...]:
+        return (e.kind, e.sale_key, e.refund_lines, e.refund_full, e.refund_amount)
+
+    if ref(stored) != ref(new):
+        return Merge(CopyVerdict.CONFLICT, stored, why="another kind of operation or another reference")
+    if abs((stored.occurred_at - new.occurred_at).total_seconds()) > COPY_CLOCK_SKEW_S:
+        return Merge(CopyVerdict.CONFLICT, stored, why="stamped more than 10 minutes apart")
+    ra, rb = stored.receipt, new.receipt
+    if (ra is None) != (rb is None):
+        return Merge(CopyVerdict.CONFLICT, stored, why="one copy carries a receipt, the other not")
+    if ra is not None and rb is not None and _goods(ra) != _goods(rb):
+        return Merge(CopyVerdict.CONFLICT, stored, why="other goods or amounts")
+    loyalty_ev = [("offline", False), ("hold_id", ""), ("expected_redeemed", None)]
+    loyalty_rc = [("customer", None), ("redeem_points", 0), ("redeem_max", False)]
+    for name, empty in loyalty_ev:
+        x, y = getattr(stored, name), getattr(new, name)
+        if x != empty and y != empty and x != y:
+            return Merge(CopyVerdict.CONFLICT, stored, why=f"another {name}")
+    if ra is not None and rb is not None:
+        for name, empty in loyalty_rc:
+            x, y = getattr(ra, name), getattr(rb, name)
+            if x != empty and y != empty and x != y:
+                return Merge(CopyVerdict.CONFLICT, stored, why=f"another {name.replace('_', ' ')}")
+    ev_fields = {name: _pick(getattr(stored, name), getattr(new, name), empty) for name, empty in
+                 [*loyalty_ev, ("cashier_id", ""), ("cashier_name", "")]}
+    extra = stored.extra + tuple(kv for kv in new.extra if kv not in stored.extra)
+    receipt = ra
+    if ra is not None and rb is not None:
+        rc_fields = {name: _pick(getattr(ra, name), getattr(rb, name), empty) for name, empty in
+                     [*loyalty_rc, ("fiscal_sign", ""), ("document_id", ""), ("shift", ""),
+                      ("receipt_number", ""), ("cashier_id", ""), ("cashier_name", ""), ("store_id", ""),
+                      ("payments", ()), ("driver", "")]}
+        receipt = replace(ra, **rc_fields)  # type: ignore[arg-type]
+    merged = replace(stored, receipt=receipt, extra=extra, **ev_fields)  # type: ignore[arg-type]
+    if merged == stored:
+        return Merge(CopyVerdict.SAME, stored)
+    adds = any(getattr(merged, n) != getattr(stored, n) for n, _ in loyalty_ev) or (
+        receipt is not None and ra is not None
+        and any(getattr(receipt, n) != getattr(ra, n) for n, _ in loyalty_rc))
+    return Merge(CopyVerdict.MERGED, merged, adds_loyalty=adds)
+
+
+def correction_event(merged: Event, n: int = 1) -> Event:
+    """The correction that brings a delivered sale up to ``merged`` (a later copy's customer):
+    key ``<sale key>:correction:<n>``, applied once by the core (AttachCustomer); n = 1 is
+    the customer's attachment, the one correction defined today."""
+    return replace(merged, kind=EventKind.CORRECTION, key=f"{merged.key}:correction:{n}", sale_key=merged.key)
+
+
 def same_operation(a: Event, b: Event) -> bool:
     """True when two events under one key are copies of one operation that reached us by two
-    paths (Evotor's plugin and its cloud webhook): the same kind and reference, the same goods
-    (SKU, quantity, amount per line), customer and points, stamped within COPY_CLOCK_SKEW_S.
-    What one path lacks or writes its own way (cashier, payments, names, the time's precision
-    and zone) does not count. False means the key was reused for something else."""
-    same_ref = (a.kind, a.sale_key, a.refund_lines, a.refund_full, a.refund_amount) == (
-        b.kind, b.sale_key, b.refund_lines, b.refund_full, b.refund_amount)
-    if not same_ref or abs((a.occurred_at - b.occurred_at).total_seconds()) > COPY_CLOCK_SKEW_S:
-        return False
-    ra, rb = a.receipt, b.receipt
-    if ra is None or rb is None:
-        return ra is rb
-
-    def goods(r: Receipt) -> list[tuple[str, int, int]]:
-        return sorted((line.sku, line.qty_milli, line.amount) for line in r.lines)
-
-    return goods(ra) == goods(rb) and (ra.customer, ra.redeem_points) == (rb.customer, rb.redeem_points)
+    paths (Evotor's plugin and its cloud webhook), i.e. :func:`merge_copies` can reconcile them:
+    the same kind and reference, the same goods (SKU, quantity, amount per line), stamped within
+    COPY_CLOCK_SKEW_S, and customer, points and hold that do not contradict each other (one copy
+    may lack them). What one path lacks or writes its own way (cashier, payments, names, the
+    time's precision and zone) does not count. False means the key was reused for something else."""
+    return merge_copies(a, b).verdict != CopyVerdict.CONFLICT
 
 
 def derived_key(*parts: str) -> str:

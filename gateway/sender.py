@@ -32,9 +32,23 @@ How it keeps its promises:
   ack carries a commit / refund / cancel result. Marks lost in a crash just cause a replay.
 - **Permanent rejections never block a register.** An ack with ``Rejection.retriable = false``
   moves the row to the operator queue (``posgw queue``) and delivery of that register goes on.
-  Consequence, by design: a refund or cancel of a rejected sale is sent next, is itself
-  rejected by the core (unknown sale) and lands in the queue too; retrying the sale from the
-  queue, then the refund, repairs both.
+  A refund or cancel of a rejected sale waits for it (next point); retrying the sale from the
+  queue wakes it.
+- **A refund, cancel or correction that overtakes its sale waits; it never blocks its register.**
+  The core answers it with a retriable, *deferred* rejection (SALE_NOT_YET_KNOWN, metadata
+  sale_key); the row is set aside (outbox state ``waiting``, out of its register's stream: the
+  register's later events keep flowing, so a sale of another register or path that never comes
+  cannot hold a till's receipts back) and woken (back to pending, resent with the same key) as
+  soon as the sale it names is delivered through this gateway, and otherwise on a backoff of its
+  own (``wait_initial_s`` doubling per wait up to ``wait_max_s``). Waking re-reads the outbox
+  from its start, so a woken row goes out in id order with whatever else is pending. Once
+  ``wait_for_sale_s`` has passed since the row's created_at, it goes to the operator queue
+  instead: reason SALE_NEVER_ARRIVED, "sale <key> never arrived"; ``posgw queue retry`` then
+  sends it again and it is applied if the sale is there by then (if not, it is set aside and,
+  past the bound, back in the queue at the next check).
+  Per-register order is kept for everything else; only the waiting row moves behind its
+  register's later events, which is harmless for them (a later refund or cancel of the same
+  missing sale waits too, and they are woken together and sent in id order).
 - **Bounded memory.** At most ``window`` events are in flight; rows are read from the outbox
   in batches of ``batch`` (no per-row query, never the whole backlog): the window is refilled
   only once a batch's worth of room (or half the window) is free, so a steady stream of acks
@@ -63,6 +77,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -81,6 +96,7 @@ from gateway.outbox import OutboxRow, OutboxStats
 
 log = logging.getLogger("posgw.sender")
 
+SALES_REMEMBERED_S = 60.0  # a delivered sale wakes the rows waiting for it this long
 MESSAGE_EVENTS = 128  # default events per EventBatch (the bench's baseline uses the same)
 
 
@@ -99,6 +115,12 @@ class DeliveryOutbox(Protocol):
 
     async def note_retry(self, row_id: int, error: str) -> None: ...
 
+    async def mark_waiting(self, row_id: int, attempts: int, reason: str, message: str) -> bool: ...
+
+    async def wake(self, row_ids: list[int]) -> int: ...
+
+    async def waiting(self, limit: int = 10_000) -> list[OutboxRow]: ...
+
 
 class EventStreams(Protocol):
     """Where the sender's streams come from: :class:`gateway.core_client.CoreClient`."""
@@ -109,7 +131,7 @@ class EventStreams(Protocol):
 @dataclass(frozen=True, slots=True)
 class _Mark:
     row: OutboxRow
-    state: str  # delivered | rejected | retry
+    state: str  # delivered | rejected | retry | wait
     result_json: str = ""
     reason: str = ""
     message: str = ""
@@ -132,6 +154,8 @@ class Sender:
         backoff_max_s: float = 5.0, idle_poll_s: float = 1.0, rescan_s: float = 30.0,
         message_events: int = MESSAGE_EVENTS, yield_to: Callable[[], bool] | None = None,
         busy_batch: int = 32, pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        wait_for_sale_s: float = 86_400.0, wait_initial_s: float = 1.0, wait_max_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._outbox = outbox
         self._core = core
@@ -155,6 +179,13 @@ class Sender:
         self._marks: asyncio.Queue[_Mark | None] = asyncio.Queue()
         self._progress = asyncio.Event()
         self._running = False
+        self._wait_for_sale_s = wait_for_sale_s
+        self._wait_initial_s = wait_initial_s
+        self._wait_max_s = max(wait_initial_s, wait_max_s)
+        self._clock = clock
+        self._sale_delivered = asyncio.Event()  # wakes the waiting loop at once
+        self._sales_delivered: dict[str, float] = {}  # sales delivered lately: key -> when (loop time)
+        self._rewind = False  # rows were woken: the send loop reads again from the start
 
     # ------------------------------------------------------------ public
 
@@ -164,6 +195,7 @@ class Sender:
             raise RuntimeError("Sender.run is already running")
         self._running = True
         marker = asyncio.create_task(self._marker_loop(), name="sender-marker")
+        waiter = asyncio.create_task(self._waiting_loop(stopping), name="sender-waiting")
         try:
             while not stopping.is_set():
                 try:
@@ -174,6 +206,8 @@ class Sender:
                     log.exception("sender bug", extra={"error": repr(exc)})
                     await self._after_failure(exc, stopping)
         finally:
+            waiter.cancel()
+            await asyncio.gather(waiter, return_exceptions=True)
             await self._marks.put(None)
             await marker
             self._running = False
@@ -248,6 +282,8 @@ class Sender:
         last_rescan = loop.time()
         rescanned = False  # one rescan per wait: rows whose marks are in flight must not spin us
         while True:
+            if self._rewind:  # rows were woken behind the cursor
+                self._rewind, cursor = False, 0
             room = self._window - len(st.inflight)
             if room <= 0:  # full: wait for a batch's worth of room, not just one ack
                 while self._window - len(st.inflight) < self._refill and st.inflight:
@@ -348,6 +384,12 @@ class Sender:
         which = ack.WhichOneof("result")
         if which == "rejected":
             rej = ack.rejected
+            if rej.retriable and rej.deferred:  # its sale is not there yet: set aside, not in the way
+                self._acked_unmarked.add(row.key)
+                sale = rej.metadata.get("sale_key") or row.event.sale_key
+                self._marks.put_nowait(_Mark(row, "wait", reason=rej.reason or "SALE_NOT_YET_KNOWN",
+                                             message=f"waiting for sale {sale}: {rej.message}"))
+                return None
             if rej.retriable:
                 if row.register_id in refused:  # refused because of an earlier one: not its fault
                     return None
@@ -368,6 +410,9 @@ class Sender:
             result = MessageToDict(getattr(ack, which), preserving_proto_field_name=True)
             body = json.dumps({which: result}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
             self._marks.put_nowait(_Mark(row, "delivered", result_json=body))
+            if row.kind == "sale":  # a refund waiting for it may go now
+                self._sales_delivered[row.key] = asyncio.get_running_loop().time()
+                self._sale_delivered.set()
             if self._metrics is not None:
                 self._metrics.child(self._metrics.delivered, row.kind).inc()
         return None
@@ -395,6 +440,8 @@ class Sender:
                         await self._outbox.mark_rejected(m.row.id, m.reason, m.message)
                     elif m.state == "retry":
                         await self._outbox.note_retry(m.row.id, m.message)
+                    elif m.state == "wait":
+                        await self._outbox.mark_waiting(m.row.id, m.row.attempts + 1, m.reason, m.message)
             except StorageError as exc:  # rows stay pending and are resent: the core replays them
                 log.warning("delivery marks failed", extra={"rows": len(items), "error": str(exc)})
             finally:
@@ -403,6 +450,56 @@ class Sender:
                     if m.state != "retry":  # acked (the core applied or refused it): skipping is safe
                         self._marked_since_read.add(m.row.key)
                 self._progress.set()
+
+    def _wait_delay(self, attempts: int) -> float:
+        """How long a row waits after its ``attempts``-th deferral before it is tried again."""
+        return float(min(self._wait_initial_s * 2 ** max(0, min(attempts - 1, 30)), self._wait_max_s))
+
+    async def _waiting_loop(self, stopping: asyncio.Event) -> None:
+        """Wake waiting rows whose sale was just delivered, and those due on their backoff; send
+        those past ``wait_for_sale_s`` to the operator queue (module docstring). Storage trouble is
+        retried at the next check; the rows stay where they are."""
+        check = min(self._wait_initial_s, 1.0)
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(check):
+                    await self._sale_delivered.wait()
+            self._sale_delivered.clear()
+            # kept a minute: a refund deferred in the same AckBatch may be marked waiting after this look
+            forget = asyncio.get_running_loop().time() - SALES_REMEMBERED_S
+            self._sales_delivered = {k: t for k, t in self._sales_delivered.items() if t > forget}
+            came = self._sales_delivered
+            try:
+                rows = await self._outbox.waiting(self._batch)
+                now = self._clock()
+                due: list[int] = []
+                for row in rows:
+                    if row.event.sale_key in came:  # its sale was just delivered: now, whatever its age
+                        due.append(row.id)
+                    elif now - row.created_at > self._wait_for_sale_s:
+                        await self._give_up(row)
+                    elif now >= row.updated_at + self._wait_delay(row.attempts):
+                        due.append(row.id)
+                if due and await self._outbox.wake(due):
+                    self._rewind = True
+                if len(rows) >= self._batch:  # more than one read's worth: look again at once
+                    self._sale_delivered.set()
+            except StorageError as exc:
+                log.warning("waiting rows not checked", extra={"error": str(exc)})
+
+    async def _give_up(self, row: OutboxRow) -> None:
+        sale = row.event.sale_key or "?"
+        hours = self._wait_for_sale_s / 3600
+        message = (f"sale {sale} never arrived: this {row.kind} waited {hours:g} h for it (wait_for_sale_s); "
+                   f"once the sale is at the core, posgw queue retry {row.id} applies it")
+        await self._outbox.mark_rejected(row.id, "SALE_NEVER_ARRIVED", message)
+        if self._metrics is not None:
+            self._metrics.rejected.labels("SALE_NEVER_ARRIVED").inc()
+        log.error("event rejected", extra={
+            "key": row.key, "register": row.register_id, "seq": row.register_seq,
+            "reason": "SALE_NEVER_ARRIVED", "detail": message,
+            "action": "in the operator queue: posgw queue list / retry / resolve",
+        })
 
     async def _after_failure(self, exc: Exception, stopping: asyncio.Event) -> None:
         """Back off before the next stream; ``exc.retriable`` alone chooses how (module docstring)."""
@@ -429,7 +526,9 @@ def _envelopes(rows: list[OutboxRow]) -> list[pb.EventEnvelope | ValueError]:
     out: list[pb.EventEnvelope | ValueError] = []
     for row in rows:
         try:
-            out.append(event_to_envelope(row.event, row.register_seq))
+            env = event_to_envelope(row.event, row.register_seq)
+            env.event_id = row.key  # acks name the row (a conflict row's event keeps the original key)
+            out.append(env)
         except ValueError as exc:
             out.append(exc)
     return out

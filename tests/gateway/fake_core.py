@@ -15,7 +15,9 @@ register's events are applied in the order sent); ``drop_before`` end the stream
 UNAVAILABLE without applying it or the rest of its batch; ``drop_after`` apply it, then end
 the stream before the batch is answered (the rest of the batch unapplied); ``delay`` apply,
 and wait before answering the batch; ``noack`` apply it and never answer (the rest of the
-batch unapplied). :attr:`FakeCore.batch_sizes` records the size of every batch received,
+batch unapplied). A refund or cancel whose sale was not applied is refused as the reference
+core does: retriable and deferred (SALE_NOT_YET_KNOWN), without blocking its register.
+:attr:`FakeCore.batch_sizes` records the size of every batch received,
 including those a silent (noack) stream never processes.
 """
 
@@ -99,8 +101,14 @@ class FakeCore:
             return action, head
         body = env.WhichOneof("body")
         sale_key = env.refund.sale.sale_key if body == "refund" else env.cancel.sale.sale_key
-        if action.kind == "reject" or (body != "commit" and sale_key and sale_key not in self.results):
-            reason = action.reason if action.kind == "reject" else "UNKNOWN_SALE"
+        if body != "commit" and sale_key and sale_key not in self.results and action.kind != "reject":
+            # as the reference core: its sale is not here yet, this one waits (the register goes on)
+            head.rejected.CopyFrom(pb.Rejection(reason="SALE_NOT_YET_KNOWN", message="sale not known yet",
+                                                metadata={"sale_key": sale_key}, retriable=True,
+                                                deferred=True))
+            return ACK, head
+        if action.kind == "reject":
+            reason = action.reason
             self.rejected[key] = reason
             head.rejected.CopyFrom(pb.Rejection(reason=reason, message="refused", retriable=False))
             return ACK, head

@@ -18,7 +18,7 @@ import pytest
 from gateway.errors import StorageError
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
-from gateway.receipt import Payment
+from gateway.receipt import CustomerId, Event, EventKind, IdKind, Payment
 from tests.gateway.outbox_fixtures import FakeClock, refund, sale
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,10 +66,15 @@ async def test_duplicates_change_nothing(tmp_path: Path, caplog: pytest.LogCaptu
         [conflict] = [r for r in caplog.records if r.message.startswith("duplicate key with other content")]
         assert (conflict.levelname, conflict.__dict__["key"], conflict.__dict__["register"]) == (
             "WARNING", ev.key, "R1")
-        assert "NOT stored" in conflict.__dict__["action"]
+        assert "operator queue" in conflict.__dict__["action"]
         assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "conflict"}) == 1
         rows = await ob.next_batch(10)
         assert len(rows) == 1 and rows[0].event == ev
+        # the conflicting copy is not dropped: a rejected row in the operator queue
+        [queued] = await ob.rejected()
+        assert (queued.key, queued.reason) == (f"{ev.key}:conflict:1", "RECEIPT_CONFLICT")
+        assert queued.event == other
+        assert f"row {rows[0].id}" in queued.last_error and "=777" in queued.last_error
         assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "duplicate"}) == 2
         assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "stored"}) == 1
         # a duplicate of a delivered row is still a duplicate
@@ -517,6 +522,105 @@ async def test_version_1_file_gains_driver_state(tmp_path: Path) -> None:
         await ob.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("pragma user_version").fetchone() == (2,)
+
+
+# ------------------------------------------------------------------ copies of one receipt
+
+
+def _evotor_copies() -> tuple[Event, Event]:
+    """Evotor's plugin copy (customer, points, cashier) and its cloud copy (fiscal sign, payments,
+    no customer) of one receipt: one key, same goods."""
+    base = sale("R1", 1, driver="evotor")
+    assert base.receipt is not None
+    plugin_r = replace(base.receipt, customer=CustomerId(IdKind.PHONE, "+79160000101"), redeem_points=0,
+                       cashier_id="01-2")
+    cloud_r = replace(base.receipt, fiscal_sign="FS-123", payments=(Payment("card", 10000),))
+    return replace(base, receipt=plugin_r, cashier_id="01-2"), replace(base, receipt=cloud_r)
+
+
+@pytest.mark.parametrize("first", ["plugin", "cloud"])
+async def test_copies_before_delivery_are_merged_whichever_comes_first(tmp_path: Path, first: str) -> None:
+    plugin, cloud = _evotor_copies()
+    a, b = (plugin, cloud) if first == "plugin" else (cloud, plugin)
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        assert await ob.append(a) is True
+        assert await ob.append(b) is False
+        assert await ob.append(b) is False  # a third copy adds nothing more
+        [row] = await ob.next_batch(10)
+        assert row.register_seq == 1 and row.key == plugin.key
+        assert row.event.receipt is not None
+        assert row.event.receipt.customer == CustomerId(IdKind.PHONE, "+79160000101")
+        assert row.event.receipt.fiscal_sign == "FS-123"
+        assert row.event.receipt.payments == (Payment("card", 10000),)
+        assert row.event.receipt.cashier_id == "01-2"
+        assert await ob.rejected() == []
+    finally:
+        await ob.close()
+
+
+async def test_a_copy_adding_the_customer_after_delivery_queues_one_correction(tmp_path: Path) -> None:
+    plugin, cloud = _evotor_copies()
+    m = Metrics()
+    ob = await Outbox.open(tmp_path / "o.db", metrics=m)
+    try:
+        assert await ob.append(cloud) is True
+        [row] = await ob.next_batch(10)
+        await ob.mark_delivered(row.id, "{}")
+        assert await ob.append(plugin) is False
+        assert await ob.append(plugin) is False  # the same late copy again: still one correction
+        [fix] = await ob.next_batch(10)
+        assert (fix.key, fix.kind, fix.register_seq) == (f"{cloud.key}:correction:1", "correction", 2)
+        assert fix.event.sale_key == cloud.key and fix.event.kind == EventKind.CORRECTION
+        assert fix.event.receipt is not None and fix.event.receipt.customer is not None
+        assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "correction"}) == 1
+        # the cloud copy arriving after the delivered plugin copy adds fiscal data only: nothing to do
+        await ob.mark_delivered(fix.id, "{}")
+        assert await ob.append(cloud) is False
+        assert await ob.next_batch(10) == [] and await ob.rejected() == []
+    finally:
+        await ob.close()
+
+
+async def test_a_late_copy_spending_points_is_a_conflict_not_a_correction(tmp_path: Path) -> None:
+    plugin, cloud = _evotor_copies()
+    assert plugin.receipt is not None
+    greedy = replace(plugin, receipt=replace(plugin.receipt, redeem_points=5))
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        await ob.append(cloud)
+        [row] = await ob.next_batch(10)
+        await ob.mark_delivered(row.id, "{}")
+        assert await ob.append(greedy) is False
+        [queued] = await ob.rejected()
+        assert queued.key == f"{cloud.key}:conflict:1" and "spends points" in queued.last_error
+        assert await ob.next_batch(10) == []
+    finally:
+        await ob.close()
+
+
+async def test_waiting_rows_are_out_of_the_stream_until_woken(tmp_path: Path) -> None:
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        early = refund("R1", 1, "native:R1:1:9:")
+        later = sale("R1", 2)
+        await ob.append(early)
+        await ob.append(later)
+        first, _ = await ob.next_batch(10)
+        assert await ob.mark_waiting(first.id, 1, "SALE_NOT_YET_KNOWN", "sale native:R1:1:9: is not known")
+        assert [r.key for r in await ob.next_batch(10)] == [later.key]
+        [waiting] = await ob.waiting()
+        assert (waiting.state, waiting.attempts, waiting.reason) == ("waiting", 1, "SALE_NOT_YET_KNOWN")
+        assert (await ob.stats()).pending == 1
+        assert await ob.wake([first.id]) == 1
+        assert [r.key for r in await ob.next_batch(10)] == [early.key, later.key]
+        assert await ob.wake([first.id]) == 0  # pending already
+        assert await ob.mark_waiting(first.id, 2, "SALE_NOT_YET_KNOWN", "x")
+        await ob.mark_rejected(first.id, "SALE_NEVER_ARRIVED", "sale native:R1:1:9: never arrived")
+        [queued] = await ob.rejected()
+        assert queued.reason == "SALE_NEVER_ARRIVED" and await ob.waiting() == []
+    finally:
+        await ob.close()
 
 
 async def test_a_damaged_file_is_salvaged_and_degraded_until_acknowledged(tmp_path: Path) -> None:

@@ -26,13 +26,16 @@ ALLOWED = {
     (RowState.PENDING, Action.REJECT): RowState.REJECTED,
     (RowState.REJECTED, Action.RETRY): RowState.PENDING,
     (RowState.REJECTED, Action.RESOLVE): RowState.RESOLVED,
+    (RowState.PENDING, Action.WAIT): RowState.WAITING,
+    (RowState.WAITING, Action.WAKE): RowState.PENDING,
+    (RowState.WAITING, Action.REJECT): RowState.REJECTED,
 }
 EVERY = list(itertools.product(RowState, Action))
 
 
 def test_stored_strings_are_unchanged() -> None:
     """Existing outbox files hold these strings; they must still read."""
-    assert [s.value for s in RowState] == ["pending", "delivered", "rejected", "resolved"]
+    assert [s.value for s in RowState] == ["pending", "delivered", "rejected", "resolved", "waiting"]
     assert RowState("rejected") is RowState.REJECTED and RowState.PENDING == "pending"
 
 

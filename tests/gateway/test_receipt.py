@@ -16,6 +16,7 @@ from gateway.receipt import (
     MAX_AMOUNT,
     MAX_LINES,
     MAX_QTY_MILLI,
+    CopyVerdict,
     CustomerId,
     Event,
     EventKind,
@@ -24,7 +25,9 @@ from gateway.receipt import (
     Payment,
     Receipt,
     RefundLine,
+    correction_event,
     derived_key,
+    merge_copies,
     sale_event,
     same_operation,
     to_milli,
@@ -302,3 +305,57 @@ def test_same_operation_without_receipts() -> None:
     assert same_operation(refund, replace(refund, occurred_at=AT - timedelta(minutes=10)))
     assert not same_operation(refund, replace(refund, occurred_at=AT - timedelta(minutes=10, seconds=1)))
     assert not same_operation(refund, replace(refund, refund_lines=(RefundLine("1", 501),)))
+
+
+# ------------------------------------------------------------------ merge_copies
+
+
+def test_merge_copies_takes_loyalty_from_the_copy_that_has_it_whichever_comes_first() -> None:
+    till = sale()  # customer, 10 points
+    assert till.receipt is not None
+    cloud = sale(replace(till.receipt, customer=None, redeem_points=0, fiscal_sign="FS1",
+                         payments=(Payment("card", 100),), cashier_id=""), hold_id="")
+    till = replace(till, hold_id="H1")
+    one, two = merge_copies(till, cloud), merge_copies(cloud, till)
+    assert one.verdict == two.verdict == CopyVerdict.MERGED
+    assert not one.adds_loyalty and two.adds_loyalty  # the till's copy adds loyalty to the cloud's
+    for m in (one, two):
+        r = m.event.receipt
+        assert r is not None
+        assert (r.customer, r.redeem_points, m.event.hold_id) == (till.receipt.customer, 10, "H1")
+        assert (r.fiscal_sign, r.payments) == ("FS1", (Payment("card", 100),))
+    assert merge_copies(one.event, cloud).verdict == CopyVerdict.SAME
+    assert merge_copies(till, till).verdict == CopyVerdict.SAME
+
+
+def test_merge_copies_keeps_the_stored_lines_and_time() -> None:
+    a = sale()
+    assert a.receipt is not None
+    other_ids = replace(a.receipt, lines=tuple(replace(x, line_id="L" + x.line_id) for x in a.receipt.lines))
+    b = sale(other_ids, occurred_at=AT + timedelta(seconds=30), extra=(("uuid", "u1"),))
+    m = merge_copies(a, b)
+    assert m.verdict == CopyVerdict.MERGED and m.event.receipt is not None
+    assert m.event.receipt.lines == a.receipt.lines and m.event.occurred_at == a.occurred_at
+    assert m.event.extra == (("uuid", "u1"),)
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ("customer", "customer"), ("points", "redeem points"), ("hold", "hold_id"), ("amount", "goods"),
+])
+def test_merge_copies_conflicts_name_what_differs(change: str, why: str) -> None:
+    a = sale(hold_id="H1")
+    assert a.receipt is not None
+    r = a.receipt
+    b = {
+        "customer": replace(a, receipt=replace(r, customer=CustomerId(IdKind.PHONE, "+79990000001"))),
+        "points": replace(a, receipt=replace(r, redeem_points=11)),
+        "hold": replace(a, hold_id="H2"),
+        "amount": replace(a, receipt=replace(r, lines=(replace(r.lines[0], amount=1), *r.lines[1:]))),
+    }[change]
+    m = merge_copies(a, b)
+    assert m.verdict == CopyVerdict.CONFLICT and why in m.why and m.event == a
+
+
+def test_correction_event_names_the_sale() -> None:
+    fix = correction_event(sale(key="S-1"))
+    assert (fix.kind, fix.key, fix.sale_key) == (EventKind.CORRECTION, "S-1:correction:1", "S-1")

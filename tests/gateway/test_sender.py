@@ -113,24 +113,92 @@ async def test_permanent_rejection_goes_to_queue_and_blocks_nothing(tmp_path: Pa
     reject = Action("reject", reason="INSUFFICIENT_POINTS")
     ob, core, served, m = await setup(tmp_path, lambda env, n: reject if env.event_id == bad else ACK)
     try:
-        rf = refund("R1", 1, bad)  # a refund of the rejected sale: rejected by the core too
+        rf = refund("R1", 1, bad)  # a refund of the rejected sale: it waits for the sale
         await append_all(ob, [*events, rf])
         sender = Sender(ob, served.client, metrics=m, **FAST)
-        assert await sender.drain(10)
+        assert await sender.drain(10)  # the refund is set aside: nothing pending
         assert core.order["R1"] == [e.key for e in events if e.key != bad]
         queue = await ob.rejected()
-        assert [(r.key, r.reason) for r in queue] == [(bad, "INSUFFICIENT_POINTS"), (rf.key, "UNKNOWN_SALE")]
+        assert [(r.key, r.reason) for r in queue] == [(bad, "INSUFFICIENT_POINTS")]
         assert m.registry.get_sample_value("posgw_rejected_total", {"reason": "INSUFFICIENT_POINTS"}) == 1
-        assert m.registry.get_sample_value("posgw_rejected_total", {"reason": "UNKNOWN_SALE"}) == 1
-        # operator: retry the sale (the core now accepts it), then the refund
+        assert [(r.key, r.reason) for r in await ob.waiting()] == [(rf.key, "SALE_NOT_YET_KNOWN")]
+        # operator: retry the sale (the core now accepts it); its delivery wakes the refund
         core.script = lambda env, n: ACK
         core.rejected.clear()
-        assert await ob.retry(queue[0].id)
-        assert await sender.drain(10)
-        assert await ob.retry(queue[1].id)
-        assert await sender.drain(10)
-        assert await ob.rejected() == []
+        async with running(sender):
+            assert await ob.retry(queue[0].id)
+            for _ in range(500):
+                if core.order["R1"][-2:] == [bad, rf.key]:
+                    break
+                await asyncio.sleep(0.01)
         assert core.order["R1"][-2:] == [bad, rf.key]
+        assert await ob.rejected() == [] and await ob.waiting() == []
+    finally:
+        await served.close()
+        await ob.close()
+
+
+async def test_a_refund_before_its_sale_waits_without_blocking_its_register(tmp_path: Path) -> None:
+    """The refund overtakes its sale (another path): it is set aside, the register's later
+    events are delivered, and once the sale is delivered the refund is applied after it."""
+    ob, core, served, m = await setup(tmp_path)
+    try:
+        s1 = sale("R1", 1)
+        rf = refund("R1", 1, s1.key)
+        later = [sale("R1", i) for i in range(2, 5)]
+        await append_all(ob, [rf, *later])
+        sender = Sender(ob, served.client, metrics=m, **FAST, wait_initial_s=0.05)
+        async with running(sender):
+            for _ in range(500):
+                if core.order["R1"] == [e.key for e in later] and await ob.waiting():
+                    break
+                await asyncio.sleep(0.01)
+            assert core.order["R1"] == [e.key for e in later]
+            await ob.append(s1)
+            for _ in range(500):
+                if rf.key in core.order["R1"]:
+                    break
+                await asyncio.sleep(0.01)
+        assert core.order["R1"] == [*(e.key for e in later), s1.key, rf.key]
+        assert core.applications[rf.key] == 1
+        assert await ob.waiting() == [] and await ob.rejected() == []
+    finally:
+        await served.close()
+        await ob.close()
+
+
+async def test_a_refund_whose_sale_never_comes_goes_to_the_queue_after_the_bound(tmp_path: Path) -> None:
+    ob, core, served, m = await setup(tmp_path)
+    try:
+        rf = refund("R1", 1, "native:R1:1:404:")
+        await append_all(ob, [rf])
+        ahead = [0.0]
+        sender = Sender(ob, served.client, metrics=m, **FAST, wait_initial_s=0.02, wait_for_sale_s=3600,
+                        clock=lambda: time.time() + ahead[0])
+        async with running(sender):
+            for _ in range(500):
+                rows = await ob.waiting()
+                if rows and rows[0].attempts >= 2:  # tried again on its backoff, still waiting
+                    break
+                await asyncio.sleep(0.01)
+            assert rows and rows[0].attempts >= 2
+            ahead[0] = 3601
+            for _ in range(500):
+                if await ob.rejected():
+                    break
+                await asyncio.sleep(0.01)
+        [queued] = await ob.rejected()
+        assert queued.reason == "SALE_NEVER_ARRIVED"
+        assert "sale native:R1:1:404: never arrived" in queued.last_error
+        # the sale turns up after all: the operator's retry applies the refund
+        await ob.append(sale("R1", 404))
+        assert await ob.retry(queued.id)
+        async with running(sender):
+            for _ in range(500):
+                if core.applications[rf.key]:
+                    break
+                await asyncio.sleep(0.01)
+        assert core.applications[rf.key] == 1 and await ob.rejected() == []
     finally:
         await served.close()
         await ob.close()

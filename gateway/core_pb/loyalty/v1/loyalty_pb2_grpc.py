@@ -149,7 +149,10 @@ class LoyaltyCoreServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Refund(self, request, context):
-        """Whole or per-line refund of a committed sale; idempotent by refund_key.
+        """Whole or per-line refund of a committed sale; idempotent by refund_key. A sale named by a
+        sale_key the core has not seen (yet: a refund may overtake its sale) is ABORTED with reason
+        SALE_NOT_YET_KNOWN and metadata sale_key: resend later with the same key. An unknown
+        operation_id stays NOT_FOUND / OPERATION_NOT_FOUND. Cancel and AttachCustomer likewise.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -278,4 +278,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as a module this file is ``__main__``, while the scenario modules register into the imported
+    # ``simulators.faults.catalogue``: hand over to that one, so there is one registry and one Verdict.
+    from simulators.faults.catalogue import main as catalogue_main
+
+    sys.exit(catalogue_main())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,23 @@ def test_every_catalogue_fault_is_registered() -> None:
     names = set(load_scenarios())
     assert REQUIRED <= names, sorted(REQUIRED - names)
     assert all(s.title for s in REGISTRY.values())
+
+
+def test_run_as_a_module_lists_every_scenario() -> None:
+    """``python -m`` makes the file ``__main__``: the scenarios must still be found (one registry)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulators.faults.catalogue"],
+        env={**os.environ, "POSGW_FAULTS": "list"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert REQUIRED <= {line.split()[0] for line in proc.stdout.splitlines() if line.strip()}
 
 
 def test_a_name_registers_once() -> None:

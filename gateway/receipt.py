@@ -7,7 +7,15 @@ Invariants:
 - an event's ``key`` (idempotency key) is derived from the till's own identity of the
   receipt: the vendor document id when there is one, else register + shift + number +
   fiscal sign. Never a fresh random value per attempt: the same receipt resent carries
-  the same key, and the core applies a key once.
+  the same key, and the core applies a key once;
+- copies of one operation (one key, two paths: Evotor's till plugin and its cloud webhook) are
+  reconciled by :func:`merge_copies`, whichever arrives first: the same kind, reference and goods
+  (SKU, quantity, amount per line), stamped within COPY_CLOCK_SKEW_S; customer, points to redeem,
+  redeem-max, hold, offline flag and expected redemption from the copy that has them (both having
+  different values: a conflict); lines, time and every other field from the stored (first) copy,
+  each empty one filled from the other (fiscal sign, document id, payments, cashier, store...).
+  What the outbox does with the result (merge before delivery, a correction event after it, the
+  operator queue for a conflict) is in :mod:`gateway.outbox`.
 """
 
 from __future__ import annotations

@@ -21,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
+import os
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -31,6 +34,7 @@ import aiohttp
 
 from simulators.registers.http import Delivery, RetriableStatus, TransportError
 from simulators.registers.native.report import Ack, Recorder, SimReport
+from simulators.registers.queue import operator_queue, queue_lines
 
 C = TypeVar("C")
 
@@ -212,8 +216,20 @@ def customers_of(text: str) -> list[str]:
 
 
 def print_report(report: SimReport, args: argparse.Namespace) -> int:
-    """Print the report (``--json``: one JSON object, without acks under ``--no-acks``); the exit
-    status: 0 when nothing went wrong, 1 when the report counts errors."""
+    """Ask the gateway's operator queue what of this run was not applied (unless
+    ``args.no_queue_check``; POSGW_ADMIN_KEY authorises it), add each row to the report's errors,
+    print the report (``--json``: one JSON object, without acks under ``--no-acks``); the exit
+    status: 0 when nothing went wrong, 1 when the report counts errors (a queued row is one)."""
+    if getattr(args, "gateway", "") and not getattr(args, "no_queue_check", False):
+        since = time.time() - report.elapsed_s - 1.0
+        rows, problem = asyncio.run(operator_queue(args.gateway, since=since,
+                                                   admin_key=os.environ.get("POSGW_ADMIN_KEY", "")))
+        if problem:
+            print(f"operator queue not checked: {problem}", file=sys.stderr)
+        lines = queue_lines(rows)
+        if lines:
+            report = dataclasses.replace(report, errors=report.errors + len(lines),
+                                         error_messages=[*lines, *report.error_messages])
     if args.json:
         print(json.dumps(report.to_json(with_acks=not getattr(args, "no_acks", False)), ensure_ascii=False))
     else:

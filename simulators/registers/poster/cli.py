@@ -9,11 +9,14 @@ import argparse
 import asyncio
 import json
 import os
+import time
 from decimal import Decimal
+from typing import Any
 
 import aiohttp
 
 from simulators.registers.poster.account import PosterAccount, Switches
+from simulators.registers.queue import operator_queue
 
 MENU = [(12, Decimal("190")), (40, Decimal("85.5")), (7, Decimal("120")), (150, Decimal("0.2"))]
 
@@ -60,10 +63,19 @@ async def _main(args: argparse.Namespace) -> int:
     account = PosterAccount(
         args.gateway, secret=args.secret, token=args.token, switches=switches, sleep=no_wait
     )
-    report = await cafe_day(account, args.orders, args.card)
-    print(json.dumps(report))
+    started = time.time()
+    report: dict[str, Any] = await cafe_day(account, args.orders, args.card)
+    # "delivered" is what the gateway acknowledged; what the core refused is in its operator queue
+    rows, problem = await operator_queue(args.gateway, since=started - 1.0,
+                                                admin_key=os.environ.get("POSGW_ADMIN_KEY", ""))
+    report["operator_queue"] = [{k: r.get(k) for k in ("key", "kind", "reason", "last_error")} for r in rows]
+    if problem:
+        report["operator_queue_unchecked"] = problem
+    print(json.dumps(report, ensure_ascii=False))
+    applied = not rows
     return (
-        0 if report["acknowledged"] == report["orders"] and report["delivered"] == report["removals"] else 1
+        0 if report["acknowledged"] == report["orders"] and report["delivered"] == report["removals"]
+        and applied else 1
     )
 
 

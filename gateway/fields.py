@@ -346,6 +346,15 @@ def redeem(value: object, where: str, *, negative_as_zero: bool = False) -> tupl
     return max(0, points), False
 
 
+def unsigned(amount: int, where: str, *, refund: bool) -> int:
+    """A sum, price or quantity of a fiscal document as a magnitude. A sale's must not be
+    negative (a negative sale line is never turned into a positive one); a refund document may
+    state its figures negative (Evotor's payback documents do), and their magnitude is taken."""
+    if amount < 0 and not refund:
+        raise BadInput("must not be negative in a sale", where)
+    return -amount if amount < 0 else amount
+
+
 def boolean(value: object, where: str, *, default: bool = False) -> bool:
     """``true`` or ``false``; None reads as ``default``."""
     if value is None:

@@ -67,7 +67,7 @@ from gateway.driver import COUNTERS, CalcClaims, CalcResult, CustomerInfo, Drive
 from gateway.errors import BadInput, BusinessRejection, CoreUnavailable, GatewayError
 from gateway.metrics import Metrics
 from gateway.offline import OfflinePolicy, plain_result
-from gateway.receipt import CustomerId, Event, EventKind, Receipt
+from gateway.receipt import CustomerId, Event, EventKind, Receipt, validate_event
 
 log = logging.getLogger("posgw.pipeline")
 
@@ -353,6 +353,7 @@ class Pipeline:
         """Store ``event`` durably (True new, False duplicate); StorageError when not stored,
         BadInput when its calc token is forged or altered. A remembered calc is used once: it is
         forgotten once the sale is stored (another receipt with the same goods is another calc)."""
+        validate_event(event)  # one set of bounds for every driver, on the canonical event
         recalled = None
         if event.calc_token:
             event = apply_claims(event, self.tokens.read(event.calc_token))

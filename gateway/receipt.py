@@ -21,8 +21,9 @@ Invariants:
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import StrEnum
 
@@ -31,6 +32,38 @@ from gateway.errors import BadInput
 MAX_AMOUNT = 10**13  # 100 billion roubles in kopecks: anything larger is a typo or an attack
 MAX_QTY_MILLI = 10**9
 MAX_LINES = 1000
+MAX_ID = 256  # characters of an identifier (register, receipt, document, key, line id, sku...)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # no till sold a receipt earlier: a reset clock
+LATEST_AHEAD = timedelta(days=2)  # a till clock ahead of the gateway's by more is a typo or an attack
+_CONTROL_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def check_id(value: str, field_name: str, *, required: bool = False) -> str:
+    """An identifier as the gateway stores it: at most MAX_ID characters, none of them a control,
+    format (bidi overrides, zero-width), surrogate, private-use, unassigned or line/paragraph
+    separator character. Raises BadInput naming ``field_name``."""
+    if not value:
+        if required:
+            raise BadInput("is required", field_name)
+        return value
+    if len(value) > MAX_ID:
+        raise BadInput(f"at most {MAX_ID} characters", field_name)
+    if not value.isprintable() or (not value.isascii() and any(
+            unicodedata.category(ch) in _CONTROL_CATEGORIES for ch in value)):
+        raise BadInput("must not contain control or invisible characters", field_name)
+    return value
+
+
+def check_time(value: datetime, field_name: str, *, now: datetime | None = None) -> datetime:
+    """A document's time: with a UTC offset, not before 2000 and not more than LATEST_AHEAD
+    after ``now`` (the gateway's clock). Raises BadInput naming ``field_name``."""
+    if value.tzinfo is None:
+        raise BadInput("time must carry a UTC offset", field_name)
+    latest = (now or datetime.now(UTC)) + LATEST_AHEAD
+    if not EARLIEST <= value <= latest:
+        raise BadInput(f"time {value.isoformat()} is outside {EARLIEST.year}..{latest.date()}: "
+                       "check the till's clock", field_name)
+    return value
 
 
 def to_minor(value: str | int | Decimal, field_name: str = "amount") -> int:
@@ -122,12 +155,14 @@ class Receipt:
         """Raise :class:`BadInput` naming the field for anything the core would refuse."""
         if not self.register_id:
             raise BadInput("register id is required", "register_id")
+        check_id(self.register_id, "register_id")
+        for name in ("receipt_number", "shift", "fiscal_sign", "document_id", "cashier_id", "store_id"):
+            check_id(getattr(self, name), name)
         if not self.lines:
             raise BadInput("a receipt needs at least one line", "lines")
         if len(self.lines) > MAX_LINES:
             raise BadInput(f"at most {MAX_LINES} lines", "lines")
-        if self.occurred_at.tzinfo is None:
-            raise BadInput("time must carry a UTC offset", "occurred_at")
+        check_time(self.occurred_at, "occurred_at")
         seen: set[str] = set()
         for i, line in enumerate(self.lines):
             if (line.line_id and line.line_id not in seen and 0 < line.qty_milli <= MAX_QTY_MILLI
@@ -147,8 +182,17 @@ class Receipt:
             if not 0 <= line.price <= MAX_AMOUNT:
                 raise BadInput("price must be between 0 and 10^13 kopecks", f"{where}.price")
             raise BadInput("min unit price must not be negative", f"{where}.min_unit_price")
+        for i, line in enumerate(self.lines):
+            check_id(line.line_id, f"lines[{i}].line_id")
+            check_id(line.sku, f"lines[{i}].sku")
+        for i, pay in enumerate(self.payments):
+            if not 0 <= pay.amount <= MAX_AMOUNT:
+                raise BadInput("payment amount must be between 0 and 10^13 kopecks",
+                               f"payments[{i}].amount")
         if self.redeem_points < 0:
             raise BadInput("points to redeem must not be negative", "redeem_points")
+        if self.redeem_points > MAX_AMOUNT:
+            raise BadInput("points to redeem must be at most 10^13", "redeem_points")
         return self
 
     def sale_key(self) -> str:
@@ -204,6 +248,29 @@ class Event:
     cashier_name: str = ""
     extra: tuple[tuple[str, str], ...] = field(default=())
     calc_token: str = ""
+
+
+def validate_event(event: Event) -> Event:
+    """Raise :class:`BadInput` for an event no driver may store: a key or reference with control
+    characters, an absurd time, negative or absurd refund figures, an invalid receipt. The
+    pipeline checks every event before it is stored, whatever the driver."""
+    check_id(event.key, "key", required=True)
+    check_id(event.register_id, "register_id", required=True)
+    check_id(event.sale_key, "sale_key")
+    check_id(event.hold_id, "hold_id")
+    check_id(event.cashier_id, "cashier_id")
+    check_time(event.occurred_at, "occurred_at")
+    if not 0 <= event.refund_amount <= MAX_AMOUNT:
+        raise BadInput("refund amount must be between 0 and 10^13 kopecks", "refund_amount")
+    for i, line in enumerate(event.refund_lines):
+        check_id(line.line_id, f"refund_lines[{i}].line_id", required=True)
+        if not 0 < line.qty_milli <= MAX_QTY_MILLI:
+            raise BadInput("refunded quantity must be positive and sane", f"refund_lines[{i}].qty_milli")
+    if event.expected_redeemed is not None and not 0 <= event.expected_redeemed <= MAX_AMOUNT:
+        raise BadInput("redeemed points must be between 0 and 10^13", "expected_redeemed")
+    if event.receipt is not None:
+        event.receipt.validate()
+    return event
 
 
 def sale_event(receipt: Receipt, *, key: str | None = None) -> Event:

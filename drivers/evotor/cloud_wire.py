@@ -17,7 +17,7 @@ from datetime import datetime
 
 from drivers.evotor.wire import ident, loads
 from gateway.errors import BadInput
-from gateway.fields import kopecks, line_amount, lst, milli, obj, opt_lst, opt_obj, text, timestamp
+from gateway.fields import kopecks, line_amount, lst, milli, obj, opt_lst, opt_obj, text, timestamp, unsigned
 from gateway.receipt import MAX_LINES
 
 RECEIPT_TYPES = {"SELL": "sale", "PAYBACK": "refund"}
@@ -70,18 +70,18 @@ def parse_receipts(body: bytes) -> list[CloudDoc]:
         data = obj(env.get("data"), f"{at}.data")
         doc_type = text(data.get("type"), f"{at}.data.type", required=True)
         kind, why = _kind(doc_type)
+        refund = kind == "refund"
         items = []
         for j, it in enumerate(opt_lst(data.get("items"), f"{at}.data.items")):
             w = f"{at}.data.items[{j}]"
             item = obj(it, w)
-            price = abs(kopecks(item.get("price"), f"{w}.price"))
-            qty = abs(milli(item.get("quantity"), f"{w}.quantity"))
+            price, qty = _money(item, "price", w, refund=refund), _qty(item, "quantity", w, refund=refund)
             items.append(CloudItem(
                 item_id=ident(item.get("id"), f"{w}.id", required=False),
                 code=ident(item.get("code"), f"{w}.code", required=False),
                 name=text(item.get("name"), f"{w}.name"),
                 price=price, qty_milli=qty, amount=line_amount(price, qty),
-                discount=abs(kopecks(item.get("discount"), f"{w}.discount", default=0)),
+                discount=_money(item, "discount", w, refund=refund, default=0),
             ))
         _cap(items, f"{at}.data.items")
         out.append(CloudDoc(
@@ -112,6 +112,7 @@ def parse_documents(body: bytes) -> list[CloudDoc]:
 def _document_v1(doc: dict[str, object], at: str) -> CloudDoc:
     doc_type = text(doc.get("type"), f"{at}.type", required=True)
     kind, why = _kind(doc_type)
+    refund = kind == "refund"
     items: list[CloudItem] = []
     base = number = ""
     for j, tr_raw in enumerate(opt_lst(doc.get("transactions"), f"{at}.transactions")):
@@ -123,14 +124,13 @@ def _document_v1(doc: dict[str, object], at: str) -> CloudDoc:
         elif tr_type == "DOCUMENT_CLOSE_FPRINT":
             number = ident(tr.get("receiptNumber"), f"{w}.receiptNumber", required=False)
         elif tr_type == "REGISTER_POSITION":
-            price = abs(kopecks(tr.get("price"), f"{w}.price"))
-            amount = abs(kopecks(tr.get("sum"), f"{w}.sum"))
-            result = abs(kopecks(tr.get("resultSum"), f"{w}.resultSum", default=amount))
+            price, amount = _money(tr, "price", w, refund=refund), _money(tr, "sum", w, refund=refund)
+            result = _money(tr, "resultSum", w, refund=refund, default=amount)
             items.append(CloudItem(
                 item_id=ident(tr.get("commodityUuid"), f"{w}.commodityUuid", required=False),
                 code=ident(tr.get("commodityCode"), f"{w}.commodityCode", required=False),
                 name=text(tr.get("commodityName"), f"{w}.commodityName"),
-                price=price, qty_milli=abs(milli(tr.get("quantity"), f"{w}.quantity")),
+                price=price, qty_milli=_qty(tr, "quantity", w, refund=refund),
                 amount=amount, discount=max(0, amount - result),
             ))
     _cap(items, f"{at}.transactions")
@@ -148,19 +148,19 @@ def _document_v1(doc: dict[str, object], at: str) -> CloudDoc:
 def _document_v2(doc: dict[str, object], at: str) -> CloudDoc:
     doc_type = text(doc.get("type"), f"{at}.type", required=True)
     kind, why = _kind(doc_type)
+    refund = kind == "refund"
     body = opt_obj(doc.get("body"), f"{at}.body")
     items: list[CloudItem] = []
     for j, pos_raw in enumerate(opt_lst(body.get("positions"), f"{at}.body.positions")):
         w = f"{at}.body.positions[{j}]"
         pos = obj(pos_raw, w)
-        price = abs(kopecks(pos.get("price"), f"{w}.price"))
-        amount = abs(kopecks(pos.get("sum"), f"{w}.sum"))
-        result = abs(kopecks(pos.get("result_sum"), f"{w}.result_sum", default=amount))
+        price, amount = _money(pos, "price", w, refund=refund), _money(pos, "sum", w, refund=refund)
+        result = _money(pos, "result_sum", w, refund=refund, default=amount)
         items.append(CloudItem(
             item_id=ident(pos.get("product_id"), f"{w}.product_id", required=False),
             code=ident(pos.get("code"), f"{w}.code", required=False),
             name=text(pos.get("product_name", pos.get("name")), f"{w}.product_name"),
-            price=price, qty_milli=abs(milli(pos.get("quantity"), f"{w}.quantity")),
+            price=price, qty_milli=_qty(pos, "quantity", w, refund=refund),
             amount=amount, discount=max(0, amount - result),
         ))
     _cap(items, f"{at}.body.positions")
@@ -175,6 +175,16 @@ def _document_v2(doc: dict[str, object], at: str) -> CloudDoc:
                           f"{at}.body.base_document_id", required=False),
         items=tuple(items), extras=opt_obj(doc.get("extras"), f"{at}.extras"),
     )
+
+
+def _money(src: dict[str, object], key: str, where: str, *, refund: bool, default: int | None = None) -> int:
+    """``src[key]`` in kopecks as a magnitude (negative only in a refund document)."""
+    return unsigned(kopecks(src.get(key), f"{where}.{key}", default=default), f"{where}.{key}", refund=refund)
+
+
+def _qty(src: dict[str, object], key: str, where: str, *, refund: bool) -> int:
+    """``src[key]`` in thousandths as a magnitude (negative only in a refund document)."""
+    return unsigned(milli(src.get(key), f"{where}.{key}"), f"{where}.{key}", refund=refund)
 
 
 def _cap(items: list[CloudItem], where: str) -> None:

@@ -200,19 +200,28 @@ def parse_event(body: bytes) -> CheckEvent:
 def parse_check(value: object, where: str) -> Check:
     """A Gson-serialized ``Check`` (camelCase)."""
     raw = obj(value, where)
+    check_id = text(raw.get("id"), f"{where}.id", required=True, limit=MAX_ID)
+    doc_type = text(raw.get("docType", raw.get("documentType")), f"{where}.docType", required=True,
+                    limit=32).upper()
+    refund = "RETURN" in doc_type  # a return may state its figures negative; a sale never
+
+    def money(src: dict[str, object], key: str, w: str, default: int | None = None) -> int:
+        where_key = f"{w}.{key}"
+        return fields.unsigned(kopecks(src.get(key), where_key, default=default), where_key, refund=refund)
+
     lines: list[CheckLine] = []
     for i, pos_raw in enumerate(opt_lst(raw.get("inventPositions"), f"{where}.inventPositions")):
         w = f"{where}.inventPositions[{i}]"
         pos = obj(pos_raw, w)
-        amount = pos.get("amount")
         lines.append(CheckLine(
             invent_code=text(pos.get("inventCode"), f"{w}.inventCode", limit=128),
             barcode=text(pos.get("barcode"), f"{w}.barcode", limit=128),
             name=text(pos.get("name"), f"{w}.name"),
-            price=abs(kopecks(pos.get("price"), f"{w}.price")),
-            qty_milli=abs(milli(pos.get("quantity"), f"{w}.quantity")),
-            amount=None if amount is None else abs(kopecks(amount, f"{w}.amount")),
-            discount=abs(kopecks(pos.get("discountAmount"), f"{w}.discountAmount", default=0)),
+            price=money(pos, "price", w),
+            qty_milli=fields.unsigned(milli(pos.get("quantity"), f"{w}.quantity"), f"{w}.quantity",
+                                      refund=refund),
+            amount=None if pos.get("amount") is None else money(pos, "amount", w),
+            discount=money(pos, "discountAmount", w, default=0),
         ))
         if len(lines) > MAX_LINES:
             raise BadInput(f"at most {MAX_LINES} positions", f"{where}.inventPositions")
@@ -220,12 +229,11 @@ def parse_check(value: object, where: str) -> Check:
     for i, pay_raw in enumerate(opt_lst(raw.get("moneyPositions"), f"{where}.moneyPositions")):
         pay = obj(pay_raw, f"{where}.moneyPositions[{i}]")
         kind = text(pay.get("paymentType"), f"{where}.moneyPositions[{i}].paymentType", limit=32).lower()
-        payments.append((kind or "other", kopecks(pay.get("sum"), f"{where}.moneyPositions[{i}].sum")))
+        payments.append((kind or "other", money(pay, "sum", f"{where}.moneyPositions[{i}]")))
     fiscal = opt_obj(raw.get("fiscalInfo"), f"{where}.fiscalInfo")
-    doc_type = raw.get("docType", raw.get("documentType"))
     return Check(
-        check_id=text(raw.get("id"), f"{where}.id", required=True, limit=MAX_ID),
-        doc_type=text(doc_type, f"{where}.docType", required=True, limit=32).upper(),
+        check_id=check_id,
+        doc_type=doc_type,
         lines=tuple(lines), payments=tuple(payments),
         retail_point_id=text(raw.get("retailPointId"), f"{where}.retailPointId", limit=MAX_ID),
         employee_id=text(raw.get("employeeId"), f"{where}.employeeId", limit=MAX_ID),

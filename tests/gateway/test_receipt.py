@@ -25,6 +25,8 @@ from gateway.receipt import (
     Payment,
     Receipt,
     RefundLine,
+    check_id,
+    check_time,
     correction_event,
     derived_key,
     merge_copies,
@@ -32,6 +34,7 @@ from gateway.receipt import (
     same_operation,
     to_milli,
     to_minor,
+    validate_event,
 )
 
 MSK = timezone(timedelta(hours=3))
@@ -359,3 +362,50 @@ def test_merge_copies_conflicts_name_what_differs(change: str, why: str) -> None
 def test_correction_event_names_the_sale() -> None:
     fix = correction_event(sale(key="S-1"))
     assert (fix.kind, fix.key, fix.sale_key) == (EventKind.CORRECTION, "S-1:correction:1", "S-1")
+
+
+# ------------------------------------------------------------------ one set of bounds (issue 11, item 4)
+
+
+@pytest.mark.parametrize("value", ["9\x00", "R\u202e1", "a\u200bb", "x\ny", "\ue000", "a" * 257])
+def test_identifiers_refuse_control_invisible_and_overlong(value: str) -> None:
+    with pytest.raises(BadInput) as info:
+        check_id(value, "receipt_number")
+    assert info.value.field == "receipt_number"
+
+
+@pytest.mark.parametrize("value", ["42", "Касса №1", "чек/7-A", "a" * 256, "☕ 2"])
+def test_identifiers_accept_printable_text(value: str) -> None:
+    assert check_id(value, "receipt_number") == value
+
+
+@pytest.mark.parametrize("when", [datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC),
+                                  datetime(2026, 1, 4, tzinfo=UTC)])
+def test_times_outside_the_window_are_refused(when: datetime) -> None:
+    with pytest.raises(BadInput, match="check the till's clock"):
+        check_time(when, "occurred_at", now=datetime(2026, 1, 1, tzinfo=UTC))
+    assert check_time(datetime(2026, 1, 2, tzinfo=UTC), "t", now=datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_events_are_bounded_whatever_the_driver() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    ok = Event(EventKind.REFUND, "k", "r", at, sale_key="s", refund_lines=(RefundLine("l", 1000),))
+    assert validate_event(ok) is ok
+    for bad, field_name in (
+        (replace(ok, key="k\x00"), "key"),
+        (replace(ok, refund_amount=-1), "refund_amount"),
+        (replace(ok, refund_lines=(RefundLine("l", -1000),)), "refund_lines[0].qty_milli"),
+        (replace(ok, expected_redeemed=-5), "expected_redeemed"),
+        (replace(ok, occurred_at=datetime(1970, 1, 1, tzinfo=UTC)), "occurred_at"),
+    ):
+        with pytest.raises(BadInput) as info:
+            validate_event(bad)
+        assert info.value.field == field_name
+
+
+def test_receipt_payments_must_not_be_negative() -> None:
+    r = Receipt("r", "1", (Line("l", "s", "n", 100, 1000, 100),), datetime(2026, 1, 1, tzinfo=UTC),
+                payments=(Payment("card", -10_000),))
+    with pytest.raises(BadInput) as info:
+        r.validate()
+    assert info.value.field == "payments[0].amount"

@@ -103,7 +103,7 @@ def receipt_env(**data: Any) -> dict[str, Any]:
         "id": "r-1", "type": "SELL", "deviceId": "dev-1", "storeId": "st-1", "number": 12, "shiftId": "7",
         "dateTime": "2026-01-10T12:00:00+0300", "baseReceiptId": None,
         "items": [{"id": "it-1", "code": "42", "name": "Milk", "price": 89.9, "quantity": 2, "discount": 10},
-                  {"id": "it-2", "name": "Cheese", "price": "640.005", "quantity": -0.35}],
+                  {"id": "it-2", "name": "Cheese", "price": "640.005", "quantity": 0.35}],
         "extras": {"posgw": "c1.x"},
     }
     base.update(data)
@@ -275,3 +275,16 @@ def test_user_verify_rejections(raw: bytes, field: str) -> None:
     with pytest.raises(BadInput) as err:
         cloud_wire.parse_user_verify(raw)
     assert err.value.field == field
+
+
+def test_a_negative_figure_is_refused_in_a_sale_and_a_magnitude_in_a_refund() -> None:
+    for key, value in (("price", -89.9), ("quantity", -1), ("discount", -10)):
+        sale = receipt_env()
+        sale["data"]["items"][0][key] = value
+        with pytest.raises(BadInput, match="must not be negative in a sale") as info:
+            cloud_wire.parse_receipts(body(sale))
+        assert info.value.field == f"body[0].data.items[0].{key}"
+    refund = receipt_env(type="PAYBACK")
+    refund["data"]["items"][0].update(price="-89.90", quantity=-2)
+    [doc] = cloud_wire.parse_receipts(body(refund))
+    assert (doc.items[0].price, doc.items[0].qty_milli, doc.items[0].amount) == (8990, 2000, 17980)

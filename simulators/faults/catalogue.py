@@ -172,8 +172,12 @@ async def run_one(
             Verdict.FAIL, {"timeout_s": item.timeout_s}, f"did not finish in {item.timeout_s:g} s"
         )
     except Exception as exc:  # a scenario's error is its verdict, with the evidence
-        tail = traceback.format_exception(exc)[-1].strip()
-        outcome = Outcome(Verdict.FAIL, {"error": tail}, f"scenario raised {type(exc).__name__}: {exc}"[:500])
+        text = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        last = text[-1] if text else traceback.format_exception(exc)[-1].strip()
+        first = text[0] if text else ""
+        outcome = Outcome(
+            Verdict.FAIL, {"error": last[:240]}, f"scenario raised {type(exc).__name__}: {first}"[:240]
+        )
     if outcome.verdict is Verdict.PASS and not keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return Result(

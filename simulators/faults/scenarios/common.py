@@ -7,7 +7,8 @@
   the core's byte stream at a frame boundary, then the connection closed after a grace period).
   The downstream pump reads HTTP/2 frame headers to know the boundaries; it never changes frames;
 - :func:`scenario_stack`: a :class:`~simulators.stack.Stack` (real core, this proxy, real gateway with
-  every push driver enabled, phone redemption allowed) with customers registered;
+  every push driver enabled, phone redemption allowed) with customers registered; the core and the
+  gateway run the committed source (:func:`simulators.soak.pin_sources`);
 - :func:`till` / :func:`sell_n` / :func:`probe`: a scripted native till and what it measured;
 - :func:`delivery`: drain, then the exactly-once figures (lost, doubled, queued).
 """
@@ -31,7 +32,7 @@ from simulators.faults.proxy import FaultProxy, _Conn
 from simulators.fleet import ScriptedTill, lines
 from simulators.registers.native.client import NativeClient
 from simulators.registers.native.report import Ack, Recorder, percentile
-from simulators.soak import all_drivers_toml, phone_program, register_customers
+from simulators.soak import all_drivers_toml, phone_program, pin_sources, register_customers
 from simulators.stack import HOST, Stack, StackOptions
 from simulators.stack_check import check_delivery
 
@@ -141,6 +142,7 @@ async def scenario_stack(
     options.setdefault("program", phone_program(workdir))
     stack = Stack(workdir, StackOptions(**options))
     stack.proxy = ScenarioProxy(HOST, 0, HOST, stack.core_port)
+    pin_sources(stack, workdir)  # the committed code, not a file half-edited in the shared tree
     async with stack:
         if register:
             await register_customers(stack, register)

@@ -127,7 +127,7 @@ async def test_run_one_turns_errors_and_timeouts_into_fails(tmp_path: Path) -> N
     assert (tmp_path / "bad").is_dir()  # kept as evidence
     assert results["skip"].verdict is Verdict.NOT_RUN and results["skip"].note == "needs a VM"
     assert results["boom"].verdict is Verdict.FAIL and "core exploded" in results["boom"].note
-    assert "RuntimeError" in results["boom"].figures["error"]
+    assert results["boom"].figures["error"] == "core exploded" and "RuntimeError" in results["boom"].note
     assert results["slow"].verdict is Verdict.FAIL and "did not finish" in results["slow"].note
     assert exit_status(list(results.values())) == 1
     assert exit_status([results["good"], results["skip"]]) == 0

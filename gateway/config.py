@@ -110,6 +110,17 @@ class GatewaySection(Model):
         default=1 << 20, ge=1024, le=64 << 20,
         description="largest body of the operator endpoints (drivers set their own max_body_bytes)",
     )
+    max_connections: int = Field(
+        default=512, ge=8, le=65_536,
+        description="open HTTP connections at most; one more is answered 503 and closed",
+    )
+    max_requests_in_flight: int = Field(
+        default=256, ge=1, le=65_536,
+        description="driver requests handled at once; past it a till gets its vendor's 503 'retry' at once",
+    )
+    keepalive_timeout_s: float = Field(
+        default=15.0, ge=1.0, le=600.0, description="an idle keep-alive connection is closed after this",
+    )
     admin_api_key: SecretStr = secret_field("key for /v1/queue retry/resolve (empty = queue read-only)")
     admin_api_key_file: Path | None = Field(
         default=None, strict=False, description="file holding admin_api_key (systemd credential)",

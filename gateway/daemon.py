@@ -33,6 +33,7 @@ from gateway.calc_token import CalcTokens, load_key
 from gateway.config import GatewayConfig
 from gateway.core_client import CoreClient, CoreTarget
 from gateway.driver import Driver, DriverContext, load_driver
+from gateway.limits import Admission, CappedSite
 from gateway.metrics import Metrics
 from gateway.offline import OfflineCache, OfflinePolicy
 from gateway.outbox import Outbox, OutboxStateStore
@@ -150,14 +151,18 @@ class Daemon:
         app = build_app(
             outbox=outbox, metrics=self.metrics, drivers=mounted, core_state=lambda: str(breaker.state),
             admin_key=cfg.gateway.admin_api_key.get_secret_value(), max_body_bytes=cfg.gateway.max_body_bytes,
+            admission=Admission(cfg.gateway.max_requests_in_flight),
         )
         self._app = app
         self._runner = web.AppRunner(
             app, handle_signals=False, access_log=None,
             shutdown_timeout=max(0.5, cfg.gateway.shutdown_timeout_s * 0.4),
+            keepalive_timeout=cfg.gateway.keepalive_timeout_s,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.gateway.listen_host, cfg.gateway.listen_port)
+        refused = self.metrics.child(self.metrics.http_refused, "connections")
+        site = CappedSite(self._runner, cfg.gateway.listen_host, cfg.gateway.listen_port,
+                          limit=cfg.gateway.max_connections, on_refused=refused.inc)
         await site.start()
         self.port = int(self._runner.addresses[0][1]) if self._runner.addresses else 0
         self._spawn("sender", self.sender.run(self._stopping))

@@ -91,6 +91,11 @@ class Metrics:
             "posgw_http_requests_total", "HTTP requests by driver and status class.",
             ["driver", "status"], registry=r,
         )
+        self.http_refused = Counter(
+            "posgw_http_refused_total",
+            "Requests and connections refused for overload (connections: past gateway.max_connections; "
+            "busy: past gateway.max_requests_in_flight).", ["reason"], registry=r,
+        )
         self.driver_restarts = Counter(
             "posgw_driver_restarts_total", "Supervised driver task restarts.", ["driver"], registry=r,
         )

@@ -38,6 +38,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway import http_edge
 from gateway.driver import REGISTRY, Driver, DriverContext, Edge, driver_info
+from gateway.limits import Admission
 from gateway.metrics import Metrics
 from gateway.opqueue import row_view
 from gateway.outbox import OutboxRow, OutboxStats
@@ -101,8 +102,10 @@ def default_error(status: int, code: str, message: str, field: str = "") -> web.
 
 def build_app(
     *, outbox: OutboxView, metrics: Metrics, drivers: Sequence[MountedDriver], core_state: Callable[[], str],
-    admin_key: str = "", max_body_bytes: int = DEFAULT_MAX_BODY,
+    admin_key: str = "", max_body_bytes: int = DEFAULT_MAX_BODY, admission: Admission | None = None,
 ) -> web.Application:
+    """The application; ``admission`` bounds the driver requests in flight (default: 256)."""
+    admission = admission or Admission(256)
     app = web.Application(client_max_size=max_body_bytes)
     state = ServerState(outbox, metrics, core_state, admin_key, started_at=time.time(),
                         drivers=tuple(_titled(d.name) for d in drivers))
@@ -122,19 +125,28 @@ def build_app(
         if edge is None:
             raise ValueError(f"driver {mounted.name!r} has HTTP routes but declares no edge")
         # Bodies are read by http_edge.guard within the edge's limits (never request.read()).
-        sub = web.Application(middlewares=[driver_middleware(mounted.name, edge, metrics)])
+        sub = web.Application(middlewares=[driver_middleware(mounted.name, edge, metrics, admission)])
         sub.add_routes(routes)
         app.add_subapp(f"/v1/{mounted.name}", sub)
     return app
 
 
-def driver_middleware(name: str, edge: Edge, metrics: Metrics) -> Any:
+def driver_middleware(name: str, edge: Edge, metrics: Metrics, admission: Admission) -> Any:
     counter = metrics.http_requests
+    busy = metrics.child(metrics.http_refused, "busy")
     by_class: dict[int, Any] = {}  # status // 100 -> the labelled counter child
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await _guarded(request, handler, edge, name)
+        if admission.try_enter():
+            try:
+                response = await _guarded(request, handler, edge, name)
+            finally:
+                admission.leave()
+        else:  # overload: a fast "try again" in the driver's shape, the handler never runs
+            busy.inc()
+            response = http_edge.refuse_other(edge, 503, "BUSY", "the gateway is busy: retry in a second")
+            response.headers["Retry-After"] = "1"
         status_class = response.status // 100
         child = by_class.get(status_class)
         if child is None:

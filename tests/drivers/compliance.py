@@ -15,6 +15,9 @@ Outbox in ``tmp_path``, a stub gRPC core or a closed port, real sockets) and ass
 - the calc token: a sale carrying a token this gateway issued is stored with what the token
   says (customer, points, hold, offline) and without the token; a forged, foreign or altered
   token gets the vendor-shaped 4xx and nothing is stored;
+- a body that does not arrive within the driver's read limit gets 408 in the vendor's shape;
+  past ``gateway.max_requests_in_flight`` a request gets the vendor's 503 with ``Retry-After``
+  at once, without reaching the driver;
 - clean stop: the daemon stops within its bound while a commit is in flight, that commit is
   answered and stored, no task is left behind, nothing is logged at WARNING by the daemon;
 - the standard metrics are in ``/metrics``: ``posgw_http_requests_total{driver=<name>}`` and
@@ -209,6 +212,47 @@ class ComplianceSuite:
                 self.adapter.check_error(reply)
             assert gw.rows() == []
             assert gw.core is not None and gw.core.calculations == 0
+
+    # ------------------------------------------------------------ slow and busy
+
+    async def test_a_slow_body_gets_408_in_the_read_limit_and_nothing_stored(self, tmp_path: Path) -> None:
+        req = _commit(self.adapter, "sale")
+        options = dict(self.adapter.options(), read_timeout_ms=300)
+        async with running(self.adapter.name, options, tmp_path) as gw:
+            head = "".join(f"{k}: {v}\r\n" for k, v in req.headers.items())
+            port = gw.daemon.port
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            try:
+                writer.write(f"{req.method} /v1/{gw.name}{req.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+                             f"Content-Length: {len(req.body)}\r\n\r\n".encode() + req.body[:5])
+                await writer.drain()  # ...and the rest never comes
+                raw = await asyncio.wait_for(reader.read(65536), 10)
+            finally:
+                writer.close()
+            head_raw, _, body = raw.partition(b"\r\n\r\n")
+            status_line, *header_lines = head_raw.decode("latin-1").split("\r\n")
+            assert status_line.split()[1] == "408", raw
+            headers = dict(line.split(": ", 1) for line in header_lines)
+            self.adapter.check_error(Reply(408, body, headers))
+            assert gw.rows() == []
+
+    async def test_past_the_in_flight_limit_tills_get_a_fast_vendor_shaped_retry(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        req = _commit(self.adapter, "sale")
+        async with running(self.adapter.name, self.adapter.options(), tmp_path,
+                           gateway={"max_requests_in_flight": 1}) as gw:
+            entered, release = _hold_appends(gw, monkeypatch)
+            first = asyncio.create_task(gw.send(req), name="compliance-held")
+            await asyncio.wait_for(entered.wait(), 10)
+            busy = await gw.send(req)  # the one slot is taken: refused before any handler runs
+            assert busy.status == 503 and busy.headers.get("Retry-After") == "1", busy
+            self.adapter.check_error(busy)
+            release.set()
+            self.adapter.check_ok("sale", await first, duplicate=False)
+            assert len(gw.rows()) == 1
+            metrics = await gw.get("/metrics")
+            assert b'posgw_http_refused_total{reason="busy"} 1.0' in metrics.body
 
     # ------------------------------------------------------------ the calc token route
 

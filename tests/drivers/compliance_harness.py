@@ -162,10 +162,11 @@ async def stub_core() -> AsyncIterator[tuple[StubCore, int]]:
         await server.stop(grace=None)
 
 
-def gateway_config(name: str, options: dict[str, Any], data_dir: Path, core_port: int) -> Any:
+def gateway_config(name: str, options: dict[str, Any], data_dir: Path, core_port: int,
+                   gateway: dict[str, Any] | None = None) -> Any:
     raw = {
         "gateway": {"listen_port": 0, "data_dir": str(data_dir), "calc_budget_ms": 1000,
-                    "shutdown_timeout_s": 5.0},
+                    "shutdown_timeout_s": 5.0, **(gateway or {})},
         "core": {"address": f"127.0.0.1:{core_port}", "refresh_interval_s": 3600.0},
         "offline": {"snapshot_refresh_s": 3600.0},
         "drivers": {name: {"enabled": True, **options}},
@@ -175,13 +176,14 @@ def gateway_config(name: str, options: dict[str, Any], data_dir: Path, core_port
 
 @asynccontextmanager
 async def running(name: str, options: dict[str, Any], tmp_path: Path, *, online: bool = True,
-                  ) -> AsyncIterator[Gateway]:
-    """The daemon with driver ``name`` enabled; stopped (if the test did not) on exit."""
+                  gateway: dict[str, Any] | None = None) -> AsyncIterator[Gateway]:
+    """The daemon with driver ``name`` enabled (``gateway``: more [gateway] settings); stopped
+    (if the test did not) on exit."""
     async with _core(online) as (core, port):
         data_dir = tmp_path / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         (data_dir / "calc_token.key").write_bytes(TOKEN_KEY)  # so adapters can bring real tokens
-        config = gateway_config(name, options, data_dir, port)
+        config = gateway_config(name, options, data_dir, port, gateway)
         daemon = Daemon(config, metrics=Metrics(), notifier=Notifier(environ={}))
         await daemon.start()
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))

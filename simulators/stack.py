@@ -169,6 +169,7 @@ class StackOptions:
     through_proxy: bool = True  # False: the gateway talks to the core directly
     core_argv: list[str] | None = None  # another core (bench: ack-only); {port} is substituted
     extra_toml: str = ""
+    gateway_extra: str = ""  # more lines of the [gateway] table (e.g. "max_requests_in_flight = 32")
     ready_timeout_s: float = 40.0
     env: dict[str, str] = field(default_factory=dict)
 
@@ -220,6 +221,7 @@ hold_ttl_s = {o.hold_ttl_s}
 shutdown_timeout_s = 8.0
 log_level = "{o.log_level}"
 admin_api_key = "{o.admin_key}"
+{o.gateway_extra}
 
 [core]
 address = "{self.gateway_core_address}"

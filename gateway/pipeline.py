@@ -32,8 +32,9 @@ Invariants:
   and line ids while the receipt has no number yet), for tills that carry nothing, in one group
   commit. Nothing of it lives in process memory: a SIGKILL between calc and commit changes
   nothing, except in the rare window where the write outlasted the budget (logged "calc
-  answered before its memory was durable"): until it commits, a sale that carries no token is
-  committed as answered online;
+  answered before its memory was durable") and the process dies before it commits: a sale that
+  carries no token is then committed as answered online (in a live process a sale waits for
+  the write in flight);
 - :meth:`Pipeline.submit` returns only after the outbox stored the event. It first verifies the
   event's calc token (a forged or altered one raises BadInput and nothing is stored) or, for a
   sale without one, recalls the remembered calc; what the calc decided is applied where the
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import secrets
@@ -204,6 +206,7 @@ class Pipeline:
         self.fallback_margin_s = fallback_margin_s
         self.tokens = tokens or CalcTokens(secrets.token_bytes(32))
         self.activity = TillActivity()
+        self._writing: dict[str, asyncio.Future[None]] = {}  # memory key -> its write in flight
 
     # ------------------------------------------------------------ calculate
 
@@ -316,6 +319,10 @@ class Pipeline:
             write = asyncio.ensure_future(self._remember(receipt, token))
             _MEMORY_WRITES.add(write)  # held until done, even when the answer leaves first
             write.add_done_callback(_MEMORY_WRITES.discard)
+            keys = _memory_keys(receipt)
+            for key in keys:  # a sale arriving meanwhile waits for it (_recalled)
+                self._writing[key] = write
+            write.add_done_callback(functools.partial(self._written, keys))
             left = deadline - ANSWER_RESERVE_S - asyncio.get_running_loop().time()
             done, _ = await asyncio.wait({write}, timeout=max(0.0, left))
             if not done:  # a group commit stalled behind a slow disk: do not make the till wait
@@ -323,6 +330,11 @@ class Pipeline:
                             extra={"register": receipt.register_id, "action": "the write goes on; until "
                                    "it commits a sale without its token is committed as answered online"})
         return replace(result, token=token)
+
+    def _written(self, keys: tuple[str, ...], write: asyncio.Future[None]) -> None:
+        for key in keys:
+            if self._writing.get(key) is write:
+                del self._writing[key]
 
     async def _remember(self, receipt: Receipt, token: str) -> None:
         """Write the calc memory under every key of ``receipt`` in one group commit; never raises."""
@@ -335,8 +347,13 @@ class Pipeline:
                                                               "as answered online"})
 
     async def _recalled(self, receipt: Receipt) -> tuple[str, CalcClaims] | None:
-        """The remembered calc of ``receipt`` and the memory key it was found under."""
-        for key in _memory_keys(receipt):
+        """The remembered calc of ``receipt`` and the memory key it was found under (a memory
+        write still in flight is waited for first: the answer may have left before it)."""
+        keys = _memory_keys(receipt)
+        writing = {self._writing[k] for k in keys if k in self._writing}
+        if writing:
+            await asyncio.wait(writing)
+        for key in keys:
             token = await self.outbox.get_state(CALC_MEMORY, key)
             if not token:
                 continue

@@ -533,6 +533,19 @@ async def test_a_stalled_calc_memory_write_does_not_hold_the_answer(rig: Rig) ->
     assert {k for k, _ in store.state} == {"_calc"} and len(store.state) == 2  # ...which it then did
 
 
+async def test_a_sale_without_token_waits_for_the_memory_write_in_flight(rig: Rig) -> None:
+    """The answer may leave before its memory is durable; a sale that carries nothing and
+    arrives meanwhile waits for that write, so it is still committed as answered offline."""
+    rig.fake.delay_s = 2.0
+    store = StalledStore()
+    pipeline = Pipeline(rig.client, rig.pipeline.offline, store, metrics=Metrics(), calc_budget_s=BUDGET)
+    answer = await pipeline.calculate(receipt(redeem=40, number="30"), driver="native")
+    assert answer.offline and store.state == {}  # answered, memory not written yet
+    assert await pipeline.submit(sale_event(receipt(number="30")))
+    [sale] = store.events
+    assert sale.offline and sale.expected_redeemed == answer.redeemed_points
+
+
 async def test_calc_memory_keys_are_written_together(rig: Rig) -> None:
     """Both memory keys of a receipt go to the outbox at once (one group commit, one fsync)."""
     store = StalledStore(stall_s=0.1)

@@ -222,6 +222,8 @@ class Daemon:
         self._stopping.set()
         await _finish([t for n, t in self._tasks.items() if not n.startswith("driver-")], left() * 0.5,
                       "background tasks")
+        if self.pipeline is not None:  # offline grants are written off the event loop
+            await _bounded(self.pipeline.offline.ledger.drain(), left() * 0.5, "offline ledger")
         if self.outbox is not None:
             await _bounded(self.outbox.close(), left(), "outbox close")
         if self.core is not None:

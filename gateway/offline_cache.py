@@ -37,6 +37,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -369,6 +370,9 @@ class OfflineLedger:
     def __init__(self, path: Path, *, wall: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self.wall = wall
+        self._lock = threading.Lock()
+        self._seq = self._written = 0  # snapshots made / the newest written
+        self._writes: set[asyncio.Future[None]] = set()
         self._days: dict[str, dict[str, Any]] = {}
         data = read_json(self.path)
         if data is None:
@@ -390,7 +394,9 @@ class OfflineLedger:
         return sum(int(n) for key, n in grants.items() if key != except_receipt)
 
     def record(self, day: str, customer_id: str, receipt_key: str, points: int) -> None:
-        """Remember (and persist) ``points`` granted for ``receipt_key``; 0 removes the entry."""
+        """Remember ``points`` granted for ``receipt_key`` (0 removes the entry) and persist it: on a
+        worker thread when an event loop runs (an fsync on the loop would hold every till's
+        answer), so a crash within milliseconds of a grant may forget it; :meth:`drain` waits."""
         now = self.wall()
         bucket = self._days.setdefault(day, {"at": now, "grants": {}})
         receipts = bucket["grants"].setdefault(customer_id, {})
@@ -399,4 +405,30 @@ class OfflineLedger:
         elif receipts.pop(receipt_key, None) is None:
             return  # nothing changed: no write
         self._days = {k: v for k, v in self._days.items() if now - float(v.get("at", now)) < LEDGER_KEEP_S}
-        atomic_write(self.path, dumps({"v": FORMAT_VERSION, "days": self._days}))
+        self._seq += 1
+        data = dumps({"v": FORMAT_VERSION, "days": self._days})  # a snapshot, taken here
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a script, a test): write here
+            self._flush(self._seq, data)
+            return
+        # off the event loop: a file write with fsync would hold every till's answer
+        write = loop.run_in_executor(None, self._flush, self._seq, data)
+        self._writes.add(write)  # held until done
+        write.add_done_callback(self._writes.discard)
+
+    async def drain(self) -> None:
+        """Wait for the ledger writes in flight (the daemon's stop, a test's restart)."""
+        if self._writes:
+            await asyncio.wait(set(self._writes))
+
+    def _flush(self, seq: int, data: bytes) -> None:
+        """Write snapshot ``seq`` unless a newer one was written already (writes are serialised)."""
+        with self._lock:
+            if seq <= self._written:
+                return
+            try:
+                atomic_write(self.path, data)
+                self._written = seq
+            except OSError as exc:  # kept in memory; the next grant writes again
+                log.error("offline ledger not written", extra={"file": str(self.path), "error": str(exc)})

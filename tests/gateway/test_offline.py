@@ -105,6 +105,7 @@ async def test_offline_limit_per_customer_per_shift_survives_restart(
     again = policy.calculate(receipt(CARD, redeem=60, number="1"))  # recalculation
     assert again.redeemed_points == 60
 
+    await policy.ledger.drain()  # written off the event loop: as a stopping daemon does
     restarted = OfflinePolicy(OfflineCache(tmp_path), redeem_limit_points=100)
     restarted.cache.load()
     over = restarted.calculate(receipt(CARD, redeem=60, number="2"))
@@ -149,6 +150,7 @@ async def test_offline_limit_is_shared_by_registers_per_local_day(
     fresh = policy.calculate(receipt(CARD, redeem=100, register="r2", shift="7", number="2", at=next_day))
     assert fresh.redeemed_points == 100 and fresh.rejection == ""
 
+    await policy.ledger.drain()
     restarted = OfflinePolicy(OfflineCache(tmp_path), redeem_limit_points=100)
     restarted.cache.load()
     for at in (AT, next_day, next_day + timedelta(hours=20)):  # both days used up after a restart
@@ -170,6 +172,7 @@ async def test_old_per_register_ledger_is_dropped_with_a_warning(
         policy = await policy_for(tmp_path, client, limit=100)
     assert "old per-register format" in caplog.text
     assert policy.calculate(receipt(CARD, redeem=100, number="2")).redeemed_points == 100
+    await policy.ledger.drain()
     stored = json.loads((tmp_path / "offline_grants.json").read_text())
     assert "shifts" not in stored and stored["days"]["2026-03-01"]["grants"]["c1"] == {"r1:s1:2": 100}
 

@@ -17,9 +17,13 @@ import sys
 from typing import Any
 
 from gateway.config import ConfigErrors, GatewayConfig, load_config
+from gateway.errors import ConfigError
 from gateway.logs import setup_logging
 
 log = logging.getLogger("posgw.run")
+
+
+EX_CONFIG = 78  # sysexits: the unit's RestartPreventExitStatus, so systemd does not crash-loop on it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +65,11 @@ async def serve(config: GatewayConfig) -> int:
     daemon = Daemon(config)
     try:
         await daemon.start()
+    except ConfigError as exc:  # a file it cannot use (outbox, key): say what to fix; a restart would not
+        log.error("cannot start", extra={"problem": str(exc)})
+        print(f"posgw run: {exc}", file=sys.stderr)
+        await daemon.stop(config.gateway.shutdown_timeout_s)
+        return EX_CONFIG
     except Exception:  # start-up failure: say why, then close what was opened
         log.exception("start failed")
         await daemon.stop(config.gateway.shutdown_timeout_s)

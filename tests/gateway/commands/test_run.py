@@ -94,6 +94,17 @@ def test_start_failure_exits_1_and_closes_what_was_opened(
     assert SECRET not in err
 
 
+def test_an_unusable_outbox_exits_78_naming_the_path_and_moves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = write_config(tmp_path)
+    (tmp_path / "data" / "outbox.db").mkdir(parents=True)  # a directory where the file must be
+    assert main(["run", "--config", str(config)]) == run_cmd.EX_CONFIG == 78
+    err = capsys.readouterr().err
+    assert f"posgw run: {tmp_path / 'data' / 'outbox.db'}" in err and "Traceback" not in err
+    assert (tmp_path / "data" / "outbox.db").is_dir()  # nothing moved aside or created
+
+
 def test_serves_until_sigint_then_exits_0(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -125,6 +125,7 @@ class OutboxStats:
     moved_aside: str = ""  # where a corrupt file found at open was moved ("" if none)
     last_storage_error: str = ""
     salvage: tuple[SalvageReport, ...] = ()  # salvages not acknowledged yet: the gateway is degraded
+    waiting: int = 0  # refunds/cancels set aside until their sale reaches the core (bounded)
 
 
 # State changes that are delivery progress (an operator's retry or resolve is not).
@@ -656,7 +657,7 @@ class Outbox:
         return [_decode(r) for r in rows]
 
     async def stats(self) -> OutboxStats:
-        (pending, oldest, rejected), salvages = await self._read(
+        (pending, oldest, rejected, waiting), salvages = await self._read(
             lambda c: (db.counts(c), db.unacknowledged_salvages(c)))
         reports = tuple(_report(text) for _, text in salvages)
         now = self._clock()
@@ -673,7 +674,7 @@ class Outbox:
             self._metrics.salvaged_rows.set(sum(r.salvaged for r in reports))
             self._metrics.salvage_lost_rows.set(sum(r.lost for r in reports))
         return OutboxStats(pending, age, rejected, self._writable, stuck, self._moved_aside,
-                           self._last_storage_error, reports)
+                           self._last_storage_error, reports, waiting)
 
     async def ack_salvage(self) -> int:
         """Operator: acknowledge every salvage on record (the gateway stops reporting degraded);

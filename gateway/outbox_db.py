@@ -798,8 +798,8 @@ _COUNT_STATE = "SELECT count(*) FROM events WHERE state = ?"
 _OLDEST_PENDING = f"SELECT created_at FROM events WHERE state = '{RowState.PENDING}' ORDER BY id LIMIT 1"
 
 
-def counts(conn: Connection) -> tuple[int, float | None, int]:
-    """(pending count, oldest pending created_at or None, rejected count).
+def counts(conn: Connection) -> tuple[int, float | None, int, int]:
+    """(pending count, oldest pending created_at or None, rejected count, waiting count).
 
     "Oldest" is the created_at of the first pending row in append (id) order: one index step,
     where min(created_at) visited every pending row (20 ms for a 50,000-event backlog, on the
@@ -810,9 +810,10 @@ def counts(conn: Connection) -> tuple[int, float | None, int]:
         (pending,) = cur.execute(_COUNT_STATE, (RowState.PENDING.value,)).fetchone()
         first = cur.execute(_OLDEST_PENDING).fetchone()
         (rejected,) = cur.execute(_COUNT_STATE, (RowState.REJECTED.value,)).fetchone()
+        (waiting,) = cur.execute(_COUNT_STATE, (RowState.WAITING.value,)).fetchone()
     finally:
         cur.close()
-    return int(pending), None if first is None else float(first[0]), int(rejected)
+    return int(pending), None if first is None else float(first[0]), int(rejected), int(waiting)
 
 
 _UNACKED = "SELECT id, report FROM salvage WHERE acknowledged_at IS NULL ORDER BY id"

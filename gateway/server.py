@@ -222,7 +222,8 @@ async def healthz(request: web.Request) -> web.Response:
     body: dict[str, Any] = {"status": status, "problems": problems, "core": state.core_state()}
     if stats is not None:
         body |= {"pending": stats.pending, "oldest_pending_age_s": round(stats.oldest_pending_age_s, 3),
-                 "rejected": stats.rejected, "writable": stats.writable, "stuck": stats.stuck}
+                 "rejected": stats.rejected, "waiting_for_sale": stats.waiting, "writable": stats.writable,
+                 "stuck": stats.stuck}
         if not stats.writable:
             body["storage_error"] = stats.last_storage_error
     if salvage:
@@ -270,6 +271,7 @@ async def status_page(request: web.Request) -> web.Response:
         ("core breaker", state.core_state()),
         ("offline answers", f"{offline:.0f}"),
         ("operator queue", "-" if stats is None else str(stats.rejected)),
+        ("waiting for their sale", "-" if stats is None else str(stats.waiting)),
         ("uptime", f"{time.time() - state.started_at:.0f} s"),
     ]
     for report in stats.salvage if stats is not None else ():

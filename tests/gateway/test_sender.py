@@ -122,6 +122,7 @@ async def test_permanent_rejection_goes_to_queue_and_blocks_nothing(tmp_path: Pa
         assert [(r.key, r.reason) for r in queue] == [(bad, "INSUFFICIENT_POINTS")]
         assert m.registry.get_sample_value("posgw_rejected_total", {"reason": "INSUFFICIENT_POINTS"}) == 1
         assert [(r.key, r.reason) for r in await ob.waiting()] == [(rf.key, "SALE_NOT_YET_KNOWN")]
+        assert (await ob.stats()).waiting == 1  # shown on /healthz and /status as waiting_for_sale
         # operator: retry the sale (the core now accepts it); its delivery wakes the refund
         core.script = lambda env, n: ACK
         core.rejected.clear()

@@ -250,10 +250,10 @@ class PosterSeller:
             self._rec.error(f"poster order: {exc}")
             return
         key = self.sale_key(done.order_id)
-        if done.statuses and done.statuses[0] == 200:  # the close was acknowledged (stored)
+        if 200 in done.statuses:  # a close (or its synced resend: the same key) was acknowledged
             self._rec.acks.append(Ack("sale", key, self.register_id, key, False, len(done.statuses), {}))
-            if any(s != 200 for s in done.statuses[1:]):
-                self._rec.error(f"poster {key}: resend answered {done.statuses}")
+            if any(s != 200 for s in done.statuses):
+                self._rec.error(f"poster {key}: answers {done.statuses} (the app's queue gave up once)")
         else:
             self._rec.unacknowledged += 1
             self._rec.error(f"poster {key}: close not acknowledged {done.statuses}")

@@ -233,8 +233,8 @@ def guard(ctx: DriverContext, edge: Edge, inner: Inner, *, auth: Auth | None,
             ctx.count("bad_input")
             return refuse(edge, 400, refusals.bad_input(exc))
         except StorageError:
-            ctx.count("storage_error")
-            ctx.log.error("event not stored", extra={"driver": ctx.name, "action": "answered_503_for_resend"})
+            ctx.count("storage_error")  # the outbox logs the state change once (not one line per refusal)
+            ctx.log.debug("event not stored", extra={"driver": ctx.name, "action": "answered_503_for_resend"})
             return refuse(edge, 503, refusals.not_stored)
 
     return handle

@@ -18,8 +18,9 @@ Invariants:
   * a copy that adds nothing: nothing changes (DEBUG);
   * a copy that adds something, stored row not delivered yet (pending, waiting, rejected): the
     stored payload is replaced by the merge, same key, same register_seq (``outcome="merged"``);
-    a copy of a *waiting* refund or cancel that names another sale (the driver learnt the sale's
-    real key meanwhile) replaces the reference the core never knew, and the row is woken;
+    a copy of a *waiting* (or not yet sent) refund or cancel that names another sale (the driver
+    learnt the sale's real key meanwhile) replaces the reference the core never knew, and a
+    waiting row is woken;
   * stored row delivered, the copy adds the customer: a correction event
     ``<key>:correction:1`` (:func:`gateway.receipt.correction_event`, the core's AttachCustomer)
     is appended, applied once (``outcome="correction"``); a copy adding only fiscal data changes
@@ -261,16 +262,17 @@ class Outbox:
         merge = merge_copies(stored, event)
         if merge.verdict == CopyVerdict.SAME:
             return "copy", ""
-        if (merge.verdict == CopyVerdict.CONFLICT and row.state == db.RowState.WAITING
+        if (merge.verdict == CopyVerdict.CONFLICT and row.state in (db.RowState.WAITING, db.RowState.PENDING)
                 and stored.kind in (EventKind.REFUND, EventKind.CANCEL)
                 and stored.sale_key != event.sale_key):
             # a waiting refund / cancel names a sale the core never saw; this copy names its sale
             # as the driver knows it now (e.g. Poster: the transaction id, then the closed order's
             # key): the new reference replaces the old one and the row goes out again at once
             again = merge_copies(replace(stored, sale_key=event.sale_key), event)
-            if again.verdict != CopyVerdict.CONFLICT:
-                db.replace_payload(conn, row.id, event_to_json(again.event), now, (db.RowState.WAITING,))
-                db.transition(conn, db.Action.WAKE, [(row.id, {"reason": ""})], now)
+            if again.verdict != CopyVerdict.CONFLICT:  # (pending: not tried yet, the core was away)
+                db.replace_payload(conn, row.id, event_to_json(again.event), now, (row.state,))
+                if row.state == db.RowState.WAITING:
+                    db.transition(conn, db.Action.WAKE, [(row.id, {"reason": ""})], now)
                 return "merged", f"row {row.id}: sale {stored.sale_key} -> {event.sale_key}"
         if merge.verdict == CopyVerdict.CONFLICT:
             return self._store_conflict(conn, event, row, merge.why, now)

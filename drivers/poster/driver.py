@@ -48,6 +48,7 @@ class PosterDriver(http_edge.HttpDriver[Config]):
         super().__init__(config, now=now)
         self.wall = wall
         self._secret = config.application_secret.get_secret_value()
+        self._keep_s = config.link_keep_days * 86_400.0
 
     def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
         return [
@@ -102,8 +103,9 @@ class PosterDriver(http_edge.HttpDriver[Config]):
             event = mapping.sale_of(ev, now=self.now(), store_id=store)
             response = await self._commit(ctx, event)
             if ev.order.name:
-                await ctx.state.put(mapping.tx_link(ev.settings.account, ev.order.name), event.key,
-                                    keep_s=self.config.link_keep_days * 86_400.0)
+                account, tx = ev.settings.account, str(ev.order.name)
+                await ctx.state.put(mapping.tx_link(account, tx), event.key, keep_s=self._keep_s)
+                await self._relink_early_removal(ctx, account, tx, event.key)
             return response
         if ev.event == "returnFiscal":
             return await self._commit(ctx, mapping.refund_of(ev, now=self.now()))
@@ -138,8 +140,24 @@ class PosterDriver(http_edge.HttpDriver[Config]):
         hook = wire.parse_webhook(body)
         wire.parse_data(hook.data)  # malformed data is bad input even when we do not use it
         linked = await ctx.state.get(mapping.tx_link(hook.account, hook.object_id))
-        await http_edge.submit_all(ctx, [mapping.webhook_event(hook, linked, now=self.now())])
+        event = mapping.webhook_event(hook, linked, now=self.now())
+        if linked is None and not isinstance(event, str):  # before its order closed: remember it
+            await ctx.state.put(mapping.early_removal(hook.account, hook.object_id), body.decode(),
+                                keep_s=self._keep_s)
+        await http_edge.submit_all(ctx, [event])
         return self._reply(wire.WEBHOOK_ACCEPT)
+
+    async def _relink_early_removal(self, ctx: DriverContext, account: str, tx: str, sale_key: str) -> None:
+        """A removal that came before this order closed names the transaction, a sale the core will
+        never know: submit it again naming the order's sale (the outbox replaces the reference of
+        the waiting copy and wakes it), once."""
+        raw = await ctx.state.get(mapping.early_removal(account, tx))
+        if not raw:
+            return
+        event = mapping.webhook_event(wire.parse_webhook(raw.encode()), sale_key, now=self.now())
+        if not isinstance(event, str):
+            await http_edge.submit_all(ctx, [event])
+        await ctx.state.put(mapping.early_removal(account, tx), "", keep_s=self._keep_s)
 
     async def _preflight(self, request: web.Request) -> web.Response:
         return web.Response(status=204, headers=CORS)

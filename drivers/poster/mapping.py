@@ -56,6 +56,12 @@ def tx_link(account: str, transaction_id: str) -> str:
     return f"tx:{account}:{transaction_id}"
 
 
+def early_removal(account: str, transaction_id: str) -> str:
+    """The state key of a removal webhook that arrived before its order closed (the webhook's
+    body, kept until the order's sale names the transaction)."""
+    return f"early:{account}:{transaction_id}"
+
+
 def line_id(product_id: str, modification: str) -> str:
     if not modification:
         return f"p{product_id}"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 from tests.drivers.compliance import Adapter, ComplianceSuite
-from tests.drivers.compliance_harness import Reply, Request
+from tests.drivers.compliance_harness import Reply, Request, running, stored_events
 from tests.drivers.poster import payloads as p
 
 APP = {"X-Gateway-Token": p.TOKEN, "Content-Type": "application/json"}
@@ -90,3 +91,20 @@ class PosterAdapter(Adapter):
 
 class TestPosterCompliance(ComplianceSuite):
     adapter: ClassVar[Adapter] = PosterAdapter()
+
+
+async def test_a_removal_before_its_order_closed_is_relinked_to_the_orders_sale(tmp_path: Path) -> None:
+    """Poster can report a transaction removed before the app reports its order closed: the
+    removal then names the transaction, a sale the core will never know. When the order closes,
+    the waiting removal is made to name the order's sale instead (once), so it is applied."""
+    options = PosterAdapter().options()
+    async with running("poster", options, tmp_path, online=False) as gw:  # nothing leaves: rows stay
+        early = await gw.send(_req("/webhook", _now_hook(object_id=58031), JSON, note="removed first"))
+        assert early.status == 200
+        sale = await gw.send(_req("/pos-event", p.after_close(name=58031)))
+        assert sale.status == 200
+        events = stored_events(gw.outbox_path)
+    removal = next(e for e in events if e.kind == "refund")
+    order_sale = next(e for e in events if e.kind == "sale")
+    assert removal.sale_key == order_sale.key and removal.refund_full
+    assert len(events) == 2  # relinked in place: no second removal, no conflict row

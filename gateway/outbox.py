@@ -86,6 +86,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import outbox_db as db
+from gateway import salvage
 from gateway.errors import StorageError
 from gateway.metrics import Metrics
 from gateway.payload import event_from_json, event_to_json
@@ -196,7 +197,7 @@ class Outbox:
 
         def opening() -> tuple[Engine, str, float]:
             engine, moved = db.open_store(Path(path), busy_timeout_ms=busy_timeout_ms, create=create,
-                                          recover=recover, now=clock())
+                                          recover=salvage.salvage if recover else None, now=clock())
             try:
                 return engine, moved, db.last_progress(engine)
             except (SQLAlchemyError, sqlite3.Error) as exc:
@@ -270,7 +271,7 @@ class Outbox:
             # key): the new reference replaces the old one and the row goes out again at once
             again = merge_copies(replace(stored, sale_key=event.sale_key), event)
             if again.verdict != CopyVerdict.CONFLICT:  # (pending: not tried yet, the core was away)
-                db.replace_payload(conn, row.id, event_to_json(again.event), now, (row.state,))
+                db.replace_payload(conn, row.id, event_to_json(again.event), now, (db.RowState(row.state),))
                 if row.state == db.RowState.WAITING:
                     db.transition(conn, db.Action.WAKE, [(row.id, {"reason": ""})], now)
                 return "merged", f"row {row.id}: sale {stored.sale_key} -> {event.sale_key}"

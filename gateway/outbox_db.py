@@ -47,7 +47,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
@@ -459,15 +459,18 @@ def finish_interrupted_salvage(path: Path) -> None:
     log.error("interrupted outbox salvage finished", extra={"path": str(path)})
 
 
-def salvage_and_replace(path: Path, now: float) -> tuple[Path, Any]:
-    """Salvage the damaged ``path`` into a new file, move the damaged one aside, put the new one
-    in its place; returns (where the damaged file went, the :class:`gateway.salvage.SalvageReport`)."""
-    from gateway import salvage
+Salvager = Callable[..., Any]  # gateway.salvage.salvage: (source, into, *, now, moved_to) -> report
 
+
+def salvage_and_replace(path: Path, now: float, salvager: Salvager) -> tuple[Path, Any]:
+    """Salvage the damaged ``path`` into a new file with ``salvager``, move the damaged one aside,
+    put the new one in its place; returns (where the damaged file went, the salvager's report).
+    The salvager is passed in (the daemon passes :func:`gateway.salvage.salvage`): this module is
+    the one the salvage reads through, so it must not import it."""
     tmp = _salvage_tmp(path)
     _remove(tmp)
     target = aside_name(path, now)
-    report = salvage.salvage(path, tmp, now=now, moved_to=str(target))
+    report = salvager(path, tmp, now=now, moved_to=str(target))
     move_aside(path, now, target)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
@@ -475,7 +478,7 @@ def salvage_and_replace(path: Path, now: float) -> tuple[Path, Any]:
 
 
 def open_store(
-    path: Path, *, busy_timeout_ms: int, create: bool, recover: bool, now: float
+    path: Path, *, busy_timeout_ms: int, create: bool, recover: Salvager | None, now: float
 ) -> tuple[Engine, str]:
     """Open (creating if allowed) the outbox file; returns the engine and where a damaged file
     was moved ("" when none was).
@@ -488,7 +491,7 @@ def open_store(
       new outbox (:mod:`gateway.salvage`), the damaged file is moved aside and the new one takes
       its place, the salvage recorded in it (reported until acknowledged); without ``recover``
       (the CLI) :class:`OutboxDamaged`, and the file is left as it is."""
-    if recover:
+    if recover is not None:
         try:
             finish_interrupted_salvage(path)
         except OSError as exc:
@@ -510,10 +513,10 @@ def open_store(
         if kind == "busy":
             raise StorageError(f"cannot open the outbox {path}: {problem} (another process holds it; "
                                "is a second posgw running?)") from exc
-        if not recover:
+        if recover is None:
             raise OutboxDamaged(path, problem) from exc
     try:
-        moved, report = salvage_and_replace(path, now)
+        moved, report = salvage_and_replace(path, now, recover)
     except OSError as exc:
         raise StorageError(
             f"the outbox {path} is damaged ({problem}) and could not be salvaged and moved aside: {exc}; "

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Connection, Engine
 
 from gateway import outbox_db as db
+from gateway import salvage
 from gateway.errors import ConfigError, StorageError
 from gateway.outbox import Outbox
 from gateway.outbox_db import TRANSITIONS, Action, RowState, TransitionRefused, next_state
@@ -68,7 +69,7 @@ def test_delivered_and_resolved_are_final() -> None:
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
     eng, moved = db.open_store(
-        tmp_path / "outbox.db", busy_timeout_ms=1000, create=True, recover=False, now=0.0
+        tmp_path / "outbox.db", busy_timeout_ms=1000, create=True, recover=None, now=0.0
     )
     assert moved == ""
     return eng
@@ -132,7 +133,8 @@ def test_transition_sets_only_the_columns_an_action_may(engine: Engine) -> None:
 # ---------------------------------------------------------------- open: unusable vs damaged files
 
 def _open(path: Path, *, recover: bool = True, create: bool = True) -> tuple[Engine, str]:
-    return db.open_store(path, busy_timeout_ms=200, create=create, recover=recover, now=0.0)
+    return db.open_store(path, busy_timeout_ms=200, create=create,
+                         recover=salvage.salvage if recover else None, now=0.0)
 
 
 def _seed(path: Path, n: int) -> None:

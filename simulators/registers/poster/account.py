@@ -179,10 +179,13 @@ class PosterAccount:
         phone: str = "",
         redeem: int | str = 0,
         transaction_id: int = 0,
+        removed_early: bool = False,
     ) -> ClosedOrder:
         """One order: calc before payment, the terminal applies it, then the close is reported.
 
         ``card`` / ``phone``: what the cashier entered in the app; ``redeem``: whole points or "max".
+        ``removed_early`` (with the out-of-order switch): the back office removes the transaction
+        and its webhook overtakes the app's close (the gateway must still apply the removal).
         """
         loyalty: dict[str, Any] = {"card": card} if card else ({"phone": phone} if phone else {})
         if loyalty:
@@ -207,7 +210,7 @@ class PosterAccount:
         )
         done = ClosedOrder(order["id"], order["total"], bonus, (answer or {}).get("printText", ""), extras)
         close = self._envelope("afterOrderClose", {"order": order}, loyalty)
-        if transaction_id and self.switches.out_of_order:
+        if transaction_id and removed_early and self.switches.out_of_order:
             await self.send_webhook(session, transaction_id, "removed")
         done.statuses.append(await self._until_2xx(session, close))
         if self.switches.duplicate:

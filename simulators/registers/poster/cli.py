@@ -46,7 +46,8 @@ async def cafe_day(account: PosterAccount, orders: int, card: str) -> dict[str, 
             items = [(pid, price, Decimal(1 + n % 2)) for pid, price in MENU[: 1 + n % 3]]
             tx = 58000 + n
             done = await account.order(
-                session, items, card=card if n % 2 == 0 else "", redeem=0, transaction_id=tx
+                session, items, card=card if n % 2 == 0 else "", redeem=0, transaction_id=tx,
+                removed_early=n % 5 == 4,  # with --out-of-order its removal overtakes the close
             )
             acked += all(200 <= s < 300 for s in done.statuses)
             if n % 5 == 4:

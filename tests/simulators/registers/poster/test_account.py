@@ -43,13 +43,15 @@ async def test_bad_signature_and_stale_time_are_retried_then_given_up_nothing_st
 
 
 async def test_out_of_order_removal_then_close_and_a_partial_return(tmp_path: Path) -> None:
-    async with running("poster", OPTIONS, tmp_path) as gw, aiohttp.ClientSession() as session:
+    # the core is away: nothing is delivered, so the early removal is still the gateway's to relink
+    async with running("poster", OPTIONS, tmp_path, online=False) as gw, aiohttp.ClientSession() as session:
         acc = account(gw.daemon.port, out_of_order=True)
         done = await acc.order(
             session,
             [(12, Decimal("190"), Decimal(2)), (40, Decimal("85.5"), Decimal(1))],
             card="2000012345",
             transaction_id=58031,
+            removed_early=True,
         )
         assert done.bonus == 0 and done.total == Decimal("465.5") and all(s == 200 for s in done.statuses)
         assert await acc.return_products(session, done, [(12, Decimal(1))]) == 200

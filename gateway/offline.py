@@ -120,20 +120,32 @@ class OfflinePolicy:
             return None
         return CustomerInfo(entry.customer_id, entry.display_name, entry.tier, balance=None, offline=True)
 
-    def account(self, entry: SnapshotEntry, customer: CustomerId) -> AccountState:
+    def account(
+        self, entry: SnapshotEntry, customer: CustomerId, program: Program | None = None,
+    ) -> AccountState:
+        """The rule engine's view of a snapshot entry, as the core builds it from its own account
+        (simulators/core/fastpath.py ``Account.state``): under ``allow_negative_balance`` a debt is a
+        negative balance, which blocks redemption (it used to be passed as ``debt`` only, and the
+        offline answer let a customer in debt redeem what the core refused)."""
+        negative = program is not None and program.allow_negative_balance
         lots: tuple[Lot, ...] = ()
         if entry.ordinary_points > 0:
             lots = (Lot("offline-snapshot", "snapshot", entry.ordinary_points, _EPOCH, _EPOCH, None),)
+        # the identification method as the core names it (simulators/core/identify.py): a customer
+        # id comes from an earlier strong identification, "app_code" (it was "customer_id", which no
+        # program's redeem_with names, so offline refused what the core allowed); a phone is a
+        # plain phone, an SMS code cannot be checked offline
         kind = IdKind(customer.kind)
-        method = "phone" if kind == IdKind.PHONE else kind.value  # an SMS code cannot be checked offline
+        method = {IdKind.PHONE: "phone", IdKind.CUSTOMER_ID: "app_code"}.get(kind, kind.value)
         return AccountState(
             customer_id=entry.customer_id,
             tier=entry.tier,
             lots=lots,
-            debt=entry.debt,
+            debt=0 if negative else entry.debt,
             held_by_others=entry.held_points,
             method=method,
             blocked=entry.blocked,
+            negative_balance=-entry.debt if negative else 0,
         )
 
     def calculate(self, receipt: Receipt) -> CalcResult:
@@ -153,7 +165,7 @@ class OfflinePolicy:
             return plain_result(receipt, offline=True, message=MSG_UNKNOWN)
         if entry.blocked:
             return plain_result(receipt, offline=True, message=MSG_BLOCKED, rejection="CUSTOMER_BLOCKED")
-        account = self.account(entry, receipt.customer)
+        account = self.account(entry, receipt.customer, program)
         lines = lines_in(receipt)
         at = receipt.occurred_at
         try:

@@ -142,12 +142,17 @@ def parse_sale(obj: Obj, now: datetime, *, store_id: str = "") -> Event:
 def sale_ref_key(obj: Obj, register_id: str, path: str = "sale") -> str:
     """The key of the sale a refund / cancel refers to (the same formula as the sale's own)."""
     document_id = _str(obj, "document_id", path, limit=128)
+    # every field is read (a wrong type or length is refused) even when document_id names the sale
+    number = _str(obj, "receipt_number", path, required=not document_id, limit=64)
+    shift, fiscal_sign = _str(obj, "shift", path, limit=64), _str(obj, "fiscal_sign", path, limit=64)
+    if document_id:  # not part of the key, so not checked where the key is: checked here
+        for key, value in (("receipt_number", number), ("shift", shift), ("fiscal_sign", fiscal_sign)):
+            if not value.isprintable():
+                raise BadInput("must not contain control or invisible characters", f"{path}.{key}")
     ref = Receipt(
         register_id=register_id, lines=(), occurred_at=datetime.min,
-        receipt_number="" if document_id else _str(obj, "receipt_number", path, required=True, limit=64),
-        shift="" if document_id else _str(obj, "shift", path, limit=64),
-        fiscal_sign="" if document_id else _str(obj, "fiscal_sign", path, limit=64),
-        document_id=document_id, driver=NAME,
+        receipt_number="" if document_id else number, shift="" if document_id else shift,
+        fiscal_sign="" if document_id else fiscal_sign, document_id=document_id, driver=NAME,
     )
     return ref.sale_key()
 

@@ -195,3 +195,19 @@ def _dump(obj: Any) -> bytes:
     import json
 
     return json.dumps(obj).encode()
+
+
+@pytest.mark.parametrize(("sale", "field"), [
+    ({"document_id": "D1", "shift": {"x": 1}}, "sale.shift"),
+    ({"document_id": "D1", "receipt_number": 42}, "sale.receipt_number"),
+    ({"document_id": "D1", "fiscal_sign": "x" * 65}, "sale.fiscal_sign"),
+    ({"document_id": "D1", "shift": "7\u0012"}, "sale.shift"),
+])
+def test_sale_ref_with_document_id_still_checks_its_other_fields(sale: dict[str, object], field: str) -> None:
+    """Found by schemathesis: with document_id given, the other fields of the reference were not
+    read at all, so a wrong type or a control character there was accepted (the schema refuses it)."""
+    with pytest.raises(BadInput) as err:
+        wire.sale_ref_key(sale, "R1")
+    assert err.value.field == field
+    ref = {"document_id": "D1", "shift": "7", "receipt_number": ""}
+    assert wire.sale_ref_key(ref, "R1") == "native:R1:doc:D1"

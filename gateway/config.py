@@ -119,7 +119,8 @@ class GatewaySection(Model):
         description="driver requests handled at once; past it a till gets its vendor's 503 'retry' at once",
     )
     keepalive_timeout_s: float = Field(
-        default=15.0, ge=1.0, le=600.0, description="an idle keep-alive connection is closed after this",
+        default=75.0, ge=1.0, le=600.0,
+        description="an idle keep-alive connection is closed after this (tills reuse their pools)",
     )
     admin_api_key: SecretStr = secret_field("key for /v1/queue retry/resolve (empty = queue read-only)")
     admin_api_key_file: Path | None = Field(

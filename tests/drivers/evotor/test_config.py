@@ -9,28 +9,18 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from drivers.evotor.config import Config
-from gateway.config import ConfigErrors, EdgeOptions, load_config
-
-
-def write(tmp_path: Path, options: str) -> Path:
-    path = tmp_path / "gw.toml"
-    path.write_text(f"[drivers.evotor]\nenabled = true\n{options}", encoding="utf-8")
-    return path
+from gateway.config import EdgeOptions, load_config
+from tests.drivers.config_helpers import load_section, section_problems, write_section
 
 
 def load(tmp_path: Path, options: str = "", environ: dict[str, str] | None = None) -> Config:
-    config = load_config(write(tmp_path, options), environ=environ or {})
-    model = config.driver_config("evotor")
+    model = load_section(tmp_path, "evotor", options, environ)
     assert isinstance(model, Config)
     return model
 
 
 def problems(tmp_path: Path, options: str) -> list[tuple[str, str, str]]:
-    path = write(tmp_path, options)
-    with pytest.raises(ConfigErrors) as info:
-        load_config(path, environ={})
-    assert {e.file for e in info.value.errors} == {str(path)}
-    return [(e.key, e.problem, e.fix) for e in info.value.errors]
+    return section_problems(tmp_path, "evotor", options)
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -92,7 +82,7 @@ def test_secrets_from_the_environment_win_and_are_redacted(tmp_path: Path) -> No
     environ = {"POSGW_DRIVERS_EVOTOR_PAIRING_TOKENS": "env-1, env-2\nenv-3",
                "POSGW_DRIVERS_EVOTOR_CLOUD_USER_TOKEN": "env-user",
                "POSGW_DRIVERS_EVOTOR_CLOUD_APP_TOKEN": "env-app"}
-    config = load_config(write(tmp_path, options), environ=environ)
+    config = load_config(write_section(tmp_path, "evotor", options), environ=environ)
     c = config.driver_config("evotor")
     assert isinstance(c, Config)
     assert [t.get_secret_value() for t in c.pairing_tokens] == ["env-1", "env-2", "env-3"]

@@ -9,25 +9,18 @@ import pytest
 from pydantic import ValidationError
 
 from drivers.modulkassa.config import Config
-from gateway.config import ConfigErrors, EdgeOptions, load_config
-
-
-def write(tmp_path: Path, options: str) -> Path:
-    path = tmp_path / "gw.toml"
-    path.write_text(f"[drivers.modulkassa]\nenabled = true\n{options}", encoding="utf-8")
-    return path
+from gateway.config import EdgeOptions, load_config
+from tests.drivers.config_helpers import load_section, section_problems, write_section
 
 
 def load(tmp_path: Path, options: str = "", environ: dict[str, str] | None = None) -> Config:
-    model = load_config(write(tmp_path, options), environ=environ or {}).driver_config("modulkassa")
+    model = load_section(tmp_path, "modulkassa", options, environ)
     assert isinstance(model, Config)
     return model
 
 
 def problems(tmp_path: Path, options: str) -> list[tuple[str, str, str]]:
-    with pytest.raises(ConfigErrors) as info:
-        load_config(write(tmp_path, options), environ={})
-    return [(e.key, e.problem, e.fix) for e in info.value.errors]
+    return section_problems(tmp_path, "modulkassa", options)
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -68,7 +61,7 @@ def test_boundaries_accepted(tmp_path: Path) -> None:
 
 
 def test_pairing_tokens_from_the_environment_are_secrets(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, 'pairing_tokens = ["toml"]\n'),
+    config = load_config(write_section(tmp_path, "modulkassa", 'pairing_tokens = ["toml"]\n'),
                          environ={"POSGW_DRIVERS_MODULKASSA_PAIRING_TOKENS": " t1 ,t2,, "})
     c = config.driver_config("modulkassa")
     assert [t.get_secret_value() for t in c.pairing_tokens] == ["t1", "t2"]  # type: ignore[attr-defined]

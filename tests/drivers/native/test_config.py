@@ -10,29 +10,22 @@ import pytest
 from pydantic import ValidationError
 
 from drivers.native.config import Config
-from gateway.config import ConfigErrors, EdgeOptions, load_config
-
-
-def write(tmp_path: Path, options: str) -> Path:
-    path = tmp_path / "gw.toml"
-    path.write_text(f"[drivers.native]\nenabled = true\n{options}", encoding="utf-8")
-    return path
+from gateway.config import EdgeOptions, load_config
+from tests.drivers.config_helpers import load_section, section_problems, write_section
 
 
 def load(tmp_path: Path, options: str = "", environ: dict[str, str] | None = None) -> Config:
-    model = load_config(write(tmp_path, options), environ=environ or {}).driver_config("native")
+    model = load_section(tmp_path, "native", options, environ)
     assert isinstance(model, Config)
     return model
 
 
+def problems(tmp_path: Path, options: str) -> list[tuple[str, str, str]]:
+    return section_problems(tmp_path, "native", options)
+
+
 def keys(c: Config) -> list[str]:
     return [k.get_secret_value() for k in c.api_keys]
-
-
-def problems(tmp_path: Path, options: str) -> list[tuple[str, str, str]]:
-    with pytest.raises(ConfigErrors) as info:
-        load_config(write(tmp_path, options), environ={})
-    return [(e.key, e.problem, e.fix) for e in info.value.errors]
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -95,7 +88,8 @@ def test_keys_file_from_the_credentials_directory(tmp_path: Path, monkeypatch: p
 
 def test_environment_wins_over_file_and_toml(tmp_path: Path) -> None:
     (tmp_path / "till.keys").write_text("file-key\n", encoding="utf-8")
-    config = load_config(write(tmp_path, 'api_keys = ["toml"]\napi_keys_file = "till.keys"\n'),
+    toml = 'api_keys = ["toml"]\napi_keys_file = "till.keys"\n'
+    config = load_config(write_section(tmp_path, "native", toml),
                          environ={"POSGW_DRIVERS_NATIVE_API_KEYS": "e1, e2"})
     c = config.driver_config("native")
     assert isinstance(c, Config)

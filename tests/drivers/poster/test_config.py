@@ -10,25 +10,18 @@ import pytest
 from pydantic import ValidationError
 
 from drivers.poster.config import Config
-from gateway.config import ConfigErrors, EdgeOptions, load_config
-
-
-def write(tmp_path: Path, options: str) -> Path:
-    path = tmp_path / "gw.toml"
-    path.write_text(f"[drivers.poster]\nenabled = true\n{options}", encoding="utf-8")
-    return path
+from gateway.config import EdgeOptions, load_config
+from tests.drivers.config_helpers import load_section, section_problems, write_section
 
 
 def load(tmp_path: Path, options: str = "", environ: dict[str, str] | None = None) -> Config:
-    model = load_config(write(tmp_path, options), environ=environ or {}).driver_config("poster")
+    model = load_section(tmp_path, "poster", options, environ)
     assert isinstance(model, Config)
     return model
 
 
 def problems(tmp_path: Path, options: str) -> list[tuple[str, str, str]]:
-    with pytest.raises(ConfigErrors) as info:
-        load_config(write(tmp_path, options), environ={})
-    return [(e.key, e.problem, e.fix) for e in info.value.errors]
+    return section_problems(tmp_path, "poster", options)
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -73,7 +66,7 @@ def test_problems(tmp_path: Path, options: str, key: str, problem: str, fix: str
 
 
 def test_secrets_from_the_environment(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, 'application_secret = "toml"\n'), environ={
+    config = load_config(write_section(tmp_path, "poster", 'application_secret = "toml"\n'), environ={
         "POSGW_DRIVERS_POSTER_APPLICATION_SECRET": "env-secret",
         "POSGW_DRIVERS_POSTER_PAIRING_TOKENS": "p1,p2",
         "POSGW_DRIVERS_POSTER_PUBLIC_URL": "https://not.a.secret/",  # not env-capable: ignored

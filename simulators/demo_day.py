@@ -235,3 +235,7 @@ async def _play(stack: Stack, seed: int, result: DemoResult, tell: Callable[[str
         result.problems.append(f"{len(check.lost)} acknowledged documents not at the core: {check.lost[:5]}")
     if check.duplicates:
         result.problems.append(f"applied twice at the core: {check.duplicates[:5]}")
+    if queue:  # acknowledged, refused by the core: not applied, an operator must act
+        reasons = sorted({str(r.get("reason", "")) for r in queue})
+        result.problems.append(f"{len(queue)} documents in the operator queue ({', '.join(reasons)}): "
+                               "see posgw queue list")

@@ -17,7 +17,8 @@ Meanwhile the proxy flaps the gateway's link to the core, and a seeded schedule
 again at once and the tills resend whatever was not acknowledged with the same identity. At the
 end the tills stop, the link comes back, the outbox drains, and
 :func:`~simulators.stack_check.check_delivery` compares every acknowledgement with the core:
-``lost`` (acknowledged, neither applied nor in the operator queue) and ``doubled`` must be empty.
+``lost`` (acknowledged, neither applied nor in the operator queue), ``doubled`` and the
+operator queue must be empty.
 
 Parameters from the environment (see :meth:`SoakOptions.from_env`): ``POSGW_SOAK_KILLS``
 (default 1000), ``POSGW_SOAK_SEED`` (default 20240713), ``POSGW_SOAK_DURATION_S`` (stop killing
@@ -404,8 +405,10 @@ class SoakResult:
 
     @property
     def ok(self) -> bool:
-        return (not self.lost and not self.doubled and self.pending_after_drain == 0 and self.acknowledged > 0
-                and not self.stopped_early)
+        # something a till was told is stored and the core refused (the operator queue) was not
+        # applied either: the run does not pass, whatever the reason the core gave
+        return (not self.lost and not self.doubled and not self.in_operator_queue
+                and self.pending_after_drain == 0 and self.acknowledged > 0 and not self.stopped_early)
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "ok": self.ok}

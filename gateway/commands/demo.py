@@ -7,7 +7,8 @@ it prints one JSON object (the figures, plus ``story``, ``balances`` and ``probl
 nothing else on stdout.
 
 Exit status: 0 when every acknowledged document reached the core exactly once; 1 when
-something acknowledged is missing or doubled at the core; 2 when the stack could not start.
+something acknowledged is missing, doubled or in the operator queue; 2 when the stack could not
+start.
 """
 
 from __future__ import annotations

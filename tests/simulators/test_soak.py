@@ -85,7 +85,7 @@ def test_verdict_and_summary() -> None:
     assert good.ok and "soak PASS" in good.summary() and "LOST 0  DOUBLED 0" in good.summary()
     assert "POSGW_SOAK_SEED=5" in good.summary()
     for bad in (result(lost=["k1"]), result(doubled=["sale:k x2"]), result(pending_after_drain=3),
-                result(acknowledged=0)):
+                result(acknowledged=0), result(in_operator_queue=["sale:k"])):
         assert not bad.ok and "soak FAIL" in bad.summary()
     assert "lost: k1" in result(lost=["k1"]).summary()
 

@@ -232,13 +232,44 @@ class DriverInfo:
     title: str
     shape: str
     delivery: str
+    called_by: str = "till"  # CALLED_BY: "till" (a LAN device calls us) or "cloud" (a vendor's cloud)
+
+
+CALLERS = ("till", "cloud")
 
 
 def driver_info(name: str) -> DriverInfo:
-    """The metadata of the registered driver ``name`` (its package, imported by name)."""
+    """The metadata of the registered driver ``name`` (its package, imported by name).
+
+    ``CALLED_BY`` is optional in the package (default ``"till"``); ``"cloud"`` means the vendor's
+    cloud calls the gateway, so it must be reachable from the internet over HTTPS
+    (``check-config`` warns when such a driver listens on plain-HTTP loopback)."""
     package = importlib.import_module(REGISTRY[name].partition(":")[0].rpartition(".")[0])
     return DriverInfo(name=str(package.NAME), title=str(package.TITLE), shape=str(package.SHAPE),
-                      delivery=str(package.DELIVERY))
+                      delivery=str(package.DELIVERY), called_by=str(getattr(package, "CALLED_BY", "till")))
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One result of a driver's own configuration check, as ``check-config`` and ``doctor`` print it.
+
+    A driver module (``drivers/<name>/driver.py``) may define ``check(options) -> list[Finding]``
+    to check what its pydantic ``Config`` cannot (a serial port that does not exist, a host that
+    does not resolve); it must not block for more than a second and never raises for bad input
+    (that is a FAIL finding). ``key`` is the option under ``[drivers.<name>]``.
+    """
+
+    level: str  # "FAIL" (the config cannot work) or "WARN" (it works, but probably not as meant)
+    key: str
+    message: str  # what is wrong
+    fix: str  # what to do about it
+
+
+def driver_check(name: str, options: Mapping[str, Any]) -> list[Finding]:
+    """The findings of driver ``name``'s optional ``check(options)``; [] when it has none."""
+    module = importlib.import_module(REGISTRY[name].partition(":")[0])
+    check = getattr(module, "check", None)
+    return list(check(options)) if callable(check) else []
 
 
 def load_driver(name: str, options: Mapping[str, Any]) -> Driver:

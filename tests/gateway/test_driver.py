@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.driver import (
+    CALLERS,
     COUNTERS,
     REGISTRY,
     SHAPES,
@@ -17,6 +18,7 @@ from gateway.driver import (
     Edge,
     Refusals,
     discover,
+    driver_check,
     driver_info,
     load_driver,
 )
@@ -82,3 +84,13 @@ def test_driver_info_reads_the_packages_metadata() -> None:
     assert info == DriverInfo("evotor", "Evotor (terminal plugin + cloud webhooks)", "push", info.delivery)
     assert "receipt uuid" in info.delivery
     assert {driver_info(n).shape for n in REGISTRY} <= set(SHAPES)
+
+
+def test_called_by_defaults_to_till_and_names_the_cloud_called_drivers() -> None:
+    assert driver_info("native").called_by == "till"
+    assert driver_info("evotor").called_by == "cloud"
+    assert {driver_info(n).called_by for n in REGISTRY} <= set(CALLERS)
+
+
+def test_driver_check_is_empty_for_a_driver_without_one() -> None:
+    assert driver_check("native", {}) == []

@@ -180,6 +180,12 @@ class DriverContext(Protocol):
         """Increment ``posgw_driver_events_total{driver,what}``; ``what`` is one of COUNTERS."""
         ...
 
+    def alarm(self, key: str, message: str | None) -> None:
+        """Raise (``message``: what is wrong and what to do) or clear (None) the alarm ``key``
+        (``[a-z0-9_:.-]``, e.g. ``fiscal_sign:<drive>`` or ``port:<name>``): listed in ``/healthz``
+        (status ``degraded``) and ``posgw_driver_alarm{driver,key}`` until cleared."""
+        ...
+
 
 @runtime_checkable
 class Driver(Protocol):

@@ -7,6 +7,7 @@ registry; the daemon uses one per process.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -99,6 +100,23 @@ class Metrics:
         self.driver_restarts = Counter(
             "posgw_driver_restarts_total", "Supervised driver task restarts.", ["driver"], registry=r,
         )
+        self.driver_alarm = Gauge(
+            "posgw_driver_alarm", "1 while a driver's named alarm is raised (see /healthz alarms).",
+            ["driver", "key"], registry=r,
+        )
+        # (driver, key) -> (message, since: unix time): the raised alarms /healthz lists
+        self.alarms: dict[tuple[str, str], tuple[str, float]] = {}
+
+    def alarm(self, driver: str, key: str, message: str | None, now: float | None = None) -> None:
+        """Raise (``message``) or clear (None) ``driver``'s alarm ``key``; a raised alarm keeps its
+        first ``since`` while its message changes. The gauge child stays (at 0) once cleared."""
+        if message is None:
+            if self.alarms.pop((driver, key), None) is not None:
+                self.driver_alarm.labels(driver, key).set(0)
+            return
+        since = self.alarms.get((driver, key), ("", time.time() if now is None else now))[1]
+        self.alarms[(driver, key)] = (message, since)
+        self.driver_alarm.labels(driver, key).set(1)
 
     def child(self, metric: MetricWrapperBase, *values: str) -> Any:
         """``metric.labels(*values)``, cached: label values in the order the metric declares them."""

@@ -431,6 +431,9 @@ class PipelineContext:
     def calc_claims(self, token: str) -> CalcClaims:
         return self.pipeline.tokens.read(token)
 
+    def alarm(self, key: str, message: str | None) -> None:
+        self.pipeline.metrics.alarm(self.name, key, message)
+
     def count(self, what: str, n: int = 1) -> None:
         child = self._counters.get(what)
         if child is None:

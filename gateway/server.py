@@ -218,8 +218,12 @@ async def healthz(request: web.Request) -> web.Response:
         if stats.stuck:
             problems.append("outbox backlog stuck")
     salvage = [r.summary() for r in stats.salvage] if stats is not None else []
-    status = "not_serving" if problems else "degraded" if salvage else "ok"
+    alarms = [{"driver": driver, "key": key, "message": message, "since": since}
+              for (driver, key), (message, since) in sorted(state.metrics.alarms.items())]
+    status = "not_serving" if problems else "degraded" if salvage or alarms else "ok"
     body: dict[str, Any] = {"status": status, "problems": problems, "core": state.core_state()}
+    if alarms:
+        body["alarms"] = alarms
     if stats is not None:
         body |= {"pending": stats.pending, "oldest_pending_age_s": round(stats.oldest_pending_age_s, 3),
                  "rejected": stats.rejected, "waiting_for_sale": stats.waiting, "writable": stats.writable,

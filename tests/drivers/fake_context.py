@@ -78,6 +78,7 @@ class FakeContext:
         self.submits: list[Event] = []
         self.calcs: list[Receipt] = []
         self.counts: Counter[str] = Counter()
+        self.alarms: dict[str, str] = {}  # the raised alarms: key -> message
         self.calc: Callable[[Receipt], CalcResult] = lambda r: calc_result(
             r, token=token(customer=r.customer))
         self.calc_error: GatewayError | None = None
@@ -116,6 +117,12 @@ class FakeContext:
     def count(self, what: str, n: int = 1) -> None:
         assert what in COUNTERS, f"{what!r} is not in gateway.driver.COUNTERS"
         self.counts[what] += n
+
+    def alarm(self, key: str, message: str | None) -> None:
+        if message is None:
+            self.alarms.pop(key, None)
+        else:
+            self.alarms[key] = message
 
 
 @asynccontextmanager

@@ -39,3 +39,15 @@ def test_exposition_names_and_calc_buckets() -> None:
     assert m.registry.get_sample_value(
         "posgw_calc_seconds_bucket", {"driver": "native", "mode": "online", "le": "0.002"}) == 0
     assert CALC_BUCKETS == tuple(sorted(CALC_BUCKETS)) and 0.3 in CALC_BUCKETS  # the default calc budget
+
+
+def test_alarm_keeps_its_first_since_and_the_gauge_follows() -> None:
+    m = Metrics()
+    m.alarm("serial", "port:scanner", "absent", now=1.0)
+    m.alarm("serial", "port:scanner", "absent (3 failed opens)", now=9.0)
+    assert m.alarms == {("serial", "port:scanner"): ("absent (3 failed opens)", 1.0)}
+    text = generate_latest(m.registry).decode()
+    assert 'posgw_driver_alarm{driver="serial",key="port:scanner"} 1.0' in text
+    m.alarm("serial", "port:scanner", None)
+    assert m.alarms == {}
+    assert 'posgw_driver_alarm{driver="serial",key="port:scanner"} 0.0' in generate_latest(m.registry).decode()

@@ -87,6 +87,17 @@ async def test_healthz_ok(env: Env) -> None:
     assert body["status"] == "ok" and body["core"] == "open" and body["pending"] == 0
 
 
+async def test_healthz_degraded_while_a_driver_alarm_is_raised(env: Env) -> None:
+    env.metrics.alarm("sbis", "fiscal_sign:9999", "document 12 changed its fiscal sign: check SBIS", now=5.0)
+    status, body = await env.get("/healthz")
+    assert (status, body["status"]) == (200, "degraded")
+    assert body["alarms"] == [{"driver": "sbis", "key": "fiscal_sign:9999",
+                               "message": "document 12 changed its fiscal sign: check SBIS", "since": 5.0}]
+    env.metrics.alarm("sbis", "fiscal_sign:9999", None)
+    status, body = await env.get("/healthz")
+    assert (status, body["status"]) == (200, "ok") and "alarms" not in body
+
+
 @pytest.mark.parametrize(
     ("override", "problem"),
     [({"writable": False}, "outbox not writable"), ({"stuck": True}, "outbox backlog stuck")],

@@ -81,7 +81,8 @@ def test_calc_result_total_discount_adds_the_lines() -> None:
 
 def test_driver_info_reads_the_packages_metadata() -> None:
     info = driver_info("evotor")
-    assert info == DriverInfo("evotor", "Evotor (terminal plugin + cloud webhooks)", "push", info.delivery, "cloud")
+    assert info == DriverInfo("evotor", "Evotor (terminal plugin + cloud webhooks)", "push", info.delivery,
+                              "cloud")
     assert "receipt uuid" in info.delivery
     assert {driver_info(n).shape for n in REGISTRY} <= set(SHAPES)
 

@@ -50,4 +50,5 @@ def test_alarm_keeps_its_first_since_and_the_gauge_follows() -> None:
     assert 'posgw_driver_alarm{driver="serial",key="port:scanner"} 1.0' in text
     m.alarm("serial", "port:scanner", None)
     assert m.alarms == {}
-    assert 'posgw_driver_alarm{driver="serial",key="port:scanner"} 0.0' in generate_latest(m.registry).decode()
+    cleared = generate_latest(m.registry).decode()
+    assert 'posgw_driver_alarm{driver="serial",key="port:scanner"} 0.0' in cleared

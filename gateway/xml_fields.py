@@ -17,7 +17,7 @@ and nothing else escapes; values are read, never evaluated.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias, overload
 
 from lxml import etree  # type: ignore[import-untyped]  # lxml ships no type information
 
@@ -73,6 +73,20 @@ def name(element: Element) -> str:
 def children(element: Element, tag: str) -> list[Element]:
     """The child elements with local name ``tag``, in document order."""
     return [c for c in element if isinstance(c.tag, str) and etree.QName(c).localname == tag]
+
+
+def namespace(element: Element) -> str:
+    """An element's namespace URI ("" when it has none): the readers ignore namespaces, a SOAP
+    service checks its envelope's and its operation's with this."""
+    return str(etree.QName(element).namespace or "")
+
+
+@overload
+def child(element: Element, tag: str, where: str, *, required: Literal[True] = True) -> Element: ...
+
+
+@overload
+def child(element: Element, tag: str, where: str, *, required: bool) -> Element | None: ...
 
 
 def child(element: Element, tag: str, where: str, *, required: bool = True) -> Element | None:

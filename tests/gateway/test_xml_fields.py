@@ -118,3 +118,11 @@ def test_entity_text_is_never_expanded() -> None:
     with pytest.raises(BadInput):
         x.parse(b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY e "expanded">]><r>&e;</r>')
     assert x.text(x.parse(b"<r>&amp;&lt;&#1052;</r>"), "r") == "&<М"  # predefined and numeric: plain text
+
+
+def test_namespace_names_the_uri_or_nothing() -> None:
+    root = x.parse(b'<e:Envelope xmlns:e="urn:env"><Body xmlns="urn:ns"><Op/></Body><Bare xmlns=""/></e:Envelope>')
+    assert x.namespace(root) == "urn:env"
+    body = x.child(root, "Body", "Envelope")
+    assert x.namespace(body) == "urn:ns" and x.namespace(x.child(body, "Op", "Body")) == "urn:ns"
+    assert x.namespace(x.child(root, "Bare", "Envelope")) == ""

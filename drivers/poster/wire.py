@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
@@ -78,9 +79,7 @@ def parse_webhook(body: bytes) -> Webhook:
             root = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True))
         except (UnicodeDecodeError, ValueError):
             raise BadInput("is neither JSON nor a form", "body") from None
-    data = root.get("data")
-    if data is not None and not isinstance(data, str):
-        raise BadInput("must be the JSON-encoded string Poster signs", "data")
+    data = _signed_data(root.get("data"))
     return Webhook(
         account=text(root.get("account"), "account", required=True, limit=MAX_ID),
         account_number=text(root.get("account_number"), "account_number", limit=MAX_ID),
@@ -91,6 +90,21 @@ def parse_webhook(body: bytes) -> Webhook:
         verify=text(root.get("verify"), "verify", limit=64),
         data=data,
     )
+
+
+def _signed_data(value: Any) -> str | None:
+    """``data`` as Poster's verifier puts it into the md5: a string exactly as received (any
+    content: the driver never needs to decode it), a whole number as PHP prints it; None when
+    absent. Anything else (an object, an array, a fraction, a boolean) has no defined text in the
+    signature: BadInput."""
+    if value is None or isinstance(value, str):
+        return value
+    if type(value) is int and abs(value) < 10**18:
+        return str(value)
+    whole = isinstance(value, Decimal) and value.is_finite() and value.adjusted() < 18
+    if whole and value == value.to_integral_value():
+        return str(int(value))
+    raise BadInput("must be the JSON-encoded string Poster signs", "data")
 
 
 def webhook_signature(hook: Webhook, secret: str) -> str:
@@ -109,7 +123,9 @@ def verify_webhook(hook: Webhook, secret: str) -> bool:
 
 
 def parse_data(data: str | None) -> Obj:
-    """A webhook's ``data``: a JSON string, possibly of JSON strings (decoded up to 3 times)."""
+    """A webhook's ``data`` as an object: a JSON string, possibly of JSON strings (decoded up to 3
+    times). For a reader of ``data``; the driver's webhooks need none, so it never refuses a
+    signed webhook for its ``data``."""
     value = fields.embedded(data, "data", times=3)
     if value is None:
         return {}

@@ -84,13 +84,14 @@ def webhook(
     object_id: int = 58031,
     action: str = "removed",
     *,
-    data: str | None = None,
+    data: str | int | None = None,
     time: str = "1767254466",
     secret: str = SECRET,
     account: str = ACCOUNT,
     obj: str = "transaction",
 ) -> dict[str, Any]:
-    parts = [account, obj, str(object_id), action] + ([data] if data is not None else []) + [time, secret]
+    signed_data = [] if data is None else [str(data)]  # a number as PHP's implode prints it
+    parts = [account, obj, str(object_id), action, *signed_data, time, secret]
     hook: dict[str, Any] = {
         "account": account,
         "account_number": "904512",

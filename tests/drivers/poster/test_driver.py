@@ -10,6 +10,7 @@ import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -88,6 +89,83 @@ async def test_other_events_and_webhooks_are_acknowledged_without_storing(
     assert (await client.options("/v1/poster/pos-event")).status == 204
     assert (await client.get("/v1/poster/webhook")).status == 200
     assert ctx.submits == []
+
+
+# Every entity of Poster's webhook list (docs: web/webhooks), its four actions and "closed" (seen in
+# captured traffic), and the shapes ``data`` comes in: absent, the documented objects (client_ewallet,
+# stock, application, a transaction's history holding JSON strings), and what is not an object.
+ENTITIES = ("transaction", "incoming_order", "product", "dish", "category", "prepack", "ingredient",
+            "workshop", "ingredients_category", "client", "client_payed_sum", "clients_group", "promotion",
+            "promotion_prize", "client_ewallet", "storage", "stock", "supply", "book_transaction",
+            "cash_shift_transaction", "spot", "register", "waiter", "configs", "application")
+ACTIONS = ("added", "changed", "removed", "transformed", "closed")
+HISTORY = json.dumps({"transactions_history": {"type_history": "additem",
+                                                "value_text": json.dumps({"a": 1})}})
+DATA_SHAPES: tuple[str | int | None, ...] = (
+    None, "{}", '{"value_relative":-150,"value_absolute":2350}',
+    '{"type":2,"element_id":12,"storage_id":1,"value_relative":-2,"value_absolute":40}',
+    '{"user_id":4,"access_token":"904512:abc"}', HISTORY, json.dumps(HISTORY), "[1,2]", '"text"', "5", "null",
+    "not json at all", "", 5,
+)
+
+
+async def test_every_signed_webhook_is_acknowledged_and_only_a_removal_is_stored(
+    client: Any, ctx: FakeContext
+) -> None:
+    now = str(int(time.time()))
+    sent = 0
+    for e, entity in enumerate(ENTITIES):
+        for d, data in enumerate(DATA_SHAPES):
+            action = ACTIONS[(e + d) % len(ACTIONS)]
+            hook = p.webhook(70_000 + e, action, data=data, time=now, obj=entity)
+            body = json.dumps(hook).encode()
+            if d % 4 == 3:  # some proxies forward it form-encoded
+                body = urlencode({k: str(v) for k, v in hook.items()}).encode()
+            answer = await post(client, "/webhook", body, {})
+            assert answer == (200, {"status": "accept"}), (entity, data, action)
+            sent += 1
+    assert sent == len(ENTITIES) * len(DATA_SHAPES)
+    removals = {k for k in ctx.stored if k.endswith(":removed")}
+    assert set(ctx.stored) == removals == {"poster:coffee-demo:tx:70000:removed"}  # transaction/removed only
+    for data in DATA_SHAPES:  # a removal is applied whatever its data says, once
+        hook = p.webhook(58031, "removed", data=data, time=now)
+        assert await post(client, "/webhook", json.dumps(hook).encode(), {}) == (200, {"status": "accept"})
+    assert len(ctx.stored) == 2 and "poster:coffee-demo:tx:58031:removed" in ctx.stored
+
+
+def _tampered(field: str) -> dict[str, Any]:
+    hook = p.webhook(action="changed", data='{"a":1}', time=str(int(time.time())))
+    other = {"object_id": 58032, "data": '{"a":2}', "verify": "f" * 32, "time": str(int(time.time()) - 1)}
+    hook[field] = other.get(field, str(hook[field]) + "x")
+    return hook
+
+
+REFUSED: dict[str, tuple[bytes, int]] = {
+    **{f"tampered {f}": (json.dumps(_tampered(f)).encode(), 403)
+       for f in ("account", "object", "object_id", "action", "data", "time", "verify")},
+    "wrong secret": (json.dumps(p.webhook(secret="other", time=str(int(time.time())))).encode(), 403),
+    "stale time": (json.dumps(p.webhook(time=str(int(time.time()) - 4 * 86_400))).encode(), 403),
+    "time from the future": (json.dumps(p.webhook(time=str(int(time.time()) + 4 * 86_400))).encode(), 403),
+    "time not a number": (json.dumps(p.webhook(time="yesterday")).encode(), 403),
+    "no verify": (json.dumps({**p.webhook(time=str(int(time.time()))), "verify": ""}).encode(), 403),
+    "not JSON nor a form": (b"\xff\xfe{", 400),
+    "a JSON array": (b"[1,2]", 400),
+    "empty": (b"", 400),
+    "no object": (json.dumps({k: v for k, v in p.webhook().items() if k != "object"}).encode(), 400),
+    "data an unsigned object": (json.dumps({**p.webhook(), "data": {"a": 1}}).encode(), 400),
+    "data a fraction": (b'{"account":"coffee-demo","object":"stock","object_id":1,"action":"changed",'
+                        b'"time":"1767254466","verify":"' + b"0" * 32 + b'","data":1.5}', 400),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+async def test_a_webhook_failing_its_signature_or_unreadable_is_refused(
+    client: Any, ctx: FakeContext, case: str
+) -> None:
+    body, status = REFUSED[case]
+    got, answer = await post(client, "/webhook", body, {})
+    assert (got, answer["status"]) == (status, "error"), answer
+    assert ctx.submits == [] and ctx.state.keep_s == {}
 
 
 def test_sample_toml_matches_the_config_model() -> None:

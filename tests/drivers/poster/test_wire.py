@@ -131,6 +131,20 @@ def test_tampering_with_any_signed_field_fails(field: str) -> None:
     assert not wire.verify_webhook(wire.parse_webhook(json.dumps(p.webhook()).encode()), "other-secret")
 
 
+@pytest.mark.parametrize(("raw", "signed"), [(b"5", "5"), (b"5.0", "5"), (b"-12", "-12"), (b'"[1,2]"', "[1,2]"),
+                                             (b'""', ""), (b'"not json"', "not json")])
+def test_data_is_signed_as_phps_verifier_prints_it(raw: bytes, signed: str) -> None:
+    body = b'{"account":"a","object":"stock","object_id":1,"action":"changed","time":"1","data":' + raw + b"}"
+    assert wire.parse_webhook(body).data == signed
+
+
+@pytest.mark.parametrize("raw", [b"1.5", b"true", b"[1,2]", b'{"a":1}', b"1e400", b"100000000000000000000"])
+def test_data_without_a_defined_text_in_the_signature_is_bad_input(raw: bytes) -> None:
+    body = b'{"account":"a","object":"stock","object_id":1,"action":"changed","time":"1","data":' + raw + b"}"
+    with pytest.raises(BadInput, match="data"):
+        wire.parse_webhook(body)
+
+
 def test_data_is_hashed_raw_not_reserialised() -> None:
     data = '{ "b": 1,  "a": "/ш" }'  # spacing and escaping a re-serialiser would change
     assert wire.verify_webhook(wire.parse_webhook(json.dumps(p.webhook(data=data)).encode()), p.SECRET)

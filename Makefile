@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck proto proto-check bench soak faults clean venv
+.PHONY: demo test lint typecheck proto proto-check bench soak faults clean venv audit lock
 
 venv: $(STAMP)
 
@@ -45,6 +45,17 @@ soak: $(STAMP)
 
 faults: $(STAMP)
 	$(PY) -m simulators.faults.catalogue
+
+# Runtime dependencies pinned with hashes (pip-tools): scripts/install.sh installs from this file with
+# pip --require-hashes. Regenerate after changing pyproject.toml's dependencies.
+lock: $(STAMP)
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file=requirements.lock pyproject.toml
+
+# Known vulnerabilities in the locked dependencies (needs the PyPI/OSV vulnerability service, which
+# these build machines cannot reach: not part of `make test`).
+audit: $(STAMP)
+	$(VENV)/bin/pip-audit --strict --require-hashes --disable-pip -r requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

@@ -81,10 +81,23 @@ def _app_code(session: Session, code: str, at: datetime) -> AppCodeRow:
 
 
 def phone_method(program: Program) -> str:
-    """The identification method of a phone without an SMS code under ``program``."""
-    if "phone" not in program.redeem_with and "phone_otp" in program.redeem_with:
-        return "phone_otp"
+    """The identification method of a phone typed without an SMS code: always ``phone`` (weak
+    unless the program lists ``phone`` in ``redeem_with``). It used to be ``phone_otp`` when the
+    program offers SMS codes, which gave a phone without any code ``max_points`` from the tier
+    cap (loyalty-rules.md §1 and §2.1 step 3 give weak identification 0); the OTP_REQUIRED
+    answer to a redemption asked without a code comes from :func:`otp_required`."""
+    del program  # kept in the signature: the method may one day depend on the program
     return "phone"
+
+
+def otp_required(program: Program, method: str, exc: RuleViolation) -> RuleViolation:
+    """§2.1 step 4: a redemption asked on a typed phone without a code, where the program offers
+    ``phone_otp``, is OTP_REQUIRED (the engine, given the weak ``phone``, says
+    REDEMPTION_NOT_PERMITTED); every other violation is returned as it is."""
+    if (exc.code == "REDEMPTION_NOT_PERMITTED" and method == "phone"
+            and "phone_otp" in program.redeem_with and "phone" not in program.redeem_with):
+        return RuleViolation("OTP_REQUIRED", "confirm the phone with the SMS code first")
+    return exc
 
 
 def resolve(

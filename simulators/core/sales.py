@@ -64,6 +64,8 @@ def _run_calc(
             otp_ok=otp_ok,
         )
     except RuleViolation as exc:
+        if state is not None:
+            exc = identify.otp_required(program, state.method, exc)
         raise convert.prefix_field(exc) from None
 
 

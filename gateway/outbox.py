@@ -82,7 +82,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import outbox_db as db
@@ -657,6 +657,19 @@ class Outbox:
 
     async def rejected(self, limit: int = 10_000) -> list[OutboxRow]:
         rows = await self._read(lambda c: db.fetch_state(c, db.RowState.REJECTED, limit))
+        return [_decode(r) for r in rows]
+
+    async def recent(
+        self, limit: int = 50, *, since: float = 0.0, until: float | None = None,
+    ) -> list[OutboxRow]:
+        """Up to ``limit`` events of any state stored at or after ``since`` (and before ``until``),
+        newest first, decoded for display (the status page, ``posgw report``); delivered rows are
+        kept ``keep_delivered_s``."""
+        q = select(db.events).where(db.events.c.created_at >= since)
+        if until is not None:
+            q = q.where(db.events.c.created_at < until)
+        q = q.order_by(db.events.c.id.desc()).limit(limit)
+        rows = await self._read(lambda c: c.execute(q).all())
         return [_decode(r) for r in rows]
 
     async def stats(self) -> OutboxStats:

@@ -12,7 +12,7 @@ Endpoints:
   stopping (the salvage report is shown then too);
 - ``POST /v1/outbox/ack-salvage`` (admin key): the operator acknowledges the salvage report;
 - ``/metrics``: Prometheus text of the daemon's registry (outbox gauges refreshed at scrape);
-- ``/status``: a small HTML page for the person at the shop PC;
+- ``/`` (and ``/status``): the status page for the person at the shop PC (:mod:`gateway.status_page`);
 - ``/v1/queue``: the operator queue (rejected events) as a JSON list of rows in the same form as
   ``posgw queue`` (:mod:`gateway.opqueue`); ``POST /v1/queue/{id}/retry``
   and ``/resolve`` need ``Authorization: Bearer <gateway.admin_api_key>``; the listing needs it
@@ -24,19 +24,19 @@ request must not take the process down, and the till still gets an answer in its
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import html
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from gateway import http_edge
+from gateway import http_edge, status_page
 from gateway.driver import REGISTRY, Driver, DriverContext, Edge, driver_info
 from gateway.limits import Admission
 from gateway.metrics import Metrics
@@ -63,6 +63,9 @@ class OutboxView(Protocol):
 
     async def ack_salvage(self) -> int: ...
 
+    async def recent(self, limit: int = 50, *, since: float = 0.0, until: float | None = None,
+                     ) -> Sequence[OutboxRow]: ...
+
 
 @dataclass(frozen=True)
 class MountedDriver:
@@ -82,6 +85,9 @@ class ServerState:
     drivers: tuple[str, ...] = ()
     stats_error: str = ""  # the last failure to read the outbox's stats ("" while they read)
     stats_error_at: float = 0.0
+    driver_names: tuple[str, ...] = ()
+    window: status_page.Window = field(default_factory=status_page.Window)  # "last hour" figures
+    errors: status_page.RecentErrors = field(default_factory=status_page.RecentErrors)
 
 
 STATE = web.AppKey("posgw_state", ServerState)
@@ -108,11 +114,14 @@ def build_app(
     admission = admission or Admission(256)
     app = web.Application(client_max_size=max_body_bytes)
     state = ServerState(outbox, metrics, core_state, admin_key, started_at=time.time(),
-                        drivers=tuple(_titled(d.name) for d in drivers))
+                        drivers=tuple(_titled(d.name) for d in drivers),
+                        driver_names=tuple(d.name for d in drivers))
     app[STATE] = state
+    app.cleanup_ctx.append(_status_sources)
+    app.router.add_get("/", status_endpoint)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)
-    app.router.add_get("/status", status_page)
+    app.router.add_get("/status", status_endpoint)
     app.router.add_get("/v1/queue", queue_list)
     app.router.add_post("/v1/queue/{id:\\d+}/retry", queue_retry)
     app.router.add_post("/v1/queue/{id:\\d+}/resolve", queue_resolve)
@@ -253,51 +262,46 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     return response
 
 
-def _samples(metrics: Metrics, name: str) -> list[tuple[dict[str, str], float]]:
-    out: list[tuple[dict[str, str], float]] = []
-    for family in metrics.registry.collect():
-        for sample in family.samples:
-            if sample.name == name:
-                out.append((dict(sample.labels), sample.value))
-    return out
+async def _status_sources(app: web.Application) -> AsyncIterator[None]:
+    """While the app runs: the status page's hour window is sampled and warnings are kept."""
+    state = app[STATE]
+    stop = asyncio.Event()
+    task = asyncio.create_task(status_page.sampler(state.metrics, state.window, stop), name="status-sampler")
+    logging.getLogger("posgw").addHandler(state.errors)
+    try:
+        yield
+    finally:
+        logging.getLogger("posgw").removeHandler(state.errors)
+        stop.set()
+        await task
 
 
-async def status_page(request: web.Request) -> web.Response:
+def _driver_view(name: str) -> status_page.DriverView:
+    if name not in REGISTRY:
+        return status_page.DriverView(name, name, "push")
+    info = driver_info(name)
+    return status_page.DriverView(name, info.title, info.shape)
+
+
+async def status_endpoint(request: web.Request) -> web.Response:
+    """The status page (:mod:`gateway.status_page`); a part that cannot be read is shown as such."""
     state = request.app[STATE]
     stats = await _stats(state)
-    offline = sum(v for labels, v in _samples(state.metrics, "posgw_calc_answers_total")
-                  if labels.get("mode") == "offline")
-    rows = [
-        ("outbox pending", "unreadable" if stats is None else str(stats.pending)),
-        ("oldest pending age", "-" if stats is None else f"{stats.oldest_pending_age_s:.0f} s"),
-        ("outbox writable", "-" if stats is None else ("yes" if stats.writable else "NO")),
-        ("delivery stuck", "-" if stats is None else ("YES" if stats.stuck else "no")),
-        ("core breaker", state.core_state()),
-        ("offline answers", f"{offline:.0f}"),
-        ("operator queue", "-" if stats is None else str(stats.rejected)),
-        ("waiting for their sale", "-" if stats is None else str(stats.waiting)),
-        ("uptime", f"{time.time() - state.started_at:.0f} s"),
-    ]
-    for report in stats.salvage if stats is not None else ():
-        rows.append(("DEGRADED: outbox salvaged",
-                     f"{report.salvaged} events salvaged ({report.pending} pending), {report.lost} lost"
-                     f"{'' if report.complete else ' at least'}; damaged file moved to "
-                     f"{report.moved_to or report.source}; acknowledge with `posgw outbox ack-salvage`"))
-    counters = sorted(
-        (labels.get("driver", ""), labels.get("what", ""), value)
-        for labels, value in _samples(state.metrics, "posgw_driver_events_total")
-    )
-    http = sorted((labels.get("driver", ""), labels.get("status", ""), value)
-                  for labels, value in _samples(state.metrics, "posgw_http_requests_total"))
-    e = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>posgw status</title></head><body>",
-             "<h1>posgw</h1><table>"]
-    parts += [f"<tr><th align=left>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in rows]
-    parts.append("</table><h2>drivers</h2><table><tr><th>driver</th><th>counter</th><th>value</th></tr>")
-    parts += [f"<tr><td>{e(d)}</td><td>{e(w)}</td><td>{v:.0f}</td></tr>" for d, w, v in counters]
-    parts += [f"<tr><td>{e(d)}</td><td>http {e(s)}</td><td>{v:.0f}</td></tr>" for d, s, v in http]
-    parts.append(f"</table><p>drivers enabled: {e(', '.join(state.drivers) or 'none')}</p></body></html>")
-    return web.Response(text="".join(parts), content_type="text/html")
+    queue: Sequence[OutboxRow] = ()
+    recent: Sequence[OutboxRow] = ()
+    if stats is not None:
+        try:
+            queue = await state.outbox.rejected()
+            recent = await state.outbox.recent(status_page.RECENT_RECEIPTS)
+        except Exception:  # shown as "outbox unreadable" with the figures above
+            log.exception("status page: outbox rows unreadable")
+            stats = None
+    data = status_page.PageData(
+        stats=stats, core_state=state.core_state(), metrics=state.metrics, window=state.window,
+        errors=state.errors, drivers=[_driver_view(n) for n in state.driver_names], queue=queue,
+        recent=recent, started_at=state.started_at, admin_key_set=bool(state.admin_key),
+        stopping=state.stopping, now=time.time())
+    return web.Response(text=status_page.render(data), content_type="text/html")
 
 
 # ------------------------------------------------------------------ operator queue

@@ -101,6 +101,18 @@ class CustomerInfo:
     offline: bool
 
 
+@dataclass(frozen=True, slots=True)
+class RegisterNews:
+    """What happened at a register, told to the devices watching it
+    (:meth:`DriverContext.watch_register`): ``calc`` (a calculate was answered: ``result``, for
+    ``customer``) or ``closed`` (a sale of the register was stored; ``customer`` it was for)."""
+
+    kind: str  # "calc" | "closed"
+    register_id: str
+    customer: CustomerId | None = None
+    result: CalcResult | None = None
+
+
 class StateStore(Protocol):
     """Persisted per-driver key/value state (cursors, last seen ids, links between ids).
     ``put`` returns once the value is durable; a value put with ``keep_s`` is forgotten that many
@@ -184,6 +196,18 @@ class DriverContext(Protocol):
         """Raise (``message``: what is wrong and what to do) or clear (None) the alarm ``key``
         (``[a-z0-9_:.-]``, e.g. ``fiscal_sign:<drive>`` or ``port:<name>``): listed in ``/healthz``
         (status ``degraded``) and ``posgw_driver_alarm{driver,key}`` until cleared."""
+        ...
+
+    async def bind_customer(self, register_id: str, customer: CustomerId, *, keep_s: float) -> None:
+        """Bind ``customer`` to ``register_id``'s next receipt for ``keep_s`` seconds (any driver's
+        calculate and sale of that register naming no customer get it; see
+        :mod:`gateway.bindings`); returns once durable, StorageError when nothing was bound."""
+        ...
+
+    def watch_register(self, register_id: str,
+                       listener: Callable[[RegisterNews], None]) -> Callable[[], None]:
+        """Call ``listener`` (on the loop; it must not block) with the news of ``register_id``
+        until the returned function is called."""
         ...
 
 

@@ -62,10 +62,19 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+from gateway.bindings import Bindings, Watchers, fill
 from gateway.calc_token import CalcTokens
 from gateway.convert import calculation_to_result, customer_ref, receipt_to_draft
 from gateway.core_client import CoreCalls
-from gateway.driver import COUNTERS, CalcClaims, CalcResult, CustomerInfo, DriverContext, StateStore
+from gateway.driver import (
+    COUNTERS,
+    CalcClaims,
+    CalcResult,
+    CustomerInfo,
+    DriverContext,
+    RegisterNews,
+    StateStore,
+)
 from gateway.errors import BadInput, BusinessRejection, CoreUnavailable, GatewayError
 from gateway.metrics import Metrics
 from gateway.offline import OfflinePolicy, plain_result
@@ -207,6 +216,8 @@ class Pipeline:
         self.tokens = tokens or CalcTokens(secrets.token_bytes(32))
         self.activity = TillActivity()
         self._writing: dict[str, asyncio.Future[None]] = {}  # memory key -> its write in flight
+        self.bindings = Bindings(outbox)  # customers bound to a register's next receipt (a scanner)
+        self.watchers = Watchers()  # devices watching a register (a customer display)
 
     # ------------------------------------------------------------ calculate
 
@@ -215,6 +226,7 @@ class Pipeline:
         receipt.validate()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.calc_budget_s
+        receipt = await self._bound(receipt, deadline)
         attempt = _Attempt(receipt)
         try:  # the core gets the budget minus what the answer needs after giving up on it
             async with asyncio.timeout_at(deadline - self.fallback_margin_s):
@@ -227,7 +239,24 @@ class Pipeline:
         elapsed = time.perf_counter() - started
         self.metrics.child(self.metrics.calc_seconds, driver, attempt.mode).observe(elapsed)
         self.metrics.child(self.metrics.calc_answers, driver, attempt.mode).inc()
+        self.watchers.tell(RegisterNews("calc", receipt.register_id, attempt.receipt.customer, result))
         return result
+
+    async def _bound(self, receipt: Receipt, deadline: float) -> Receipt:
+        """``receipt`` for its register's bound customer when it names none (see
+        :mod:`gateway.bindings`); bindings the store cannot read within a quarter of the budget
+        (a stalled disk; once read they are cached) are not applied to this calculate."""
+        if receipt.customer is not None:
+            return receipt
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(min(deadline - self.fallback_margin_s,
+                                              loop.time() + self.calc_budget_s / 4)):
+                return await self.bindings.for_calc(receipt)
+        except (TimeoutError, GatewayError) as exc:
+            log.warning("bindings not read in time, calculating without", extra={
+                "register": receipt.register_id, "error": str(exc) or "timeout"})
+            return receipt
 
     def _core_timeout(self, deadline: float) -> float:
         """The gRPC deadline (seconds) of a core call: it ends before the guard does."""
@@ -371,16 +400,23 @@ class Pipeline:
         BadInput when its calc token is forged or altered. A remembered calc is used once: it is
         forgotten once the sale is stored (another receipt with the same goods is another calc)."""
         validate_event(event)  # one set of bounds for every driver, on the canonical event
+        binding = await self.bindings.for_sale(event)  # the customer bound to its register, if any
         recalled = None
         if event.calc_token:
             event = apply_claims(event, self.tokens.read(event.calc_token))
         elif event.kind == EventKind.SALE and event.receipt is not None:
-            recalled = await self._recalled(event.receipt)
+            recalled = await self._recalled(fill(event.receipt, binding))
             if recalled is not None:
                 event = apply_claims(event, recalled[1])
+        if binding is not None and event.receipt is not None:  # the till's and the calc's customer win
+            event = replace(event, receipt=fill(event.receipt, binding))
         stored = await self.outbox.append(event)
         if recalled is not None:
             await self.outbox.put_state(CALC_MEMORY, recalled[0], "", keep_s=CALC_KEEP_S)
+        if binding is not None:
+            await self.bindings.consume(binding, event.key)
+        if stored and event.kind == EventKind.SALE and event.receipt is not None:
+            self.watchers.tell(RegisterNews("closed", event.receipt.register_id, event.receipt.customer))
         return stored
 
     async def identify(self, customer: CustomerId, *, driver: str) -> CustomerInfo | None:
@@ -433,6 +469,13 @@ class PipelineContext:
 
     def alarm(self, key: str, message: str | None) -> None:
         self.pipeline.metrics.alarm(self.name, key, message)
+
+    async def bind_customer(self, register_id: str, customer: CustomerId, *, keep_s: float) -> None:
+        await self.pipeline.bindings.bind(register_id, customer, keep_s=keep_s, source=self.name)
+
+    def watch_register(self, register_id: str,
+                       listener: Callable[[RegisterNews], None]) -> Callable[[], None]:
+        return self.pipeline.watchers.watch(register_id, listener)
 
     def count(self, what: str, n: int = 1) -> None:
         child = self._counters.get(what)

@@ -18,8 +18,9 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from gateway.bindings import Watchers
 from gateway.calc_token import CalcTokens
-from gateway.driver import COUNTERS, CalcClaims, CalcLine, CalcResult, CustomerInfo
+from gateway.driver import COUNTERS, CalcClaims, CalcLine, CalcResult, CustomerInfo, RegisterNews
 from gateway.errors import GatewayError, StorageError
 from gateway.receipt import CustomerId, Event, Receipt
 
@@ -86,6 +87,8 @@ class FakeContext:
         self.storage_fails = False
         self.gate: asyncio.Event | None = None  # when set, submit waits for it
         self.submit_entered = asyncio.Event()
+        self.bound: list[tuple[str, CustomerId, float]] = []  # stored bind_customer calls, in order
+        self.watchers = Watchers()  # tell(RegisterNews(...)) plays the pipeline's news of a register
 
     async def calculate(self, receipt: Receipt) -> CalcResult:
         self.calcs.append(receipt)
@@ -123,6 +126,18 @@ class FakeContext:
             self.alarms.pop(key, None)
         else:
             self.alarms[key] = message
+
+    async def bind_customer(self, register_id: str, customer: CustomerId, *, keep_s: float) -> None:
+        if self.storage_fails:
+            raise StorageError("disk full (test)")
+        self.bound.append((register_id, customer, keep_s))
+
+    def watch_register(self, register_id: str,
+                       listener: Callable[[RegisterNews], None]) -> Callable[[], None]:
+        return self.watchers.watch(register_id, listener)
+
+    def tell(self, news: RegisterNews) -> None:
+        self.watchers.tell(news)
 
 
 @asynccontextmanager

@@ -110,12 +110,7 @@ class PosterDriver(http_edge.HttpDriver[Config]):
         if ev.event == "returnFiscal":
             return await self._commit(ctx, mapping.refund_of(ev, now=self.now()))
         if ev.event == "applicationIconClicked":
-            customer = mapping.customer_of(ev.loyalty)
-            info = None if customer is None else await ctx.identify(customer)
-            ctx.count("identify")
-            balance = None if info is None else info.balance
-            return self._reply(wire.dumps({"found": info is not None, "balance": balance,
-                                           "name": "" if info is None else info.display_name}).encode())
+            return await self._guest(ctx, ev)
         ctx.count("ignored")
         return self._reply(wire.render_accepted(duplicate=False, ignored=f"{ev.event} changes nothing"))
 
@@ -131,6 +126,27 @@ class PosterDriver(http_edge.HttpDriver[Config]):
         bonus = mapping.bonus_of(result, ev.order)
         text = slip_text(receipt.customer, result, print_balance=self.config.print_balance)
         return self._reply(wire.render_bonus(bonus, text, mapping.calc_extras(result)))
+
+    async def _guest(self, ctx: DriverContext, ev: wire.PosEvent) -> web.Response:
+        """The app's guest popup: found, name and balance; for an order with products also the
+        points it would earn and the most it may spend (a calc that redeems nothing, holds nothing).
+        Core trouble answers what identify knows (or not found): never an error for the cashier."""
+        customer = mapping.customer_of(ev.loyalty)
+        if customer is None:
+            return self._reply(wire.render_guest(found=False))
+        if ev.order is not None and mapping.lines_of(ev.order.products):
+            receipt = mapping.preview_receipt(ev, now=self.now(), store_id=self.config.store_id)
+            result = await http_edge.calculate(ctx, receipt)
+            if result is not None:
+                return self._reply(wire.render_guest(
+                    found=result.customer_found, name=result.display_name, balance=result.balance,
+                    offline=result.offline, earn=result.points_to_accrue, spend=result.max_points))
+        info = await ctx.identify(customer)
+        ctx.count("identify")
+        if info is None:
+            return self._reply(wire.render_guest(found=False))
+        return self._reply(wire.render_guest(found=True, name=info.display_name, balance=info.balance,
+                                             offline=info.offline))
 
     async def _commit(self, ctx: DriverContext, event: Any) -> web.Response:
         duplicate, _ = await http_edge.submit_all(ctx, [event])

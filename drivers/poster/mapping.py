@@ -135,6 +135,12 @@ def calc_extras(result: CalcResult) -> dict[str, str]:
     return {TOKEN_KEY: result.token} if result.token and result.customer_found else {}
 
 
+def preview_receipt(ev: PosEvent, *, now: datetime, store_id: str = "") -> Receipt:
+    """The open order priced for the guest popup: the guest, no redemption (what it would earn
+    and the most it may spend)."""
+    return order_receipt(ev, now=now, store_id=store_id, customer=customer_of(ev.loyalty))
+
+
 # ---------------------------------------------------------------- commits
 
 

@@ -327,6 +327,18 @@ def render_bonus(bonus: int, print_text: str = "", extras: dict[str, str] | None
     return ('{"bonus":' + rubles(bonus) + ("," + tail if tail != "}" else "}")).encode("utf-8")
 
 
+def render_guest(*, found: bool, name: str = "", balance: int | None = None, offline: bool = False,
+                 earn: int | None = None, spend: int | None = None) -> bytes:
+    """The app's guest popup: ``{"found","name","balance","offline"[,"earn","spend"]}``; points are
+    whole numbers, ``balance`` null when unknown (offline); ``earn``/``spend`` (what the order would
+    accrue, the most it may redeem) only when an order was priced, and only for a found guest."""
+    answer: Obj = {"found": found, "name": name if found else "", "balance": balance if found else None,
+                   "offline": offline}
+    if found and earn is not None and spend is not None:
+        answer["earn"], answer["spend"] = earn, spend
+    return dumps(answer).encode()
+
+
 render_accepted = http_edge.render_accepted  # our plugins' answer to a commit
 
 

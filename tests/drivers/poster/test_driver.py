@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from drivers.poster.config import Config
 from drivers.poster.driver import PosterDriver, create
+from gateway.driver import CustomerInfo
 from gateway.errors import CoreUnavailable
 from tests.drivers.fake_context import FakeContext, calc_result, serve
 from tests.drivers.poster import payloads as p
@@ -52,6 +53,35 @@ async def test_calc_gives_the_bonus_and_core_trouble_gives_zero(client: Any, ctx
     assert await post(client, "/pos-event", p.before_close(), APP) == (200, {"bonus": 0})
     assert await post(client, "/pos-event", p.before_close(card=None), APP) == (200, {"bonus": 0})
     assert len(ctx.calcs) == 2 and ctx.submits == []
+
+
+async def test_guest_popup_prices_the_order_without_redeeming(client: Any, ctx: FakeContext) -> None:
+    ctx.calc = lambda r: calc_result(r, points_to_accrue=17, max_points=232, balance=480, display_name="Анна")
+    icon = p.pos_event("applicationIconClicked", {"place": "order", "order": p.order()}, redeem="max")
+    assert await post(client, "/pos-event", icon, APP) == (200, {
+        "found": True, "name": "Анна", "balance": 480, "offline": False, "earn": 17, "spend": 232})
+    assert [(c.redeem_points, c.redeem_max, c.customer and c.customer.value) for c in ctx.calcs] == [
+        (0, False, "2000012345")]  # a preview: asks for no redemption whatever the app asked
+    ctx.calc = lambda r: calc_result(r, customer_found=False, balance=None)
+    assert (await post(client, "/pos-event", icon, APP))[1] == {
+        "found": False, "name": "", "balance": None, "offline": False}
+    assert ctx.submits == []
+
+
+async def test_guest_popup_without_an_order_or_with_the_core_away_asks_identify(
+    client: Any, ctx: FakeContext
+) -> None:
+    ctx.known["2000012345"] = CustomerInfo("c1", "Анна", "", 480, False)
+    no_order = p.pos_event("applicationIconClicked", {"place": "functions"})
+    assert (await post(client, "/pos-event", no_order, APP))[1] == {
+        "found": True, "name": "Анна", "balance": 480, "offline": False}
+    ctx.calc_error = CoreUnavailable("down")
+    with_order = p.pos_event("applicationIconClicked", {"place": "order", "order": p.order()})
+    assert (await post(client, "/pos-event", with_order, APP))[1]["balance"] == 480
+    nobody = p.pos_event("applicationIconClicked", {"place": "order", "order": p.order()}, card=None)
+    assert (await post(client, "/pos-event", nobody, APP))[1] == {
+        "found": False, "name": "", "balance": None, "offline": False}
+    assert len(ctx.calcs) == 1 and ctx.counts["identify"] == 2
 
 
 async def test_proxied_request_with_a_valid_signature(client: Any, ctx: FakeContext) -> None:

@@ -199,6 +199,12 @@ def test_calc_receipt_fields() -> None:
     assert mapping.calc_receipt(pos(order(Product("1", "", 1000, 100))), now=NOW).store_id == "acc"
 
 
+def test_preview_receipt_asks_for_no_redemption() -> None:
+    loyalty = Loyalty(phone="+79160000101", redeem_points=120, redeem_max=True)
+    r = mapping.preview_receipt(pos(order(Product("1", "", 1000, 100)), loyalty=loyalty), now=NOW)
+    assert (r.customer, r.redeem_points, r.redeem_max) == (CustomerId(IdKind.PHONE, "+79160000101"), 0, False)
+
+
 @pytest.mark.parametrize(("ev", "field", "message"), [
     (pos(None), "data.order", "is required"),
     (pos(order()), "data.order.products", "no products with a quantity"),

@@ -131,8 +131,8 @@ def test_tampering_with_any_signed_field_fails(field: str) -> None:
     assert not wire.verify_webhook(wire.parse_webhook(json.dumps(p.webhook()).encode()), "other-secret")
 
 
-@pytest.mark.parametrize(("raw", "signed"), [(b"5", "5"), (b"5.0", "5"), (b"-12", "-12"), (b'"[1,2]"', "[1,2]"),
-                                             (b'""', ""), (b'"not json"', "not json")])
+@pytest.mark.parametrize(("raw", "signed"), [(b"5", "5"), (b"5.0", "5"), (b"-12", "-12"),
+                                             (b'"[1,2]"', "[1,2]"), (b'""', ""), (b'"not json"', "not json")])
 def test_data_is_signed_as_phps_verifier_prints_it(raw: bytes, signed: str) -> None:
     body = b'{"account":"a","object":"stock","object_id":1,"action":"changed","time":"1","data":' + raw + b"}"
     assert wire.parse_webhook(body).data == signed
@@ -143,6 +143,15 @@ def test_data_without_a_defined_text_in_the_signature_is_bad_input(raw: bytes) -
     body = b'{"account":"a","object":"stock","object_id":1,"action":"changed","time":"1","data":' + raw + b"}"
     with pytest.raises(BadInput, match="data"):
         wire.parse_webhook(body)
+
+
+def test_render_guest_shows_earn_and_spend_only_for_a_found_guest_of_a_priced_order() -> None:
+    assert json.loads(wire.render_guest(found=True, name="Анна", balance=480, earn=17, spend=0)) == {
+        "found": True, "name": "Анна", "balance": 480, "offline": False, "earn": 17, "spend": 0}
+    assert json.loads(wire.render_guest(found=True, balance=None, offline=True)) == {
+        "found": True, "name": "", "balance": None, "offline": True}
+    assert json.loads(wire.render_guest(found=False, name="x", balance=5, earn=1, spend=1)) == {
+        "found": False, "name": "", "balance": None, "offline": False}
 
 
 def test_data_is_hashed_raw_not_reserialised() -> None:

@@ -122,10 +122,23 @@ class GatewaySection(Model):
         default=75.0, ge=1.0, le=600.0,
         description="an idle keep-alive connection is closed after this (tills reuse their pools)",
     )
-    admin_api_key: SecretStr = secret_field("key for /v1/queue retry/resolve (empty = queue read-only)")
+    admin_api_key: SecretStr = secret_field(
+        "key of the admin endpoints /v1/queue and /v1/outbox (empty = they answer 403)",
+    )
     admin_api_key_file: Path | None = Field(
         default=None, strict=False, description="file holding admin_api_key (systemd credential)",
     )
+    metrics_need_admin_key: bool = Field(
+        default=False, description="/metrics answers only with the admin key (Bearer)",
+    )
+    status_needs_admin_key: bool = Field(
+        default=False, description="the status page (/ and /status) answers only with the admin key",
+    )
+    tls: bool = Field(
+        default=False, description="serve HTTPS with tls_cert_file and tls_key_file (reloaded on SIGHUP)",
+    )
+    tls_cert_file: str = secret_field("server certificate chain (PEM) for HTTPS", env_only=True)
+    tls_key_file: str = secret_field("server private key (PEM) for HTTPS", env_only=True)
 
 
 class CoreSection(Model):

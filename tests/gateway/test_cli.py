@@ -92,7 +92,7 @@ def test_check_config_does_not_import_grpc_drivers_or_simulators() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                           timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "0 []"
+    assert proc.stdout.strip().splitlines()[-1] == "1 []"  # the example's placeholder keys are refused
 
 
 def test_python_dash_m_entry_point_exits_with_the_status(tmp_path: Path) -> None:

@@ -203,7 +203,7 @@ def outcome(row: OutboxRow) -> Outcome:
         redeemed = _int(calc.get("redeemed_ordinary")) + _int(calc.get("redeemed_certificate"))
         discount = redeemed + _int(calc.get("instant_discount"))
         known = bool(calc.get("customer_id"))
-        text = (f"+{accrued} points, -{redeemed} redeemed" if known else
+        text = (f"+{accrued} points" + (f", {redeemed} redeemed" if redeemed else "") if known else
                 "no customer" if not who else "customer not found: no loyalty")
         return Outcome(who, total, accrued, redeemed, discount, ev.offline, known,
                        text + (" (answered offline)" if ev.offline else ""))

@@ -661,14 +661,18 @@ class Outbox:
 
     async def recent(
         self, limit: int = 50, *, since: float = 0.0, until: float | None = None,
+        state: db.RowState | None = None, oldest_first: bool = False,
     ) -> list[OutboxRow]:
-        """Up to ``limit`` events of any state stored at or after ``since`` (and before ``until``),
-        newest first, decoded for display (the status page, ``posgw report``); delivered rows are
-        kept ``keep_delivered_s``."""
+        """Up to ``limit`` events (of any state, or of ``state``) stored at or after ``since`` (and
+        before ``until``), newest first (or oldest first), decoded for display (the status page,
+        ``posgw report``, ``posgw queue list --pending``); delivered rows are kept ``keep_delivered_s``.
+        Read only: nothing is changed, not even for a payload that cannot be read."""
         q = select(db.events).where(db.events.c.created_at >= since)
         if until is not None:
             q = q.where(db.events.c.created_at < until)
-        q = q.order_by(db.events.c.id.desc()).limit(limit)
+        if state is not None:
+            q = q.where(db.events.c.state == db.RowState(state).value)
+        q = q.order_by(db.events.c.id if oldest_first else db.events.c.id.desc()).limit(limit)
         rows = await self._read(lambda c: c.execute(q).all())
         return [_decode(r) for r in rows]
 

@@ -1,6 +1,7 @@
 """``posgw queue``: list, show, retry and resolve events the core rejected for good.
 
     posgw queue --config FILE list [--json]
+    posgw queue --config FILE list --pending [--limit N] [--json]
     posgw queue --outbox PATH show ID [--json]
     posgw queue --config FILE retry ID
     posgw queue --config FILE resolve ID --note "refunded in cash"
@@ -35,8 +36,11 @@ from gateway.outbox_db import OutboxDamaged
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     _source_options(parser, None)
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    p = sub.add_parser("list", help="list rejected events (the operator queue)")
+    p = sub.add_parser("list", help="list rejected events (the operator queue), or --pending")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--pending", action="store_true",
+                   help="list what is not delivered yet (pending, and waiting for its sale), oldest first")
+    p.add_argument("--limit", type=int, default=50, help="with --pending: at most this many of each state")
     _source_options(p, argparse.SUPPRESS)
     p = sub.add_parser("show", help="show one event with its payload and the core's answer")
     p.add_argument("id", type=int)
@@ -98,6 +102,8 @@ async def _run(args: argparse.Namespace, path: Path) -> int:
 
     outbox = await Outbox.open(path, create=False, recover=False)
     try:
+        if args.action == "list" and args.pending:
+            return await _list_pending(outbox, args)
         if args.action == "list":
             data = await queue_json(outbox)
             if args.json:
@@ -142,3 +148,30 @@ async def _run(args: argparse.Namespace, path: Path) -> int:
         return 0
     finally:
         await outbox.close()
+
+
+async def _list_pending(outbox: Any, args: argparse.Namespace) -> int:
+    """Pending and waiting events, oldest first (at most ``--limit`` of each), with the totals."""
+    from gateway.opqueue import format_age, format_table, row_view
+    from gateway.outbox_db import RowState
+
+    stats = await outbox.stats()
+    now = time.time()
+    rows = [*await outbox.recent(args.limit, state=RowState.PENDING, oldest_first=True),
+            *await outbox.recent(args.limit, state=RowState.WAITING, oldest_first=True)]
+    views = [row_view(r, now) for r in rows]
+    if args.json:
+        print(json.dumps({"pending": stats.pending, "waiting": stats.waiting,
+                          "oldest_pending_age_s": round(stats.oldest_pending_age_s, 3),
+                          "shown": views}, ensure_ascii=False, indent=2))
+        return 0
+    if not views:
+        print("nothing waits for delivery: every stored event reached the core (or the operator queue)")
+        return 0
+    print(f"{stats.pending} pending (oldest {format_age(stats.oldest_pending_age_s)}), "
+          f"{stats.waiting} waiting for their sale; the oldest {len(views)} shown")
+    for v in views:  # the REASON column says the state, and why it waits
+        why = v["last_error"] or v["reason"]
+        v["reason"] = f"{v['state']}: {why[:60]}" if why else str(v["state"])
+    print(format_table(views))
+    return 0

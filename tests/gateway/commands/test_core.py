@@ -5,6 +5,7 @@ reference core's serve(), with the default SQLite file in the user data director
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import socket
 from collections.abc import Iterator
@@ -161,3 +162,57 @@ def test_program_error_becomes_a_config_error_at_the_boundary() -> None:
         "p.toml", "tiers[0].rate_pct", "must be >= 0", "write a positive number")
     assert str(translated) == str(err)
     assert str(err) == "p.toml: tiers[0].rate_pct: must be >= 0 (fix: write a positive number)"
+
+
+# ------------------------------------------------------------------ posgw core customer
+
+
+def test_customer_add_grant_and_list_against_a_real_core(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from simulators.core.server import serve_in_thread
+
+    db = f"sqlite:///{tmp_path / 'core.db'}"
+    with serve_in_thread(SEED002, db) as address:
+        add = ["core", "customer", "add", "--core", address]
+        assert main([*add, "--phone", "8 (916) 100-00-01", "--name", "Анна Ковалёва"]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("registered: customer 1 +79161000001 «") and "welcome bonus" in out
+        assert main([*add, "--phone", "+79161000001", "--json"]) == 0
+        again = json.loads(capsys.readouterr().out)
+        assert again["customer_id"] == "1" and "created" not in again  # a known phone: the same customer
+        assert main([*add, "--card", "7700123", "--name", "Борис", "--referrer", "+79161000001"]) == 0
+        assert "customer 2 7700123" in capsys.readouterr().out
+
+        grant = ["core", "customer", "grant", "--core", address, "--phone", "+79161000001"]
+        assert main([*grant, "--points", "250", "--key", "gift-1"]) == 0
+        assert capsys.readouterr().out.startswith("granted: 250 points (manual) to +79161000001")
+        assert main([*grant, "--points", "250", "--key", "gift-1"]) == 0  # the same key: nothing more
+        assert capsys.readouterr().out.startswith("already granted: 250 points")
+        assert main(["core", "customer", "grant", "--core", address, "--phone", "+79160000000",
+                     "--points", "5"]) == 1
+        assert "refused or did not answer: NOT_FOUND" in capsys.readouterr().err
+
+        assert main(["core", "customer", "list", "--db", db, "--json"]) == 0
+        people = {p["phone"] or p["cards"][0]: p for p in json.loads(capsys.readouterr().out)}
+        anna = people["+79161000001"]
+        assert anna["name"] == "Анна Ковалёва" and anna["cards"] == []
+        assert people["7700123"]["name"] == "Борис"
+        assert main(["core", "customer", "list", "--db", db, "--search", "7700"]) == 0
+        table = capsys.readouterr().out.splitlines()
+        assert table[0].split()[:4] == ["ID", "PHONE", "NAME", "CARDS"] and len(table) == 2
+        assert table[1].split()[:4] == ["2", "-", "Борис", "7700123"]
+        assert anna["balance"] == int(again["balance"]) + 250  # the welcome bonus and the grant
+
+
+def test_customer_commands_say_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["core", "customer", "add", "--core", "127.0.0.1:1"]) == 2
+    assert "give --phone or --card" in capsys.readouterr().err
+    assert main(["core", "customer", "add", "--core", "127.0.0.1:1", "--phone", "+79161000001",
+                 "--timeout", "1"]) == 1
+    assert "did not answer: UNAVAILABLE" in capsys.readouterr().err
+    missing = tmp_path / "none.db"
+    assert main(["core", "customer", "list", "--db", f"sqlite:///{missing}"]) == 1
+    assert f"no core database at {missing}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["core", "customer", "grant", "--phone", "+7", "--card", "1"])  # one of them, not both

@@ -96,6 +96,48 @@ def test_retry_and_resolve(outbox_file: Path, capsys: pytest.CaptureFixture[str]
     assert "empty" in capsys.readouterr().out
 
 
+def test_list_pending_oldest_first_with_totals(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "outbox.db"
+
+    async def seed() -> None:
+        ob = await Outbox.open(path)
+        try:
+            for n in range(1, 5):
+                await ob.append(sale("R1", n))
+            first, second, *_ = await ob.next_batch(10)
+            await ob.mark_delivered(first.id, '{"commit":{}}')
+            await ob.append(refund("R9", 1, "native:R9:1:unknown:"))
+            (waiting,) = [r for r in await ob.next_batch(10) if r.kind == "refund"]
+            assert await ob.mark_waiting(waiting.id, 1, "SALE_NOT_YET_KNOWN",
+                                         "the core does not know the sale")
+            await ob.note_retry(second.id, "core unavailable")
+        finally:
+            await ob.close()
+
+    asyncio.run(seed())
+    assert main(["queue", "--outbox", str(path), "list", "--pending", "--limit", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("3 pending (oldest ")
+    assert "1 waiting for their sale; the oldest 3 shown" in lines[0]
+    assert lines[1].split()[:4] == ["ID", "REGISTER", "KIND", "KEY"]
+    assert [ln.split()[0] for ln in lines[2:]] == ["2", "3", "5"]  # pending oldest first (limit 2), waiting
+    assert "pending: core unavailable" in lines[2] and "waiting: the core does not know the sale" in lines[4]
+    assert main(["queue", "--outbox", str(path), "list", "--pending", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["pending"], data["waiting"]) == (3, 1)
+    assert [(r["id"], r["state"]) for r in data["shown"]] == [(2, "pending"), (3, "pending"), (4, "pending"),
+                                                              (5, "waiting")]
+    assert main(["queue", "--outbox", str(path), "list"]) == 0  # the rejected list is unchanged by it
+    assert "empty" in capsys.readouterr().out
+
+
+def test_list_pending_when_everything_was_delivered(
+    outbox_file: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["queue", "--outbox", str(outbox_file), "list", "--pending"]) == 0
+    assert "nothing waits for delivery" in capsys.readouterr().out
+
+
 def test_resolve_needs_a_note(outbox_file: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["queue", "--outbox", str(outbox_file), "resolve", "1"])

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("sim", "run a till / device simulator against a running gateway"),
     "demo": ("demo", "run the whole system on embedded defaults and print what happened"),
     "report": ("report", "print the core's analytics report for a period"),
+    "cert": ("cert", "make the shop's local CA and the gateway's HTTPS certificate"),
 }
 
 

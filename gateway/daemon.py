@@ -11,16 +11,28 @@ Invariants:
   the outbox closes last;
 - systemd: READY=1 only after the server listens; WATCHDOG=1 is sent by a task on the event
   loop (a blocked loop starves the watchdog, and systemd restarts us), at half WATCHDOG_USEC.
-  Nothing systemd-specific happens without ``NOTIFY_SOCKET`` (Windows, tests).
+  Nothing systemd-specific happens without ``NOTIFY_SOCKET`` (Windows, tests);
+- a start failure is a :class:`gateway.errors.ConfigError` naming the config key and the fix
+  (a :class:`StartFailure` when a restart may cure it: the port is busy), never a bare traceback;
+- HTTPS when ``gateway.tls``: one ``SSLContext`` serves every connection; :meth:`Daemon.reload_tls`
+  (SIGHUP) loads the certificate files again into it after checking them in a fresh context, so
+  a bad new file leaves the old certificate serving;
+- the data directory and what is in it are the service user's only: the directory is made 0700,
+  and files or directories in it that others may read are tightened at start (the process umask
+  is set by ``posgw run``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
+import socket
+import ssl
+import stat
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -33,6 +45,7 @@ from gateway.calc_token import CalcTokens, load_key
 from gateway.config import GatewayConfig
 from gateway.core_client import CoreClient, CoreTarget
 from gateway.driver import Driver, DriverContext, load_driver
+from gateway.errors import ConfigError
 from gateway.limits import Admission, CappedSite
 from gateway.metrics import Metrics
 from gateway.offline import OfflineCache, OfflinePolicy
@@ -46,6 +59,87 @@ RESTART_INITIAL_S = 0.5
 RESTART_MAX_S = 30.0
 DRAIN_STALL_S = 1.0  # at stop, stop waiting for the core after this long without an ack
 HEALTHY_RUN_S = 60.0  # a driver loop that ran this long before failing restarts from the initial backoff
+
+
+class StartFailure(ConfigError):
+    """A start-up failure a restart may cure (the port is still held by another program)."""
+
+    retriable = True
+
+
+def tls_context(cert_file: str, key_file: str, source: str) -> ssl.SSLContext:
+    """A server context with the certificate chain and key loaded; ConfigError naming the file."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    load_pair(context, cert_file, key_file, source)
+    return context
+
+
+def load_pair(context: ssl.SSLContext, cert_file: str, key_file: str, source: str) -> None:
+    for key, path in (("gateway.tls_cert_file", cert_file), ("gateway.tls_key_file", key_file)):
+        if not path:
+            raise ConfigError(source, key, "tls = true but no file is named", "make one with `posgw cert`")
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            fix = "make the files with `posgw cert`, or fix the path or the permissions"
+            raise ConfigError(source, key, f"cannot read {path}: {exc.strerror}", fix) from None
+    try:
+        context.load_cert_chain(cert_file, key_file)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(source, "gateway.tls_cert_file",
+                          f"{cert_file} with {key_file} cannot be used: {exc}",
+                          "give the PEM certificate chain and its own private key (`posgw cert`)") from None
+
+
+def secure_data_dir(data_dir: Path, source: str) -> int:
+    """Create ``data_dir`` 0700; take group and other permissions away from what is in it (the
+    outbox, offline snapshots and keys hold phones, balances and secrets). Returns how many
+    entries were tightened. ConfigError when the directory cannot be made."""
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(source, "gateway.data_dir", f"cannot create {data_dir}: {exc.strerror}",
+                          "create it owned by the service user (install -d -m 0700 -o posgw DIR) "
+                          "or choose a writable directory") from None
+    tightened = 0
+    me = os.geteuid()
+    todo = [data_dir]
+    while todo:
+        path = todo.pop()
+        try:
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode) or st.st_uid != me:
+                continue
+            if st.st_mode & 0o077:
+                path.chmod(stat.S_IMODE(st.st_mode) & ~0o077)
+                tightened += 1
+            if stat.S_ISDIR(st.st_mode) and (path == data_dir or path.parent == data_dir):
+                todo.extend(path.iterdir())  # two levels: offline/, state/
+        except OSError as exc:
+            log.warning("cannot tighten permissions", extra={"path": str(path), "error": exc.strerror})
+    return tightened
+
+
+def _listen_error(exc: OSError, host: str, port: int, source: str) -> ConfigError:
+    """The one-line reason the server could not listen, with its fix."""
+    if isinstance(exc, socket.gaierror):
+        return ConfigError(source, "gateway.listen_host", f"{host!r} does not resolve",
+                           "use an IP address of this machine, 0.0.0.0 for all, or 127.0.0.1")
+    if exc.errno == errno.EADDRINUSE:
+        return StartFailure(source, "gateway.listen_port",
+                            f"{host}:{port} is already in use by another program",
+                            f"stop it (`ss -ltnp 'sport = :{port}'` shows which) or choose another port")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return ConfigError(source, "gateway.listen_host", f"{host} is not an address of this machine",
+                           "use an address shown by `ip -brief address`, 0.0.0.0 for all, or 127.0.0.1")
+    if exc.errno == errno.EACCES:
+        return ConfigError(source, "gateway.listen_port", f"port {port} needs privileges",
+                           "use a port above 1023 (8080, 8443)")
+    return StartFailure(source, "gateway.listen_host",
+                        f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                        "check listen_host and listen_port")
 
 
 class Notifier:
@@ -118,11 +212,17 @@ class Daemon:
         self.outbox: Outbox | None = None
         self.sender: Sender | None = None
         self.pipeline: Pipeline | None = None
+        self.tls: ssl.SSLContext | None = None
 
     async def start(self) -> None:
         cfg = self.config
         data_dir = cfg.gateway.data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        tightened = secure_data_dir(data_dir, cfg.source)
+        if tightened:
+            log.warning("permissions tightened: others could read the gateway's data",
+                        extra={"path": str(data_dir), "entries": tightened})
+        if cfg.gateway.tls:
+            self.tls = tls_context(cfg.gateway.tls_cert_file, cfg.gateway.tls_key_file, cfg.source)
         breaker = CircuitBreaker(cfg.core.breaker_failures, cfg.core.breaker_reset_s)
         target = CoreTarget(cfg.core.address, cfg.core.tls, cfg.core.ca_file, cfg.core.cert_file,
                             cfg.core.key_file, cfg.core.server_name)
@@ -152,6 +252,8 @@ class Daemon:
             outbox=outbox, metrics=self.metrics, drivers=mounted, core_state=lambda: str(breaker.state),
             admin_key=cfg.gateway.admin_api_key.get_secret_value(), max_body_bytes=cfg.gateway.max_body_bytes,
             admission=Admission(cfg.gateway.max_requests_in_flight),
+            protect=(["/metrics"] if cfg.gateway.metrics_need_admin_key else [])
+            + (["/", "/status"] if cfg.gateway.status_needs_admin_key else []),
         )
         self._app = app
         self._runner = web.AppRunner(
@@ -162,8 +264,11 @@ class Daemon:
         await self._runner.setup()
         refused = self.metrics.child(self.metrics.http_refused, "connections")
         site = CappedSite(self._runner, cfg.gateway.listen_host, cfg.gateway.listen_port,
-                          limit=cfg.gateway.max_connections, on_refused=refused.inc)
-        await site.start()
+                          limit=cfg.gateway.max_connections, on_refused=refused.inc, ssl_context=self.tls)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise _listen_error(exc, cfg.gateway.listen_host, cfg.gateway.listen_port, cfg.source) from None
         self.port = int(self._runner.addresses[0][1]) if self._runner.addresses else 0
         self._spawn("sender", self.sender.run(self._stopping))
         self._spawn("offline-refresh", cache.refresh_loop(self._stopping))
@@ -174,7 +279,25 @@ class Daemon:
             self._spawn("watchdog", self._watchdog(self.notifier.watchdog_interval_s))
         self.notifier.notify("READY=1")
         log.info("listening", extra={"host": cfg.gateway.listen_host, "port": self.port,
+                                     "scheme": "https" if self.tls else "http",
                                      "drivers": ",".join(cfg.enabled_drivers()) or "none"})
+
+    def reload_tls(self) -> bool:
+        """Load the configured certificate and key again (SIGHUP); True when the new pair serves.
+        The pair is checked in a fresh context first: a bad file keeps the old one serving."""
+        gw = self.config.gateway
+        if self.tls is None:
+            log.info("reload: TLS is off, nothing to load")
+            return False
+        try:
+            tls_context(gw.tls_cert_file, gw.tls_key_file, self.config.source)
+            load_pair(self.tls, gw.tls_cert_file, gw.tls_key_file, self.config.source)
+        except ConfigError as exc:
+            log.error("TLS reload failed, the previous certificate still serves",
+                      extra={"problem": str(exc)})
+            return False
+        log.info("TLS certificate reloaded", extra={"cert_file": gw.tls_cert_file})
+        return True
 
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
 from typing import Any
 
@@ -72,8 +73,8 @@ class CappedSite(web.TCPSite):
     """A TCP site whose connections go through a :class:`ConnectionCap`."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, limit: int,
-                 on_refused: Callable[[], None]) -> None:
-        super().__init__(runner, host, port)
+                 on_refused: Callable[[], None], ssl_context: ssl.SSLContext | None = None) -> None:
+        super().__init__(runner, host, port, ssl_context=ssl_context)
         self._limit = limit
         self._on_refused = on_refused
         self.cap: ConnectionCap | None = None
@@ -85,7 +86,8 @@ class CappedSite(web.TCPSite):
         assert isinstance(server, web.Server)
         self.cap = ConnectionCap(server, self._limit, self._on_refused)
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(self.cap, self._host, self._port, reuse_address=True)
+        self._server = await loop.create_server(self.cap, self._host, self._port, reuse_address=True,
+                                                ssl=self._ssl_context)
 
 
 class Admission:

@@ -14,9 +14,12 @@ Endpoints:
 - ``/metrics``: Prometheus text of the daemon's registry (outbox gauges refreshed at scrape);
 - ``/`` (and ``/status``): the status page for the person at the shop PC (:mod:`gateway.status_page`);
 - ``/v1/queue``: the operator queue (rejected events) as a JSON list of rows in the same form as
-  ``posgw queue`` (:mod:`gateway.opqueue`); ``POST /v1/queue/{id}/retry``
-  and ``/resolve`` need ``Authorization: Bearer <gateway.admin_api_key>``; the listing needs it
-  too when a key is configured.
+  ``posgw queue`` (:mod:`gateway.opqueue`); ``POST /v1/queue/{id}/retry`` and ``/resolve``.
+- admin key: ``/v1/queue*`` and ``/v1/outbox/*`` always need ``Authorization: Bearer
+  <gateway.admin_api_key>`` (or HTTP Basic with the key as password, what a browser can send);
+  with no key configured they answer 403. ``/metrics`` and the status page need it too when
+  ``build_app(protect=...)`` names them (``gateway.metrics_need_admin_key``,
+  ``status_needs_admin_key``). Keys are compared in constant time.
 
 The catch-all ``except Exception`` in the driver middleware is the HTTP supervisor: one bad
 request must not take the process down, and the till still gets an answer in its format.
@@ -25,6 +28,8 @@ request must not take the process down, and the till still gets an answer in its
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hmac
 import json
 import logging
@@ -109,10 +114,13 @@ def default_error(status: int, code: str, message: str, field: str = "") -> web.
 def build_app(
     *, outbox: OutboxView, metrics: Metrics, drivers: Sequence[MountedDriver], core_state: Callable[[], str],
     admin_key: str = "", max_body_bytes: int = DEFAULT_MAX_BODY, admission: Admission | None = None,
+    protect: Sequence[str] = (),
 ) -> web.Application:
-    """The application; ``admission`` bounds the driver requests in flight (default: 256)."""
+    """The application; ``admission`` bounds the driver requests in flight (default: 256);
+    ``protect``: more paths that answer only with the admin key (``/metrics``, ``/``, ``/status``)."""
     admission = admission or Admission(256)
-    app = web.Application(client_max_size=max_body_bytes)
+    app = web.Application(client_max_size=max_body_bytes,
+                          middlewares=[_protected(frozenset(protect))] if protect else [])
     state = ServerState(outbox, metrics, core_state, admin_key, started_at=time.time(),
                         drivers=tuple(_titled(d.name) for d in drivers),
                         driver_names=tuple(d.name for d in drivers))
@@ -307,22 +315,39 @@ async def status_endpoint(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------ operator queue
 
 
-def _admin(request: web.Request, *, required: bool) -> web.Response | None:
+def _admin(request: web.Request) -> web.Response | None:
     """None when allowed; else the 401/403 answer."""
     key = request.app[STATE].admin_key
     if not key:
-        if not required:
-            return None
-        return default_error(403, "FORBIDDEN", "set gateway.admin_api_key to change the queue over HTTP")
+        return default_error(403, "FORBIDDEN", "set gateway.admin_api_key to use this endpoint over HTTP")
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key.encode()):
+    if scheme.lower() == "basic":  # a browser's login prompt: any user name, the key as password
+        try:
+            token = base64.b64decode(token.strip(), validate=True).decode().partition(":")[2]
+        except (binascii.Error, UnicodeDecodeError):
+            token = ""
+    if scheme.lower() in ("bearer", "basic") and hmac.compare_digest(token.strip().encode(), key.encode()):
         return None
-    return default_error(401, "UNAUTHORIZED", "send Authorization: Bearer <gateway.admin_api_key>")
+    denied = default_error(401, "UNAUTHORIZED", "send Authorization: Bearer <gateway.admin_api_key>")
+    denied.headers["WWW-Authenticate"] = 'Basic realm="posgw admin", charset="UTF-8"'
+    return denied
+
+
+def _protected(paths: frozenset[str]) -> Any:
+    """Middleware: a request for one of ``paths`` is answered only with the admin key."""
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in paths and (denied := _admin(request)) is not None:
+            return denied
+        return await handler(request)
+
+    return middleware
 
 
 async def queue_list(request: web.Request) -> web.Response:
     """The rejected rows as a JSON list of :func:`gateway.opqueue.row_view` (the CLI's fields)."""
-    if (denied := _admin(request, required=False)) is not None:
+    if (denied := _admin(request)) is not None:
         return denied
     rows = await request.app[STATE].outbox.rejected()
     now = time.time()
@@ -331,7 +356,7 @@ async def queue_list(request: web.Request) -> web.Response:
 
 async def outbox_ack_salvage(request: web.Request) -> web.Response:
     """The operator has seen the salvage report: stop reporting degraded (admin key required)."""
-    if (denied := _admin(request, required=True)) is not None:
+    if (denied := _admin(request)) is not None:
         return denied
     n = await request.app[STATE].outbox.ack_salvage()
     log.info("operator acknowledged the outbox salvage", extra={"salvages": n})
@@ -347,7 +372,7 @@ async def queue_resolve(request: web.Request) -> web.Response:
 
 
 async def _queue_change(request: web.Request, action: str) -> web.Response:
-    if (denied := _admin(request, required=True)) is not None:
+    if (denied := _admin(request)) is not None:
         return denied
     outbox = request.app[STATE].outbox
     row_id = int(request.match_info["id"])

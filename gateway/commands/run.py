@@ -1,7 +1,13 @@
 """``posgw run --config FILE``: run the daemon until SIGTERM / SIGINT, then stop cleanly.
 
 Exit status: 0 after a clean stop, 2 when the config has problems (printed like
-``check-config``), 1 when start-up fails. uvloop is used when installed, never required.
+``check-config``), 78 when a file or setting it must use is unusable (a restart cannot help: the
+unit's RestartPreventExitStatus), 1 when start-up fails otherwise (the port is busy). Every start
+failure is one line ``posgw run: FILE: KEY: problem (fix: ...)`` on stderr, no traceback (an
+unexpected one is logged at DEBUG). uvloop is used when installed, never required.
+
+The process umask is 077 whatever the caller's: the outbox, offline snapshots and keys it creates
+are the service user's only (0600 files, 0700 directories). SIGHUP reloads the TLS certificate.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import contextlib
 import gc
 import importlib
 import logging
+import os
 import signal
 import sys
 from typing import Any
@@ -38,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
             print(error, file=sys.stderr)
         return 2
     setup_logging(config.gateway.log_level, config.gateway.log_format, config.secrets())
+    os.umask(0o077)
     # A background thread running Python (the outbox reader decoding a batch, say) keeps the GIL
     # for at most 1 ms, not the default 5 ms, before the event loop's thread gets it back: a till's
     # request waits less behind delivery work (calc p99 while a backlog drains: 35 -> 19 ms here).
@@ -63,15 +71,20 @@ async def serve(config: GatewayConfig) -> int:
         except (NotImplementedError, RuntimeError):  # Windows: no loop signal handlers
             signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
     daemon = Daemon(config)
+    with contextlib.suppress(NotImplementedError, RuntimeError, AttributeError):  # no SIGHUP on Windows
+        loop.add_signal_handler(signal.SIGHUP, daemon.reload_tls)
     try:
         await daemon.start()
-    except ConfigError as exc:  # a file it cannot use (outbox, key): say what to fix; a restart would not
+    except ConfigError as exc:  # a file, port or address it cannot use: say what to fix
         log.error("cannot start", extra={"problem": str(exc)})
         print(f"posgw run: {exc}", file=sys.stderr)
         await daemon.stop(config.gateway.shutdown_timeout_s)
-        return EX_CONFIG
-    except Exception:  # start-up failure: say why, then close what was opened
-        log.exception("start failed")
+        return 1 if exc.retriable else EX_CONFIG
+    except Exception as exc:  # unexpected: one line; the traceback at DEBUG for a bug report
+        log.debug("start failed", exc_info=True)
+        log.error("cannot start", extra={"problem": f"{type(exc).__name__}: {exc}"})
+        print(f"posgw run: cannot start: {type(exc).__name__}: {exc} (fix: set gateway.log_level = "
+              '"DEBUG" for the traceback and report it)', file=sys.stderr)
         await daemon.stop(config.gateway.shutdown_timeout_s)
         return 1
     # Everything imported and wired is here to stay: move it out of the collector's sight, so a

@@ -299,3 +299,179 @@ def test_run_refuses_a_bad_config_with_every_problem(
     err = capsys.readouterr().err
     assert "gateway.listen_prot: unknown key (fix: did you mean 'listen_port'?)" in err
     assert "core.tls: expected true or false" in err
+
+
+# ------------------------------------------------------------------ secure by default, readable failures
+
+
+def make_cert(tls_dir: Path) -> None:
+    from gateway.cli import main
+
+    assert main(["cert", "--dir", str(tls_dir), "--ip", "127.0.0.1", "--name", "localhost"]) == 0
+
+
+def served_serial(port: int, ca: Path) -> int:
+    """The serial of the certificate a real TLS client is shown on 127.0.0.1:port (verified by ca)."""
+    import ssl
+
+    from cryptography import x509
+
+    context = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return int(x509.load_der_x509_certificate(der).serial_number)
+
+
+def tls_config(tmp_path: Path, **gateway: Any) -> Any:
+    tls = tmp_path / "tls"
+    return parse_config({
+        "gateway": {"data_dir": str(tmp_path / "data"), "listen_port": 0, "tls": True,
+                    "tls_cert_file": str(tls / "server.pem"), "tls_key_file": str(tls / "server.key"),
+                    **gateway},
+        "core": {"address": "127.0.0.1:1"},
+        "drivers": {"native": {"enabled": True, "api_keys": [KEY]}},
+    }, file=str(tmp_path / "gw.toml"))
+
+
+async def test_https_serves_the_certificate_and_reloads_it(tmp_path: Path) -> None:
+    make_cert(tmp_path / "tls")
+    d = Daemon(tls_config(tmp_path))
+    await d.start()
+    try:
+        ca = tmp_path / "tls" / "ca.pem"
+        first = await asyncio.to_thread(served_serial, d.port, ca)
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            import ssl
+            context = ssl.create_default_context(cafile=str(ca))
+            async with session.get(f"https://127.0.0.1:{d.port}/healthz", ssl=context) as resp:
+                assert resp.status == 200
+            with pytest.raises(aiohttp.ClientError):  # plain HTTP is not served on the TLS port
+                async with session.get(f"http://127.0.0.1:{d.port}/healthz") as resp:
+                    await resp.read()
+        make_cert(tmp_path / "tls")  # renewed: same CA, new serial
+        assert d.reload_tls() is True
+        second = await asyncio.to_thread(served_serial, d.port, ca)
+        assert second != first
+        (tmp_path / "tls" / "server.key").write_text("broken\n")  # a bad renewal keeps the old pair
+        assert d.reload_tls() is False
+        assert await asyncio.to_thread(served_serial, d.port, ca) == second
+    finally:
+        await d.stop(timeout=3)
+
+
+async def test_missing_tls_file_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    d = Daemon(tls_config(tmp_path))
+    with pytest.raises(daemon_mod.ConfigError) as exc:
+        await d.start()
+    await d.stop(timeout=3)
+    assert exc.value.key == "gateway.tls_cert_file" and "cannot read" in exc.value.problem
+
+
+def test_secure_data_dir_tightens_what_others_could_read(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    old = os.umask(0o022)
+    try:
+        (data / "offline").mkdir(parents=True)
+        (data / "outbox.db").write_text("x")
+        (data / "offline" / "balances.json").write_text("{}")
+    finally:
+        os.umask(old)
+    assert daemon_mod.secure_data_dir(data, "gw.toml") == 4
+    modes = {p.relative_to(data).as_posix(): p.stat().st_mode & 0o777 for p in [data, *data.rglob("*")]}
+    assert modes == {".": 0o700, "offline": 0o700, "outbox.db": 0o600, "offline/balances.json": 0o600}
+    assert daemon_mod.secure_data_dir(data, "gw.toml") == 0
+
+
+def posgw_run(config: Path, *, umask: int = 0o022) -> Any:
+    import subprocess
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=lambda: os.umask(umask),
+    )
+
+
+def wait_for(proc: Any, pattern: str, seen: list[str]) -> re.Match[str]:
+    for line in proc.stderr:
+        seen.append(line)
+        found = re.search(pattern, line)
+        if found:
+            return found
+    raise AssertionError(f"no {pattern!r} before exit:\n" + "".join(seen))
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and modes")
+def test_real_process_https_sighup_and_private_files_under_umask_022(tmp_path: Path) -> None:
+    make_cert(tmp_path / "tls")
+    tls = tmp_path / "tls"
+    config = tmp_path / "gw.toml"
+    config.write_text(
+        f"[gateway]\nlisten_port = 0\ndata_dir = '{tmp_path / 'data'}'\nshutdown_timeout_s = 3.0\n"
+        f"tls = true\ntls_cert_file = '{tls / 'server.pem'}'\ntls_key_file = '{tls / 'server.key'}'\n"
+        f"[core]\naddress = '127.0.0.1:1'\n[drivers.native]\nenabled = true\napi_keys = ['{KEY}']\n")
+    proc = posgw_run(config)
+    seen: list[str] = []
+    try:
+        port = int(wait_for(proc, r"msg=listening .*port=(\d+)", seen).group(1))
+        assert "scheme=https" in seen[-1]
+        first = served_serial(port, tls / "ca.pem")
+        make_cert(tls)
+        proc.send_signal(signal.SIGHUP)
+        wait_for(proc, r'msg="TLS certificate reloaded"', seen)
+        assert served_serial(port, tls / "ca.pem") != first
+        data = tmp_path / "data"
+        entries = [data, *data.rglob("*")]
+        assert len(entries) >= 3  # the directory, the outbox, the calc token key at least
+        loose = {str(p): oct(p.stat().st_mode & 0o777) for p in entries
+                 if p.stat().st_mode & 0o077 or (p.is_file() and p.stat().st_mode & 0o777 != 0o600)}
+        assert not loose, loose  # umask 022 outside, yet nobody else may read
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, "".join(seen) + err
+
+
+def start_failure(tmp_path: Path, **gateway: Any) -> tuple[int, list[str]]:
+    import subprocess
+
+    options = {"listen_port": 0, "data_dir": str(tmp_path / "data"), "shutdown_timeout_s": 2.0, **gateway}
+    config = tmp_path / "gw.toml"
+    config.write_text("[gateway]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items())
+                      + "[core]\naddress = '127.0.0.1:1'\n"
+                      + f"[drivers.native]\nenabled = true\napi_keys = ['{KEY}']\n")
+    done = subprocess.run([sys.executable, "-m", "gateway.cli", "run", "--config", str(config)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert "Traceback" not in done.stderr, done.stderr
+    said = [line for line in done.stderr.splitlines() if line.startswith("posgw run: ")]
+    assert len(said) == 1, done.stderr
+    return done.returncode, [said[0].removeprefix(f"posgw run: {config}: ")]
+
+
+@pytest.mark.e2e
+def test_start_failures_are_one_line_with_the_fix(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, said = start_failure(tmp_path, listen_port=port)
+    assert code == 1  # a restart may cure it: not 78
+    assert said[0].startswith(f"gateway.listen_port: 127.0.0.1:{port} is already in use")
+
+    code, said = start_failure(tmp_path, listen_host="192.0.2.77")
+    assert code == 78
+    assert said[0].startswith("gateway.listen_host: 192.0.2.77 is not an address of this machine")
+
+    code, said = start_failure(tmp_path, listen_host="no-such-host.invalid")
+    assert code == 78 and said[0].startswith("gateway.listen_host: 'no-such-host.invalid' does not resolve")
+
+    code, said = start_failure(tmp_path, tls=True, tls_cert_file=f"{tmp_path}/none.pem",
+                               tls_key_file=f"{tmp_path}/none.key")
+    assert code == 78 and said[0].startswith(f"gateway.tls_cert_file: cannot read {tmp_path}/none.pem")
+
+    (tmp_path / "file").write_text("")  # a directory cannot be made under a file
+    code, said = start_failure(tmp_path, data_dir=f"{tmp_path}/file/data")
+    assert code == 78 and said[0].startswith(f"gateway.data_dir: cannot create {tmp_path}/file/data")
+    assert all("(fix: " in line for line in said)

@@ -159,6 +159,59 @@ async def test_queue_needs_admin_key(env: Env) -> None:
     assert (await env.outbox.get(row_id)).state == "rejected"  # type: ignore[union-attr]
 
 
+async def served(tmp_path: Path, admin_key: str, protect: list[str]) -> tuple[web.AppRunner, Outbox, str]:
+    outbox = await Outbox.open(tmp_path / "outbox.db", metrics=Metrics())
+    app = build_app(outbox=outbox, metrics=Metrics(), drivers=[], core_state=lambda: "open",
+                    admin_key=admin_key, protect=protect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, outbox, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+async def test_admin_endpoints_answer_403_without_a_configured_key(tmp_path: Path) -> None:
+    runner, outbox, base = await served(tmp_path, "", [])
+    try:
+        async with aiohttp.ClientSession() as session:
+            for method, path in (("GET", "/v1/queue"), ("POST", "/v1/queue/1/retry"),
+                                 ("POST", "/v1/outbox/ack-salvage")):
+                async with session.request(method, base + path, headers={"Authorization": "Bearer "}) as resp:
+                    assert resp.status == 403, path
+                    assert "gateway.admin_api_key" in (await resp.json())["error"]["message"]
+            async with session.get(base + "/metrics") as resp:
+                assert resp.status == 200  # not protected unless configured
+    finally:
+        await runner.cleanup()
+        await outbox.close()
+
+
+async def test_metrics_and_status_can_require_the_admin_key(tmp_path: Path) -> None:
+    import base64
+
+    runner, outbox, base = await served(tmp_path, ADMIN, ["/metrics", "/", "/status"])
+    browser = {"Authorization": "Basic " + base64.b64encode(f"shop:{ADMIN}".encode()).decode()}
+    try:
+        async with aiohttp.ClientSession() as session:
+            for path in ("/metrics", "/", "/status"):
+                async with session.get(base + path) as resp:
+                    assert resp.status == 401, path
+                    assert resp.headers["WWW-Authenticate"].startswith("Basic ")  # a browser prompts
+                async with session.get(base + path, headers={"Authorization": f"Bearer {ADMIN}"}) as resp:
+                    assert resp.status == 200, path
+                async with session.get(base + path, headers=browser) as resp:
+                    assert resp.status == 200, path
+            bad = {"Authorization": "Basic " + base64.b64encode(b"shop:wrong").decode()}
+            async with session.get(base + "/metrics", headers=bad) as resp:
+                assert resp.status == 401
+            async with session.get(base + "/metrics", headers={"Authorization": "Basic !!"}) as resp:
+                assert resp.status == 401
+            async with session.get(base + "/healthz") as resp:
+                assert resp.status == 200  # the probe stays open
+    finally:
+        await runner.cleanup()
+        await outbox.close()
+
+
 async def test_queue_list_retry_resolve(env: Env) -> None:
     auth = {"Authorization": f"Bearer {ADMIN}"}
     row_id = await rejected_row(env)

@@ -8,7 +8,10 @@ which renders as ``ts=... level=info logger=gateway.daemon msg="driver restarted
 attempt=3`` (or one JSON object per line). Invariants:
 - a line never contains a newline (tracebacks are folded into one escaped field);
 - every configured secret (:meth:`gateway.config.GatewayConfig.secrets`) is replaced by
-  ``***`` in the message, the fields and the traceback before anything is written.
+  ``***`` in the message, the fields and the traceback before anything is written;
+- a WARNING or ERROR repeated (same logger, level and message) within ``REPEAT_WINDOW_S`` is
+  written once: the copies are counted, and the next line written after the window carries
+  ``suppressed=N`` (:class:`RepeatFilter`). INFO and DEBUG lines are events and always written.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 REDACTED = "***"
+REPEAT_WINDOW_S = 60.0
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
@@ -95,12 +101,41 @@ class RedactFilter(logging.Filter):
         return True
 
 
+class RepeatFilter(logging.Filter):
+    """Rate-limits repeated WARNING/ERROR lines (see the module docstring); bounded memory."""
+
+    def __init__(self, window_s: float = REPEAT_WINDOW_S, *, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 1024) -> None:
+        super().__init__()
+        self.window_s, self._clock, self._max_keys = window_s, clock, max_keys
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}  # key -> (written at, dropped since)
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self._clock()
+        with self._lock:
+            seen = self._seen.get(key)
+            if seen is not None and now - seen[0] < self.window_s:
+                self._seen[key] = (seen[0], seen[1] + 1)
+                return False
+            if seen is not None and seen[1]:
+                setattr(record, "suppressed", seen[1])  # noqa: B010
+            if seen is None and len(self._seen) >= self._max_keys:
+                self._seen.clear()
+            self._seen[key] = (now, 0)
+        return True
+
+
 def setup_logging(
     level: str = "INFO", fmt: str = "text", secrets: Iterable[str] = (), stream: TextIO | None = None,
 ) -> logging.Handler:
     """Install one handler on the root logger (replacing earlier ones from here); return it."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.addFilter(RepeatFilter())  # before redaction: it keys on the message as logged
     handler.addFilter(RedactFilter(secrets))
     setattr(handler, "_posgw", True)  # noqa: B010
     root = logging.getLogger()

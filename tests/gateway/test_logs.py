@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.logs import setup_logging
+from gateway.logs import RepeatFilter, TextFormatter, setup_logging
 
 SECRET = "s3cr3t-key"
 
@@ -56,3 +56,40 @@ def test_level_filters(capture: tuple[io.StringIO, list[str]]) -> None:
     logging.getLogger("posgw.test").info("quiet")
     logging.getLogger("posgw.test").warning("loud")
     assert [line.split("msg=")[1] for line in stream.getvalue().splitlines()] == ["loud"]
+
+
+def test_repeated_errors_are_rate_limited_and_counted() -> None:
+    now = [100.0]
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(TextFormatter())
+    handler.addFilter(RepeatFilter(60.0, clock=lambda: now[0]))
+    log = logging.getLogger("posgw.test.repeat")
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        for _ in range(50):
+            log.error("core unreachable", extra={"attempt": 1})
+            log.info("retrying")  # events are never suppressed
+        log.warning("core unreachable")  # another level: its own line
+        log.error("disk full")  # another message: its own line
+        now[0] += 61
+        log.error("core unreachable")
+    finally:
+        log.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    errors = [line for line in lines if 'msg="core unreachable"' in line and "level=error" in line]
+    assert len(errors) == 2
+    assert "suppressed" not in errors[0] and errors[1].endswith("suppressed=49")
+    assert sum('msg=retrying' in line for line in lines) == 50
+    assert sum("level=warning" in line for line in lines) == 1
+    assert sum('msg="disk full"' in line for line in lines) == 1
+
+
+def test_setup_logging_rate_limits(capture: tuple[io.StringIO, list[str]]) -> None:
+    stream, secrets = capture
+    setup_logging("INFO", "text", secrets, stream=stream)
+    for _ in range(10):
+        logging.getLogger("posgw.test.setup").error("same failure")
+    assert stream.getvalue().count('msg="same failure"') == 1

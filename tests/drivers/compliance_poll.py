@@ -62,6 +62,9 @@ class PollAdapter:
 
     name: ClassVar[str] = ""
     cursor_key: ClassVar[str] = CURSOR_KEY
+    # the counter a document listed again bumps once; None for a driver whose cursor filters what it
+    # took (overlapping windows re-read every document by design): nothing is submitted again
+    relisted_counter: ClassVar[str | None] = "duplicate"
 
     def vendor(self) -> AbstractAsyncContextManager[PollVendor]:
         raise NotImplementedError
@@ -216,7 +219,10 @@ class PollComplianceSuite:
             env.publish(a)  # listed again later (another window, a late re-upload)
             await env.caught_up()
         assert env.ctx.rows() == self.keys([a, b])
-        assert env.ctx.counts["duplicate"] == 1
+        if self.adapter.relisted_counter is None:
+            assert env.ctx.submitted == 2 and env.ctx.counts["duplicate"] == 0
+        else:
+            assert env.ctx.counts[self.adapter.relisted_counter] == 1
 
     async def test_a_malformed_document_is_skipped_by_the_rule_and_stores_nothing(self, env: Env) -> None:
         a, b = self.adapter.docs(2)

@@ -15,15 +15,18 @@ Invariants:
   much silence (scanners set up without a suffix). The partial buffer is dropped when the port
   is lost: a frame never mixes bytes from before and after a reconnect. Each frame is counted
   ``device_frame``.
-- **Backpressure: drop-oldest.** Frames reach asyncio through ``call_soon_threadsafe`` into a
-  bounded queue of ``queue_size``; when it is full the oldest frame is dropped (logged WARNING),
-  never the reader blocked: a blocked reader would let the OS buffer overflow mid-frame, and for
-  a scanner the newest scan is the one that matters.
+- **Backpressure: drop-oldest.** Frames reach asyncio through ``call_soon_threadsafe`` (one
+  call per read, carrying every frame of it: a flood of short frames costs the loop one
+  callback per read, not one per frame) into a bounded queue of ``queue_size``; when it is
+  full the oldest frame is dropped (logged WARNING), never the reader blocked: a blocked
+  reader would let the OS buffer overflow mid-frame, and for a scanner the newest scan is the
+  one that matters.
 - **Reconnect**: a port that cannot be opened or that fails (unplugged, EIO, "readiness to read
   but returned no data") is closed and reopened after ``reconnect_s`` delays (0.5, 1, 2, then
   every 5 s), the path resolved again by pyserial each time. Every failed open is counted
   ``device_absent``; :attr:`PortWorker.state` says ``absent`` only after ``absent_after`` failed
-  opens in a row (``connecting`` before), ``open`` once open, ``stopped`` after stop.
+  opens in a row (``connecting`` before), ``open`` once open, ``stopped`` after stop; each
+  change is told to ``on_state(state)`` on the event loop (a driver raises or clears its alarm).
 - **Writes** (a customer display) are queued to the worker thread and done there between reads
   (so within about ``read_timeout_s``); :meth:`PortWorker.write` raises :class:`PortAbsent`
   when the port is not open or is lost before the write, TimeoutError on a write timeout.
@@ -125,12 +128,14 @@ class PortWorker:
     """One port, one thread. ``async with PortWorker(...)`` starts and stops it."""
 
     def __init__(self, options: PortOptions, *, name: str = "", count: Callable[[str], None] | None = None,
-                 logger: logging.Logger | None = None, opener: Opener = open_port) -> None:
+                 logger: logging.Logger | None = None, opener: Opener = open_port,
+                 on_state: Callable[[str], None] | None = None) -> None:
         self.options = options
         self.name = name or options.url
         self._count = count or (lambda what: None)
         self._log = logger or log
         self._open = opener
+        self._on_state = on_state
         self._state = "stopped"
         self._lock = threading.Lock()  # guards self._port between open/close and cancel_read
         self._port: Any = None
@@ -154,7 +159,7 @@ class PortWorker:
         self._loop = asyncio.get_running_loop()
         self._frames = asyncio.Queue(self.options.queue_size)
         self._stop.clear()
-        self._state = "connecting"
+        self._set_state("connecting")
         self._thread = threading.Thread(target=self._main, name=f"port-{self.name}", daemon=True)
         self._thread.start()
 
@@ -169,7 +174,7 @@ class PortWorker:
             if self._thread.is_alive():
                 self._log.error("port thread did not stop", extra={"port": self.name, "timeout_s": timeout_s})
         self._fail_writes()
-        self._state = "stopped"
+        self._set_state("stopped")
 
     async def __aenter__(self) -> PortWorker:
         await self.start()
@@ -220,7 +225,7 @@ class PortWorker:
             with self._lock:
                 self._port = port
             self.opened += 1
-            self._state = "open"
+            self._set_state("open")
             self._log.info("port open", extra={"port": self.name})
             try:
                 self._pump(port)
@@ -231,7 +236,7 @@ class PortWorker:
                 self._log.exception("port worker failed, reconnecting", extra={"port": self.name})
             finally:
                 if not self._stop.is_set():
-                    self._state = "connecting"
+                    self._set_state("connecting")
                 with self._lock:
                     self._port = None
                 with contextlib.suppress(Exception):
@@ -250,8 +255,9 @@ class PortWorker:
             if data:
                 last_byte = now
                 dropped = splitter.dropped
-                for frame in splitter.feed(data):
-                    self._to_loop(self._deliver, frame)
+                frames = splitter.feed(data)
+                if frames:
+                    self._to_loop(self._deliver_all, frames)
                 if splitter.dropped > dropped:
                     self._log.warning("frame too long, dropped",
                                       extra={"port": self.name, "max_frame": self.options.max_frame})
@@ -290,19 +296,39 @@ class PortWorker:
     def _absent(self, failures: int, exc: BaseException) -> None:
         self._to_loop(self._count, "device_absent")
         if failures >= self.options.absent_after:
-            self._state = "absent"
+            self._set_state("absent")
         if failures in (1, self.options.absent_after):
             (self._log.warning if failures > 1 else self._log.info)(
                 "port cannot be opened", extra={"port": self.name, "failures": failures, "error": str(exc)})
 
+    def _set_state(self, state: str) -> None:
+        """Any thread; ``on_state`` is called on the loop, in order, for each change."""
+        if state == self._state:
+            return
+        self._state = state
+        if self._on_state is not None:
+            if self._loop is not None and threading.current_thread() is not self._thread:
+                self._on_state(state)  # on the loop already (start, stop)
+            else:
+                self._to_loop(self._on_state, state)
+
     # ------------------------------------------------------------ to the event loop
 
     def _deliver(self, frame: bytes) -> None:  # runs in the loop
-        if self._frames.full():
-            self._frames.get_nowait()
-            self._log.warning("frame queue full, oldest frame dropped", extra={"port": self.name})
-        self._frames.put_nowait(frame)
-        self._count("device_frame")
+        self._deliver_all([frame])
+
+    def _deliver_all(self, frames: list[bytes]) -> None:  # runs in the loop
+        dropped = 0
+        for frame in frames:
+            if self._frames.full():
+                self._frames.get_nowait()
+                dropped += 1
+            self._frames.put_nowait(frame)
+        if dropped:
+            self._log.warning("frame queue full, oldest frames dropped", extra={"port": self.name,
+                                                                               "dropped": dropped})
+        for _ in frames:
+            self._count("device_frame")
 
     def _to_loop(self, fn: Callable[..., None], *args: Any) -> None:
         if self._loop is not None:

@@ -12,6 +12,12 @@ outbox file (:class:`~tests.drivers.outbox_context.OutboxContext`). Checks:
 - a malformed frame stores nothing, counts ``bad_input``, and the next frame is read;
 - a port absent at start counts ``device_absent`` and the driver works once it appears;
 - clean stop within 1 s, no port thread and no task left behind.
+
+"Stored" is what the adapter says (:meth:`DeviceAdapter.stored`: the outbox rows by default; a
+scanner that binds customers lists its durable bindings), and "the durable write" the outbox
+method named by :attr:`DeviceAdapter.durable` (``append``; ``put_state`` for bindings). The
+context is a :class:`DeviceContext`: an OutboxContext whose ``bind_customer`` is the gateway's
+own :class:`gateway.bindings.Bindings` on the same file (``fail_from`` counts binds as submits).
 """
 
 from __future__ import annotations
@@ -20,15 +26,18 @@ import asyncio
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
-from gateway.driver import Driver
-from gateway.receipt import Event
+from gateway.bindings import Bindings, Watchers
+from gateway.driver import CustomerInfo, Driver, RegisterNews
+from gateway.errors import StorageError
+from gateway.outbox import Outbox
+from gateway.receipt import CustomerId
 from tests.drivers.outbox_context import OutboxContext, until
 from tests.gateway.pty_pair import PtyPair, link
 
@@ -36,11 +45,56 @@ HELD_S = 0.3
 STOP_WITHIN_S = 1.0
 
 
+class DeviceContext(OutboxContext):
+    """OutboxContext plus the device side of the pipeline: bindings (durable, on the same outbox
+    file) and register news (:meth:`tell` plays the pipeline's)."""
+
+    def __init__(self, name: str, outbox: Outbox) -> None:
+        super().__init__(name, outbox)
+        self.bindings = Bindings(outbox)
+        self.watchers = Watchers()
+        self.bound: list[str] = []  # "<register>:<kind>:<value>" of every durable bind, in order
+        self.alarms: dict[str, str] = {}
+
+    async def bind_customer(self, register_id: str, customer: CustomerId, *, keep_s: float) -> None:
+        self.submitted += 1
+        if self.fail_from is not None and self.submitted >= self.fail_from:
+            raise StorageError("disk full (compliance test)")
+        await self.bindings.bind(register_id, customer, keep_s=keep_s, source=self.name)
+        self.bound.append(f"{register_id}:{customer.kind.value}:{customer.value}")
+
+    def watch_register(self, register_id: str,
+                       listener: Callable[[RegisterNews], None]) -> Callable[[], None]:
+        return self.watchers.watch(register_id, listener)
+
+    def tell(self, news: RegisterNews) -> None:
+        self.watchers.tell(news)
+
+    async def identify(self, customer: CustomerId) -> CustomerInfo | None:
+        """No core here: every customer is answered as the offline policy would (balance unknown)."""
+        return CustomerInfo(customer.value, "", "", None, offline=True)
+
+    def alarm(self, key: str, message: str | None) -> None:
+        if message is None:
+            self.alarms.pop(key, None)
+        else:
+            self.alarms[key] = message
+
+
 class DeviceAdapter:
     """How the suite drives one device driver. Subclass and fill in every method."""
 
     name: ClassVar[str] = ""
     reply_end: ClassVar[bytes] = b"\n"  # how a reply to the device ends
+    durable: ClassVar[str] = "append"  # the outbox method that makes a frame durable
+
+    def stored(self, ctx: DeviceContext) -> list[str]:
+        """What is durably stored, in order (keys as :meth:`key` gives them)."""
+        return ctx.rows()
+
+    async def settle(self, pty: PtyPair) -> None:
+        """Called once the driver opened the port: consume what the driver sends by itself on
+        open (a display's first paint), so the next read is the reply to a frame."""
 
     def driver(self, url: str) -> Driver:
         """The driver on the port ``url``, reconnecting after a few ms."""
@@ -97,6 +151,7 @@ class Rig:
         try:
             if self.pty is not None:  # pyserial flushes input on open: send only once it is open
                 await until(self.pty.opened_elsewhere)
+                await self.adapter.settle(self.pty)
             yield task
         finally:
             ctx.stopping.set()
@@ -114,7 +169,7 @@ class DeviceComplianceSuite:
 
     @pytest.fixture
     async def rig(self, tmp_path: Path) -> AsyncIterator[Rig]:
-        ctx = await OutboxContext.open(self.adapter.name, tmp_path)
+        ctx = DeviceContext(self.adapter.name, await Outbox.open(tmp_path / "outbox.db"))
         rig = Rig(self.adapter, ctx, tmp_path / "by-id-device")
         try:
             yield rig
@@ -132,28 +187,28 @@ class DeviceComplianceSuite:
         async with rig.running():
             for frame in frames:
                 await rig.send(frame, stored=True)
-        assert rig.ctx.rows() == self.keys(frames)
+        assert self.adapter.stored(rig.ctx) == self.keys(frames)
 
     async def test_no_ack_before_the_durable_write(self, rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
         (frame,) = self.adapter.frames(1)
-        original = rig.ctx.outbox.append
+        original = getattr(rig.ctx.outbox, self.adapter.durable)
         entered, release = asyncio.Event(), asyncio.Event()
 
-        async def held(event: Event) -> bool:
+        async def held(*args: object, **kwargs: object) -> object:
             entered.set()
             await release.wait()
-            return await original(event)
+            return await original(*args, **kwargs)
 
-        monkeypatch.setattr(rig.ctx.outbox, "append", held)
+        monkeypatch.setattr(rig.ctx.outbox, self.adapter.durable, held)
         pty = rig.plug()
         async with rig.running():
             pty.send(frame)
             await asyncio.wait_for(entered.wait(), 5)
             assert await pty.read(1, timeout=HELD_S) == b"", "the device was answered before the write"
-            assert rig.ctx.rows() == []
+            assert self.adapter.stored(rig.ctx) == []
             release.set()
             self.adapter.check_reply(await rig.reply(), stored=True)
-        assert rig.ctx.rows() == self.keys([frame])
+        assert self.adapter.stored(rig.ctx) == self.keys([frame])
 
     async def test_storage_failure_is_never_acknowledged(self, rig: Rig) -> None:
         first, second = self.adapter.frames(2)
@@ -161,10 +216,10 @@ class DeviceComplianceSuite:
         rig.ctx.fail_from = 1
         async with rig.running():
             await rig.send(first, stored=False)
-            assert rig.ctx.rows() == [] and rig.ctx.counts["storage_error"] == 1
+            assert self.adapter.stored(rig.ctx) == [] and rig.ctx.counts["storage_error"] == 1
             rig.ctx.fail_from = None
             await rig.send(second, stored=True)
-        assert rig.ctx.rows() == self.keys([second])
+        assert self.adapter.stored(rig.ctx) == self.keys([second])
 
     async def test_a_repeated_frame_is_stored_once(self, rig: Rig) -> None:
         (frame,) = self.adapter.frames(1)
@@ -172,7 +227,7 @@ class DeviceComplianceSuite:
         async with rig.running():
             await rig.send(frame, stored=True)
             await rig.send(frame, stored=True)
-        assert rig.ctx.rows() == self.keys([frame])
+        assert self.adapter.stored(rig.ctx) == self.keys([frame])
 
     async def test_a_malformed_frame_stores_nothing_and_reading_goes_on(self, rig: Rig) -> None:
         (frame,) = self.adapter.frames(1)
@@ -180,18 +235,19 @@ class DeviceComplianceSuite:
         async with rig.running():
             await rig.send(self.adapter.malformed(), stored=False)
             await rig.send(frame, stored=True)
-        assert rig.ctx.rows() == self.keys([frame])
+        assert self.adapter.stored(rig.ctx) == self.keys([frame])
         assert rig.ctx.counts["bad_input"] == 1
 
     async def test_an_absent_port_is_counted_and_used_once_it_appears(self, rig: Rig) -> None:
         (frame,) = self.adapter.frames(1)
         async with rig.running():
             await until(lambda: rig.ctx.counts["device_absent"] >= 1)
-            assert rig.ctx.rows() == []
+            assert self.adapter.stored(rig.ctx) == []
             pty = rig.plug()
             await until(pty.opened_elsewhere)
+            await self.adapter.settle(pty)
             await rig.send(frame, stored=True)
-        assert rig.ctx.rows() == self.keys([frame])
+        assert self.adapter.stored(rig.ctx) == self.keys([frame])
 
     async def test_clean_stop_while_waiting_for_frames(self, rig: Rig) -> None:
         rig.plug()

@@ -193,3 +193,42 @@ async def test_run_device_hands_frames_to_the_driver_and_stops_on_ctx_stopping(p
     await asyncio.wait_for(task, 1)
     assert time.monotonic() - started < 0.5
     assert seen == [b"SCAN"] and ctx.counts["device_frame"] == 1 and port_threads() == []
+
+
+async def test_state_changes_are_told_on_the_loop_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "by-id-display"
+    states: list[tuple[str, bool]] = []
+    loop_thread = threading.current_thread()
+
+    def on_state(state: str) -> None:
+        states.append((state, threading.current_thread() is loop_thread))
+
+    worker = PortWorker(options(str(path)), on_state=on_state)
+    async with worker:
+        await until(lambda: worker.state == "absent")
+        pair = PtyPair()
+        try:
+            link(path, pair)
+            await until(lambda: worker.present)
+            await until(lambda: states[-1][0] == "open")
+        finally:
+            pair.close()
+    assert [s for s, _ in states] == ["connecting", "absent", "open", "stopped"]
+    assert all(on_loop for _, on_loop in states)
+
+
+async def test_the_frames_of_one_read_reach_the_loop_in_one_callback(
+        pty: PtyPair, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    async with PortWorker(options(pty.path)) as worker:
+        original = worker._deliver_all
+
+        def spy(frames: list[bytes]) -> None:
+            calls.append(len(frames))
+            original(frames)
+
+        monkeypatch.setattr(worker, "_deliver_all", spy)
+        await until(lambda: worker.present)
+        pty.send(b"a\rb\rc\rd\r")
+        assert await frames(worker, 4) == [b"a", b"b", b"c", b"d"]
+    assert sum(calls) == 4 and len(calls) < 4

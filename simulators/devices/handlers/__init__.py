@@ -1,0 +1,1 @@
+"""pyserial protocol handler modules (``protocol_<scheme>``) of the device simulators."""

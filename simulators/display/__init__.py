@@ -1,0 +1,1 @@
+"""``posgw sim display``: see simulators.devices."""

@@ -1,0 +1,1 @@
+"""The serial driver's other side: see simulators.devices."""

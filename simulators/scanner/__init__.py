@@ -1,0 +1,1 @@
+"""``posgw sim scanner``: see simulators.devices."""

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
-from simulators.registers.poster.cli import cafe_day
+from gateway.opqueue import queue_json
+from simulators.registers.poster.cli import cafe_day, register_cards, verdict
 from simulators.registers.queue import operator_queue
 from simulators.stack_check import read_applied
-from tests.simulators.registers.component import running_system
+from tests.simulators.registers.component import System, running_system
 from tests.simulators.registers.poster.test_account import OPTIONS, account
 
 
@@ -32,3 +34,48 @@ async def test_duplicate_and_out_of_order_removals_are_applied_not_queued(tmp_pa
         applied = read_applied(system.core_db)
         assert sum(kind == "refund" for kind, _ in applied.counts) == 2, applied.counts
         assert all(n == 1 for n in applied.counts.values())
+
+
+async def _queued_since(system: System, since: float) -> list[dict[str, Any]]:
+    """Once the outbox settled, its operator-queue rows created since ``since``, in the form
+    ``GET /v1/queue`` answers (read from the daemon: the HTTP listing's auth is not this test's)."""
+    outbox = system.daemon.outbox
+    assert outbox is not None
+    for _ in range(400):
+        stats = await outbox.stats()
+        if stats.pending == 0 and not await outbox.waiting():
+            break
+        await asyncio.sleep(0.05)
+    rows: list[dict[str, Any]] = (await queue_json(outbox))["rejected"]
+    return [r for r in rows if r["created_at"] >= since]
+
+
+async def test_an_unregistered_card_is_counted_not_applied_a_registered_one_applies(tmp_path: Path) -> None:
+    async with running_system(tmp_path, {"poster": OPTIONS}) as system:
+        started = time.time()
+        day = await cafe_day(account(system.daemon.port), 4, "2000099990")  # unknown to this core
+        report, status = verdict(day, await _queued_since(system, started - 1), "")
+        assert (status, report["acknowledged"], report["not_applied"]) == (1, 4, 2)  # the two card sales
+        assert report["not_applied_by_reason"] == {"UNKNOWN_CUSTOMER": 2}
+
+        assert await register_cards(system.core_address, ["2000099991"]) == []
+        assert await register_cards(system.core_address, ["2000099991"]) == []  # a rerun changes nothing
+        started = time.time()
+        day = await cafe_day(account(system.daemon.port), 4, "2000099991")
+        report, status = verdict(day, await _queued_since(system, started), "")  # rows of this day only
+        assert (status, report["not_applied"]) == (0, 0), report["operator_queue"]
+        sales = [k for k in read_applied(system.core_db).counts if k[0] == "sale"]
+        assert len(sales) == 6  # the 2 sales without a card of the first day, all 4 of the second
+
+
+async def test_a_card_the_core_could_not_register_fails_the_run() -> None:
+    problems = await register_cards("127.0.0.1:1", ["2000099992"], timeout_s=0.5)
+    assert len(problems) == 1 and "2000099992" in problems[0] and "UNAVAILABLE" in problems[0]
+    day = {"orders": 2, "acknowledged": 2, "removals": 0, "delivered": 0}
+    report, status = verdict(day, [], "", problems)
+    assert status == 1 and report["not_registered"] == problems
+    assert verdict(day, [], "")[1] == 0
+    unread = verdict(day, [], "HTTP 403 from /v1/queue")
+    assert unread == ({**day, "not_applied": 0, "not_applied_by_reason": {}, "operator_queue": [],
+                       "operator_queue_unchecked": "HTTP 403 from /v1/queue"}, 1)
+    assert verdict({**day, "acknowledged": 1}, [], "")[1] == 1

@@ -1,0 +1,470 @@
+"""MoySklad driver: the loyalty system's side of MoySklad's Loyalty API 1.0 (routes over wire/mapping).
+
+Routes (relative to ``/v1/moysklad/``; MoySklad appends the paths to the registered base URL,
+so the base URL is ``https://<host>/v1/moysklad``), every one behind the shared guard with the
+``Lognex-Discount-API-Auth-Token`` header compared in constant time:
+
+- ``POST counterparty``: create a customer (412/28001 while an UNCHECKED phone needs a code);
+- ``GET counterparty``: search by phone or card; ``POST counterparty/detail``: the balance;
+- ``POST counterparty/verify`` / ``POST retaildemand/verify``: a code for registration / spending;
+- ``POST retaildemand/recalc``: price the receipt (side-effect free on balances);
+- ``POST retaildemand``: the sale (through the outbox); ``POST retailsalesreturn``: the return;
+- ``GET giftcard``: a money certificate.
+
+Invariants: a sale or return is answered 201 only after ``ctx.submit`` returned (or it was stored
+before under the same key with the same content); bad input, an unknown customer spending, more
+points than the last recalc allowed, spending without a code: the ``errors`` body with a 4xx and
+nothing stored; a calc never fails the till for core trouble (prices unchanged, no points); a code
+request never waits past ``code_budget_ms``. The driver's state (``ctx.state``): ``link:<msId>``
+(MoySklad counterparty -> core customer and phone), ``calc:<store>:<msId>`` (what the last recalc
+allowed), ``code:<phone>`` (the spending code handed to the till, kept for the code's life),
+``doc:<key>`` (content digest of a stored document), ``sale:<key>`` / ``returned:<key>`` (a sale's
+lines and what returns took back), ``gift:<name>`` (kopecks paid with a gift card).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC
+from typing import Any
+
+from aiohttp import web
+
+from drivers.moysklad import NAME, mapping, wire
+from drivers.moysklad.config import Config
+from drivers.moysklad.desk import desk_of
+from gateway import http_edge
+from gateway.driver import CalcResult, DriverContext, Refusals
+from gateway.errors import BadInput, BusinessRejection, GatewayError
+from gateway.receipt import CustomerId, Event, IdKind
+
+HEADER = "Lognex-Discount-API-Auth-Token"
+JSON = ("application/json",)
+CALC_KEEP_S = 86_400.0
+CODE_KEEP_S = 600.0  # the core's code lifetime (simulators/core/codes.py CODE_TTL)
+RECALC_AGAIN = frozenset({"REDEMPTION_CAP_EXCEEDED", "INSUFFICIENT_POINTS"})
+ID_NAMESPACE = uuid.UUID("5b0f7f1e-3c1a-4e7e-9a53-7d1e6f0c2a10")  # our customer ids as UUIDs (Q7)
+
+
+def error(title: str, message: str, parameter: str = "", code: int = wire.CODE_AUTH) -> bytes:
+    return wire.render_errors(title, message, code=code, parameter=parameter)
+
+
+REFUSALS = Refusals(
+    unauthorized=lambda why: error("Недействительный токен", "Проверьте ключ доступа в настройках решения"),
+    timeout=error("Запрос не получен", "Тело запроса не пришло вовремя: повторите"),
+    too_large=lambda limit: error("Слишком большой запрос", f"Тело запроса больше {limit} байт"),
+    bad_input=lambda exc: error("Неверный запрос", str(exc), exc.field),
+    not_stored=error("Документ не сохранён", "Временная ошибка сервера лояльности: повторите отправку"),
+    other=lambda status, code, message: error("Ошибка запроса", message),
+)
+
+
+class Refused(Exception):
+    """A business refusal answered in MoySklad's shape (nothing stored)."""
+
+    def __init__(self, status: int, title: str, message: str, code: int = wire.CODE_AUTH) -> None:
+        super().__init__(message)
+        self.status, self.title, self.message, self.code = status, title, message, code
+
+
+def customer_uuid(customer_id: str) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, customer_id))
+
+
+def mask(phone: str) -> str:
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    return f"+{digits[:4]}***{digits[-4:]}" if len(digits) >= 8 else "***"
+
+
+class MoySkladDriver(http_edge.HttpDriver[Config]):
+    name = NAME
+    refusals = REFUSALS
+
+    def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
+        auth = http_edge.HeaderToken(self.config.tokens, header=HEADER)
+
+        def post(path: str, inner: http_edge.Inner) -> web.RouteDef:
+            return web.post(
+                path, http_edge.guard(ctx, self.edge, self._refusing(inner), auth=auth, content_types=JSON)
+            )
+
+        def get(
+            path: str, inner: Callable[[DriverContext, Mapping[str, str]], Awaitable[web.Response]]
+        ) -> web.RouteDef:
+            async def body_less(request: web.Request) -> web.StreamResponse:
+                async def run(c: DriverContext, _: bytes) -> web.Response:
+                    return await inner(c, request.query)
+
+                return await http_edge.guard(ctx, self.edge, self._refusing(run), auth=auth)(request)
+
+            return web.get(path, body_less)
+
+        return [
+            post("/counterparty", self._create),
+            get("/counterparty", self._search),
+            post("/counterparty/detail", self._detail),
+            post("/counterparty/verify", self._registration_code),
+            post("/retaildemand/recalc", self._recalc),
+            post("/retaildemand/verify", self._spending_code),
+            post("/retaildemand", self._sale),
+            post("/retailsalesreturn", self._return),
+            get("/giftcard", self._gift_card),
+        ]
+
+    def _refusing(self, inner: http_edge.Inner) -> http_edge.Inner:
+        async def run(ctx: DriverContext, body: bytes) -> web.Response:
+            try:
+                return await inner(ctx, body)
+            except Refused as exc:
+                ctx.count("bad_input")
+                return http_edge.reply(self.edge, exc.status, error(exc.title, exc.message, code=exc.code))
+
+        return run
+
+    def _answer(self, status: int, body: bytes = b"") -> web.Response:
+        if not body:
+            return web.Response(status=status)
+        return http_edge.reply(self.edge, status, body)
+
+    # ------------------------------------------------------------ customers
+
+    async def _link(self, ctx: DriverContext, who: wire.Agent) -> tuple[str, str] | None:
+        """(core customer id, phone) of a MoySklad counterparty: its link, else its phone or card."""
+        if who.ms_id:
+            known = await ctx.state.get(f"link:{who.ms_id}")
+            if known:
+                raw = json.loads(known)
+                return str(raw["cid"]), str(raw.get("phone", ""))
+        for kind, value in ((IdKind.PHONE, who.phone), (IdKind.CARD, who.card)):
+            if not value:
+                continue
+            ctx.count("identify")
+            info = await ctx.identify(CustomerId(kind, value))
+            if info is not None:
+                if who.ms_id and not info.offline:
+                    await ctx.state.put(
+                        f"link:{who.ms_id}", json.dumps({"cid": info.customer_id, "phone": who.phone})
+                    )
+                return info.customer_id, who.phone
+        return None
+
+    async def _create(self, ctx: DriverContext, body: bytes) -> web.Response:
+        store, who = wire.parse_create(body)
+        if who.status_check == "UNCHECKED" and self.config.codes_for_new_customers:
+            raise Refused(
+                412,
+                "Необходимо подтверждение создания покупателя.",
+                "Покупатель должен подтвердить телефон кодом из SMS.",
+                wire.CODE_CONFIRM,
+            )
+        if not (who.phone or who.card):
+            raise BadInput("a phone or a discount card number is needed to register a customer", "phone")
+        desk = desk_of(ctx)
+        if desk is None:
+            raise Refused(
+                503,
+                "Регистрация недоступна",
+                "Шлюз не может зарегистрировать покупателя: обратитесь к администратору программы лояльности",
+            )
+        gender = {"MALE": "male", "FEMALE": "female"}.get(who.sex, "")
+        try:
+            cid = await desk.register_customer(
+                phone=who.phone,
+                card=who.card,
+                name=who.name,
+                email=who.email,
+                birth_date=who.birth_date[:10],
+                gender=gender,
+                store_id=self.config.store_id or store,
+                timeout=self.config.code_budget_ms / 1000,
+            )
+        except BusinessRejection as exc:
+            raise Refused(412, "Покупатель не зарегистрирован", str(exc)) from None
+        except GatewayError:
+            raise Refused(503, "Сервер лояльности недоступен", "Повторите регистрацию позже") from None
+        link = json.dumps({"cid": cid, "phone": who.phone})
+        for key in {who.ms_id, who.sync_id} - {""}:
+            await ctx.state.put(f"link:{key}", link)
+        return self._answer(201)
+
+    async def _search(self, ctx: DriverContext, params: Mapping[str, str]) -> web.Response:
+        wire.query(params, "retailStoreId")
+        text = wire.query(params, "search", limit=64).strip()
+        rows = []
+        digits = "".join(ch for ch in text if ch.isdigit())
+        kinds = [IdKind.PHONE, IdKind.CARD] if digits and len(digits) >= 10 else [IdKind.CARD]
+        for kind in kinds:
+            try:
+                value = text if kind is IdKind.CARD else ("+7" if len(digits) == 10 else "+") + digits
+                ctx.count("identify")
+                info = await ctx.identify(CustomerId(kind, value))
+            except BadInput:
+                continue
+            if info is not None:
+                row = {"id": customer_uuid(info.customer_id), "name": info.display_name or "Покупатель"}
+                if kind is IdKind.PHONE:
+                    row["phone"] = value
+                else:
+                    row["discountCardNumber"] = value
+                rows.append(row)
+                break
+        return self._answer(200, wire.render_rows(rows))
+
+    async def _detail(self, ctx: DriverContext, body: bytes) -> web.Response:
+        _, who = wire.parse_detail(body)
+        found = await self._link(ctx, who)
+        if found is None:
+            raise Refused(404, "Покупатель не найден", "Покупатель не зарегистрирован в программе лояльности")
+        ctx.count("identify")
+        info = await ctx.identify(CustomerId(IdKind.CUSTOMER_ID, found[0]))
+        if info is None or info.balance is None:
+            raise Refused(503, "Баланс недоступен", "Нет связи с сервером лояльности: баланс покажем позже")
+        return self._answer(200, wire.render_balance(info.balance))
+
+    # ------------------------------------------------------------ codes
+
+    async def _code(self, ctx: DriverContext, phone: str, purpose: str) -> web.Response:
+        desk = desk_of(ctx)
+        if desk is None:
+            raise Refused(503, "Коды недоступны", "Шлюз не может отправить код: продайте без списания баллов")
+        budget = self.config.code_budget_ms
+        try:
+            sent = await desk.send_code(phone, purpose=purpose, wait_ms=budget - 100, timeout=budget / 1000)
+        except BusinessRejection as exc:
+            raise Refused(412, "Код не отправлен", f"Код не отправлен: {exc}") from None
+        except GatewayError:
+            raise Refused(
+                503,
+                "Код не отправлен",
+                "Сервер лояльности не ответил вовремя: попросите код ещё раз "
+                "через минуту или продайте без списания баллов",
+            ) from None
+        repeat = max(self.config.time_for_repeat_s, sent.retry_after_s)
+        if sent.status == "rate_limited":
+            raise Refused(429, "Код уже отправлен", f"Новый код можно запросить через {sent.retry_after_s} с")
+        if sent.status == "locked":
+            raise Refused(423, "Телефон заблокирован", "Слишком много неверных кодов: попробуйте позже")
+        if sent.status != "sent" or not sent.code:
+            raise Refused(
+                503,
+                "SMS не отправлено",
+                "SMS-сервис не ответил вовремя: попросите код ещё раз "
+                f"через {repeat} с или продайте без списания баллов",
+            )
+        if purpose == "spending":
+            await ctx.state.put(f"code:{phone}", sent.code, keep_s=CODE_KEEP_S)
+        return self._answer(200, wire.render_code(sent.code, repeat, f"Код отправлен в SMS на {mask(phone)}"))
+
+    async def _registration_code(self, ctx: DriverContext, body: bytes) -> web.Response:
+        ask = wire.parse_registration_code(body)
+        return await self._code(ctx, ask.phone, "registration")
+
+    async def _spending_code(self, ctx: DriverContext, body: bytes) -> web.Response:
+        ask = wire.parse_spending_code(body)
+        phone = ask.phone
+        if not phone:
+            known = await ctx.state.get(f"link:{ask.counterparty}")
+            phone = str(json.loads(known).get("phone", "")) if known else ""
+        if not phone:
+            raise BadInput("the customer's phone is needed to send a code", "phone")
+        return await self._code(ctx, phone, "spending")
+
+    # ------------------------------------------------------------ recalc
+
+    async def _calc(self, ctx: DriverContext, req: wire.Recalc, customer: CustomerId) -> CalcResult | None:
+        redeem, redeem_max = 0, False
+        if req.spending:
+            redeem, redeem_max = (0, True) if req.preferred is None else (req.preferred, False)
+        receipt = mapping.calc_receipt(
+            req, customer, redeem, redeem_max, now=self.now(), store_id=self.config.store_id
+        )
+        result = await http_edge.calculate(ctx, receipt)
+        if result is not None and result.rejection in RECALC_AGAIN and not redeem_max:
+            # MoySklad's till replaces an unusable preference by the maximum available
+            again = mapping.calc_receipt(
+                req, customer, 0, True, now=self.now(), store_id=self.config.store_id
+            )
+            result = await http_edge.calculate(ctx, again)
+        return result
+
+    async def _recalc(self, ctx: DriverContext, body: bytes) -> web.Response:
+        req = wire.parse_recalc(body)
+        found = await self._link(ctx, req.agent)
+        result = None
+        if found is not None:
+            result = await self._calc(ctx, req, CustomerId(IdKind.CUSTOMER_ID, found[0]))
+        else:
+            mapping.calc_receipt(req, None, 0, False, now=self.now())  # bounds checked all the same
+            ctx.count("calc")
+        if result is not None and not result.customer_found:
+            result = None
+        balance = 0 if result is None or result.balance is None else result.balance
+        answer = mapping.recalc_answer(
+            req,
+            result,
+            balance=balance,
+            need_code=self.config.codes_for_spending,
+            extra_info=""
+            if result is None
+            else mapping.extra_info(result.redeemed_points, result.points_to_accrue),
+        )
+        if req.agent.ms_id:
+            await ctx.state.put(
+                f"calc:{req.store}:{req.agent.ms_id}",
+                json.dumps({"spend": answer.spend, "offline": bool(result and result.offline)}),
+                keep_s=CALC_KEEP_S,
+            )
+        return self._answer(200, wire.render_recalc(req.agent_echo, answer))
+
+    # ------------------------------------------------------------ sale and return
+
+    async def _known(self, ctx: DriverContext, key: str, digest: str) -> str:
+        """ "new", "same" (stored under ``key`` with this content) or "other" (another content)."""
+        stored = await ctx.state.get(f"doc:{key}")
+        return "new" if stored is None else "same" if stored == digest else "other"
+
+    async def _conflict(self, ctx: DriverContext, event: Event) -> web.Response:
+        """A resend under a stored key with other content: the copy goes to the outbox, which keeps
+        it in the operator queue as RECEIPT_CONFLICT (counted as a conflict there); MoySklad gets 409."""
+        await ctx.submit(event)
+        ctx.log.warning(
+            "document resent with other content",
+            extra={"driver": NAME, "key": event.key, "action": "refused_409_operator_queue"},
+        )
+        raise Refused(
+            409,
+            "Документ уже зарегистрирован с другими данными",
+            "Этот документ уже получен с другим содержимым: изменения не приняты",
+        )
+
+    async def _sale_customer(self, ctx: DriverContext, doc: wire.Document) -> CustomerId | None:
+        if doc.agent is None:
+            if doc.spend:
+                raise Refused(412, "Списание без покупателя", "В продаже со списанием баллов нет покупателя")
+            return None
+        found = await self._link(ctx, doc.agent)
+        if found is None:
+            if doc.spend:
+                raise Refused(412, "Покупатель не найден", "Покупатель не зарегистрирован: баллы не списаны")
+            return None
+        cid, phone = found
+        if not doc.spend:
+            return CustomerId(IdKind.CUSTOMER_ID, cid)
+        last = await ctx.state.get(f"calc:{doc.store}:{doc.agent.ms_id}")
+        allowed = int(json.loads(last)["spend"]) if last else 0
+        if doc.spend > allowed:
+            raise Refused(
+                412,
+                "Недостаточно бонусных баллов",
+                f"Списание {doc.spend} больше разрешённого расчётом ({allowed})",
+            )
+        if not self.config.codes_for_spending:
+            return CustomerId(IdKind.CUSTOMER_ID, cid)
+        code = await ctx.state.get(f"code:{phone}") if phone else None
+        if not code:
+            raise Refused(412, "Списание не подтверждено", "Код подтверждения не запрашивался или устарел")
+        return CustomerId(IdKind.PHONE, phone, otp=code)
+
+    def _gift_check(self, doc: wire.Document, spent: Mapping[str, int]) -> None:
+        cards = {c.name: c for c in self.config.gift_cards}
+        for i, pay in enumerate(doc.gift_cards):
+            card = cards.get(pay.name)
+            if card is None or card.id != pay.card_id:
+                raise BadInput("unknown gift card", f"giftCards[{i}].name")
+            if pay.kopecks > card.initial_kopecks - spent.get(pay.name, 0):
+                raise BadInput("more than the gift card's balance", f"giftCards[{i}].paymentSum")
+
+    async def _sale(self, ctx: DriverContext, body: bytes) -> web.Response:
+        doc = wire.parse_sale(body)
+        key = mapping.document_key("demand", doc)
+        digest = mapping.digest(doc)
+        known = await self._known(ctx, key, digest)
+        if known == "same":
+            ctx.count("duplicate")
+            return self._answer(201)
+        if known == "other":
+            found = None if doc.agent is None else await self._link(ctx, doc.agent)
+            who = None if found is None else CustomerId(IdKind.CUSTOMER_ID, found[0])
+            return await self._conflict(
+                ctx, mapping.sale_of(doc, who, key=key, now=self.now(), store_id=self.config.store_id)
+            )
+        spent = {g.name: int(await ctx.state.get(f"gift:{g.name}") or 0) for g in doc.gift_cards}
+        self._gift_check(doc, spent)
+        customer = await self._sale_customer(ctx, doc)
+        event = mapping.sale_of(doc, customer, key=key, now=self.now(), store_id=self.config.store_id)
+        new = await ctx.submit(event)
+        ctx.count("committed" if new else "duplicate")
+        await ctx.state.put(f"doc:{key}", digest)
+        await ctx.state.put(f"sale:{key}", mapping.goods(doc.positions).as_json())
+        if new:
+            for g in doc.gift_cards:
+                await ctx.state.put(f"gift:{g.name}", str(spent[g.name] + g.kopecks))
+        return self._answer(201)
+
+    async def _return(self, ctx: DriverContext, body: bytes) -> web.Response:
+        doc = wire.parse_return(body)
+        key = mapping.document_key("return", doc)
+        digest = mapping.digest(doc)
+        known = await self._known(ctx, key, digest)
+        if known == "same":
+            ctx.count("duplicate")
+            return self._answer(201)
+        if not doc.demand_id:
+            ctx.count("ignored")  # no points data and no sale named: nothing to take back
+            ctx.log.info("return names no sale", extra={"driver": NAME, "key": key})
+            return self._answer(201)
+        sale_key = mapping.document_key("demand", wire.Document(doc.store, doc.demand_id, "", "", None, ()))
+        asked = mapping.goods(doc.positions)
+        if known == "other":
+            lines = {k: q for k, (_, q, _) in asked.lines.items()}
+            return await self._conflict(ctx, mapping.refund_of(doc, sale_key, lines, key=key, now=self.now()))
+        sold_raw = await ctx.state.get(f"sale:{sale_key}")
+        before_raw = await ctx.state.get(f"returned:{sale_key}")
+        before: dict[str, int] = json.loads(before_raw) if before_raw else {}
+        # a sale this gateway never stored (sold before it was installed): the core caps the return
+        sold = asked if sold_raw is None else mapping.Goods.from_json(sold_raw)
+        lines = mapping.returned_lines(doc, sold, before)
+        if not lines:
+            ctx.count("ignored")
+            await ctx.state.put(f"doc:{key}", digest)
+            return self._answer(201)  # everything was returned already: capped at the sale
+        new = await ctx.submit(mapping.refund_of(doc, sale_key, lines, key=key, now=self.now()))
+        ctx.count("committed" if new else "duplicate")
+        await ctx.state.put(f"doc:{key}", digest)
+        if new:
+            total = {k: before.get(k, 0) + lines.get(k, 0) for k in before.keys() | lines.keys()}
+            await ctx.state.put(f"returned:{sale_key}", json.dumps(total, sort_keys=True))
+        return self._answer(201)
+
+    # ------------------------------------------------------------ gift cards
+
+    async def _gift_card(self, ctx: DriverContext, params: Mapping[str, str]) -> web.Response:
+        wire.query(params, "retailStoreId")
+        name = wire.query(params, "name", limit=64).strip()
+        card = next((c for c in self.config.gift_cards if c.name == name), None)
+        if card is None:
+            raise Refused(404, "Сертификат не найден", f"Сертификата {name} нет в программе")
+        spent = int(await ctx.state.get(f"gift:{name}") or 0)
+        current = max(0, card.initial_kopecks - spent)
+        now = self.now().astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+        status = (
+            "EXPIRED"
+            if card.expires and card.expires <= now
+            else "REDEEMED"
+            if current == 0
+            else "PARTIALLY_REDEEMED"
+            if spent
+            else "CAN_BE_USED"
+        )
+        return self._answer(
+            200,
+            wire.render_gift_card(card.name, card.id, status, card.expires, current, card.initial_kopecks),
+        )
+
+
+def create(options: Mapping[str, Any]) -> MoySkladDriver:
+    """The registry factory: ``options`` is the ``[drivers.moysklad]`` section without ``enabled``."""
+    return MoySkladDriver(Config.model_validate(dict(options)))

@@ -1,0 +1,292 @@
+"""drivers.moysklad.driver: every endpoint over a real socket with FakeContext and a fake core desk."""
+
+# ruff: noqa: ASYNC109
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from drivers.moysklad.driver import create, customer_uuid, mask
+from gateway.driver import CustomerInfo
+from gateway.errors import CoreUnavailable
+from gateway.receipt import IdKind, Receipt
+from tests.drivers.fake_context import FakeContext, calc_result, serve
+from tests.drivers.moysklad import payloads as p
+
+GIFT = {"name": "GC-1", "id": "gid", "initial_kopecks": 100000}
+P1 = "1d2c3b4a-0b6c-11ef-0a80-0d6e00778899"
+P2 = "2e3d4c5b-0b6c-11ef-0a80-0d6e00998877"
+
+
+@dataclass
+class Sent:
+    code: str
+    status: str = "sent"
+    retry_after_s: int = 60
+
+
+@dataclass
+class FakeDesk:
+    registered: list[dict[str, Any]] = field(default_factory=list)
+    codes: list[tuple[str, str]] = field(default_factory=list)
+    status: str = "sent"
+    slow: bool = False
+
+    async def register_customer(self, **kw: Any) -> str:
+        self.registered.append(kw)
+        return "42"
+
+    async def send_code(self, phone: str, *, purpose: str, wait_ms: int, timeout: float) -> Sent:
+        if self.slow:
+            raise CoreUnavailable("deadline exceeded")
+        self.codes.append((phone, purpose))
+        return Sent("4821" if self.status == "sent" else "", self.status)
+
+
+def context(desk: FakeDesk | None = None) -> FakeContext:
+    ctx = FakeContext("moysklad")
+    if desk is not None:
+        ctx.desk = desk  # type: ignore[attr-defined]
+    ctx.known[p.PHONE] = CustomerInfo("7", "Анна П.", "base", 500, offline=False)
+    ctx.known["7"] = ctx.known[p.PHONE]
+
+    def calc(r: Receipt) -> Any:  # the core spreads what is redeemed: 10 % each line, earns 5 %
+        spend = 125 if (r.redeem_max or r.redeem_points >= 125) else r.redeem_points
+        share = {"p0": spend * 100 * 1000 // 1250, "p1": spend * 100 * 250 // 1250} if spend else {}
+        return calc_result(r, share, redeemed_points=spend, points_to_accrue=56, max_points=125, balance=500)
+
+    ctx.calc = calc
+    return ctx
+
+
+def driver(**options: Any) -> Any:
+    return create({"tokens": [p.TOKEN], "gift_cards": [GIFT], **options})
+
+
+async def call(
+    ctx: FakeContext, path: str, body: Any = None, method: str = "POST", **options: Any
+) -> tuple[int, Any]:
+    async with serve(driver(**options), ctx) as client:
+        resp = await client.request(
+            method, f"/v1/moysklad{path}", data=None if body is None else p.dumps(body), headers=p.HEADERS
+        )
+        raw = await resp.read()
+        return resp.status, json.loads(raw) if raw else None
+
+
+async def calls(ctx: FakeContext, *steps: tuple[str, Any], **options: Any) -> list[tuple[int, Any]]:
+    out = []
+    async with serve(driver(**options), ctx) as client:
+        for path, body in steps:
+            method = "GET" if body is None else "POST"
+            resp = await client.request(
+                method, f"/v1/moysklad{path}", data=None if body is None else p.dumps(body), headers=p.HEADERS
+            )
+            raw = await resp.read()
+            out.append((resp.status, json.loads(raw) if raw else None))
+    return out
+
+
+async def test_unchecked_customer_is_asked_for_a_code_then_registered_when_checked() -> None:
+    desk = FakeDesk()
+    ctx = context(desk)
+    [asked, code, made] = await calls(
+        ctx,
+        ("/counterparty", p.create("UNCHECKED")),
+        (
+            "/counterparty/verify",
+            {
+                "retailStore": p.store(),
+                "meta": {"href": "https://x/posap/1.0/entity/counterparty/syncid/s1"},
+                "phone": "+7 903 765-43-21",
+            },
+        ),
+        ("/counterparty", p.create("CHECKED")),
+    )
+    assert asked[0] == 412 and asked[1]["errors"][0]["code"] == 28001
+    assert code == (
+        200,
+        {
+            "verificationCode": "4821",
+            "timeForRepeat": 60,
+            "messageForCashier": "Код отправлен в SMS на +7903***4321",
+        },
+    )
+    assert made == (201, None)
+    assert desk.registered[0]["phone"] == "+7 903 765-43-21" and desk.codes == [
+        ("+7 903 765-43-21", "registration")
+    ]
+    assert json.loads(ctx.state.data["link:0aa1b2c3-0b6b-11ef-0a80-0d6e00001111"])["cid"] == "42"
+
+
+async def test_without_a_desk_registration_and_codes_are_refused_clearly() -> None:
+    ctx = context(None)
+    status, body = await call(ctx, "/counterparty", p.create("CHECKED"))
+    assert status == 503 and "зарегистрировать" in body["errors"][0]["error_message"]
+    status, body = await call(
+        ctx, "/retaildemand/verify", {"retailStore": p.store(), "counterpartyId": "c", "phone": p.PHONE}
+    )
+    assert status == 503 and body["errors"][0]["error_message"]
+
+
+async def test_search_and_balance() -> None:
+    ctx = context()
+    [found, none, bal, unknown] = await calls(
+        ctx,
+        (f"/counterparty?search=9031234567&retailStoreId={p.STORE_ID}", None),
+        (f"/counterparty?search=0000&retailStoreId={p.STORE_ID}", None),
+        ("/counterparty/detail", p.detail()),
+        ("/counterparty/detail", p.detail("other", "+79990000000")),
+    )
+    assert found == (200, {"rows": [{"id": customer_uuid("7"), "name": "Анна П.", "phone": "+79031234567"}]})
+    assert none == (200, {"rows": []})
+    assert bal == (200, {"bonusProgram": {"agentBonusBalance": 500}})
+    assert unknown[0] == 404 and unknown[1]["errors"][0]["error_message"]
+
+
+async def test_spending_day_recalc_code_sale() -> None:
+    desk = FakeDesk()
+    ctx = context(desk)
+    [recalc, code, sale] = await calls(
+        ctx,
+        ("/retaildemand/recalc", p.recalc(spending=True)),
+        ("/retaildemand/verify", {"retailStore": p.store(), "counterpartyId": "c", "phone": p.PHONE}),
+        ("/retaildemand", p.sale(spend=125, earn=56)),
+    )
+    assert recalc[0] == 200 and recalc[1]["needVerification"] is True
+    program = recalc[1]["bonusProgram"]
+    assert (
+        program["bonusValueToSpend"],
+        program["agentBonusBalanceAfter"],
+        program["paidByBonusPoints"],
+    ) == (125, 431, 125)
+    assert [x["discountedPrice"] for x in recalc[1]["positions"]] == [450, 225]
+    assert code[0] == 200 and sale == (201, None)
+    [event] = ctx.stored.values()
+    assert event.receipt is not None and event.receipt.customer is not None
+    assert (event.receipt.customer.kind, event.receipt.customer.otp) == (IdKind.PHONE, "4821")
+    assert event.expected_redeemed == 125
+
+
+@pytest.mark.parametrize(
+    ("before", "why"),
+    [
+        (
+            [("/counterparty/detail", p.detail())],
+            "больше разрешённого",
+        ),  # known, but no recalc allowed anything
+        ([("/retaildemand/recalc", p.recalc(spending=True))], "Код подтверждения"),  # no code was sent
+    ],
+)
+async def test_spending_without_recalc_or_code_is_refused_and_nothing_stored(
+    before: list[Any], why: str
+) -> None:
+    ctx = context(FakeDesk())
+    *_, sale = await calls(ctx, *before, ("/retaildemand", p.sale(spend=125)))
+    assert sale[0] == 412 and why in sale[1]["errors"][0]["error_message"]
+    assert ctx.stored == {}
+
+
+async def test_slow_or_failing_sms_is_a_cashier_message_not_a_hang() -> None:
+    for desk, status in (
+        (FakeDesk(slow=True), 503),
+        (FakeDesk(status="not_sent"), 503),
+        (FakeDesk(status="rate_limited"), 429),
+        (FakeDesk(status="locked"), 423),
+    ):
+        ctx = context(desk)
+        got, body = await asyncio.wait_for(
+            call(
+                ctx,
+                "/retaildemand/verify",
+                {"retailStore": p.store(), "counterpartyId": "c", "phone": p.PHONE},
+            ),
+            5,
+        )
+        assert got == status and len(body["errors"][0]["error_message"]) > 10
+        assert "code:" + p.PHONE not in ctx.state.data
+
+
+async def test_resent_sale_is_stored_once_and_other_content_is_a_conflict() -> None:
+    ctx = context()
+    [first, again, other] = await calls(
+        ctx,
+        ("/retaildemand", p.sale()),
+        ("/retaildemand", p.sale()),
+        ("/retaildemand", p.sale(pos=[p.position(P1, 1, 500.0)])),
+    )
+    assert first == again == (201, None)
+    assert other[0] == 409 and other[1]["errors"][0]["error"]
+    assert len(ctx.stored) == 1 and len(ctx.submits) == 2  # the conflicting copy went to the outbox's queue
+    assert ctx.counts["duplicate"] == 1
+
+
+async def test_partial_then_full_then_repeated_return_is_capped_at_the_sale() -> None:
+    ctx = context()
+    one = p.sales_return("r1", pos=[p.position(P1, 1, 500.0)])
+    rest = p.sales_return("r2", pos=[p.position(P1, 5, 500.0), p.position(P2, 1, 250.0)])
+    late = p.sales_return("r3", pos=[p.position(P2, 1, 250.0)])
+    replies = await calls(
+        ctx,
+        ("/retaildemand", p.sale()),
+        ("/retailsalesreturn", one),
+        ("/retailsalesreturn", rest),
+        ("/retailsalesreturn", late),
+        ("/retailsalesreturn", one),
+    )
+    assert all(r == (201, None) for r in replies)
+    refunds = [e for e in ctx.stored.values() if e.refund_lines]
+    assert [[(x.line_id, x.qty_milli) for x in e.refund_lines] for e in refunds] == [
+        [(P1, 1000)],
+        [(P1, 1000), (P2, 1000)],
+    ]
+    assert ctx.counts["ignored"] == 1 and ctx.counts["duplicate"] == 1
+
+
+async def test_gift_card_lookup_and_payment() -> None:
+    ctx = context()
+    sale = p.sale(giftCards=[{"id": "gid", "name": "GC-1", "paymentSum": 40000}])
+    over = p.sale("d-2", giftCards=[{"id": "gid", "name": "GC-1", "paymentSum": 60001}])
+    [before, paid, after, too_much, missing] = await calls(
+        ctx,
+        (f"/giftcard?name=GC-1&retailStoreId={p.STORE_ID}", None),
+        ("/retaildemand", sale),
+        (f"/giftcard?name=GC-1&retailStoreId={p.STORE_ID}", None),
+        ("/retaildemand", over),
+        (f"/giftcard?name=NOPE&retailStoreId={p.STORE_ID}", None),
+    )
+    assert before == (
+        200,
+        {
+            "name": "GC-1",
+            "id": "gid",
+            "status": "CAN_BE_USED",
+            "initialBalance": 100000,
+            "currentBalance": 100000,
+        },
+    )
+    assert paid == (201, None) and after[1]["currentBalance"] == 60000
+    assert after[1]["status"] == "PARTIALLY_REDEEMED"
+    assert too_much[0] == 400 and too_much[1]["errors"][0]["parameter"] == "giftCards[0].paymentSum"
+    assert missing[0] == 404
+    [event] = ctx.stored.values()
+    assert event.receipt is not None and ("gift_card", 40000) in [
+        (x.kind, x.amount) for x in event.receipt.payments
+    ]
+
+
+async def test_storage_failure_is_503_and_not_remembered() -> None:
+    ctx = context()
+    ctx.storage_fails = True
+    status, body = await call(ctx, "/retaildemand", p.sale())
+    assert status == 503 and body["errors"][0]["error_message"]
+    assert not any(k.startswith("doc:") for k in ctx.state.data)
+
+
+def test_mask_keeps_the_ends_only() -> None:
+    assert mask("+7 903 123-45-67") == "+7903***4567" and mask("12") == "***"

@@ -9,7 +9,12 @@ of points granted offline.
   its own deadline. A refresh replaces a snapshot only when it was fetched completely; on
   failure the old copy stays and the failure is logged once per new problem. Customers are
   found by phone (normalised to E.164), card or customer id; app codes / QR payloads never
-  (they live only in the core).
+  (they live only in the core). Between two full snapshots, every ``recent_every_s`` (5 s) the
+  customers the core changed since the last fetch (``GetBalances`` with ``active_since``, on the
+  core's own clock, with a margin) are merged in (:meth:`OfflineCache.refresh_recent`), so a
+  customer registered a few seconds before the core link drops is found offline; the file is
+  rewritten when such a merge brings someone new (the snapshot's ``fetched_at`` stays the full
+  fetch's).
 - :class:`OfflineLedger`: the points granted offline per (shift day, customer) across every
   register of the gateway, kept in memory and written to ``offline_grants.json`` on every
   change, so a restart does not reset the per-shift limit. The shift day is the gateway's own
@@ -58,6 +63,7 @@ log = logging.getLogger("posgw.offline")
 
 FORMAT_VERSION = 1
 LEDGER_KEEP_S = 3 * 86400
+RECENT_MARGIN_S = 30.0  # an incremental fetch asks for changes since the last fetch minus this (core clock)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -177,6 +183,7 @@ class OfflineCache:
         page_size: int = 1000,
         region: str = "RU",
         wall: Callable[[], float] = time.time,
+        recent_every_s: float = 5.0,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.core = core
@@ -187,6 +194,9 @@ class OfflineCache:
         self.page_size = page_size
         self.region = region
         self.wall = wall
+        self.recent_every_s = recent_every_s  # 0: full snapshots only
+        self.core_snapshot_at: datetime | None = None  # the core's clock at the last fetch of balances
+        self.snapshot_program_version = ""  # the program version the core named with the balances
         self.program: Program | None = None
         self.program_version = ""
         self.snapshot_fetched_at: float | None = None
@@ -313,22 +323,38 @@ class OfflineCache:
         since = None
         if self.active_days > 0:
             since = datetime.fromtimestamp(self.wall(), UTC) - timedelta(days=self.active_days)
-        entries: list[SnapshotEntry] = []
-        version = ""
         try:
-            async for page in core.balance_pages(
-                timeout=self.call_timeout_s, active_since=since, page_size=self.page_size
-            ):
-                entries.extend(SnapshotEntry.from_pb(e) for e in page.customers)
-                version = page.program_version or version
+            entries, version, core_at = await self._fetch(core, since)
         except (CoreUnavailable, BusinessRejection) as exc:  # keep the old copy
             self._failed("GetBalances", exc)
             return False
         now = self.wall()
+        self.snapshot_program_version = version
+        await self._store(entries, now)
+        self._set_entries(entries, now)
+        self.core_snapshot_at = core_at
+        return True
+
+    async def _fetch(
+        self, core: CoreCalls, since: datetime | None,
+    ) -> tuple[list[SnapshotEntry], str, datetime | None]:
+        """Every page: the entries, the program version and the core's clock at the first page."""
+        entries: list[SnapshotEntry] = []
+        version = ""
+        core_at: datetime | None = None
+        async for page in core.balance_pages(timeout=self.call_timeout_s, active_since=since,
+                                             page_size=self.page_size):
+            entries.extend(SnapshotEntry.from_pb(e) for e in page.customers)
+            version = page.program_version or version
+            if core_at is None and page.HasField("snapshot_at"):
+                core_at = page.snapshot_at.ToDatetime(tzinfo=UTC)
+        return entries, version, core_at
+
+    async def _store(self, entries: list[SnapshotEntry], fetched_at: float) -> None:
         doc = {
             "v": FORMAT_VERSION,
-            "fetched_at": now,
-            "program_version": version,
+            "fetched_at": fetched_at,
+            "program_version": self.snapshot_program_version,
             "customers": [e.to_json() for e in entries],
         }
         try:
@@ -336,14 +362,43 @@ class OfflineCache:
         except OSError as exc:
             log.error("cannot store the balance snapshot, kept in memory",
                       extra={"file": str(self.data_dir / self.BALANCES_FILE), "error": str(exc)})
-        self._set_entries(entries, now)
-        return True
+
+    async def refresh_recent(self) -> int:
+        """Merge the customers the core changed since the last fetch into the snapshot (new ones
+        and new balances); returns how many customers were new. Needs a full snapshot fetched
+        in this process (its core clock); a failure changes nothing and is left to the next full
+        refresh to report (returns 0)."""
+        if self.core is None or self.core_snapshot_at is None:
+            return 0
+        async with self._refreshing:
+            since = self.core_snapshot_at - timedelta(seconds=RECENT_MARGIN_S)
+            try:
+                changed, _, core_at = await self._fetch(self.core, since)
+            except (CoreUnavailable, BusinessRejection) as exc:
+                log.debug("recent customers not fetched", extra={"error": str(exc)})
+                return 0
+            if not changed:
+                self.core_snapshot_at = core_at or self.core_snapshot_at
+                return 0
+            merged = dict(self._entries)
+            new = sum(e.customer_id not in merged for e in changed)
+            merged.update((e.customer_id, e) for e in changed)
+            fetched_at = self.snapshot_fetched_at if self.snapshot_fetched_at is not None else self.wall()
+            if new:  # someone the file does not have yet: a restart during an outage must know them
+                await self._store(list(merged.values()), fetched_at)
+                log.info("new customers in the offline copy", extra={"new": new, "customers": len(merged)})
+            self._set_entries(list(merged.values()), fetched_at)
+            self.core_snapshot_at = core_at or self.core_snapshot_at
+            return new
 
     async def refresh_loop(self, stopping: asyncio.Event) -> None:
         """Refresh both now, then the program every ``program_every_s`` and the balances every
-        ``balances_every_s`` (each timed from its own last attempt), until ``stopping`` is set."""
+        ``balances_every_s`` (each timed from its own last attempt), and in between the recently
+        changed customers every ``recent_every_s`` (when that is shorter), until ``stopping`` is set."""
         loop = asyncio.get_running_loop()
         next_program = next_balances = loop.time()
+        recent = 0 < self.recent_every_s < self.balances_every_s
+        next_recent = loop.time() + self.recent_every_s if recent else float("inf")
         while not stopping.is_set():
             now = loop.time()
             program, balances = now >= next_program, now >= next_balances
@@ -354,8 +409,13 @@ class OfflineCache:
                     next_program = now + self.program_every_s
                 if balances:
                     next_balances = now + self.balances_every_s
+                    next_recent = max(next_recent, now + self.recent_every_s) if recent else next_recent
+            elif now >= next_recent:
+                await self.refresh_recent()
+                next_recent = loop.time() + self.recent_every_s
             with contextlib.suppress(TimeoutError):  # asyncio.timeout: wait_for may swallow a cancel on 3.11
-                async with asyncio.timeout(max(0.0, min(next_program, next_balances) - loop.time())):
+                due = min(next_program, next_balances, next_recent)
+                async with asyncio.timeout(max(0.0, due - loop.time())):
                     await stopping.wait()
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -13,10 +14,11 @@ import pytest
 
 from gateway.core_client import CoreClient
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
-from gateway.offline_cache import OfflineCache
+from gateway.offline_cache import RECENT_MARGIN_S, OfflineCache
 from gateway.receipt import CustomerId, IdKind
 from tests.gateway.calc_fakes import Failure, FakeCore
 from tests.gateway.offline_fixtures import (
+    PHONE,
     PROGRAM,
     Wall,
     loaded_cache,
@@ -110,3 +112,71 @@ async def test_refresh_loop_keeps_each_interval_and_stops(
     assert fake.count("GetProgram") >= 4
     assert fake.count("GetBalances") == 1  # fetched at start only: its interval is an hour
     assert cache.customer_count == 4
+
+
+def _balance_requests(fake: FakeCore) -> list[pb.GetBalancesRequest]:
+    return [r for name, r in fake.requests if name == "GetBalances"]
+
+
+async def test_new_customers_reach_the_snapshot_between_full_refreshes(
+    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient],
+) -> None:
+    """Registered after the full snapshot: merged by refresh_recent, found offline, on disk for a
+    restart; the ask is for changes since the last fetch on the core's clock (minus the margin)."""
+    fake, client = fake_core
+    cache = await loaded_cache(tmp_path, client)
+    full_at = cache.core_snapshot_at
+    assert full_at is not None and not _balance_requests(fake)[0].HasField("active_since")
+    newcomer = CustomerId(IdKind.PHONE, "+7 916 555-00-01")
+    assert cache.find(newcomer) is None
+    fake.balances = [pb.BalanceEntry(customer_id="c5", phone="+79165550001", ordinary_points=300),
+                     pb.BalanceEntry(customer_id="c1", phone=PHONE, ordinary_points=450)]  # c1 spent 50
+    assert await cache.refresh_recent() == 1
+    asked = _balance_requests(fake)[-1]
+    since = asked.active_since.ToDatetime(tzinfo=full_at.tzinfo)
+    assert since == full_at - timedelta(seconds=RECENT_MARGIN_S)
+    found = cache.find(newcomer)
+    assert found is not None and found.customer_id == "c5" and found.ordinary_points == 300
+    anna = cache.find(CustomerId(IdKind.PHONE, PHONE))
+    assert cache.customer_count == 5 and anna is not None and anna.ordinary_points == 450
+    restarted = OfflineCache(tmp_path, None)
+    restarted.load()
+    assert restarted.find(newcomer) is not None and restarted.customer_count == 5
+    assert cache.core_snapshot_at is not None and cache.core_snapshot_at >= full_at
+    fake.balances = []  # nobody changed: nothing rewritten, nothing lost
+    assert await cache.refresh_recent() == 0 and cache.customer_count == 5
+
+
+async def test_refresh_recent_needs_a_full_snapshot_and_keeps_the_copy_on_failure(
+    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient],
+) -> None:
+    fake, client = fake_core
+    fresh = OfflineCache(tmp_path / "fresh", client)
+    assert await fresh.refresh_recent() == 0 and not _balance_requests(fake)  # no full snapshot yet: no call
+    cache = await loaded_cache(tmp_path, client)
+    fake.always_fail = Failure(grpc.StatusCode.UNAVAILABLE)
+    assert await cache.refresh_recent() == 0
+    assert cache.customer_count == 4 and cache.last_error == ""  # the full refresh reports problems
+
+
+async def test_refresh_loop_polls_recent_customers_between_full_snapshots(
+    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient],
+) -> None:
+    fake, client = fake_core
+    cache = OfflineCache(tmp_path, client, program_every_s=3600, balances_every_s=3600, recent_every_s=0.02)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(cache.refresh_loop(stopping))
+    for _ in range(200):
+        if cache.customer_count == 4:
+            break
+        await asyncio.sleep(0.01)
+    fake.balances = [*fake.balances, pb.BalanceEntry(customer_id="c9", phone="+79165550009")]
+    for _ in range(300):
+        if cache.find(CustomerId(IdKind.PHONE, "+79165550009")) is not None:
+            break
+        await asyncio.sleep(0.01)
+    stopping.set()
+    await asyncio.wait_for(task, 2.0)
+    assert cache.find(CustomerId(IdKind.PHONE, "+79165550009")) is not None
+    full = [r for r in _balance_requests(fake) if not r.HasField("active_since")]
+    assert len(full) == 1 and len(_balance_requests(fake)) >= 2  # one full snapshot, then increments

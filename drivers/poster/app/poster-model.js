@@ -16,7 +16,8 @@
  *    string, code the HTTP status, 0 on a timeout or no network, 1 when the body is not JSON (the
  *    English doc); with answerField 'status' the status comes as `status` instead (the Russian doc's
  *    sample reads answer.status).
- * The gateway behind makeRequest is a function (url, options) -> {status, body} | null (no answer).
+ * The gateway behind makeRequest is a function (url, options) -> {status, body} | null (no answer),
+ * or a promise of one (a real HTTP call: against-driver.js).
  */
 'use strict';
 
@@ -125,19 +126,21 @@ function createPoster(gateway, opts) {
 
     makeRequest: function (url, options, callback) {
       model.requests.push({ url: url, options: options });
-      var answer = model.gateway(url, options);
-      var reply = {};
-      if (!answer) {
-        reply.result = false;
-        reply[model.answerField] = 0;
-      } else {
-        var raw = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body);
-        var json = true;
-        try { JSON.parse(raw); } catch (e) { json = false; }
-        reply.result = json ? raw : false;
-        reply[model.answerField] = json ? answer.status : 1;
-      }
-      Promise.resolve().then(function () { callback(reply); });  // answers arrive later, as over a network
+      // answers arrive later, as over a network
+      Promise.resolve(model.gateway(url, options)).then(function (answer) {
+        var reply = {};
+        if (!answer) {
+          reply.result = false;
+          reply[model.answerField] = 0;
+        } else {
+          var raw = typeof answer.body === 'string' ? answer.body : JSON.stringify(answer.body);
+          var json = true;
+          try { JSON.parse(raw); } catch (e) { json = false; }
+          reply.result = json ? raw : false;
+          reply[model.answerField] = json ? answer.status : 1;
+        }
+        callback(reply);
+      });
     },
   };
   return model;

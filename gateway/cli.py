@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "run the whole system on embedded defaults and print what happened"),
     "report": ("report", "print the core's analytics report for a period"),
     "cert": ("cert", "make the shop's local CA and the gateway's HTTPS certificate"),
+    "install": ("install", "put the user, directories, keys, config and unit in place (scripts/install.sh)"),
 }
 
 

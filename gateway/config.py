@@ -349,12 +349,17 @@ def _apply_secrets(
 
 
 def _credential_path(ref: str, base: Path) -> Path:
+    """``ref`` in ``$CREDENTIALS_DIRECTORY`` (systemd), else beside the config, else in the
+    config's ``credentials/`` directory (where the installer keeps them: a hand-run check finds them)."""
     path = Path(os.path.expandvars(ref))
     if path.is_absolute():
         return path
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if creds and (Path(creds) / path).exists():
         return Path(creds) / path
+    kept = base / "credentials" / path
+    if not (base / path).exists() and kept.exists():
+        return kept
     return base / path
 
 

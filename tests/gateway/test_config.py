@@ -123,6 +123,19 @@ def test_secret_from_env_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "/k" not in env_config.secrets()  # a path, not a secret
 
 
+def test_credential_found_in_the_installers_credentials_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)  # a check run by hand, not by systemd
+    (tmp_path / "credentials").mkdir()
+    (tmp_path / "credentials" / "admin_api_key").write_text("kept-by-install\n")
+    config = load_config(write(tmp_path, "[gateway]\nadmin_api_key_file = 'admin_api_key'\n"))
+    assert config.gateway.admin_api_key.get_secret_value() == "kept-by-install"
+    (tmp_path / "admin_api_key").write_text("beside-the-config\n")  # beside the config wins
+    config = load_config(write(tmp_path, "[gateway]\nadmin_api_key_file = 'admin_api_key'\n"))
+    assert config.gateway.admin_api_key.get_secret_value() == "beside-the-config"
+
+
 def test_example_config_loads_with_native_enabled() -> None:
     config = load_config(EXAMPLE)
     assert config.enabled_drivers() == ["native"]

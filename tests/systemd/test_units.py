@@ -50,7 +50,9 @@ def test_required_keys() -> None:
             if value is not None:
                 assert sections[section][key][-1] == value, (section, key)
     exec_start = sections["Service"]["ExecStart"][0]
-    assert "posgw run --config" in exec_start
+    assert exec_start.startswith("/opt/posgw/venv/bin/posgw run --config")  # what install.sh makes
+    assert sections["Service"]["ExecReload"] == ["/bin/kill -HUP $MAINPID"]  # reloads the TLS pair
+    assert sections["Service"]["StateDirectoryMode"] == ["0700"]
     assert any("DeviceAllow=char-ttyUSB" in line for line in UNIT.read_text().splitlines())  # documented
 
 
@@ -63,15 +65,16 @@ def test_sysusers_and_tmpfiles() -> None:
     sysusers = (ROOT / "systemd" / "posgw.sysusers.conf").read_text()
     assert any(line.split()[:2] == ["u", "posgw"] for line in sysusers.splitlines())
     tmpfiles = (ROOT / "systemd" / "posgw.tmpfiles.conf").read_text()
-    state_dir = ["d", "/var/lib/posgw", "0750", "posgw", "posgw"]
+    state_dir = ["d", "/var/lib/posgw", "0700", "posgw", "posgw"]  # phones and balances: posgw's only
     assert any(line.split()[:5] == state_dir for line in tmpfiles.splitlines())
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
-    # the installed /usr/bin/posgw does not exist here: point Exec lines at an existing binary
+    # the installed /opt/posgw/venv/bin/posgw does not exist here: point Exec lines at an existing binary
+    # (tests/scripts/test_install.py verifies the unit as scripts/install.sh writes it)
     true = shutil.which("true") or "/bin/true"
-    text = UNIT.read_text().replace("/usr/bin/posgw", true)
+    text = UNIT.read_text().replace("/opt/posgw/venv/bin/posgw", true)
     unit = tmp_path / "posgw.service"
     unit.write_text(text)
     result = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True,

@@ -12,9 +12,11 @@
  *    in the configured client group when not found, attached with Poster.orders.setOrderClient,
  *    then the gateway answers the balance, the points the order would earn and the most it may
  *    spend; the cashier picks the redemption (all, some points, none);
+ *  - orderClientChange: a guest the cashier replaced or removed in Poster is forgotten here too;
  *  - beforeOrderClose: asks the gateway for the bonus of the identified guest and the chosen
  *    redemption, then Poster.orders.setOrderBonus / setPrintText / setExtras. next() is called on
  *    EVERY path, also when Poster or the gateway never answers (a forgotten next() freezes payment);
+ *    an answer that comes after the payment went on is not applied;
  *  - afterOrderClose, returnFiscal: queued in storage first, then sent; a message leaves the queue
  *    only on a 2xx, so a lost network or a terminal restart never loses a sale. A message the
  *    gateway refuses as malformed (400, 413) moves to a bounded list of refused ones instead of
@@ -316,12 +318,20 @@ function createApp(opts) {
       guestFor(order).then(function (guest) {
         send({ event: 'beforeOrderClose', settings: settings(), loyalty: loyaltyOf(guest), data: { order: order } },
           function (code, body) {
-            try { applyBonus(order, body); } finally { finish(); }
+            try {
+              if (!finished) { applyBonus(order, body); }  // not after the payment went on without it
+            } finally { finish(); }
           });
       }).catch(finish);
     } catch (e) {
       finish();
     }
+  }
+
+  /* The cashier attached another guest in Poster, or removed the guest: forget ours. */
+  function clientChanged(data) {
+    var guest = data ? guestOf(data.orderId) : null;
+    if (guest && Number(guest.clientId) !== Number(data.clientId)) { remember(data.orderId, null); }
   }
 
   /* ---------------------------------------------------------------- the guest popup */
@@ -450,6 +460,7 @@ function createApp(opts) {
       Poster.on('beforeOrderClose', beforeOrderClose);
       Poster.on('afterOrderClose', function (data) { commit('afterOrderClose', data); });
       Poster.on('returnFiscal', function (data) { commit('returnFiscal', data); });
+      Poster.on('orderClientChange', clientChanged);
       every(function () { flush(); }, opts.retryMs || 30000);
       flush();
     },

@@ -97,7 +97,8 @@ test('install registers the order-screen icon before anything else and listens t
   const s = setup();
   s.app.install();
   assert.deepStrictEqual(s.poster.calls[0], ['showApplicationIconAt', { order: 'Бонусы' }]);
-  for (const event of ['applicationIconClicked', 'beforeOrderClose', 'afterOrderClose', 'returnFiscal']) {
+  for (const event of ['applicationIconClicked', 'beforeOrderClose', 'afterOrderClose', 'returnFiscal',
+    'orderClientChange']) {
     assert.strictEqual(s.poster.listeners(event), 1, event);
   }
   assert.deepStrictEqual(s.timers.every.map((t) => t.ms), [30000]);
@@ -207,6 +208,37 @@ test('a guest already on the order in Poster is shown at once; an unknown one ca
   await click(s, 'other');
   assert.ok(s.doc.role('query'));
   assert.strictEqual(s.app.guest(ORDER_ID), null);
+});
+
+test('a guest replaced or removed in Poster is forgotten; the new one is used at payment', async () => {
+  const s = setup();
+  s.app.install();
+  await clickIcon(s);
+  await type(s, 'query', '2000012345');
+  await click(s, 'find');
+  await click(s, 'redeem-max');
+  assert.strictEqual(s.app.guest(ORDER_ID).clientId, 8);
+  s.poster.emit('orderClientChange', { clientId: 8, orderId: ORDER_ID });  // the same guest: kept
+  assert.strictEqual(s.app.guest(ORDER_ID).redeem, 'max');
+  s.order.clientId = 7;  // the cashier picked Анна in Poster's own client screen
+  s.poster.emit('orderClientChange', { clientId: 7, orderId: ORDER_ID });
+  assert.strictEqual(s.app.guest(ORDER_ID), null);
+  await pay(s);
+  assert.deepStrictEqual(s.gw.sent[s.gw.sent.length - 1].loyalty, { phone: '+79160000101' });  // no redemption
+});
+
+test('an answer that comes after the payment went on is not applied', async () => {
+  const s = setup({ order: { clientId: 8 } });
+  const held = [];
+  s.poster.makeRequest = (url, options, cb) => held.push(cb);
+  s.app.install();
+  let nexts = 0;
+  s.poster.emit('beforeOrderClose', { order: s.order }, () => { nexts += 1; });
+  await settle();
+  s.timers.later.forEach((t) => t.fn());  // the safety timer: the payment goes on
+  held.forEach((cb) => cb({ code: 200, result: '{"bonus":50}' }));
+  assert.strictEqual(nexts, 1);
+  assert.deepStrictEqual(s.poster.calls.filter((c) => c[0] === 'setOrderBonus'), []);
 });
 
 test('the balance popup when the gateway is away or offline says the balance comes later', async () => {

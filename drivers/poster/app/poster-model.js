@@ -8,7 +8,8 @@
  *    closed; only on Android/iOS, see `environment`);
  *  - orders: getActive() -> Promise {order}; setOrderBonus(id, amount) sets payedBonus and
  *    loyaltyAppId; setPrintText, setExtras(id, key, value) (strings); setOrderClient(id, clientId) ->
- *    Promise {success} (false for an unknown client or order) and sets clientId;
+ *    Promise {success} (false for an unknown client or order), sets clientId and raises
+ *    orderClientChange {clientId, orderId};
  *  - clients: find({searchVal}) searches phone, first and last name and card (part of the text) ->
  *    Promise {foundClients, foundByCard}; create({client: {client_name, client_groups_id_client, …}})
  *    -> Promise {client} (both fields required, else rejected); get(id) -> Promise client or false;
@@ -90,6 +91,7 @@ function createPoster(gateway, opts) {
         var client = clients.filter(function (c) { return Number(c.id) === Number(clientId); })[0];
         if (!order || !client) { return Promise.resolve({ success: false }); }
         order.clientId = Number(clientId);
+        model.emit('orderClientChange', { clientId: Number(clientId), orderId: id });
         return Promise.resolve({ success: true });
       },
     },

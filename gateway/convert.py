@@ -4,7 +4,16 @@
 Pure functions, no I/O. Invariants:
 - money and quantities pass through as the same integers (kopecks, thousandths);
 - optional proto fields (``Line.discountable`` / ``accruable``) are set only when False, so
-  "unset" keeps meaning "true" on the wire; ``min_unit_price`` only when known.
+  "unset" keeps meaning "true" on the wire; ``min_unit_price`` only when known;
+- **store what is sent, send what is stored**: :func:`envelope_body` is an event's
+  ``EventEnvelope`` serialized once, at append, without its three header fields (event id,
+  register, sequence number, known only to the outbox row); :func:`frame_envelope` puts the header
+  in front of those stored bytes and :func:`frame_batch` joins framed envelopes into an
+  ``EventBatch``, both by protobuf's wire format alone (a message field is its tag, its length and
+  its bytes; fields in field-number order), so that
+  ``frame_batch([frame_envelope(key, register, seq, envelope_body(e)), ...])`` equals
+  ``EventBatch(events=[envelope with event_id=key, ...]).SerializeToString()`` byte for byte,
+  without decoding or re-encoding anything at delivery.
 """
 
 from __future__ import annotations
@@ -85,7 +94,21 @@ def _event_staff(e: Event) -> pb.Staff:
 
 def event_to_envelope(e: Event, register_seq: int) -> pb.EventEnvelope:
     """The StreamEvents envelope of an outbox event (commit, refund or cancel)."""
-    env = pb.EventEnvelope(event_id=e.key, register_id=e.register_id, register_seq=register_seq)
+    env = _envelope_of(e)
+    env.event_id, env.register_id, env.register_seq = e.key, e.register_id, register_seq
+    return env
+
+
+def envelope_body(e: Event) -> bytes:
+    """The event's envelope serialized without its header fields (event_id, register_id,
+    register_seq): what the outbox stores and :func:`frame_envelope` completes at delivery.
+    Raises ValueError for an event the core could never accept (as :func:`event_to_envelope`)."""
+    return _envelope_of(e).SerializeToString()
+
+
+def _envelope_of(e: Event) -> pb.EventEnvelope:
+    """The envelope with only its body (commit, refund, cancel or attach_customer) set."""
+    env = pb.EventEnvelope()
     if e.kind == EventKind.SALE:
         if e.receipt is None:
             raise ValueError(f"sale event {e.key!r} carries no receipt")
@@ -132,6 +155,54 @@ def event_to_envelope(e: Event, register_seq: int) -> pb.EventEnvelope:
     else:  # pragma: no cover - EventKind is closed
         raise ValueError(f"unknown event kind {e.kind!r}")
     return env
+
+
+# ---------------------------------------------------------------- protobuf wire framing
+
+_LEN = 2  # wire type of a length-delimited field (string, bytes, message)
+_VARINT = 0
+_EVENT_ID = bytes([(1 << 3) | _LEN])  # EventEnvelope.event_id = 1
+_REGISTER_ID = bytes([(2 << 3) | _LEN])  # EventEnvelope.register_id = 2
+_REGISTER_SEQ = bytes([(3 << 3) | _VARINT])  # EventEnvelope.register_seq = 3
+_EVENTS = bytes([(1 << 3) | _LEN])  # EventBatch.events = 1
+_SMALL = [bytes([n]) for n in range(128)]  # varints of one byte, the common case
+
+
+def varint(n: int) -> bytes:
+    """``n`` as a protobuf varint (a negative int64 as its 64-bit two's complement, ten bytes)."""
+    if 0 <= n < 128:
+        return _SMALL[n]
+    n &= (1 << 64) - 1
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _text_field(tag: bytes, text: str) -> bytes:
+    """A proto3 string field; an empty string is not written (the default)."""
+    if not text:
+        return b""
+    raw = text.encode()
+    return tag + varint(len(raw)) + raw
+
+
+def frame_envelope(event_id: str, register_id: str, register_seq: int, body: bytes) -> bytes:
+    """One serialized ``EventEnvelope``: the header fields 1-3 (proto3 defaults omitted, as the
+    protobuf runtime writes them) in front of the stored ``body`` (fields 4-7)."""
+    seq = _REGISTER_SEQ + varint(register_seq) if register_seq else b""
+    return _text_field(_EVENT_ID, event_id) + _text_field(_REGISTER_ID, register_id) + seq + body
+
+
+def frame_batch(envelopes: list[bytes]) -> bytes:
+    """One serialized ``EventBatch`` of serialized envelopes: each is its field's tag, its length
+    and its bytes (a repeated message field on the wire), joined in order."""
+    parts: list[bytes] = []
+    for env in envelopes:
+        parts += (_EVENTS, varint(len(env)), env)
+    return b"".join(parts)
 
 
 # ---------------------------------------------------------------- protobuf -> canonical

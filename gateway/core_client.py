@@ -194,9 +194,10 @@ class CoreCalls(Protocol):
 
 
 class StreamCall(Protocol):
-    """The part of a ``grpc.aio`` stream-stream call an :class:`EventStream` uses."""
+    """The part of a ``grpc.aio`` stream-stream call an :class:`EventStream` uses. Requests are
+    serialized ``EventBatch`` messages (the call's request serializer is the identity)."""
 
-    async def write(self, request: pb.EventBatch) -> None: ...
+    async def write(self, request: bytes) -> None: ...
 
     async def read(self) -> Any: ...  # pb.AckBatch, or grpc.aio.EOF
 
@@ -206,6 +207,12 @@ class StreamCall(Protocol):
 # What a stream call raises when the channel or the call is unusable (besides AioRpcError).
 _CALL_ERRORS = (grpc.RpcError, grpc.aio.UsageError, asyncio.InvalidStateError, ConnectionError)
 STREAM_METHOD = "StreamEvents"
+STREAM_PATH = f"/{pb.DESCRIPTOR.services_by_name['LoyaltyCore'].full_name}/{STREAM_METHOD}"
+
+
+def _identity(request: bytes) -> bytes:
+    """The stream's request serializer: the sender writes EventBatch messages already serialized."""
+    return request
 
 
 class EventStream:
@@ -234,9 +241,12 @@ class EventStream:
         self._call = call
         self._ended = False
 
-    async def write(self, batch: pb.EventBatch) -> None:
+    async def write(self, batch: bytes | pb.EventBatch) -> None:
+        """Send one EventBatch: its serialized bytes as they are (the sender frames stored
+        envelopes, :mod:`gateway.convert`), or a message, serialized here."""
+        data = batch if isinstance(batch, bytes) else batch.SerializeToString()
         try:
-            await self._call.write(batch)
+            await self._call.write(data)
         except _CALL_ERRORS as err:
             raise self._failed(err) from None
 
@@ -295,6 +305,7 @@ class CoreClient:
         self.tuning = tuning or ChannelTuning()
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
+        self._stream_events: Any = None  # StreamEvents with the identity request serializer
 
     async def start(self) -> None:
         """Open the channel (idempotent). Does not wait for the core: it may be down."""
@@ -309,10 +320,12 @@ class CoreClient:
             channel = grpc.aio.insecure_channel(self.target.address, options)
         self._channel = channel
         self._stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+        self._stream_events = channel.stream_stream(
+            STREAM_PATH, request_serializer=_identity, response_deserializer=pb.AckBatch.FromString)
         channel.get_state(try_to_connect=True)  # start connecting now, not on the first receipt
 
     async def close(self) -> None:
-        channel, self._channel, self._stub = self._channel, None, None
+        channel, self._channel, self._stub, self._stream_events = self._channel, None, None, None
         if channel is not None:
             await channel.close(grace=None)
 
@@ -336,8 +349,11 @@ class CoreClient:
         return EventStream(self, self._events_call())
 
     def _events_call(self) -> StreamCall:
-        """The raw call behind :meth:`open_events` (the seam an in-process test core replaces)."""
-        return cast(StreamCall, self.stub.StreamEvents(wait_for_ready=False))
+        """The raw call behind :meth:`open_events` (the seam an in-process test core replaces):
+        ``StreamEvents`` on the one channel, its requests bytes (identity serializer)."""
+        if self._stream_events is None:
+            raise RuntimeError("CoreClient.start() has not been called")
+        return cast(StreamCall, self._stream_events(wait_for_ready=False))
 
     # ------------------------------------------------------------ calls
 

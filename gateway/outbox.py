@@ -42,6 +42,11 @@ Invariants:
   -> pending (operator retry) | resolved (operator resolve). Only the operator moves a rejected
   row; nothing is silently dropped. A waiting row (a refund, cancel or correction whose sale
   the core does not know yet) is out of its register's stream: the register's later events go on.
+- Store what is sent: ``append`` turns the event into the core's envelope once
+  (:func:`gateway.convert.envelope_body`) and stores those bytes beside the JSON payload (both in
+  the same row, replaced together by a merge). Delivery reads them as they are
+  (:meth:`Outbox.next_batch`: rows carry ``envelope``; ``OutboxRow.event`` is decoded from the
+  payload only when something asks for it: the merge rules, the operator queue, a waiting row).
 - The event loop never blocks on SQLite: writes run in the writer thread, reads in a reader
   thread, each with its own connection (WAL lets them run side by side).
 - At open (:func:`gateway.outbox_db.open_store`): a file or directory the process cannot use
@@ -56,13 +61,14 @@ Invariants:
   refused write (``posgw_outbox_writable`` follows it).
 
 On-disk format (details and the schema code in :mod:`gateway.outbox_db`): one SQLite file,
-``PRAGMA user_version = 2``; table ``events`` (id autoincrement = append order, key UNIQUE,
+``PRAGMA user_version = 3``; table ``events`` (id autoincrement = append order, key UNIQUE,
 register_id + register_seq UNIQUE, kind, payload = versioned JSON of the event from
-:func:`gateway.payload.event_to_json`, state, attempts, created_at / updated_at Unix seconds,
-last_error, reason, note, result_json = the core's answer); table ``registers`` (register_id,
-last_seq) keeps sequence numbers monotonic after delivered rows are pruned
-(``keep_delivered_s``, default 7 days); table ``driver_state`` holds the drivers' persisted
-state (:class:`OutboxStateStore`), written through the same group commit. States: ``pending``,
+:func:`gateway.payload.event_to_json`, envelope = the core's protobuf envelope of the same event
+without its header (:func:`gateway.convert.envelope_body`), state, attempts, created_at /
+updated_at Unix seconds, last_error, reason, note, result_json / result = the core's answer);
+table ``registers`` (register_id, last_seq) keeps sequence numbers monotonic after delivered rows
+are pruned (``keep_delivered_s``, default 7 days); table ``driver_state`` holds the drivers'
+persisted state (:class:`OutboxStateStore`), written through the same group commit. States: ``pending``,
 ``delivered``, ``rejected``, ``resolved``.
 """
 
@@ -70,6 +76,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import queue
 import sqlite3
@@ -79,14 +86,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.message import DecodeError
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import outbox_db as db
 from gateway import salvage
+from gateway.convert import envelope_body
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.errors import StorageError
 from gateway.metrics import Metrics
 from gateway.payload import event_from_json, event_to_json
@@ -101,20 +113,35 @@ REMIND_EVERY_S = 60.0  # while the outbox cannot be written: one ERROR reminder 
 
 @dataclass(frozen=True)
 class OutboxRow:
+    """One stored event. ``envelope`` is what the sender sends (the stored bytes, see
+    :func:`gateway.convert.envelope_body`); ``event`` is decoded from ``payload`` when first asked
+    for (an unreadable payload gives a placeholder event naming the problem)."""
+
     id: int
     key: str
     register_id: str
     register_seq: int
     kind: str
-    event: Event
+    payload: bytes  # gateway.payload.event_to_json of the event
     state: db.RowState
     attempts: int
     created_at: float
     last_error: str
-    result_json: str
+    result_json: str  # the core's answer as JSON ("" until delivered)
     reason: str = ""  # rejection reason code (§2.5) when rejected
     note: str = ""  # operator's note when resolved
     updated_at: float = 0.0
+    envelope: bytes = b""  # the core's envelope without its header, as stored
+
+    @cached_property
+    def event(self) -> Event:
+        """The stored event, decoded on demand (a placeholder when the payload cannot be read)."""
+        try:
+            return event_from_json(self.payload)
+        except (ValueError, KeyError, TypeError) as exc:
+            kind = self.kind if self.kind in set(EventKind) else EventKind.SALE
+            return Event(EventKind(kind), self.key, self.register_id,
+                         datetime.fromtimestamp(self.created_at, UTC), extra=(("payload_error", str(exc)),))
 
 
 @dataclass(frozen=True)
@@ -217,7 +244,7 @@ class Outbox:
         """Store ``event`` durably; True if new, False if its key is already stored (a copy:
         reconciled with the stored event, see the module docstring, durably before returning).
         Raises StorageError when it was not stored (the caller must not acknowledge)."""
-        new = db.NewEvent(event.key, event.register_id, EventKind(event.kind).value, event_to_json(event))
+        new = _new_event(event.key, event)
         outcome: db.AppendOutcome = await self._submit(_Op("append", self._loop.create_future(), 0, new))
         if outcome.duplicate:
             if outcome.conflicting:
@@ -271,14 +298,16 @@ class Outbox:
             # key): the new reference replaces the old one and the row goes out again at once
             again = merge_copies(replace(stored, sale_key=event.sale_key), event)
             if again.verdict != CopyVerdict.CONFLICT:  # (pending: not tried yet, the core was away)
-                db.replace_payload(conn, row.id, event_to_json(again.event), now, (db.RowState(row.state),))
+                db.replace_payload(conn, row.id, event_to_json(again.event), _envelope(again.event), now,
+                                   (db.RowState(row.state),))
                 if row.state == db.RowState.WAITING:
                     db.transition(conn, db.Action.WAKE, [(row.id, {"reason": ""})], now)
                 return "merged", f"row {row.id}: sale {stored.sale_key} -> {event.sale_key}"
         if merge.verdict == CopyVerdict.CONFLICT:
             return self._store_conflict(conn, event, row, merge.why, now)
         undelivered = (db.RowState.PENDING, db.RowState.WAITING, db.RowState.REJECTED)
-        if db.replace_payload(conn, row.id, event_to_json(merge.event), now, undelivered):
+        if db.replace_payload(conn, row.id, event_to_json(merge.event), _envelope(merge.event), now,
+                              undelivered):
             return "merged", f"row {row.id} ({row.state})"
         if not merge.adds_loyalty:  # delivered: fiscal details only, the core needs nothing
             return "copy", ""
@@ -298,8 +327,7 @@ class Outbox:
         return "correction", fix.key
 
     def _insert(self, conn: Connection, event: Event, now: float) -> db.AppendOutcome:
-        new = db.NewEvent(event.key, event.register_id, EventKind(event.kind).value, event_to_json(event))
-        (out,), _ = db.insert_events(conn, [new], now, None)
+        (out,), _ = db.insert_events(conn, [_new_event(event.key, event)], now, None)
         self._reseq.add(event.register_id)  # the seq cache may be behind now: read it again
         return out
 
@@ -315,7 +343,7 @@ class Outbox:
                 if bytes(known.payload) == payload:
                     return "conflict", f"{why} (already in the operator queue as {key})"
                 continue
-            new = db.NewEvent(key, event.register_id, EventKind(event.kind).value, payload)
+            new = db.NewEvent(key, event.register_id, EventKind(event.kind).value, payload, _envelope(event))
             db.insert_events(conn, [new], now, None)
             self._reseq.add(event.register_id)
             created = db.fetch_key(conn, key)
@@ -340,11 +368,13 @@ class Outbox:
     async def mark_delivered(self, row_id: int, result_json: str) -> None:
         await self._transition(db.Action.DELIVER, [(row_id, {"result_json": result_json, "last_error": ""})])
 
-    async def mark_delivered_many(self, items: list[tuple[int, str]]) -> None:
-        """Several acks in one transaction (the sender's batched form of mark_delivered)."""
+    async def mark_delivered_many(self, items: list[tuple[int, bytes]]) -> None:
+        """Several acks in one transaction (the sender's batched form of mark_delivered): each
+        item is (row id, the core's serialized ``EventAck``), stored as received and shown as
+        ``result_json`` on demand."""
         if items:
             await self._transition(
-                db.Action.DELIVER, [(row_id, {"result_json": res, "last_error": ""}) for row_id, res in items]
+                db.Action.DELIVER, [(row_id, {"result": res, "last_error": ""}) for row_id, res in items]
             )
 
     async def mark_rejected(self, row_id: int, reason: str, message: str) -> None:
@@ -629,26 +659,25 @@ class Outbox:
 
     async def next_batch(self, limit: int, *, after_id: int = 0) -> list[OutboxRow]:
         """Up to ``limit`` pending rows with id > ``after_id``, in append order (per register:
-        seq order). A row whose payload cannot be read is rejected (UNREADABLE_PAYLOAD), not returned.
-        Payloads are decoded in the reader thread, off the event loop's critical path."""
+        seq order), each with its stored ``envelope`` ready to send (nothing is decoded: the
+        envelope is only checked to parse, in the reader thread). A row with an empty envelope
+        (migration could not build it, or an older posgw wrote the row) has it built from the
+        payload now. A row that cannot be sent is rejected, not returned: UNREADABLE_PAYLOAD (the
+        stored envelope does not parse, or the payload it must be built from cannot be read),
+        INVALID_EVENT (an event the core could never accept, e.g. a sale without a receipt)."""
 
-        def fetch(c: Connection) -> list[tuple[Any, Event | Exception]]:
-            out: list[tuple[Any, Event | Exception]] = []
-            for r in db.fetch_pending(c, limit, after_id):
-                try:
-                    out.append((r, event_from_json(r.payload)))
-                except (ValueError, KeyError, TypeError) as exc:
-                    out.append((r, exc))
-            return out
+        def fetch(c: Connection) -> list[tuple[Any, bytes | tuple[str, str]]]:
+            return [(r, _sendable(r)) for r in db.fetch_pending(c, limit, after_id)]
 
         rows: list[OutboxRow] = []
-        for r, ev in await self._read(fetch):
-            if not isinstance(ev, Exception):
-                rows.append(_to_row(r, ev))
+        for r, env in await self._read(fetch):
+            if isinstance(env, bytes):
+                rows.append(_to_row(r, env))
                 continue
-            log.error("unreadable payload, moved to the operator queue",
-                      extra={"id": r.id, "key": r.key, "error": str(ev)})
-            await self.mark_rejected(r.id, "UNREADABLE_PAYLOAD", f"stored payload cannot be read: {ev}")
+            reason, message = env
+            log.error("unsendable stored event, moved to the operator queue",
+                      extra={"id": r.id, "key": r.key, "reason": reason, "error": message})
+            await self.mark_rejected(r.id, reason, message)
         return rows
 
     async def get(self, row_id: int) -> OutboxRow | None:
@@ -748,12 +777,63 @@ class OutboxStateStore:
         await self._outbox.put_state(self._driver, key, value, keep_s=keep_s)
 
 
-def _to_row(r: Any, ev: Event) -> OutboxRow:
+def _to_row(r: Any, envelope: bytes | None = None) -> OutboxRow:
     return OutboxRow(
-        id=r.id, key=r.key, register_id=r.register_id, register_seq=r.register_seq, kind=r.kind, event=ev,
-        state=db.RowState(r.state), attempts=r.attempts, created_at=r.created_at, last_error=r.last_error,
-        result_json=r.result_json, reason=r.reason, note=r.note, updated_at=r.updated_at,
+        id=r.id, key=r.key, register_id=r.register_id, register_seq=r.register_seq, kind=r.kind,
+        payload=bytes(r.payload), state=db.RowState(r.state), attempts=r.attempts, created_at=r.created_at,
+        last_error=r.last_error, result_json=r.result_json or ack_json(r.result), reason=r.reason,
+        note=r.note, updated_at=r.updated_at, envelope=bytes(r.envelope) if envelope is None else envelope,
     )
+
+
+def _envelope(event: Event) -> bytes:
+    """The envelope stored with ``event``; b"" for an event the core could never accept (the
+    reader then names the problem: INVALID_EVENT)."""
+    try:
+        return envelope_body(event)
+    except ValueError:
+        return b""
+
+
+def _new_event(key: str, event: Event) -> db.NewEvent:
+    return db.NewEvent(key, event.register_id, EventKind(event.kind).value, event_to_json(event),
+                       _envelope(event))
+
+
+def _sendable(r: Any) -> bytes | tuple[str, str]:
+    """Reader thread: the row's envelope to send, or (rejection reason, message)."""
+    stored = bytes(r.envelope)
+    if stored:
+        try:
+            if pb.EventEnvelope.FromString(stored).WhichOneof("body") is not None:
+                return stored
+        except DecodeError as exc:
+            return "UNREADABLE_PAYLOAD", f"stored envelope cannot be read: {exc}"
+        return "UNREADABLE_PAYLOAD", "stored envelope has no commit, refund, cancel or correction"
+    try:
+        event = event_from_json(r.payload)
+    except (ValueError, KeyError, TypeError) as exc:
+        return "UNREADABLE_PAYLOAD", f"stored payload cannot be read: {exc}"
+    try:
+        return envelope_body(event)
+    except ValueError as exc:
+        return "INVALID_EVENT", str(exc)
+
+
+def ack_json(result: bytes) -> str:
+    """The core's stored ``EventAck`` as the JSON ``result_json`` shows (``{"commit": {...}}``,
+    protobuf field names, sorted keys); "" when nothing is stored or it cannot be read."""
+    if not result:
+        return ""
+    try:
+        ack = pb.EventAck.FromString(bytes(result))
+    except DecodeError:
+        return ""
+    which = ack.WhichOneof("result")
+    if which is None:
+        return ""
+    body = MessageToDict(getattr(ack, which), preserving_proto_field_name=True)
+    return json.dumps({which: body}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def _report(text: str) -> SalvageReport:
@@ -765,14 +845,8 @@ def _report(text: str) -> SalvageReport:
 
 
 def _decode(r: Any) -> OutboxRow:
-    """A row for display: an unreadable payload becomes a placeholder event naming the problem."""
-    try:
-        ev = event_from_json(r.payload)
-    except (ValueError, KeyError, TypeError) as exc:
-        kind = r.kind if r.kind in set(EventKind) else EventKind.SALE
-        ev = Event(EventKind(kind), r.key, r.register_id, datetime.fromtimestamp(r.created_at, UTC),
-                   extra=(("payload_error", str(exc)),))
-    return _to_row(r, ev)
+    """A row for display (its event decoded when asked for: a placeholder if unreadable)."""
+    return _to_row(r)
 
 
 def _summary(ev: Event) -> str:

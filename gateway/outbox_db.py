@@ -1,19 +1,27 @@
 """The outbox's on-disk store: schema, open/recover, and the synchronous SQL the outbox's
 threads run. No asyncio here; :mod:`gateway.outbox` owns the threads and the group commit.
 
-On-disk format (SQLite, ``PRAGMA user_version = 2``, journal_mode=WAL, synchronous=FULL):
+On-disk format (SQLite, ``PRAGMA user_version = 3``, journal_mode=WAL, synchronous=FULL):
 
 ``events`` — one row per idempotency key, never two:
     id INTEGER PRIMARY KEY AUTOINCREMENT  append order (ids are never reused)
     key TEXT UNIQUE                       the event's idempotency key
     register_id TEXT, register_seq INT    per-register order, UNIQUE together; seq grows by 1
     kind TEXT                             sale | refund | cancel
-    payload BLOB                          :func:`gateway.payload.event_to_json` (versioned JSON)
+    payload BLOB                          :func:`gateway.payload.event_to_json` (versioned JSON): the
+                                          canonical event, read by the copy merge rules, the operator
+                                          queue and the salvage (decoded on demand, never to deliver)
     state TEXT                            pending | delivered | rejected | resolved
     attempts INT                          failed delivery attempts noted by the sender
     created_at, updated_at REAL           Unix seconds
     last_error, reason, note TEXT         last delivery error / rejection reason code / operator note
-    result_json TEXT                      the core's ack result (protobuf JSON) once delivered
+    result_json TEXT                      the core's ack result (protobuf JSON): rows delivered by
+                                          schema 2 and :meth:`gateway.outbox.Outbox.mark_delivered`
+    envelope BLOB                         :func:`gateway.convert.envelope_body`: the core's
+                                          EventEnvelope without its header, built once at append from
+                                          the payload's event and sent as it is (schema 3)
+    result BLOB                           the core's EventAck as received, once delivered by the sender
+                                          (schema 3; shown as result_json on demand)
 ``registers`` — register_id PRIMARY KEY, last_seq INT: the last sequence number handed out, so
     sequence numbers stay monotonic even after delivered rows are pruned.
 ``salvage`` — id, at REAL, report TEXT (JSON of :class:`gateway.salvage.SalvageReport`),
@@ -23,6 +31,12 @@ On-disk format (SQLite, ``PRAGMA user_version = 2``, journal_mode=WAL, synchrono
     (never): the drivers' persisted state (cursors, links between a till's ids and our keys),
     written through the same group commit as the events; expired rows are pruned with the
     delivered events. Version 1 files (without it) gain the table when opened.
+
+Older files are migrated when opened (:func:`check_and_create`, one transaction): version 1 gains
+``driver_state``; versions 1 and 2 gain ``envelope`` and ``result``, and every undelivered row
+(pending, waiting, rejected) gets its envelope built from its payload. A row whose envelope is
+empty (its payload unreadable, or written by an older posgw next to this one) has it built when
+the sender reads it (:meth:`gateway.outbox.Outbox.next_batch`).
 
 States (:class:`RowState`, stored as these strings) change only by the actions of one table,
 :data:`TRANSITIONS`, applied by one function, :func:`transition`: deliver (pending -> delivered,
@@ -69,6 +83,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import DBAPIError
@@ -78,7 +93,7 @@ from gateway.errors import ConfigError, StorageError
 
 log = logging.getLogger("posgw.outbox")
 
-SCHEMA_VERSION = 2  # 2: driver_state (a version 1 file is upgraded at open by creating it)
+SCHEMA_VERSION = 3  # 2: driver_state; 3: events.envelope and events.result (older files migrated at open)
 
 
 class RowState(StrEnum):
@@ -147,6 +162,9 @@ events = Table(
     Column("reason", Text, nullable=False, default=""),
     Column("note", Text, nullable=False, default=""),
     Column("result_json", Text, nullable=False, default=""),
+    # schema 3, appended as ALTER TABLE appends them to an older file's table
+    Column("envelope", LargeBinary, nullable=False, server_default=text("x''")),
+    Column("result", LargeBinary, nullable=False, server_default=text("x''")),
     UniqueConstraint("register_id", "register_seq", name="events_register_seq"),
     sqlite_autoincrement=True,
 )
@@ -181,6 +199,10 @@ class PendingRow(NamedTuple):
     reason: str
     note: str
     result_json: str
+    envelope: bytes
+    result: bytes
+
+
 registers = Table(
     "registers",
     metadata,
@@ -381,7 +403,44 @@ def check_and_create(engine: Engine) -> None:
             raise sqlite3.DatabaseError(f"quick_check: {check}")
         with conn.begin():
             metadata.create_all(conn)
+            if version < SCHEMA_VERSION:
+                migrate(conn)
             conn.exec_driver_sql(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+_NEW_COLUMNS = (("envelope", "BLOB NOT NULL DEFAULT x''"), ("result", "BLOB NOT NULL DEFAULT x''"))
+
+
+def migrate(conn: Connection) -> int:
+    """Bring an older file's ``events`` to schema 3 within the caller's transaction: add the
+    columns it lacks, and build the envelope of every undelivered row from its payload (a payload
+    that cannot be read keeps an empty envelope: :meth:`gateway.outbox.Outbox.next_batch` sends it
+    to the operator queue). Returns how many envelopes were built."""
+    from gateway.convert import envelope_body  # the store reads protobufs only when migrating
+    from gateway.payload import event_from_json
+
+    cur = raw(conn).cursor()
+    try:
+        have = {str(r[1]) for r in cur.execute("PRAGMA table_info(events)")}
+        for name, decl in _NEW_COLUMNS:
+            if name not in have:
+                cur.execute(f"ALTER TABLE events ADD COLUMN {name} {decl}")
+        todo = cur.execute(
+            "SELECT id, payload FROM events WHERE envelope = x'' AND state IN (?, ?, ?)",
+            (RowState.PENDING.value, RowState.WAITING.value, RowState.REJECTED.value)).fetchall()
+        built: list[tuple[bytes, int]] = []
+        for row_id, payload in todo:
+            try:
+                built.append((envelope_body(event_from_json(payload)), int(row_id)))
+            except (ValueError, KeyError, TypeError):
+                continue
+        cur.executemany("UPDATE events SET envelope = ? WHERE id = ?", built)
+        if built:
+            log.info("outbox migrated to schema 3", extra={"envelopes_built": len(built),
+                                                           "unreadable": len(todo) - len(built)})
+        return len(built)
+    finally:
+        cur.close()
 
 
 def create_plain(path: Path) -> sqlite3.Connection:
@@ -547,6 +606,7 @@ class NewEvent:
     register_id: str
     kind: str
     payload: bytes
+    envelope: bytes = b""  # gateway.convert.envelope_body of the event (b"": built when read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -558,10 +618,10 @@ class AppendOutcome:
 
 
 # new rows start pending (the one state no action leads into first)
-_INSERT_EVENT_ROW = f"(?, ?, ?, ?, ?, '{RowState.PENDING}', 0, ?, ?, '', '', '', '')"
+_INSERT_EVENT_ROW = f"(?, ?, ?, ?, ?, ?, '{RowState.PENDING}', 0, ?, ?, '', '', '', '')"
 _INSERT_EVENTS = (
-    "INSERT INTO events (key, register_id, register_seq, kind, payload, state, attempts, created_at, "
-    "updated_at, last_error, reason, note, result_json) VALUES {}"
+    "INSERT INTO events (key, register_id, register_seq, kind, payload, envelope, state, attempts, "
+    "created_at, updated_at, last_error, reason, note, result_json) VALUES {}"
 )
 _UPSERT_REGISTERS = (
     "INSERT INTO registers (register_id, last_seq) VALUES {} "
@@ -632,7 +692,7 @@ def insert_events(
             touched[reg] = seq
             stored[ev.key] = ev.payload
             out.append(AppendOutcome(seq, False, False))
-            rows.append((ev.key, reg, seq, ev.kind, ev.payload, now, now))
+            rows.append((ev.key, reg, seq, ev.kind, ev.payload, ev.envelope, now, now))
         if rows:
             _many_rows(cur, _INSERT_EVENTS, _INSERT_EVENT_ROW, rows)
             _many_rows(cur, _UPSERT_REGISTERS, "(?, ?)", list(touched.items()))
@@ -642,7 +702,7 @@ def insert_events(
 
 
 # Columns an action may set besides state and updated_at (never the identity or the order).
-_SETTABLE = frozenset({"last_error", "reason", "note", "result_json", "attempts"})
+_SETTABLE = frozenset({"last_error", "reason", "note", "result_json", "result", "attempts"})
 
 
 @cache
@@ -698,15 +758,17 @@ def fetch_key(conn: Connection, key: str) -> PendingRow | None:
 
 
 def replace_payload(
-    conn: Connection, row_id: int, payload: bytes, now: float, states: Sequence[RowState],
+    conn: Connection, row_id: int, payload: bytes, envelope: bytes, now: float, states: Sequence[RowState],
 ) -> int:
-    """Replace the payload of row ``row_id`` (same key, register and seq) if it is in one of
-    ``states`` (the merge of a later copy into an undelivered event); returns rows changed."""
+    """Replace the payload and the envelope (both of one event) of row ``row_id`` (same key,
+    register and seq) if it is in one of ``states`` (the merge of a later copy into an
+    undelivered event); returns rows changed."""
     marks = ", ".join("?" * len(states))
     cur = raw(conn).cursor()
     try:
-        cur.execute(f"UPDATE events SET payload = ?, updated_at = ? WHERE id = ? AND state IN ({marks})",
-                    (payload, now, row_id, *(str(s) for s in states)))
+        cur.execute(f"UPDATE events SET payload = ?, envelope = ?, updated_at = ? "
+                    f"WHERE id = ? AND state IN ({marks})",
+                    (payload, envelope, now, row_id, *(str(s) for s in states)))
         return int(cur.rowcount)
     finally:
         cur.close()

@@ -18,8 +18,11 @@ both passes read copies of it (with its ``-wal``) in a temporary directory.
 An ``events`` row is kept only when it is sound: a known state and kind, and a payload that
 decodes (:func:`gateway.payload.event_from_json`) to an event with the row's key and
 register; anything else is counted lost. Kept rows keep their id (append order), key,
-register_seq, payload and state, so a pending row stays pending and is delivered in its
-order with its idempotency key. ``registers.last_seq`` is the larger of the salvaged value and
+register_seq, payload, state and the core's stored answer (``result``, when the file has it),
+so a pending row stays pending and is delivered in its order with its idempotency key. Their
+envelope (what the sender sends) is built again from the payload, never copied: the payload is
+what soundness was checked on. Files of schema 2 (no ``envelope`` / ``result``) and 3 are read
+alike. ``registers.last_seq`` is the larger of the salvaged value and
 the highest salvaged sequence number, so sequences stay monotonic. ``driver_state`` rows are
 copied as they read.
 
@@ -42,6 +45,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.convert import envelope_body
 from gateway.outbox_db import RowState
 from gateway.payload import event_from_json
 from gateway.receipt import EventKind
@@ -49,7 +53,8 @@ from gateway.receipt import EventKind
 log = logging.getLogger("posgw.outbox")
 
 EVENT_COLUMNS = ("id", "key", "register_id", "register_seq", "kind", "payload", "state", "attempts",
-                 "created_at", "updated_at", "last_error", "reason", "note", "result_json")
+                 "created_at", "updated_at", "last_error", "reason", "note", "result_json", "result")
+# schema 2 has the columns up to result_json; a row read from it gets an empty result
 STATE_COLUMNS = ("driver", "key", "value", "updated_at", "expires_at")
 _STATES = frozenset(s.value for s in RowState)
 _KINDS = frozenset(k.value for k in EventKind)
@@ -171,7 +176,9 @@ def _read_rows(copy: Path) -> tuple[_Table, _Table, dict[str, int], list[str]]:
             names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         except sqlite3.Error as exc:
             notes.append(f"schema unreadable: {exc}")
-        ev = _walk(conn, "events", EVENT_COLUMNS[1:], "id") if "events" in names else _Table(complete=False)
+        ev = _Table(complete=False)
+        if "events" in names:
+            ev = _walk(conn, "events", _event_columns(conn), "id")
         st = _walk(conn, "driver_state", STATE_COLUMNS, "rowid") if "driver_state" in names else _Table()
         regs: dict[str, int] = {}
         if "registers" in names:
@@ -182,6 +189,15 @@ def _read_rows(copy: Path) -> tuple[_Table, _Table, dict[str, int], list[str]]:
         return ev, st, regs, notes
     finally:
         conn.close()
+
+
+def _event_columns(conn: sqlite3.Connection) -> tuple[str, ...]:
+    """The events columns to read (without id): ``result`` is read as empty from a schema 2 file."""
+    try:
+        have = {str(r[1]) for r in conn.execute("PRAGMA table_info(events)")}
+    except sqlite3.Error:
+        have = set()
+    return tuple(c if c in have or c != "result" else "x'' AS result" for c in EVENT_COLUMNS[1:])
 
 
 def find_sqlite3_cli() -> str | None:
@@ -212,12 +228,15 @@ def _recover(copy: Path, scratch: Path, cli: str | None) -> tuple[_Table, str]:
             out = _Table()
             names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if "events" in names:
-                for r in conn.execute(f"SELECT {', '.join(EVENT_COLUMNS)} FROM events"):
+                for r in conn.execute(f"SELECT id, {', '.join(_event_columns(conn))} FROM events"):
                     out.rows[int(r[0])] = tuple(r[1:])
             if "lost_and_found" in names:  # rows .recover could not place: the events' shape only
+                # schema 2 rows have 14 fields, schema 3 rows 16 (c14 the envelope, c15 the result)
                 cols = ", ".join(f"c{i}" for i in range(1, 14))
+                result = "CASE WHEN nfield = 16 THEN c15 ELSE x'' END"
                 with contextlib.suppress(sqlite3.Error):
-                    for r in conn.execute(f"SELECT id, {cols} FROM lost_and_found WHERE nfield = 14"):
+                    for r in conn.execute(f"SELECT id, {cols}, {result} FROM lost_and_found "
+                                          "WHERE nfield IN (14, 16)"):
                         if r[0] is not None:
                             out.rows.setdefault(int(r[0]), tuple(r[1:]))
             return out, ""
@@ -312,8 +331,8 @@ def _store(
     try:
         conn.execute("BEGIN IMMEDIATE")
         seqs = dict(registers)
-        cols = ", ".join(EVENT_COLUMNS)
-        marks = ", ".join("?" * len(EVENT_COLUMNS))
+        cols = ", ".join((*EVENT_COLUMNS, "envelope"))
+        marks = ", ".join("?" * (len(EVENT_COLUMNS) + 1))
         for row_id in sorted(kept):
             row = kept[row_id]
             try:
@@ -341,10 +360,19 @@ def _store(
 
 
 def _event_values(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    key, register, seq, kind, payload, state, attempts, created, updated, error, reason, note, result = row
+    """The values of a kept row for the new file: the stored columns, then the envelope built
+    again from the payload (b"" for an event the core could never accept: the sender's reader
+    names it)."""
+    key, register, seq, kind, payload, state, attempts, created, updated, error, reason, note, result_json, \
+        result = row
     payload_b = payload if isinstance(payload, bytes) else str(payload).encode()
+    try:
+        envelope = envelope_body(event_from_json(payload_b))
+    except (ValueError, KeyError, TypeError):
+        envelope = b""
     return (key, register, seq, kind, payload_b, state, int(_num(attempts, 0)), float(_num(created, 0.0)),
-            float(_num(updated, _num(created, 0.0))), _txt(error), _txt(reason), _txt(note), _txt(result))
+            float(_num(updated, _num(created, 0.0))), _txt(error), _txt(reason), _txt(note),
+            _txt(result_json), result if isinstance(result, bytes) else b"", envelope)
 
 
 def _num(value: Any, default: float) -> float:

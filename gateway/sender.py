@@ -10,6 +10,14 @@ ack per event, in order (proto contract). An AckBatch that does not match the ol
 unanswered EventBatch event for event fails the stream. Per-event gRPC messages cost about a
 third of the gateway's CPU under load; a batch pays that once.
 
+Send what is stored: the outbox keeps each event's envelope as the bytes the core receives
+(:func:`gateway.convert.envelope_body`, built once at append). The sender frames them, with the
+row's key, register and sequence number in front, into one serialized ``EventBatch``
+(:func:`gateway.convert.frame_envelope`, :func:`~gateway.convert.frame_batch`: byte for byte what
+the protobuf runtime would write) and writes those bytes to the stream as they are; no event is
+decoded or encoded again on the way out. An ack is stored as the core's ``EventAck`` bytes (the
+operator queue shows it as JSON when asked).
+
 Delivery guarantee: at-least-once sending, exactly-once application — every resend carries the
 event's idempotency key, so the core answers a resend as a replay.
 
@@ -75,7 +83,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -84,10 +91,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import grpc
-from google.protobuf.json_format import MessageToDict
 from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
-from gateway.convert import event_to_envelope
+from gateway.convert import frame_batch, frame_envelope
 from gateway.core_client import EventStream
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.errors import BusinessRejection, CoreUnavailable, GatewayError, StorageError
@@ -109,7 +115,7 @@ class DeliveryOutbox(Protocol):
 
     async def wait_pending(self, timeout: float) -> None: ...  # noqa: ASYNC109 - Outbox's signature
 
-    async def mark_delivered_many(self, items: list[tuple[int, str]]) -> None: ...
+    async def mark_delivered_many(self, items: list[tuple[int, bytes]]) -> None: ...
 
     async def mark_rejected(self, row_id: int, reason: str, message: str) -> None: ...
 
@@ -132,7 +138,7 @@ class EventStreams(Protocol):
 class _Mark:
     row: OutboxRow
     state: str  # delivered | rejected | retry | wait
-    result_json: str = ""
+    result: bytes = b""  # delivered: the core's EventAck as received
     reason: str = ""
     message: str = ""
 
@@ -305,28 +311,24 @@ class Sender:
                 await self._outbox.wait_pending(self._idle_poll_s)
                 rescanned = False
                 continue
-            # protobuf building is pure CPU: done in a worker thread while the loop waits on gRPC
-            envelopes = await loop.run_in_executor(None, _envelopes, rows)
-            todo: list[tuple[OutboxRow, pb.EventEnvelope]] = []
-            for row, envelope in zip(rows, envelopes, strict=True):
+            todo: list[OutboxRow] = []
+            for row in rows:
                 cursor = row.id
                 key = row.key
                 if key in st.inflight or key in self._acked_unmarked or key in self._marked_since_read:
                     continue
-                if isinstance(envelope, ValueError):  # a stored event the core could never accept
-                    self._acked_unmarked.add(row.key)
-                    mark = _Mark(row, "rejected", reason="INVALID_EVENT", message=str(envelope))
-                    self._marks.put_nowait(mark)
-                    continue
-                todo.append((row, envelope))
+                todo.append(row)
             for i in range(0, len(todo), self._per_message):
                 part = todo[i:i + self._per_message]
                 if not st.inflight:
                     st.waiting_since = loop.time()
-                for row, _ in part:
+                for row in part:
                     st.inflight[row.key] = row
-                st.sent.append([row.key for row, _ in part])
-                await stream.write(pb.EventBatch(events=[envelope for _, envelope in part]))
+                st.sent.append([row.key for row in part])
+                # the stored envelopes as they are, framed (acks name the row: a conflict row's
+                # envelope keeps the original idempotency key inside, its event_id is the row's key)
+                framed = [frame_envelope(r.key, r.register_id, r.register_seq, r.envelope) for r in part]
+                await stream.write(frame_batch(framed))
             if busy:  # tills first: at most about half of the loop's time, in short steps
                 await self._pause(loop.time() - began)
 
@@ -407,9 +409,7 @@ class Sender:
             })
         else:
             self._acked_unmarked.add(row.key)
-            result = MessageToDict(getattr(ack, which), preserving_proto_field_name=True)
-            body = json.dumps({which: result}, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-            self._marks.put_nowait(_Mark(row, "delivered", result_json=body))
+            self._marks.put_nowait(_Mark(row, "delivered", result=ack.SerializeToString()))
             if row.kind == "sale":  # a refund waiting for it may go now
                 self._sales_delivered[row.key] = asyncio.get_running_loop().time()
                 self._sale_delivered.set()
@@ -433,7 +433,7 @@ class Sender:
                     break
                 items.append(nxt)
             try:
-                delivered = [(m.row.id, m.result_json) for m in items if m.state == "delivered"]
+                delivered = [(m.row.id, m.result) for m in items if m.state == "delivered"]
                 await self._outbox.mark_delivered_many(delivered)
                 for m in items:
                     if m.state == "rejected":
@@ -521,15 +521,4 @@ class Sender:
             async with asyncio.timeout(delay):
                 await stopping.wait()
 
-
-def _envelopes(rows: list[OutboxRow]) -> list[pb.EventEnvelope | ValueError]:
-    out: list[pb.EventEnvelope | ValueError] = []
-    for row in rows:
-        try:
-            env = event_to_envelope(row.event, row.register_seq)
-            env.event_id = row.key  # acks name the row (a conflict row's event keeps the original key)
-            out.append(env)
-        except ValueError as exc:
-            out.append(exc)
-    return out
 

@@ -222,9 +222,10 @@ class InProcCall:
         self.broken = False
         self.silent = False
 
-    async def write(self, batch: pb.EventBatch) -> None:
+    async def write(self, data: bytes) -> None:  # a serialized EventBatch, as on the wire
         if self.broken:
             raise rpc_error(grpc.StatusCode.UNAVAILABLE, "stream is gone")
+        batch = pb.EventBatch.FromString(data)
         self.core.batch_sizes.append(len(batch.events))
         await asyncio.sleep(0)
         if self.silent:  # like the server's handler stuck on a noack: later batches are not read

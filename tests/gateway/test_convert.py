@@ -5,11 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.convert import (
     calculation_to_result,
+    envelope_body,
     event_to_envelope,
+    frame_batch,
+    frame_envelope,
     receipt_to_draft,
+    varint,
 )
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.receipt import (
@@ -17,6 +23,8 @@ from gateway.receipt import (
     Event,
     EventKind,
     IdKind,
+    Line,
+    Receipt,
     RefundLine,
     sale_event,
 )
@@ -141,3 +149,61 @@ def test_calculation_to_result() -> None:
 def test_unknown_customer_result() -> None:
     res = calculation_to_result(pb.Calculation(payable=100), offline=False)
     assert not res.customer_found and res.balance is None
+
+
+# ---------------------------------------------------------------- store what is sent: wire framing
+
+_text = st.text(max_size=12)
+_i64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+_money = st.integers(min_value=-(2**40), max_value=2**40)  # (a receipt's total must fit in int64)
+_when = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC))
+_lines = st.lists(st.builds(
+    Line, line_id=_text, sku=_text, name=_text, price=_money, qty_milli=_money, amount=_money, category=_text,
+    discountable=st.booleans(), accruable=st.booleans(), min_unit_price=st.none() | _money), max_size=3)
+_customer = st.builds(CustomerId, kind=st.sampled_from(list(IdKind)), value=_text, otp=_text)
+_receipts = st.builds(
+    Receipt, register_id=_text, receipt_number=_text, lines=_lines.map(tuple), occurred_at=_when,
+    store_id=_text, cashier_id=_text, cashier_name=_text, customer=st.none() | _customer,
+    redeem_points=_money, redeem_max=st.booleans(), driver=_text)
+_common = {"key": _text, "register_id": _text, "occurred_at": _when, "sale_key": _text, "hold_id": _text,
+           "cashier_id": _text, "cashier_name": _text, "offline": st.booleans()}
+_events = st.one_of(
+    st.builds(Event, kind=st.just(EventKind.SALE), receipt=_receipts,
+              expected_redeemed=st.none() | _money, **_common),
+    st.builds(Event, kind=st.just(EventKind.REFUND), receipt=st.none() | _receipts, refund_full=st.booleans(),
+              refund_amount=_money, refund_lines=st.lists(st.builds(RefundLine, _text, _money), max_size=3)
+              .map(tuple), **_common),
+    st.builds(Event, kind=st.just(EventKind.CANCEL), receipt=st.none() | _receipts, **_common),
+    st.builds(Event, kind=st.just(EventKind.CORRECTION),
+              receipt=_receipts.filter(lambda r: r.customer is not None), **_common),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(_events, _text, _i64), max_size=6))
+def test_framed_stored_envelopes_are_the_event_batch_byte_for_byte(
+    items: list[tuple[Event, str, int]],
+) -> None:
+    # what the sender writes (stored bodies, framed) == what the protobuf runtime writes for the batch
+    expected = []
+    for event, event_id, seq in items:
+        env = event_to_envelope(event, seq)
+        env.event_id = event_id  # the outbox row's key (a conflict row's differs from the event's)
+        expected.append(env)
+    framed = [frame_envelope(event_id, event.register_id, seq, envelope_body(event))
+              for event, event_id, seq in items]
+    data = frame_batch(framed)
+    assert data == pb.EventBatch(events=expected).SerializeToString()
+    assert list(pb.EventBatch.FromString(data).events) == expected
+
+
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 2**35, 2**63 - 1, -1, -(2**63)])
+def test_varint_is_the_protobuf_encoding(n: int) -> None:
+    framed = frame_envelope("", "", n, b"")
+    assert framed == pb.EventEnvelope(register_seq=n).SerializeToString()
+    assert framed[1:] == varint(n) or n == 0
+
+
+def test_an_event_the_core_could_never_accept_has_no_envelope_body() -> None:
+    with pytest.raises(ValueError, match="carries no receipt"):
+        envelope_body(Event(EventKind.SALE, "k", "R1", datetime(2025, 1, 1, tzinfo=UTC)))

@@ -9,17 +9,22 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import replace
 from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from gateway.convert import envelope_body
 from gateway.errors import StorageError
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
+from gateway.outbox_db import SCHEMA_VERSION
 from gateway.receipt import CustomerId, Event, EventKind, IdKind, Payment
-from tests.gateway.outbox_fixtures import FakeClock, refund, sale
+from gateway.sender import Sender
+from tests.gateway.fake_core import FakeCore, InProcClient
+from tests.gateway.outbox_fixtures import FakeClock, refund, sale, write_schema_2
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -385,13 +390,94 @@ async def test_unreadable_payload_goes_to_operator_queue(tmp_path: Path) -> None
     try:
         await ob.append(sale("R1", 1))
         await ob.append(sale("R1", 2))
-        with sqlite3.connect(path) as raw:
-            raw.execute("update events set payload = x'7b7d' where register_seq = 1")
+        with sqlite3.connect(path) as raw:  # the payload unreadable, and no envelope to send instead
+            raw.execute("update events set payload = x'7b7d', envelope = x'' where register_seq = 1")
         rows = await ob.next_batch(10)
         assert [r.register_seq for r in rows] == [2]
         (rej,) = await ob.rejected()
         assert rej.reason == "UNREADABLE_PAYLOAD" and rej.register_seq == 1
         assert dict(rej.event.extra)["payload_error"]
+    finally:
+        await ob.close()
+
+
+@pytest.mark.parametrize("stored", ["x'ff'", "x'0a0141'"])  # not protobuf; an envelope with no body
+async def test_an_unreadable_stored_envelope_goes_to_operator_queue(tmp_path: Path, stored: str) -> None:
+    path = tmp_path / "o.db"
+    ob = await Outbox.open(path)
+    try:
+        await ob.append(sale("R1", 1))
+        await ob.append(sale("R1", 2))
+        with sqlite3.connect(path) as raw:
+            raw.execute(f"update events set envelope = {stored} where register_seq = 1")
+        assert [r.register_seq for r in await ob.next_batch(10)] == [2]
+        (rej,) = await ob.rejected()
+        assert (rej.reason, rej.register_seq) == ("UNREADABLE_PAYLOAD", 1)
+        assert "envelope" in rej.last_error
+        assert rej.event == sale("R1", 1)  # the payload still shows what it was
+    finally:
+        await ob.close()
+
+
+async def test_rows_carry_the_envelope_stored_at_append_and_decode_the_event_on_demand(
+    tmp_path: Path,
+) -> None:
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        ev = sale("R1", 1)
+        await ob.append(ev)
+        (row,) = await ob.next_batch(10)
+        assert row.envelope == envelope_body(ev)
+        assert "event" not in row.__dict__  # nothing decoded to hand the row to the sender
+        assert row.event == ev
+    finally:
+        await ob.close()
+
+
+async def test_a_merge_replaces_the_stored_envelope_with_the_payload(tmp_path: Path) -> None:
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        plugin, cloud = _evotor_copies()
+        await ob.append(cloud)
+        assert await ob.append(plugin) is False  # merged: the plugin's copy adds the customer
+        (row,) = await ob.next_batch(10)
+        assert row.event.receipt is not None and row.event.receipt.customer is not None
+        assert row.envelope == envelope_body(row.event)
+    finally:
+        await ob.close()
+
+
+async def test_a_schema_2_backlog_is_migrated_at_open_and_delivered(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    backlog = [sale(f"R{i % 3}", i) for i in range(60)]
+    waiting = refund("R0", 1, "gone-sale")
+    unreadable = sale("R1", 1000)
+    rows = [(sale("R0", 9000), "delivered", '{"commit":{"operation_id":"op-old"}}')]
+    rows += [(ev, "pending", "") for ev in backlog] + [(waiting, "waiting", ""), (unreadable, "pending", "")]
+    write_schema_2(path, rows, now=time.time())  # (a delivered row older than a week is pruned)
+    with sqlite3.connect(path) as raw:
+        raw.execute("update events set payload = x'7b7d' where key = ?", (unreadable.key,))
+    ob = await Outbox.open(path)
+    try:
+        with sqlite3.connect(path) as raw:
+            assert raw.execute("pragma user_version").fetchone() == (3,)
+            built = dict(raw.execute("select key, envelope from events where envelope != x''").fetchall())
+        assert built == {ev.key: envelope_body(ev) for ev in [*backlog, waiting]}  # not the delivered one
+        pending = await ob.next_batch(1000)
+        assert [r.key for r in pending] == [ev.key for ev in backlog]  # the unreadable one went to the queue
+        (rej,) = await ob.rejected()
+        assert (rej.key, rej.reason) == (unreadable.key, "UNREADABLE_PAYLOAD")
+        core = FakeCore()
+        assert await Sender(ob, InProcClient(core), backoff_initial_s=0.01, backoff_max_s=0.05,
+                            idle_poll_s=0.05).drain(30)
+        for reg in ("R0", "R1", "R2"):  # every event once, in its register's order
+            assert core.order[reg] == [ev.key for ev in backlog if ev.register_id == reg]
+        assert set(core.applications.values()) == {1}
+        delivered = await ob.get(1)
+        assert delivered is not None and delivered.result_json == '{"commit":{"operation_id":"op-old"}}'
+        assert (await ob.append(sale("R0", 9001))) is True  # sequences go on after the migrated ones
+        (new,) = await ob.next_batch(10)
+        assert new.register_seq == 1 + sum(1 for e, _, _ in rows if e.register_id == "R0")
     finally:
         await ob.close()
 
@@ -521,7 +607,7 @@ async def test_version_1_file_gains_driver_state(tmp_path: Path) -> None:
     finally:
         await ob.close()
     with sqlite3.connect(path) as raw:
-        assert raw.execute("pragma user_version").fetchone() == (2,)
+        assert raw.execute("pragma user_version").fetchone() == (SCHEMA_VERSION,)
 
 
 # ------------------------------------------------------------------ copies of one receipt

@@ -501,8 +501,8 @@ async def test_retriable_rejection_mid_batch_keeps_the_other_registers_results(t
 class _ShortAckCall(InProcCall):
     """Answers the first EventBatch of its core with one ack missing (a broken core)."""
 
-    async def write(self, batch: pb.EventBatch) -> None:
-        await super().write(batch)
+    async def write(self, data: bytes) -> None:
+        await super().write(data)
         if self.core.streams == 1 and not self.acks.empty():
             reply = self.acks.get_nowait()
             del reply.acks[-1]
@@ -536,7 +536,7 @@ class _Down(InProcCall):
 class _Unimplemented(InProcCall):
     """A core without StreamEvents (an old version): a status no retry cures."""
 
-    async def write(self, batch: pb.EventBatch) -> None:
+    async def write(self, data: bytes) -> None:
         raise rpc_error(grpc.StatusCode.UNIMPLEMENTED, "unknown method StreamEvents")
 
 

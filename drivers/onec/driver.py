@@ -5,10 +5,12 @@ mapping in mapping.py).
 ``POST /v1/onec/POSProcessing.asmx`` ``ProcessRequest`` (HTTP Basic; text/xml or application/soap+xml).
 
 Invariants: a Fiscal is answered only after ``ctx.submit`` returned and its answer was remembered
-(``ans:<key>``, ``tx:<TransactionID>`` in ``ctx.state`` for ``remember_days``): a Fiscal resent under
-any RequestID gets that first answer (with its own RequestID) without a second submit; a readable
-request with a wrong field gets ReturnCode 90001 and stores nothing; a write-off no Soft approved
-(``ok:<key>``) gets 90003 and stores nothing; a Rollback of a cheque not remembered gets 81380; a
+(``ans:<key>``, ``tx:<TransactionID>`` in ``ctx.state`` for ``remember_days``): the same cheque resent
+under any RequestID gets that first answer (with its own RequestID) without a second submit; another
+cheque under the same key (its fingerprint differs) goes to ``submit``, where the outbox tells a copy
+from a conflict; a readable request with a wrong field gets ReturnCode 90001 and stores nothing; a
+write-off no Soft approved (``ok:<key>``) gets 90003 and stores nothing; a Rollback naming a
+TransactionID that is not remembered gets 81380; a
 storage failure is a 503 Fault ("resend"), never a business answer; core trouble never shows: the
 gateway's offline policy answers the Soft.
 """
@@ -167,10 +169,11 @@ class OneCDriver(http_edge.HttpDriver[Config]):
             key = mapping.cancel_of(c, sale_key).key
         else:
             key = _checked(lambda: mapping.key_of(c, self.zone))
+        print_ = mapping.fingerprint(c)
         remembered = await ctx.state.get("ans:" + key)
-        if remembered is not None:
+        if remembered is not None and remembered.startswith(print_ + "\n"):  # the same cheque again
             ctx.count("duplicate")
-            return replace(wire.load_answer(remembered), request_id=c.request_id)
+            return replace(wire.load_answer(remembered.partition("\n")[2]), request_id=c.request_id)
         points = c.paid_by_bonus // self.pv if c.operation == "Sale" else 0
         if points and not mapping.token_of(c):
             approved = int(await ctx.state.get("ok:" + key) or 0)
@@ -190,7 +193,7 @@ class OneCDriver(http_edge.HttpDriver[Config]):
             c, tx=tx, now=now, writeoff=points * self.pv
         )  # no core call: the Fiscal budget is the disk's
         await asyncio.gather(
-            ctx.state.put("ans:" + key, wire.dump_answer(answer), keep_s=self.keep_s),
+            ctx.state.put("ans:" + key, print_ + "\n" + wire.dump_answer(answer), keep_s=self.keep_s),
             ctx.state.put(f"tx:{tx}", key, keep_s=self.keep_s),
         )
         return answer

@@ -102,6 +102,22 @@ def transaction_id(*parts: str) -> int:
     return int.from_bytes(digest[:8], "big") >> 1 or 1
 
 
+def fingerprint(c: Cheque) -> str:
+    """What makes a resent Fiscal the same cheque: operation, card, write-off, references and goods
+    (not RequestID or DateTime, which a resending module may renew). Another cheque under the same
+    key (a counter reset, a module sending one Number for every cheque) has another fingerprint."""
+    ref = c.reference
+    parts = [
+        c.operation,
+        c.card.value if c.card else "",
+        str(c.paid_by_bonus),
+        str(c.transaction_ref or ""),
+        f"{ref.business_unit}/{ref.pos}/{ref.number}/{ref.when.isoformat()}" if ref else "",
+        *(f"{i.article}/{i.price}/{i.qty_milli}/{i.summ_discounted}" for i in c.items),
+    ]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
 def line_ids(c: Cheque) -> list[str]:
     seen: dict[str, int] = {}
     out = []

@@ -354,13 +354,21 @@ def _run_till(
 
 
 async def run_tills(
-    gateway: str, config: OneCConfig, *, tills: int, receipts: int, seed: int, customers: list[str]
+    gateway: str,
+    config: OneCConfig,
+    *,
+    tills: int,
+    receipts: int,
+    seed: int,
+    customers: list[str],
+    first_number: int = 1,
 ) -> SimReport:
-    """``tills`` POS (worker threads) ring up ``receipts`` cheques between them; the report."""
+    """``tills`` POS (worker threads) ring up ``receipts`` cheques between them, numbered from
+    ``first_number`` (a second run the same day must not reuse numbers: that is a counter reset); the report."""
     rec = Recorder()
     started = time.monotonic()
     gateway = gateway.rstrip("/")
-    work = [list(range(t + 1, receipts + 1, tills)) for t in range(tills)]
+    work = [list(range(first_number + t, first_number + receipts, tills)) for t in range(tills)]
     await asyncio.gather(
         *(
             asyncio.to_thread(

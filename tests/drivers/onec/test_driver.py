@@ -437,3 +437,14 @@ async def test_a_calc_token_in_an_extended_attribute_reaches_the_sale(
     await post(gw, e.envelope(e.cheque(extra=e.token_attribute(carried))))
     [event] = ctx.stored.values()
     assert event.calc_token == carried
+
+
+async def test_another_cheque_under_a_remembered_key_is_submitted_not_answered_from_memory(
+    gw: TestClient[Any, Any],
+    ctx: FakeContext,
+) -> None:
+    await post(gw, e.envelope(e.cheque()))
+    other = e.cheque(request_id="R-7", items=(("1", "TEA", "299.00", "1", "299.00"),))  # a counter reset
+    status, body, _ = await post(gw, e.envelope(other))
+    assert status == 200 and len(ctx.submits) == 2, body  # the outbox decides (here: a duplicate key)
+    assert [ln.sku for ln in ctx.submits[1].receipt.lines] == ["TEA"]  # type: ignore[union-attr]

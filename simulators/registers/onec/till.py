@@ -364,7 +364,7 @@ async def run_tills(
     first_number: int = 1,
 ) -> SimReport:
     """``tills`` POS (worker threads) ring up ``receipts`` cheques between them, numbered from
-    ``first_number`` (a second run the same day must not reuse numbers: that is a counter reset); the report."""
+    ``first_number`` (a second run the same day must not reuse numbers: a counter reset); the report."""
     rec = Recorder()
     started = time.monotonic()
     gateway = gateway.rstrip("/")

@@ -32,7 +32,8 @@ async def operator_queue(gateway: str, *, since: float, admin_key: str = "",
             data = await resp.json()
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return [], f"cannot read /v1/queue: {exc!r}"
-    rows = data.get("rejected", []) if isinstance(data, dict) else []
+    # the daemon answers a JSON list of rows; {"rejected": [...]} is `posgw queue --json`'s form
+    rows = data if isinstance(data, list) else data.get("rejected", []) if isinstance(data, dict) else []
     return [r for r in rows if isinstance(r, dict) and float(r.get("created_at", 0)) >= since], ""
 
 

@@ -16,11 +16,11 @@ ROWS = [{"key": "old", "kind": "sale", "created_at": 10.0, "reason": "X", "last_
 
 
 @asynccontextmanager
-async def gateway(key: str = "") -> AsyncIterator[str]:
+async def gateway(key: str = "", *, as_list: bool = False) -> AsyncIterator[str]:
     async def queue(request: web.Request) -> web.Response:
         if key and request.headers.get("Authorization") != f"Bearer {key}":
             return web.json_response({"error": {"code": "UNAUTHORIZED"}}, status=401)
-        body: dict[str, Any] = {"count": len(ROWS), "rejected": ROWS}
+        body: Any = ROWS if as_list else {"count": len(ROWS), "rejected": ROWS}
         return web.json_response(body)
 
     app = web.Application()
@@ -42,6 +42,12 @@ async def test_rows_of_this_run_only() -> None:
     assert problem == "" and [r["key"] for r in rows] == ["k1"]
     assert queue_lines(rows) == ["not applied at the core, in the gateway's operator queue: refund k1 "
                                  "SALE_NEVER_ARRIVED: sale s1 never arrived"]
+
+
+async def test_the_daemons_answer_a_bare_list_of_rows_is_read() -> None:
+    async with gateway(as_list=True) as url:  # gateway/server.py queue_list answers a JSON list
+        rows, problem = await operator_queue(url, since=50.0, settle_s=0)
+    assert problem == "" and [r["key"] for r in rows] == ["k1"]
 
 
 async def test_admin_key_and_unreachable_gateway_are_named_not_raised() -> None:

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("report", "print the core's analytics report for a period"),
     "cert": ("cert", "make the shop's local CA and the gateway's HTTPS certificate"),
     "install": ("install", "put the user, directories, keys, config and unit in place (scripts/install.sh)"),
+    "doctor": ("doctor", "check config, listener, devices, core, TLS, clock, disk, outbox and permissions"),
 }
 
 

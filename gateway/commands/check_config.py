@@ -92,18 +92,18 @@ def findings(config: GatewayConfig, *, user: str | None = None) -> list[Problem]
     _check_secrets(config, add, on_lan)
     _check_core(config, add)
     _check_listener(config, add, on_lan)
-    account = _account(user)
-    if account is None:
+    acct = account(user)
+    if acct is None:
         add("FAIL", "-", f"the service user {user!r} does not exist",
             "create it (systemd-sysusers posgw.sysusers.conf) or name another with --user")
         return out
-    _check_dir(gw.data_dir, "gateway.data_dir", account, add)
+    _check_dir(gw.data_dir, "gateway.data_dir", acct, add)
     if config.outbox.path is not None and config.outbox.path.parent != gw.data_dir:
-        _check_dir(config.outbox.path.parent, "outbox.path", account, add)
-    if config.outbox_path.is_file() and not _writable(config.outbox_path, account):
+        _check_dir(config.outbox.path.parent, "outbox.path", acct, add)
+    if config.outbox_path.is_file() and not writable(config.outbox_path, acct):
         add("FAIL", "outbox.path" if config.outbox.path else "gateway.data_dir",
-            f"the outbox {config.outbox_path} cannot be written by {account.name}",
-            f"chown {account.name} {config.outbox_path} && chmod 0600 {config.outbox_path}")
+            f"the outbox {config.outbox_path} cannot be written by {acct.name}",
+            f"chown {acct.name} {config.outbox_path} && chmod 0600 {config.outbox_path}")
     return out
 
 
@@ -287,7 +287,8 @@ class Account:
     current: bool
 
 
-def _account(user: str | None) -> Account | None:
+def account(user: str | None) -> Account | None:
+    """``user`` (default: who runs this) with ids and groups; None when no such user."""
     if user is None or os.geteuid() == _uid(user):
         name = user or getpass.getuser()
         return Account(name, os.geteuid(), frozenset(os.getgroups()) | {os.getegid()}, current=True)
@@ -306,7 +307,7 @@ def _uid(user: str) -> int:
         return -1
 
 
-def _writable(path: Path, account: Account) -> bool:
+def writable(path: Path, account: Account) -> bool:
     """Whether ``account`` may write ``path`` (and enter it, for a directory)."""
     want = os.W_OK | (os.X_OK if path.is_dir() else 0)
     if account.current:
@@ -329,7 +330,7 @@ def _check_dir(path: Path, key: str, account: Account, add: Any) -> None:
         add("FAIL", key, f"{path} {what}",
             f"create it: install -d -m 0700 -o {account.name} {path} (the unit's StateDirectory= "
             "makes /var/lib/posgw)")
-    elif not _writable(path, account):
+    elif not writable(path, account):
         add("FAIL", key, f"{path} cannot be written by {account.name}",
             f"chown {account.name} {path} && chmod 0700 {path}")
 

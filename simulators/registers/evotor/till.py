@@ -241,6 +241,8 @@ class EvotorTill:
             return Applied()
         if not applied.skipped and printed_offline(applied.print_text):
             self._rec.offline_answers += 1
+        if receipt.loyalty.get("phone") and not applied.skipped:  # the gateway knew the customer
+            self._rec.identified += 1
         return applied
 
     async def _calc_once(self, receipt: EvReceipt, body: dict[str, Any]) -> Answer | None:
@@ -377,8 +379,7 @@ class EvotorTill:
         receipt = self.ring_up()
         if self._customers:
             receipt = replace(receipt, loyalty={"phone": self._rng.choice(self._customers), "redeem": "max"})
-        self._rec.receipts += 1
-        applied = await self._calculate(receipt)
+        applied = await self._calculate(receipt)  # a cancel, not one of the receipts asked for
         await self._close("cancel", receipt, receipt.clear_body(applied), key=cancel_key(receipt.uuid))
 
 

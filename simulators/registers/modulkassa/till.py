@@ -103,6 +103,7 @@ class ModulKassaTill:
         self._number = 0
         self._sold: list[_Sold] = []
         self._deferred: list[tuple[str, dict[str, Any]]] = []
+        self._identified: set[str] = set()  # checks whose customer the gateway recognised
 
     def _positions(self) -> tuple[MkPosition, ...]:
         return tuple(
@@ -225,6 +226,9 @@ class ModulKassaTill:
             return identity_lines(positions), ""
         if printed_offline(_printable(answer.data)):
             self._rec.offline_answers += 1
+        if loyalty.get("phone") and _printable(answer.data) and check_id not in self._identified:
+            self._identified.add(check_id)  # the gateway knew the customer: once per check
+            self._rec.identified += 1
         return lines, blob
 
     async def _deliver(
@@ -284,8 +288,7 @@ class ModulKassaTill:
         loyalty = self._loyalty()
         if self._customers:
             loyalty.update(phone=self._rng.choice(self._customers), redeem="max")
-        self._rec.receipts += 1
-        lines, blob = await self._calc(check_id, positions, loyalty)
+        lines, blob = await self._calc(check_id, positions, loyalty)  # a cancel, not a receipt asked for
         body = event_body(
             CANCELLED, check_id, None, sum(ln.amount for ln in lines), {**loyalty, "data": blob}
         )

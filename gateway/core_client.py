@@ -380,6 +380,29 @@ class CoreClient:
         program: pb.Program = await self._unary("GetProgram", pb.GetProgramRequest(), timeout)
         return program
 
+    async def send_code(self, phone: str, *, purpose: str, wait_ms: int, timeout: float) -> pb.SendOtpResult:
+        """SendOtp: a confirmation code for ``phone``, texted by the core within ``wait_ms`` (the
+        answer's ``status``: sent, not_sent, rate_limited or locked; ``code`` only when sent)."""
+        req = pb.SendOtpRequest(phone=phone, purpose=purpose, wait_ms=max(0, wait_ms))
+        result: pb.SendOtpResult = await self._unary("SendOtp", req, timeout)
+        return result
+
+    async def verify_code(self, phone: str, code: str, *, timeout: float) -> pb.VerifyOtpResult:
+        """VerifyOtp: does ``code`` confirm ``phone`` (a wrong one counts towards the phone's lock)."""
+        result: pb.VerifyOtpResult = await self._unary(
+            "VerifyOtp", pb.VerifyOtpRequest(phone=phone, code=code), timeout)
+        return result
+
+    async def register_customer(self, *, phone: str, card: str, name: str, email: str, birth_date: str,
+                                gender: str, store_id: str, timeout: float) -> str:
+        """RegisterCustomer (a till created the customer): the core's id, the known one for a
+        phone or card it already has."""
+        req = pb.RegisterCustomerRequest(phone=phone, card=card, name=name, email=email,
+                                         birth_date=birth_date, gender=gender, channel="cashier",
+                                         staff=pb.Staff(store_id=store_id))
+        customer: pb.Customer = await self._unary("RegisterCustomer", req, timeout)
+        return customer.customer_id
+
     async def balance_pages(
         self, *, timeout: float, active_since: datetime | None = None, page_size: int = 1000
     ) -> AsyncIterator[pb.GetBalancesResponse]:

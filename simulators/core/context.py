@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from gateway.rules.program import Program, program_to_json, program_version
 from simulators.core.db import Database
+from simulators.core.sms import DebugSender, SmsSender
 
 Clock = Callable[[], datetime]
 
@@ -25,6 +26,7 @@ class Core:
     db: Database
     program: Program
     clock: Clock = system_clock
+    sender: SmsSender = field(default_factory=DebugSender)  # confirmation codes go out through it
     program_json: str = field(init=False)
     version: str = field(init=False)
 

@@ -26,11 +26,10 @@ from gateway.rules.dates import expiry_for
 from gateway.rules.identity import normalize_phone
 from gateway.rules.program import Program
 from gateway.rules.types import RuleViolation
-from simulators.core import store
-from simulators.core.tables import AppCodeRow, Card, Customer, Otp, WelcomedPhone
+from simulators.core import codes, store
+from simulators.core.tables import AppCodeRow, Card, Customer, WelcomedPhone
 
 APP_CODE_TTL = timedelta(minutes=45)
-OTP_TTL = timedelta(minutes=10)
 QR_PREFIX = "posgw:app:"
 _CODE_RE = re.compile(r"(\d{6})(?!.*\d{6})")
 
@@ -161,22 +160,9 @@ def issue_app_code(session: Session, cust: Customer, at: datetime) -> AppCodeRow
     raise RuleViolation("UNAVAILABLE", "no free app code; try again")
 
 
-def send_otp(session: Session, phone_text: str, now: datetime) -> str:
-    phone = phone_or_none(phone_text)
-    if phone is None:
-        raise RuleViolation("INVALID_RECEIPT", "not a phone number", field="phone")
-    code = f"{secrets.randbelow(10**4):04d}"
-    row = session.get(Otp, phone)
-    if row is None:
-        session.add(Otp(phone=phone, code=code, expires_at=now + OTP_TTL))
-    else:
-        row.code, row.expires_at = code, now + OTP_TTL
-    return code
-
-
 def _otp_ok(session: Session, phone: str, code: str, now: datetime) -> bool:
-    row = session.get(Otp, phone)
-    return row is not None and row.expires_at > now and secrets.compare_digest(row.code, code.strip())
+    """The phone's confirmation code (:mod:`simulators.core.codes`; a wrong one counts a try)."""
+    return codes.check(session, phone, code, now).ok
 
 
 def _new_referral_code(session: Session) -> str:

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -30,9 +31,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from gateway.rules.program import Program, load_program
+from simulators.core import sms
 from simulators.core.context import Clock, Core, system_clock
 from simulators.core.db import Database
 from simulators.core.service import LoyaltyCoreService
+from simulators.core.sms import SmsSender
 
 log = logging.getLogger("posgw.core")
 MAX_MESSAGE = 4 * 1024 * 1024
@@ -59,12 +62,15 @@ def as_program(program: Program | str | Path) -> Program:
 
 
 async def start_core(
-    program: Program | str | Path, db_url: str, listen: str = "127.0.0.1:0", now: Clock | None = None
+    program: Program | str | Path, db_url: str, listen: str = "127.0.0.1:0", now: Clock | None = None,
+    sender: SmsSender | None = None,
 ) -> CoreHandle:
-    """Open storage, start the gRPC server on ``listen`` and return its handle."""
+    """Open storage, start the gRPC server on ``listen`` and return its handle. ``sender``: how
+    confirmation codes are texted (default: from the environment, :func:`sms.from_environ`)."""
     prog = as_program(program)
+    sender = sender or sms.from_environ(os.environ)
     db = await asyncio.to_thread(Database, db_url)
-    core = Core(db=db, program=prog, clock=now or system_clock)
+    core = Core(db=db, program=prog, clock=now or system_clock, sender=sender)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -131,10 +137,10 @@ async def running_core(
 
 @contextlib.asynccontextmanager
 async def running_core_handle(
-    program: Program | str | Path, db_url: str, now: Clock | None = None
+    program: Program | str | Path, db_url: str, now: Clock | None = None, sender: SmsSender | None = None,
 ) -> AsyncIterator[CoreHandle]:
     """Like :func:`running_core` but yields the handle (address, core, server)."""
-    handle = await start_core(program, db_url, "127.0.0.1:0", now)
+    handle = await start_core(program, db_url, "127.0.0.1:0", now, sender)
     try:
         yield handle
     finally:

@@ -40,12 +40,13 @@ from grpc_status import rpc_status
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from gateway.rules.types import RuleViolation
-from simulators.core import corrections, jobs, refunds, reports, sales, views
+from simulators.core import corrections, jobs, refunds, reports, sales, sms, views
 from simulators.core.context import Core
 from simulators.core.db_errors import is_storage_error
 
 log = logging.getLogger("posgw.core")
 DOMAIN = "loyalty.posgw"
+SMS_ANSWER_RESERVE_S = 0.05  # of the caller's deadline, kept for withdrawing the code and answering
 R = TypeVar("R")
 
 GRPC_CODES: dict[str, grpc.StatusCode] = {
@@ -171,7 +172,30 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
         return await self._run(views.issue_app_code, request, context)
 
     async def SendOtp(self, request: pb.SendOtpRequest, context: Any) -> pb.SendOtpResult:
-        return await self._run(views.send_otp, request, context)
+        return await self._guard(self._send_otp(request, context.time_remaining()), context)
+
+    async def _send_otp(self, req: pb.SendOtpRequest, deadline_s: float | None) -> pb.SendOtpResult:
+        """Issue a code, then hand it to the SMS sender within ``wait_ms`` (and the caller's
+        deadline): a provider that is slow or down is answered ``not_sent`` in time and the code
+        is withdrawn. The code is in the answer only when the SMS went out."""
+        phone, issued = await asyncio.to_thread(views.issue_code, self.core, req)
+        if issued.status != "issued":
+            return pb.SendOtpResult(sent=False, status=issued.status, retry_after_s=issued.retry_after_s)
+        wait_s = req.wait_ms / 1000 if req.wait_ms else sms.DEFAULT_WAIT_S
+        if deadline_s is not None:
+            wait_s = max(0.0, min(wait_s, deadline_s - SMS_ANSWER_RESERVE_S))
+        sender = self.core.sender
+        why = await sms.deliver(sender, phone, sms.text_of(issued.code, req.purpose), wait_s)
+        if why:
+            log.warning("confirmation code not sent: %s", why)
+            await asyncio.to_thread(views.withdraw_code, self.core, phone)
+            return pb.SendOtpResult(sent=False, status="not_sent", message=why)
+        debug_code = issued.code if sender.debug else ""
+        return pb.SendOtpResult(sent=True, status="sent", code=issued.code,
+                                retry_after_s=issued.retry_after_s, debug_code=debug_code)
+
+    async def VerifyOtp(self, request: pb.VerifyOtpRequest, context: Any) -> pb.VerifyOtpResult:
+        return await self._run(views.verify_otp, request, context)
 
     async def IssueGrant(self, request: pb.IssueGrantRequest, context: Any) -> pb.IssueGrantResult:
         return await self._run(jobs.issue_grant, request, context)

@@ -188,6 +188,24 @@ class Otp(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class ConfirmationCode(Base):
+    """The live confirmation code of a phone (:mod:`simulators.core.codes`): only its salted
+    SHA-256 is kept; wrong tries, the lock and the send counters that rate-limit the phone."""
+
+    __tablename__ = "confirmation_codes"
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), default="")
+    salt: Mapped[str] = mapped_column(String(32), default="")
+    purpose: Mapped[str] = mapped_column(String(16), default="")
+    issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    tries: Mapped[int] = mapped_column(Integer, default=0)  # wrong tries since the last lock
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the hour sends are counted in
+    sent_in_window: Mapped[int] = mapped_column(Integer, default=0)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class GrantMark(Base):
     """Once-only grants: birthday per year, win-back per absence, review per platform."""
 

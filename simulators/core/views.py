@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.rules.identity import mask_name
-from simulators.core import convert, identify, store
+from gateway.rules.types import RuleViolation
+from simulators.core import codes, convert, identify, store
 from simulators.core.context import Core
 from simulators.core.tables import Card, Customer
 
@@ -94,10 +95,28 @@ def issue_app_code(core: Core, req: pb.IssueAppCodeRequest) -> pb.AppCode:
     return core.db.transaction(work)
 
 
-def send_otp(core: Core, req: pb.SendOtpRequest) -> pb.SendOtpResult:
-    now = core.now()
-    code = core.db.transaction(lambda s: identify.send_otp(s, req.phone, now))
-    return pb.SendOtpResult(sent=True, debug_code=code)
+def _phone(text: str) -> str:
+    phone = identify.phone_or_none(text)
+    if phone is None:
+        raise RuleViolation("INVALID_RECEIPT", "not a phone number", field="phone")
+    return phone
+
+
+def issue_code(core: Core, req: pb.SendOtpRequest) -> tuple[str, codes.Issued]:
+    """(E.164 phone, the code issued or why not); the SMS is sent by the service, outside the
+    transaction (:mod:`simulators.core.sms`)."""
+    phone, now = _phone(req.phone), core.now()
+    return phone, core.db.transaction(lambda s: codes.issue(s, phone, req.purpose or "spending", now))
+
+
+def withdraw_code(core: Core, phone: str) -> None:
+    core.db.transaction(lambda s: codes.withdraw(s, phone))
+
+
+def verify_otp(core: Core, req: pb.VerifyOtpRequest) -> pb.VerifyOtpResult:
+    phone, now = _phone(req.phone), core.now()
+    checked = core.db.transaction(lambda s: codes.check(s, phone, req.code, now))
+    return pb.VerifyOtpResult(ok=checked.ok, reason=checked.reason, tries_left=checked.tries_left)
 
 
 def balances(core: Core, req: pb.GetBalancesRequest) -> pb.GetBalancesResponse:

@@ -148,18 +148,48 @@ class AppCode(_message.Message):
     def __init__(self, code: _Optional[str] = ..., qr_payload: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class SendOtpRequest(_message.Message):
-    __slots__ = ("phone",)
+    __slots__ = ("phone", "purpose", "wait_ms")
     PHONE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     phone: str
-    def __init__(self, phone: _Optional[str] = ...) -> None: ...
+    purpose: str
+    wait_ms: int
+    def __init__(self, phone: _Optional[str] = ..., purpose: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class SendOtpResult(_message.Message):
-    __slots__ = ("sent", "debug_code")
+    __slots__ = ("sent", "debug_code", "code", "status", "retry_after_s", "message")
     SENT_FIELD_NUMBER: _ClassVar[int]
     DEBUG_CODE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_S_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
     sent: bool
     debug_code: str
-    def __init__(self, sent: _Optional[bool] = ..., debug_code: _Optional[str] = ...) -> None: ...
+    code: str
+    status: str
+    retry_after_s: int
+    message: str
+    def __init__(self, sent: _Optional[bool] = ..., debug_code: _Optional[str] = ..., code: _Optional[str] = ..., status: _Optional[str] = ..., retry_after_s: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class VerifyOtpRequest(_message.Message):
+    __slots__ = ("phone", "code")
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    phone: str
+    code: str
+    def __init__(self, phone: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
+class VerifyOtpResult(_message.Message):
+    __slots__ = ("ok", "reason", "tries_left")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TRIES_LEFT_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    reason: str
+    tries_left: int
+    def __init__(self, ok: _Optional[bool] = ..., reason: _Optional[str] = ..., tries_left: _Optional[int] = ...) -> None: ...
 
 class Line(_message.Message):
     __slots__ = ("line_id", "sku", "category", "name", "qty_milli", "price", "amount", "min_unit_price", "discountable", "accruable", "point_price")

@@ -94,6 +94,11 @@ class LoyaltyCoreStub:
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.SendOtpRequest.SerializeToString,
                 response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.SendOtpResult.FromString,
                 _registered_method=True)
+        self.VerifyOtp = channel.unary_unary(
+                '/loyalty.v1.LoyaltyCore/VerifyOtp',
+                request_serializer=loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpResult.FromString,
+                _registered_method=True)
         self.IssueGrant = channel.unary_unary(
                 '/loyalty.v1.LoyaltyCore/IssueGrant',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.IssueGrantRequest.SerializeToString,
@@ -207,6 +212,13 @@ class LoyaltyCoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyOtp(self, request, context):
+        """Check a confirmation code (counts a wrong try: 5 wrong lock the phone for a while).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def IssueGrant(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -281,6 +293,11 @@ def add_LoyaltyCoreServicer_to_server(servicer, server):
                     servicer.SendOtp,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.SendOtpRequest.FromString,
                     response_serializer=loyalty_dot_v1_dot_loyalty__pb2.SendOtpResult.SerializeToString,
+            ),
+            'VerifyOtp': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyOtp,
+                    request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpResult.SerializeToString,
             ),
             'IssueGrant': grpc.unary_unary_rpc_method_handler(
                     servicer.IssueGrant,
@@ -617,6 +634,33 @@ class LoyaltyCore:
             '/loyalty.v1.LoyaltyCore/SendOtp',
             loyalty_dot_v1_dot_loyalty__pb2.SendOtpRequest.SerializeToString,
             loyalty_dot_v1_dot_loyalty__pb2.SendOtpResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyOtp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/loyalty.v1.LoyaltyCore/VerifyOtp',
+            loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpRequest.SerializeToString,
+            loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -82,12 +82,21 @@ async def register_cards(core: str, cards: Sequence[str], *, timeout_s: float = 
     return problems
 
 
+def first_transaction(account: PosterAccount) -> int:
+    """The back-office transaction id of the day's first order: Poster's ids are unique in an
+    account, so every run takes new ones, never the ids of an earlier run (whose removals the
+    gateway holds for other sales): the account's clock in ms, as no day closes more than an order
+    a millisecond."""
+    return int(account.clock() * 1000) % 10**10
+
+
 async def cafe_day(account: PosterAccount, orders: int, card: str) -> dict[str, object]:
     acked, removed = 0, []
+    first = first_transaction(account)
     async with aiohttp.ClientSession() as session:
         for n in range(orders):
             items = [(pid, price, Decimal(1 + n % 2)) for pid, price in MENU[: 1 + n % 3]]
-            tx = 58000 + n
+            tx = first + n
             done = await account.order(
                 session, items, card=card if n % 2 == 0 else "", redeem=0, transaction_id=tx,
                 removed_early=n % 5 == 4,  # with --out-of-order its removal overtakes the close

@@ -14,6 +14,7 @@ from typing import Any
 from gateway.opqueue import queue_json
 from simulators.registers.poster.cli import cafe_day, register_cards, verdict
 from simulators.stack_check import read_applied
+from tests.drivers.compliance_harness import running
 from tests.simulators.registers.component import System, running_system
 from tests.simulators.registers.poster.test_account import OPTIONS, account
 
@@ -60,6 +61,15 @@ async def test_an_unregistered_card_is_counted_not_applied_a_registered_one_appl
         assert (status, report["not_applied"]) == (0, 0), report["operator_queue"]
         sales = [k for k in read_applied(system.core_db).counts if k[0] == "sale"]
         assert len(sales) == 6  # the 2 sales without a card of the first day, all 4 of the second
+
+
+async def test_every_day_takes_new_transaction_ids(tmp_path: Path) -> None:
+    # a second day reusing the first day's ids sent a removal the gateway holds for another sale
+    async with running("poster", OPTIONS, tmp_path) as gw:
+        for _ in range(2):
+            assert (await cafe_day(account(gw.daemon.port), 5, ""))["delivered"] == 1
+        removals = [k for k, _ in gw.rows() if k.endswith(":removed")]
+        assert len(removals) == len(set(removals)) == 2, removals
 
 
 async def test_a_card_the_core_could_not_register_fails_the_run() -> None:

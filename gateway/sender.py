@@ -190,7 +190,11 @@ class Sender:
         self._wait_max_s = max(wait_initial_s, wait_max_s)
         self._clock = clock
         self._sale_delivered = asyncio.Event()  # wakes the waiting loop at once
-        self._sales_delivered: dict[str, float] = {}  # sales delivered lately: key -> when (loop time)
+        # sales delivered lately: key -> when (loop time), oldest first (pruned from the front)
+        self._sales_delivered: dict[str, float] = {}
+        # waiting rows may exist (unknown at start; False after a look found none and until a row is
+        # set aside): a delivered sale wakes the waiting loop only then, not at every ack
+        self._any_waiting = True
         self._rewind = False  # rows were woken: the send loop reads again from the start
 
     # ------------------------------------------------------------ public
@@ -411,8 +415,10 @@ class Sender:
             self._acked_unmarked.add(row.key)
             self._marks.put_nowait(_Mark(row, "delivered", result=ack.SerializeToString()))
             if row.kind == "sale":  # a refund waiting for it may go now
+                self._sales_delivered.pop(row.key, None)  # (a resend: to the end, keeping the order)
                 self._sales_delivered[row.key] = asyncio.get_running_loop().time()
-                self._sale_delivered.set()
+                if self._any_waiting:
+                    self._sale_delivered.set()
             if self._metrics is not None:
                 self._metrics.child(self._metrics.delivered, row.kind).inc()
         return None
@@ -442,6 +448,8 @@ class Sender:
                         await self._outbox.note_retry(m.row.id, m.message)
                     elif m.state == "wait":
                         await self._outbox.mark_waiting(m.row.id, m.row.attempts + 1, m.reason, m.message)
+                        self._any_waiting = True  # look at once: its sale may be delivered already
+                        self._sale_delivered.set()
             except StorageError as exc:  # rows stay pending and are resent: the core replays them
                 log.warning("delivery marks failed", extra={"rows": len(items), "error": str(exc)})
             finally:
@@ -467,10 +475,15 @@ class Sender:
             self._sale_delivered.clear()
             # kept a minute: a refund deferred in the same AckBatch may be marked waiting after this look
             forget = asyncio.get_running_loop().time() - SALES_REMEMBERED_S
-            self._sales_delivered = {k: t for k, t in self._sales_delivered.items() if t > forget}
             came = self._sales_delivered
+            while came:  # oldest first: drop from the front what is older than a minute
+                first = next(iter(came))
+                if came[first] > forget:
+                    break
+                del came[first]
             try:
                 rows = await self._outbox.waiting(self._batch)
+                self._any_waiting = bool(rows)
                 now = self._clock()
                 due: list[int] = []
                 for row in rows:

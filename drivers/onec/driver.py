@@ -144,7 +144,7 @@ class OneCDriver(http_edge.HttpDriver[Config]):
         except BadInput as exc:
             raise _Invalid(exc) from None
         answer = mapping.soft_answer(c, receipt, result, tx=tx, now=now, pv=self.pv)
-        if answer.writeoff and c.number:
+        if c.paid_by_bonus and answer.writeoff and c.number:  # an approval the Fiscal is checked against
             await ctx.state.put(
                 "ok:" + mapping.key_of(c, self.zone), str(answer.writeoff // self.pv), keep_s=APPROVAL_KEEP_S
             )

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-VENDORS = ["evotor", "modulkassa", "poster"]
+VENDORS = ["evotor", "modulkassa", "poster", "onec"]
+GOALS = {"onec": 1.5}  # SOAP: XML costs more than JSON (issue 14); the others 1.2
 FIGURES = [f"calc_p{pct}_{d}_vs_native" for pct in (50, 99) for d in VENDORS]
 KEYS = {"figure", "value", "baseline", "ratio", "goal", "met"}
 
@@ -30,6 +31,7 @@ def test_drivers_bench_quick_prints_figures() -> None:
         assert isinstance(fig["baseline"], float) and fig["baseline"] > 0, fig
         assert fig["ratio"] == pytest.approx(fig["value"] / fig["baseline"], abs=0.002), fig
         if fig["figure"].startswith("calc_p50_"):
-            assert fig["goal"] == 1.2 and fig["met"] is (fig["ratio"] <= 1.2), fig
+            goal = GOALS.get(fig["figure"].split("_")[2], 1.2)
+            assert fig["goal"] == goal and fig["met"] is (fig["ratio"] <= goal), fig
         else:
             assert fig["goal"] is None and fig["met"] is None, fig

@@ -34,12 +34,14 @@ var MAX_REFUSED = 50;
 
 function digits(text) { return String(text == null ? '' : text).replace(/\D+/g, ''); }
 
-/* A phone is typed with its country code: "+…", or 11 to 15 digits in phone punctuation.
- * Anything else (a 10-digit card, a QR payload) is a card number. */
+/* What the cashier typed is taken for a phone when it is digits in phone punctuation with the
+ * country code: "+" and 10 to 15 digits, or 11 to 15 digits. Anything else (a 10-digit card, a QR
+ * payload) is a card number; what the scanner read is always a card. */
 function looksLikePhone(text) {
   var t = String(text).trim();
   var n = digits(t).length;
-  return /^\+?[\d\s()\-]+$/.test(t) && n >= 11 && n <= 15 || (t.charAt(0) === '+' && n >= 10 && n <= 15);
+  if (!/^\+?[\d\s()\-]+$/.test(t)) { return false; }
+  return t.charAt(0) === '+' ? n >= 10 && n <= 15 : n >= 11 && n <= 15;
 }
 
 function cardOf(client) {
@@ -136,12 +138,13 @@ function createView(doc, root, act) {
       button('find', 'Найти', function () { act.find(query.value); });
       if (canScan) { button('scan', 'Сканировать QR или карту', function () { act.scan(); }); }
     },
-    create: function (query, note) {
+    create: function (query, note, scanned) {
       clear();
       line(note || 'Гость не найден. Создать нового?');
+      var isPhone = !scanned && looksLikePhone(query);
       var name = input('name', 'Имя и фамилия');
-      var phone = input('phone', 'Телефон', looksLikePhone(query) ? query : '');
-      var card = input('card', 'Номер карты', looksLikePhone(query) ? '' : query);
+      var phone = input('phone', 'Телефон', isPhone ? query : '');
+      var card = input('card', 'Номер карты', isPhone ? '' : query);
       button('create', 'Создать гостя', function () {
         act.create({ name: name.value, phone: phone.value, card: card.value });
       });
@@ -391,13 +394,13 @@ function createApp(opts) {
   }
 
   var act = {
-    find: function (text) {
+    find: function (text, scanned) {
       var query = String(text || '').trim();
       if (!query) { view.identify('Введите телефон или номер карты.', canScan()); return Promise.resolve(); }
       view.message('Поиск…');
       return lookup(query).then(function (match) {
         if (match) { return attach(match.client, match.ident); }
-        view.create(query);
+        view.create(query, '', scanned);
         return undefined;
       }).catch(failed);
     },
@@ -405,7 +408,7 @@ function createApp(opts) {
       return Promise.resolve(Poster.interface.scanBarcode()).then(function (answer) {
         var code = typeof answer === 'string' ? answer : answer && answer.barcode;
         if (!code) { view.identify('Сканирование отменено.', canScan()); return undefined; }
-        return act.find(code);
+        return act.find(code, true);
       }).catch(failed);
     },
     create: function (entered) {

@@ -160,6 +160,11 @@ test('identification by scan: the card read by scanBarcode, either answer shape'
   await clickIcon(plain);
   await click(plain, 'scan');
   assert.strictEqual(plain.order.clientId, 8);
+  const unknown = setup({ scans: ['4607001234567'] });  // an EAN-13 card nobody has yet
+  unknown.app.install();
+  await clickIcon(unknown);
+  await click(unknown, 'scan');
+  assert.deepStrictEqual([unknown.doc.role('card').value, unknown.doc.role('phone').value], ['4607001234567', '']);
   const cancelled = setup({ scans: [''] });
   cancelled.app.install();
   await clickIcon(cancelled);
@@ -383,7 +388,8 @@ test('what is taken for a phone and what for a card', () => {
   for (const phone of ['+79160000101', '+7 (916) 000-01-01', '8 916 000 01 01', '380682152264', '+3806821522']) {
     assert.strictEqual(looksLikePhone(phone), true, phone);
   }
-  for (const card of ['2000012345', '9160000101', 'TOLO-12', 'https://x/q?c=1', '4607001234567890123']) {
+  for (const card of ['2000012345', '9160000101', 'TOLO-12', 'https://x/q?c=1', '4607001234567890123',
+    '+TOLO1234567890']) {
     assert.strictEqual(looksLikePhone(card), false, card);
   }
 });

@@ -137,8 +137,11 @@ def tool(argv: list[str], what: str, *, strict: bool = False) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT_S, check=False)
     output = (done.stdout + done.stderr).strip()
     if done.returncode != 0 or (strict and output):
-        raise InstallError(f"cannot {what}: {' '.join(argv)} said: {output or done.returncode} "
-                           "(fix: see the message; nothing was started)")
+        fix = "see the message; nothing was started"
+        if "sysinit.target not found" in output:
+            fix = ("the root has no systemd units (/usr/lib/systemd/system): install systemd in it, or "
+                   "verify once it is the running system: systemd-analyze verify posgw.service")
+        raise InstallError(f"cannot {what}: {' '.join(argv)} said: {output or done.returncode} (fix: {fix})")
 
 
 def copy(src: Path, dst: Path, mode: int) -> None:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cert": ("cert", "make the shop's local CA and the gateway's HTTPS certificate"),
     "install": ("install", "put the user, directories, keys, config and unit in place (scripts/install.sh)"),
     "doctor": ("doctor", "check config, listener, devices, core, TLS, clock, disk, outbox and permissions"),
+    "moysklad": ("moysklad", "register the gateway's base URL and a new token with MoySklad (Vendor API)"),
 }
 
 

@@ -29,6 +29,12 @@ class Config(EdgeOptions):
         "stored; env POSGW_DRIVERS_MOYSKLAD_TOKENS)",
         default=[],
     )
+    tokens_file: str = Field(
+        default="",
+        max_length=4096,
+        description="file with the tokens, one a line (what `posgw moysklad register --token-file` writes); "
+        "relative to the config or $CREDENTIALS_DIRECTORY",
+    )
     store_id: str = Field(
         default="",
         max_length=64,

@@ -12,9 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FIGURES = [
-    "calc_p50_ms", "calc_p99_ms_32_tills", "durable_commits_per_s", "outbox_rows_per_fsync",
-    "durable_commits_per_s_delivery_paused",
-    "backlog_events_per_s", "backlog_events_per_s_vs_batched_stream", "gateway_rss_mb_max",
+    "calc_p50_ms", "calc_p99_ms_32_tills", "durable_commits_per_s", "gateway_cpu_us_per_sale",
+    "outbox_rows_per_fsync", "durable_commits_per_s_delivery_paused", "gateway_cpu_us_per_sale_intake",
+    "backlog_events_per_s", "backlog_events_per_s_vs_batched_stream", "gateway_cpu_us_per_event_delivery",
+    "gateway_rss_mb_max",
     "calc_p99_ms_while_backlog_drains",
     "offline_calc_p99_ms_core_refused",
     "offline_calc_max_ms_core_blackholed",

@@ -12,8 +12,14 @@ Owns:
   cancel or a (partial) return of an earlier one;
 - :func:`share`, :func:`add_run_arguments`, :func:`add_misbehaviour_arguments`, :func:`customers_of`,
   :func:`print_report`: the
-  ``posgw sim <vendor>`` arguments and output every vendor's CLI has in common.
+  ``posgw sim <vendor>`` arguments and output every vendor's CLI has in common, with the same
+  environment variables for every simulator: ``POSGW_GATEWAY`` (``--gateway``),
+  ``POSGW_SIM_TILLS``, ``POSGW_SIM_RECEIPTS``, ``POSGW_SIM_SEED``, ``POSGW_SIM_CUSTOMERS``, and
+  ``POSGW_<DRIVER>_TOKEN`` for the credential a till presents (each CLI's ``--token``/``--api-key``).
 
+Ctrl-C: the first stops the tills taking new receipts; what they have in hand is finished, the
+run's report is printed (marked interrupted, with what was asked) and the exit status is 130.
+A second Ctrl-C cancels what is in hand too (those documents may be unacknowledged).
 Gateway trouble is counted in the report by the tills, never raised here.
 """
 
@@ -21,13 +27,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import random
+import signal
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
@@ -74,22 +83,60 @@ async def run_fleet(
     recorder = Recorder()
     remaining = receipts
     started = time.monotonic()
+    stop = asyncio.Event()  # set by Ctrl-C: no new receipt is rung up
+    tasks: list[asyncio.Task[None]] = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(2 * tills, 10))) as session:
         client = connect(session)
 
         async def work(till: Seller) -> None:
             nonlocal remaining
-            while remaining > 0:
+            while remaining > 0 and not stop.is_set():
                 remaining -= 1
                 if pace is not None:
                     await pace()
                 await till.sell()
             await till.flush()
 
-        async with asyncio.TaskGroup() as group:
-            for i in range(tills):
-                group.create_task(work(build(i, client, recorder)), name=f"sim-{name}-{i + 1}")
-    return recorder.report(seed=seed, tills=tills, elapsed_s=time.monotonic() - started)
+        with ctrl_c(stop, tasks):
+            async with asyncio.TaskGroup() as group:  # a till cancelled by a second Ctrl-C just ends
+                for i in range(tills):
+                    till = build(i, client, recorder)
+                    tasks.append(group.create_task(work(till), name=f"sim-{name}-{i + 1}"))
+    return recorder.report(seed=seed, tills=tills, elapsed_s=time.monotonic() - started, asked=receipts,
+                           interrupted=stop.is_set())
+
+
+@contextlib.contextmanager
+def ctrl_c(stop: asyncio.Event, tasks: Sequence[asyncio.Task[None]]) -> Iterator[None]:
+    """While the block runs: the first SIGINT sets ``stop``, the second cancels ``tasks``. Only in
+    the main thread, when SIGINT has Python's default handler (or :func:`asyncio.run`'s, which
+    would cancel the whole run) and the loop can take signal handlers (not on Windows' proactor
+    loop): otherwise Ctrl-C stays what it was. The previous handler is put back after."""
+    loop = asyncio.get_running_loop()
+
+    def interrupted() -> None:
+        if not stop.is_set():
+            stop.set()
+            print("posgw sim: Ctrl-C: finishing the receipts in hand, then the report "
+                  "(Ctrl-C again: stop now)", file=sys.stderr)
+            return
+        for task in tasks:
+            task.cancel()
+
+    installed = False
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
+    owner = getattr(getattr(previous, "func", previous), "__self__", None)  # asyncio.run's: a partial
+    if previous is signal.default_int_handler or isinstance(owner, asyncio.Runner):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGINT, interrupted)
+            installed = True
+    try:
+        yield
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+            signal.signal(signal.SIGINT, previous)
 
 
 async def delivered(rec: Recorder, what: str, delivery: Awaitable[Delivery]) -> Delivery | None:
@@ -175,16 +222,31 @@ def share(text: str) -> float:
     return value
 
 
+ENV_GATEWAY, ENV_TILLS, ENV_RECEIPTS, ENV_SEED, ENV_CUSTOMERS = (
+    "POSGW_GATEWAY", "POSGW_SIM_TILLS", "POSGW_SIM_RECEIPTS", "POSGW_SIM_SEED", "POSGW_SIM_CUSTOMERS")
+
+
+def env_first(*names: str, default: str = "") -> str:
+    """The value of the first of ``names`` set (non-empty) in the environment, else ``default``."""
+    return next((os.environ[n] for n in names if os.environ.get(n)), default)
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, *, tills: int, receipts: int,
                       customers_help: str = "comma-separated phones, e.g. +79160000101") -> None:
-    """``--gateway``, ``--tills``, ``--receipts``, ``--seed``, ``--customers``."""
-    parser.add_argument("--gateway", required=True, help="gateway base URL, e.g. http://127.0.0.1:8080")
-    parser.add_argument("--tills", type=int, default=tills,
-                        help=f"tills selling concurrently (default {tills})")
-    parser.add_argument("--receipts", type=int, default=receipts,
-                        help=f"receipts in total (default {receipts})")
-    parser.add_argument("--seed", type=int, default=None, help="random seed (reproducible receipts)")
-    parser.add_argument("--customers", default="", help=customers_help)
+    """``--gateway``, ``--tills``, ``--receipts``, ``--seed``, ``--customers``; each defaults to its
+    environment variable (see the module docstring), then to the simulator's own default."""
+    gateway = env_first(ENV_GATEWAY)
+    parser.add_argument("--gateway", required=not gateway, default=gateway or None,
+                        help=f"gateway base URL, e.g. http://127.0.0.1:8080 (default ${ENV_GATEWAY})")
+    # string defaults from the environment go through ``type``: a bad value is a usage error
+    parser.add_argument("--tills", type=int, default=env_first(ENV_TILLS, default=str(tills)),
+                        help=f"tills selling concurrently (default ${ENV_TILLS} or {tills})")
+    parser.add_argument("--receipts", type=int, default=env_first(ENV_RECEIPTS, default=str(receipts)),
+                        help=f"receipts in total (default ${ENV_RECEIPTS} or {receipts})")
+    parser.add_argument("--seed", type=int, default=env_first(ENV_SEED) or None,
+                        help=f"random seed (reproducible receipts; default ${ENV_SEED} or a fresh one)")
+    parser.add_argument("--customers", default=env_first(ENV_CUSTOMERS),
+                        help=f"{customers_help} (default ${ENV_CUSTOMERS})")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, *, acks_switch: bool = False) -> None:
@@ -219,7 +281,8 @@ def print_report(report: SimReport, args: argparse.Namespace) -> int:
     """Ask the gateway's operator queue what of this run was not applied (unless
     ``args.no_queue_check``; POSGW_ADMIN_KEY authorises it), add each row to the report's errors,
     print the report (``--json``: one JSON object, without acks under ``--no-acks``); the exit
-    status: 0 when nothing went wrong, 1 when the report counts errors (a queued row is one)."""
+    status: 0 when nothing went wrong, 1 when the report counts errors (a queued row is one),
+    130 when Ctrl-C stopped the run early."""
     if getattr(args, "gateway", "") and not getattr(args, "no_queue_check", False):
         since = time.time() - report.elapsed_s - 1.0
         rows, problem = asyncio.run(operator_queue(args.gateway, since=since,
@@ -234,4 +297,9 @@ def print_report(report: SimReport, args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(with_acks=not getattr(args, "no_acks", False)), ensure_ascii=False))
     else:
         print(report.summary())
+    if report.interrupted:
+        return INTERRUPTED
     return 1 if report.errors else 0
+
+
+INTERRUPTED = 130  # the shell's status for a run stopped by SIGINT

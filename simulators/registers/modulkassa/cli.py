@@ -1,7 +1,8 @@
 """``posgw sim modulkassa``: Modul Kassa registers (+ loyalty plugin) against a gateway; prints a summary.
 
-Exit status: 0 when nothing went wrong, 1 when the report counts errors, 2 on bad arguments.
-"""
+Exit status: 0 when nothing went wrong, 1 when the report counts errors, 2 on bad arguments, 130 when
+Ctrl-C stopped the run (its report printed first). Options and environment variables as every
+simulator's (:mod:`simulators.registers.runner`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """``posgw sim native``: run tills against a gateway's native JSON API and print a summary.
 
 Exit status: 0 when nothing went wrong, 1 when the report counts errors (inconsistent
-answers, 4xx, commits given up), 2 on bad arguments. ``--json`` prints one JSON object
+answers, 4xx, commits given up), 2 on bad arguments, 130 when Ctrl-C stopped the run (the
+report of what was done is printed first). ``--json`` prints one JSON object
 (the :class:`~.report.SimReport`, with every acknowledgement unless ``--no-acks``).
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 
 from simulators.registers import runner
@@ -20,8 +20,9 @@ from simulators.registers.native.till import Misbehaviour, TillConfig
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     runner.add_run_arguments(parser, tills=8, receipts=500,
                       customers_help="comma-separated customer ids: +79123456789, card:123, app_code:123456")
-    parser.add_argument("--api-key", default=os.environ.get("POSGW_API_KEY", ""),
-                        help="native API key (default: $POSGW_API_KEY)")
+    parser.add_argument("--api-key", "--token", dest="api_key",
+                        default=runner.env_first("POSGW_NATIVE_TOKEN", "POSGW_API_KEY"),
+                        help="native API key (default: $POSGW_NATIVE_TOKEN, or the older $POSGW_API_KEY)")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="receipts per second over all tills (default 0 = as fast as answered)")
     parser.add_argument("--shift", default=None, help="shift id (default: the start time)")
@@ -61,7 +62,7 @@ def config_from_args(args: argparse.Namespace) -> TillConfig:
 
 def run(args: argparse.Namespace) -> int:
     if not args.api_key:
-        print("posgw sim native: no API key: pass --api-key or set POSGW_API_KEY", file=sys.stderr)
+        print("posgw sim native: no API key: pass --api-key or set POSGW_NATIVE_TOKEN", file=sys.stderr)
         return 2
     if args.tills < 1 or args.receipts < 0:
         print("posgw sim native: --tills must be >= 1 and --receipts >= 0", file=sys.stderr)

@@ -60,7 +60,8 @@ class Recorder:
         if len(self.error_messages) < MAX_ERROR_MESSAGES:
             self.error_messages.append(message)
 
-    def report(self, *, seed: int, tills: int, elapsed_s: float) -> SimReport:
+    def report(self, *, seed: int, tills: int, elapsed_s: float, asked: int | None = None,
+               interrupted: bool = False) -> SimReport:
         def acked(kind: str) -> int:
             return len({a.identity for a in self.acks if a.kind == kind})
 
@@ -75,6 +76,7 @@ class Recorder:
             offline_answers=self.offline_answers, rejections=self.rejections,
             identified=self.identified, retries=self.retries, timeouts=self.timeouts,
             unauthorized=self.unauthorized, elapsed_s=round(elapsed_s, 3), acks=list(self.acks),
+            asked=self.receipts if asked is None else asked, interrupted=interrupted,
         )
 
 
@@ -106,6 +108,8 @@ class SimReport:
     unauthorized: int
     elapsed_s: float
     acks: list[Ack]
+    asked: int = 0  # receipts the run was asked for (``receipts`` is what was rung up)
+    interrupted: bool = False  # stopped by Ctrl-C before ``asked`` receipts were rung up
 
     @property
     def ack_keys(self) -> set[str]:
@@ -121,7 +125,8 @@ class SimReport:
     def summary(self) -> str:
         """Human-readable lines for the terminal."""
         lines = [
-            f"receipts {self.receipts} on {self.tills} tills in {self.elapsed_s:.1f} s (seed {self.seed})",
+            f"receipts {self.receipts} on {self.tills} tills in {self.elapsed_s:.1f} s (seed {self.seed})"
+            + (f": INTERRUPTED by Ctrl-C, {self.asked} asked" if self.interrupted else ""),
             f"acknowledged {self.acknowledged} sales, {self.refunds} refunds, {self.cancels} cancels; "
             f"unacknowledged {self.unacknowledged}; duplicates answered {self.duplicates}",
             f"calculate: {self.calc_count} answers, p50 {self.calc_p50_ms:.1f} ms, "

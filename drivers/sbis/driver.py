@@ -109,7 +109,15 @@ class Source:
     async def _round(self, text: str | None) -> Page[Taken]:
         now = self.clock()
         now_raw = self._raw(now)
-        cur = cursor.Cursor.decode(text) if text else cursor.Cursor(since=now_raw - self.cfg.backfill_s)
+        try:
+            cur = cursor.Cursor.decode(text) if text else cursor.Cursor(since=now_raw - self.cfg.backfill_s)
+        except ValueError as exc:  # a damaged state row: nothing is read until an operator looks
+            self._alarm(
+                "cursor",
+                f"the stored cursor cannot be read ({exc}): polling stopped; restore the "
+                "gateway's outbox file from backup or remove the sbis poll:cursor state row",
+            )
+            raise
         active = await self._active(cur, now, now_raw)
         page: list[Taken] = []
         failures: list[BaseException] = []

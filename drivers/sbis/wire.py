@@ -243,7 +243,8 @@ def storages(data: Any) -> list[Storage]:
 
 def documents(data: Any, fn: str) -> list[Listed]:
     """Rows of ``GET .../storages/{fn}/docs``: each ``{"<kind>": {...}}``. A row that cannot be read
-    at all comes back with kind ``?`` (the mapping refuses it, the poll loop records it)."""
+    at all comes back with kind ``?``, a row naming another fiscal drive without its number (the
+    mapping refuses both, the poll loop records them)."""
     out = []
     for row in _rows(data, "docs", "documents", "items", "result"):
         if isinstance(row, dict) and len(row) == 1:
@@ -251,15 +252,9 @@ def documents(data: Any, fn: str) -> list[Listed]:
             if isinstance(body, dict):
                 fd = body.get("fiscalDocumentNumber")
                 number = fd if isinstance(fd, int) and not isinstance(fd, bool) and fd > 0 else None
-                out.append(
-                    Listed(
-                        str(kind),
-                        body,
-                        _id(body.get("fiscalDriveNumber")) or fn,
-                        number,
-                        parse_time(body.get("dateTime")),
-                    )
-                )
+                if _id(body.get("fiscalDriveNumber")) not in ("", fn):
+                    number = None  # another drive's document in this drive's listing
+                out.append(Listed(str(kind), body, fn, number, parse_time(body.get("dateTime"))))
                 continue
         out.append(Listed("?", {"row": row}, fn, None, None))
     return out

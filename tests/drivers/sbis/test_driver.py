@@ -207,3 +207,42 @@ async def test_the_driver_runs_under_poll_and_stops() -> None:
         ctx.stopping.set()
         await asyncio.wait_for(task, 5)
         assert sbis.sessions == {}  # logged out on stop
+
+
+async def test_a_full_window_is_halved_until_every_document_is_read() -> None:
+    async with rig(page_limit=3) as r:
+        r.sbis.publish(FN, *[sale(n) for n in range(1, 11)])
+        await r.step()
+        assert sorted(r.keys()) == sorted(f"sbis:{FN}:{n}" for n in range(1, 11))
+        docs = [q for _, path, q in r.sbis.requests if path.endswith("/docs")]
+        assert len(docs) > 3 and all(q["limit"] == "3" for q in docs)
+        assert not any(k.startswith("window_full") for k in r.ctx.alarms)
+
+
+async def test_more_documents_in_one_second_than_the_limit_raise_an_alarm() -> None:
+    async with rig(page_limit=2) as r:
+        r.sbis.publish(FN, *[sale(n, at=BASE) for n in range(1, 4)])
+        await r.step()
+        assert f"window_full:{FN}" in r.ctx.alarms
+        assert len(r.keys()) == 2  # the third waits in its gap; no cursor passes it
+        assert not (await r.cursor()).drives[FN].passed(3)
+
+
+@pytest.mark.parametrize(("overlap_s", "found"), [(14_400.0, True), (7_200.0, False)])
+async def test_a_zone_skew_within_the_overlap_loses_nothing(overlap_s: float, found: bool) -> None:
+    async with rig(cloud(skew_s=3 * 3600), overlap_s=overlap_s) as r:  # dateFrom read 3 h after dateTime
+        r.sbis.publish(FN, sale(1, at=BASE), sale(3, at=BASE + 3000))
+        await r.step()
+        r.sbis.publish(FN, sale(2, at=BASE + 1500))  # late, between its neighbours
+        r.source.clock = lambda: time.time() + 1.0  # the gaps are due to be read again
+        await r.step()
+        assert (f"sbis:{FN}:2" in r.keys()) is found  # the default 4 h overlap covers a 3 h skew, 2 h not
+        assert (await r.cursor()).drives[FN].passed(2) is found
+
+
+async def test_a_damaged_cursor_raises_an_alarm_and_reads_nothing() -> None:
+    async with rig() as r:
+        await r.ctx.state.put(CURSOR_KEY, "{not a cursor")
+        r.sbis.publish(FN, sale(1))
+        assert await r.step() == Step.FAILED
+        assert "cursor" in r.ctx.alarms and r.keys() == []

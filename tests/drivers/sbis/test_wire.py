@@ -109,8 +109,9 @@ def test_registers_and_storages_are_read_defensively() -> None:
 def test_documents_keep_kind_number_and_time_or_mark_the_row_unreadable() -> None:
     rows = wire.documents(
         [
-            {"receipt": {"fiscalDocumentNumber": 5127, "fiscalDriveNumber": "7380", "dateTime": 1741978931}},
+            {"receipt": {"fiscalDocumentNumber": 5127, "fiscalDriveNumber": "FN0", "dateTime": 1741978931}},
             {"closeShift": {"fiscalDocumentNumber": 5128}},
+            {"receipt": {"fiscalDocumentNumber": 7, "fiscalDriveNumber": "OTHER"}},
             {"receipt": {"fiscalDocumentNumber": "12"}},
             {"a": {}, "b": {}},
             "junk",
@@ -118,8 +119,9 @@ def test_documents_keep_kind_number_and_time_or_mark_the_row_unreadable() -> Non
         "FN0",
     )
     assert [(r.kind, r.fn, r.fd, r.at) for r in rows] == [
-        ("receipt", "7380", 5127, 1741978931.0),
+        ("receipt", "FN0", 5127, 1741978931.0),
         ("closeShift", "FN0", 5128, None),
+        ("receipt", "FN0", None, None),  # another drive's document: no number, refused
         ("receipt", "FN0", None, None),
         ("?", "FN0", None, None),
         ("?", "FN0", None, None),

@@ -4,8 +4,9 @@ Invariants:
 - a code is 4 digits, valid :data:`CODE_TTL` from issue; only its salted SHA-256 is stored (the
   plain code leaves the core once, in the SendOtp answer and the SMS);
 - a new code replaces the phone's previous one; codes are issued at most once per
-  :data:`RESEND_AFTER` and :data:`MAX_PER_HOUR` times per hour per phone (``rate_limited``, with
-  the seconds to wait);
+  :data:`RESEND_AFTER` for one purpose (a registration code does not hold back the spending code
+  of the sale that follows it) and :data:`MAX_PER_HOUR` times per hour per phone, whatever the
+  purpose (``rate_limited``, with the seconds to wait);
 - :data:`MAX_TRIES` wrong codes in a row lock the phone for :data:`LOCK_FOR` (``locked``: no new
   code, no check succeeds, even with the right code); a right code resets the count;
 - a wrong, expired or missing code confirms nothing; a code stays valid until it expires (a
@@ -66,7 +67,7 @@ def issue(session: Session, phone: str, purpose: str, now: datetime) -> Issued:
         session.add(row)
     if row.locked_until is not None and row.locked_until > now:
         return Issued("locked", retry_after_s=_wait(row.locked_until, now))
-    if row.last_sent_at is not None and row.last_sent_at + RESEND_AFTER > now:
+    if row.last_sent_at is not None and row.purpose == purpose and row.last_sent_at + RESEND_AFTER > now:
         return Issued("rate_limited", retry_after_s=_wait(row.last_sent_at + RESEND_AFTER, now))
     if row.window_start is None or row.window_start + HOUR <= now:
         row.window_start, row.sent_in_window = now, 0

@@ -33,6 +33,7 @@ class Report:
     problems: list[str] = field(default_factory=list)
     balances: list[tuple[str, int]] = field(default_factory=list)  # (step, balance seen)
     queued: int = -1  # rows of ours in the gateway's operator queue (-1: not asked)
+    recalcs: dict[str, Any] = field(default_factory=dict)  # step -> the recalc answer the till applied
 
     def check(self, ok: bool, what: str) -> bool:
         if not ok:
@@ -95,10 +96,11 @@ class Day:
     phone: str  # the new customer's phone, +7XXXXXXXXXX
     report: Report = field(default_factory=Report)
     settle_s: float = 10.0  # how long a sale may take to be applied before its balance is a problem
-    now: datetime = field(default_factory=lambda: datetime.now(UTC) + timedelta(hours=3))
+    now: datetime = field(default_factory=lambda: datetime.now(UTC) + timedelta(hours=3))  # Moscow wall clock
 
     def moment(self, minutes: int) -> str:
-        return (self.now + timedelta(minutes=minutes)).strftime("%Y-%m-%d %H:%M:%S")
+        """The till's time of the day's ``minutes``-th minute: the day ended a moment ago."""
+        return (self.now - timedelta(minutes=30 - minutes)).strftime("%Y-%m-%d %H:%M:%S")
 
     async def _balance(self, who: dict[str, Any], expected: int | None, step: str) -> int:
         """The balance shown for ``who``; with ``expected``, polled until it is that (applied)."""
@@ -153,6 +155,7 @@ class Day:
         await c.recalc(who, items)
         items = [*items, Item(c.uuid(), 4550, 2000), Item(c.uuid(), 100000, 1000, kind="service")]
         earn_calc = await c.recalc(who, items)
+        r.recalcs["earning"] = earn_calc.data
         r.problems += answer_problems(items, earn_calc)
         earn = earn_calc.data["bonusProgram"]["bonusValueToEarn"] if earn_calc.status == 200 else 0
         sale_id = c.uuid()
@@ -163,8 +166,9 @@ class Day:
         await self._ok(await c.sale(body), (200, 201, 204), "sale earning resent")
         balance = await self._balance(who, balance + earn, "after earning")
         # -- spending with a code, a position that needs a split (3 x 100.00)
-        spend_items = [Item(c.uuid(), 10000, 3000), Item(c.uuid(), 3333, 1000)]
+        spend_items = [Item(c.uuid(), 10000, 3000), Item(c.uuid(), 7777, 1000)]
         spend_calc = await c.recalc(who, spend_items, spending=True, preferred=None)
+        r.recalcs["spending"] = spend_calc.data
         r.problems += answer_problems(spend_items, spend_calc)
         program = spend_calc.data.get("bonusProgram", {}) if isinstance(spend_calc.data, dict) else {}
         spend, earn2 = program.get("bonusValueToSpend", 0), program.get("bonusValueToEarn", 0)
@@ -183,7 +187,7 @@ class Day:
             spend_calc.data.get("positions", []),
             spend,
             earn2,
-            33333 + 30000 - spend * 100,
+            37777 - spend * 100,
         )  # an empty document id: the fallback key
         await self._ok(await c.sale(spend_sale), (200, 201, 204), "sale spending")
         balance = await self._balance(who, balance - spend + earn2, "after spending")
@@ -213,7 +217,7 @@ class Day:
             after = await c.gift_card(GIFT[1])
             r.check(
                 after.status == 200
-                and after.data.get("currentBalance") == card.data.get("currentBalance", 0) - paid,
+                and after.data.get("currentBalance", 0) == card.data.get("currentBalance", 0) - paid,
                 f"gift card after the sale: {after.data}",
             )
             balance = await self._balance(who, balance + earn3, "after gift card")

@@ -95,6 +95,14 @@ async def test_one_code_a_minute_and_five_an_hour(rig: Rig) -> None:
     assert len(rig.sms.inbox[phone.lstrip("+")]) == 5
 
 
+async def test_a_registration_code_does_not_hold_back_the_spending_code(rig: Rig) -> None:
+    phone = new_phone()
+    assert (await rig.send(phone, purpose="registration")).sent
+    spending = await rig.send(phone, purpose="spending")
+    assert spending.sent and (await rig.verify(phone, spending.code)).ok
+    assert (await rig.send(phone, purpose="spending")).status == "rate_limited"
+
+
 async def test_five_wrong_codes_lock_the_phone_and_the_right_one_then_fails(rig: Rig) -> None:
     phone = new_phone()
     code = (await rig.send(phone)).code

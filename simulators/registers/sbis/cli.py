@@ -74,7 +74,7 @@ async def _main(args: argparse.Namespace) -> int:
         cloud.add_register(reg, fn, week.effective_from)
     started = time.time()
     timeout = aiohttp.ClientTimeout(total=10)
-    async with cloud.serving() as sbis, aiohttp.ClientSession(timeout=timeout) as session:
+    async with cloud.serving(args.port) as sbis, aiohttp.ClientSession(timeout=timeout) as session:
         print(
             f'[drivers.sbis]\nenabled = true\nauth_url = "{sbis.url}"\napi_url = "{sbis.url}"\n'
             f'inn = "{sbis.inn}"\n'

@@ -272,7 +272,8 @@ class FakeSbis:
         return self._answer(rows)
 
     @asynccontextmanager
-    async def serving(self) -> AsyncIterator[FakeSbis]:
+    async def serving(self, port: int = 0) -> AsyncIterator[FakeSbis]:
+        """Serve on 127.0.0.1:``port`` (0: any free port) for the duration of the block."""
         app = web.Application()
         app.router.add_post("/oauth/service/", self.oauth)
         app.router.add_post("/auth/service/", self.rpc)
@@ -281,7 +282,7 @@ class FakeSbis:
         app.router.add_get("/ofd/v1/orgs/{inn}/kkts/{reg}/storages/{fn}/docs", self.doc_list)
         runner = web.AppRunner(app, shutdown_timeout=0.1)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
         try:

@@ -23,7 +23,6 @@ import argparse
 import datetime as dt
 import ipaddress
 import os
-import pwd
 import sys
 from pathlib import Path
 
@@ -60,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     owner = None
     if args.owner:
+        import pwd  # POSIX only
+
         try:
             owner = pwd.getpwnam(args.owner)
         except KeyError:

@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import errno
 import getpass
-import grp
 import ipaddress
 import os
-import pwd
 import socket
 import ssl
 import stat
@@ -288,23 +286,22 @@ class Account:
 
 
 def account(user: str | None) -> Account | None:
-    """``user`` (default: who runs this) with ids and groups; None when no such user."""
-    if user is None or os.geteuid() == _uid(user):
-        name = user or getpass.getuser()
-        return Account(name, os.geteuid(), frozenset(os.getgroups()) | {os.getegid()}, current=True)
+    """``user`` (default: who runs this) with ids and groups; None when no such user. Without
+    POSIX users (Windows) only the current user is known (its access is asked with os.access)."""
+    if not hasattr(os, "geteuid"):
+        return Account(user or getpass.getuser(), -1, frozenset(), current=True) if user is None else None
+    import grp  # POSIX only: imported here so check-config loads everywhere
+    import pwd
+
     try:
-        entry = pwd.getpwnam(user)
+        entry = pwd.getpwnam(user) if user is not None else None
     except KeyError:
         return None
-    gids = {g.gr_gid for g in grp.getgrall() if user in g.gr_mem} | {entry.pw_gid}
-    return Account(user, entry.pw_uid, frozenset(gids), current=False)
-
-
-def _uid(user: str) -> int:
-    try:
-        return pwd.getpwnam(user).pw_uid
-    except KeyError:
-        return -1
+    if entry is None or entry.pw_uid == os.geteuid():
+        name = user or getpass.getuser()
+        return Account(name, os.geteuid(), frozenset(os.getgroups()) | {os.getegid()}, current=True)
+    gids = {g.gr_gid for g in grp.getgrall() if entry.pw_name in g.gr_mem} | {entry.pw_gid}
+    return Account(entry.pw_name, entry.pw_uid, frozenset(gids), current=False)
 
 
 def writable(path: Path, account: Account) -> bool:

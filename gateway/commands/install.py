@@ -12,7 +12,9 @@ Into ``--root`` (``/`` for the machine itself, a directory for an image or a tes
    example with the admin key and the native till keys read from those credentials;
 5. ``/etc/systemd/system/posgw.service``: ``systemd/posgw.service`` with ``ExecStart`` and
    ``ExecStartPre`` running ``--exec`` (the installed ``posgw``);
-6. ``systemd-analyze verify`` of that unit: with ``--root`` when the binary is inside the root (the
+6. ``/usr/local/bin/posgw``: a link to ``--exec`` (the operator types ``posgw``), unless a file
+   that is not a link is there;
+7. ``systemd-analyze verify`` of that unit: with ``--root`` when the binary is inside the root (the
    root then needs systemd's own units under ``/usr/lib/systemd/system``, as a real system has),
    else as this machine sees it (``--exec`` names a binary of this machine: a ``--no-venv`` install).
 
@@ -99,6 +101,14 @@ def install(root: Path, binary: str, source: Path) -> None:
     unit.parent.mkdir(parents=True, exist_ok=True)
     write(unit, text.replace(UNIT_BINARY, binary), 0o644)
     say(f"unit {unit} runs {binary}")
+    link = at("/usr/local/bin/posgw")
+    if link.is_symlink() or not link.exists():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(binary)
+        say(f"{link} -> {binary} (posgw on the PATH)")
+    else:
+        say(f"kept {link} (not a link made by posgw install)")
     verify = ["systemd-analyze", "verify", "--man=no", "--generators=no"]
     if root_flag and at(binary).exists():  # the root's own view: its units, its binary
         verify += [*root_flag, "posgw.service"]

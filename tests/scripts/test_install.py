@@ -60,6 +60,7 @@ def test_install_into_a_temporary_root(tmp_path: Path, monkeypatch: pytest.Monke
     assert f"ExecStart={posgw} run --config /etc/posgw/posgw.toml" in unit.splitlines()
     assert f"ExecStartPre={posgw} check-config /etc/posgw/posgw.toml" in unit.splitlines()
     assert "/opt/posgw/venv/bin/posgw" not in unit
+    assert os.readlink(root / "usr" / "local" / "bin" / "posgw") == posgw  # posgw on the PATH
 
     config_path = root / "etc" / "posgw" / "posgw.toml"
     assert config_path.stat().st_mode & 0o777 == 0o640

@@ -193,10 +193,12 @@ def outcome(row: OutboxRow) -> Outcome:
         result = {}
     result = result if isinstance(result, dict) else {}
     state = str(row.state)
+    offline = " (answered offline)" if ev.offline else ""
     if state == "rejected":
-        return Outcome(who, total, 0, 0, 0, ev.offline, False, f"refused by the core: {row.reason}")
+        return Outcome(who, total, 0, 0, 0, ev.offline, False, f"refused by the core: {row.reason}{offline}")
     if state == "resolved":
-        return Outcome(who, total, 0, 0, 0, ev.offline, False, f"resolved by an operator: {row.note}")
+        return Outcome(who, total, 0, 0, 0, ev.offline, False,
+                       f"resolved by an operator: {row.note}{offline}")
     if "commit" in result:
         calc = result["commit"].get("calculation", {}) if isinstance(result["commit"], dict) else {}
         accrued = _int(calc.get("points_to_accrue"))
@@ -205,8 +207,7 @@ def outcome(row: OutboxRow) -> Outcome:
         known = bool(calc.get("customer_id"))
         text = (f"+{accrued} points" + (f", {redeemed} redeemed" if redeemed else "") if known else
                 "no customer" if not who else "customer not found: no loyalty")
-        return Outcome(who, total, accrued, redeemed, discount, ev.offline, known,
-                       text + (" (answered offline)" if ev.offline else ""))
+        return Outcome(who, total, accrued, redeemed, discount, ev.offline, known, text + offline)
     for kind in ("refund", "cancel"):
         if kind in result and isinstance(result[kind], dict):
             back = _int(result[kind].get("points_restored"))
@@ -216,8 +217,7 @@ def outcome(row: OutboxRow) -> Outcome:
         return Outcome(who, total, got, 0, 0, ev.offline, True, f"customer attached later: +{got} points")
     waiting = "waiting for its sale" if state == "waiting" else "not delivered yet"
     asked_text = f", asks to redeem {asked}" if asked else ""
-    return Outcome(who, total, 0, asked, 0, ev.offline, False,
-                   waiting + asked_text + (" (answered offline)" if ev.offline else ""))
+    return Outcome(who, total, 0, asked, 0, ev.offline, False, waiting + asked_text + offline)
 
 
 # ------------------------------------------------------------------ the page
@@ -340,7 +340,8 @@ SCRIPT = """document.querySelectorAll('button[data-action]').forEach(function (b
   b.addEventListener('click', async function () {
     var id = b.dataset.id, action = b.dataset.action, msg = document.getElementById('msg');
     var key = document.getElementById('admin-key').value;
-    var init = {method: 'POST', headers: {'Authorization': 'Bearer ' + key}};
+    // credentials 'omit': a 401 (its Basic challenge) must not open the browser's login prompt
+    var init = {method: 'POST', credentials: 'omit', headers: {'Authorization': 'Bearer ' + key}};
     if (action === 'resolve') {
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify({note: document.getElementById('note-' + id).value});

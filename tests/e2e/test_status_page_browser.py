@@ -122,7 +122,8 @@ async def test_status_page_in_chromium_after_a_day(tmp_path: Path) -> None:
                 assert await figure("core_state") == "closed"
                 rows = page.locator("table.recent tr")
                 assert await rows.count() == 1 + 15  # header + every receipt of the day
-                assert await page.locator("table.recent td", has_text="(answered offline)").count() == 2
+                marked = page.locator("table.recent td", has_text="(answered offline)")
+                assert await marked.count() == offline  # every calculate of the day ended in a sale
                 assert await page.locator("table.recent td", has_text="refused by the core").count() == 1
                 shot = tmp_path / "status-page.png"
                 await page.screenshot(path=str(shot), full_page=True)

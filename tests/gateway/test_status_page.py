@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway.logs import RedactFilter
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox, OutboxRow
+from gateway.payload import event_to_json
 from gateway.receipt import CustomerId, Event, EventKind, IdKind
 from gateway.server import build_app
 from gateway.status_page import RecentErrors, Window, mask, outcome, totals
@@ -111,8 +112,8 @@ def test_recent_errors_by_driver_with_fields_redacted_and_bounded() -> None:
 
 
 def row(ev: Event, state: str = "delivered", result_json: str = "", **kw: Any) -> OutboxRow:
-    return OutboxRow(1, ev.key, ev.register_id, 1, str(ev.kind), ev, state, 1, 0.0, "",  # type: ignore[arg-type]
-                     result_json, **kw)
+    return OutboxRow(1, ev.key, ev.register_id, 1, str(ev.kind), event_to_json(ev), state,  # type: ignore[arg-type]
+                     1, 0.0, "", result_json, **kw)
 
 
 def test_outcome_of_a_delivered_sale_is_the_cores_figures() -> None:

@@ -87,7 +87,7 @@ class FakeSbis:
         self.faults: list[str] = []  # for the next OFD requests: 429, 429:<s>, html, stall, malformed
         self.tokens: dict[str, float] = {}  # token or sid -> expiry (monotonic)
         self.sessions: dict[str, float] = {}
-        self.stall_s = 3600.0
+        self.stall_s = 35.0  # a "stall" fault holds the answer this long (past a 30 s client deadline)
         self.fetches = 0
         self._released = asyncio.Event()
         self._released.set()

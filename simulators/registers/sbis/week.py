@@ -6,7 +6,8 @@ Times are raw seconds in the documents' frame (wall clock read as UTC), the week
 Per register and fiscal drive the fiscal document numbers are consecutive (shift reports included).
 Late uploads: on one register a run of documents is held back and shown after later ones (a gap that
 closes later). A replaced drive: on the last register the drive changes mid-week (its own numbering).
-Returns take part of a sale of the same customer on the same register, a day or so later.
+Returns take part of a sale of the same customer on the same register, a day or so later. Some
+receipts carry an e-mail as the buyer's contact (no customer) or the phone typed as ``8 916 ...``.
 """
 
 from __future__ import annotations
@@ -108,6 +109,12 @@ def shop_week(
                 items = rng.sample(GOODS, rng.randint(1, 3))
                 fd = drive.next()
                 doc = receipt(fn=drive.fn, fd=fd, reg_id=reg, at=t, items=items, phone=phone, shift=shift)
+                if not phone and n % 2 == 0:  # an e-mail as the buyer's contact: no customer
+                    doc["receipt"]["buyerPhoneOrAddress"] = "buyer@example.com"
+                elif phone and n == 2:  # the phone as a cashier types it: 8 and spaces
+                    doc["receipt"]["buyerPhoneOrAddress"] = (
+                        f"8 {phone[2:5]} {phone[5:8]}-{phone[8:10]}-{phone[10:]}"
+                    )
                 key = f"sbis:{drive.fn}:{fd}"
                 expected.append(Expected(key, "sale", phone, doc["receipt"]["totalSum"], reg))
                 sold.append((reg, phone, key, items, t))

@@ -33,6 +33,7 @@ from xml.sax.saxutils import escape
 
 from gateway import fields, xml_fields
 from gateway.errors import BadInput
+from gateway.receipt import to_milli, to_minor
 
 NS = "http://loyalty.manzanagroup.ru/loyalty.xsd"
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -129,11 +130,37 @@ class Envelope:
 
 def _index(element: Any) -> dict[str, list[Any]]:
     """Child elements by lower-case local name (order and case drift tolerated)."""
+    return _scan(element)[0]
+
+
+def _scan(element: Any) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """:func:`_index`, and the stripped text of each child that is plain text (the common case)."""
     found: dict[str, list[Any]] = {}
+    leaf: dict[str, str] = {}
     for c in element:
-        if isinstance(c.tag, str):
-            found.setdefault(xml_fields.name(c).lower(), []).append(c)
-    return found
+        tag = c.tag
+        if isinstance(tag, str):
+            name = tag.rpartition("}")[2].lower()
+            if name in found:
+                found[name].append(c)
+                leaf.pop(name, None)
+            else:
+                found[name] = [c]
+                if len(c) == 0:
+                    leaf[name] = (c.text or "").strip()
+    return found, leaf
+
+
+_PLAIN = re.compile(r"([0-9]{1,13})(?:\.([0-9]{1,12}))?")
+
+
+def _scaled(raw: str, digits: int) -> int | None:
+    """A plain non-negative decimal (``1532``, ``1532.5``) x 10^digits, half-up; None for any other form."""
+    m = _PLAIN.fullmatch(raw)
+    if m is None:
+        return None
+    frac = (m.group(2) or "").ljust(digits + 1, "0")
+    return int(m.group(1)) * 10**digits + int(frac[:digits] or 0) + (frac[digits] >= "5")
 
 
 def parse_envelope(body: bytes, *, max_bytes: int) -> Envelope:
@@ -212,7 +239,8 @@ class _Reader:
     """One request element's children, read by name whatever their order and case."""
 
     def __init__(self, element: Any, where: str) -> None:
-        self.element, self.where, self.parts = element, where, _index(element)
+        self.element, self.where = element, where
+        self.parts, self.leaf = _scan(element)
 
     def one(self, tag: str) -> Any | None:
         found = self.parts.get(tag.lower(), [])
@@ -221,6 +249,9 @@ class _Reader:
         return found[0] if found else None
 
     def text(self, tag: str, *, required: bool = False, limit: int = 256) -> str:
+        value = self.leaf.get(tag.lower())
+        if value and len(value) <= limit:  # the common case: one element of plain text
+            return value
         return _text(self.one(tag), f"{self.where}/{tag}", required=required, limit=limit)
 
     def decimal(self, tag: str, *, default: Decimal | None = None) -> Decimal:
@@ -231,7 +262,10 @@ class _Reader:
         raw = self.text(tag, required=default is None, limit=64)
         if not raw:
             return default or 0
-        kop = fields.kopecks(number(raw, f"{self.where}/{tag}"), f"{self.where}/{tag}")
+        fast = _scaled(raw, 2)
+        if fast is not None:
+            return fast
+        kop = to_minor(number(raw, f"{self.where}/{tag}"), f"{self.where}/{tag}")
         if kop < 0:
             raise BadInput("must not be negative (a Return states its sums positive)", f"{self.where}/{tag}")
         return kop
@@ -276,13 +310,19 @@ def moment(raw: str, where: str, zone: tzinfo) -> datetime | None:
 def _item(el: Any, where: str) -> Item:
     r = _Reader(el, where)
     price, summ = r.money("Price"), r.money("Summ", default=-1)
-    qty = fields.milli(
-        number(r.text("Quantity", required=True, limit=64), f"{where}/Quantity"), f"{where}/Quantity"
-    )
+    raw_qty = r.text("Quantity", required=True, limit=64)
+    qty = _scaled(raw_qty, 3)
+    if qty is None:
+        qty = to_milli(number(raw_qty, f"{where}/Quantity"), f"{where}/Quantity")
     if qty <= 0:
         raise BadInput("must be positive", f"{where}/Quantity")
     summ = fields.line_amount(price, qty) if summ < 0 else summ
-    position = fields.integer(r.text("PositionNumber", limit=12), f"{where}/PositionNumber", lo=0, hi=10**9)
+    raw_position = r.text("PositionNumber", limit=12)
+    position = (
+        int(raw_position)
+        if raw_position.isascii() and raw_position.isdigit()
+        else fields.integer(raw_position, f"{where}/PositionNumber", lo=0, hi=10**9)
+    )
     sign = r.text("SignCharge", limit=8)
     return Item(
         position=position,

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from drivers.onec import wire
+from gateway import fields
 from gateway.errors import BadInput
 from tests.drivers.onec import envelopes as e
 
@@ -200,3 +201,13 @@ def test_faults_in_both_versions() -> None:
     )
     two = wire.fault("Client", "плохо", error="BAD_INPUT", soap12=True).decode()
     assert "<soap:Value>soap:Sender</soap:Value>" in two and e.SOAP12 in two
+
+
+@pytest.mark.parametrize(("raw", "kop", "milli"), [
+    ("1532", 153200, 1532000), ("1532.5", 153250, 1532500), ("0.305", 31, 305), ("0.3049", 30, 305),
+    ("2.0005", 200, 2001), ("0.30000000000000004", 30, 300),
+])
+def test_plain_decimals_scale_half_up_like_the_slow_path(raw: str, kop: int, milli: int) -> None:
+    assert wire._scaled(raw, 2) == kop == fields.kopecks(raw, "x")
+    assert wire._scaled(raw, 3) == milli == fields.milli(raw, "x")
+    assert wire._scaled("1,5", 2) is None and wire._scaled("-1", 2) is None and wire._scaled("1e3", 2) is None

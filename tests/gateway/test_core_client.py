@@ -12,7 +12,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from gateway import core_client
+from gateway import convert, core_client
 from gateway.breaker import CircuitBreaker
 from gateway.core_client import CoreCalls, CoreClient, CoreTarget
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
@@ -291,6 +291,22 @@ async def test_stream_acks_are_breaker_successes_and_a_clean_close_counts_closed
         stream.close()
         stream.close()
         assert stream_calls(metrics, "CLOSED") == 1
+    finally:
+        await served.close()
+
+
+async def test_the_stream_sends_serialized_batches_as_they_are() -> None:
+    core = stream_fakes.FakeCore()
+    served = await stream_fakes.serve(core)
+    try:
+        stream = served.client.open_events()
+        framed = [convert.frame_envelope(k, "R1", i + 1, pb.EventEnvelope(commit=pb.CommitRequest(
+            idempotency_key=k)).SerializeToString()) for i, k in enumerate(("a", "b"))]
+        await stream.write(convert.frame_batch(framed))  # bytes: written through the identity serializer
+        reply = await stream.read()
+        assert [(a.event_id, a.register_seq) for a in reply.acks] == [("a", 1), ("b", 2)]
+        assert core.order["R1"] == ["a", "b"]
+        stream.close()
     finally:
         await served.close()
 

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import stat
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from gateway.convert import envelope_body
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.outbox import Outbox
+from gateway.outbox_db import SCHEMA_VERSION
 from gateway.payload import event_to_json
 from gateway.receipt import Event
 from gateway.salvage import SalvageReport, rows_of, salvage
-from tests.gateway.outbox_fixtures import sale
+from tests.gateway.outbox_fixtures import sale, write_schema_2
 
 PAGE = 4096
 
@@ -164,3 +168,42 @@ def test_report_json_round_trip() -> None:
                       methods=("row by row",), notes=("x",), at=5.0, lost_ids=(4,))
     assert SalvageReport.from_json(r.to_json()) == r
     assert r.summary()["moved_to"] == "c" and "lost_ids" not in r.summary()
+
+
+def test_salvaged_rows_keep_the_cores_answer_and_have_their_envelope_built_from_the_payload(
+    tmp_path: Path,
+) -> None:
+    events = [sale("R1", i) for i in range(4)]
+    ack = pb.EventAck(event_id=events[0].key, commit=pb.CommitResult(operation_id="op-7"))
+
+    async def fill() -> None:
+        ob = await Outbox.open(tmp_path / "o.db")
+        try:
+            for ev in events:
+                await ob.append(ev)
+            (first, *_) = await ob.next_batch(10)
+            await ob.mark_delivered_many([(first.id, ack.SerializeToString())])
+        finally:
+            await ob.close()
+
+    asyncio.run(fill())
+    with sqlite3.connect(tmp_path / "o.db") as raw:  # a stored envelope that disagrees with its payload
+        raw.execute("update events set envelope = x'ff' where key = ?", (events[1].key,))
+    report = salvage(tmp_path / "o.db", tmp_path / "new.db", now=1.0, cli=None)
+    assert (report.salvaged, report.pending, report.lost) == (4, 3, 0)
+    with sqlite3.connect(tmp_path / "new.db") as raw:
+        stored = dict(raw.execute("select key, envelope from events").fetchall())
+        (result,) = raw.execute("select result from events where state = 'delivered'").fetchone()
+    assert stored == {ev.key: envelope_body(ev) for ev in events}
+    assert result == ack.SerializeToString()
+
+
+def test_a_schema_2_file_is_salvaged_into_schema_3(tmp_path: Path) -> None:
+    events = [sale("R1", i) for i in range(3)]
+    write_schema_2(tmp_path / "o.db", [(ev, "pending", "") for ev in events])
+    report = salvage(tmp_path / "o.db", tmp_path / "new.db", now=1.0, cli=None)
+    assert (report.salvaged, report.lost, report.everything_read) == (3, 0, True)
+    with sqlite3.connect(tmp_path / "new.db") as raw:
+        assert raw.execute("pragma user_version").fetchone() == (SCHEMA_VERSION,)
+        stored = dict(raw.execute("select key, envelope from events").fetchall())
+    assert stored == {ev.key: envelope_body(ev) for ev in events}

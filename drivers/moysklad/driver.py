@@ -238,8 +238,8 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
         except GatewayError:
             raise Refused(
                 503,
-                "Код не отправлен",
-                "Сервер лояльности не ответил вовремя: попросите код ещё раз "
+                "SMS не отправлено",
+                "Сервер лояльности или SMS-сервис не ответил вовремя: попросите код ещё раз "
                 "через минуту или продайте без списания баллов",
             ) from None
         repeat = max(self.config.time_for_repeat_s, sent.retry_after_s)

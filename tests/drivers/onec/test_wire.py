@@ -205,7 +205,7 @@ def test_faults_in_both_versions() -> None:
 
 @pytest.mark.parametrize(("raw", "kop", "milli"), [
     ("1532", 153200, 1532000), ("1532.5", 153250, 1532500), ("0.305", 31, 305), ("0.3049", 30, 305),
-    ("2.0005", 200, 2001), ("0.30000000000000004", 30, 300),
+    ("2.0005", 200, 2001), ("0.300000000004", 30, 300),
 ])
 def test_plain_decimals_scale_half_up_like_the_slow_path(raw: str, kop: int, milli: int) -> None:
     assert wire._scaled(raw, 2) == kop == fields.kopecks(raw, "x")

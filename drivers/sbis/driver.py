@@ -78,7 +78,7 @@ class Source:
         self._drives: list[Active] = []
         self._drives_at = float("-inf")
         self._hold: dict[str, tuple[float, int]] = {}  # fn -> (not before, failures)
-        self._alarms: dict[str, str] = {}
+        self._alarms: dict[str, tuple[str, float]] = {}  # key -> (message, raised at: Unix time)
         self._alarms_loaded = self._alarms_dirty = False
 
     # ------------------------------------------------------------------ PollSource
@@ -118,7 +118,12 @@ class Source:
                 "gateway's outbox file from backup or remove the sbis poll:cursor state row",
             )
             raise
-        active = await self._active(cur, now, now_raw)
+        try:
+            active = await self._active(cur, now, now_raw)
+        except wire.VendorError as exc:  # gateway.poll counts, logs and backs off
+            self._refused("registers", exc)
+            raise
+        self._alarm("rights:registers", None)
         page: list[Taken] = []
         failures: list[BaseException] = []
         read = 0
@@ -136,6 +141,7 @@ class Source:
                     break
                 continue
             self._hold.pop(drive.fn, None)
+            self._alarm(f"rights:{drive.fn}", None)
             read += 1
             page += taken
             cur = cur.with_drive(drive.fn, state)
@@ -173,16 +179,20 @@ class Source:
             self._drives, self._drives_at = drives, now
         return self._drives
 
+    def _refused(self, what: str, exc: BaseException) -> None:
+        """The alarms of refusals only the shop owner can cure (credentials, rights)."""
+        if isinstance(exc, wire.VendorError) and exc.kind == "auth":
+            self._alarm("auth", f"SBIS refused the credentials ({exc}): check [drivers.{NAME}] keys or login")
+        if isinstance(exc, wire.VendorError) and exc.kind == "rights":
+            self._alarm(f"rights:{what}", f"SBIS answered 403 for {what}: give the account OFD read rights")
+
     def _failed(self, fn: str, exc: BaseException, *, hold_drive: bool) -> None:
         self.ctx.count("poll_failed")
         self.ctx.log.warning(
             "sbis: reading a fiscal drive failed",
             extra={"driver": self.ctx.name, "fn": fn, "error": repr(exc)},
         )
-        if isinstance(exc, wire.VendorError) and exc.kind == "auth":
-            self._alarm("auth", f"SBIS refused the credentials ({exc}): check [drivers.{NAME}] keys or login")
-        if isinstance(exc, wire.VendorError) and exc.kind == "rights":
-            self._alarm("rights", f"SBIS answered 403 for drive {fn}: give the account OFD read rights")
+        self._refused(fn, exc)
         if hold_drive:
             failures = self._hold.get(fn, (0.0, 0))[1] + 1
             wait = min(self.cfg.backoff_max_s, self.cfg.backoff_initial_s * 2 ** (failures - 1))
@@ -340,25 +350,30 @@ class Source:
             f"first read with {known}: counted once; check the document in SBIS (OFD) and the till",
         )
 
-    def _alarm(self, key: str, message: str | None) -> None:
-        """Raise or clear an alarm; a change is saved at the end of the round (raised again on restart)."""
-        if self._alarms.get(key) == message:
+    def _alarm(self, key: str, message: str | None, since: float | None = None) -> None:
+        """Raise or clear an alarm. Raised alarms are saved at the end of the round, raised again
+        after a restart, and cleared ALARM_KEEP_S after they were raised (or when the cause is gone:
+        auth and rights on the next good read)."""
+        known = self._alarms.get(key)
+        if (known[0] if known else None) == message:
             return
         self.ctx.alarm(key, message)
         if message is None:
             self._alarms.pop(key, None)
         else:
-            self._alarms[key] = message
+            self._alarms[key] = (message, self.clock() if since is None else since)
         self._alarms_dirty = True
 
     async def _load_alarms(self) -> None:
-        if self._alarms_loaded:
-            return
-        text = await self.ctx.state.get(ALARMS_KEY)
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            for key, message in dict(json.loads(text or "{}")).items():
-                self._alarm(str(key), str(message))
-        self._alarms_loaded, self._alarms_dirty = True, False
+        if not self._alarms_loaded:
+            text = await self.ctx.state.get(ALARMS_KEY)
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                for key, (message, since) in dict(json.loads(text or "{}")).items():
+                    self._alarm(str(key), str(message), float(since))
+            self._alarms_loaded, self._alarms_dirty = True, False
+        for key, (_, since) in list(self._alarms.items()):
+            if self.clock() - since >= ALARM_KEEP_S:
+                self._alarm(key, None)
 
     async def _save_alarms(self) -> None:
         if self._alarms_dirty:

@@ -8,9 +8,10 @@ Serves, from one base URL (auth and API hosts alike):
   ``dateFrom``/``dateTo`` (inclusive, compared with ``dateTime`` as wall-clock text shifted by
   ``skew_s``: a zone mismatch) and ``limit`` (the first ``limit`` rows by dateTime; rows shuffled);
 - misbehaviour on demand: queued faults for the next OFD requests (``429`` with or without
-  ``Retry-After``, an HTML ``502`` page, a ``stall`` past the client's deadline, a malformed page),
-  the ``{"Result": "<JSON text>"}`` wrapper, token expiry, a replaced fiscal drive, a document read
-  again with another fiscal sign, late uploads (documents published after later ones).
+  ``Retry-After``, an HTML ``502`` page, a ``stall`` past the client's deadline, a malformed page,
+  a ``403``: no OFD rights), the ``{"Result": "<JSON text>"}`` wrapper, token expiry, a replaced
+  fiscal drive, a document read again with another fiscal sign, late uploads (documents published
+  after later ones).
 
 Every request is recorded (``requests``) for assertions. Documents are FFD-JSON ``receipt`` /
 ``openShift`` / ``closeShift`` wrappers with integer kopecks.
@@ -206,6 +207,10 @@ class FakeSbis:
         if fault.startswith("429"):
             headers = {"Retry-After": fault.split(":", 1)[1]} if ":" in fault else {}
             return web.json_response({"error": "too many requests"}, status=429, headers=headers)
+        if fault == "403":
+            return web.json_response(
+                {"error": {"code": "forbidden", "message": "нет прав на ОФД"}}, status=403
+            )
         if fault == "html":
             return web.Response(body=HTML_502, status=502, content_type="text/html")
         if fault == "stall":

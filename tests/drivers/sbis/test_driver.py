@@ -246,3 +246,27 @@ async def test_a_damaged_cursor_raises_an_alarm_and_reads_nothing() -> None:
         r.sbis.publish(FN, sale(1))
         assert await r.step() == Step.FAILED
         assert "cursor" in r.ctx.alarms and r.keys() == []
+
+
+async def test_alarms_are_cleared_when_their_cause_is_gone_or_after_their_keep_time() -> None:
+    async with rig() as r:
+        r.sbis.faults.append("403")  # the registers' listing
+        assert await r.step() == Step.FAILED and "rights:registers" in r.ctx.alarms
+        await r.step()
+        assert "rights:registers" not in r.ctx.alarms
+        r.sbis.publish(FN, sale(1))
+        r.sbis.faults.append("403")  # the drive's documents
+        await r.step()
+        assert f"rights:{FN}" in r.ctx.alarms and r.keys() == []
+        r.source._hold.clear()
+        await r.step()
+        assert f"rights:{FN}" not in r.ctx.alarms and r.keys() == [f"sbis:{FN}:1"]
+        r.sbis.resign(FN, 1, 99)
+        await r.step()
+        assert f"fiscal_sign:{FN}" in r.ctx.alarms
+        r.sbis.resign(FN, 1, int(r.ctx.submits[0].receipt.fiscal_sign))  # type: ignore[union-attr]
+        await r.step()
+        assert f"fiscal_sign:{FN}" in r.ctx.alarms  # stays: an operator has to look
+        r.source.clock = lambda: time.time() + 31 * 86_400.0
+        await r.step()
+        assert f"fiscal_sign:{FN}" not in r.ctx.alarms

@@ -28,6 +28,12 @@ per round, the order rotated every round) so machine noise hits all drivers alik
 The onec driver (1C / Manzana SOAP) is measured the same way with a Soft ``ChequeRequest`` (the
 first calc of every receipt: ``PaidByBonus`` 0, the card a phone) and its own goal, 1.5
 (:data:`GOALS`: XML costs more than JSON; issue 14).
+
+The moysklad driver (MoySklad's Loyalty API, issue 16) is measured with ``POST
+/retaildemand/recalc`` (SPENDING, no preference: the maximum) for a counterparty it knows by
+phone; its goal is 1.5 too (:data:`GOALS`): a recalc also reads the counterparty's link and
+durably remembers what it allowed (the sale is checked against it), two driver-state calls the
+native calc does not make.
 """
 
 from __future__ import annotations
@@ -59,8 +65,8 @@ from simulators.registers.native.report import percentile  # noqa: E402
 from simulators.stack import Stack, StackOptions  # noqa: E402
 
 GOAL = 1.2
-GOALS = {"onec": 1.5}  # a driver's own p50 goal when it is not GOAL
-DRIVERS = ("native", "evotor", "modulkassa", "poster", "onec")
+GOALS = {"onec": 1.5, "moysklad": 1.5}  # a driver's own p50 goal when it is not GOAL
+DRIVERS = ("native", "evotor", "modulkassa", "poster", "onec", "moysklad")
 VENDORS = DRIVERS[1:]
 PHONE = "+79990000001"
 ID = "424242424242"  # placeholder in every template, replaced by a 12-digit number per request
@@ -247,6 +253,29 @@ def onec_ok(a: Any) -> bool:
     return a.get("ReturnCode") == "0" and Decimal(a.get("WriteoffBonus") or 0) > 0 and "CardBalance" in a
 
 
+def moysklad_body() -> bytes:
+    store = "6b1c0f2e-0b6a-11ef-0a80-0d6e00112233"
+    remap = "https://api.moysklad.ru/api/remap/1.2/entity"
+    return dumps({
+        "retailStore": {"meta": {"href": f"{remap}/retailstore/{store}", "id": store}},
+        "agent": {"meta": {"href": f"{remap}/counterparty/9a4e2d10-0b6b-11ef-0a80-0d6e00445566",
+                           "id": "9a4e2d10-0b6b-11ef-0a80-0d6e00445566"}, "phone": PHONE},
+        "positions": [{"assortment": {"meta": {"href": f"{remap}/product/{it.sku}", "id": it.sku,
+                                               "idType": "native", "type": "product"}},
+                       "quantity": Num(qty_text(it.qty_milli, weighted=it.weighted)),
+                       "price": Num(rubles(it.price))} for it in RECEIPT],
+        "bonusProgram": {"transactionType": "SPENDING"}, "preferredBonusToSpend": None,
+        "name": ID,  # not read by the driver: keeps the per-request id replacement of the other targets
+    })
+
+
+def moysklad_ok(a: Any) -> bool:
+    """Points paid something, and Σ discountedPrice × quantity pays less than the receipt."""
+    paid = sum(Decimal(str(p["discountedPrice"])) * Decimal(str(p["quantity"]))
+               for p in a.get("positions", []))
+    return Decimal(str(a.get("bonusProgram", {}).get("paidByBonusPoints", 0))) > 0 and paid * 100 < _gross()
+
+
 def _gross() -> int:
     return sum(it.amount for it in RECEIPT)
 
@@ -285,6 +314,8 @@ def targets(base: str) -> list[Target]:
         Target("onec", base + "/v1/onec/POSProcessing.asmx",
                {"Content-Type": "text/xml; charset=utf-8", "Authorization": "Basic " + ONEC_BASIC},
                onec_body(), onec_ok, onec_answer),
+        Target("moysklad", base + "/v1/moysklad/retaildemand/recalc",
+               {**json_ct, "Lognex-Discount-API-Auth-Token": TOKEN}, moysklad_body(), moysklad_ok),
     ]
 
 
@@ -308,6 +339,10 @@ application_secret = "{SECRET}"
 enabled = true
 user = "1c"
 password = "bench-onec-password"
+
+[drivers.moysklad]
+enabled = true
+tokens = ["{TOKEN}"]
 """
 
 

@@ -311,12 +311,11 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             if result is None
             else mapping.extra_info(result.redeemed_points, result.points_to_accrue),
         )
-        if req.agent.ms_id:
-            await ctx.state.put(
-                f"calc:{req.store}:{req.agent.ms_id}",
-                json.dumps({"spend": answer.spend, "offline": bool(result and result.offline)}),
-                keep_s=CALC_KEEP_S,
-            )
+        if req.agent.ms_id:  # what the sale is checked against; written only when it changes
+            key = f"calc:{req.store}:{req.agent.ms_id}"
+            allowed = json.dumps({"spend": answer.spend, "offline": bool(result and result.offline)})
+            if await ctx.state.get(key) != allowed:
+                await ctx.state.put(key, allowed, keep_s=CALC_KEEP_S)
         return self._answer(200, wire.render_recalc(req.agent_echo, answer))
 
     # ------------------------------------------------------------ sale and return

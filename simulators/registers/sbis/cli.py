@@ -4,6 +4,8 @@ Start the gateway with ``[drivers.sbis]`` pointing ``auth_url`` and ``api_url`` 
 (``--port``; the section to use is printed first), then the week is shown step by step. Exit
 status 0 when the gateway took every sale and return (its ``committed`` counter for sbis grew by
 their number, its outbox drained) and nothing went to the operator queue; 1 otherwise.
+``--customers`` must be phones the core knows: a receipt naming an unknown phone is refused by the
+core (UNKNOWN_CUSTOMER) and counted in the report's operator queue.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ Program seed004 (5 %, cap 30 %, no welcome points). Balances, by hand:
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from gateway.metrics import Metrics
 from gateway.pipeline import PipelineContext
 from simulators.core.server import running_core_handle
 from simulators.core.sms import SmsRu
+from simulators.registers.moysklad import cli
 from simulators.registers.moysklad.cloud import Cloud
 from simulators.registers.moysklad.day import GIFT, Day
 from simulators.sms.smsru import Faults, SmsRuSimulator, serving
@@ -133,3 +136,17 @@ async def test_sms_trouble_is_a_cashier_message_within_the_budget(
         r.sms.faults = Faults()
         again = await cloud.spending_code("c-1", "+79035550000")  # the failed code did not hold it back
         assert again.status == 200 and again.data["verificationCode"] == r.sms.last_code("+79035550000")
+
+
+async def test_the_simulator_exits_non_zero_when_something_is_not_applied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``posgw sim moysklad`` with a token the gateway does not know: nothing is applied, exit 1."""
+    async with rig(tmp_path, monkeypatch) as r:
+        parser = argparse.ArgumentParser()
+        cli.add_arguments(parser)
+        args = parser.parse_args(["--gateway", f"http://127.0.0.1:{r.daemon.port}", "--token", "not-ours",
+                                  "--no-queue-check", "--timeout-s", "5"])
+        code = await asyncio.to_thread(cli.run, args)
+    out = capsys.readouterr().out
+    assert code == 1 and "0 documents applied" in out and "PROBLEM: create UNCHECKED" in out

@@ -63,6 +63,7 @@ log = logging.getLogger("posgw.offline")
 
 FORMAT_VERSION = 1
 LEDGER_KEEP_S = 3 * 86400
+RETRY_S = 5.0  # a failed refresh is tried again this soon (a gateway started before its core: minutes early)
 RECENT_MARGIN_S = 30.0  # an incremental fetch asks for changes since the last fetch minus this (core clock)
 
 
@@ -184,6 +185,7 @@ class OfflineCache:
         region: str = "RU",
         wall: Callable[[], float] = time.time,
         recent_every_s: float = 5.0,
+        retry_s: float = RETRY_S,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.core = core
@@ -195,6 +197,7 @@ class OfflineCache:
         self.region = region
         self.wall = wall
         self.recent_every_s = recent_every_s  # 0: full snapshots only
+        self.retry_s = retry_s  # after a failed refresh, the next attempt this soon (when shorter)
         self.core_snapshot_at: datetime | None = None  # the core's clock at the last fetch of balances
         self.snapshot_program_version = ""  # the program version the core named with the balances
         self.program: Program | None = None
@@ -393,8 +396,9 @@ class OfflineCache:
 
     async def refresh_loop(self, stopping: asyncio.Event) -> None:
         """Refresh both now, then the program every ``program_every_s`` and the balances every
-        ``balances_every_s`` (each timed from its own last attempt), and in between the recently
-        changed customers every ``recent_every_s`` (when that is shorter), until ``stopping`` is set."""
+        ``balances_every_s`` (each timed from its own last attempt; after a failed attempt within
+        ``retry_s``), and in between the recently changed customers every ``recent_every_s`` (when
+        that is shorter), until ``stopping`` is set."""
         loop = asyncio.get_running_loop()
         next_program = next_balances = loop.time()
         recent = 0 < self.recent_every_s < self.balances_every_s
@@ -403,12 +407,13 @@ class OfflineCache:
             now = loop.time()
             program, balances = now >= next_program, now >= next_balances
             if program or balances:
-                await self.refresh(program=program, balances=balances)
+                ok = await self.refresh(program=program, balances=balances)
                 now = loop.time()
+                retry = self.retry_s if not ok else float("inf")  # a failure: try again soon
                 if program:
-                    next_program = now + self.program_every_s
+                    next_program = now + min(self.program_every_s, retry)
                 if balances:
-                    next_balances = now + self.balances_every_s
+                    next_balances = now + min(self.balances_every_s, retry)
                     next_recent = max(next_recent, now + self.recent_every_s) if recent else next_recent
             elif now >= next_recent:
                 await self.refresh_recent()

@@ -3,8 +3,10 @@
 :func:`trading_day` starts a :class:`~simulators.stack.Stack` in a temp dir and plays, while
 background tills keep selling: registrations with the welcome bonus, a 3-level referral
 chain, purchases crossing a tier, a redemption with an app code, a per-line return, a
-duplicate resend, a core outage of several seconds (receipts keep flowing, answered
-offline), a graceful gateway restart (SIGTERM) and a crash restart (SIGKILL). It waits for
+duplicate resend, a customer registered at the till seconds before a core outage of several
+seconds (receipts keep flowing, answered offline; she is recognised offline: the gateway fetches
+the customers the core changed every few seconds between its full snapshots), a graceful
+gateway restart (SIGTERM) and a crash restart (SIGKILL). It waits for
 the outbox to drain and compares every acknowledged document with what the core applied.
 
 Returns a :class:`DemoResult`: the story (one line per step), balances per customer and the
@@ -22,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import importlib.util
+import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -49,6 +52,8 @@ PEOPLE = {  # phone -> name; Anna invites Boris, Boris invites Vera, Vera invite
     "+79161000004": "Глеб Орлов",
     "+79161000005": "Дмитрий Волков",
 }
+NEWCOMER = ("+79161000006", "Елена Соколова")  # registers at the till just before the outage
+SNAPSHOT_S = 30.0  # the gateway's full offline snapshot interval here (a shop's is minutes)
 
 
 @dataclass
@@ -89,6 +94,21 @@ async def _vendor_till(name: str, stack: Stack, phones: list[str], seed: int,
     return [a for a in report.acks if a.key]
 
 
+async def _in_offline_copy(stack: Stack, phone: str, timeout_s: float = 15.0) -> float | None:
+    """Seconds until ``phone`` is in the gateway's offline snapshot file; None if not within ``timeout_s``."""
+    path = stack.gateway_dir / "offline" / "balances.json"
+    began = time.monotonic()
+    while time.monotonic() - began < timeout_s:
+        try:
+            customers = json.loads(path.read_text(encoding="utf-8"))["customers"]
+        except (OSError, ValueError, KeyError):
+            customers = []
+        if any(c.get("phone") == phone for c in customers):
+            return time.monotonic() - began
+        await asyncio.sleep(0.2)
+    return None
+
+
 async def trading_day(*, seed: int = 2, say: Callable[[str], None] = lambda _: None,
                       workdir: Path | None = None) -> DemoResult:
     """Play the day (see the module docstring); ``say`` hears each story line as it happens."""
@@ -103,7 +123,7 @@ async def trading_day(*, seed: int = 2, say: Callable[[str], None] = lambda _: N
     assert where is not None
     began = time.monotonic()
     try:
-        options = StackOptions(api_key="demo-till-key", offline_redeem_limit=200, refresh_s=1.0,
+        options = StackOptions(api_key="demo-till-key", offline_redeem_limit=200, refresh_s=SNAPSHOT_S,
                                hold_ttl_s=120, extra_toml=vendor_toml(_vendors()))
         async with Stack(where, options) as stack:
             tell(f"started core (seed002), fault proxy and gateway in {time.monotonic() - began:.1f} s "
@@ -172,6 +192,15 @@ async def _play(stack: Stack, seed: int, result: DemoResult, tell: Callable[[str
         tell(f"front-01 resends a sale it already sent: duplicate={again and again.duplicate}, same key")
         await stack.wait_drained(15)
 
+        # A new customer registers at the till; she must be known offline seconds later.
+        elena = await admin.register(*NEWCOMER)
+        waited = await _in_offline_copy(stack, NEWCOMER[0])
+        if waited is None:
+            result.problems.append(f"{NEWCOMER[1]} never reached the gateway's offline copy")
+        else:
+            tell(f"{elena.display_name} registers at the till ({elena.welcome_points} welcome points); "
+                 f"in the gateway's offline copy {waited:.1f} s later")
+
         # Core outage: the link goes down for several seconds; tills keep selling.
         before = recorder.offline_answers
         await stack.core_outage()
@@ -182,6 +211,15 @@ async def _play(stack: Stack, seed: int, result: DemoResult, tell: Callable[[str
         message = str(till.answers.get(off.identity, {}).get("message", ""))
         tell(f"Борис buys during the outage: answered offline={applied.offline}, "
              f"{applied.points_to_accrue} points provisional ({message!r})")
+        new = till.receipt(lines(("4600001", 1_000), ("4600010", 2_000)), NEWCOMER[0])
+        applied, _ = await till.sell(new)
+        answer = till.answers.get(new.identity, {})
+        if answer.get("customer"):
+            tell(f"{NEWCOMER[1]} buys during the outage: recognised offline, "
+                 f"{applied.points_to_accrue} points provisional")
+        else:
+            result.problems.append(f"{NEWCOMER[1]}, registered seconds before the outage, was not "
+                                   f"recognised offline: {answer.get('message', '')!r}")
         await asyncio.sleep(OUTAGE_S - 1.0)
         pending = (await stack.health()).get("pending")
         await stack.core_back()
@@ -209,7 +247,7 @@ async def _play(stack: Stack, seed: int, result: DemoResult, tell: Callable[[str
 
     acks = recorder.acks + vendor_acks
     check = check_delivery(acks, stack.applied(), [str(r.get("key", "")) for r in queue])
-    for phone in phones:
+    for phone in [*phones, NEWCOMER[0]]:
         c = await admin.customer(phone)
         result.balances.append({"name": c.display_name, "phone": c.phone, "tier": c.tier,
                                 "balance": c.balance, "debt": c.debt})

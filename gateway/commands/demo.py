@@ -8,7 +8,7 @@ nothing else on stdout.
 
 Exit status: 0 when every acknowledged document reached the core exactly once; 1 when
 something acknowledged is missing, doubled or in the operator queue; 2 when the stack could not
-start.
+start; 130 on Ctrl-C (the processes of the stack are stopped and the temp dir removed first).
 """
 
 from __future__ import annotations
@@ -46,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
     except StackError as exc:
         print(f"posgw demo: the stack did not start: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # asyncio.run cancelled the day: the stack's processes were stopped
+        print("posgw demo: interrupted (Ctrl-C); the core and gateway it started are stopped",
+              file=sys.stderr)
+        return 130
     if args.json:
         out: dict[str, Any] = dict(result.figures)
         out |= {"story": result.story, "balances": result.balances, "problems": result.problems}

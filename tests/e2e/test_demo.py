@@ -29,5 +29,5 @@ def test_demo_json_reports_nothing_lost_nor_doubled() -> None:
     assert figures["receipts_at_core"] == figures["receipts_acknowledged"]
     assert figures["offline_answers"] > 0  # the outage in the middle was answered offline
     assert figures["gateway_starts"] == 3  # started, SIGTERM restart, SIGKILL restart
-    assert len(figures["balances"]) == 5
+    assert len(figures["balances"]) == 6  # five regulars and the newcomer of the outage
     assert all(isinstance(b["balance"], int) for b in figures["balances"])

@@ -180,3 +180,27 @@ async def test_refresh_loop_polls_recent_customers_between_full_snapshots(
     assert cache.find(CustomerId(IdKind.PHONE, "+79165550009")) is not None
     full = [r for r in _balance_requests(fake) if not r.HasField("active_since")]
     assert len(full) == 1 and len(_balance_requests(fake)) >= 2  # one full snapshot, then increments
+
+
+async def test_a_failed_refresh_is_tried_again_soon_not_after_the_interval(
+    tmp_path: Path, fake_core: tuple[FakeCore, CoreClient],
+) -> None:
+    """A gateway started before its core: the first refresh fails; the next comes after retry_s,
+    not after the hour-long intervals."""
+    fake, client = fake_core
+    fake.always_fail = Failure(grpc.StatusCode.UNAVAILABLE)
+    cache = OfflineCache(tmp_path, client, program_every_s=3600, balances_every_s=3600, retry_s=0.05)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(cache.refresh_loop(stopping))
+    for _ in range(200):
+        if fake.count("GetProgram") >= 1:
+            break
+        await asyncio.sleep(0.01)
+    fake.always_fail = None  # the core is up now
+    for _ in range(300):
+        if cache.program is not None and cache.customer_count == 4:
+            break
+        await asyncio.sleep(0.01)
+    stopping.set()
+    await asyncio.wait_for(task, 2.0)
+    assert cache.program == PROGRAM and cache.customer_count == 4 and cache.last_error == ""

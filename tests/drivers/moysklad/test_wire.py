@@ -7,6 +7,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers.moysklad import wire
 from gateway.errors import BadInput
@@ -142,3 +144,94 @@ def test_gift_card_answer_is_numbers() -> None:
         "initialBalance": 1000,
         "currentBalance": 500,
     }
+
+
+# ---------------------------------------------------------------- hostile input: BadInput and nothing else
+
+PARSERS: dict[str, tuple[Any, Any]] = {
+    "recalc": (wire.parse_recalc, p.recalc(spending=True, preferred=5)),
+    "sale": (wire.parse_sale, p.sale(spend=5, giftCards=[{"id": "g", "name": "n", "paymentSum": 5}])),
+    "return": (wire.parse_return, p.sales_return()),
+    "create": (wire.parse_create, p.create()),
+    "detail": (wire.parse_detail, p.detail()),
+    "registration_code": (wire.parse_registration_code, {"meta": {"href": "h/syncid/x"}, "phone": p.PHONE}),
+    "spending_code": (
+        wire.parse_spending_code,
+        {"retailStore": p.store(), "counterpartyId": "c", "phone": p.PHONE},
+    ),
+}
+HOSTILE: list[Any] = [None, -1, 10**30, "1e400", "NaN", "x" * 5000, [], {}, "\x00\u202e", True, 1.5, [[[[]]]]]
+
+
+def _paths(tree: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [at]
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            out += _paths(v, (*at, k))
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            out += _paths(v, (*at, i))
+    return out
+
+
+def _replaced(tree: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    copy = dict(tree) if isinstance(tree, dict) else list(tree)
+    copy[path[0]] = _replaced(tree[path[0]], path[1:], value)  # type: ignore[index]
+    return copy
+
+
+def _only_bad_input(parse: Any, raw: bytes) -> None:
+    try:
+        parse(raw)
+    except BadInput:
+        pass
+
+
+@pytest.mark.parametrize("name", sorted(PARSERS))
+def test_a_hostile_value_anywhere_is_bad_input_or_read(name: str) -> None:
+    parse, good = PARSERS[name]
+    for path in _paths(good):
+        for value in HOSTILE:
+            _only_bad_input(parse, p.dumps(_replaced(good, path, value)))
+    for raw in (b"", b"\xff\xfe", b"[" * 100_000, b'{"a":' * 1000, b"null", b'"x"', b"1e999"):
+        _only_bad_input(parse, raw)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(sorted(PARSERS)),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+        lambda kids: (
+            st.lists(kids, max_size=4)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "retailStore",
+                        "meta",
+                        "id",
+                        "agent",
+                        "positions",
+                        "assortment",
+                        "quantity",
+                        "price",
+                        "bonusProgram",
+                        "phone",
+                        "counterpartyId",
+                        "giftCards",
+                        "paymentSum",
+                        "demand",
+                        "href",
+                    ]
+                ),
+                kids,
+                max_size=5,
+            )
+        ),
+        max_leaves=30,
+    ),
+)
+def test_random_bodies_are_bad_input_or_read(name: str, body: Any) -> None:
+    _only_bad_input(PARSERS[name][0], json.dumps(body).encode())

@@ -428,7 +428,9 @@ def _devices(d: PageData) -> str:
     for v in devices:
         alarms = [msg for (drv, _), (msg, _since) in d.metrics.alarms.items() if drv == v.name]
         c = counters.get(v.name, {})
-        state = "ALARM: " + "; ".join(alarms) if alarms else "present"
+        frames = c.get("device_frame", 0)
+        state = ("ALARM: " + "; ".join(alarms) if alarms else
+                 "present" if frames else "no alarm, nothing read yet")
         rows.append([_td(f"{v.name} ({v.title})"), _td(state, f"{v.name}.device"),
                      _td(f"{c.get('device_frame', 0):.0f}"), _td(f"{c.get('device_absent', 0):.0f}")])
     return "<h2>Devices</h2>" + _table(("driver", "device", "frames read", "failed opens"), rows, "devices")

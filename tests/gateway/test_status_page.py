@@ -22,7 +22,7 @@ from gateway.outbox import Outbox, OutboxRow
 from gateway.payload import event_to_json
 from gateway.receipt import CustomerId, Event, EventKind, IdKind
 from gateway.server import build_app
-from gateway.status_page import RecentErrors, Window, mask, outcome, totals
+from gateway.status_page import DriverView, PageData, RecentErrors, Window, mask, outcome, render, totals
 from tests.gateway.receipt_fixtures import make_receipt
 
 ADMIN = "status-admin-key"
@@ -232,3 +232,20 @@ async def test_page_survives_an_unreadable_outbox(env: Env, monkeypatch: pytest.
     monkeypatch.setattr(env.outbox, "stats", broken)
     page = await env.page()
     assert cell(page, "outbox_pending") == "unreadable" and "NOT SERVING: outbox unreadable" in page
+
+
+def test_devices_show_their_alarm_or_that_they_answer() -> None:
+    metrics = Metrics()
+    metrics.driver_events.labels("serial", "device_frame").inc(7)
+    metrics.driver_events.labels("scale", "device_absent").inc(2)
+    metrics.alarm("scale", "port:/dev/ttyUSB0", "scale on /dev/ttyUSB0 cannot be opened: plug it in")
+    data = PageData(stats=None, core_state="closed", metrics=metrics, window=Window(), errors=RecentErrors(),
+                    drivers=[DriverView("serial", "Serial devices", "device"),
+                             DriverView("scale", "Scale", "device"), DriverView("idle", "Idle", "device"),
+                             DriverView("native", "Native", "push")],
+                    queue=(), recent=(), started_at=0.0, admin_key_set=True, now=60.0)
+    page = render(data)
+    assert cell(page, "serial.device") == "present"
+    assert cell(page, "scale.device") == "ALARM: scale on /dev/ttyUSB0 cannot be opened: plug it in"
+    assert cell(page, "idle.device") == "no alarm, nothing read yet"
+    assert "data-k='native.device'>" not in page  # a push driver has no device

@@ -17,9 +17,9 @@ Invariants:
 - HTTPS when ``gateway.tls``: one ``SSLContext`` serves every connection; :meth:`Daemon.reload_tls`
   (SIGHUP) loads the certificate files again into it after checking them in a fresh context, so
   a bad new file leaves the old certificate serving;
-- the data directory and what is in it are the service user's only: the directory is made 0700,
-  and files or directories in it that others may read are tightened at start (the process umask
-  is set by ``posgw run``).
+- the data directory and what the gateway keeps in it are the service user's only: the directory
+  is made 0700, and its own entries (the outbox, offline snapshots, state, keys) that others may
+  read are tightened at start (the process umask is set by ``posgw run``).
 """
 
 from __future__ import annotations
@@ -93,30 +93,42 @@ def load_pair(context: ssl.SSLContext, cert_file: str, key_file: str, source: st
                           "give the PEM certificate chain and its own private key (`posgw cert`)") from None
 
 
-def secure_data_dir(data_dir: Path, source: str) -> int:
-    """Create ``data_dir`` 0700; take group and other permissions away from what is in it (the
-    outbox, offline snapshots and keys hold phones, balances and secrets). Returns how many
-    entries were tightened. ConfigError when the directory cannot be made."""
+OWN_ENTRIES = ("outbox", "offline", "state", "calc_token")  # what the gateway keeps in data_dir
+
+
+def secure_data_dir(data_dir: Path, source: str, outbox: Path | None = None) -> int:
+    """Create ``data_dir`` 0700; take group and other permissions away from the gateway's own
+    entries in it (names starting with :data:`OWN_ENTRIES`, what is in its ``offline/`` and
+    ``state/``) and from the ``outbox`` file and its siblings wherever it is: they hold phones,
+    balances and keys. Nothing else is touched, nor a shared directory (sticky or
+    world-writable, such as /tmp) named as data_dir. Returns how many entries were tightened;
+    ConfigError when the directory cannot be made."""
     try:
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(source, "gateway.data_dir", f"cannot create {data_dir}: {exc.strerror}",
                           "create it owned by the service user (install -d -m 0700 -o posgw DIR) "
                           "or choose a writable directory") from None
+    todo: list[Path] = []
+    mode = data_dir.stat().st_mode
+    if not mode & (stat.S_ISVTX | stat.S_IWOTH):
+        todo.append(data_dir)
+    for child in data_dir.iterdir():
+        if child.name.startswith(OWN_ENTRIES):
+            todo.append(child)
+            if child.name in ("offline", "state") and child.is_dir() and not child.is_symlink():
+                todo.extend(child.iterdir())
+    if outbox is not None and outbox.parent != data_dir and outbox.parent.is_dir():
+        todo.extend(p for p in outbox.parent.iterdir() if p.name.startswith(outbox.name))
     tightened = 0
     me = os.geteuid()
-    todo = [data_dir]
-    while todo:
-        path = todo.pop()
+    for path in todo:
         try:
             st = path.lstat()
-            if stat.S_ISLNK(st.st_mode) or st.st_uid != me:
+            if stat.S_ISLNK(st.st_mode) or st.st_uid != me or not st.st_mode & 0o077:
                 continue
-            if st.st_mode & 0o077:
-                path.chmod(stat.S_IMODE(st.st_mode) & ~0o077)
-                tightened += 1
-            if stat.S_ISDIR(st.st_mode) and (path == data_dir or path.parent == data_dir):
-                todo.extend(path.iterdir())  # two levels: offline/, state/
+            path.chmod(stat.S_IMODE(st.st_mode) & ~0o077)
+            tightened += 1
         except OSError as exc:
             log.warning("cannot tighten permissions", extra={"path": str(path), "error": exc.strerror})
     return tightened
@@ -217,7 +229,7 @@ class Daemon:
     async def start(self) -> None:
         cfg = self.config
         data_dir = cfg.gateway.data_dir
-        tightened = secure_data_dir(data_dir, cfg.source)
+        tightened = secure_data_dir(data_dir, cfg.source, cfg.outbox_path)
         if tightened:
             log.warning("permissions tightened: others could read the gateway's data",
                         extra={"path": str(data_dir), "entries": tightened})

@@ -346,7 +346,7 @@ def _permissions(config: GatewayConfig, _: float, user: str | None) -> list[Chec
                          f"chown -R {who} {data} (a run by hand as another user made them)"))
     if loose:
         out.append(Check("WARN", "permissions", f"others may read the gateway's data: {', '.join(loose[:3])}",
-                         f"chmod -R go= {data} (the daemon also tightens them at start)"))
+                         f"chmod -R go= {data} (the daemon tightens its own files at start)"))
     gw = config.gateway
     if gw.tls and gw.tls_key_file and Path(gw.tls_key_file).exists():
         mode = stat.S_IMODE(Path(gw.tls_key_file).stat().st_mode)

@@ -371,17 +371,36 @@ async def test_missing_tls_file_is_a_config_error_naming_the_key(tmp_path: Path)
 
 def test_secure_data_dir_tightens_what_others_could_read(tmp_path: Path) -> None:
     data = tmp_path / "data"
+    elsewhere = tmp_path / "elsewhere"
     old = os.umask(0o022)
     try:
         (data / "offline").mkdir(parents=True)
         (data / "outbox.db").write_text("x")
         (data / "offline" / "balances.json").write_text("{}")
+        (data / "notes.txt").write_text("the operator's own file")
+        elsewhere.mkdir()
+        (elsewhere / "box.db").write_text("x")
+        (elsewhere / "box.db-wal").write_text("x")
+        (elsewhere / "other").write_text("x")
     finally:
         os.umask(old)
-    assert daemon_mod.secure_data_dir(data, "gw.toml") == 4
-    modes = {p.relative_to(data).as_posix(): p.stat().st_mode & 0o777 for p in [data, *data.rglob("*")]}
-    assert modes == {".": 0o700, "offline": 0o700, "outbox.db": 0o600, "offline/balances.json": 0o600}
-    assert daemon_mod.secure_data_dir(data, "gw.toml") == 0
+    assert daemon_mod.secure_data_dir(data, "gw.toml", elsewhere / "box.db") == 6
+    modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777
+             for p in [data, *data.rglob("*"), *elsewhere.iterdir()]}
+    assert modes == {"data": 0o700, "data/offline": 0o700, "data/outbox.db": 0o600,
+                     "data/offline/balances.json": 0o600, "data/notes.txt": 0o644,  # not the gateway's
+                     "elsewhere/box.db": 0o600, "elsewhere/box.db-wal": 0o600, "elsewhere/other": 0o644}
+    assert daemon_mod.secure_data_dir(data, "gw.toml", elsewhere / "box.db") == 0
+
+
+def test_secure_data_dir_leaves_a_shared_directory_alone(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    (shared / "outbox.db").write_text("x")
+    (shared / "outbox.db").chmod(0o644)
+    assert daemon_mod.secure_data_dir(shared, "gw.toml") == 1
+    assert (shared.stat().st_mode & 0o7777, (shared / "outbox.db").stat().st_mode & 0o777) == (0o1777, 0o600)
 
 
 def posgw_run(config: Path, *, umask: int = 0o022) -> Any:

@@ -137,6 +137,11 @@ async def test_status_page_in_chromium_after_a_day(tmp_path: Path) -> None:
                 await page.wait_for_function("document.getElementById('msg').textContent.length > 0")
                 assert "Authorization" in await page.inner_text("#msg")
                 await page.fill("#admin-key", stack.options.admin_key)
+                await page.evaluate("document.getElementById('msg').textContent = ''")
+                await page.click(f"button[data-id='{row_id}'][data-action='resolve']")  # no note: refused
+                await page.wait_for_function("document.getElementById('msg').textContent.length > 0")
+                assert "say how it was handled" in await page.inner_text("#msg")
+                assert await page.inner_text(f"#state-{row_id}") == "rejected"
                 await page.click(f"button[data-id='{row_id}'][data-action='retry']")
                 await page.wait_for_function(
                     "document.getElementById('msg').textContent.includes('retry done')")

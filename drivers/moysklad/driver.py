@@ -102,16 +102,21 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
 
             return web.get(path, body_less)
 
+        posts: dict[str, http_edge.Inner] = {
+            "/counterparty": self._create,
+            "/counterparty/detail": self._detail,
+            "/counterparty/verify": self._registration_code,
+            "/retaildemand/recalc": self._recalc,
+            "/retaildemand/verify": self._spending_code,
+            "/retaildemand": self._sale,
+            "/retailsalesreturn": self._return,
+        }
+        gets = {"/counterparty": self._search, "/giftcard": self._gift_card}
+        # MoySklad appends each path to the registered URL: one registered with a trailing slash
+        # gives "//counterparty" (the protocol notes: accept both)
         return [
-            post("/counterparty", self._create),
-            get("/counterparty", self._search),
-            post("/counterparty/detail", self._detail),
-            post("/counterparty/verify", self._registration_code),
-            post("/retaildemand/recalc", self._recalc),
-            post("/retaildemand/verify", self._spending_code),
-            post("/retaildemand", self._sale),
-            post("/retailsalesreturn", self._return),
-            get("/giftcard", self._gift_card),
+            *(post(prefix + path, inner) for prefix in ("", "/") for path, inner in posts.items()),
+            *(get(prefix + path, inner) for prefix in ("", "/") for path, inner in gets.items()),
         ]
 
     def _refusing(self, inner: http_edge.Inner) -> http_edge.Inner:

@@ -290,3 +290,16 @@ async def test_storage_failure_is_503_and_not_remembered() -> None:
 
 def test_mask_keeps_the_ends_only() -> None:
     assert mask("+7 903 123-45-67") == "+7903***4567" and mask("12") == "***"
+
+
+async def test_a_base_url_registered_with_a_trailing_slash_still_routes() -> None:
+    ctx = context()
+    async with serve(driver(), ctx) as client:
+        resp = await client.post(
+            "/v1/moysklad//counterparty/detail", data=p.dumps(p.detail()), headers=p.HEADERS
+        )
+        assert resp.status == 200 and (await resp.json()) == {"bonusProgram": {"agentBonusBalance": 500}}
+        resp = await client.get(
+            f"/v1/moysklad//giftcard?name=GC-1&retailStoreId={p.STORE_ID}", headers=p.HEADERS
+        )
+        assert resp.status == 200

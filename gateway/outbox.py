@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import queue
@@ -207,6 +208,9 @@ class Outbox:
         self._closed = False
         self.commits = 0  # successful group commits (for tests and the bench)
         self.rows_committed = 0  # new events stored
+        self.state_read_trips = 0  # reader-thread trips that answered get_state reads (tests, bench)
+        self._state_reads: list[tuple[str, str, asyncio.Future[str | None]]] = []  # queued get_state
+        self._state_reader: asyncio.Task[None] | None = None  # answers them (at most one at a time)
         self._writer: asyncio.Future[None] = self._loop.create_future()  # done when the thread ended
         threading.Thread(target=self._writer_main, name="outbox-writer", daemon=True).start()
 
@@ -421,8 +425,34 @@ class Outbox:
         await self._submit(_Op("state", self._future(), values=values))
 
     async def get_state(self, driver: str, key: str) -> str | None:
-        now = self._clock()
-        return await self._read(lambda c: db.get_state(c, driver, key, now))
+        """A driver's value for ``key`` (None: unknown or expired). Reads asked for while one trip
+        to the reader thread is under way go together in the next trip: one thread hand-off per
+        batch of reads, not per read (every sale reads its calc memory)."""
+        if self._closed:
+            raise StorageError(f"the outbox {self.path} is closed")
+        answer: asyncio.Future[str | None] = self._loop.create_future()
+        self._state_reads.append((driver, key, answer))
+        if self._state_reader is None or self._state_reader.done():
+            self._state_reader = self._loop.create_task(self._read_states(), name="outbox-state-reads")
+        return await answer
+
+    async def _read_states(self) -> None:
+        """Answer the queued :meth:`get_state` reads, a batch per reader-thread trip, until none is left."""
+        while self._state_reads:
+            batch, self._state_reads = self._state_reads, []
+            now = self._clock()
+            self.state_read_trips += 1
+            try:
+                values = await self._read(functools.partial(_state_values, keys=[(d, k) for d, k, _ in batch],
+                                                            now=now))
+            except Exception as exc:  # every waiter gets the failure; nobody may hang on it
+                for _, _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(exc if isinstance(exc, StorageError) else StorageError(str(exc)))
+                continue
+            for (_, _, answer), value in zip(batch, values, strict=True):
+                if not answer.done():
+                    answer.set_result(value)
 
     def _future(self) -> asyncio.Future[Any]:
         return asyncio.get_running_loop().create_future()
@@ -784,6 +814,11 @@ def _to_row(r: Any, envelope: bytes | None = None) -> OutboxRow:
         last_error=r.last_error, result_json=r.result_json or ack_json(r.result), reason=r.reason,
         note=r.note, updated_at=r.updated_at, envelope=bytes(r.envelope) if envelope is None else envelope,
     )
+
+
+def _state_values(conn: Connection, *, keys: list[tuple[str, str]], now: float) -> list[str | None]:
+    """Reader thread: the drivers' values of (driver, key) pairs, in order."""
+    return [db.get_state(conn, driver, key, now) for driver, key in keys]
 
 
 def _envelope(event: Event) -> bytes:

@@ -788,3 +788,17 @@ async def test_a_full_disk_logs_per_state_change_not_per_write(
         assert [r.register_seq for r in await ob.next_batch(10)] == [1, 2]  # no gap left by the refusals
     finally:
         await ob.close()
+
+
+async def test_state_reads_asked_together_share_reader_trips(tmp_path: Path) -> None:
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        await asyncio.gather(*(ob.put_state("d", f"k{i}", f"v{i}") for i in range(0, 40, 2)))
+        got = await asyncio.gather(*(ob.get_state("d", f"k{i}") for i in range(40)))
+        assert got == [f"v{i}" if i % 2 == 0 else None for i in range(40)]  # each read its own answer
+        assert ob.state_read_trips <= 2  # 40 reads: one trip, or the first alone and the rest together
+        assert await ob.get_state("d", "k0") == "v0"  # and one read alone still gets its trip
+    finally:
+        await ob.close()
+    with pytest.raises(StorageError, match="closed"):
+        await ob.get_state("d", "k0")

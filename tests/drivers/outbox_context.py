@@ -48,6 +48,7 @@ class OutboxContext:
         self.counts: Counter[str] = Counter()
         self.submitted = 0
         self.fail_from: int | None = None
+        self.alarms: dict[str, str] = {}  # the raised alarms: key -> message (ctx.alarm)
 
     @classmethod
     async def open(cls, name: str, tmp_path: Path) -> OutboxContext:
@@ -69,6 +70,12 @@ class OutboxContext:
 
     def count(self, what: str, n: int = 1) -> None:
         self.counts[what] += n
+
+    def alarm(self, key: str, message: str | None) -> None:
+        if message is None:
+            self.alarms.pop(key, None)
+        else:
+            self.alarms[key] = message
 
     async def calculate(self, receipt: Receipt) -> CalcResult:
         raise NotImplementedError("poll and device drivers do not calculate in these suites")

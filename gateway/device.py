@@ -40,6 +40,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -78,27 +79,34 @@ class FrameSplitter:
 
     def __init__(self, terminators: bytes = b"\r\n", max_frame: int = 4096) -> None:
         self._ends = frozenset(terminators)
+        self._split: Callable[[bytes], list[bytes]] = (
+            re.compile(b"[" + re.escape(terminators) + b"]").split if terminators else (lambda data: [data]))
         self._max = max_frame
         self._buf = bytearray()
         self._discarding = False
         self.dropped = 0  # frames dropped for exceeding max_frame
 
     def feed(self, data: bytes) -> list[bytes]:
+        pieces = self._split(data)  # all but the last end with a terminator
         frames: list[bytes] = []
-        for byte in data:
-            if byte in self._ends:
-                if self._buf and not self._discarding:
-                    frames.append(bytes(self._buf))
-                self._buf.clear()
+        if len(pieces) > 1:  # the first piece completes the partial frame
+            first = pieces[0]
+            if self._discarding:
                 self._discarding = False
-            elif self._discarding:
-                continue
-            elif len(self._buf) >= self._max:
+            elif len(self._buf) + len(first) > self._max:
+                self.dropped += 1
+            elif self._buf or first:
+                frames.append(bytes(self._buf) + first)
+            self._buf.clear()
+            middle = pieces[1:-1]  # whole frames: one comprehension (a flood is many of them)
+            frames += [piece for piece in middle if piece and len(piece) <= self._max]
+            self.dropped += sum(len(piece) > self._max for piece in middle)
+        if not self._discarding:
+            self._buf += pieces[-1]
+            if len(self._buf) > self._max:
                 self._buf.clear()
                 self._discarding = True  # the rest of this frame, up to its terminator, goes too
                 self.dropped += 1
-            else:
-                self._buf.append(byte)
         return frames
 
     def flush(self) -> bytes | None:
@@ -127,12 +135,13 @@ def open_port(options: PortOptions) -> Any:
 class PortWorker:
     """One port, one thread. ``async with PortWorker(...)`` starts and stops it."""
 
-    def __init__(self, options: PortOptions, *, name: str = "", count: Callable[[str], None] | None = None,
+    def __init__(self, options: PortOptions, *, name: str = "",
+                 count: Callable[[str, int], None] | None = None,  # (what, n): DriverContext.count
                  logger: logging.Logger | None = None, opener: Opener = open_port,
                  on_state: Callable[[str], None] | None = None) -> None:
         self.options = options
         self.name = name or options.url
-        self._count = count or (lambda what: None)
+        self._count = count or (lambda what, n: None)
         self._log = logger or log
         self._open = opener
         self._on_state = on_state
@@ -189,6 +198,13 @@ class PortWorker:
     async def frames(self, stopping: asyncio.Event) -> AsyncIterator[bytes]:
         """Frames in arrival order until ``stopping`` is set."""
         while not stopping.is_set():
+            try:  # frames waiting: no futures (a flood would pay two per frame)
+                frame = self._frames.get_nowait()
+            except asyncio.QueueEmpty:
+                pass
+            else:
+                yield frame
+                continue
             getting = asyncio.ensure_future(self._frames.get())
             waiting = asyncio.ensure_future(stopping.wait())
             try:
@@ -256,8 +272,8 @@ class PortWorker:
                 last_byte = now
                 dropped = splitter.dropped
                 frames = splitter.feed(data)
-                if frames:
-                    self._to_loop(self._deliver_all, frames)
+                if frames:  # only the newest queue_size can be kept: the loop never sees the rest
+                    self._to_loop(self._deliver_all, frames[-self.options.queue_size:], len(frames))
                 if splitter.dropped > dropped:
                     self._log.warning("frame too long, dropped",
                                       extra={"port": self.name, "max_frame": self.options.max_frame})
@@ -294,7 +310,7 @@ class PortWorker:
             self._to_loop(_settle, done, PortAbsent(f"port {self.name} is not open"))
 
     def _absent(self, failures: int, exc: BaseException) -> None:
-        self._to_loop(self._count, "device_absent")
+        self._to_loop(self._count, "device_absent", 1)
         if failures >= self.options.absent_after:
             self._set_state("absent")
         if failures in (1, self.options.absent_after):
@@ -315,10 +331,11 @@ class PortWorker:
     # ------------------------------------------------------------ to the event loop
 
     def _deliver(self, frame: bytes) -> None:  # runs in the loop
-        self._deliver_all([frame])
+        self._deliver_all([frame], 1)
 
-    def _deliver_all(self, frames: list[bytes]) -> None:  # runs in the loop
-        dropped = 0
+    def _deliver_all(self, frames: list[bytes], read: int) -> None:  # runs in the loop
+        """``frames``: the newest of the ``read`` frames of one read (the others are dropped)."""
+        dropped = read - len(frames)
         for frame in frames:
             if self._frames.full():
                 self._frames.get_nowait()
@@ -327,8 +344,7 @@ class PortWorker:
         if dropped:
             self._log.warning("frame queue full, oldest frames dropped", extra={"port": self.name,
                                                                                "dropped": dropped})
-        for _ in frames:
-            self._count("device_frame")
+        self._count("device_frame", read)
 
     def _to_loop(self, fn: Callable[..., None], *args: Any) -> None:
         if self._loop is not None:

@@ -12,8 +12,11 @@ one). Invariants:
 - the same scan on the same port within ``debounce_s`` is one scan (shown again, bound once);
 - ignored scans (product and marking codes) change nothing; unknown and malformed ones count
   ``bad_input``, are logged at most once per :data:`LOG_EVERY_S` per port, and show a message;
+  beyond :data:`MAX_SCANS_PER_S` frames a second a port is flooding: the rest of that second's
+  frames are skipped unclassified (counted ``device_frame`` only, logged once per 10 s);
 - a display repaints both lines whole, at most :data:`REPAINTS_PER_S` times a second (the last
-  screen wins), sends its opening commands after every (re)open and repaints then; a display
+  screen wins; a calc screen stays :data:`CALC_DWELL_S` before the thank-you replaces it),
+  sends its opening commands after every (re)open and repaints then; a display
   that is absent loses nothing but the screens in between;
 - a port that cannot be opened ``absent_after`` times in a row raises the alarm
   ``port:<device>`` (cleared when it opens); every failed open counts ``device_absent``.
@@ -41,7 +44,9 @@ from gateway.errors import BadInput, StorageError
 from gateway.receipt import CustomerId
 
 REPAINTS_PER_S = 5
+CALC_DWELL_S = 2.0  # a calc screen stays at least this long before the thank-you replaces it
 LOG_EVERY_S = 10.0
+MAX_SCANS_PER_S = 20  # a person scans a few codes a second; beyond this a port is flooding
 PARITY = {"none": serial.PARITY_NONE, "odd": serial.PARITY_ODD, "even": serial.PARITY_EVEN}
 
 
@@ -69,6 +74,9 @@ class Display:
         self.flash: mapping.Screen | None = None  # a message shown until flash_until
         self.flash_until = 0.0
         self.base_until: float | None = None  # when the base screen returns to idle
+        self.after: tuple[mapping.Screen, float] | None = None  # the next base screen, once sticky ends
+        self.sticky_until = 0.0  # the base screen (a calc) is not replaced by ``after`` before this
+        self.calc_unpainted = False
         self.shown: mapping.Screen | None = None
         self.opened_seen = 0
         self.force = False
@@ -80,6 +88,7 @@ class Display:
         self.base = screen
         self.base_until = None if for_s is None else time.monotonic() + for_s
         self.flash = None
+        self.after, self.sticky_until, self.calc_unpainted = None, 0.0, False
         self.force = True
         self.changed.set()
 
@@ -96,13 +105,18 @@ class Display:
             screen = mapping.calculated(news.result)
             if screen is not None:
                 self.show(screen, for_s=self.config.bind_s)
-        elif news.kind == "closed":
-            self.show(mapping.texts(self.config.thanks_text), for_s=self.config.thanks_s)
+                self.sticky_until, self.calc_unpainted = float("inf"), True  # until painted + dwell
+        elif news.kind == "closed":  # the thank-you, once the customer has seen the calc
+            self.after = (mapping.texts(self.config.thanks_text), self.config.thanks_s)
+            self.changed.set()
 
     def wanted(self, now: float) -> mapping.Screen:
         if self.flash is not None and now < self.flash_until:
             return self.flash
         self.flash = None
+        if self.after is not None and now >= self.sticky_until:
+            (self.base, for_s), self.after = self.after, None
+            self.base_until = now + for_s
         if self.base_until is not None and now >= self.base_until:
             self.base, self.base_until = self.idle, None
         return self.base
@@ -115,6 +129,7 @@ class Display:
             self.changed.clear()
             if not self.worker.present:
                 self.shown = None
+                self.sticky_until, self.calc_unpainted = 0.0, False  # nobody can see it anyway
                 continue
             reopened = self.worker.opened != self.opened_seen
             now = time.monotonic()
@@ -138,6 +153,8 @@ class Display:
             last = time.monotonic()
             self.opened_seen, self.shown = opened, screen
             self.painted += 1
+            if self.calc_unpainted and screen == self.base:
+                self.sticky_until, self.calc_unpainted = last + CALC_DWELL_S, False
 
 
 class Scanner:
@@ -154,10 +171,33 @@ class Scanner:
         self.last: tuple[bytes, float] = (b"", float("-inf"))
         self.bad = 0  # unknown/malformed scans not yet logged
         self.bad_logged = float("-inf")
+        self.window = (float("-inf"), 0)  # (start, frames) of the current second
+        self.flooded = 0  # frames skipped unread beyond MAX_SCANS_PER_S (not yet logged)
+        self.flood_logged = float("-inf")
 
     async def run(self, stopping: asyncio.Event) -> None:
         async for frame in self.worker.frames(stopping):
+            if self._flooding():
+                continue
             await self.scan(frame)
+
+    def _flooding(self) -> bool:
+        """True for a frame beyond MAX_SCANS_PER_S in this second: skipped unclassified (a
+        flood costs the event loop a counter, not a classification and a repaint per frame)."""
+        now = time.monotonic()
+        start, seen = self.window
+        if now - start >= 1.0:
+            start, seen = now, 0
+        self.window = (start, seen + 1)
+        if seen < MAX_SCANS_PER_S:
+            return False
+        self.flooded += 1
+        if now - self.flood_logged >= LOG_EVERY_S:
+            self.ctx.log.warning("scanner flooding, frames skipped", extra={
+                "driver": self.ctx.name, "device": self.device.name, "skipped": self.flooded,
+                "max_per_s": MAX_SCANS_PER_S, "action": "check the scanner's mode and cable"})
+            self.flooded, self.flood_logged = 0, now
+        return True
 
     async def scan(self, frame: bytes) -> None:
         now = time.monotonic()

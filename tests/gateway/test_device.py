@@ -74,13 +74,18 @@ async def frames(worker: PortWorker, n: int) -> list[bytes]:
     return [await asyncio.wait_for(worker.next_frame(), 2) for _ in range(n)]
 
 
+def tally(into: list[str]) -> Callable[[str, int], None]:
+    """A PortWorker ``count``: each counted name ``n`` times into ``into``."""
+    return lambda what, n: into.extend([what] * n)
+
+
 def port_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("port-")]
 
 
 async def test_frames_arrive_in_order_and_partial_frames_are_joined(pty: PtyPair) -> None:
     counted: list[str] = []
-    async with PortWorker(options(pty.path), count=counted.append) as worker:
+    async with PortWorker(options(pty.path), count=tally(counted)) as worker:
         await until(lambda: worker.present)
         pty.send(b"LQ1:K7M2P9XQ4T\r2770012345601\r\n")
         pty.send(b"+7903")
@@ -115,7 +120,7 @@ async def test_write_goes_out_through_the_worker_thread(pty: PtyPair) -> None:
 async def test_a_missing_port_is_retried_reported_absent_and_recovers(tmp_path: Path) -> None:
     path = tmp_path / "by-id-scanner"
     counted: list[str] = []
-    async with PortWorker(options(str(path)), count=counted.append) as worker:
+    async with PortWorker(options(str(path)), count=tally(counted)) as worker:
         await until(lambda: worker.state == "absent")
         assert not worker.present and counted.count("device_absent") >= 3
         with pytest.raises(PortAbsent):
@@ -135,7 +140,7 @@ async def test_a_vanished_port_is_reopened_when_it_is_back(tmp_path: Path) -> No
     first = PtyPair()
     link(path, first)
     counted: list[str] = []
-    async with PortWorker(options(str(path)), count=counted.append) as worker:
+    async with PortWorker(options(str(path)), count=tally(counted)) as worker:
         await until(lambda: worker.present)
         first.send(b"BEFORE\r")
         assert await frames(worker, 1) == [b"BEFORE"]
@@ -223,12 +228,21 @@ async def test_the_frames_of_one_read_reach_the_loop_in_one_callback(
     async with PortWorker(options(pty.path)) as worker:
         original = worker._deliver_all
 
-        def spy(frames: list[bytes]) -> None:
+        def spy(frames: list[bytes], read: int) -> None:
             calls.append(len(frames))
-            original(frames)
+            original(frames, read)
 
         monkeypatch.setattr(worker, "_deliver_all", spy)
         await until(lambda: worker.present)
         pty.send(b"a\rb\rc\rd\r")
         assert await frames(worker, 4) == [b"a", b"b", b"c", b"d"]
     assert sum(calls) == 4 and len(calls) < 4
+
+
+async def test_a_flood_in_one_read_keeps_only_the_newest_frames(pty: PtyPair) -> None:
+    counted: list[str] = []
+    async with PortWorker(options(pty.path, queue_size=3), count=tally(counted)) as worker:
+        await until(lambda: worker.present)
+        pty.send(b"".join(b"%d\r" % i for i in range(1000)))
+        await until(lambda: counted.count("device_frame") == 1000)
+        assert await frames(worker, 3) == [b"997", b"998", b"999"]

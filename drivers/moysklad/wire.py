@@ -23,7 +23,7 @@ from typing import Any
 
 from gateway import fields
 from gateway.errors import BadInput
-from gateway.receipt import IdKind
+from gateway.receipt import MAX_AMOUNT, MAX_QTY_MILLI, IdKind
 
 EARNING, SPENDING = "EARNING", "SPENDING"
 STATUS_CHECKS = ("UNCHECKED", "CHECKED", "IGNORE")
@@ -162,9 +162,11 @@ def _positions(value: object, *, sale: bool) -> tuple[Position, ...]:
         assortment = fields.obj(pos.get("assortment"), f"{where}.assortment")
         ms_id, href = _meta(assortment.get("meta"), f"{where}.assortment.meta", required=True)
         qty = fields.milli(pos.get("quantity"), f"{where}.quantity", signed=False)
-        if qty <= 0:
-            raise BadInput("must be positive", f"{where}.quantity")
+        if not 0 < qty <= MAX_QTY_MILLI:
+            raise BadInput("must be positive and at most 10^6", f"{where}.quantity")
         price = fields.kopecks(pos.get("price"), f"{where}.price", signed=False)
+        if price > MAX_AMOUNT:
+            raise BadInput("must be at most 10^11 rubles", f"{where}.price")
         discounted = None
         if sale and pos.get("discountedPrice") is not None:
             discounted = fields.kopecks(pos.get("discountedPrice"), f"{where}.discountedPrice", signed=False)

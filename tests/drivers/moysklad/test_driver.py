@@ -303,3 +303,51 @@ async def test_a_base_url_registered_with_a_trailing_slash_still_routes() -> Non
             f"/v1/moysklad//giftcard?name=GC-1&retailStoreId={p.STORE_ID}", headers=p.HEADERS
         )
         assert resp.status == 200
+
+
+BAD = [
+    ("bad token", "/retaildemand", p.sale(), {"Lognex-Discount-API-Auth-Token": "nope"}, 401),
+    ("no token", "/retaildemand/recalc", p.recalc(), {"Lognex-Discount-API-Auth-Token": ""}, 401),
+    ("malformed JSON", "/retaildemand", b'{"positions": [', {}, 400),
+    ("not JSON", "/retaildemand", p.sale(), {"Content-Type": "text/plain"}, 415),
+    ("no positions", "/retaildemand", {**p.sale(), "positions": []}, {}, 400),
+    ("negative price", "/retaildemand", p.sale(pos=[p.position(P1, 1, -5)]), {}, 400),
+    ("huge price", "/retaildemand", p.sale(pos=[p.position(P1, 1, 10**12)]), {}, 400),
+    ("huge quantity", "/retailsalesreturn", p.sales_return(pos=[p.position(P1, 10**9, 1)]), {}, 400),
+    ("negative points", "/retaildemand", p.sale(spend=-5), {}, 400),
+    (
+        "unknown customer spending",
+        "/retaildemand",
+        p.sale(spend=5, agent_body={"meta": {"id": "nobody"}}),
+        {},
+        412,
+    ),
+    ("more than the last recalc allowed", "/retaildemand", p.sale(spend=1000), {}, 412),
+    (
+        "unknown gift card",
+        "/retaildemand",
+        p.sale(giftCards=[{"id": "x", "name": "NOPE", "paymentSum": 1}]),
+        {},
+        400,
+    ),
+    ("unknown customer balance", "/counterparty/detail", p.detail("nobody", "+79990000001"), {}, 404),
+    ("registration needs a code", "/counterparty", p.create("UNCHECKED"), {}, 412),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "headers", "status"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
+async def test_bad_input_table_errors_shape_and_nothing_stored(
+    path: str, body: Any, headers: dict[str, str], status: int
+) -> None:
+    ctx = context(FakeDesk())
+    async with serve(driver(), ctx) as client:
+        await client.post(
+            "/v1/moysklad/counterparty/detail", data=p.dumps(p.detail()), headers=p.HEADERS
+        )  # linked
+        before = dict(ctx.state.data)
+        resp = await client.post(f"/v1/moysklad{path}", data=p.dumps(body), headers={**p.HEADERS, **headers})
+        answer = await resp.json()
+    assert resp.status == status, answer
+    [item] = answer["errors"]
+    assert isinstance(item["code"], int) and item["error"] and item["error_message"], answer
+    assert ctx.stored == {} and ctx.state.data == before  # nothing stored, nothing remembered

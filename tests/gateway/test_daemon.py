@@ -494,3 +494,30 @@ def test_start_failures_are_one_line_with_the_fix(tmp_path: Path) -> None:
     code, said = start_failure(tmp_path, data_dir=f"{tmp_path}/file/data")
     assert code == 78 and said[0].startswith(f"gateway.data_dir: cannot create {tmp_path}/file/data")
     assert all("(fix: " in line for line in said)
+
+
+async def test_config_makes_metrics_and_status_need_the_admin_key(tmp_path: Path) -> None:
+    admin = "admin-key-0123456789abcdef"
+    config = parse_config({
+        "gateway": {"data_dir": str(tmp_path / "data"), "listen_port": 0, "admin_api_key": admin,
+                    "metrics_need_admin_key": True, "status_needs_admin_key": True},
+        "core": {"address": "127.0.0.1:1"},
+        "drivers": {"native": {"enabled": True, "api_keys": [KEY]}},
+    })
+    d = Daemon(config)
+    await d.start()
+    try:
+        base = f"http://127.0.0.1:{d.port}"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            for path in ("/metrics", "/", "/status", "/v1/queue"):
+                async with session.get(base + path) as resp:
+                    assert resp.status == 401, path
+                async with session.get(base + path, headers={"Authorization": f"Bearer {admin}"}) as resp:
+                    assert resp.status == 200, path
+            async with session.get(base + "/healthz") as resp:
+                assert resp.status == 200
+            hdrs = {"Authorization": f"Bearer {KEY}"}  # the tills are not behind the admin key
+            async with session.post(f"{base}/v1/native/calculate", json=CALC, headers=hdrs) as resp:
+                assert resp.status == 200
+    finally:
+        await d.stop(timeout=3)

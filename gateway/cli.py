@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("sim", "run a till / device simulator against a running gateway"),
     "demo": ("demo", "run the whole system on embedded defaults and print what happened"),
     "report": ("report", "print the core's analytics report for a period"),
+    "devices": ("devices", "list serial ports with USB ids and a likely role (scanner, display)"),
     "cert": ("cert", "make the shop's local CA and the gateway's HTTPS certificate"),
     "install": ("install", "put the user, directories, keys, config and unit in place (scripts/install.sh)"),
     "doctor": ("doctor", "check config, listener, devices, core, TLS, clock, disk, outbox and permissions"),

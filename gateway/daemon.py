@@ -93,6 +93,29 @@ def load_pair(context: ssl.SSLContext, cert_file: str, key_file: str, source: st
                           "give the PEM certificate chain and its own private key (`posgw cert`)") from None
 
 
+CERT_WARN_DAYS = 30
+
+
+def log_certificate(cert_file: str) -> None:
+    """Log when the served certificate expires: a WARNING under CERT_WARN_DAYS or once expired
+    (tills refuse it then), else INFO. An unreadable certificate was refused before this."""
+    import datetime as dt
+
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+    except (OSError, ValueError):
+        return
+    left = (cert.not_valid_after_utc - dt.datetime.now(dt.UTC)).days
+    fields = {"cert_file": cert_file, "not_after": cert.not_valid_after_utc.isoformat(), "days_left": left}
+    if left < CERT_WARN_DAYS:
+        fields["action"] = "renew: posgw cert, then systemctl reload posgw"
+        log.warning("TLS certificate expired" if left < 0 else "TLS certificate expires soon", extra=fields)
+    else:
+        log.info("TLS certificate", extra=fields)
+
+
 OWN_ENTRIES = ("outbox", "offline", "state", "calc_token")  # what the gateway keeps in data_dir
 
 
@@ -235,6 +258,7 @@ class Daemon:
                         extra={"path": str(data_dir), "entries": tightened})
         if cfg.gateway.tls:
             self.tls = tls_context(cfg.gateway.tls_cert_file, cfg.gateway.tls_key_file, cfg.source)
+            log_certificate(cfg.gateway.tls_cert_file)
         breaker = CircuitBreaker(cfg.core.breaker_failures, cfg.core.breaker_reset_s)
         target = CoreTarget(cfg.core.address, cfg.core.tls, cfg.core.ca_file, cfg.core.cert_file,
                             cfg.core.key_file, cfg.core.server_name)
@@ -309,6 +333,7 @@ class Daemon:
                       extra={"problem": str(exc)})
             return False
         log.info("TLS certificate reloaded", extra={"cert_file": gw.tls_cert_file})
+        log_certificate(gw.tls_cert_file)
         return True
 
     def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

@@ -521,3 +521,17 @@ async def test_config_makes_metrics_and_status_need_the_admin_key(tmp_path: Path
                 assert resp.status == 200
     finally:
         await d.stop(timeout=3)
+
+
+async def test_certificate_close_to_expiry_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from gateway.cli import main
+
+    assert main(["cert", "--dir", str(tmp_path / "tls"), "--ip", "127.0.0.1", "--days", "10"]) == 0
+    d = Daemon(tls_config(tmp_path))
+    with caplog.at_level("INFO", logger="posgw.daemon"):
+        await d.start()
+        await d.stop(timeout=3)
+    soon = [r for r in caplog.records if r.getMessage() == "TLS certificate expires soon"]
+    assert len(soon) == 1 and soon[0].levelname == "WARNING"
+    fields = vars(soon[0])
+    assert fields["days_left"] in (9, 10) and "posgw cert" in fields["action"]

@@ -10,7 +10,8 @@ Invariants:
 - :data:`MAX_TRIES` wrong codes in a row lock the phone for :data:`LOCK_FOR` (``locked``: no new
   code, no check succeeds, even with the right code); a right code resets the count;
 - a wrong, expired or missing code confirms nothing; a code stays valid until it expires (a
-  Calculate and its Commit may both present it);
+  Calculate and its Commit may both present it), judged at the receipt's time: a sale made while
+  the code was valid and delivered after it expired (the core was away) is confirmed;
 - a code whose SMS could not be sent is withdrawn (:func:`withdraw`) and does not hold back the
   next request, but it still counts towards the hourly limit (a provider that is down must not
   let a phone be flooded once it is back).
@@ -35,6 +36,7 @@ MAX_PER_HOUR = 5
 MAX_TRIES = 5
 LOCK_FOR = timedelta(minutes=15)
 HOUR = timedelta(hours=1)
+CLOCK_SKEW = timedelta(minutes=5)  # a till's clock behind the core's by up to this much
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +91,19 @@ def withdraw(session: Session, phone: str) -> None:
         row.code_hash, row.expires_at, row.last_sent_at = "", None, None
 
 
-def check(session: Session, phone: str, code: str, now: datetime) -> Checked:
-    """Does ``code`` confirm ``phone`` now? A wrong code counts a try (see the module docstring)."""
+def check(session: Session, phone: str, code: str, now: datetime, *, at: datetime | None = None) -> Checked:
+    """Does ``code`` confirm ``phone``? The lock is judged ``now``; the code's validity at ``at``
+    (when the receipt happened, never later than ``now``; from :data:`CLOCK_SKEW` before its
+    issue): a sale confirmed in time and delivered late still counts. A wrong code counts a try
+    (see the module docstring)."""
     row = session.get(ConfirmationCode, phone)
     if row is not None and row.locked_until is not None and row.locked_until > now:
         return Checked(False, "OTP_LOCKED", 0)
     if row is None or not row.code_hash:
         return Checked(False, "OTP_INVALID")
-    if row.expires_at is None or row.expires_at <= now:
+    when = now if at is None else min(at, now)
+    issued = row.issued_at or now
+    if row.expires_at is None or row.expires_at <= when or when < issued - CLOCK_SKEW:
         return Checked(False, "OTP_EXPIRED", MAX_TRIES - row.tries)
     if hmac.compare_digest(row.code_hash, _digest(row.salt, phone, code.strip())):
         row.tries = 0

@@ -110,7 +110,7 @@ def resolve(
         if cust is None:
             raise unknown("this phone")
         if ref.otp:
-            ok = _otp_ok(session, cust.phone or "", ref.otp, now)
+            ok = _otp_ok(session, cust.phone or "", ref.otp, now, at)
             return Identified(cust, "phone_otp", ok, ok)
         method = phone_method(program)
         return Identified(cust, method, None, method == "phone" and "phone" in program.redeem_with)
@@ -160,9 +160,11 @@ def issue_app_code(session: Session, cust: Customer, at: datetime) -> AppCodeRow
     raise RuleViolation("UNAVAILABLE", "no free app code; try again")
 
 
-def _otp_ok(session: Session, phone: str, code: str, now: datetime) -> bool:
-    """The phone's confirmation code (:mod:`simulators.core.codes`; a wrong one counts a try)."""
-    return codes.check(session, phone, code, now).ok
+def _otp_ok(session: Session, phone: str, code: str, now: datetime, at: datetime) -> bool:
+    """The phone's confirmation code, valid when the receipt happened (``at``): a sale confirmed
+    by a code and delivered after the code expired (the core was away) still counts
+    (:mod:`simulators.core.codes`; a wrong code counts a try)."""
+    return codes.check(session, phone, code, now, at=at).ok
 
 
 def _new_referral_code(session: Session) -> str:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import select
 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
@@ -167,3 +169,45 @@ async def test_bad_phone_is_invalid_argument(rig: Rig) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await rig.send("call me")
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_sale_confirmed_in_time_and_delivered_after_the_code_expired_counts(rig: Rig) -> None:
+    phone = new_phone()
+    await rig.stub.RegisterCustomer(pb.RegisterCustomerRequest(phone=phone, name="Анна"), timeout=DEADLINE_S)
+    cust = await rig.stub.IdentifyCustomer(
+        pb.IdentifyCustomerRequest(customer=pb.CustomerRef(phone=phone)), timeout=DEADLINE_S
+    )
+    await rig.stub.IssueGrant(
+        pb.IssueGrantRequest(
+            customer=pb.CustomerRef(customer_id=cust.customer_id), kind="manual", points=100, grant_key="g1"
+        ),
+        timeout=DEADLINE_S,
+    )
+    code = (await rig.send(phone)).code
+    sold_at = rig.clock.now
+    rig.clock.advance(minutes=30)  # the core was away: the sale arrives after the code expired
+
+    def draft(redeem: int, at: Any, number: str) -> pb.ReceiptDraft:
+        stamp = Timestamp()
+        stamp.FromDatetime(at)
+        return pb.ReceiptDraft(
+            customer=pb.CustomerRef(phone=phone, otp=code),
+            register_id="R1",
+            receipt_number=number,
+            occurred_at=stamp,
+            redeem_points=redeem,
+            lines=[pb.Line(line_id="L1", sku="S", name="n", qty_milli=1000, amount=10_000)],
+        )
+
+    done = await rig.stub.Commit(
+        pb.CommitRequest(idempotency_key="late-1", draft=draft(10, sold_at, "1")), timeout=DEADLINE_S
+    )
+    assert done.calculation.redeemed_ordinary + done.calculation.redeemed_certificate == 10
+    await expect_error(  # a sale made after the code expired is not confirmed by it
+        rig.stub.Commit(
+            pb.CommitRequest(idempotency_key="late-2", draft=draft(10, rig.clock.now, "2")),
+            timeout=DEADLINE_S,
+        ),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "OTP_INVALID",
+    )

@@ -226,6 +226,7 @@ class Pipeline:
         receipt.validate()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.calc_budget_s
+        asked_for = receipt.customer
         receipt = await self._bound(receipt, deadline)
         attempt = _Attempt(receipt)
         try:  # the core gets the budget minus what the answer needs after giving up on it
@@ -235,7 +236,8 @@ class Pipeline:
             log.warning("calc budget spent, answering offline",
                         extra={"driver": driver, "register": receipt.register_id})
             result = self._offline(attempt)
-        result = await self._tokened(attempt.receipt, result, deadline)
+        bound = asked_for is None and receipt.customer is not None and result.customer_found
+        result = await self._tokened(attempt.receipt, result, deadline, remember=bound)
         elapsed = time.perf_counter() - started
         self.metrics.child(self.metrics.calc_seconds, driver, attempt.mode).observe(elapsed)
         self.metrics.child(self.metrics.calc_answers, driver, attempt.mode).inc()
@@ -333,8 +335,10 @@ class Pipeline:
 
     # ------------------------------------------------------------ calc token and calc memory
 
-    async def _tokened(self, receipt: Receipt, result: CalcResult, deadline: float) -> CalcResult:
-        """``result`` with its calc token; offline answers and holds are also remembered, waiting
+    async def _tokened(self, receipt: Receipt, result: CalcResult, deadline: float, *,
+                       remember: bool = False) -> CalcResult:
+        """``result`` with its calc token; offline answers, holds and ``remember`` (a customer from
+        a binding: a sale closed after the binding expired keeps it) are also remembered, waiting
         for the write until :data:`ANSWER_RESERVE_S` before ``deadline`` (loop time, the budget's
         end): a write still queued then goes on in
         the background and the answer leaves without it (the budget is the till's promise)."""
@@ -344,7 +348,7 @@ class Pipeline:
             program_version=self.offline.program_version, register_id=receipt.register_id,
         )
         token = self.tokens.issue(claims)
-        if result.offline or result.hold_id:
+        if result.offline or result.hold_id or remember:
             write = asyncio.ensure_future(self._remember(receipt, token))
             _MEMORY_WRITES.add(write)  # held until done, even when the answer leaves first
             write.add_done_callback(_MEMORY_WRITES.discard)

@@ -314,3 +314,24 @@ def replace_store(store: object, get_state: object) -> object:
     stalled.get_state = get_state  # type: ignore[attr-defined]
     return stalled
 
+
+
+async def test_pipeline_a_calc_for_a_bound_customer_is_remembered_past_the_binding(
+        pipeline: Pipeline, store: DictStore) -> None:
+    clock = Clock()
+    pipeline.bindings.clock = clock
+    clock.at(0)
+    await pipeline.bindings.bind("r1", ANNA, keep_s=180)
+    clock.at(170)  # calculated just before the binding ends ...
+    answer = await pipeline.calculate(receipt(clock.now, number="7"), driver="native")
+    assert answer.customer_found
+    assert any(driver == "_calc" and value for (driver, _), value in store.rows.items())
+    clock.at(400)  # ... the till carries no token and closes after it ended
+    assert await pipeline.submit(sale(T0 + timedelta(seconds=185), number="7"))
+    assert store.events[-1].receipt is not None and store.events[-1].receipt.customer == ANNA
+
+
+async def test_pipeline_a_calc_without_a_binding_remembers_nothing(
+        pipeline: Pipeline, store: DictStore) -> None:
+    await pipeline.calculate(receipt(datetime.now(UTC), number="8"), driver="native")
+    assert not any(driver == "_calc" for driver, _ in store.rows)

@@ -22,7 +22,12 @@ Invariants of a binding:
   the sale's key, so a resend or a second copy of that sale gets the same customer again and no
   other sale gets it;
 - a newer binding replaces an older unconsumed one for what follows its ``bound_at`` (the older
-  stays for sales closed before it, out of order).
+  stays for sales closed before it, out of order);
+- a calculate answered for a bound customer is remembered by the pipeline's calc memory (like an
+  offline answer), so its sale keeps the customer even when it closes after the binding ended.
+
+Known limit: two sales of one register stored at the same moment may both take one binding
+(a register closes one receipt at a time).
 """
 
 from __future__ import annotations

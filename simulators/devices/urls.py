@@ -5,7 +5,8 @@ scanner named ``lane1`` (:func:`scanner` gives the test its end: ``scan(...)`` q
 port then reads) and ``displaysim://lane1`` a display (:func:`display`: the
 :class:`~simulators.devices.display.DisplayModel` the port's writes go to; ``?command_set=`` and
 ``?encoding=`` on first use). :meth:`SimEnd.unplug` makes the open port fail as an unplugged USB
-device does and refuses opens until :meth:`SimEnd.plug`.
+device does and refuses opens until :meth:`SimEnd.plug`; ``stalled = True`` makes every write
+time out (after the port's write timeout) as a display that stopped taking bytes does.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class SimEnd:
         self.generation = 0  # bumped on unplug: ports opened before fail
         self.model: DisplayModel | None = None
         self.opens = 0
+        self.stalled = False  # writes time out (a display that stopped taking bytes)
 
     def scan(self, data: bytes) -> None:
         self.incoming += data

@@ -64,6 +64,9 @@ class SimSerial(SerialBase):  # type: ignore[misc]
 
     def write(self, data: Any) -> int:
         self._check()
+        if self._sim.stalled:  # a display that takes nothing: the write times out
+            time.sleep(self._write_timeout or 0.0)
+            raise serial.SerialTimeoutException("Write timeout")
         data = bytes(data)
         self._sim.written += data
         if self._sim.model is not None:

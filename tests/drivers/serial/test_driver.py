@@ -182,3 +182,15 @@ async def test_a_flood_is_skipped_beyond_the_rate_and_the_scanner_works_after(ga
         await lane.shows(("Здравствуйте, Анна!", "Баланс: 5 б."))
     assert len(lane.ctx.bound) == 1
     assert lane.ctx.counts["bad_input"] <= MAX_SCANS_PER_S  # the rest skipped unclassified
+
+
+async def test_a_stalled_display_never_holds_a_scan_and_catches_up() -> None:
+    lane = Lane()
+    lane.ctx.known["+79035550142"] = CustomerInfo("c1", "Анна К.", "base", 5, offline=False)
+    async with lane.running():
+        lane.display.stalled = True
+        lane.scanner.scan(b"+79035550142\r")
+        await until(lambda: len(lane.ctx.bound) == 1)  # bound while the display times out
+        assert lane.screen() == IDLE
+        lane.display.stalled = False
+        await lane.shows(("Здравствуйте, Анна!", "Баланс: 5 б."))

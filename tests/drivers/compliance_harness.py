@@ -181,8 +181,10 @@ async def running(name: str, options: dict[str, Any], tmp_path: Path, *, online:
     (if the test did not) on exit."""
     async with _core(online) as (core, port):
         data_dir = tmp_path / "data"
-        data_dir.mkdir(parents=True, exist_ok=True)
-        (data_dir / "calc_token.key").write_bytes(TOKEN_KEY)  # so adapters can bring real tokens
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        key_file = data_dir / "calc_token.key"
+        key_file.write_bytes(TOKEN_KEY)  # so adapters can bring real tokens
+        key_file.chmod(0o600)  # as the gateway writes it: a 0644 key is tightened with a WARNING
         config = gateway_config(name, options, data_dir, port, gateway)
         daemon = Daemon(config, metrics=Metrics(), notifier=Notifier(environ={}))
         await daemon.start()

@@ -98,9 +98,11 @@ class Day:
     settle_s: float = 10.0  # how long a sale may take to be applied before its balance is a problem
     now: datetime = field(default_factory=lambda: datetime.now(UTC) + timedelta(hours=3))  # Moscow wall clock
 
-    def moment(self, minutes: int) -> str:
-        """The till's time of the day's ``minutes``-th minute: the day ended a moment ago."""
-        return (self.now - timedelta(minutes=30 - minutes)).strftime("%Y-%m-%d %H:%M:%S")
+    def moment(self, step: int) -> str:
+        """The till's time of the day's ``step``-th document: the last minute (never in the future:
+        a sale stamped ahead earns points the balance shows only later; nor long before the code
+        that confirmed it)."""
+        return (self.now - timedelta(seconds=60 - step)).strftime("%Y-%m-%d %H:%M:%S")
 
     async def _balance(self, who: dict[str, Any], expected: int | None, step: str) -> int:
         """The balance shown for ``who``; with ``expected``, polled until it is that (applied)."""
@@ -109,7 +111,8 @@ class Day:
         while True:
             reply = await self.cloud.detail(who)
             seen = reply.data["bonusProgram"]["agentBonusBalance"] if reply.status == 200 else None
-            if expected is None or seen in (expected, None) or loop.time() > end:  # None: refused, no wait
+            refused = reply.status in (400, 401, 403, 404)  # for good: no point asking again
+            if expected is None or seen == expected or refused or loop.time() > end:
                 break
             await asyncio.sleep(0.05)
         self.report.check(reply.status == 200, f"{step}: balance answered {reply.status} {reply.data}")

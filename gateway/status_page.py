@@ -41,6 +41,7 @@ from gateway.outbox import OutboxRow, OutboxStats
 HOUR_S = 3600.0
 SAMPLE_EVERY_S = 60.0
 RECENT_RECEIPTS = 30
+QUEUE_SHOWN = 100  # rows of the operator queue on the page (the count is of all)
 ERRORS_KEPT = 3  # last warnings/errors kept per driver (and for the gateway itself)
 DRIVER_COUNTERS = ("requests", "calc", "offline_answer", "committed", "duplicate", "bad_input",
                    "auth_failed", "storage_error", "calc_skipped", "polled", "poll_failed",
@@ -446,7 +447,7 @@ def _queue(d: PageData, now: float) -> str:
     out.append("<p><label>admin key <input type='password' id='admin-key' autocomplete='off'></label> "
                "(gateway.admin_api_key; sent with each action, not stored)</p><p id='msg'></p>")
     rows = []
-    for r in d.queue:
+    for r in d.queue[:QUEUE_SHOWN]:
         i = int(r.id)
         rows.append([_td(i), _td(r.key), _td(r.kind), _td(r.reason), _td(r.last_error),
                      _td(format_age(now - r.created_at)),
@@ -455,6 +456,8 @@ def _queue(d: PageData, now: float) -> str:
                      f"<input id='note-{i}' placeholder='how it was handled' size='18'> "
                      f"<button data-id='{i}' data-action='resolve'>resolve</button></td>"])
     out.append(_table(("id", "key", "kind", "reason", "error", "age", "state", "action"), rows, "queue"))
+    if len(d.queue) > QUEUE_SHOWN:
+        out.append(f"<p>and {len(d.queue) - QUEUE_SHOWN} more: <code>posgw queue list</code></p>")
     return "".join(out)
 
 

@@ -249,3 +249,16 @@ def test_devices_show_their_alarm_or_that_they_answer() -> None:
     assert cell(page, "scale.device") == "ALARM: scale on /dev/ttyUSB0 cannot be opened: plug it in"
     assert cell(page, "idle.device") == "no alarm, nothing read yet"
     assert "data-k='native.device'>" not in page  # a push driver has no device
+
+
+async def test_a_long_operator_queue_shows_its_first_rows_and_the_count(
+    env: Env, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("gateway.status_page.QUEUE_SHOWN", 2)
+    for n in range(3):
+        await env.outbox.append(sale(str(n), customer=None))
+    for r in await env.outbox.next_batch(10):
+        await env.outbox.mark_rejected(r.id, "INVALID_RECEIPT", "bad")
+    page = await env.page()
+    assert cell(page, "queue_rows") == "3" and page.count("data-action='retry'") == 2
+    assert "and 1 more: <code>posgw queue list</code>" in page

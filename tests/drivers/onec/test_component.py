@@ -27,6 +27,7 @@ async def test_a_1c_trading_day_reaches_the_core_exactly(tmp_path: Path) -> None
     async with running_system(tmp_path, ONEC) as system:
         mis = Misbehaviour(
             same_id_resend=0.2,
+            many_items=0.1,
             new_id_resend=0.2,
             fiscal_without_soft=0.1,
             over_approval=0.3,
@@ -41,7 +42,7 @@ async def test_a_1c_trading_day_reaches_the_core_exactly(tmp_path: Path) -> None
             misbehaviour=mis,
         )
         report = await run_tills(
-            system.gateway_url, config, tills=2, receipts=24, seed=7, customers=list(PHONES)
+            system.gateway_url, config, tills=2, receipts=24, seed=5, customers=list(PHONES)
         )
         assert report.errors == 0, report.error_messages
         assert {a.kind for a in report.acks} == {"sale", "refund", "cancel"}, report.acks

@@ -18,12 +18,14 @@ nothing stored; a calc never fails the till for core trouble (prices unchanged, 
 request never waits past ``code_budget_ms``. The driver's state (``ctx.state``): ``link:<msId>``
 (MoySklad counterparty -> core customer and phone), ``calc:<store>:<msId>`` (what the last recalc
 allowed), ``code:<phone>`` (the spending code handed to the till, kept for the code's life),
-``doc:<key>`` (content digest of a stored document), ``sale:<key>`` / ``returned:<key>`` (a sale's
-lines and what returns took back), ``gift:<name>`` (kopecks paid with a gift card).
+``doc:<key>`` (content digest of a stored document, written last), ``sale:<key>`` (a sale's lines),
+``returned:<sale key>`` (what each return took back) and ``gift:<name>`` (kopecks each sale paid with a
+gift card), the last two kept per document so a resend after an interrupted answer records once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -82,6 +84,10 @@ def mask(phone: str) -> str:
 class MoySkladDriver(http_edge.HttpDriver[Config]):
     name = NAME
     refusals = REFUSALS
+
+    def __init__(self, config: Config, **kw: Any) -> None:
+        super().__init__(config, **kw)
+        self._locks: dict[str, asyncio.Lock] = {}  # ledger key -> its writer (read-modify-write)
 
     def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
         auth = http_edge.HeaderToken(self.config.tokens, header=HEADER)
@@ -325,6 +331,19 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
 
     # ------------------------------------------------------------ sale and return
 
+    async def _ledger(self, ctx: DriverContext, key: str) -> dict[str, Any]:
+        """A state value kept as ``{document key: what that document took}``."""
+        raw = await ctx.state.get(key)
+        return dict(json.loads(raw)) if raw else {}
+
+    async def _record(self, ctx: DriverContext, key: str, document: str, value: object) -> None:
+        """Set ``document``'s entry of the ledger ``key`` (idempotent; one writer per ledger at a time)."""
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            entries = await self._ledger(ctx, key)
+            if entries.get(document) != value:
+                entries[document] = value
+                await ctx.state.put(key, json.dumps(entries, sort_keys=True))
+
     async def _known(self, ctx: DriverContext, key: str, digest: str) -> str:
         """ "new", "same" (stored under ``key`` with this content) or "other" (another content)."""
         stored = await ctx.state.get(f"doc:{key}")
@@ -395,17 +414,20 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             return await self._conflict(
                 ctx, mapping.sale_of(doc, who, key=key, now=self.now(), store_id=self.config.store_id)
             )
-        spent = {g.name: int(await ctx.state.get(f"gift:{g.name}") or 0) for g in doc.gift_cards}
+        spent = {}
+        for g in doc.gift_cards:  # what other sales paid with the card (this one may be a resend)
+            paid = await self._ledger(ctx, f"gift:{g.name}")
+            spent[g.name] = sum(v for k, v in paid.items() if k != key)
         self._gift_check(doc, spent)
         customer = await self._sale_customer(ctx, doc)
         event = mapping.sale_of(doc, customer, key=key, now=self.now(), store_id=self.config.store_id)
         new = await ctx.submit(event)
         ctx.count("committed" if new else "duplicate")
-        await ctx.state.put(f"doc:{key}", digest)
+        # bookkeeping keyed by the document, so a resend after an interrupted answer completes it once
+        for g in doc.gift_cards:
+            await self._record(ctx, f"gift:{g.name}", key, g.kopecks)
         await ctx.state.put(f"sale:{key}", mapping.goods(doc.positions).as_json())
-        if new:
-            for g in doc.gift_cards:
-                await ctx.state.put(f"gift:{g.name}", str(spent[g.name] + g.kopecks))
+        await ctx.state.put(f"doc:{key}", digest)
         return self._answer(201)
 
     async def _return(self, ctx: DriverContext, body: bytes) -> web.Response:
@@ -423,24 +445,29 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
         sale_key = mapping.document_key("demand", wire.Document(doc.store, doc.demand_id, "", "", None, ()))
         asked = mapping.goods(doc.positions)
         if known == "other":
-            lines = {k: q for k, (_, q, _) in asked.lines.items()}
-            return await self._conflict(ctx, mapping.refund_of(doc, sale_key, lines, key=key, now=self.now()))
+            all_lines = {k: q for k, (_, q, _) in asked.lines.items()}
+            return await self._conflict(
+                ctx, mapping.refund_of(doc, sale_key, all_lines, key=key, now=self.now())
+            )
         sold_raw = await ctx.state.get(f"sale:{sale_key}")
-        before_raw = await ctx.state.get(f"returned:{sale_key}")
-        before: dict[str, int] = json.loads(before_raw) if before_raw else {}
-        # a sale this gateway never stored (sold before it was installed): the core caps the return
-        sold = asked if sold_raw is None else mapping.Goods.from_json(sold_raw)
-        lines = mapping.returned_lines(doc, sold, before)
+        returns = await self._ledger(ctx, f"returned:{sale_key}")  # return key -> {line: quantity}
+        lines: dict[str, int] | None = returns.get(key)  # this return, recorded before an interrupted answer
+        if lines is None:
+            before: dict[str, int] = {}
+            for taken in returns.values():
+                for line_id, qty in taken.items():
+                    before[line_id] = before.get(line_id, 0) + qty
+            # a sale this gateway never stored (sold before it was installed): the core caps the return
+            sold = asked if sold_raw is None else mapping.Goods.from_json(sold_raw)
+            lines = mapping.returned_lines(doc, sold, before)
         if not lines:
             ctx.count("ignored")
             await ctx.state.put(f"doc:{key}", digest)
             return self._answer(201)  # everything was returned already: capped at the sale
         new = await ctx.submit(mapping.refund_of(doc, sale_key, lines, key=key, now=self.now()))
         ctx.count("committed" if new else "duplicate")
+        await self._record(ctx, f"returned:{sale_key}", key, lines)
         await ctx.state.put(f"doc:{key}", digest)
-        if new:
-            total = {k: before.get(k, 0) + lines.get(k, 0) for k in before.keys() | lines.keys()}
-            await ctx.state.put(f"returned:{sale_key}", json.dumps(total, sort_keys=True))
         return self._answer(201)
 
     # ------------------------------------------------------------ gift cards
@@ -451,7 +478,7 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
         card = next((c for c in self.config.gift_cards if c.name == name), None)
         if card is None:
             raise Refused(404, "Сертификат не найден", f"Сертификата {name} нет в программе")
-        spent = int(await ctx.state.get(f"gift:{name}") or 0)
+        spent = sum((await self._ledger(ctx, f"gift:{name}")).values())
         current = max(0, card.initial_kopecks - spent)
         now = self.now().astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
         status = (

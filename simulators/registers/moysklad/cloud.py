@@ -83,8 +83,10 @@ class Cloud:
         *,
         token: str | None = None,
         params: dict[str, str] | None = None,
+        timeout_s: float | None = None,
     ) -> Reply:
-        """One request; a timeout is retried once with the same request (what a resending cloud does)."""
+        """One request; a timeout (``timeout_s``, default the cloud's) is retried once with the same
+        request (what a resending cloud does); ``Reply(0, None)`` when both timed out."""
         headers = {
             "Lognex-Discount-API-Auth-Token": self.token if token is None else token,
             "Content-Type": "application/json",
@@ -93,7 +95,7 @@ class Cloud:
         for attempt in (1, 2):
             self.sent += 1
             try:
-                async with asyncio.timeout(self.timeout_s):
+                async with asyncio.timeout(self.timeout_s if timeout_s is None else timeout_s):
                     async with self.session.request(
                         method, f"{self.base_url}{path}", data=data, headers=headers, params=params
                     ) as resp:
@@ -225,8 +227,8 @@ class Cloud:
             body["giftCards"] = [{"id": gift[0], "name": gift[1], "paymentSum": gift[2]}]
         return body
 
-    async def sale(self, body: dict[str, Any]) -> Reply:
-        return await self.call("POST", "/retaildemand", body)
+    async def sale(self, body: dict[str, Any], *, timeout_s: float | None = None) -> Reply:
+        return await self.call("POST", "/retaildemand", body, timeout_s=timeout_s)
 
     async def sales_return(
         self, doc_id: str, sale_id: str, moment: str, who: dict[str, Any], items: list[Item]

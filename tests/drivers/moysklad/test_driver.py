@@ -351,3 +351,29 @@ async def test_bad_input_table_errors_shape_and_nothing_stored(
     [item] = answer["errors"]
     assert isinstance(item["code"], int) and item["error"] and item["error_message"], answer
     assert ctx.stored == {} and ctx.state.data == before  # nothing stored, nothing remembered
+
+
+async def test_a_resend_after_an_interrupted_answer_records_the_gift_card_and_return_once() -> None:
+    """The first copy was stored but its answer (and the driver's bookkeeping) was cut off."""
+    ctx = context()
+    sale = p.sale(giftCards=[{"id": "gid", "name": "GC-1", "paymentSum": 40000}])
+    ret = p.sales_return("r1", pos=[p.position(P1, 1, 500.0)])
+    async with serve(driver(), ctx) as client:
+        for body, path, bookkeeping in (
+            (sale, "/retaildemand", ("gift:", "doc:moysklad:demand")),
+            (ret, "/retailsalesreturn", ("returned:", "doc:moysklad:return")),
+        ):
+            await client.post(f"/v1/moysklad{path}", data=p.dumps(body), headers=p.HEADERS)
+            for key in [k for k in ctx.state.data if k.startswith(bookkeeping)]:
+                del ctx.state.data[key]  # as if the handler stopped right after the outbox took it
+            for _ in range(2):
+                resp = await client.post(f"/v1/moysklad{path}", data=p.dumps(body), headers=p.HEADERS)
+                assert resp.status == 201
+        card = await client.get(
+            f"/v1/moysklad/giftcard?name=GC-1&retailStoreId={p.STORE_ID}", headers=p.HEADERS
+        )
+        assert (await card.json())["currentBalance"] == 60000
+    assert json.loads(ctx.state.data["returned:moysklad:demand:5f6e7d8c-6ea1-11f0-0a80-0d6e00aabbcc"]) == {
+        "moysklad:return:r1": {P1: 1000}
+    }
+    assert len(ctx.stored) == 2

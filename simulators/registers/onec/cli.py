@@ -16,6 +16,8 @@ from simulators.registers import runner
 from simulators.registers.onec.till import Misbehaviour, OneCConfig, run_tills
 
 MISBEHAVIOURS = (
+    "clock-ahead",
+    "raw-quirks",
     "same-id-resend",
     "new-id-resend",
     "fiscal-without-soft",

@@ -27,6 +27,7 @@ from typing import Any
 
 import requests
 import zeep
+from lxml import etree  # type: ignore[import-untyped]
 from requests.auth import HTTPBasicAuth
 from zeep.helpers import serialize_object
 from zeep.transports import Transport
@@ -53,6 +54,10 @@ class Misbehaviour:
     fiscal_without_soft: float = 0.0
     over_approval: float = 0.0  # a Fiscal asking more write-off than approved first (expects 90003)
     many_items: float = 0.0  # 300 items
+    clock_ahead: float = 0.0  # the POS clock 3 minutes ahead
+    raw_quirks: float = (
+        0.0  # the first Soft hand-written: SOAP 1.2, no SOAPAction, RequestId, shuffled, commas
+    )
     bad_password: float = 0.0
 
 
@@ -163,13 +168,20 @@ class Till:
         mis, cfg = self.config.misbehaviour, self.config
         self.rec.receipts += 1
         when = datetime.now(MSK).replace(microsecond=0)
+        if self.rng.random() < mis.clock_ahead:
+            when += timedelta(minutes=3)
         num = f"{number}"
         phone = self.rng.choice(phones) if phones and self.rng.random() < cfg.customer_share else ""
         items = self.items()
         paid = 0
         if self.rng.random() >= mis.fiscal_without_soft:
             started = time.perf_counter()
-            soft = self.call("ChequeRequest", self.cheque("Soft", "Sale", num, when, items, phone))
+            body = self.cheque("Soft", "Sale", num, when, items, phone)
+            soft = (
+                self.raw_soft(body)
+                if self.rng.random() < mis.raw_quirks
+                else self.call("ChequeRequest", body)
+            )
             self.rec.calc_ms.append((time.perf_counter() - started) * 1000)
             self.check_soft(soft, phone)
             available = int(Decimal(soft.get("AvailablePayment") or 0) * 100)
@@ -216,6 +228,60 @@ class Till:
             self.rollback(fiscal, answer)
         elif roll < cfg.cancel_share + cfg.refund_share:
             self.refund(fiscal)
+
+    def raw_soft(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The Soft as hand-built modules send it: a SOAP 1.2 envelope over text/xml without SOAPAction,
+        ``RequestId``, items before the header, decimal commas, a ``loy:`` prefix; read back with lxml."""
+
+        def money(v: Decimal) -> str:
+            return f"{v:.2f}".replace(".", ",")
+
+        items = "".join(
+            f"<loy:Item><loy:Article>{i['Article']}</loy:Article><loy:Quantity>{i['Quantity']}</loy:Quantity>"
+            f"<loy:PositionNumber>{i['PositionNumber']}</loy:PositionNumber><loy:Price>{money(i['Price'])}"
+            f"</loy:Price><loy:Summ>{money(i['Summ'])}</loy:Summ><loy:Discount>0</loy:Discount>"
+            f"<loy:SummDiscounted>{money(i['SummDiscounted'])}</loy:SummDiscounted></loy:Item>"
+            for i in body["Item"]
+        )
+        card = (
+            f"<loy:Card><loy:MobilePhone>{body['Card']['MobilePhone']}</loy:MobilePhone></loy:Card>"
+            if "Card" in body
+            else ""
+        )
+        xml = (
+            f'<soap:Envelope xmlns:soap="http://www.w3.org/2003/05/soap-envelope" xmlns:loy="{NS}">'
+            "<soap:Body>"
+            f'<loy:ProcessRequest><loy:request><loy:ChequeRequest ChequeType="soft">{items}{card}'
+            f"<loy:Number>{body['Number']}</loy:Number><loy:OperationType>Sale</loy:OperationType>"
+            f"<loy:Summ>{money(body['Summ'])}</loy:Summ><loy:Discount>0</loy:Discount>"
+            f"<loy:SummDiscounted>{money(body['SummDiscounted'])}</loy:SummDiscounted>"
+            f"<loy:PaidByBonus>0</loy:PaidByBonus><loy:RequestId>{body['RequestID']}</loy:RequestId>"
+            f"<loy:DateTime>{body['DateTime'].isoformat()}</loy:DateTime><loy:POS>{body['POS']}</loy:POS>"
+            f"<loy:BusinessUnit>{body['BusinessUnit']}</loy:BusinessUnit>"
+            f"<loy:Organization>ORG</loy:Organization></loy:ChequeRequest></loy:request>"
+            "</loy:ProcessRequest></soap:Body></soap:Envelope>"
+        ).encode()
+        reply = self.session.post(
+            self.service._binding_options["address"],
+            data=xml,
+            headers={"Content-Type": "text/xml"},
+            timeout=self.config.timeout_s,
+        )
+        node = etree.fromstring(reply.content).find(f".//{{{NS}}}ChequeResponse")
+        if reply.status_code != 200 or node is None:
+            raise zeep.exceptions.TransportError(
+                f"a raw Soft got HTTP {reply.status_code}", reply.status_code
+            )
+        out: dict[str, Any] = {etree.QName(c).localname: c.text for c in node if len(c) == 0}
+        out["ReturnCode"] = int(out["ReturnCode"])
+        out["Item"] = [
+            {etree.QName(x).localname: x.text for x in item} for item in node.iter(f"{{{NS}}}Item")
+        ]
+        if out.get("RequestID") != body["RequestID"]:
+            self.rec.error(
+                f"a raw Soft answered RequestID {out.get('RequestID')!r}, not {body['RequestID']!r}"
+            )
+        return out
 
     def check_soft(self, soft: dict[str, Any], phone: str) -> None:
         if soft["ReturnCode"] != 0:

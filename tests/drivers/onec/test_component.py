@@ -27,6 +27,7 @@ async def test_a_1c_trading_day_reaches_the_core_exactly(tmp_path: Path) -> None
     async with running_system(tmp_path, ONEC) as system:
         mis = Misbehaviour(
             same_id_resend=0.2,
+            raw_quirks=0.3,
             many_items=0.1,
             new_id_resend=0.2,
             fiscal_without_soft=0.1,

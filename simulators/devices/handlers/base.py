@@ -55,6 +55,7 @@ class SimSerial(SerialBase):  # type: ignore[misc]
         while not self._sim.incoming and time.monotonic() < end and not self._cancel.is_set():
             self._check()
             time.sleep(0.005)
+        self._check()  # unplugged while waiting: these bytes are the next port's
         data = bytes(self._sim.incoming[:size])
         del self._sim.incoming[:size]
         return data

@@ -47,7 +47,7 @@ class Lane:
 
     async def shows(self, screen: tuple[str, str]) -> None:
         try:
-            await until(lambda: self.screen() == screen, timeout=3)
+            await until(lambda: self.screen() == screen, timeout=6)
         except AssertionError:
             raise AssertionError(f"display shows {self.screen()}, expected {screen}") from None
 

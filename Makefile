@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/gateway_bench.py
 	$(PY) bench/drivers_bench.py
 	$(PY) bench/overload_bench.py
+	$(PY) bench/shop_bench.py
 	$(PY) bench/sbis_bench.py
 
 # Long runs, not in `make test`. soak: POSGW_SOAK_KILLS (1000), POSGW_SOAK_SEED, POSGW_SOAK_DURATION_S,

@@ -15,8 +15,17 @@ import sys
 from decimal import Decimal
 from typing import Any
 
-from simulators.registers import runner
 from simulators.registers.onec_pull.publication import FakePublication
+
+
+def share(text: str) -> float:
+    """A probability 0..1 (as simulators.registers.share; that module is not imported here: it
+    pulls in the native simulator)."""
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a probability 0..1, got {text}")
+    return value
+
 
 TROUBLE = ("html502", "fault", "401", "wsdl401")
 
@@ -32,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--wait", type=float, default=60.0, help="then wait this long for the acknowledgements"
     )
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--returns", type=runner.share, default=0.1)
-    parser.add_argument("--redeliver", type=runner.share, default=0.0, help="publish a receipt twice")
+    parser.add_argument("--returns", type=share, default=0.1)
+    parser.add_argument("--redeliver", type=share, default=0.0, help="publish a receipt twice")
     parser.add_argument("--trouble", default="", help=f"comma-separated, once each: {', '.join(TROUBLE)}")
     parser.add_argument(
         "--cold-start", type=float, default=0.0, help="the first call waits this many seconds"
@@ -74,7 +83,7 @@ def receipt(n: int, rng: random.Random, base: str = "") -> dict[str, Any]:
 
 
 async def serve(args: argparse.Namespace) -> int:
-    rng = random.Random(runner.resolve_seed(args.seed))
+    rng = random.Random(args.seed if args.seed is not None else random.randrange(1 << 30))
     pub = FakePublication(args.user, args.password, dead_address=False)
     pub.trouble = [t for t in args.trouble.split(",") if t]
     pub.cold(args.cold_start)

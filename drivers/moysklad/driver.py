@@ -26,6 +26,7 @@ gift card), the last two kept per document so a resend after an interrupted answ
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -324,7 +325,13 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
         )
         if req.agent.ms_id:  # what the sale is checked against; written only when it changes
             key = f"calc:{req.store}:{req.agent.ms_id}"
-            allowed = json.dumps({"spend": answer.spend, "offline": bool(result and result.offline)})
+            allowed = json.dumps(
+                {
+                    "spend": answer.spend,
+                    "offline": bool(result and result.offline),
+                    "hold": result.hold_id if result is not None and answer.spend else "",
+                }
+            )
             if await ctx.state.get(key) != allowed:
                 await ctx.state.put(key, allowed, keep_s=CALC_KEEP_S)
         return self._answer(200, wire.render_recalc(req.agent_echo, answer))
@@ -363,21 +370,24 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             "Этот документ уже получен с другим содержимым: изменения не приняты",
         )
 
-    async def _sale_customer(self, ctx: DriverContext, doc: wire.Document) -> CustomerId | None:
+    async def _sale_customer(self, ctx: DriverContext, doc: wire.Document) -> tuple[CustomerId | None, Any]:
+        """The customer the sale is committed for, and (spending) what the last recalc allowed:
+        ``{"spend", "offline", "hold"}`` (the hold the core made at that recalc, when it holds)."""
         if doc.agent is None:
             if doc.spend:
                 raise Refused(412, "Списание без покупателя", "В продаже со списанием баллов нет покупателя")
-            return None
+            return None, {}
         found = await self._link(ctx, doc.agent)
         if found is None:
             if doc.spend:
                 raise Refused(412, "Покупатель не найден", "Покупатель не зарегистрирован: баллы не списаны")
-            return None
+            return None, {}
         cid, phone = found
         if not doc.spend:
-            return CustomerId(IdKind.CUSTOMER_ID, cid)
-        last = await ctx.state.get(f"calc:{doc.store}:{doc.agent.ms_id}")
-        allowed = int(json.loads(last)["spend"]) if last else 0
+            return CustomerId(IdKind.CUSTOMER_ID, cid), {}
+        raw = await ctx.state.get(f"calc:{doc.store}:{doc.agent.ms_id}")
+        last = json.loads(raw) if raw else {}
+        allowed = int(last.get("spend", 0))
         if doc.spend > allowed:
             raise Refused(
                 412,
@@ -385,11 +395,11 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
                 f"Списание {doc.spend} больше разрешённого расчётом ({allowed})",
             )
         if not self.config.codes_for_spending:
-            return CustomerId(IdKind.CUSTOMER_ID, cid)
+            return CustomerId(IdKind.CUSTOMER_ID, cid), last
         code = await ctx.state.get(f"code:{phone}") if phone else None
         if not code:
             raise Refused(412, "Списание не подтверждено", "Код подтверждения не запрашивался или устарел")
-        return CustomerId(IdKind.PHONE, phone, otp=code)
+        return CustomerId(IdKind.PHONE, phone, otp=code), last
 
     def _gift_check(self, doc: wire.Document, spent: Mapping[str, int]) -> None:
         cards = {c.name: c for c in self.config.gift_cards}
@@ -419,8 +429,12 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             paid = await self._ledger(ctx, f"gift:{g.name}")
             spent[g.name] = sum(v for k, v in paid.items() if k != key)
         self._gift_check(doc, spent)
-        customer = await self._sale_customer(ctx, doc)
+        customer, last = await self._sale_customer(ctx, doc)
         event = mapping.sale_of(doc, customer, key=key, now=self.now(), store_id=self.config.store_id)
+        if last:  # the recalc's hold is consumed by this sale; an offline recalc's redemption is kept
+            event = dataclasses.replace(
+                event, hold_id=str(last.get("hold", "")), offline=bool(last.get("offline", False))
+            )
         new = await ctx.submit(event)
         ctx.count("committed" if new else "duplicate")
         # bookkeeping keyed by the document, so a resend after an interrupted answer completes it once

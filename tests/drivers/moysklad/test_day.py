@@ -62,7 +62,9 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -> AsyncIterator[Rig]:
+async def rig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gateway: dict[str, Any] | None = None, **options: Any
+) -> AsyncIterator[Rig]:
     sms = SmsRuSimulator(API_ID)
     monkeypatch.setattr(PipelineContext, "desk", property(lambda ctx: ctx.pipeline.core), raising=False)
     async with (
@@ -79,7 +81,7 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -
             "gift_cards": [{"name": GIFT[1], "id": GIFT[0], "initial_kopecks": 100_000}],
             **options,
         }
-        config = gateway_config("moysklad", driver, data, int(core.address.rpartition(":")[2]))
+        config = gateway_config("moysklad", driver, data, int(core.address.rpartition(":")[2]), gateway)
         daemon = Daemon(config, metrics=Metrics(), notifier=Notifier(environ={}))
         await daemon.start()
         try:
@@ -89,8 +91,12 @@ async def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **options: Any) -
             await daemon.stop(timeout=5.0)
 
 
-async def test_a_moysklad_day_balances_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    async with rig(tmp_path, monkeypatch) as r:
+@pytest.mark.parametrize("hold_ttl_s", [0, 120], ids=["no-holds", "holds"])
+async def test_a_moysklad_day_balances_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hold_ttl_s: int
+) -> None:
+    """With holds, each spending recalc reserves the points and the sale consumes its recalc's hold."""
+    async with rig(tmp_path, monkeypatch, {"hold_ttl_s": hold_ttl_s}) as r:
         report = await Day(r.cloud(), "+79031112233").run()
         rows = read_rows(r.daemon.config.outbox_path)
     assert report.problems == []
@@ -145,8 +151,17 @@ async def test_the_simulator_exits_non_zero_when_something_is_not_applied(
     async with rig(tmp_path, monkeypatch) as r:
         parser = argparse.ArgumentParser()
         cli.add_arguments(parser)
-        args = parser.parse_args(["--gateway", f"http://127.0.0.1:{r.daemon.port}", "--token", "not-ours",
-                                  "--no-queue-check", "--timeout-s", "5"])
+        args = parser.parse_args(
+            [
+                "--gateway",
+                f"http://127.0.0.1:{r.daemon.port}",
+                "--token",
+                "not-ours",
+                "--no-queue-check",
+                "--timeout-s",
+                "5",
+            ]
+        )
         code = await asyncio.to_thread(cli.run, args)
     out = capsys.readouterr().out
     assert code == 1 and "0 documents applied" in out and "PROBLEM: create UNCHECKED" in out

@@ -58,7 +58,15 @@ def context(desk: FakeDesk | None = None) -> FakeContext:
     def calc(r: Receipt) -> Any:  # the core spreads what is redeemed: 10 % each line, earns 5 %
         spend = 125 if (r.redeem_max or r.redeem_points >= 125) else r.redeem_points
         share = {"p0": spend * 100 * 1000 // 1250, "p1": spend * 100 * 250 // 1250} if spend else {}
-        return calc_result(r, share, redeemed_points=spend, points_to_accrue=56, max_points=125, balance=500)
+        return calc_result(
+            r,
+            share,
+            redeemed_points=spend,
+            points_to_accrue=56,
+            max_points=125,
+            balance=500,
+            hold_id="hold-7" if spend else "",
+        )
 
     ctx.calc = calc
     return ctx
@@ -171,6 +179,7 @@ async def test_spending_day_recalc_code_sale() -> None:
     assert event.receipt is not None and event.receipt.customer is not None
     assert (event.receipt.customer.kind, event.receipt.customer.otp) == (IdKind.PHONE, "4821")
     assert event.expected_redeemed == 125
+    assert (event.hold_id, event.offline) == ("hold-7", False)  # the recalc's hold is consumed by the sale
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,9 @@ class GiftCard(Model):
     id: str = Field(min_length=1, max_length=64, description="its GUID as MoySklad stores it")
     initial_kopecks: int = Field(ge=1, le=10**11, description="face value in kopecks")
     expires: str = Field(
-        default="", max_length=19, description="UTC expiry 'YYYY-MM-DD HH:MM:SS' (empty: never)"
+        default="",
+        pattern=r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})?$",
+        description="UTC expiry 'YYYY-MM-DD HH:MM:SS' (empty: never)",
     )
 
 

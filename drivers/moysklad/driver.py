@@ -39,7 +39,7 @@ from drivers.moysklad import NAME, mapping, wire
 from drivers.moysklad.config import Config
 from drivers.moysklad.desk import desk_of
 from gateway import http_edge
-from gateway.driver import CalcResult, DriverContext, Refusals
+from gateway.driver import CalcResult, DriverContext, Finding, Refusals
 from gateway.errors import BadInput, BusinessRejection, GatewayError
 from gateway.receipt import CustomerId, Event, IdKind
 
@@ -513,3 +513,33 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
 def create(options: Mapping[str, Any]) -> MoySkladDriver:
     """The registry factory: ``options`` is the ``[drivers.moysklad]`` section without ``enabled``."""
     return MoySkladDriver(Config.model_validate(dict(options)))
+
+
+def check(options: Mapping[str, Any]) -> list[Finding]:
+    """What the Config cannot say alone: a token to check MoySklad's requests against, gift card
+    numbers that name one card each."""
+    try:
+        cfg = Config.model_validate(dict(options))
+    except Exception as exc:  # the loader reports it in detail; here one finding
+        return [Finding("FAIL", "", f"invalid section: {exc}", "see drivers/moysklad/sample.toml")]
+    out = []
+    if not any(http_edge.secret_value(t) for t in cfg.tokens) and not cfg.tokens_file:
+        out.append(
+            Finding(
+                "FAIL",
+                "tokens",
+                "no token: every request from MoySklad would be refused (401)",
+                "run `posgw moysklad register --token-file FILE ...` and set tokens_file to FILE",
+            )
+        )
+    names = [c.name for c in cfg.gift_cards]
+    for name in sorted({n for n in names if names.count(n) > 1}):
+        out.append(
+            Finding(
+                "FAIL",
+                "gift_cards",
+                f"gift card {name} is listed twice",
+                "keep one entry per certificate number",
+            )
+        )
+    return out

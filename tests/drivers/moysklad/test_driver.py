@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from drivers.moysklad.driver import create, customer_uuid, mask
+from drivers.moysklad.driver import check, create, customer_uuid, mask
 from gateway.driver import CustomerInfo
 from gateway.errors import CoreUnavailable
 from gateway.receipt import IdKind, Receipt
@@ -386,3 +386,23 @@ async def test_a_resend_after_an_interrupted_answer_records_the_gift_card_and_re
         "moysklad:return:r1": {P1: 1000}
     }
     assert len(ctx.stored) == 2
+
+
+def test_check_finds_no_token_and_a_gift_card_listed_twice() -> None:
+    assert check({"tokens": ["t"]}) == []
+    assert check({"tokens_file": "moysklad.tokens"}) == []
+    [none] = check({})
+    assert (none.level, none.key) == ("FAIL", "tokens") and "posgw moysklad register" in none.fix
+    twice = [{"name": "G", "id": "a", "initial_kopecks": 1}, {"name": "G", "id": "b", "initial_kopecks": 1}]
+    assert [(f.level, f.key) for f in check({"tokens": ["t"], "gift_cards": twice})] == [
+        ("FAIL", "gift_cards")
+    ]
+    assert (
+        check(
+            {
+                "tokens": ["t"],
+                "gift_cards": [{"name": "G", "id": "a", "initial_kopecks": 1, "expires": "soon"}],
+            }
+        )[0].key
+        == ""
+    )

@@ -142,7 +142,11 @@ class GatewaySection(Model):
 
 
 class CoreSection(Model):
-    address: str = Field(default="127.0.0.1:50051", min_length=3, description="host:port of the loyalty core")
+    address: str = Field(
+        default="127.0.0.1:50051", min_length=3,
+        description="host:port of the loyalty core; several replicas: host:port,host:port (or one DNS name "
+        "with several records), spread round_robin",
+    )
     tls: bool = Field(default=False, description="use TLS to the core (mTLS when cert_file/key_file are set)")
     ca_file: str = secret_field("CA bundle to verify the core (empty = system roots)", env_only=True)
     cert_file: str = secret_field("client certificate for mTLS", env_only=True)

@@ -24,6 +24,15 @@ no time left is refused locally. ``posgw_core_calls_total{method,code}`` counts 
 (:meth:`CoreClient.open_events`, :class:`EventStream`) goes through the same breaker, table and
 counter: see :class:`EventStream` for how a stream's outcome is counted.
 
+Several core replicas: ``CoreTarget.address`` may list several ``host:port`` (comma-separated) or
+name one DNS name with several records; the channel spreads calls and streams over them with
+gRPC's ``round_robin`` policy (:meth:`CoreTarget.channel_target`: IP literals become a static
+``ipv4:``/``ipv6:`` target, host names are resolved once at start). A replica that dies is left
+at once when its connection breaks, else within the keepalive bound (``keepalive_time_ms`` +
+``keepalive_timeout_ms``); the sender then reopens its stream on a live replica and resends
+from the first unacknowledged event. Every stream names this client (metadata
+``posgw-gateway``, a random id per client) so the core can fence a register's older stream.
+
 Keepalive note: the core's gRPC server must accept pings at ``keepalive_time_ms`` without calls
 (``grpc.http2.min_recv_ping_interval_without_data_ms`` <= that, and
 ``grpc.keepalive_permit_without_calls`` = 1), or it will answer GOAWAY "too_many_pings".
@@ -35,6 +44,10 @@ Keepalive note: the core's gRPC server must accept pings at ``keepalive_time_ms`
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import json
+import socket
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,6 +113,62 @@ class CoreTarget:
     cert_file: str = ""
     key_file: str = ""
     server_name: str = ""
+
+    def addresses(self) -> list[str]:
+        """The ``host:port`` entries of ``address`` (one, or several comma-separated)."""
+        return [part.strip() for part in self.address.split(",") if part.strip()]
+
+    def channel_target(self) -> str:
+        """The gRPC target: ``address`` itself for one entry (DNS resolves it, every record is
+        used by round_robin), a static ``ipv4:``/``ipv6:`` list for several. Host names in a
+        list are resolved here, once. Raises :class:`ConfigError` for an unusable entry."""
+        parts = self.addresses()
+        if len(parts) == 1:
+            return parts[0]
+        ips: list[str] = []
+        for part in parts:
+            host, _, port = part.rpartition(":")
+            host = host.strip("[]")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError("gateway config", "core.address", f"{part!r} is not host:port",
+                                  "list the core replicas as host:port,host:port")
+            ips.extend(f"{ip}:{port}" if ":" not in ip else f"[{ip}]:{port}" for ip in _resolve(host, part))
+        families = {"ipv6" if ip.startswith("[") else "ipv4" for ip in ips}
+        if len(families) > 1:
+            raise ConfigError("gateway config", "core.address", "the list mixes IPv4 and IPv6 addresses",
+                              "list replicas of one address family")
+        return f"{families.pop()}:{','.join(dict.fromkeys(ips))}"
+
+    def authority_name(self) -> str:
+        """The name a TLS certificate is checked against for a list: ``server_name``, else the
+        first entry's host when it is a name (a static IP target would check the IP)."""
+        if self.server_name or len(self.addresses()) == 1:
+            return self.server_name
+        host = self.addresses()[0].rpartition(":")[0].strip("[]")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return host
+        return ""
+
+
+def _resolve(host: str, entry: str) -> list[str]:
+    try:
+        ipaddress.ip_address(host)
+        return [host]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConfigError("gateway config", "core.address", f"cannot resolve {entry!r}: {exc}",
+                          "fix the name or list IP addresses") from exc
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+# spread calls and streams over every address the target resolves to (one subchannel each)
+ROUND_ROBIN = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+GATEWAY_METADATA = "posgw-gateway"
 
 
 @dataclass(frozen=True)
@@ -306,18 +375,21 @@ class CoreClient:
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
         self._stream_events: Any = None  # StreamEvents with the identity request serializer
+        self.gateway_id = uuid.uuid4().hex  # names this client's streams (the core fences by it)
 
     async def start(self) -> None:
         """Open the channel (idempotent). Does not wait for the core: it may be down."""
         if self._channel is not None:
             return
-        options = self.tuning.options()
+        options = [*self.tuning.options(), ("grpc.service_config", ROUND_ROBIN)]
+        address = self.target.channel_target()
         if self.target.tls:
-            if self.target.server_name:
-                options.append(("grpc.ssl_target_name_override", self.target.server_name))
-            channel = grpc.aio.secure_channel(self.target.address, channel_credentials(self.target), options)
+            name = self.target.authority_name()
+            if name:
+                options.append(("grpc.ssl_target_name_override", name))
+            channel = grpc.aio.secure_channel(address, channel_credentials(self.target), options)
         else:
-            channel = grpc.aio.insecure_channel(self.target.address, options)
+            channel = grpc.aio.insecure_channel(address, options)
         self._channel = channel
         self._stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
         self._stream_events = channel.stream_stream(
@@ -353,7 +425,8 @@ class CoreClient:
         ``StreamEvents`` on the one channel, its requests bytes (identity serializer)."""
         if self._stream_events is None:
             raise RuntimeError("CoreClient.start() has not been called")
-        return cast(StreamCall, self._stream_events(wait_for_ready=False))
+        metadata = ((GATEWAY_METADATA, self.gateway_id),)
+        return cast(StreamCall, self._stream_events(wait_for_ready=False, metadata=metadata))
 
     # ------------------------------------------------------------ calls
 

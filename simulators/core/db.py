@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from simulators.core import fence
 from simulators.core.db_errors import is_transient
 from simulators.core.fastpath import Sql
 from simulators.core.readers import ThreadReaders
@@ -175,6 +176,9 @@ class Database:
                     return work(session)
             with self.writer_lock, self.sessions() as session, session.begin():
                 try:
+                    lease = fence.CURRENT.get() if self.postgres else None
+                    if lease is not None:  # a stream's event: its register's lease first
+                        fence.check(session, *lease)
                     return work(session)
                 except BaseException:
                     self.sql.lots.clear()  # rolled back: its lot ids may be reused

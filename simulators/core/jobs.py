@@ -8,6 +8,11 @@
   channel ``partner:<name>``), manual, birthday, winback, special_date; idempotent by
   ``grant_key``.
 
+Several replicas may run the jobs at once (over one PostgreSQL): each job's transaction first
+takes its own transaction-scoped advisory lock (:func:`job_lock`), so the same job runs in one
+replica at a time and the next one finds the work done (lots already at 0, holds released, grant
+marks present); expiry locks the customers it touches, in id order, like a Commit does.
+
 A grant whose rule has a cap is a *certificate* (own cap, spent first); otherwise it is an
 ordinary lot. It expires ``valid_days`` after the grant (00:00 local), or by ``expiry_days``.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import select, update
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
@@ -29,6 +35,14 @@ from simulators.core.db import lock_customers
 from simulators.core.tables import Customer, GrantMark, Hold, LotRow, Operation
 
 GRACE_DAYS = 3
+# advisory lock keys of the jobs (any fixed 64-bit numbers; "posgw" + a job number)
+JOB_LOCKS = {"holds": 0x706F736777_01, "expiry": 0x706F736777_02, "grants": 0x706F736777_03}
+
+
+def job_lock(s: Session, job: str, postgres: bool) -> None:
+    """PostgreSQL: wait for ``job``'s advisory lock, held until this transaction ends."""
+    if postgres:
+        s.execute(sql_text("SELECT pg_advisory_xact_lock(:k)"), {"k": JOB_LOCKS[job]})
 
 
 def _rule(program: Program, kind: str, platform: str = "") -> GrantRule | None:
@@ -104,17 +118,24 @@ def run_jobs(core: Core, req: pb.RunJobsRequest) -> pb.RunJobsResult:
     program = core.program
     out = pb.RunJobsResult()
 
+    pg = core.db.postgres
+
     def holds(s: Session) -> None:
+        job_lock(s, "holds", pg)
         res = s.execute(
             update(Hold).where(Hold.state == "live", Hold.expires_at <= at).values(state="released")
         )
         out.holds_released = int(getattr(res, "rowcount", 0) or 0)
 
     def expiry(s: Session) -> None:
+        job_lock(s, "expiry", pg)
         due = select(LotRow.customer_id).where(LotRow.remaining > 0, LotRow.expires_at <= at).distinct()
         ids = list(s.scalars(due))
         lock_customers(s, ids, core.db.postgres)
-        rows = s.scalars(select(LotRow).where(LotRow.remaining > 0, LotRow.expires_at <= at))
+        rows = s.scalars(
+            select(LotRow).where(LotRow.customer_id.in_(ids), LotRow.remaining > 0, LotRow.expires_at <= at)
+            .execution_options(populate_existing=True)
+        )
         for row in rows:
             out.lots_expired += 1
             out.points_expired += row.remaining
@@ -122,6 +143,7 @@ def run_jobs(core: Core, req: pb.RunJobsRequest) -> pb.RunJobsResult:
             row.remaining, row.expired = 0, True
 
     def grants(s: Session) -> None:
+        job_lock(s, "grants", pg)
         today = at.astimezone(program.tz).date()
         for rule in program.grants:
             if rule.kind in ("birthday", "special_date"):

@@ -9,6 +9,10 @@
   code) start a core on 127.0.0.1:0 and yield "127.0.0.1:PORT" for tests.
 
 Messages larger than ``MAX_MESSAGE`` are refused by gRPC with RESOURCE_EXHAUSTED.
+
+Replicas: any number of cores may serve one PostgreSQL database (see docs/CORE-SCALE.md); every
+answer's initial metadata names the replica that gave it (``posgw-core-replica``: the
+``POSGW_CORE_REPLICA`` environment variable, else host:pid), for operators and balancing tests.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -42,6 +47,44 @@ MAX_MESSAGE = 4 * 1024 * 1024
 STOP_GRACE_S = 5.0
 HealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LoyaltyCore"].full_name
+REPLICA_METADATA = "posgw-core-replica"
+
+
+def replica_name() -> str:
+    return os.environ.get("POSGW_CORE_REPLICA") or f"{socket.gethostname()}:{os.getpid()}"
+
+
+class ReplicaTag(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
+    """Sends ``posgw-core-replica`` as initial metadata of every unary call and stream."""
+
+    def __init__(self, name: str) -> None:
+        self.tag = ((REPLICA_METADATA, name),)
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        tag = self.tag
+        if handler.unary_unary is not None:
+            unary = handler.unary_unary
+
+            async def tagged_unary(request: Any, context: Any) -> Any:
+                await context.send_initial_metadata(tag)
+                return await unary(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                tagged_unary, handler.request_deserializer, handler.response_serializer)
+        if handler.stream_stream is not None:
+            stream = handler.stream_stream
+
+            async def tagged_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
+                await context.send_initial_metadata(tag)
+                async for answer in stream(requests, context):
+                    yield answer
+
+            return grpc.stream_stream_rpc_method_handler(
+                tagged_stream, handler.request_deserializer, handler.response_serializer)
+        return handler
 
 
 @dataclass
@@ -72,6 +115,7 @@ async def start_core(
     db = await asyncio.to_thread(Database, db_url)
     core = Core(db=db, program=prog, clock=now or system_clock, sender=sender)
     server = grpc.aio.server(
+        interceptors=[ReplicaTag(replica_name())],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),

@@ -23,13 +23,18 @@ possibly of another register). After a retriable rejection, the rest of that reg
 events on the stream (in this batch and later ones) are refused retriably without being applied,
 except after a *deferred* one (SALE_NOT_YET_KNOWN: a refund, cancel or correction whose sale has
 not arrived yet): it concerns that event alone, so the register's later events are applied.
+With several replicas over one PostgreSQL, a stream whose gateway names itself applies each
+register's events under that register's lease (:mod:`simulators.core.fence`): only the newest
+stream of a register applies anything, the older one is refused STREAM_SUPERSEDED (retriable).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import grpc
@@ -40,7 +45,7 @@ from grpc_status import rpc_status
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from gateway.rules.types import RuleViolation
-from simulators.core import corrections, jobs, refunds, reports, sales, sms, views
+from simulators.core import corrections, fence, jobs, refunds, reports, sales, sms, views
 from simulators.core.context import Core
 from simulators.core.db_errors import is_storage_error
 
@@ -60,6 +65,7 @@ GRPC_CODES: dict[str, grpc.StatusCode] = {
     "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
     "STORAGE_BUSY": grpc.StatusCode.UNAVAILABLE,
     "SALE_NOT_YET_KNOWN": grpc.StatusCode.ABORTED,  # retriable: the sale may still arrive
+    "STREAM_SUPERSEDED": grpc.StatusCode.UNAVAILABLE,  # a newer stream owns the register
 }
 # Retriable rejections that concern the one event only (Rejection.deferred): the register's later
 # events are still applied, the gateway resends this one later.
@@ -210,21 +216,57 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
         # refused the same way, unapplied: the gateway resends from the refused one, so the
         # register's order holds even when storage trouble hits one event in the middle.
         blocked: set[str] = set()
+        lease = self._lease(context)
         async for batch in request_iterator:
-            yield pb.AckBatch(acks=await self.apply_batch(batch.events, blocked))
+            yield pb.AckBatch(acks=await self.apply_batch(batch.events, blocked, lease))
 
-    async def apply_batch(self, events: Sequence[pb.EventEnvelope], blocked: set[str]) -> list[pb.EventAck]:
+    def _lease(self, context: Any) -> StreamLease | None:
+        """The stream's fencing state (:mod:`simulators.core.fence`): PostgreSQL and a gateway
+        that names itself only."""
+        if context is None or not self.core.db.postgres:  # no call (a unit test) or one process
+            return None
+        gateway = fence.gateway_of(context.invocation_metadata())
+        return StreamLease(gateway, uuid.uuid4().hex) if gateway else None
+
+    async def _claim(self, lease: StreamLease, register_id: str) -> None:
+        key = fence.lease_key(lease.gateway, register_id)
+        if key not in lease.claimed:
+            now = self.core.now()
+
+            def work(s: Any) -> None:
+                fence.claim(s, key, lease.stream, now)
+
+            await asyncio.to_thread(self.core.db.transaction, work)
+            lease.claimed.add(key)
+
+    async def apply_batch(
+        self, events: Sequence[pb.EventEnvelope], blocked: set[str], lease: StreamLease | None = None
+    ) -> list[pb.EventAck]:
         """One ack per event, in order. Commits run per register in order, registers side by
         side; a refund / cancel runs alone between them (see the module docstring). ``blocked``
-        (registers refused retriably on this stream) is read and extended."""
+        (registers refused retriably on this stream) is read and extended. With ``lease`` every
+        event is applied under its register's lease (claimed on the register's first event)."""
         acks: list[pb.EventAck | None] = [None] * len(events)
+
+        async def fenced(env: pb.EventEnvelope) -> pb.EventAck:
+            if lease is None:
+                return await self.apply_event(env)
+            try:
+                await self._claim(lease, env.register_id)
+            except Exception as exc:  # the claim's storage trouble: this event, retriably
+                return _rejection(env, translate(exc))
+            token = fence.CURRENT.set((fence.lease_key(lease.gateway, env.register_id), lease.stream))
+            try:
+                return await self.apply_event(env)
+            finally:
+                fence.CURRENT.reset(token)
 
         async def one(i: int) -> None:
             env = events[i]
             if env.register_id in blocked:
                 acks[i] = _refused(env)
                 return
-            ack = await self.apply_event(env)
+            ack = await fenced(env)
             rej = ack.rejected if ack.WhichOneof("result") == "rejected" else None
             if rej is not None and rej.retriable and not rej.deferred:
                 blocked.add(env.register_id)
@@ -270,12 +312,27 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
             else:
                 raise RuleViolation("INVALID_RECEIPT", "event has no body", field="body")
         except Exception as exc:  # every event gets an ack: a rejection is an answer too
-            f = translate(exc)
-            ack.rejected.CopyFrom(pb.Rejection(
-                reason=f.reason, message=f.message, metadata=f.metadata, retriable=f.retriable,
-                deferred=f.retriable and f.reason in DEFERRED,
-            ))
+            return _rejection(env, translate(exc))
         return ack
+
+
+@dataclass
+class StreamLease:
+    """One stream's identity for fencing: the gateway it names, its own id, what it claimed."""
+
+    gateway: str
+    stream: str
+    claimed: set[str] = field(default_factory=set)
+
+
+def _rejection(env: pb.EventEnvelope, f: CoreFailure) -> pb.EventAck:
+    return pb.EventAck(
+        event_id=env.event_id, register_id=env.register_id, register_seq=env.register_seq,
+        rejected=pb.Rejection(
+            reason=f.reason, message=f.message, metadata=f.metadata, retriable=f.retriable,
+            deferred=f.retriable and f.reason in DEFERRED,
+        ),
+    )
 
 
 def _refused(env: pb.EventEnvelope) -> pb.EventAck:

@@ -216,3 +216,12 @@ class GrantMark(Base):
     lot_id: Mapped[int | None] = mapped_column(Integer)
     points: Mapped[int] = mapped_column(BigInteger, default=0)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class RegisterLease(Base):
+    """Which event stream owns a (gateway, register) now (:mod:`simulators.core.fence`)."""
+
+    __tablename__ = "register_leases"
+    lease_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(40))
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)

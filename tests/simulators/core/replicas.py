@@ -1,0 +1,116 @@
+"""Real ``posgw core`` processes over one database, for the replica and balancing tests.
+
+:func:`start_replica` runs ``python -m gateway.cli core --listen 127.0.0.1:0`` and waits for its
+"core listening address=" log line (the port the kernel chose); its log is drained by a thread
+so a chatty replica never blocks on a full pipe. :meth:`Replica.kill` is SIGKILL (no graceful
+stop: in-flight transactions are rolled back by PostgreSQL when the connection drops);
+:meth:`Replica.stop` is SIGTERM, then SIGKILL after a bound.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+
+ROOT = Path(__file__).resolve().parents[3]
+PROGRAM = ROOT / "config" / "programs" / "seed002.toml"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+_LISTENING = re.compile(r"core listening address=(\S+)")
+
+
+@dataclass
+class Replica:
+    name: str
+    proc: subprocess.Popen[str]
+    address: str = ""
+    log: list[str] = field(default_factory=list)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(STOP_TIMEOUT_S)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def start_replica(db_url: str, name: str, program: Path = PROGRAM, listen: str = "127.0.0.1:0") -> Replica:
+    env = {**os.environ, "POSGW_CORE_REPLICA": name, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "core", "--listen", listen, "--program", str(program),
+         "--db", db_url],
+        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )
+    replica = Replica(name, proc)
+    ready = threading.Event()
+
+    def drain() -> None:
+        assert proc.stderr is not None
+        for text in proc.stderr:
+            replica.log.append(text.rstrip())
+            found = _LISTENING.search(text)
+            if found and not replica.address:
+                replica.address = found.group(1)
+                ready.set()
+        ready.set()  # the process ended without listening
+
+    threading.Thread(target=drain, name=f"replica-log-{name}", daemon=True).start()
+    if not ready.wait(START_TIMEOUT_S) or not replica.address:
+        replica.kill()
+        raise RuntimeError(f"core replica {name} did not start:\n" + "\n".join(replica.log[-20:]))
+    return replica
+
+
+@contextmanager
+def replicas(db_url: str, count: int) -> Iterator[list[Replica]]:
+    """``count`` replicas on ``db_url``; every one stopped (or killed) at the end."""
+    started: list[Replica] = []
+    try:
+        for i in range(count):
+            started.append(start_replica(db_url, f"r{i + 1}"))
+        yield started
+    finally:
+        for r in started:
+            r.stop()
+
+
+def now_ts() -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(datetime.now(UTC))
+    return ts
+
+
+STAFF = pb.Staff(store_id="S1", terminal_id="T1", cashier_id="C1", cashier_name="Ольга")
+
+
+def sale_event(register: str, seq: int, phone: str, amount: int, key_prefix: str = "EV") -> pb.EventEnvelope:
+    """A register's ``seq``-th event: a sale of ``amount`` kopecks to the customer with ``phone``."""
+    key = f"{key_prefix}-{register}-{seq}"
+    draft = pb.ReceiptDraft(
+        customer=pb.CustomerRef(phone=phone),
+        lines=[pb.Line(line_id="L1", sku="SKU1", name="goods", qty_milli=1000, amount=amount)],
+        occurred_at=now_ts(), staff=STAFF, register_id=register, receipt_number=key, total=amount,
+        channel="test",
+    )
+    return pb.EventEnvelope(event_id=key, register_id=register, register_seq=seq,
+                            commit=pb.CommitRequest(idempotency_key=key, draft=draft))

@@ -8,6 +8,8 @@ Written from ../shared/protocols/moysklad.md (see README.md, "Sources and quirks
 - ``preferredBonusToSpend`` is read at the top level or inside ``bonusProgram``; null or absent is
   "no preference" (the maximum spendable is answered); a negative number is refused;
 - a return's ``agent`` is read flat (``{href,id}``) or wrapped (``{meta:{href,id}}``), or absent;
+- a counterparty's phone is informational: one that is not a phone number reads as none (the
+  code endpoints then refuse for want of a phone; a recalc or a sale goes on);
 - the syncId of ``/counterparty/verify`` is the last path segment of ``meta.href``;
 - answers carry numbers (never the strings of MoySklad's gift card example); errors are always
   ``{"errors":[{"error","code","error_message"[,"parameter"]}]}``.
@@ -139,8 +141,11 @@ def agent(value: object, where: str, *, flat_ok: bool = False) -> Agent:
         raise BadInput(f"must be one of {', '.join(STATUS_CHECKS)}", f"{where}.statusCheck")
     sex = fields.text(raw.get("sex"), f"{where}.sex", limit=16)
     phone = fields.text(raw.get("phone"), f"{where}.phone", limit=64)
-    if phone:
-        phone = fields.customer(IdKind.PHONE, phone, f"{where}.phone").value
+    if phone:  # informational (a customer card may hold "+7 903 … доб. 12"): one we cannot read is none
+        try:
+            phone = fields.customer(IdKind.PHONE, phone, f"{where}.phone").value
+        except BadInput:
+            phone = ""
     return Agent(
         ms_id=ms_id,
         href=href,

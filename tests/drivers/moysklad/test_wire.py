@@ -87,9 +87,9 @@ def test_registration_code_takes_the_sync_id_from_the_posap_href() -> None:
         ),
         (wire.parse_recalc, p.recalc(spending=True, preferred=1.5), "preferredBonusToSpend"),
         (
-            wire.parse_recalc,
-            {**p.recalc(), "agent": {"meta": {"id": "x"}, "phone": "call me"}},
-            "agent.phone",
+            wire.parse_registration_code,
+            {"meta": {"href": "h/syncid/x"}, "phone": "call me"},
+            "phone",
         ),
         (wire.parse_sale, p.sale(spend=-1), "bonusProgram.bonusValueToSpend"),
         (
@@ -106,6 +106,13 @@ def test_bad_input_names_the_field(parse: Any, body: Any, field: str) -> None:
     with pytest.raises(BadInput) as info:
         parse(p.dumps(body))
     assert info.value.field == field
+
+
+def test_a_phone_that_is_not_one_reads_as_none_in_a_recalc() -> None:
+    req = wire.parse_recalc(
+        p.dumps({**p.recalc(), "agent": {"meta": {"id": "x"}, "phone": "+7 903 доб. 12"}})
+    )
+    assert req.agent.ms_id == "x" and req.agent.phone == ""
 
 
 def test_errors_body_shape() -> None:

@@ -160,7 +160,8 @@ def _scaled(raw: str, digits: int) -> int | None:
     if m is None:
         return None
     frac = (m.group(2) or "").ljust(digits + 1, "0")
-    return int(m.group(1)) * 10**digits + int(frac[:digits] or 0) + (frac[digits] >= "5")
+    whole: int = int(m.group(1)) * 10**digits
+    return whole + int(frac[:digits] or 0) + (1 if frac[digits] >= "5" else 0)
 
 
 def parse_envelope(body: bytes, *, max_bytes: int) -> Envelope:

@@ -113,3 +113,23 @@ class TestMoySkladCompliance(ComplianceSuite):
     @pytest.mark.parametrize("forge", ["altered", "foreign", "garbage"])
     async def test_forged_calc_token_is_refused_and_nothing_stored(self, forge: str, tmp_path: Path) -> None:
         pytest.skip("MoySklad's requests have no field that carries a calc token: nothing to forge")
+
+
+async def test_the_same_document_id_with_other_content_is_refused_and_counted_as_a_conflict(
+    tmp_path: Path,
+) -> None:
+    """In the real daemon: 409 in the errors shape; the copy is a RECEIPT_CONFLICT row of the operator
+    queue (the first sale untouched) and ``posgw_outbox_events_total{outcome="conflict"}`` counts it."""
+    adapter = MoySkladAdapter()
+    other = p.sale(pos=[p.position("1d2c3b4a-0b6c-11ef-0a80-0d6e00778899", 3, 500.00)])
+    async with running(adapter.name, adapter.options(), tmp_path) as gw:
+        adapter.check_ok("sale", await gw.send(_post("/retaildemand", p.sale())), duplicate=False)
+        refused = await gw.send(_post("/retaildemand", other))
+        assert refused.status == 409, refused
+        adapter.check_error(refused)
+        adapter.check_ok("sale", await gw.send(_post("/retaildemand", p.sale())), duplicate=True)
+        rows = gw.rows()
+        metrics = (await gw.get("/metrics")).text()
+    key = "moysklad:demand:5f6e7d8c-6ea1-11f0-0a80-0d6e00aabbcc"
+    assert [k for k, _ in rows] == [key, f"{key}:conflict:1"] and rows[1][1] == "rejected", rows
+    assert 'posgw_outbox_events_total{outcome="conflict"} 1.0' in metrics

@@ -144,8 +144,13 @@ async def start_core(
 
 
 async def serve(listen: str, program: Program | str | Path, db_url: str, now: Clock | None = None) -> None:
-    """Serve until SIGTERM / SIGINT, then stop gracefully."""
-    handle = await start_core(program, db_url, listen, now)
+    """Serve until SIGTERM / SIGINT, then stop gracefully. An SMS provider set up wrongly in the
+    environment stops the start with one line saying what to set (no traceback)."""
+    try:
+        sender = sms.from_environ(os.environ)
+    except ValueError as exc:
+        raise SystemExit(f"posgw core: {exc}") from None
+    handle = await start_core(program, db_url, listen, now, sender)
     # everything loaded so far lives as long as the process: keep it out of the collector's
     # full passes (they walked SQLAlchemy's and protobuf's objects on every gen-2 collection)
     gc.freeze()

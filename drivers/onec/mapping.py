@@ -217,13 +217,22 @@ def soft_answer(
         return replace(base, message=OFFLINE_TEXT)
     if receipt.customer is not None and not result.customer_found and not result.offline:
         return replace(base, return_code=UNKNOWN_CARD, message=result.message or "Карта не найдена")
-    by_line = {x.line_id: x for x in result.lines}
-    ids = line_ids(c)
+    discount = {x.line_id: x.discount for x in result.lines}
     available = result.max_points * pv
     avail = _spread(available, [i.summ_discounted for i in c.items])
     items = tuple(
-        replace(a, available=av, writeoff=by_line[lid].discount if lid in by_line else 0)
-        for a, lid, av in zip(base.items, ids, avail, strict=True)
+        ItemAnswer(
+            i.position,
+            i.article,
+            i.price,
+            i.qty_milli,
+            i.summ,
+            i.discount,
+            i.summ_discounted,
+            av,
+            discount.get(lid, 0),
+        )
+        for i, lid, av in zip(c.items, line_ids(c), avail, strict=True)
     )
     writeoff = sum(i.writeoff for i in items)
     message = result.message or ("OK" if not result.offline else OFFLINE_TEXT)

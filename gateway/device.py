@@ -30,6 +30,8 @@ Invariants:
 - **Writes** (a customer display) are queued to the worker thread and done there between reads
   (so within about ``read_timeout_s``); :meth:`PortWorker.write` raises :class:`PortAbsent`
   when the port is not open or is lost before the write, TimeoutError on a write timeout.
+  :meth:`PortWorker.exchange` queues a whole request/response dialogue the same way (a device
+  that answers, such as a fiscal register: ``listen=False`` then reads nothing in between).
 - **Stop** sets the stop flag, calls ``cancel_read()`` and joins the thread (bounded): with the
   default 0.1 s read timeout the thread is gone well under a second; pending writes fail.
 """
@@ -45,13 +47,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import serial
 
 from gateway.driver import DriverContext
 
 log = logging.getLogger("posgw.device")
+T = TypeVar("T")
 
 
 class PortAbsent(Exception):
@@ -72,6 +75,7 @@ class PortOptions:
     reconnect_s: tuple[float, ...] = (0.5, 1.0, 2.0, 5.0)  # the last one repeats
     absent_after: int = 3  # failed opens in a row before the state says absent
     exclusive: bool = True
+    listen: bool = True  # False: nothing is read but by exchange() (a request/response device)
 
 
 class FrameSplitter:
@@ -149,7 +153,8 @@ class PortWorker:
         self._lock = threading.Lock()  # guards self._port between open/close and cancel_read
         self._port: Any = None
         self._stop = threading.Event()
-        self._writes: queue.SimpleQueue[tuple[bytes, asyncio.Future[None]]] = queue.SimpleQueue()
+        self._writes: queue.SimpleQueue[tuple[bytes | Callable[[Any], Any], asyncio.Future[Any]]] = (
+            queue.SimpleQueue())
         self._frames: asyncio.Queue[bytes] = asyncio.Queue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -224,6 +229,16 @@ class PortWorker:
         self._writes.put((data, done))
         await done
 
+    async def exchange(self, job: Callable[[Any], T]) -> T:
+        """Run ``job(port)`` in the worker thread between reads (a request/response dialogue
+        with the device, e.g. a fiscal register's status); its result, or what it raised:
+        PortAbsent when the port is not open or is lost meanwhile (the worker reconnects)."""
+        if not self.present or self._loop is None:
+            raise PortAbsent(f"port {self.name} is {self._state}")
+        done: asyncio.Future[T] = self._loop.create_future()
+        self._writes.put((job, done))
+        return await done
+
     # ------------------------------------------------------------ the worker thread
 
     def _main(self) -> None:
@@ -260,6 +275,14 @@ class PortWorker:
                 self._fail_writes()
 
     def _pump(self, port: Any) -> None:
+        if not self.options.listen:
+            while not self._stop.is_set():
+                try:
+                    item = self._writes.get(timeout=self.options.read_timeout_s)
+                except queue.Empty:
+                    continue
+                self._do_one(port, *item)
+            return
         splitter = FrameSplitter(self.options.terminators, self.options.max_frame)
         last_byte = time.monotonic()
         while not self._stop.is_set():
@@ -285,21 +308,28 @@ class PortWorker:
     def _do_writes(self, port: Any) -> None:
         while True:
             try:
-                data, done = self._writes.get_nowait()
+                job, done = self._writes.get_nowait()
             except queue.Empty:
                 return
-            try:
-                port.write(data)
-                port.flush()
-            except serial.SerialTimeoutException as exc:
-                self._to_loop(_settle, done, TimeoutError(f"write to {self.name} timed out: {exc}"))
-            except (serial.SerialException, OSError) as exc:
-                self._to_loop(_settle, done, PortAbsent(f"port {self.name} lost: {exc}"))
-                raise
-            except Exception as exc:  # e.g. not bytes: the caller's mistake, the port is fine
-                self._to_loop(_settle, done, exc)
+            self._do_one(port, job, done)
+
+    def _do_one(self, port: Any, job: bytes | Callable[[Any], Any], done: asyncio.Future[Any]) -> None:
+        result = None
+        try:
+            if callable(job):
+                result = job(port)
             else:
-                self._to_loop(_settle, done, None)
+                port.write(job)
+                port.flush()
+        except serial.SerialTimeoutException as exc:
+            self._to_loop(_settle, done, TimeoutError(f"write to {self.name} timed out: {exc}"))
+        except (serial.SerialException, OSError) as exc:
+            self._to_loop(_settle, done, PortAbsent(f"port {self.name} lost: {exc}"))
+            raise
+        except Exception as exc:  # e.g. not bytes, or the device's answer refused: the port is fine
+            self._to_loop(_settle, done, exc)
+        else:
+            self._to_loop(_settle, done, None, result)
 
     def _fail_writes(self) -> None:
         while True:
@@ -352,11 +382,11 @@ class PortWorker:
                 self._loop.call_soon_threadsafe(fn, *args)
 
 
-def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
+def _settle(done: asyncio.Future[Any], error: BaseException | None, result: Any = None) -> None:
     if done.done():
         return
     if error is None:
-        done.set_result(None)
+        done.set_result(result)
     else:
         done.set_exception(error)
 

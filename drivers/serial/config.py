@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from gateway.config import Model
 
-ROLES = ("scanner", "display")
+ROLES = ("scanner", "display", "fiscal")
 COMMAND_SETS = ("epson", "cd5220", "ansi")
 ENCODINGS = ("cp866", "cp1251", "cp437")
 KINDS = ("app_code", "qr_payload", "card", "phone", "customer_id", "ignore")
@@ -57,7 +57,9 @@ class Device(Model):
     """One serial device."""
 
     name: str = Field(pattern=r"^[a-z0-9_-]{1,32}$", description="a short name (alarms: port:<name>)")
-    role: Literal["scanner", "display"] = Field(description="scanner (reads scans) or display (shows text)")
+    role: Literal["scanner", "display", "fiscal"] = Field(description=(
+        "scanner (reads scans), display (shows text) or fiscal (a Shtrih-M register whose status is "
+        "read, only when the gateway owns its port)"))
     register_id: str = Field(min_length=1, max_length=256, description=(
         "the register (as the till driver reports it) whose next receipt a scan binds / whose news it shows"))
     port: str = Field(default="", max_length=500, description=(
@@ -80,6 +82,10 @@ class Device(Model):
         default="cp866", description="the display's character table; characters it lacks are replaced")
     code_table: int | None = Field(default=None, ge=0, le=255, description=(
         "send 'select character table n' on open (ESC t n; ESC R n for ansi); none: the display's default"))
+    # fiscal
+    password: int = Field(default=30, ge=0, le=99_999_999,
+                          description="fiscal: the operator password of the status command (30: admin)")
+    status_s: float = Field(default=60.0, ge=1, le=3600, description="fiscal: read the status this often")
 
     @model_validator(mode="after")
     def _located(self) -> Device:
@@ -126,7 +132,8 @@ class Config(Model):
         seen: dict[str, Device] = {}
         for d in self.devices:
             other = seen.setdefault(d.url, d)
-            clash = other.role == d.role or (other.baudrate, other.parity) != (d.baudrate, d.parity)
+            clash = (other.role == d.role or "fiscal" in (other.role, d.role)
+                     or (other.baudrate, other.parity) != (d.baudrate, d.parity))
             if other is not d and clash:
                 raise ValueError(f"devices {other.name} and {d.name} share {d.url}: only a scanner and a "
                                  "display may share a port, with the same baudrate and parity")

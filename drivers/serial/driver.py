@@ -36,7 +36,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from serial.tools import list_ports
 
-from drivers.serial import NAME, mapping, wire
+from drivers.serial import NAME, mapping, shtrih, wire
 from drivers.serial.config import Config, Device
 from gateway.device import PortAbsent, PortOptions, PortWorker
 from gateway.driver import CustomerInfo, DriverContext, Finding, RegisterNews
@@ -58,8 +58,42 @@ def port_options(devices: list[Device], reconnect_s: tuple[float, ...] = (0.5, 1
         first.url, baudrate=first.baudrate, parity=PARITY[first.parity],
         terminators=(scanner.terminators if scanner else "\r\n").encode("latin-1"),
         idle_flush_s=(scanner.idle_flush_ms / 1000 or None) if scanner else None,
-        reconnect_s=reconnect_s,
+        reconnect_s=reconnect_s, listen=first.role != "fiscal",
     )
+
+
+class Fiscal:
+    """A Shtrih-M register's status, read every ``status_s`` (read-only commands only): the alarm
+    ``fiscal:<device>`` is raised while there is no link or the status needs the operator (an
+    error, a shift open over 24 hours, blocked), cleared when it is fine."""
+
+    def __init__(self, device: Device, worker: PortWorker, ctx: DriverContext) -> None:
+        self.device = device
+        self.worker = worker
+        self.ctx = ctx
+        self.last: shtrih.ShortStatus | None = None
+        self.key = f"fiscal:{device.name}"
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            if self.worker.present:
+                await self.check()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.device.status_s)
+
+    async def check(self) -> None:
+        password = self.device.password
+        try:
+            status = await self.worker.exchange(lambda port: shtrih.short_status(port, password))
+        except PortAbsent:
+            return  # the port's own alarm says so
+        except (shtrih.LinkError, ValueError) as exc:
+            self.ctx.alarm(self.key, f"fiscal register {self.device.name}: {exc}: check its cable, "
+                                     "power and baudrate")
+            return
+        self.last = status
+        problem = status.problem
+        self.ctx.alarm(self.key, f"fiscal register {self.device.name}: {problem}" if problem else None)
 
 
 class Display:
@@ -267,6 +301,7 @@ class SerialDriver:
         self.config = config
         self.reconnect_s = reconnect_s
         self.displays: dict[str, Display] = {}  # device name -> its display (for tests)
+        self.fiscals: dict[str, Fiscal] = {}
 
     def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
         return []
@@ -290,7 +325,10 @@ class SerialDriver:
                                 count=ctx.count, logger=ctx.log, on_state=self._alarm(ctx, devices, url))
             workers.append(worker)
             for device in devices:
-                if device.role == "display":
+                if device.role == "fiscal":
+                    fiscal = self.fiscals[device.name] = Fiscal(device, worker, ctx)
+                    jobs.append(fiscal.run(ctx.stopping))
+                elif device.role == "display":
                     display = self.displays[device.name] = Display(device, worker, self.config)
                     displays.setdefault(device.register_id, display)
                     unwatch.append(ctx.watch_register(device.register_id, display.news))

@@ -1,4 +1,5 @@
-"""pyserial URL handlers for the simulators: ``scannersim://NAME`` and ``displaysim://NAME``.
+"""pyserial URL handlers for the simulators: ``scannersim://NAME``, ``displaysim://NAME`` and
+``shtrihsim://NAME`` (a Shtrih-M register: :func:`shtrih` gives its state and faults).
 
 After :func:`register`, ``serial.serial_for_url("scannersim://lane1")`` opens the in-process
 scanner named ``lane1`` (:func:`scanner` gives the test its end: ``scan(...)`` queues bytes the
@@ -14,6 +15,7 @@ from __future__ import annotations
 import serial
 
 from simulators.devices.display import DisplayModel
+from simulators.devices.shtrih import ShtrihSim
 
 PACKAGE = "simulators.devices.handlers"
 
@@ -58,6 +60,14 @@ def display(name: str, command_set: str = "epson", encoding: str = "cp866") -> S
     if sim.model is None:
         sim.model = DisplayModel(command_set, encoding)
     return sim
+
+
+REGISTERS: dict[str, ShtrihSim] = {}
+
+
+def shtrih(name: str) -> ShtrihSim:
+    """The register behind ``shtrihsim://NAME`` (its port end is ``end("shtrihsim", NAME)``)."""
+    return REGISTERS.setdefault(name, ShtrihSim())
 
 
 def register() -> None:

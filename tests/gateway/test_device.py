@@ -246,3 +246,27 @@ async def test_a_flood_in_one_read_keeps_only_the_newest_frames(pty: PtyPair) ->
         pty.send(b"".join(b"%d\r" % i for i in range(1000)))
         await until(lambda: counted.count("device_frame") == 1000)
         assert await frames(worker, 3) == [b"997", b"998", b"999"]
+
+
+async def test_exchange_runs_a_dialogue_in_the_worker_thread_and_listen_false_reads_nothing(
+        pty: PtyPair) -> None:
+    async with PortWorker(options(pty.path, listen=False)) as worker:
+        await until(lambda: worker.present)
+        pty.send(b"unasked\r")  # a device that talks out of turn: nobody reads it but a dialogue
+
+        def dialogue(port: object) -> tuple[bytes, str]:
+            port.write(b"\x05")  # type: ignore[attr-defined]
+            return port.read(8), threading.current_thread().name  # type: ignore[attr-defined]
+
+        got, thread = await asyncio.wait_for(worker.exchange(dialogue), 2)
+        assert got == b"unasked\r" and thread.startswith("port-")
+        assert await pty.read(1) == b"\x05"
+
+        def broken(port: object) -> None:
+            raise ValueError("the answer made no sense")
+
+        with pytest.raises(ValueError, match="no sense"):
+            await worker.exchange(broken)
+        assert worker.present  # the port is fine
+    with pytest.raises(PortAbsent):
+        await worker.exchange(dialogue)

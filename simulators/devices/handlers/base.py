@@ -25,7 +25,7 @@ class SimSerial(SerialBase):  # type: ignore[misc]
         options = dict(urllib.parse.parse_qsl(parts.query))
         name = parts.netloc or parts.path
         self._sim = (urls.display(name, options.get("command_set", "epson"), options.get("encoding", "cp866"))
-                     if self.SCHEME == "displaysim" else urls.scanner(name))
+                     if self.SCHEME == "displaysim" else urls.end(self.SCHEME, name))
         if not self._sim.present:
             raise SerialException(f"could not open port {self._port}: [Errno 2] No such file or directory")
         self._generation = self._sim.generation

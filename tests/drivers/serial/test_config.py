@@ -9,6 +9,7 @@ from tests.drivers.config_helpers import load_section, section_problems
 
 SCANNER = '[[drivers.serial.devices]]\nname = "s1"\nrole = "scanner"\nregister_id = "r1"\n'
 DISPLAY = '[[drivers.serial.devices]]\nname = "d1"\nrole = "display"\nregister_id = "r1"\n'
+FISCAL = DISPLAY.replace('"display"', '"fiscal"')
 
 
 def test_defaults(tmp_path: Path) -> None:
@@ -43,6 +44,7 @@ def test_refusals_name_the_key(tmp_path: Path) -> None:
         SCANNER.replace('"scanner"', '"printer"') + 'port = "/dev/a"\n': "",
         SCANNER + 'port = "/dev/a"\n' + SCANNER + 'port = "/dev/b"\n': "unique",
         SCANNER + 'port = "/dev/a"\n' + SCANNER.replace('"s1"', '"s2"') + 'port = "/dev/a"\n': "share",
+        SCANNER + 'port = "/dev/a"\n' + FISCAL + 'port = "/dev/a"\n': "share",
         'patterns = [{ kind = "card", regex = "(" }]\n': "regular expression",
         'patterns = [{ kind = "bonus", regex = "x" }]\n': "",
         "bind_s = 1.0\n": "",

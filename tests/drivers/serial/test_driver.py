@@ -194,3 +194,24 @@ async def test_a_stalled_display_never_holds_a_scan_and_catches_up() -> None:
         assert lane.screen() == IDLE
         lane.display.stalled = False
         await lane.shows(("Здравствуйте, Анна!", "Баланс: 5 б."))
+
+
+async def test_a_fiscal_register_status_raises_and_clears_its_alarm() -> None:
+    name = f"fr{next(_names)}"
+    register = urls.shtrih(name)
+    register.mode = 3  # shift open over 24 h
+    device = Device(name="fr", role="fiscal", register_id="r1", port=f"shtrihsim://{name}", status_s=1.0)
+    driver = SerialDriver(Config(devices=[device]), reconnect_s=(0.01,))
+    ctx = FakeContext("serial")
+    task = asyncio.create_task(driver.run(ctx))
+    try:
+        await until(lambda: "fiscal:fr" in ctx.alarms)
+        assert "over 24 hours" in ctx.alarms["fiscal:fr"]
+        register.mode = 2
+        await until(lambda: "fiscal:fr" not in ctx.alarms)
+        register.silent = True
+        await until(lambda: "no link" in ctx.alarms.get("fiscal:fr", ""))
+        assert register.commands and set(register.commands) == {0x10}  # the status, nothing else
+    finally:
+        ctx.stopping.set()
+        await asyncio.wait_for(task, 5)

@@ -85,3 +85,46 @@ async def serving(sim: SmsRuSimulator) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+async def _serve_forever(sim: SmsRuSimulator, port: int) -> None:
+    app = web.Application()
+    app.router.add_route("*", "/sms/send", sim.send)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    print(f"SMS.ru simulator on http://127.0.0.1:{port} (POSGW_CORE_SMS_URL); Ctrl-C stops it", flush=True)
+    seen = 0
+    try:
+        while True:  # what the phones receive, as it arrives
+            await asyncio.sleep(0.2)
+            texts = [(to, t) for to, box in sim.inbox.items() for t in box]
+            for to, text in texts[seen:]:
+                print(f"+{to}: {text}", flush=True)
+            seen = len(texts)
+    finally:
+        await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m simulators.sms.smsru --api-id KEY [--port N] [--delay-s S] [--down] [--duplicate]``:
+    the simulator for a hand-run core (``POSGW_CORE_SMS_PROVIDER=smsru``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="SMS.ru API simulator (prints every SMS it accepts)")
+    parser.add_argument("--api-id", required=True)
+    parser.add_argument("--port", type=int, default=8090)
+    parser.add_argument("--delay-s", type=float, default=0.0, help="answer this late (a slow provider)")
+    parser.add_argument("--down", action="store_true", help="answer 503")
+    parser.add_argument("--duplicate", action="store_true", help="deliver every message twice")
+    args = parser.parse_args(argv)
+    sim = SmsRuSimulator(args.api_id, Faults(delay_s=args.delay_s, down=args.down, duplicate=args.duplicate))
+    try:
+        asyncio.run(_serve_forever(sim, args.port))
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

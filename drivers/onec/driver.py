@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -29,7 +30,7 @@ from aiohttp import web
 from drivers.onec import NAME, mapping, wire, wsdl
 from drivers.onec.config import PATH, Config
 from gateway import http_edge
-from gateway.driver import DriverContext, Refusals
+from gateway.driver import DriverContext, Finding, Refusals
 from gateway.errors import BadInput
 from gateway.receipt import Event, validate_event
 
@@ -242,6 +243,38 @@ def _checked(build: Any) -> Any:
         return build()
     except BadInput as exc:
         raise _Invalid(exc) from None
+
+
+def check(options: Mapping[str, Any]) -> list[Finding]:
+    """What the Config cannot say alone: a password to check the 1C module's calls against, and a
+    ``public_url`` the 1C server can reach (it goes into the WSDL the WS-reference imports)."""
+    try:
+        cfg = Config.model_validate(dict(options))
+    except Exception as exc:  # the loader reports it in detail; here one finding
+        return [Finding("FAIL", "", f"invalid section: {exc}", "see drivers/onec/sample.toml")]
+    out = []
+    if not cfg.password.get_secret_value():
+        out.append(
+            Finding(
+                "FAIL",
+                "password",
+                "no password: every call from 1C would be refused (401)",
+                "set password (or POSGW_DRIVERS_ONEC_PASSWORD) and the same in the WS-reference",
+            )
+        )
+    host = (urlsplit(cfg.public_url).hostname or "").lower()
+    if host in ("127.0.0.1", "localhost", "::1") or host.startswith("127."):
+        out.append(
+            Finding(
+                "WARN",
+                "public_url",
+                f"the WSDL names {cfg.public_url}: only a file infobase on "
+                "this machine reaches it (a client-server 1C calls from its server)",
+                "set public_url to the URL the 1C server reaches, e.g. https://gw.shop.lan/v1/onec"
+                "/POSProcessing.asmx",
+            )
+        )
+    return out
 
 
 def create(options: Mapping[str, Any]) -> OneCDriver:

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient
 from lxml import etree  # type: ignore[import-untyped]
 
 from drivers.onec.config import Config
-from drivers.onec.driver import OneCDriver
+from drivers.onec.driver import OneCDriver, check
 from gateway import xml_fields
 from gateway.driver import CustomerInfo
 from gateway.errors import CoreUnavailable
@@ -448,3 +448,10 @@ async def test_another_cheque_under_a_remembered_key_is_submitted_not_answered_f
     status, body, _ = await post(gw, e.envelope(other))
     assert status == 200 and len(ctx.submits) == 2, body  # the outbox decides (here: a duplicate key)
     assert [ln.sku for ln in ctx.submits[1].receipt.lines] == ["TEA"]  # type: ignore[union-attr]
+
+
+def test_check_finds_no_password_and_a_loopback_public_url() -> None:
+    found = {(f.level, f.key) for f in check({"password": ""})}
+    assert found == {("FAIL", "password"), ("WARN", "public_url")}
+    assert check(e.OPTIONS) == []
+    assert check({"public_url": "gopher://x"})[0].level == "FAIL"

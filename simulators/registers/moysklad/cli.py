@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             f"operator queue {report.queued if report.queued >= 0 else 'not checked'}"
         )
         for step, balance in report.balances:
-            print(f"  balance {step}: {balance}")
+            print(f"  balance {step}: {'not shown' if balance is None else balance}")
         for problem in report.problems:
             print(f"  PROBLEM: {problem}")
     return 1 if report.problems else 0

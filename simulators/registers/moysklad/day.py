@@ -32,7 +32,7 @@ class Report:
     sent: int = 0
     applied: int = 0  # documents and customers the loyalty system accepted (2xx)
     problems: list[str] = field(default_factory=list)
-    balances: list[tuple[str, int]] = field(default_factory=list)  # (step, balance seen)
+    balances: list[tuple[str, int | None]] = field(default_factory=list)  # (step, balance seen or None)
     queued: int = -1  # rows of ours in the gateway's operator queue (-1: not asked)
     recalcs: dict[str, Any] = field(default_factory=dict)  # step -> the recalc answer the till applied
 
@@ -48,6 +48,11 @@ def _kop(value: Any) -> int:
 
 def _milli(value: Any) -> int:
     return int((Decimal(str(value)) * 1000).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _plus(balance: int | None, delta: int) -> int | None:
+    """The balance expected after ``delta`` points; None (not checked) when the last was not shown."""
+    return None if balance is None else balance + delta
 
 
 def answer_problems(items: list[Item], reply: Reply) -> list[str]:
@@ -105,8 +110,9 @@ class Day:
         that confirmed it)."""
         return (self.now - timedelta(seconds=60 - step)).strftime("%Y-%m-%d %H:%M:%S")
 
-    async def _balance(self, who: dict[str, Any], expected: int | None, step: str) -> int:
-        """The balance shown for ``who``; with ``expected``, polled until it is that (applied)."""
+    async def _balance(self, who: dict[str, Any], expected: int | None, step: str) -> int | None:
+        """The balance shown for ``who`` (None: not shown); with ``expected``, polled until it is
+        that (applied)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + self.settle_s
         while True:
@@ -119,8 +125,8 @@ class Day:
         self.report.check(reply.status == 200, f"{step}: balance answered {reply.status} {reply.data}")
         if expected is not None:
             self.report.check(seen == expected, f"{step}: balance {seen}, expected {expected}")
-        self.report.balances.append((step, -1 if seen is None else int(seen)))
-        return -1 if seen is None else int(seen)
+        self.report.balances.append((step, None if seen is None else int(seen)))
+        return None if seen is None else int(seen)
 
     async def _ok(self, reply: Reply, status: tuple[int, ...], what: str) -> bool:
         ok = self.report.check(reply.status in status, f"{what}: answered {reply.status} {reply.data}")
@@ -168,7 +174,7 @@ class Day:
         )
         await self._ok(await c.sale(body), (200, 201, 204), "sale earning")
         await self._ok(await c.sale(body), (200, 201, 204), "sale earning resent")
-        balance = await self._balance(who, balance + earn, "after earning")
+        balance = await self._balance(who, _plus(balance, earn), "after earning")
         # -- spending with a code, a position that needs a split (3 x 100.00)
         spend_items = [Item(c.uuid(), 10000, 3000), Item(c.uuid(), 7777, 1000)]
         spend_calc = await c.recalc(who, spend_items, spending=True, preferred=None)
@@ -194,7 +200,7 @@ class Day:
             37777 - spend * 100,
         )  # an empty document id: the fallback key
         await self._ok(await c.sale(spend_sale), (200, 201, 204), "sale spending")
-        balance = await self._balance(who, balance - spend + earn2, "after spending")
+        balance = await self._balance(who, _plus(balance, earn2 - spend), "after spending")
         # -- a gift certificate pays part of a sale; the preference inside bonusProgram (Q1), zero
         card = await c.gift_card(GIFT[1])
         if r.check(
@@ -225,7 +231,7 @@ class Day:
                 and after.data.get("currentBalance", 0) == card.data.get("currentBalance", 0) - paid,
                 f"gift card after the sale: {after.data}",
             )
-            balance = await self._balance(who, balance + earn3, "after gift card")
+            balance = await self._balance(who, _plus(balance, earn3), "after gift card")
         # -- returns of the earning sale: partial, then the rest (sent twice: a repeated return)
         part = [Item(items[1].product, items[1].price, 1000)]
         await self._ok(
@@ -248,6 +254,6 @@ class Day:
             "return full resent",
         )
         # the whole earning sale is back: what it earned is taken back exactly, nothing else moves
-        await self._balance(who, balance - earn, "after returns")
+        await self._balance(who, _plus(balance, -earn), "after returns")
         r.sent = c.sent
         return r

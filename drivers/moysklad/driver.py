@@ -17,7 +17,7 @@ points than the last recalc allowed, spending without a code: the ``errors`` bod
 nothing stored; a calc never fails the till for core trouble (prices unchanged, no points); a code
 request never waits past ``code_budget_ms``. The driver's state (``ctx.state``): ``link:<msId>``
 (MoySklad counterparty -> core customer and phone), ``calc:<store>:<msId>`` (what the last recalc
-allowed), ``code:<phone>`` (the spending code handed to the till, kept for the code's life),
+allowed), ``code:<phone digits>`` (the spending code handed to the till, kept for the code's life),
 ``doc:<key>`` (content digest of a stored document, written last), ``sale:<key>`` (a sale's lines),
 ``returned:<sale key>`` (what each return took back) and ``gift:<name>`` (kopecks each sale paid with a
 gift card), the last two kept per document so a resend after an interrupted answer records once.
@@ -267,7 +267,7 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
                 f"через {repeat} с или продайте без списания баллов",
             )
         if purpose == "spending":
-            await ctx.state.put(f"code:{phone}", sent.code, keep_s=CODE_KEEP_S)
+            await ctx.state.put(f"code:{mapping.phone_key(phone)}", sent.code, keep_s=CODE_KEEP_S)
         return self._answer(200, wire.render_code(sent.code, repeat, f"Код отправлен в SMS на {mask(phone)}"))
 
     async def _registration_code(self, ctx: DriverContext, body: bytes) -> web.Response:
@@ -396,7 +396,7 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             )
         if not self.config.codes_for_spending:
             return CustomerId(IdKind.CUSTOMER_ID, cid), last
-        code = await ctx.state.get(f"code:{phone}") if phone else None
+        code = await ctx.state.get(f"code:{mapping.phone_key(phone)}") if phone else None
         if not code:
             raise Refused(412, "Списание не подтверждено", "Код подтверждения не запрашивался или устарел")
         return CustomerId(IdKind.PHONE, phone, otp=code), last

@@ -58,6 +58,15 @@ def moment(text: str, now: datetime) -> datetime:
     return when.replace(tzinfo=MSK)
 
 
+def phone_key(phone: str) -> str:
+    """One spelling of a phone for the driver's own keys: digits, a Russian 8… or 10-digit number as
+    7… (the verify request and the customer card may write it differently)."""
+    digits = "".join(ch for ch in phone if ch.isdigit())
+    if len(digits) == 11 and digits.startswith("8"):
+        return "7" + digits[1:]
+    return "7" + digits if len(digits) == 10 else digits
+
+
 def document_key(kind: str, doc: Document) -> str:
     """The idempotency key of a sale (``demand``) or return (``return``)."""
     if doc.doc_id:

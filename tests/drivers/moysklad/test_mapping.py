@@ -158,3 +158,8 @@ def test_moment_is_moscow_time_and_checked() -> None:
     assert mapping.moment("", NOW) == NOW
     with pytest.raises(BadInput):
         mapping.moment("yesterday", NOW)
+
+
+@pytest.mark.parametrize("phone", ["+7 903 123-45-67", "89031234567", "9031234567", "+7(903)1234567"])
+def test_phone_key_is_one_spelling(phone: str) -> None:
+    assert mapping.phone_key(phone) == "79031234567"

@@ -383,6 +383,7 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
                 raise Refused(412, "Покупатель не найден", "Покупатель не зарегистрирован: баллы не списаны")
             return None, {}
         cid, phone = found
+        phone = phone or doc.agent.phone  # a customer registered by card: the sale's card may name the phone
         if not doc.spend:
             return CustomerId(IdKind.CUSTOMER_ID, cid), {}
         raw = await ctx.state.get(f"calc:{doc.store}:{doc.agent.ms_id}")

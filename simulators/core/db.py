@@ -12,8 +12,8 @@ Owns the on-disk layout (SQLite file or PostgreSQL database) and the transaction
 
 The tables themselves are in :mod:`simulators.core.tables` (a leaf module, shared with the
 ledger and the fast path); which failures are retried, in :mod:`simulators.core.db_errors`.
-Schema version lives in table ``meta``; :func:`create_schema` creates missing tables and
-records the version (new columns would be added here, one ``ALTER`` per version step).
+The schema is versioned with Alembic (:mod:`simulators.core.schema`, checked and upgraded at
+start); PostgreSQL connections are pooled with limits and timeouts (:mod:`simulators.core.pgconf`).
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-from simulators.core import fence
+from simulators.core import fence, pgconf, schema
 from simulators.core.db_errors import is_transient
 from simulators.core.fastpath import Sql
 from simulators.core.readers import ThreadReaders
-from simulators.core.tables import SCHEMA_VERSION, Base, Customer, Meta
+from simulators.core.tables import Customer, Meta
 from simulators.core.writer import BatchWriter
 
 T = TypeVar("T")
@@ -76,24 +76,13 @@ def make_engine(url: str, immediate: bool = True) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # PostgreSQL: pool limits and server-side timeouts from POSGW_CORE_DB_* (simulators.core.pgconf)
+    return create_engine(url, **pgconf.current().engine_kwargs())
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables and record the schema version; refuse a newer schema."""
-    Base.metadata.create_all(engine)
-    with Session(engine) as s, s.begin():
-        row = s.get(Meta, "schema_version")
-        if row is None:
-            s.add(Meta(key="schema_version", value=str(SCHEMA_VERSION)))
-        elif int(row.value) > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"database schema version {row.value} is newer than this core ({SCHEMA_VERSION}); "
-                "upgrade posgw or point --db at another database"
-            )
-        elif int(row.value) < SCHEMA_VERSION:  # future upgrades go here, one step per version
-            row.value = str(SCHEMA_VERSION)
-
+    """Create or upgrade the schema to this core's revision, or refuse (:mod:`simulators.core.schema`)."""
+    schema.prepare(engine)
 
 
 class Database:

@@ -35,13 +35,18 @@ from simulators.core.db import lock_customers
 from simulators.core.tables import Customer, GrantMark, Hold, LotRow, Operation
 
 GRACE_DAYS = 3
+JOB_TIMEOUT = "10min"
 # advisory lock keys of the jobs (any fixed 64-bit numbers; "posgw" + a job number)
 JOB_LOCKS = {"holds": 0x706F736777_01, "expiry": 0x706F736777_02, "grants": 0x706F736777_03}
 
 
 def job_lock(s: Session, job: str, postgres: bool) -> None:
-    """PostgreSQL: wait for ``job``'s advisory lock, held until this transaction ends."""
+    """PostgreSQL: wait for ``job``'s advisory lock, held until this transaction ends. A job may
+    run long and wait for another replica's run: its transaction lifts the connection's statement
+    and lock timeouts (:mod:`simulators.core.pgconf`) to ``JOB_TIMEOUT``."""
     if postgres:
+        s.execute(sql_text(f"SET LOCAL statement_timeout = '{JOB_TIMEOUT}'"))
+        s.execute(sql_text(f"SET LOCAL lock_timeout = '{JOB_TIMEOUT}'"))
         s.execute(sql_text("SELECT pg_advisory_xact_lock(:k)"), {"k": JOB_LOCKS[job]})
 
 

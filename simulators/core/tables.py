@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # meta.schema_version; 2: migrations by Alembic (simulators.core.schema)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

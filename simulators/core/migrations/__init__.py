@@ -1,0 +1,1 @@
+"""Alembic migrations of the reference core's schema (applied by :mod:`simulators.core.schema`)."""

@@ -20,9 +20,26 @@ from tests.drivers.config_helpers import load_section
 JWT = "vendor-jwt"
 
 
-def register(vendor: str, token_file: Path, *more: str, url: str = "https://shop.example.ru/v1/moysklad") -> int:
-    return main(["moysklad", "register", "--token-file", str(token_file), "--app-id", "app", "--account-id",
-                 "acc", "--url", url, "--vendor-api", vendor, *more])
+def register(
+    vendor: str, token_file: Path, *more: str, url: str = "https://shop.example.ru/v1/moysklad"
+) -> int:
+    return main(
+        [
+            "moysklad",
+            "register",
+            "--token-file",
+            str(token_file),
+            "--app-id",
+            "app",
+            "--account-id",
+            "acc",
+            "--url",
+            url,
+            "--vendor-api",
+            vendor,
+            *more,
+        ]
+    )
 
 
 async def run_with_vendor(api: VendorApi, fn: Any) -> Any:
@@ -40,8 +57,11 @@ async def test_register_stores_the_token_then_sets_it_in_moysklad(tmp_path: Path
     token_file = tmp_path / "moysklad.tokens"
     assert await run_with_vendor(api, lambda url: register(url, token_file)) == 0
     [token] = token_file.read_text().split()
-    assert api.registered[("app", "acc")] == {"url": "https://shop.example.ru/v1/moysklad", "token": token,
-                                              "externalSearch": True}
+    assert api.registered[("app", "acc")] == {
+        "url": "https://shop.example.ru/v1/moysklad",
+        "token": token,
+        "externalSearch": True,
+    }
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     config = load_section(tmp_path, "moysklad", f'tokens_file = "{token_file}"\n')
     assert [t.get_secret_value() for t in config.tokens] == [token]  # type: ignore[attr-defined]
@@ -62,8 +82,9 @@ async def test_a_failed_call_leaves_the_new_token_stored_and_the_old_one_accepte
 
 
 @pytest.mark.parametrize(("installed", "code"), [({}, 1), ({("app", "acc"): "Activating"}, 1)])
-async def test_moysklad_refusals_exit_1(tmp_path: Path, installed: dict[tuple[str, str], str], code: int,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+async def test_moysklad_refusals_exit_1(
+    tmp_path: Path, installed: dict[tuple[str, str], str], code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     api = VendorApi(JWT, installed=installed)
     assert await run_with_vendor(api, lambda url: register(url, tmp_path / "t")) == code
     assert "run again" in capsys.readouterr().err

@@ -41,6 +41,11 @@ Invariants:
   event does not say otherwise: the customer, the points redeemed (``expected_redeemed``), the
   hold, and ``offline=True`` when the offline policy answered (so the core keeps the printed
   redemption if it still can). The token itself is never stored;
+- a customer bound to a register (``ctx.bind_customer``: a scanner at the till, see
+  :mod:`gateway.bindings`) fills the customer of that register's calculate (wall clock) and sale
+  (its close time) when neither the till, nor the calc token, nor the calc memory names one; the
+  sale consumes it once stored; devices watching the register are told of each calc and stored
+  sale (``ctx.watch_register``), never holding the answer;
 - :attr:`Pipeline.activity` counts the drivers' calls in flight (every driver comes through
   :class:`PipelineContext`); the sender yields to them (see :mod:`gateway.sender`).
 

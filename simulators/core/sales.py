@@ -412,7 +412,8 @@ def _apply(
     if spent:
         movements.append((cust.id, op_id, "redeem", -spent, at, cashier))
     expires = expiry_for(program, at)
-    avail = available_from(program, at)
+    # spendable once the core holds them: a till clock running ahead must not hide them for minutes
+    avail = available_from(program, min(at, now))
     payouts: list[dict[str, Any]] = []
     pb_payouts: list[pb.Payout] = []
     people = {cust.id: cust}  # one Person per customer id (see simulators.core.rows)

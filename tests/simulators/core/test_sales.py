@@ -1,0 +1,76 @@
+"""simulators/core/sales.py: when the points of a committed sale become spendable.
+
+A till whose clock runs ahead stamps a sale minutes after the core's "now". Without
+``defer_days`` the accrual is spendable as soon as the core holds it (loyalty-rules.md §1,
+Expiry: only ``defer_days`` delays it): the customer's balance shows it at once, the next receipt
+can spend it, and a return or rollback the till sends at the right time (so stamped *before* the
+sale) takes back exactly what the sale gave. Expiry still counts from the sale's own time.
+With ``defer_days`` the accrual still waits for 00:00 local after the deferral.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.simulators.core.acceptance import Core, line, load, msk, phone_ref, running
+
+AHEAD = timedelta(minutes=3)  # the onec till simulator's clock_ahead
+
+
+async def _customer(core: Core) -> str:
+    """A seed002 customer (tier 1: 3 %) whose welcome bonus expired: balance 0."""
+    cust = await core.register(at=core.clock.now - timedelta(days=400))
+    assert await core.balance(cust.customer_id) == 0
+    return str(cust.customer_id)
+
+
+@pytest.fixture
+async def core(tmp_path: Path) -> AsyncIterator[Core]:
+    async with running("seed002", f"sqlite:///{tmp_path / 'core.db'}") as c:
+        yield c
+
+
+async def test_a_sale_stamped_ahead_of_the_core_shows_its_points_at_once(core: Core) -> None:
+    cid = await _customer(core)
+    sale = await core.buy(phone_ref(await core.customer(cid)), 100_000, at=core.clock.now + AHEAD)
+    assert sale.calculation.points_to_accrue == 30
+    assert sale.balance == 30
+    assert await core.balance(cid) == 30  # the core's "now", before the till's stamp
+
+    # the next receipt, stamped by a till with the right clock, may spend them
+    spend = await core.commit(core.draft(await core.strong(cid), [line("L1", 100_000)], redeem=10))
+    assert spend.calculation.redeemed_ordinary + spend.calculation.redeemed_certificate == 10
+    assert spend.calculation.points_to_accrue == 29  # 3 % of 990 ₽
+    assert await core.balance(cid) == 30 - 10 + 29
+
+
+async def test_a_return_stamped_before_its_sale_takes_back_exactly_the_accrual(core: Core) -> None:
+    cid = await _customer(core)
+    sale = await core.buy(phone_ref(await core.customer(cid)), 100_000, at=core.clock.now + AHEAD)
+    refund = await core.refund(sale.operation_id, full=True)  # stamped now: 3 minutes before the sale
+    assert [(cb.kind, cb.points, cb.shortfall) for cb in refund.clawbacks] == [("accrual", 30, 0)]
+    assert (refund.balance, refund.debt) == (0, 0)
+    assert await core.balance(cid) == 0
+    assert (await core.customer(cid)).debt == 0
+
+
+async def test_a_rollback_stamped_before_its_sale_removes_the_accrual(core: Core) -> None:
+    cid = await _customer(core)
+    sale = await core.buy(phone_ref(await core.customer(cid)), 100_000, at=core.clock.now + AHEAD)
+    cancelled = await core.cancel(sale.operation_id)
+    assert (cancelled.points_removed, cancelled.balance, cancelled.debt) == (30, 0, 0)
+    assert await core.balance(cid) == 0
+
+
+async def test_deferred_points_still_wait_for_their_day(tmp_path: Path) -> None:
+    async with running(load("seed002", defer_days=1), f"sqlite:///{tmp_path / 'core.db'}") as core:
+        core.clock.set(msk(2025, 6, 10, 12))
+        cid = await _customer(core)
+        await core.buy(phone_ref(await core.customer(cid)), 100_000, at=core.clock.now + AHEAD)
+        assert await core.balance(cid) == 0
+        core.clock.set(msk(2025, 6, 11, 0))  # 00:00 local the next day
+        assert await core.balance(cid) == 30

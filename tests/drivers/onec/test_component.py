@@ -2,9 +2,9 @@
 
 A small trading day on two POS: Soft, Soft with the write-off, Fiscal, returns citing the sale,
 rollbacks by TransactionID, balances, Fiscals resent under the same and a new RequestID, Fiscals
-without Soft, write-offs above the approval (90003, nothing stored). After the outbox drains the
-core has applied exactly the cheques the gateway acknowledged, once each, and every customer's
-balance is the welcome bonus plus the points of those cheques.
+without Soft, write-offs above the approval (90003, nothing stored), POS clocks 3 minutes ahead.
+After the outbox drains the core has applied exactly the cheques the gateway acknowledged, once
+each, and every customer's balance is the welcome bonus plus the points of those cheques.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ async def test_a_1c_trading_day_reaches_the_core_exactly(tmp_path: Path) -> None
             fiscal_without_soft=0.1,
             over_approval=0.3,
             bad_password=0.05,
+            clock_ahead=0.2,  # returns and rollbacks then carry a time before their sale's
         )
         config = OneCConfig(
             password="onec-secret",

@@ -164,11 +164,48 @@ class Edge:
     read_timeout_s: float = 10.0
 
 
+class CodeSent(Protocol):
+    """The core's answer to a confirmation-code request."""
+
+    @property
+    def code(self) -> str: ...  # the code issued ("" when none was issued)
+
+    @property
+    def status(self) -> str: ...  # sent | not_sent (provider slow or down) | rate_limited | locked
+
+    @property
+    def retry_after_s(self) -> int: ...  # seconds before another code may be asked for this phone
+
+
+@runtime_checkable
+class CustomerDesk(Protocol):
+    """Core operations a till may ask for beyond calculate / identify / submit: creating a customer
+    at the till and sending a confirmation code (``ctx.desk``; :class:`gateway.core_client.CoreClient`
+    is one). Every call is bounded by ``timeout`` (the driver's budget) and raises only gateway
+    errors: :class:`gateway.errors.CoreUnavailable` when the core is away or slow,
+    :class:`gateway.errors.BusinessRejection` for a refusal. Nothing here is stored by the gateway:
+    these are online-only operations with no offline answer."""
+
+    async def register_customer(
+        self, *, phone: str, card: str, name: str, email: str, birth_date: str, gender: str,
+        store_id: str, timeout: float,  # noqa: ASYNC109 - the driver's budget, passed to gRPC
+    ) -> str:
+        """The core's customer id of a new (or already registered) customer."""
+        ...
+
+    async def send_code(
+        self, phone: str, *, purpose: str, wait_ms: int, timeout: float,  # noqa: ASYNC109
+    ) -> CodeSent:
+        """Issue a code for ``phone`` and hand it to the SMS provider, waiting at most ``wait_ms``."""
+        ...
+
+
 class DriverContext(Protocol):
     name: str
     log: logging.Logger
     state: StateStore
     stopping: asyncio.Event
+    desk: CustomerDesk | None  # the core's customer desk; None when the gateway has none to give
 
     async def calculate(self, receipt: Receipt) -> CalcResult:
         """Answer within the calc budget, online or from the offline policy. Never raises

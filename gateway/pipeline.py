@@ -75,6 +75,7 @@ from gateway.driver import (
     COUNTERS,
     CalcClaims,
     CalcResult,
+    CustomerDesk,
     CustomerInfo,
     DriverContext,
     RegisterNews,
@@ -459,6 +460,8 @@ class PipelineContext:
         self.log = logging.getLogger(f"posgw.driver.{name}")
         self.state = state
         self.stopping = stopping
+        core = pipeline.core
+        self.desk: CustomerDesk | None = core if isinstance(core, CustomerDesk) else None
         self._counters: dict[str, Any] = {}  # what -> the labelled counter child
 
     async def calculate(self, receipt: Receipt) -> CalcResult:

@@ -37,7 +37,6 @@ from aiohttp import web
 
 from drivers.moysklad import NAME, mapping, wire
 from drivers.moysklad.config import Config
-from drivers.moysklad.desk import desk_of
 from gateway import http_edge
 from gateway.driver import CalcResult, DriverContext, Finding, Refusals
 from gateway.errors import BadInput, BusinessRejection, GatewayError
@@ -174,7 +173,7 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             )
         if not (who.phone or who.card):
             raise BadInput("a phone or a discount card number is needed to register a customer", "phone")
-        desk = desk_of(ctx)
+        desk = ctx.desk
         if desk is None:
             raise Refused(
                 503,
@@ -239,7 +238,7 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
     # ------------------------------------------------------------ codes
 
     async def _code(self, ctx: DriverContext, phone: str, purpose: str) -> web.Response:
-        desk = desk_of(ctx)
+        desk = ctx.desk
         if desk is None:
             raise Refused(503, "Коды недоступны", "Шлюз не может отправить код: продайте без списания баллов")
         budget = self.config.code_budget_ms

@@ -75,6 +75,7 @@ class FakeContext:
         self.log = logging.getLogger(f"test.{name}")
         self.state = MemoryState()
         self.stopping = asyncio.Event()
+        self.desk: Any = None  # no core desk: tests that need one set it
         self.stored: dict[str, Event] = {}
         self.submits: list[Event] = []
         self.calcs: list[Receipt] = []

@@ -45,6 +45,7 @@ class OutboxContext:
         self.log = logging.getLogger(f"test.{name}")
         self.state = WatchedState(OutboxStateStore(outbox, name))
         self.stopping = asyncio.Event()
+        self.desk: object = None  # no core desk: tests that need one set it
         self.counts: Counter[str] = Counter()
         self.submitted = 0
         self.fail_from: int | None = None

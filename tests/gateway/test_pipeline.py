@@ -392,6 +392,7 @@ async def test_context_is_a_driver_context(rig: Rig) -> None:
     ctx: DriverContext = rig.pipeline.context("native", Memory(), stopping)
     assert ctx.name == "native" and ctx.stopping is stopping
     assert ctx.log.name == "posgw.driver.native"
+    assert ctx.desk is rig.client  # the core client is the drivers' customer desk
     ctx.count("requests", 2)
     assert (
         rig.metrics.registry.get_sample_value(

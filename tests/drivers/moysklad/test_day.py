@@ -2,9 +2,8 @@
 
 The gateway is the real daemon (outbox, sender, pipeline, aiohttp) with only the MoySklad driver;
 the core is the reference core on SQLite texting codes through its SMS.ru adapter to the SMS.ru
-simulator. The daemon does not hand drivers the core's registration and code calls yet
-(``ctx.desk``, see drivers/moysklad/desk.py): this test gives the driver contexts the daemon's
-own CoreClient as their desk, the one line the pipeline's context lacks.
+simulator. The pipeline gives every driver context the daemon's own CoreClient as its desk
+(``ctx.desk``, see drivers/moysklad/desk.py): registrations and codes reach the real core.
 
 Program seed004 (5 %, cap 30 %, no welcome points). Balances, by hand:
 - earning sale 129.90 + 2 × 45.50 + 1000.00 = 1 220.90 → ⌊6 104.5 kop⌋ → 61;
@@ -30,7 +29,6 @@ import pytest
 
 from gateway.daemon import Daemon, Notifier
 from gateway.metrics import Metrics
-from gateway.pipeline import PipelineContext
 from simulators.core.server import running_core_handle
 from simulators.core.sms import SmsRu
 from simulators.registers.moysklad import cli
@@ -66,7 +64,6 @@ async def rig(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, gateway: dict[str, Any] | None = None, **options: Any
 ) -> AsyncIterator[Rig]:
     sms = SmsRuSimulator(API_ID)
-    monkeypatch.setattr(PipelineContext, "desk", property(lambda ctx: ctx.pipeline.core), raising=False)
     async with (
         serving(sms) as sms_url,
         running_core_handle(

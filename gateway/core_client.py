@@ -34,7 +34,7 @@ from the first unacknowledged event. Every stream names this client (metadata
 ``posgw-gateway``, a random id per client) so the core can fence a register's older stream.
 
 Keepalive note: the core's gRPC server must accept pings at ``keepalive_time_ms`` without calls
-(``grpc.http2.min_recv_ping_interval_without_data_ms`` <= that, and
+(``grpc.http2.min_ping_interval_without_data_ms`` <= that, and
 ``grpc.keepalive_permit_without_calls`` = 1), or it will answer GOAWAY "too_many_pings".
 """
 
@@ -188,6 +188,10 @@ class ChannelTuning:
         return [
             ("grpc.keepalive_time_ms", self.keepalive_time_ms),
             ("grpc.keepalive_timeout_ms", self.keepalive_timeout_ms),
+            # any unanswered ping ends the transport after the same time: a keepalive ping is not
+            # sent while another ping (flow control's) is outstanding, and that one would
+            # otherwise wait gRPC's default minute before a frozen core is given up
+            ("grpc.http2.ping_timeout_ms", self.keepalive_timeout_ms),
             ("grpc.keepalive_permit_without_calls", int(self.keepalive_permit_without_calls)),
             ("grpc.http2.max_pings_without_data", self.max_pings_without_data),
             ("grpc.initial_reconnect_backoff_ms", self.initial_reconnect_backoff_ms),

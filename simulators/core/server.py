@@ -50,6 +50,16 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LoyaltyCore"].full_name
 REPLICA_METADATA = "posgw-core-replica"
 
 
+def min_ping_interval_ms() -> int:
+    """The shortest keepalive ping interval accepted from a client (default 10 s)."""
+    raw = os.environ.get("POSGW_CORE_MIN_PING_INTERVAL_MS", "").strip()
+    if not raw:
+        return 10_000
+    if not raw.isdigit() or not 100 <= int(raw) <= 3_600_000:
+        raise ValueError(f"POSGW_CORE_MIN_PING_INTERVAL_MS={raw!r}: give milliseconds, 100 to 3600000")
+    return int(raw)
+
+
 def replica_name() -> str:
     return os.environ.get("POSGW_CORE_REPLICA") or f"{socket.gethostname()}:{os.getpid()}"
 
@@ -120,8 +130,9 @@ async def start_core(
             ("grpc.max_receive_message_length", MAX_MESSAGE),
             ("grpc.max_send_message_length", MAX_MESSAGE),
             ("grpc.so_reuseport", 0),
-            # the gateway's client pings every 30 s even when idle: allow it (no too_many_pings)
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+            # the gateway's client pings every 30 s even when idle: allow it (no too_many_pings);
+            # gateways tuned to find a dead replica sooner need POSGW_CORE_MIN_PING_INTERVAL_MS lower
+            ("grpc.http2.min_ping_interval_without_data_ms", min_ping_interval_ms()),
             ("grpc.keepalive_permit_without_calls", 1),
         ]
     )

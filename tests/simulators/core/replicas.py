@@ -4,7 +4,8 @@
 "core listening address=" log line (the port the kernel chose); its log is drained by a thread
 so a chatty replica never blocks on a full pipe. :meth:`Replica.kill` is SIGKILL (no graceful
 stop: in-flight transactions are rolled back by PostgreSQL when the connection drops);
-:meth:`Replica.stop` is SIGTERM, then SIGKILL after a bound.
+:meth:`Replica.stop` is SIGTERM (after SIGCONT: a test may have frozen it with SIGSTOP), then
+SIGKILL after a bound.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class Replica:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a frozen replica (SIGSTOP) must hear SIGTERM
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(STOP_TIMEOUT_S)
@@ -53,8 +55,11 @@ class Replica:
                 self.kill()
 
 
-def start_replica(db_url: str, name: str, program: Path = PROGRAM, listen: str = "127.0.0.1:0") -> Replica:
-    env = {**os.environ, "POSGW_CORE_REPLICA": name, "PYTHONUNBUFFERED": "1"}
+def start_replica(
+    db_url: str, name: str, program: Path = PROGRAM, listen: str = "127.0.0.1:0",
+    extra_env: dict[str, str] | None = None,
+) -> Replica:
+    env = {**os.environ, "POSGW_CORE_REPLICA": name, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway.cli", "core", "--listen", listen, "--program", str(program),
          "--db", db_url],
@@ -82,12 +87,12 @@ def start_replica(db_url: str, name: str, program: Path = PROGRAM, listen: str =
 
 
 @contextmanager
-def replicas(db_url: str, count: int) -> Iterator[list[Replica]]:
+def replicas(db_url: str, count: int, extra_env: dict[str, str] | None = None) -> Iterator[list[Replica]]:
     """``count`` replicas on ``db_url``; every one stopped (or killed) at the end."""
     started: list[Replica] = []
     try:
         for i in range(count):
-            started.append(start_replica(db_url, f"r{i + 1}"))
+            started.append(start_replica(db_url, f"r{i + 1}", extra_env=extra_env))
         yield started
     finally:
         for r in started:

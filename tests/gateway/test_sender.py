@@ -15,7 +15,7 @@ import pytest
 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.metrics import Metrics
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, OutboxRow
 from gateway.receipt import Event, EventKind
 from gateway.sender import Sender
 from tests.gateway.fake_core import (
@@ -581,5 +581,28 @@ async def test_failing_streams_open_the_breaker_the_calc_path_shares(tmp_path: P
         assert await sender.drain(10)
         assert client.breaker.state == "closed"
         assert core.order["R1"] == [sale("R1", i).key for i in range(3)]
+    finally:
+        await ob.close()
+
+
+async def test_delivered_sales_look_for_waiting_rows_only_while_some_may_exist(tmp_path: Path) -> None:
+    # one event in flight at a time: a look at the waiting rows per delivered sale would be 200 looks
+    core = FakeCore()
+    ob = await Outbox.open(tmp_path / "o.db")
+    looks = 0
+    read_waiting = ob.waiting
+
+    async def counted(limit: int = 10_000) -> list[OutboxRow]:
+        nonlocal looks
+        looks += 1
+        return await read_waiting(limit)
+
+    ob.waiting = counted  # type: ignore[method-assign]
+    try:
+        await asyncio.gather(*(ob.append(sale("R1", i)) for i in range(200)))
+        sender = Sender(ob, InProcClient(core), window=1, message_events=1, wait_initial_s=60.0, **FAST)
+        assert await sender.drain(30)
+        assert len(core.order["R1"]) == 200
+        assert looks < 50  # the first look, then one a second at most (none is waiting)
     finally:
         await ob.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sqlite3
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from gateway.convert import envelope_body
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.errors import StorageError
 from gateway.metrics import Metrics
 from gateway.outbox import Outbox
@@ -802,3 +804,19 @@ async def test_state_reads_asked_together_share_reader_trips(tmp_path: Path) -> 
         await ob.close()
     with pytest.raises(StorageError, match="closed"):
         await ob.get_state("d", "k0")
+
+
+async def test_the_cores_ack_is_stored_as_received_and_shown_as_json(tmp_path: Path) -> None:
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        await ob.append(sale("R1", 1))
+        (row,) = await ob.next_batch(10)
+        ack = pb.EventAck(event_id=row.key, register_id="R1", register_seq=1,
+                          commit=pb.CommitResult(operation_id="op-9", balance=150, tier="gold"))
+        await ob.mark_delivered_many([(row.id, ack.SerializeToString())])
+        got = await ob.get(row.id)
+        assert got is not None and got.state == "delivered"
+        shown = {"commit": {"operation_id": "op-9", "balance": "150", "tier": "gold"}}  # (int64 as JSON text)
+        assert json.loads(got.result_json) == shown
+    finally:
+        await ob.close()

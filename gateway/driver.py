@@ -86,6 +86,9 @@ class CalcResult:
     message: str = ""  # text for the slip / cashier screen, in the program's language
     rejection: str = ""  # a §2.5 code when the requested redemption was refused
     token: str = ""  # the signed calc token (see gateway.calc_token): hand it to the till if it carries data
+    # who the answer is for: the till's customer, or the one a scanner bound to its register when the
+    # till named none (gateway.bindings). Drivers build answers and slips from this, not their receipt.
+    customer: CustomerId | None = None
 
     @property
     def total_discount(self) -> int:

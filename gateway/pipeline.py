@@ -244,6 +244,7 @@ class Pipeline:
             result = self._offline(attempt)
         bound = asked_for is None and receipt.customer is not None and result.customer_found
         result = await self._tokened(attempt.receipt, result, deadline, remember=bound)
+        result = replace(result, customer=attempt.receipt.customer)
         elapsed = time.perf_counter() - started
         self.metrics.child(self.metrics.calc_seconds, driver, attempt.mode).observe(elapsed)
         self.metrics.child(self.metrics.calc_answers, driver, attempt.mode).inc()

@@ -116,7 +116,7 @@ def calc_receipt(msg: PluginMessage, *, now: datetime, store_id: str = "") -> Re
 def discount_answer(msg: PluginMessage, receipt: Receipt, result: CalcResult, *,
                     print_balance: bool = True) -> DiscountAnswer | None:
     """The SDK result for a calc; None means ``skip`` (the terminal goes on unchanged)."""
-    if receipt.customer is None or not result.customer_found:
+    if result.customer is None or not result.customer_found:
         return None
     snap = msg.snapshot
     assert snap is not None  # calc_receipt refused a calc without one
@@ -129,7 +129,7 @@ def discount_answer(msg: PluginMessage, receipt: Receipt, result: CalcResult, *,
     return DiscountAnswer(
         discount=sum(d for _, d in per_position), position_discounts=per_position,
         extra={TOKEN_KEY: result.token} if result.token else {},
-        print_text=slip_text(receipt.customer, result, print_balance=print_balance),
+        print_text=slip_text(result.customer, result, print_balance=print_balance),
     )
 
 

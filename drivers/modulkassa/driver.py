@@ -44,7 +44,7 @@ class ModulKassaDriver(http_edge.HttpDriver[Config]):
     async def _operation(self, ctx: DriverContext, body: bytes) -> web.Response:
         req = wire.parse_operation(body)
         receipt = mapping.calc_receipt(req, now=self.now(), store_id=self.config.store_id)
-        if receipt.customer is None or mapping.refuse_if_return(req):
+        if mapping.refuse_if_return(req):
             ctx.count("calc")
             return http_edge.reply(self.edge, 200, wire.render_succeeded(mapping.identity_answer(req)))
         result = await http_edge.calculate(ctx, receipt)

@@ -96,7 +96,7 @@ def identity_answer(req: LoyaltyRequest) -> LoyaltyAnswer:
 
 def answer(req: LoyaltyRequest, receipt: Receipt, result: CalcResult, *,
            print_balance: bool = True) -> LoyaltyAnswer:
-    if receipt.customer is None or not result.customer_found:
+    if result.customer is None or not result.customer_found:
         return identity_answer(req)
     discounts = {c.line_id: c.discount for c in result.lines}
     impacts: list[Impact] = []
@@ -105,7 +105,7 @@ def answer(req: LoyaltyRequest, receipt: Receipt, result: CalcResult, *,
         for price, qty in split(pos, paid):
             impacts.append(Impact(f"i{len(impacts) + 1}", pos.position_id, price, qty, pos.piece))
     data = result.token if len(result.token) <= MAX_BLOB else ""
-    printable = slip_text(receipt.customer, result, print_balance=print_balance)
+    printable = slip_text(result.customer, result, print_balance=print_balance)
     out = LoyaltyAnswer(tuple(impacts), data, printable[:MAX_BLOB])
     return identity_answer(req) if problems(req, out) else out
 

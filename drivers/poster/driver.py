@@ -116,15 +116,12 @@ class PosterDriver(http_edge.HttpDriver[Config]):
 
     async def _calc(self, ctx: DriverContext, ev: wire.PosEvent) -> web.Response:
         receipt = mapping.calc_receipt(ev, now=self.now(), store_id=self.config.store_id)
-        if receipt.customer is None:
-            ctx.count("calc")
-            return self._reply(wire.render_bonus(0))
-        result = await http_edge.calculate(ctx, receipt)
-        if result is None:
+        result = await http_edge.calculate(ctx, receipt)  # no customer: the register's binding, if any
+        if result is None or result.customer is None:
             return self._reply(wire.render_bonus(0))
         assert ev.order is not None
         bonus = mapping.bonus_of(result, ev.order)
-        text = slip_text(receipt.customer, result, print_balance=self.config.print_balance)
+        text = slip_text(result.customer, result, print_balance=self.config.print_balance)
         return self._reply(wire.render_bonus(bonus, text, mapping.calc_extras(result)))
 
     async def _guest(self, ctx: DriverContext, ev: wire.PosEvent) -> web.Response:

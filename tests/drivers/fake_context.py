@@ -62,6 +62,7 @@ def calc_result(receipt: Receipt, discounts: dict[str, int] | None = None, **kw:
         offline=False,
         customer_found=True,
         balance=100,
+        customer=receipt.customer,
     )
     base.update(kw)
     return CalcResult(lines=lines, **base)

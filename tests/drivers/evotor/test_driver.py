@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from drivers.evotor.driver import create
 from gateway.errors import CoreUnavailable
+from gateway.receipt import CustomerId, IdKind
 from tests.drivers.evotor import payloads
 from tests.drivers.fake_context import FakeContext, calc_result, serve
 
@@ -61,12 +63,20 @@ async def test_calc_never_blocks_the_sale(client: Any, ctx: FakeContext, error: 
     assert (status, body) == (200, {"callback": "skip"})
 
 
-async def test_calc_on_a_payback_or_without_customer_skips_without_asking(
-    client: Any, ctx: FakeContext
-) -> None:
-    for payload in (payloads.calc(action="evo.v2.receipt.payback.receiptDiscount"), payloads.calc(card=None)):
-        assert await post(client, "/event", payload, PLUGIN) == (200, {"callback": "skip"})
+async def test_calc_on_a_payback_skips_without_asking(client: Any, ctx: FakeContext) -> None:
+    payload = payloads.calc(action="evo.v2.receipt.payback.receiptDiscount")
+    assert await post(client, "/event", payload, PLUGIN) == (200, {"callback": "skip"})
     assert ctx.calcs == []
+
+
+async def test_calc_without_customer_asks_the_pipeline_for_a_bound_one(client: Any, ctx: FakeContext) -> None:
+    assert await post(client, "/event", payloads.calc(card=None), PLUGIN) == (200, {"callback": "skip"})
+    assert [r.customer for r in ctx.calcs] == [None]  # nobody bound: skip
+    bound = CustomerId(IdKind.CARD, "2000000000015")
+    ctx.calc = lambda r: calc_result(r, {ln.line_id: 500 for ln in r.lines}, customer=bound)
+    status, body = await post(client, "/event", payloads.calc(card=None), PLUGIN)
+    assert status == 200 and body["callback"] != "skip"  # the scanner's customer gets the discount
+    assert "*0015" in json.dumps(body, ensure_ascii=False)
 
 
 @pytest.mark.parametrize(

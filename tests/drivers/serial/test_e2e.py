@@ -5,9 +5,9 @@ API as the after-the-fact path.
 - a scan binds a customer; the next receipt of a till that calculates through the native API
   without a customer is calculated and committed for them, and the display shows the points to
   earn and the balance, then thanks, then the idle text;
-- the next Evotor terminal receipt (sent without a customer) is committed for the customer
-  scanned at that terminal's register (the Evotor driver answers a calc without a customer
-  itself, without asking the gateway: see the driver, so no discount is shown there);
+- the next Evotor terminal receipt (sent without a customer) is calculated for the customer
+  scanned at that terminal's register (the plugin gets an answer with our calc token, which it
+  carries to the close) and committed for them;
 - a sale sent after the fact (closed receipts only, no calc) is committed for the customer whose
   scan preceded its close time; one closed before the scan is not;
 - with the core down: the scan still binds ("Карта принята" / "Баланс недоступен"), the receipt
@@ -33,6 +33,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.receipt import CustomerId, IdKind
 from simulators.devices.display import DisplayModel
@@ -149,6 +150,15 @@ def stored_customer(stack: Stack, register: str, number: str) -> CustomerId | No
     raise AssertionError(f"no sale {register}/{number} stored")
 
 
+async def calc_answers(stack: Stack, driver: str) -> dict[str, float]:
+    """``posgw_calc_answers_total{driver}`` by mode (online, offline, no_customer), from /metrics."""
+    async with aiohttp.ClientSession() as session, session.get(f"{stack.gateway_url}/metrics") as resp:
+        text = await resp.text()
+    return {sample.labels["mode"]: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "posgw_calc_answers_total" and sample.labels.get("driver") == driver}
+
+
 def native_receipt(register: str, number: str, at: datetime) -> dict[str, Any]:
     return {"register_id": register, "receipt_number": number, "shift": "1",
             "occurred_at": at.isoformat(timespec="seconds"),
@@ -257,8 +267,10 @@ async def test_scan_binds_the_next_receipt_and_the_display_follows(
     await asyncio.sleep(1.0)  # the scan is looked up and bound well within this
     await till.sell()
     assert stored_customer(stack, till.register_id, str(till._number)) == CustomerId(IdKind.PHONE, LATE_PHONE)
+    assert await calc_answers(stack, "evotor") == {"online": 1}  # calculated for them at the till
     await till.sell()
     assert stored_customer(stack, till.register_id, str(till._number)) is None
+    assert await calc_answers(stack, "evotor") == {"online": 1, "no_customer": 1}  # nobody bound any more
 
     # 3. after the fact: closed receipts only, arriving later; the close time decides
     evotor = till.register_id

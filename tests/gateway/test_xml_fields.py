@@ -121,7 +121,8 @@ def test_entity_text_is_never_expanded() -> None:
 
 
 def test_namespace_names_the_uri_or_nothing() -> None:
-    root = x.parse(b'<e:Envelope xmlns:e="urn:env"><Body xmlns="urn:ns"><Op/></Body><Bare xmlns=""/></e:Envelope>')
+    root = x.parse(b'<e:Envelope xmlns:e="urn:env"><Body xmlns="urn:ns"><Op/></Body>'
+                   b'<Bare xmlns=""/></e:Envelope>')
     assert x.namespace(root) == "urn:env"
     body = x.child(root, "Body", "Envelope")
     assert x.namespace(body) == "urn:ns" and x.namespace(x.child(body, "Op", "Body")) == "urn:ns"

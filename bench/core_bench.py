@@ -15,6 +15,8 @@ deadlines and concurrency. Figures, one JSON line each on stdout:
   each, distinct idempotency keys, several customers), baseline the echo's throughput at the
   same concurrency; goal ≥ 500/s on SQLite.
 
+``--cluster``: the replicas' figures instead (:mod:`bench.core_cluster`, PostgreSQL).
+
 Each line: ``{"figure", "value", "baseline", "ratio", "goal", "met"}``. The whole run is
 bounded (well under 60 s; ``--quick`` makes a handful of calls for the smoke test).
 """
@@ -344,9 +346,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few calls only (smoke test)")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cluster", action="store_true",
+                        help="commits/s through 1, 2, 3 replicas over PostgreSQL ÷ a bare client")
     args = parser.parse_args(argv)
     if args.echo_server:
         asyncio.run(serve_echo())
+        return 0
+    if args.cluster:
+        from bench.core_cluster import CLUSTER_FULL, CLUSTER_QUICK, cluster_figures
+
+        for fig in asyncio.run(cluster_figures(CLUSTER_QUICK if args.quick else CLUSTER_FULL)):
+            print(json.dumps(fig, ensure_ascii=False), flush=True)
         return 0
     for fig in asyncio.run(bench(QUICK if args.quick else FULL)):
         print(json.dumps(fig, ensure_ascii=False), flush=True)

@@ -9,14 +9,18 @@ make a second application of the same event a replay, but an old stream that app
 the register's order. The lease makes that impossible, enforced by the database alone:
 
 - table ``register_leases``: one row per (gateway, register), naming the stream that owns it;
-- a stream claims a register on its first event of that register (:func:`claim`: an upsert,
-  its own short transaction). The upsert waits for every in-flight transaction of the older
-  stream that holds the row (see below), so once the claim commits, the old stream has nothing
-  half-done and can apply nothing more;
-- every write transaction of a stream's event first reads the lease row ``FOR SHARE``
-  (:func:`check`, called by :meth:`simulators.core.db.Database.transaction` while
-  :data:`CURRENT` is set). A lease naming another stream refuses the event retriably
+- a stream claims a register on its first event of that register (:func:`claim`: its own
+  short transaction takes the lease's advisory lock *exclusively*, then upserts the row). The
+  lock waits for every in-flight transaction of the older stream (they hold it shared, below), so
+  once the claim commits, the old stream has nothing half-done and can apply nothing more;
+- every write transaction of a stream's event first takes the lease's advisory lock *shared*
+  and then reads the row (:func:`check`, called by
+  :meth:`simulators.core.db.Database.transaction` while :data:`CURRENT` is set): the read's
+  snapshot is taken after the lock, so it sees any claim that committed, and no claim can commit
+  until this transaction ends. A lease naming another stream refuses the event retriably
   (STREAM_SUPERSEDED, nothing applied): the gateway resends it on its newest stream.
+  Advisory locks live in memory: a row lock (``FOR SHARE``) would write the lease row on every
+  event, and cost a quarter of the commit rate in bench/core_cluster.py.
 
 Scope: a lease is per gateway (the ``posgw-gateway`` request metadata the gateway's client
 sends, a random id per client) and register: register ids are only unique within a gateway.
@@ -43,11 +47,13 @@ SUPERSEDED = "STREAM_SUPERSEDED"
 # (lease key, stream id) of the event being applied in this task / worker thread, or None
 CURRENT: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("posgw_fence", default=None)
 
+_EXCLUSIVE = text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))")
+_SHARED = text("SELECT pg_advisory_xact_lock_shared(hashtextextended(:k, 0))")
 _CLAIM = text(
     "INSERT INTO register_leases (lease_key, stream, claimed_at) VALUES (:k, :s, :at) "
     "ON CONFLICT (lease_key) DO UPDATE SET stream = excluded.stream, claimed_at = excluded.claimed_at"
 )
-_CHECK = text("SELECT stream FROM register_leases WHERE lease_key = :k FOR SHARE")
+_CHECK = text("SELECT stream FROM register_leases WHERE lease_key = :k")
 
 
 def gateway_of(metadata: Any) -> str:
@@ -64,11 +70,13 @@ def lease_key(gateway: str, register_id: str) -> str:
 
 def claim(session: Session, key: str, stream: str, now: datetime) -> None:
     """Make ``stream`` the owner of ``key`` (waits for the old owner's in-flight transactions)."""
+    session.execute(_EXCLUSIVE, {"k": key})
     session.execute(_CLAIM, {"k": key, "s": stream, "at": now.replace(tzinfo=None)})
 
 
 def check(session: Session, key: str, stream: str) -> None:
-    """Hold the lease row shared for this transaction; refuse if another stream owns it."""
+    """Hold the lease shared for this transaction; refuse if another stream owns it."""
+    session.execute(_SHARED, {"k": key})
     owner = session.execute(_CHECK, {"k": key}).scalar()
     if owner != stream:
         raise RuleViolation(SUPERSEDED, "a newer event stream of this register took over; resend there")

@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.convert import (
     calculation_to_result,
+    customer_ref,
     envelope_body,
     event_to_envelope,
     frame_batch,
     frame_envelope,
+    line_to_pb,
     receipt_to_draft,
     varint,
 )
@@ -207,3 +210,34 @@ def test_varint_is_the_protobuf_encoding(n: int) -> None:
 def test_an_event_the_core_could_never_accept_has_no_envelope_body() -> None:
     with pytest.raises(ValueError, match="carries no receipt"):
         envelope_body(Event(EventKind.SALE, "k", "R1", datetime(2025, 1, 1, tzinfo=UTC)))
+
+
+def _draft_of_parts(r: Receipt) -> pb.ReceiptDraft:
+    """The reference: a draft built of its parts and copied together (as convert did before it
+    wrote drafts in place)."""
+    staff = pb.Staff(store_id=r.store_id, terminal_id=r.register_id, cashier_id=r.cashier_id,
+                     cashier_name=r.cashier_name)
+    when = Timestamp()
+    when.FromDatetime(r.occurred_at)
+    draft = pb.ReceiptDraft(lines=[line_to_pb(x) for x in r.lines], redeem_points=r.redeem_points,
+                            redeem_max=r.redeem_max, occurred_at=when, staff=staff, register_id=r.register_id,
+                            receipt_number=r.receipt_number, total=r.total, channel=r.driver)
+    if r.customer is not None:
+        draft.customer.CopyFrom(customer_ref(r.customer))
+    return draft
+
+
+@settings(max_examples=150, deadline=None)
+@given(_events)
+def test_drafts_and_commits_written_in_place_are_the_messages_built_of_parts(event: Event) -> None:
+    if event.receipt is not None:
+        assert receipt_to_draft(event.receipt).SerializeToString() == _draft_of_parts(
+            event.receipt).SerializeToString()
+    if event.kind != EventKind.SALE:
+        return
+    assert event.receipt is not None
+    commit = pb.CommitRequest(idempotency_key=event.key, draft=_draft_of_parts(event.receipt),
+                              hold_id=event.hold_id, offline=event.offline)
+    if event.expected_redeemed is not None:
+        commit.expected.CopyFrom(pb.Expected(redeemed_points=event.expected_redeemed))
+    assert envelope_body(event) == pb.EventEnvelope(commit=commit).SerializeToString()

@@ -10,6 +10,9 @@
 
 Messages larger than ``MAX_MESSAGE`` are refused by gRPC with RESOURCE_EXHAUSTED.
 
+Server reflection is on (``grpcurl -plaintext HOST:PORT list`` / ``describe`` work without the
+proto file).
+
 Replicas: any number of cores may serve one PostgreSQL database (see docs/CORE-SCALE.md); every
 answer's initial metadata names the replica that gave it (``posgw-core-replica``: the
 ``POSGW_CORE_REPLICA`` environment variable, else host:pid), for operators and balancing tests.
@@ -32,6 +35,7 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
@@ -139,6 +143,10 @@ async def start_core(
     pb_grpc.add_LoyaltyCoreServicer_to_server(LoyaltyCoreService(core), server)  # type: ignore[no-untyped-call]
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    # server reflection: grpcurl and other tools list and call the API without the .proto
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server)
     try:  # grpc raises RuntimeError on a busy or unusable address (older versions returned 0)
         port = server.add_insecure_port(listen)
     except RuntimeError as exc:

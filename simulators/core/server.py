@@ -43,6 +43,7 @@ from gateway.rules.program import Program, load_program
 from simulators.core import sms
 from simulators.core.context import Clock, Core, system_clock
 from simulators.core.db import Database
+from simulators.core.schema import SchemaError
 from simulators.core.service import LoyaltyCoreService
 from simulators.core.sms import SmsSender
 
@@ -164,12 +165,16 @@ async def start_core(
 
 async def serve(listen: str, program: Program | str | Path, db_url: str, now: Clock | None = None) -> None:
     """Serve until SIGTERM / SIGINT, then stop gracefully. An SMS provider set up wrongly in the
-    environment stops the start with one line saying what to set (no traceback)."""
+    environment stops the start with one line saying what to set (no traceback); so do a database
+    schema this core cannot use and a bad POSGW_CORE_DB_* / POSGW_CORE_MIN_PING_INTERVAL_MS."""
     try:
         sender = sms.from_environ(os.environ)
     except ValueError as exc:
         raise SystemExit(f"posgw core: {exc}") from None
-    handle = await start_core(program, db_url, listen, now, sender)
+    try:
+        handle = await start_core(program, db_url, listen, now, sender)
+    except (SchemaError, ValueError) as exc:
+        raise SystemExit(f"posgw core: {exc}") from None
     # everything loaded so far lives as long as the process: keep it out of the collector's
     # full passes (they walked SQLAlchemy's and protobuf's objects on every gen-2 collection)
     gc.freeze()

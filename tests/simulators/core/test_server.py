@@ -43,3 +43,11 @@ def test_min_ping_interval(value: str, ok: int | None, monkeypatch: pytest.Monke
             server.min_ping_interval_ms()
     else:
         assert server.min_ping_interval_ms() == ok
+
+
+async def test_a_schema_it_cannot_use_stops_the_start_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("POSGW_CORE_DB_MIGRATE", "never")
+    with pytest.raises(SystemExit, match=r"^posgw core: POSGW_CORE_DB_MIGRATE='never': use 'upgrade'"):
+        await server.serve("127.0.0.1:0", load("seed002"), f"sqlite:///{tmp_path / 'core.db'}")

@@ -142,8 +142,10 @@ def test_example_config_loads_with_native_enabled() -> None:
 
 
 def _keys_in(text: str) -> set[str]:
-    # "key = value" lines, commented out or not ("# path = ..." documents an optional key)
-    return set(re.findall(r"^#?\s*([a-z_]+)\s*=", text, flags=re.MULTILINE))
+    # "key = value" lines, commented out or not ("# path = ..." documents an optional key), and
+    # "[[drivers.<name>.key]]" arrays of tables (a list of sub-sections, such as serial devices)
+    return set(re.findall(r"^#?\s*([a-z_]+)\s*=", text, flags=re.MULTILINE)) | set(
+        re.findall(r"^#?\s*\[\[drivers\.[a-z0-9_]+\.([a-z_]+)\]\]", text, flags=re.MULTILINE))
 
 
 def _fields(model: type[BaseModel]) -> set[str]:

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import psycopg
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
@@ -185,3 +187,39 @@ async def test_two_tills_on_two_replicas_never_spend_one_balance_twice(pg_url: s
         assert paid.redeemed_ordinary + paid.redeemed_certificate == balance
         after = (await call(r2, "IdentifyCustomer", who)).balance  # type: ignore[union-attr]
         assert after == 0
+
+
+async def test_jobs_run_on_two_replicas_at_once_expire_each_lot_once(pg_url: str) -> None:
+    with replicas(pg_url, 2) as (r1, r2):
+        phones = [f"+7999000050{i}" for i in range(4)]
+        for phone in phones:
+            await register(r1, phone)  # each gets a welcome lot
+        stream = Stream(r1)
+        try:
+            acks = await stream.send([sale_event("RJ", seq, phones[seq % 4], 30_000) for seq in range(1, 9)])
+            assert [outcome(a) for a in acks] == ["commit"] * 8
+        finally:
+            await stream.close()
+        later = Timestamp()
+        later.FromDatetime(datetime.now(UTC) + timedelta(days=3 * 365))  # past every lot's expiry
+
+        async def run_jobs(replica: Replica) -> pb.RunJobsResult:
+            async with grpc.aio.insecure_channel(replica.address) as channel:
+                stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+                result: pb.RunJobsResult = await stub.RunJobs(pb.RunJobsRequest(at=later), timeout=DEADLINE_S)
+                return result
+
+        conninfo = pg_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(conninfo) as conn:
+            open_lots = conn.execute(
+                "SELECT count(*), coalesce(sum(remaining), 0) FROM lots WHERE remaining > 0").fetchone()
+        assert open_lots is not None and open_lots[0] > 4
+        first, second = await asyncio.gather(run_jobs(r1), run_jobs(r2))
+        with psycopg.connect(conninfo) as conn:
+            expired = conn.execute(
+                "SELECT count(*), coalesce(-sum(points), 0) FROM movements WHERE kind = 'expire'").fetchone()
+            marks = conn.execute("SELECT count(*) FROM grant_marks").fetchone()
+        # each open lot expired by one of the runs, never by both; each grant issued once
+        assert (first.lots_expired + second.lots_expired, first.points_expired + second.points_expired) \
+            == open_lots == expired
+        assert marks is not None and first.certificates_issued + second.certificates_issued == marks[0]

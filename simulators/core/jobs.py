@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
@@ -32,9 +32,10 @@ from gateway.rules.types import RuleViolation
 from simulators.core import convert, identify, store
 from simulators.core.context import Core
 from simulators.core.db import lock_customers
-from simulators.core.tables import Customer, GrantMark, Hold, LotRow, Operation
+from simulators.core.tables import Customer, GrantMark, Hold, LotRow, Operation, RegisterLease
 
 GRACE_DAYS = 3
+LEASE_KEEP = timedelta(days=30)  # register leases unclaimed this long are deleted (hold lapse job)
 JOB_TIMEOUT = "10min"
 # advisory lock keys of the jobs (any fixed 64-bit numbers; "posgw" + a job number)
 JOB_LOCKS = {"holds": 0x706F736777_01, "expiry": 0x706F736777_02, "grants": 0x706F736777_03}
@@ -131,6 +132,9 @@ def run_jobs(core: Core, req: pb.RunJobsRequest) -> pb.RunJobsResult:
             update(Hold).where(Hold.state == "live", Hold.expires_at <= at).values(state="released")
         )
         out.holds_released = int(getattr(res, "rowcount", 0) or 0)
+        # register leases of gateways gone for long (a gateway names itself anew at each start);
+        # a stream still alive after that is refused once, reconnects and claims again
+        s.execute(delete(RegisterLease).where(RegisterLease.claimed_at < at - LEASE_KEEP))
 
     def expiry(s: Session) -> None:
         job_lock(s, "expiry", pg)

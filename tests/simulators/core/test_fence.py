@@ -12,15 +12,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import grpc
 import psycopg
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import select
 
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
-from simulators.core import fence
+from simulators.core import fence, jobs
+from simulators.core.context import Core
+from simulators.core.db import Database
+from simulators.core.tables import RegisterLease
+from tests.simulators.core.acceptance import load
 from tests.simulators.core.replicas import STAFF, Replica, now_ts, replicas, sale_event
 
 pytestmark = pytest.mark.postgres
@@ -223,3 +229,18 @@ async def test_jobs_run_on_two_replicas_at_once_expire_each_lot_once(pg_url: str
         assert (first.lots_expired + second.lots_expired, first.points_expired + second.points_expired) \
             == open_lots == expired
         assert marks is not None and first.certificates_issued + second.certificates_issued == marks[0]
+
+
+def test_leases_unclaimed_for_long_are_deleted_by_the_jobs(tmp_path: Path) -> None:
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    db = Database(f"sqlite:///{tmp_path / 'core.db'}")
+    try:
+        core = Core(db=db, program=load("seed002"), clock=lambda: now)
+        for gateway, age in (("gw-old", 31), ("gw-new", 1)):
+            key = fence.lease_key(gateway, "R1")
+            db.transaction(lambda s, k=key, a=age: fence.claim(s, k, "s", now - timedelta(days=a)))
+        jobs.run_jobs(core, pb.RunJobsRequest())
+        left = db.transaction(lambda s: list(s.scalars(select(RegisterLease.lease_key))), write=False)
+        assert left == [fence.lease_key("gw-new", "R1")]
+    finally:
+        db.dispose()

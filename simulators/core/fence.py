@@ -18,7 +18,9 @@ the register's order. The lease makes that impossible, enforced by the database 
   :meth:`simulators.core.db.Database.transaction` while :data:`CURRENT` is set): the read's
   snapshot is taken after the lock, so it sees any claim that committed, and no claim can commit
   until this transaction ends. A lease naming another stream refuses the event retriably
-  (STREAM_SUPERSEDED, nothing applied): the gateway resends it on its newest stream.
+  (STREAM_SUPERSEDED, nothing applied): the gateway resends it on its newest stream. A lease
+  row that is gone (the jobs delete leases unclaimed for 30 days) is taken back by the stream
+  that finds it missing: nobody can have claimed the register since.
   Advisory locks live in memory: a row lock (``FOR SHARE``) would write the lease row on every
   event, and cost a quarter of the commit rate in bench/core_cluster.py.
 
@@ -53,6 +55,10 @@ _CLAIM = text(
     "INSERT INTO register_leases (lease_key, stream, claimed_at) VALUES (:k, :s, :at) "
     "ON CONFLICT (lease_key) DO UPDATE SET stream = excluded.stream, claimed_at = excluded.claimed_at"
 )
+_RECLAIM = text(
+    "INSERT INTO register_leases (lease_key, stream, claimed_at) VALUES (:k, :s, now() AT TIME ZONE 'UTC') "
+    "ON CONFLICT (lease_key) DO NOTHING"
+)
 _CHECK = text("SELECT stream FROM register_leases WHERE lease_key = :k")
 
 
@@ -79,5 +85,8 @@ def check(session: Session, key: str, stream: str) -> None:
     """Hold the lease shared for this transaction; refuse if another stream owns it."""
     session.execute(_SHARED, {"k": key})
     owner = session.execute(_CHECK, {"k": key}).scalar()
+    if owner is None:  # deleted by the jobs after long quiet: nobody claimed it since, take it back
+        session.execute(_RECLAIM, {"k": key, "s": stream})
+        owner = session.execute(_CHECK, {"k": key}).scalar()
     if owner != stream:
         raise RuleViolation(SUPERSEDED, "a newer event stream of this register took over; resend there")

@@ -133,7 +133,7 @@ def run_jobs(core: Core, req: pb.RunJobsRequest) -> pb.RunJobsResult:
         )
         out.holds_released = int(getattr(res, "rowcount", 0) or 0)
         # register leases of gateways gone for long (a gateway names itself anew at each start);
-        # a stream still alive after that is refused once, reconnects and claims again
+        # a stream still alive after that takes its lease back on its next event (fence.check)
         s.execute(delete(RegisterLease).where(RegisterLease.claimed_at < at - LEASE_KEEP))
 
     def expiry(s: Session) -> None:

@@ -27,6 +27,7 @@ import sqlite3
 import ssl
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,13 +80,33 @@ def diagnose(file: str, *, user: str | None = None, timeout: float = 3.0) -> lis
     except ConfigErrors as exc:
         return [Check("FAIL", "config", f"{e.key}: {e.problem}", e.fix) for e in exc.errors]
     out = _config_checks(config, user)
-    for step in (_listener, _gateway_tls, _core, _core_tls, _disk, _outbox, _permissions):
+    steps = (_listener, _gateway_tls, _each_core(_core), _each_core(_core_tls), _disk, _outbox, _permissions)
+    for step in steps:
         try:
             out.extend(step(config, timeout, user))
         except Exception as exc:  # one broken check must not hide the others
             out.append(Check("FAIL", step.__name__.strip("_"), f"the check itself failed: {exc!r}",
                              "report this bug"))
     return out
+
+
+Step = Callable[[GatewayConfig, float, "str | None"], list[Check]]
+
+
+def _each_core(step: Step) -> Step:
+    """``step`` run once per entry of a comma-separated ``core.address`` (each core replica is
+    checked on its own: one dead replica is a FAIL naming it, not a pass through round robin)."""
+    def each(config: GatewayConfig, timeout: float, user: str | None) -> list[Check]:
+        addresses = [a.strip() for a in config.core.address.split(",") if a.strip()]
+        if len(addresses) <= 1:
+            return step(config, timeout, user)
+        out: list[Check] = []
+        for address in addresses:
+            one = config.model_copy(update={"core": config.core.model_copy(update={"address": address})})
+            out.extend(step(one, timeout, user))
+        return out
+    each.__name__ = step.__name__
+    return each
 
 
 # ------------------------------------------------------------------ config and drivers

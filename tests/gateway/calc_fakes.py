@@ -136,7 +136,7 @@ async def abort(context: grpc.aio.ServicerContext, f: Failure) -> None:
 
 
 SERVER_OPTIONS = [
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 1000),
+    ("grpc.http2.min_ping_interval_without_data_ms", 1000),
     ("grpc.keepalive_permit_without_calls", 1),
 ]
 

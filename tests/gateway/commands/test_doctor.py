@@ -211,3 +211,13 @@ def test_another_program_on_the_port(tmp_path: Path, tls_dir: Path, other_progra
     listener = next(c for c in doctor.diagnose(str(path), timeout=2.0) if c.name == "listener")
     assert listener.level == "FAIL" and "held by another program (HTTP 200)" in listener.message
     assert "ss -ltnp" in listener.fix
+
+
+def test_each_core_replica_is_checked_on_its_own(tmp_path: Path, tls_dir: Path, core: int) -> None:
+    dead = free_port()
+    path = write_config(tmp_path, tls_dir, core, free_port(),
+                        core__address=f"'127.0.0.1:{core}, 127.0.0.1:{dead}'")
+    checks = [c for c in doctor.diagnose(str(path), timeout=3.0) if c.name == "core"]
+    assert [c.level for c in checks] == ["OK", "FAIL"], checks
+    assert checks[0].message.startswith(f"127.0.0.1:{core} ")
+    assert checks[1].message.startswith(f"127.0.0.1:{dead} ")

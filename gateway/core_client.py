@@ -31,7 +31,8 @@ gRPC's ``round_robin`` policy (:meth:`CoreTarget.channel_target`: IP literals be
 at once when its connection breaks, else within the keepalive bound (``keepalive_time_ms`` +
 ``keepalive_timeout_ms``); the sender then reopens its stream on a live replica and resends
 from the first unacknowledged event. Every stream names this client (metadata
-``posgw-gateway``, a random id per client) so the core can fence a register's older stream.
+``posgw-gateway``: the daemon's id, stable across its restarts) so the core can fence a register's
+older stream.
 
 Keepalive note: the core's gRPC server must accept pings at ``keepalive_time_ms`` without calls
 (``grpc.http2.min_ping_interval_without_data_ms`` <= that, and
@@ -369,6 +370,7 @@ class CoreClient:
         metrics: Metrics | None = None,
         breaker: CircuitBreaker | None = None,
         tuning: ChannelTuning | None = None,
+        gateway_id: str = "",
     ) -> None:
         self.target = target
         self.metrics = metrics
@@ -379,7 +381,9 @@ class CoreClient:
         self._channel: grpc.aio.Channel | None = None
         self._stub: Any = None
         self._stream_events: Any = None  # StreamEvents with the identity request serializer
-        self.gateway_id = uuid.uuid4().hex  # names this client's streams (the core fences by it)
+        # names this client's streams (the core fences a register's older stream by it): the daemon
+        # passes one that survives its restarts; a random one per client otherwise
+        self.gateway_id = gateway_id or uuid.uuid4().hex
 
     async def start(self) -> None:
         """Open the channel (idempotent). Does not wait for the core: it may be down."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -201,6 +202,12 @@ class Notifier:
             self._notifier.notify(message)  # non-blocking datagram; sdnotify swallows send errors
 
 
+def gateway_id(token_key: bytes) -> str:
+    """This gateway's name for the core's stream fence: stable across restarts (derived from the
+    data directory's calc-token key, which is random per gateway and kept), revealing nothing of it."""
+    return hashlib.sha256(b"posgw gateway id\0" + token_key).hexdigest()[:32]
+
+
 async def import_legacy_state(path: Path, store: OutboxStateStore) -> int:
     """Move a driver's state from the JSON file older versions kept (``state/<driver>.json``)
     into the outbox, then rename the file ``<name>.imported``; returns how many keys moved.
@@ -262,7 +269,9 @@ class Daemon:
         breaker = CircuitBreaker(cfg.core.breaker_failures, cfg.core.breaker_reset_s)
         target = CoreTarget(cfg.core.address, cfg.core.tls, cfg.core.ca_file, cfg.core.cert_file,
                             cfg.core.key_file, cfg.core.server_name)
-        self.core = core = CoreClient(target, metrics=self.metrics, breaker=breaker)
+        token_key = load_key(data_dir / "calc_token.key")
+        self.core = core = CoreClient(target, metrics=self.metrics, breaker=breaker,
+                                      gateway_id=gateway_id(token_key))
         await core.start()
         self.outbox = outbox = await Outbox.open(
             cfg.outbox_path, metrics=self.metrics, stuck_after_s=cfg.outbox.stuck_after_s,
@@ -273,7 +282,7 @@ class Daemon:
         policy = OfflinePolicy(cache, redeem_limit_points=cfg.offline.redeem_limit_points)
         self.pipeline = pipeline = Pipeline(
             core, policy, outbox, metrics=self.metrics, calc_budget_s=cfg.gateway.calc_budget_ms / 1000,
-            hold_ttl_s=cfg.gateway.hold_ttl_s, tokens=CalcTokens(load_key(data_dir / "calc_token.key")),
+            hold_ttl_s=cfg.gateway.hold_ttl_s, tokens=CalcTokens(token_key),
         )
         self.sender = Sender(outbox, core, metrics=self.metrics, yield_to=pipeline.activity.busy,
                              wait_for_sale_s=cfg.outbox.wait_for_sale_s)

@@ -30,7 +30,7 @@ from gateway import daemon as daemon_mod
 from gateway.config import parse_config
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
-from gateway.daemon import Daemon
+from gateway.daemon import Daemon, gateway_id
 from gateway.outbox import Outbox
 from tests.drivers.fake_context import FakeContext
 from tests.gateway.fake_core import ack_all
@@ -247,6 +247,24 @@ async def test_daemon_in_process_start_stop_core_down(tmp_path: Path) -> None:
     finally:
         await outbox.close()
     assert json.dumps(config.secrets()) == json.dumps([KEY])
+
+
+async def test_the_gateway_id_the_core_fences_by_survives_a_restart(tmp_path: Path) -> None:
+    config = parse_config({
+        "gateway": {"data_dir": str(tmp_path), "listen_port": 0},
+        "core": {"address": "127.0.0.1:1"},
+        "drivers": {"native": {"enabled": True, "api_keys": [KEY]}},
+    })
+    ids = []
+    for _ in range(2):
+        d = Daemon(config)
+        await d.start()
+        assert d.core is not None
+        ids.append(d.core.gateway_id)
+        await d.stop(timeout=3)
+    key = (tmp_path / "calc_token.key").read_bytes()
+    assert ids == [gateway_id(key)] * 2 and len(ids[0]) == 32
+    assert key.hex() not in ids[0] and gateway_id(bytes(32)) != ids[0]  # per gateway, not the key itself
 
 
 async def test_daemon_imports_a_drivers_legacy_json_state_once(tmp_path: Path) -> None:

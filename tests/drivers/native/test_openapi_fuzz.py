@@ -243,7 +243,13 @@ def test_native_api_matches_its_document(served: ServedGateway, path: str, metho
             case.validate_response(response, checks=checks)
             return
         if not fields:
-            case.call_and_validate(base_url=served.base, headers=AUTH | FRESH, checks=checks)
+            response = case.call(base_url=served.base, headers=AUTH | FRESH)
+            if not positive and response.status_code == 413:
+                # a generated body past the edge's limit is refused unread: a documented rejection
+                # that schemathesis's negative-data check does not list among its expected codes
+                assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE", response.text
+                checks = [c for c in checks if c is not oa_checks.negative_data_rejection]
+            case.validate_response(response, checks=checks)
             return
         response = case.call(base_url=served.base, headers=AUTH | FRESH)
         assert response.status_code == 400, response.text

@@ -44,6 +44,18 @@ class ConfigErrors(GatewayError):
         super().__init__("\n".join(str(e) for e in self.errors))
 
 
+def time_zone(value: str) -> str:
+    """``value`` when it names an IANA time zone (a driver option's validator); ValueError with the
+    fix otherwise."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}: use an IANA name like Europe/Moscow") from None
+    return value
+
+
 def secret_field(description: str, *, default: Any = "", env_only: bool = False) -> Any:
     """A field whose value may come from the environment or a ``<key>_file``.
 

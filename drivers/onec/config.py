@@ -6,11 +6,9 @@ Validated by :func:`gateway.config.load_config` through the registry and again b
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from pydantic import Field, SecretStr, field_validator
 
-from gateway.config import EdgeOptions, secret_field
+from gateway.config import EdgeOptions, secret_field, time_zone
 
 PATH = "/POSProcessing.asmx"  # the service's path under /v1/onec/ (WSDL: the same with ?wsdl)
 
@@ -70,8 +68,4 @@ class Config(EdgeOptions):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}: use an IANA name like Europe/Moscow") from None
-        return value
+        return time_zone(value)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 from pydantic import Field, SecretStr, field_validator
 
-from gateway.config import Model, secret_field
+from gateway.config import Model, secret_field, time_zone
 
 
 class Config(Model):
@@ -68,11 +66,7 @@ class Config(Model):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}: use an IANA name like Europe/Moscow") from None
-        return value
+        return time_zone(value)
 
     @property
     def call_url(self) -> str:

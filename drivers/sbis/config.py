@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
-from gateway.config import Model, secret_field
+from gateway.config import Model, secret_field, time_zone
 
 DAY = 86_400.0
 
@@ -147,15 +147,10 @@ class Config(Model):
     @model_validator(mode="after")
     def _credentials(self) -> Config:
         if self.doc_time_zone not in ("", "UTC"):
-            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
             try:
-                ZoneInfo(self.doc_time_zone)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError(
-                    f"doc_time_zone: unknown zone {self.doc_time_zone!r}: use an IANA name "
-                    'such as Europe/Moscow, or "" for UTC'
-                ) from exc
+                time_zone(self.doc_time_zone)
+            except ValueError as exc:
+                raise ValueError(f'doc_time_zone: {exc}, or "" for UTC') from None
         if self.gap_max_age_s >= self.sign_keep_s:
             raise ValueError(
                 "sign_keep_s must be longer than gap_max_age_s (a late document is checked "

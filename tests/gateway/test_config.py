@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from gateway.config import (
     SECTIONS,
@@ -15,6 +15,7 @@ from gateway.config import (
     GatewayConfig,
     driver_config_model,
     load_config,
+    time_zone,
 )
 from gateway.driver import REGISTRY
 
@@ -181,3 +182,16 @@ def test_driver_sample_toml_loads_and_documents_every_option(name: str) -> None:
     config = load_config(sample)
     assert name in config.drivers
     assert _fields(driver_config_model(name)) | {"enabled"} <= _keys_in(sample.read_text(encoding="utf-8"))
+
+
+def test_time_zone_accepts_iana_names_and_names_the_fix() -> None:
+    assert time_zone("Asia/Yekaterinburg") == "Asia/Yekaterinburg"
+    with pytest.raises(ValueError, match="use an IANA name like Europe/Moscow"):
+        time_zone("MSK+3")
+
+
+@pytest.mark.parametrize(("driver", "key"), [("onec", "timezone"), ("onec_pull", "timezone"),
+                                             ("sbis", "doc_time_zone")])
+def test_drivers_refuse_an_unknown_time_zone(driver: str, key: str) -> None:
+    with pytest.raises(ValidationError, match="unknown time zone 'Mars/Olympus'"):
+        driver_config_model(driver).model_validate({key: "Mars/Olympus"})

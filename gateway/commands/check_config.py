@@ -175,9 +175,11 @@ def _check_secrets(config: GatewayConfig, add: Any, on_lan: bool) -> None:
 
 def _check_core(config: GatewayConfig, add: Any) -> None:
     core = config.core
-    if not _host_port(core.address):
-        add("FAIL", "core.address", f"{core.address!r} is not host:port",
-            'write it as "host:port", e.g. "10.0.0.5:50051" or "[::1]:50051"')
+    for entry in core.address.split(","):  # several replicas: host:port,host:port
+        if not _host_port(entry.strip()):
+            add("FAIL", "core.address", f"{entry.strip()!r} is not host:port",
+                'write it as "host:port", e.g. "10.0.0.5:50051" or "[::1]:50051"; several core '
+                'replicas as "host:port,host:port"')
     if core.tls:
         for key in ("ca_file", "cert_file", "key_file"):
             path = getattr(core, key)

@@ -95,12 +95,12 @@ def test_short_key_on_a_lan_listener(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_core_address_not_host_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for address in ("core.example", "core:port", "a:b:50051", ":50051", "core:70000"):
+    for address in ("core.example", "core:port", "a:b:50051", ":50051", "core:70000", "10.0.0.5:50051,core"):
         path = write(tmp_path, f"[core]\naddress = '{address}'\n")
         code, lines = check(path, capsys)
         assert code == 1, address
         fails(lines, path, "core.address")
-    for address in ("core.example:50051", "10.0.0.5:50051", "[::1]:50051"):
+    for address in ("core.example:50051", "10.0.0.5:50051", "[::1]:50051", "10.0.0.5:50051, 10.0.0.6:50051"):
         assert check(write(tmp_path, f"[core]\naddress = '{address}'\n"), capsys)[0] == 0, address
 
 

@@ -288,7 +288,8 @@ def test_cli_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 
 async def test_cli_json_run_against_the_fake(fake: FakeFixture, capsys: pytest.CaptureFixture[str]) -> None:
     _, gw = fake
-    argv = ["sim", "evotor", "--gateway", gw.url, "--token", TOKEN, "--cloud-token", CLOUD_TOKEN,
+    argv = ["sim", "evotor", "--gateway", gw.url, "--no-queue-check",
+            "--token", TOKEN, "--cloud-token", CLOUD_TOKEN,
             "--tills", "1", "--receipts", "3", "--seed", "4", "--customers", PHONE, "--refunds", "0",
             "--cancels", "0", "--cloud", "1", "--duplicate", "1", "--json"]
     code = await asyncio.to_thread(main, argv)

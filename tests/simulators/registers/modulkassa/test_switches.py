@@ -251,8 +251,8 @@ def test_cli_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
 
 async def test_cli_json_run_against_the_fake(fake: FakeFixture, capsys: pytest.CaptureFixture[str]) -> None:
     _, gw = fake
-    argv = ("sim modulkassa --gateway URL --token TOKEN --tills 1 --receipts 3 --seed 4 --customers PHONE"
-            " --refunds 0 --cancels 0 --duplicate 1 --json").split()
+    argv = ("sim modulkassa --gateway URL --no-queue-check --token TOKEN --tills 1 --receipts 3 --seed 4"
+            " --customers PHONE --refunds 0 --cancels 0 --duplicate 1 --json").split()
     argv = [{"URL": gw.url, "TOKEN": TOKEN, "PHONE": PHONE}.get(a, a) for a in argv]
     code = await asyncio.to_thread(main, argv)
     data = json.loads(capsys.readouterr().out)
@@ -266,7 +266,8 @@ async def test_cli_json_run_reports_errors_with_exit_1(
 ) -> None:
     mk, gw = fake
     mk.check_tokens = False
-    argv = ["sim", "modulkassa", "--gateway", gw.url, "--token", TOKEN, "--tills", "1", "--receipts", "1",
+    argv = ["sim", "modulkassa", "--gateway", gw.url, "--no-queue-check",
+            "--token", TOKEN, "--tills", "1", "--receipts", "1",
             "--seed", "2", "--refunds", "0", "--cancels", "0", "--bad-token", "1", "--json"]
     code = await asyncio.to_thread(main, argv)
     data = json.loads(capsys.readouterr().out)

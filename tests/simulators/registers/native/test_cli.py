@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[4]
 
 
 async def test_cli_prints_one_json_object(fake: FakeGateway, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["sim", "native", "--gateway", fake.url, "--api-key", "secret", "--tills", "2", "--receipts", "6",
+    argv = ["sim", "native", "--gateway", fake.url, "--no-queue-check",
+            "--api-key", "secret", "--tills", "2", "--receipts", "6",
             "--seed", "9", "--customers", "+79123456789,card:77", "--json", "--duplicate", "1"]
     code = await asyncio.to_thread(main, argv)
     out = capsys.readouterr().out
@@ -35,8 +36,8 @@ async def test_cli_prints_one_json_object(fake: FakeGateway, capsys: pytest.Capt
 
 async def test_cli_text_summary_and_error_exit(fake: FakeGateway, capsys: pytest.CaptureFixture[str]) -> None:
     fake.reject_sales_400 = True
-    code = await asyncio.to_thread(main, ["sim", "native", "--gateway", fake.url, "--api-key", "secret",
-                                          "--tills", "1", "--receipts", "1"])
+    code = await asyncio.to_thread(main, ["sim", "native", "--gateway", fake.url, "--no-queue-check",
+                                          "--api-key", "secret", "--tills", "1", "--receipts", "1"])
     out = capsys.readouterr().out
     assert code == 1
     assert "receipts 1 on 1 tills" in out and "errors 1" in out and "HTTP 400" in out
@@ -59,7 +60,7 @@ async def test_cli_takes_its_options_from_the_common_environment(
                         "POSGW_SIM_RECEIPTS": "3", "POSGW_SIM_SEED": "4",
                         "POSGW_SIM_CUSTOMERS": "+79123456789"}.items():
         monkeypatch.setenv(name, value)
-    argv = ["sim", "native", "--json", "--no-acks", "--refunds", "0", "--cancels", "0"]
+    argv = ["sim", "native", "--json", "--no-acks", "--no-queue-check", "--refunds", "0", "--cancels", "0"]
     code = await asyncio.to_thread(main, argv)
     data = json.loads(capsys.readouterr().out)
     assert code == 0 and (data["receipts"], data["tills"], data["seed"], data["asked"]) == (3, 1, 4, 3)
@@ -74,7 +75,8 @@ async def test_ctrl_c_finishes_the_receipts_in_hand_and_prints_the_report(fake: 
     """A real process: the first SIGINT stops new receipts, every receipt rung up is acknowledged,
     the summary says it was interrupted, exit status 130."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.cli", "sim", "native", "--gateway", fake.url, "--api-key", "secret",
+        sys.executable, "-m", "gateway.cli", "sim", "native", "--gateway", fake.url, "--no-queue-check",
+        "--api-key", "secret",
         "--tills", "2", "--receipts", "100000", "--rate", "40", "--seed", "3",
         "--refunds", "0", "--cancels", "0",
         cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

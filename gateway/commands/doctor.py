@@ -170,8 +170,13 @@ def _listener(config: GatewayConfig, timeout: float, _: str | None) -> list[Chec
         return [Check("FAIL", "listener", f"posgw on {where} is not serving: {reasons}",
                       "see /healthz and /status; journalctl -u posgw")]
     level = "OK" if status == "ok" else "WARN"
-    return [Check(level, "listener", f"posgw answers on {where}: {status}",
-                  "see /healthz (a salvage to acknowledge, a driver alarm)")]
+    checks = [Check(level, "listener", f"posgw answers on {where}: {status}",
+                    "see /healthz (a salvage to acknowledge, a driver alarm)")]
+    queued = health.get("rejected") or 0
+    if queued:  # refused by the core: not applied until an operator retries or resolves them
+        checks.append(Check("WARN", "operator queue", f"{queued} document(s) the core refused are waiting",
+                            "posgw queue list; retry once the cause is fixed, or resolve with a note"))
+    return checks
 
 
 def _gateway_tls(config: GatewayConfig, _: float, __: str | None) -> list[Check]:

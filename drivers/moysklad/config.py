@@ -62,4 +62,9 @@ class Config(EdgeOptions):
         le=3600,
         description="seconds before the till may ask for another code",
     )
+    keep_days: int = Field(
+        default=180, ge=1, le=3650,
+        description="days a sale's goods and a document's content are remembered (returns capped at the "
+        "sale, resends told apart from conflicts); a return after this is capped by the core alone",
+    )
     gift_cards: list[GiftCard] = Field(default_factory=list, description="money certificates the shop sold")

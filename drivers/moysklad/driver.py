@@ -21,6 +21,8 @@ allowed), ``code:<phone digits>`` (the spending code handed to the till, kept fo
 ``doc:<key>`` (content digest of a stored document, written last), ``sale:<key>`` (a sale's lines),
 ``returned:<sale key>`` (what each return took back) and ``gift:<name>`` (kopecks each sale paid with a
 gift card), the last two kept per document so a resend after an interrupted answer records once.
+``doc:``, ``sale:`` and ``returned:`` are forgotten after ``keep_days`` (the state would otherwise grow
+with every sale); ``link:`` (one per customer) and ``gift:`` (money) are kept.
 """
 
 from __future__ import annotations
@@ -88,6 +90,7 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
     def __init__(self, config: Config, **kw: Any) -> None:
         super().__init__(config, **kw)
         self._locks: dict[str, asyncio.Lock] = {}  # ledger key -> its writer (read-modify-write)
+        self.keep_s = config.keep_days * 86_400.0  # documents' content, sales' goods, their returns
 
     def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
         auth = http_edge.HeaderToken(self.config.tokens, header=HEADER)
@@ -342,13 +345,16 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
         raw = await ctx.state.get(key)
         return dict(json.loads(raw)) if raw else {}
 
-    async def _record(self, ctx: DriverContext, key: str, document: str, value: object) -> None:
-        """Set ``document``'s entry of the ledger ``key`` (idempotent; one writer per ledger at a time)."""
+    async def _record(
+        self, ctx: DriverContext, key: str, document: str, value: object, *, keep_s: float | None = None,
+    ) -> None:
+        """Set ``document``'s entry of the ledger ``key`` (idempotent; one writer per ledger at a time);
+        ``keep_s`` as for ``ctx.state.put`` (None: kept, as a gift card's money must be)."""
         async with self._locks.setdefault(key, asyncio.Lock()):
             entries = await self._ledger(ctx, key)
             if entries.get(document) != value:
                 entries[document] = value
-                await ctx.state.put(key, json.dumps(entries, sort_keys=True))
+                await ctx.state.put(key, json.dumps(entries, sort_keys=True), keep_s=keep_s)
 
     async def _known(self, ctx: DriverContext, key: str, digest: str) -> str:
         """ "new", "same" (stored under ``key`` with this content) or "other" (another content)."""
@@ -440,8 +446,8 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
         # bookkeeping keyed by the document, so a resend after an interrupted answer completes it once
         for g in doc.gift_cards:
             await self._record(ctx, f"gift:{g.name}", key, g.kopecks)
-        await ctx.state.put(f"sale:{key}", mapping.goods(doc.positions).as_json())
-        await ctx.state.put(f"doc:{key}", digest)
+        await ctx.state.put(f"sale:{key}", mapping.goods(doc.positions).as_json(), keep_s=self.keep_s)
+        await ctx.state.put(f"doc:{key}", digest, keep_s=self.keep_s)
         return self._answer(201)
 
     async def _return(self, ctx: DriverContext, body: bytes) -> web.Response:
@@ -476,12 +482,12 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             lines = mapping.returned_lines(doc, sold, before)
         if not lines:
             ctx.count("ignored")
-            await ctx.state.put(f"doc:{key}", digest)
+            await ctx.state.put(f"doc:{key}", digest, keep_s=self.keep_s)
             return self._answer(201)  # everything was returned already: capped at the sale
         new = await ctx.submit(mapping.refund_of(doc, sale_key, lines, key=key, now=self.now()))
         ctx.count("committed" if new else "duplicate")
-        await self._record(ctx, f"returned:{sale_key}", key, lines)
-        await ctx.state.put(f"doc:{key}", digest)
+        await self._record(ctx, f"returned:{sale_key}", key, lines, keep_s=self.keep_s)
+        await ctx.state.put(f"doc:{key}", digest, keep_s=self.keep_s)
         return self._answer(201)
 
     # ------------------------------------------------------------ gift cards

@@ -293,6 +293,16 @@ async def test_gift_card_lookup_and_payment() -> None:
     ]
 
 
+async def test_per_document_state_is_forgotten_after_keep_days_and_gift_ledgers_are_kept() -> None:
+    ctx = context()
+    sale = p.sale(giftCards=[{"id": "gid", "name": "GC-1", "paymentSum": 40000}])
+    one = p.sales_return("r1", pos=[p.position(P1, 1, 500.0)])
+    assert await calls(ctx, ("/retaildemand", sale), ("/retailsalesreturn", one)) == [(201, None)] * 2
+    kept = {key.partition(":")[0]: keep for key, keep in ctx.state.keep_s.items()}
+    assert kept["doc"] == kept["sale"] == kept["returned"] == 180 * 86_400
+    assert kept["gift"] is None  # a gift card's spending is money: never forgotten
+
+
 async def test_storage_failure_is_503_and_not_remembered() -> None:
     ctx = context()
     ctx.storage_fails = True

@@ -178,7 +178,11 @@ class OneCDriver(http_edge.HttpDriver[Config]):
         points = c.paid_by_bonus // self.pv if c.operation == "Sale" else 0
         if points and not mapping.token_of(c):
             approved = int(await ctx.state.get("ok:" + key) or 0)
-            if points > approved:
+            if points > approved:  # refused in band, nothing stored: counted and logged for the operator
+                ctx.count("bad_input")
+                ctx.log.warning("Fiscal write-off over what Soft approved: refused", extra={
+                    "key": key, "points": points, "approved": approved,
+                    "action": "the 1C module must run Soft with the write-off before Fiscal"})
                 return mapping.echo(
                     c,
                     tx=mapping.transaction_id("refused", key, c.request_id),

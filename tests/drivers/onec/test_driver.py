@@ -296,6 +296,7 @@ async def test_a_write_off_no_soft_approved_gets_90003_and_nothing_stored(
     assert status == 200 and read(one(body), "ReturnCode") == "90003", body
     status, body, _ = await post(gw, e.envelope(e.cheque(number="77", paid_by_bonus="1")))  # no Soft at all
     assert read(one(body), "ReturnCode") == "90003" and ctx.stored == {}
+    assert ctx.counts["bad_input"] == 2  # each refusal counted for the operator
     status, body, _ = await post(gw, e.envelope(e.cheque(paid_by_bonus="10")))
     assert read(one(body), "ReturnCode") == "0" and len(ctx.stored) == 1
 

@@ -1,7 +1,7 @@
 """Servers for ``bench/gateway_bench.py``, each its own process: ``python bench/bench_servers.py NAME``.
 
-- ``stub-core --port P --stats FILE``: a ``LoyaltyCore`` that does no work: Calculate echoes
-  the lines back undiscounted, StreamEvents answers every EventBatch at once with an AckBatch
+- ``stub-core --port P --stats FILE``: a ``LoyaltyCoreService`` that does no work: Calculate echoes
+  the lines back undiscounted, StreamEvents answers every request message at once with a response
   of one result per event (per stream it records events, first receive and last answer time,
   written to FILE as JSON every 0.2 s), GetProgram
   serves seed002, GetBalances an empty snapshot; gRPC health SERVING. Both the gateway and the
@@ -39,46 +39,48 @@ from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc  # noqa: E402
 PROGRAM = ROOT / "config" / "programs" / "seed002.toml"
 
 
-def calculation(draft: pb.ReceiptDraft) -> pb.Calculation:
+def calculation(draft: pb.ReceiptDraft) -> pb.CalculateResponse:
     gross = sum(line.amount for line in draft.lines)
-    return pb.Calculation(
+    return pb.CalculateResponse(
         customer_id="1", tier="1", gross=gross, redeemable_base=gross, payable=gross,
         points_to_accrue=gross * 3 // 100 // 100, display_name="Bench B.",
         lines=[pb.LineResult(line_id=line.line_id, paid=line.amount, accrues=True) for line in draft.lines],
     )
 
 
-class StubCore(pb_grpc.LoyaltyCoreServicer):
+class StubCore(pb_grpc.LoyaltyCoreServiceServicer):
     def __init__(self, stats_path: Path | None) -> None:
         from gateway.rules.program import load_program, program_to_json, program_version
 
         program = load_program(PROGRAM)
-        self.program = pb.Program(program_id=program.id, version=program_version(program),
+        self.program = pb.GetProgramResponse(program_id=program.id, version=program_version(program),
                                   config_json=program_to_json(program))
         self.stats_path = stats_path
         self.streams: list[dict[str, float]] = []
         self._dirty = False
 
-    async def Calculate(self, request: pb.CalculateRequest, context: Any) -> pb.Calculation:
+    async def Calculate(self, request: pb.CalculateRequest, context: Any) -> pb.CalculateResponse:
         return calculation(request.draft)
 
-    async def IdentifyCustomer(self, request: pb.IdentifyCustomerRequest, context: Any) -> pb.Customer:
-        return pb.Customer(customer_id="1", display_name="Bench B.", tier="1", balance=1000)
+    async def IdentifyCustomer(self, request: pb.IdentifyCustomerRequest,
+                               context: Any) -> pb.IdentifyCustomerResponse:
+        return pb.IdentifyCustomerResponse(
+            customer=pb.Customer(customer_id="1", display_name="Bench B.", tier="1", balance=1000))
 
-    async def GetProgram(self, request: pb.GetProgramRequest, context: Any) -> pb.Program:
+    async def GetProgram(self, request: pb.GetProgramRequest, context: Any) -> pb.GetProgramResponse:
         return self.program
 
     async def GetBalances(self, request: pb.GetBalancesRequest, context: Any) -> pb.GetBalancesResponse:
         return pb.GetBalancesResponse(program_version=self.program.version)
 
-    async def StreamEvents(self, request_iterator: AsyncIterator[pb.EventBatch],
-                           context: Any) -> AsyncIterator[pb.AckBatch]:
+    async def StreamEvents(self, request_iterator: AsyncIterator[pb.StreamEventsRequest],
+                           context: Any) -> AsyncIterator[pb.StreamEventsResponse]:
         stat = {"events": 0.0, "first": 0.0, "last": 0.0}
         self.streams.append(stat)
         async for batch in request_iterator:
             if not stat["events"]:
                 stat["first"] = time.time()
-            reply = pb.AckBatch()
+            reply = pb.StreamEventsResponse()
             for env in batch.events:
                 ack = reply.acks.add(event_id=env.event_id, register_id=env.register_id,
                                      register_seq=env.register_seq)
@@ -107,7 +109,7 @@ class StubCore(pb_grpc.LoyaltyCoreServicer):
 async def serve_stub_core(port: int, stats: Path | None, stop: asyncio.Event) -> None:
     server = grpc.aio.server()
     core = StubCore(stats)
-    pb_grpc.add_LoyaltyCoreServicer_to_server(core, server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_LoyaltyCoreServiceServicer_to_server(core, server)  # type: ignore[no-untyped-call]
     servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
@@ -122,7 +124,7 @@ async def serve_stub_core(port: int, stats: Path | None, stop: asyncio.Event) ->
 
 async def serve_forwarder(port: int, core: str, stop: asyncio.Event) -> None:
     channel = grpc.aio.insecure_channel(core)
-    stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+    stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
 
     async def calculate(request: web.Request) -> web.Response:
         body = json.loads(await request.read())

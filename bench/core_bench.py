@@ -266,16 +266,16 @@ async def measure(core_addr: str, echo_addr: str, sizes: Sizes) -> list[dict[str
         await asyncio.gather(
             *(asyncio.wait_for(ch.channel_ready(), START_TIMEOUT_S) for ch in core_channels + echo_channels)
         )
-        stubs = [pb_grpc.LoyaltyCoreStub(ch) for ch in core_channels]
+        stubs = [pb_grpc.LoyaltyCoreServiceStub(ch) for ch in core_channels]
         echoes = [ch.unary_unary(ECHO_METHOD) for ch in echo_channels]  # bytes in, bytes out
         run = f"{os.getpid()}-{time.time_ns()}"
         customers = []
         for i in range(CUSTOMERS):
-            cust = await stubs[0].RegisterCustomer(
+            answer = await stubs[0].RegisterCustomer(
                 pb.RegisterCustomerRequest(phone=f"+7916{os.getpid() % 1000:03d}{i:04d}", name=f"Bench {i}"),
                 timeout=DEADLINE_S,
             )
-            customers.append(cust)
+            customers.append(answer.customer)
 
         def draft(cust: pb.Customer, number: str) -> pb.ReceiptDraft:
             lines = [

@@ -59,7 +59,7 @@ def _phone(i: int) -> str:
 
 async def _register(address: str, customers: int) -> None:
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+        stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
         for i in range(customers):
             await stub.RegisterCustomer(pb.RegisterCustomerRequest(
                 phone=_phone(i), name="Bench", channel="cashier", staff=STAFF, occurred_at=now_ts(),
@@ -72,13 +72,13 @@ async def _gateway(target: str, g: int, sizes: ClusterSizes, fenced: bool) -> in
     options = [("grpc.service_config", ROUND_ROBIN)]
     metadata = (("posgw-gateway", f"bench-gw-{g}"),) if fenced else ()
     async with grpc.aio.insecure_channel(target, options=options) as channel:
-        call = pb_grpc.LoyaltyCoreStub(channel).StreamEvents(  # type: ignore[no-untyped-call]
+        call = pb_grpc.LoyaltyCoreServiceStub(channel).StreamEvents(  # type: ignore[no-untyped-call]
             metadata=metadata, timeout=DEADLINE_S * 5)
         events = [sale_event(f"G{g}", seq, _phone((g + seq) % sizes.gateways), 10_000 + seq, "B")
                   for seq in range(1, sizes.events + 1)]
         done = 0
         for i in range(0, len(events), sizes.batch):
-            await call.write(pb.EventBatch(events=events[i:i + sizes.batch]))
+            await call.write(pb.StreamEventsRequest(events=events[i:i + sizes.batch]))
             reply = await call.read()
             done += sum(1 for a in reply.acks if a.WhichOneof("result") == "commit")
         await call.done_writing()

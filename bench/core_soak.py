@@ -89,7 +89,7 @@ async def deliver(gw: Gateway, call: Any, totals: Totals) -> None:
     stream breaks)."""
     while gw.pending:
         batch = list(gw.pending)
-        await call.write(pb.EventBatch(events=batch))
+        await call.write(pb.StreamEventsRequest(events=batch))
         totals.sent += len(batch)
         reply = await asyncio.wait_for(call.read(), ACK_TIMEOUT_S)
         if reply is grpc.aio.EOF:  # type: ignore[attr-defined]
@@ -118,7 +118,7 @@ async def deliver(gw: Gateway, call: Any, totals: Totals) -> None:
 
 async def run_gateway(gw: Gateway, target: str, stop_at: float, totals: Totals) -> None:
     async with grpc.aio.insecure_channel(target, options=[("grpc.service_config", ROUND_ROBIN)]) as channel:
-        stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+        stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
         drain_until = stop_at + 120.0
         call: Any = None  # one long-lived stream, reopened when it breaks (as the sender does)
         while time.monotonic() < stop_at or (gw.pending and time.monotonic() < drain_until):
@@ -183,7 +183,7 @@ async def soak(args: argparse.Namespace) -> int:
         for i in range(args.replicas):
             started.append(await asyncio.to_thread(start_replica, url, f"s{i + 1}"))
         async with grpc.aio.insecure_channel(started[0].address) as channel:
-            stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+            stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
             for c in range(CUSTOMERS):
                 req = pb.RegisterCustomerRequest(phone=_phone(c), name="Soak", channel="cashier", staff=STAFF,
                                                  occurred_at=now_ts())

@@ -124,7 +124,7 @@ def discounted(draft: Any) -> Any:
     for i in order[: redeemed - sum(shares)]:  # largest remainders take the leftover kopecks
         shares[i] += 1
     payable = gross - redeemed
-    return pb.Calculation(
+    return pb.CalculateResponse(
         customer_id="1", tier="1", gross=gross, redeemable_base=gross, max_points=redeemed,
         redeemed_ordinary=redeemed, payable=payable, points_to_accrue=payable * 3 // 100 // 100,
         balance_before=150_000, balance_after=150_000 - redeemed + payable * 3 // 100 // 100,

@@ -28,7 +28,7 @@ and identical request bodies. Figures, one JSON line each ``{"figure", "value", 
   baseline is a bare ``grpc.aio`` client (no outbox, envelopes built beforehand) streaming the
   same envelopes to the same ack-only core one event per message, each answered at once;
 - ``backlog_events_per_s_vs_batched_stream``: the same gateway rate ÷ that bare client batching
-  exactly as the sender does (``EventBatch`` messages of ``gateway.sender.MESSAGE_EVENTS``
+  exactly as the sender does (``StreamEventsRequest`` messages of ``gateway.sender.MESSAGE_EVENTS``
   events): the transport's ceiling, which shows what the gateway's per-event work (outbox read,
   framing the stored envelopes, delivery marks) costs (≥ 0.3, issue 18);
   ``gateway_cpu_us_per_event_delivery`` (report only): the gateway's CPU time from ready to the
@@ -238,13 +238,13 @@ def stream_rate(stats_path: Path, since: float) -> tuple[int, float]:
 
 
 async def bare_stream(address: str, events: list[Event], per_message: int = MESSAGE_EVENTS) -> None:
-    """The backlog baseline: the same envelopes as EventBatches of ``per_message`` events (as the
+    """The backlog baseline: the same envelopes as StreamEventsRequests of ``per_message`` events (as the
     sender sends them) on one bare bidirectional stream; returns once every event is answered."""
     envelopes = [event_to_envelope(e, i + 1) for i, e in enumerate(events)]
     n = per_message
-    batches = [pb.EventBatch(events=envelopes[i:i + n]) for i in range(0, len(envelopes), n)]
+    batches = [pb.StreamEventsRequest(events=envelopes[i:i + n]) for i in range(0, len(envelopes), n)]
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+        stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
         call = stub.StreamEvents(iter(batches), timeout=300)
         acked = 0
         async for reply in call:

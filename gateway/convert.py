@@ -9,10 +9,10 @@ Pure functions, no I/O. Invariants:
   ``EventEnvelope`` serialized once, at append, without its three header fields (event id,
   register, sequence number, known only to the outbox row); :func:`frame_envelope` puts the header
   in front of those stored bytes and :func:`frame_batch` joins framed envelopes into an
-  ``EventBatch``, both by protobuf's wire format alone (a message field is its tag, its length and
+  ``StreamEventsRequest``, both by protobuf's wire format alone (a message field is its tag, its length and
   its bytes; fields in field-number order), so that
   ``frame_batch([frame_envelope(key, register, seq, envelope_body(e)), ...])`` equals
-  ``EventBatch(events=[envelope with event_id=key, ...]).SerializeToString()`` byte for byte,
+  ``StreamEventsRequest(events=[envelope with event_id=key, ...]).SerializeToString()`` byte for byte,
   without decoding or re-encoding anything at delivery.
 """
 
@@ -188,7 +188,7 @@ _VARINT = 0
 _EVENT_ID = bytes([(1 << 3) | _LEN])  # EventEnvelope.event_id = 1
 _REGISTER_ID = bytes([(2 << 3) | _LEN])  # EventEnvelope.register_id = 2
 _REGISTER_SEQ = bytes([(3 << 3) | _VARINT])  # EventEnvelope.register_seq = 3
-_EVENTS = bytes([(1 << 3) | _LEN])  # EventBatch.events = 1
+_EVENTS = bytes([(1 << 3) | _LEN])  # StreamEventsRequest.events = 1
 _SMALL = [bytes([n]) for n in range(128)]  # varints of one byte, the common case
 
 
@@ -221,7 +221,7 @@ def frame_envelope(event_id: str, register_id: str, register_seq: int, body: byt
 
 
 def frame_batch(envelopes: list[bytes]) -> bytes:
-    """One serialized ``EventBatch`` of serialized envelopes: each is its field's tag, its length
+    """One serialized ``StreamEventsRequest`` of serialized envelopes: each is its field's tag, its length
     and its bytes (a repeated message field on the wire), joined in order."""
     parts: list[bytes] = []
     for env in envelopes:
@@ -232,7 +232,7 @@ def frame_batch(envelopes: list[bytes]) -> bytes:
 # ---------------------------------------------------------------- protobuf -> canonical
 
 
-def calculation_to_result(c: pb.Calculation, *, offline: bool) -> CalcResult:
+def calculation_to_result(c: pb.CalculateResponse, *, offline: bool) -> CalcResult:
     """The core's Calculation -> what a driver answers its till with.
 
     ``balance`` is the customer's balance before this receipt, or None when the answer is

@@ -256,11 +256,11 @@ class CoreCalls(Protocol):
 
     async def calculate(
         self, draft: pb.ReceiptDraft, *, timeout: float, hold_ttl_s: int = 0
-    ) -> pb.Calculation: ...
+    ) -> pb.CalculateResponse: ...
 
     async def identify(self, ref: pb.CustomerRef, *, timeout: float) -> pb.Customer | None: ...
 
-    async def get_program(self, *, timeout: float) -> pb.Program: ...
+    async def get_program(self, *, timeout: float) -> pb.GetProgramResponse: ...
 
     def balance_pages(
         self, *, timeout: float, active_since: datetime | None = None, page_size: int = 1000
@@ -269,11 +269,11 @@ class CoreCalls(Protocol):
 
 class StreamCall(Protocol):
     """The part of a ``grpc.aio`` stream-stream call an :class:`EventStream` uses. Requests are
-    serialized ``EventBatch`` messages (the call's request serializer is the identity)."""
+    serialized ``StreamEventsRequest`` messages (the call's request serializer is the identity)."""
 
     async def write(self, request: bytes) -> None: ...
 
-    async def read(self) -> Any: ...  # pb.AckBatch, or grpc.aio.EOF
+    async def read(self) -> Any: ...  # pb.StreamEventsResponse, or grpc.aio.EOF
 
     def cancel(self) -> bool: ...
 
@@ -281,11 +281,11 @@ class StreamCall(Protocol):
 # What a stream call raises when the channel or the call is unusable (besides AioRpcError).
 _CALL_ERRORS = (grpc.RpcError, grpc.aio.UsageError, asyncio.InvalidStateError, ConnectionError)
 STREAM_METHOD = "StreamEvents"
-STREAM_PATH = f"/{pb.DESCRIPTOR.services_by_name['LoyaltyCore'].full_name}/{STREAM_METHOD}"
+STREAM_PATH = f"/{pb.DESCRIPTOR.services_by_name['LoyaltyCoreService'].full_name}/{STREAM_METHOD}"
 
 
 def _identity(request: bytes) -> bytes:
-    """The stream's request serializer: the sender writes EventBatch messages already serialized."""
+    """The stream's request serializer: the sender writes StreamEventsRequest messages already serialized."""
     return request
 
 
@@ -297,7 +297,7 @@ class EventStream:
 
     Breaker and ``posgw_core_calls_total{method="StreamEvents"}``, the stream's counterpart of one
     unary call's outcome:
-    - every AckBatch read records a breaker success: a stream the core answers is healthy, however
+    - every StreamEventsResponse read records a breaker success: a stream the core answers is healthy, however
       long it lives;
     - the stream's first failure is its outcome, counted once by code: a gRPC error (recorded like
       the same status on a unary call), or a fault the caller found in the core's answers
@@ -315,8 +315,8 @@ class EventStream:
         self._call = call
         self._ended = False
 
-    async def write(self, batch: bytes | pb.EventBatch) -> None:
-        """Send one EventBatch: its serialized bytes as they are (the sender frames stored
+    async def write(self, batch: bytes | pb.StreamEventsRequest) -> None:
+        """Send one StreamEventsRequest: its serialized bytes as they are (the sender frames stored
         envelopes, :mod:`gateway.convert`), or a message, serialized here."""
         data = batch if isinstance(batch, bytes) else batch.SerializeToString()
         try:
@@ -324,7 +324,7 @@ class EventStream:
         except _CALL_ERRORS as err:
             raise self._failed(err) from None
 
-    async def read(self) -> pb.AckBatch:
+    async def read(self) -> pb.StreamEventsResponse:
         try:
             reply = await self._call.read()
         except _CALL_ERRORS as err:
@@ -333,7 +333,7 @@ class EventStream:
             self._end("OK")
             raise CoreUnavailable(f"{STREAM_METHOD}: the core closed the stream")
         self._breaker.record_success()
-        return cast(pb.AckBatch, reply)
+        return cast(pb.StreamEventsResponse, reply)
 
     def fault(self, code: grpc.StatusCode, message: str) -> GatewayError:
         """The caller found the core's answers unusable: end the stream's account with ``code``
@@ -399,9 +399,10 @@ class CoreClient:
         else:
             channel = grpc.aio.insecure_channel(address, options)
         self._channel = channel
-        self._stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+        self._stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
         self._stream_events = channel.stream_stream(
-            STREAM_PATH, request_serializer=_identity, response_deserializer=pb.AckBatch.FromString)
+            STREAM_PATH, request_serializer=_identity,
+            response_deserializer=pb.StreamEventsResponse.FromString)
         channel.get_state(try_to_connect=True)  # start connecting now, not on the first receipt
 
     async def close(self) -> None:
@@ -440,37 +441,38 @@ class CoreClient:
 
     async def calculate(
         self, draft: pb.ReceiptDraft, *, timeout: float, hold_ttl_s: int = 0
-    ) -> pb.Calculation:
+    ) -> pb.CalculateResponse:
         req = pb.CalculateRequest(draft=draft, hold_ttl_s=hold_ttl_s)
-        result: pb.Calculation = await self._unary("Calculate", req, timeout)
+        result: pb.CalculateResponse = await self._unary("Calculate", req, timeout)
         return result
 
     async def identify(self, ref: pb.CustomerRef, *, timeout: float) -> pb.Customer | None:
         """The customer, or None when the core does not know them (UNKNOWN_CUSTOMER, CODE_EXPIRED)."""
         try:
-            customer: pb.Customer = await self._unary(
+            answer: pb.IdentifyCustomerResponse = await self._unary(
                 "IdentifyCustomer", pb.IdentifyCustomerRequest(customer=ref), timeout
             )
         except BusinessRejection as exc:
             if exc.reason in ("UNKNOWN_CUSTOMER", "CODE_EXPIRED"):
                 return None
             raise
-        return customer
+        return answer.customer
 
-    async def get_program(self, *, timeout: float) -> pb.Program:
-        program: pb.Program = await self._unary("GetProgram", pb.GetProgramRequest(), timeout)
+    async def get_program(self, *, timeout: float) -> pb.GetProgramResponse:
+        program: pb.GetProgramResponse = await self._unary("GetProgram", pb.GetProgramRequest(), timeout)
         return program
 
-    async def send_code(self, phone: str, *, purpose: str, wait_ms: int, timeout: float) -> pb.SendOtpResult:
+    async def send_code(self, phone: str, *, purpose: str, wait_ms: int,
+                        timeout: float) -> pb.SendOtpResponse:
         """SendOtp: a confirmation code for ``phone``, texted by the core within ``wait_ms`` (the
         answer's ``status``: sent, not_sent, rate_limited or locked; ``code`` only when sent)."""
         req = pb.SendOtpRequest(phone=phone, purpose=purpose, wait_ms=max(0, wait_ms))
-        result: pb.SendOtpResult = await self._unary("SendOtp", req, timeout)
+        result: pb.SendOtpResponse = await self._unary("SendOtp", req, timeout)
         return result
 
-    async def verify_code(self, phone: str, code: str, *, timeout: float) -> pb.VerifyOtpResult:
+    async def verify_code(self, phone: str, code: str, *, timeout: float) -> pb.VerifyOtpResponse:
         """VerifyOtp: does ``code`` confirm ``phone`` (a wrong one counts towards the phone's lock)."""
-        result: pb.VerifyOtpResult = await self._unary(
+        result: pb.VerifyOtpResponse = await self._unary(
             "VerifyOtp", pb.VerifyOtpRequest(phone=phone, code=code), timeout)
         return result
 
@@ -481,8 +483,8 @@ class CoreClient:
         req = pb.RegisterCustomerRequest(phone=phone, card=card, name=name, email=email,
                                          birth_date=birth_date, gender=gender, channel="cashier",
                                          staff=pb.Staff(store_id=store_id))
-        customer: pb.Customer = await self._unary("RegisterCustomer", req, timeout)
-        return customer.customer_id
+        answer: pb.RegisterCustomerResponse = await self._unary("RegisterCustomer", req, timeout)
+        return answer.customer.customer_id
 
     async def balance_pages(
         self, *, timeout: float, active_since: datetime | None = None, page_size: int = 1000

@@ -4,15 +4,15 @@ The stream is opened through :class:`gateway.core_client.CoreClient` (:meth:`ope
 same channel, circuit breaker, metrics and gRPC status table as the calc path's unary calls, so a
 core the sender finds failing takes the tills offline too, and the other way round.
 
-Events travel in batches: one ``EventBatch`` message carries up to ``message_events`` events
-(what one outbox read gives, split), and the core answers it with one ``AckBatch`` holding one
-ack per event, in order (proto contract). An AckBatch that does not match the oldest
-unanswered EventBatch event for event fails the stream. Per-event gRPC messages cost about a
+Events travel in batches: one ``StreamEventsRequest`` message carries up to ``message_events`` events
+(what one outbox read gives, split), and the core answers it with one ``StreamEventsResponse`` holding one
+ack per event, in order (proto contract). An StreamEventsResponse that does not match the oldest
+unanswered StreamEventsRequest event for event fails the stream. Per-event gRPC messages cost about a
 third of the gateway's CPU under load; a batch pays that once.
 
 Send what is stored: the outbox keeps each event's envelope as the bytes the core receives
 (:func:`gateway.convert.envelope_body`, built once at append). The sender frames them, with the
-row's key, register and sequence number in front, into one serialized ``EventBatch``
+row's key, register and sequence number in front, into one serialized ``StreamEventsRequest``
 (:func:`gateway.convert.frame_envelope`, :func:`~gateway.convert.frame_batch`: byte for byte what
 the protobuf runtime would write) and writes those bytes to the stream as they are; no event is
 decoded or encoded again on the way out. An ack is stored as the core's ``EventAck`` bytes (the
@@ -28,7 +28,7 @@ How it keeps its promises:
   a retriable rejection or no ack within ``ack_timeout_s`` — it is torn down and, after a
   backoff, everything not yet acknowledged is re-read from the outbox and resent in order on a
   new stream. A retriable rejection therefore restarts delivery from that event (the rest of
-  its AckBatch is handled first: other registers' results are marked; the refused register's
+  its StreamEventsResponse is handled first: other registers' results are marked; the refused register's
   later events come back refused, unapplied, and are simply resent). This relies on the core
   honouring the contract that it does not apply a register's later events on a stream after
   refusing an earlier one of that register retriably. Every failure arrives as a
@@ -36,7 +36,7 @@ How it keeps its promises:
   retriable rejection as a retriable :class:`~gateway.errors.BusinessRejection`, the outbox's
   :class:`~gateway.errors.StorageError`.
 - **Delivered only on an ack with a result.** Rows are marked delivered (batched: one outbox
-  transaction for an AckBatch's marks, or for several when they queue up) only when the core's
+  transaction for an StreamEventsResponse's marks, or for several when they queue up) only when the core's
   ack carries a commit / refund / cancel result. Marks lost in a crash just cause a replay.
 - **Permanent rejections never block a register.** An ack with ``Rejection.retriable = false``
   moves the row to the operator queue (``posgw queue``) and delivery of that register goes on.
@@ -103,7 +103,7 @@ from gateway.outbox import OutboxRow, OutboxStats
 log = logging.getLogger("posgw.sender")
 
 SALES_REMEMBERED_S = 60.0  # a delivered sale wakes the rows waiting for it this long
-MESSAGE_EVENTS = 128  # default events per EventBatch (the bench's baseline uses the same)
+MESSAGE_EVENTS = 128  # default events per StreamEventsRequest (the bench's baseline uses the same)
 
 
 class DeliveryOutbox(Protocol):
@@ -148,7 +148,7 @@ class _Stream:
     """Per-stream bookkeeping: what is in flight, and since when we wait for an ack."""
 
     inflight: dict[str, OutboxRow] = field(default_factory=dict)  # key -> row, in send order
-    sent: deque[list[str]] = field(default_factory=deque)  # keys of each unanswered EventBatch, in order
+    sent: deque[list[str]] = field(default_factory=deque)  # keys of each unanswered request message, in order
     waiting_since: float = 0.0
     room: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -352,24 +352,25 @@ class Sender:
                 raise stream.fault(grpc.StatusCode.DEADLINE_EXCEEDED,
                                    f"no ack within {self._ack_timeout_s:g}s ({len(st.inflight)} in flight)")
 
-    def _on_ack_batch(self, reply: pb.AckBatch, stream: EventStream, st: _Stream, now: float) -> None:
-        """Handle one AckBatch: it must answer the oldest unanswered EventBatch, ack for event.
+    def _on_ack_batch(self, reply: pb.StreamEventsResponse, stream: EventStream, st: _Stream,
+                      now: float) -> None:
+        """Handle one response (an ack batch): it must answer the oldest unanswered request, ack for event.
         Every ack is handled (marks queued together: one outbox transaction) before a retriable
         rejection in it fails the stream."""
         broken = grpc.StatusCode.INTERNAL  # an answer that breaks the proto contract
         if not st.sent:
-            raise stream.fault(broken, f"an AckBatch of {len(reply.acks)} with no EventBatch unanswered")
+            raise stream.fault(broken, f"an ack batch of {len(reply.acks)} with no request unanswered")
         keys = st.sent.popleft()
         acks = reply.acks
         if len(acks) != len(keys) or any(a.event_id != k for a, k in zip(acks, keys, strict=True)):
             got = [a.event_id for a in acks[:3]]
-            raise stream.fault(broken, f"AckBatch does not answer its EventBatch: {len(acks)} acks {got}... "
+            raise stream.fault(broken, f"an ack batch does not answer its request: {len(acks)} acks {got}... "
                                        f"for {len(keys)} events {keys[:3]}...")
         if any(a.WhichOneof("result") is None for a in acks):
-            raise stream.fault(broken, f"ack without a result in an AckBatch starting at {keys[0]}")
+            raise stream.fault(broken, f"ack without a result in an ack batch starting at {keys[0]}")
         st.waiting_since = now
         retry: list[pb.Rejection] = []
-        refused: set[str] = set()  # registers refused retriably in this AckBatch
+        refused: set[str] = set()  # registers refused retriably in this StreamEventsResponse
         for ack in acks:
             cause = self._on_ack(ack, st, refused)
             if cause is not None:
@@ -473,7 +474,7 @@ class Sender:
                 async with asyncio.timeout(check):
                     await self._sale_delivered.wait()
             self._sale_delivered.clear()
-            # kept a minute: a refund deferred in the same AckBatch may be marked waiting after this look
+            # kept a minute: a refund deferred in the same ack batch may be marked waiting after this look
             forget = asyncio.get_running_loop().time() - SALES_REMEMBERED_S
             came = self._sales_delivered
             while came:  # oldest first: drop from the front what is older than a minute

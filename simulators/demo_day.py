@@ -143,8 +143,9 @@ async def _play(stack: Stack, seed: int, result: DemoResult, tell: Callable[[str
     anna, boris, vera, gleb, dima = phones
     chain = await admin.referral_chain([(p, PEOPLE[p]) for p in (anna, boris, vera, gleb)])
     dmitry = await admin.register(dima, PEOPLE[dima])
-    for c in [*chain, dmitry]:
-        tell(f"registered {c.display_name} ({c.phone}): welcome bonus {c.welcome_points} points")
+    for r in [*chain, dmitry]:
+        who = r.customer
+        tell(f"registered {who.display_name} ({who.phone}): welcome bonus {r.welcome_points} points")
     tell("referral chain: Анна → Борис → Вера → Глеб (3 levels: 5 %, 1 %, 1 %)")
 
     recorder = Recorder()
@@ -198,7 +199,8 @@ async def _play(stack: Stack, seed: int, result: DemoResult, tell: Callable[[str
         if waited is None:
             result.problems.append(f"{NEWCOMER[1]} never reached the gateway's offline copy")
         else:
-            tell(f"{elena.display_name} registers at the till ({elena.welcome_points} welcome points); "
+            tell(f"{elena.customer.display_name} registers at the till "
+                 f"({elena.welcome_points} welcome points); "
                  f"in the gateway's offline copy {waited:.1f} s later")
 
         # Core outage: the link goes down for several seconds; tills keep selling.

@@ -38,13 +38,13 @@ class CoreAdmin:
         self.address = address
         self.timeout_s = timeout_s
         self._channel: grpc.aio.Channel | None = None
-        self._stub: pb_grpc.LoyaltyCoreStub | None = None
+        self._stub: pb_grpc.LoyaltyCoreServiceStub | None = None
 
     @property
-    def stub(self) -> pb_grpc.LoyaltyCoreStub:
+    def stub(self) -> pb_grpc.LoyaltyCoreServiceStub:
         if self._stub is None:
             self._channel = grpc.aio.insecure_channel(self.address)
-            self._stub = pb_grpc.LoyaltyCoreStub(self._channel)  # type: ignore[no-untyped-call]
+            self._stub = pb_grpc.LoyaltyCoreServiceStub(self._channel)  # type: ignore[no-untyped-call]
         return self._stub
 
     async def close(self) -> None:
@@ -53,42 +53,44 @@ class CoreAdmin:
         self._channel = self._stub = None
 
     async def register(self, phone: str, name: str = "", *, referrer_code: str = "",
-                       channel: str = "cashier", at: datetime | None = None) -> pb.Customer:
-        """Register a customer; ``at`` back-dates the registration (and its welcome lot)."""
+                       channel: str = "cashier", at: datetime | None = None) -> pb.RegisterCustomerResponse:
+        """Register a customer; ``at`` back-dates the registration (and its welcome lot). The answer
+        holds the customer and whether this call created them with a welcome bonus."""
         req = pb.RegisterCustomerRequest(phone=phone, name=name, referrer_code=referrer_code,
                                          channel="referral" if referrer_code else channel)
         if at is not None:
             req.occurred_at.FromDatetime(at)
-        customer: pb.Customer = await self.stub.RegisterCustomer(req, timeout=self.timeout_s)
-        return customer
+        answer: pb.RegisterCustomerResponse = await self.stub.RegisterCustomer(req, timeout=self.timeout_s)
+        return answer
 
-    async def referral_chain(self, people: Sequence[tuple[str, str]]) -> list[pb.Customer]:
+    async def referral_chain(self, people: Sequence[tuple[str, str]]) -> list[pb.RegisterCustomerResponse]:
         """Register ``[(phone, name), ...]``, each invited by the one before."""
-        out: list[pb.Customer] = []
+        out: list[pb.RegisterCustomerResponse] = []
         for phone, name in people:
-            code = out[-1].referral_code if out else ""
+            code = out[-1].customer.referral_code if out else ""
             out.append(await self.register(phone, name, referrer_code=code))
         return out
 
     async def customer(self, phone: str) -> pb.Customer:
         req = pb.IdentifyCustomerRequest(customer=pb.CustomerRef(phone=phone))
-        customer: pb.Customer = await self.stub.IdentifyCustomer(req, timeout=self.timeout_s)
-        return customer
+        answer: pb.IdentifyCustomerResponse = await self.stub.IdentifyCustomer(req, timeout=self.timeout_s)
+        return answer.customer
 
     async def app_code(self, phone: str) -> str:
         req = pb.IssueAppCodeRequest(customer=pb.CustomerRef(phone=phone))
-        code: pb.AppCode = await self.stub.IssueAppCode(req, timeout=self.timeout_s)
+        code: pb.IssueAppCodeResponse = await self.stub.IssueAppCode(req, timeout=self.timeout_s)
         return str(code.code)
 
     async def grant(self, phone: str, kind: str, *, points: int = 0, key: str = "",
-                    platform: str = "") -> pb.IssueGrantResult:
+                    platform: str = "") -> pb.IssueGrantResponse:
         req = pb.IssueGrantRequest(customer=pb.CustomerRef(phone=phone), kind=kind, points=points,
                                    grant_key=key, platform=platform)
-        result: pb.IssueGrantResult = await self.stub.IssueGrant(req, timeout=self.timeout_s)
+        result: pb.IssueGrantResponse = await self.stub.IssueGrant(req, timeout=self.timeout_s)
         return result
 
-    async def report(self) -> pb.Report:
-        report: pb.Report = await self.stub.GetReport(pb.GetReportRequest(), timeout=self.timeout_s)
+    async def report(self) -> pb.GetReportResponse:
+        report: pb.GetReportResponse = await self.stub.GetReport(pb.GetReportRequest(),
+                                                                  timeout=self.timeout_s)
         return report
 
 

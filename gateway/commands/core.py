@@ -1,7 +1,7 @@
 """``posgw core``: run the reference loyalty core, or check a program file.
 
 - ``posgw core --listen 127.0.0.1:50051 --program config/programs/seed002.toml [--db URL]``
-  serves ``loyalty.v1.LoyaltyCore`` (plus gRPC health) until SIGTERM / SIGINT. The default
+  serves ``loyalty.v1.LoyaltyCoreService`` (plus gRPC health) until SIGTERM / SIGINT. The default
   database is a SQLite file in the platform's user data directory; any SQLAlchemy URL works
   (``postgresql+psycopg://user@host/db`` for a shared deployment).
 - ``posgw core --check-program FILE`` prints every problem (file, key, problem, fix) and
@@ -156,7 +156,7 @@ def customer_run(args: argparse.Namespace) -> int:
         print("posgw core customer add: give --phone or --card", file=sys.stderr)
         return 2
     with grpc.insecure_channel(args.core) as channel:
-        stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+        stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
         try:
             if args.customer_action == "add":
                 answer = stub.RegisterCustomer(pb.RegisterCustomerRequest(
@@ -179,10 +179,11 @@ def customer_run(args: argparse.Namespace) -> int:
         print(json.dumps(MessageToDict(answer, preserving_proto_field_name=True), ensure_ascii=False))
     elif args.customer_action == "add":
         verb = "registered" if answer.created else "already registered"
-        print(f"{verb}: customer {answer.customer_id} {answer.phone or args.card} «{answer.display_name}», "
-              f"tier {answer.tier or '-'}, balance {answer.balance}"
+        who = answer.customer
+        print(f"{verb}: customer {who.customer_id} {who.phone or args.card} «{who.display_name}», "
+              f"tier {who.tier or '-'}, balance {who.balance}"
               + (f", welcome bonus {answer.welcome_points}" if answer.welcome_points else "")
-              + f"; referral code {answer.referral_code}")
+              + f"; referral code {who.referral_code}")
     else:
         expires = answer.expires_at.ToDatetime().date().isoformat() if answer.HasField("expires_at") \
             else "never"

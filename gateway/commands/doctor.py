@@ -234,7 +234,7 @@ def _core(config: GatewayConfig, timeout: float, _: str | None) -> list[Check]:
     except ConfigError as exc:
         return [Check("FAIL", "core", f"{exc.key}: {exc.problem}", exc.fix)]
     with channel:
-        stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+        stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
         began = time.monotonic()
         try:
             program = stub.GetProgram(pb.GetProgramRequest(), timeout=timeout)

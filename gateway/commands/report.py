@@ -79,7 +79,7 @@ def pct(bp: int) -> str:
     return f"{bp // 100}.{bp % 100:02d} %"
 
 
-def render(report: pb.Report) -> str:
+def render(report: pb.GetReportResponse) -> str:
     lines = [f"{name:<28} {getattr(report, name)}" for name in COUNTS]
     lines += [f"{name:<28} {rub(getattr(report, name))} ₽" for name in MONEY]
     lines.append(f"{'actual_discount':<28} {pct(report.actual_discount_bp)}")
@@ -111,9 +111,9 @@ def run(args: argparse.Namespace) -> int:
     getattr(request, "from").FromDatetime(datetime.combine(args.start, time(), UTC))
     request.to.FromDatetime(datetime.combine(args.end, time(), UTC))
     with grpc.insecure_channel(args.core) as channel:
-        stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+        stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
         try:
-            report: pb.Report = stub.GetReport(request, timeout=args.timeout)
+            report: pb.GetReportResponse = stub.GetReport(request, timeout=args.timeout)
         except grpc.RpcError as exc:
             print(f"posgw report: the core at {args.core} did not answer: {exc.code().name}: "
                   f"{exc.details()}", file=sys.stderr)

@@ -165,8 +165,8 @@ def content_hash(content: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def calc_to_pb(c: Calculation, *, balance_after: int, display_name: str = "") -> pb.Calculation:
-    return pb.Calculation(
+def calc_to_pb(c: Calculation, *, balance_after: int, display_name: str = "") -> pb.CalculateResponse:
+    return pb.CalculateResponse(
         customer_id=c.customer_id,
         lines=[
             pb.LineResult(

@@ -118,11 +118,11 @@ def _parse(text: str) -> date | None:
         return None
 
 
-def run_jobs(core: Core, req: pb.RunJobsRequest) -> pb.RunJobsResult:
+def run_jobs(core: Core, req: pb.RunJobsRequest) -> pb.RunJobsResponse:
     now = core.now()
     at = convert.when(req.at, req.HasField("at"), now)
     program = core.program
-    out = pb.RunJobsResult()
+    out = pb.RunJobsResponse()
 
     pg = core.db.postgres
 
@@ -167,7 +167,7 @@ def run_jobs(core: Core, req: pb.RunJobsRequest) -> pb.RunJobsResult:
 
 
 def _calendar_grants(
-    s: Session, core: Core, rule: GrantRule, today: date, at: datetime, out: pb.RunJobsResult
+    s: Session, core: Core, rule: GrantRule, today: date, at: datetime, out: pb.RunJobsResponse
 ) -> None:
     program = core.program
     for cust in s.scalars(select(Customer).where(Customer.blocked.is_(False))):
@@ -188,7 +188,7 @@ def _calendar_grants(
                 out.reminders += 1
 
 
-def _winback(s: Session, core: Core, rule: GrantRule, at: datetime, out: pb.RunJobsResult) -> None:
+def _winback(s: Session, core: Core, rule: GrantRule, at: datetime, out: pb.RunJobsResponse) -> None:
     program = core.program
     tz = program.tz
     today = at.astimezone(tz).date()
@@ -208,7 +208,7 @@ def _winback(s: Session, core: Core, rule: GrantRule, at: datetime, out: pb.RunJ
             out.reminders += 1
 
 
-def issue_grant(core: Core, req: pb.IssueGrantRequest) -> pb.IssueGrantResult:
+def issue_grant(core: Core, req: pb.IssueGrantRequest) -> pb.IssueGrantResponse:
     program = core.program
     now = core.now()
     at = convert.when(req.at, req.HasField("at"), now)
@@ -221,7 +221,7 @@ def issue_grant(core: Core, req: pb.IssueGrantRequest) -> pb.IssueGrantResult:
         raise convert.bad("points", f"no points given and the program has no {kind} grant")
     digest = convert.content_hash({"c": str(req.customer), "k": kind, "p": points, "pl": req.platform})
 
-    def work(s: Session) -> pb.IssueGrantResult:
+    def work(s: Session) -> pb.IssueGrantResponse:
         if req.grant_key:
             known = s.scalar(
                 select(Operation).where(Operation.kind == "grant", Operation.key == req.grant_key)
@@ -229,7 +229,7 @@ def issue_grant(core: Core, req: pb.IssueGrantRequest) -> pb.IssueGrantResult:
             if known is not None:
                 if known.content_hash != digest:
                     raise RuleViolation("RECEIPT_CONFLICT", "grant_key used for another grant")
-                res = pb.IssueGrantResult.FromString(known.result)
+                res = pb.IssueGrantResponse.FromString(known.result)
                 res.replayed = True
                 return res
         try:
@@ -249,7 +249,7 @@ def issue_grant(core: Core, req: pb.IssueGrantRequest) -> pb.IssueGrantResult:
         if s.get(GrantMark, mark) is not None:
             raise RuleViolation("GRANT_ALREADY_ISSUED", f"{kind} already granted ({mark.split(':', 2)[2]})")
         lot = grant_lot(s, program, cust, kind, points, rule, at, mark, req.platform)
-        result = pb.IssueGrantResult(lot_id="" if lot is None else str(lot.id), points=points)
+        result = pb.IssueGrantResponse(lot_id="" if lot is None else str(lot.id), points=points)
         if lot is not None and lot.expires_at is not None:
             result.expires_at.CopyFrom(convert.dt_to_ts(lot.expires_at))
         if req.grant_key:

@@ -208,7 +208,7 @@ def _restore(
     return given
 
 
-def refund(core: Core, req: pb.RefundRequest) -> pb.RefundResult:
+def refund(core: Core, req: pb.RefundRequest) -> pb.RefundResponse:
     if not req.refund_key:
         raise convert.bad("refund_key", "refund_key is required")
     digest = convert.content_hash(convert.refund_content(req))
@@ -216,12 +216,12 @@ def refund(core: Core, req: pb.RefundRequest) -> pb.RefundResult:
     at = convert.when(req.occurred_at, req.HasField("occurred_at"), now)
     program = core.program
 
-    def work(s: Session) -> pb.RefundResult:
+    def work(s: Session) -> pb.RefundResponse:
         known = _keyed(s, "refund", req.refund_key)
         if known is not None:
             if known.content_hash != digest:
                 raise RuleViolation("RECEIPT_CONFLICT", "this refund_key was used for another refund")
-            res = pb.RefundResult.FromString(known.result)
+            res = pb.RefundResponse.FromString(known.result)
             res.replayed = True
             return res
         sale = _sale(s, req.sale)
@@ -294,7 +294,7 @@ def refund(core: Core, req: pb.RefundRequest) -> pb.RefundResult:
         op.accrued = -sum(cb.points for cb in clawbacks)
         op.state = json.dumps({"restored": restored, "money": m.money_now, "full": m.full})
         bal = store.balance(s, program, buyer, at, now) if buyer is not None else None
-        result = pb.RefundResult(
+        result = pb.RefundResponse(
             refund_id=str(op.id),
             operation_id=str(sale.id),
             money_refunded=m.money_now,
@@ -309,7 +309,7 @@ def refund(core: Core, req: pb.RefundRequest) -> pb.RefundResult:
     return core.db.transaction(work)
 
 
-def _release_hold(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
+def _release_hold(core: Core, req: pb.CancelRequest) -> pb.CancelResponse:
     """Release a hold (a receipt calculated, then abandoned before closing).
 
     With a ``cancel_key`` the release is recorded as a ``cancel`` operation without a sale,
@@ -319,13 +319,13 @@ def _release_hold(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
     at = convert.when(req.occurred_at, req.HasField("occurred_at"), now)
     digest = convert.content_hash({"hold": req.hold_id})
 
-    def work(s: Session) -> pb.CancelResult:
+    def work(s: Session) -> pb.CancelResponse:
         if req.cancel_key:
             known = _keyed(s, "cancel", req.cancel_key)
             if known is not None:
                 if known.content_hash != digest:
                     raise RuleViolation("RECEIPT_CONFLICT", "this cancel_key was used for something else")
-                res = pb.CancelResult.FromString(known.result)
+                res = pb.CancelResponse.FromString(known.result)
                 res.replayed = True
                 return res
         hold = s.get(Hold, req.hold_id)
@@ -336,7 +336,7 @@ def _release_hold(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
         if hold.state == "live":
             hold.state = "released"
         bal = store.balance(s, core.program, cust, now, now) if cust is not None else None
-        result = pb.CancelResult(
+        result = pb.CancelResponse(
             balance=0 if bal is None else bal.total,
             debt=0 if bal is None else bal.shown_debt,
             replayed=replayed,
@@ -349,7 +349,7 @@ def _release_hold(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
     return core.db.transaction(work)
 
 
-def cancel(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
+def cancel(core: Core, req: pb.CancelRequest) -> pb.CancelResponse:
     if req.hold_id and req.sale.WhichOneof("ref") is None:
         return _release_hold(core, req)
     if not req.cancel_key:
@@ -359,7 +359,7 @@ def cancel(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
     at = convert.when(req.occurred_at, req.HasField("occurred_at"), now)
     program = core.program
 
-    def work(s: Session) -> pb.CancelResult:
+    def work(s: Session) -> pb.CancelResponse:
         known = _keyed(s, "cancel", req.cancel_key)
         if known is not None and known.content_hash != digest:
             raise RuleViolation("RECEIPT_CONFLICT", "this cancel_key was used for another sale")
@@ -369,7 +369,7 @@ def cancel(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
                 select(Operation).where(Operation.kind == "cancel", Operation.sale_id == sale.id)
             )
         if known is not None:
-            res = pb.CancelResult.FromString(known.result)
+            res = pb.CancelResponse.FromString(known.result)
             res.replayed = True
             return res
         custs = _lock_sale(s, core, sale, json.loads(sale.state))
@@ -414,7 +414,7 @@ def cancel(core: Core, req: pb.CancelRequest) -> pb.CancelResult:
         for c in custs.values():
             store.retier(program, c)
         bal = store.balance(s, program, buyer, at, now) if buyer is not None else None
-        result = pb.CancelResult(
+        result = pb.CancelResponse(
             operation_id=str(sale.id),
             balance=0 if bal is None else bal.total,
             debt=0 if bal is None else bal.shown_debt,

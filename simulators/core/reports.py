@@ -48,7 +48,7 @@ def _bp(part: int, whole: int) -> int:
     return part * 10_000 // whole if whole else 0
 
 
-def report(core: Core, req: pb.GetReportRequest) -> pb.Report:
+def report(core: Core, req: pb.GetReportRequest) -> pb.GetReportResponse:
     now = core.now()
     start = (
         convert.ts_to_dt(req.__getattribute__("from"))
@@ -58,13 +58,13 @@ def report(core: Core, req: pb.GetReportRequest) -> pb.Report:
     end = convert.ts_to_dt(req.to) if req.HasField("to") else now
     ref_bp = req.reference_discount_bp or core.program.reference_discount_bp or 500
 
-    def work(s: Session) -> pb.Report:
+    def work(s: Session) -> pb.GetReportResponse:
         return _build(s, core, start, end, ref_bp)
 
     return core.db.transaction(work, write=False)
 
 
-def _build(s: Session, core: Core, start: datetime, end: datetime, ref_bp: int) -> pb.Report:
+def _build(s: Session, core: Core, start: datetime, end: datetime, ref_bp: int) -> pb.GetReportResponse:
     program = core.program
     in_window = (Operation.occurred_at >= start, Operation.occurred_at < end)
     custs = {c.id: c for c in s.scalars(select(Customer))}
@@ -78,7 +78,7 @@ def _build(s: Session, core: Core, start: datetime, end: datetime, ref_bp: int) 
         s.scalars(select(Operation.id).where(Operation.kind == "sale", Operation.cancelled.is_(True)))
     )
     cancel_ops = set(s.scalars(select(Operation.id).where(Operation.kind == "cancel")))
-    r = pb.Report()
+    r = pb.GetReportResponse()
     r.members = sum(1 for c in custs.values() if c.created_at < end)
     per_cust: dict[int, list[Operation]] = defaultdict(list)
     for o in sales:

@@ -89,7 +89,7 @@ def runs_inline(core: Core, req: pb.CalculateRequest) -> bool:
 
 def _calc_pb(
     core: Core, acct: fastpath.Account, draft: pb.ReceiptDraft, at: datetime, now: datetime
-) -> pb.Calculation:
+) -> pb.CalculateResponse:
     c = _run_calc(core.program, acct.state(core.program, at, now), draft, at, acct.otp_ok)
     return convert.calc_to_pb(
         c,
@@ -98,7 +98,7 @@ def _calc_pb(
     )
 
 
-def calculate(core: Core, req: pb.CalculateRequest) -> pb.Calculation:
+def calculate(core: Core, req: pb.CalculateRequest) -> pb.CalculateResponse:
     draft = req.draft
     convert.validate_draft(draft)
     now = core.now()
@@ -111,7 +111,7 @@ def calculate(core: Core, req: pb.CalculateRequest) -> pb.Calculation:
         if acct is not None:
             return _calc_pb(core, acct, draft, at, now)
 
-    def work(s: Session) -> pb.Calculation:
+    def work(s: Session) -> pb.CalculateResponse:
         if draft.customer.WhichOneof("id") is None:
             c = _run_calc(core.program, None, draft, at, None)
             return convert.calc_to_pb(c, balance_after=0)
@@ -190,13 +190,13 @@ def _keep_printed(program: Program, draft: pb.ReceiptDraft, c: Calculation, exp:
     return dataclasses.replace(c, lines=tuple(new_lines), accrual_base=base, points_to_accrue=accrue)
 
 
-def _replay(known: tuple[int, str, bytes], digest: str) -> pb.CommitResult:
+def _replay(known: tuple[int, str, bytes], digest: str) -> pb.CommitResponse:
     op_id, content_hash, stored = known
     if content_hash != digest:
         raise RuleViolation(
             "RECEIPT_CONFLICT", "this idempotency key was used for another receipt", operation_id=str(op_id)
         )
-    res = pb.CommitResult.FromString(stored)
+    res = pb.CommitResponse.FromString(stored)
     res.replayed = True
     return res
 
@@ -205,12 +205,12 @@ def find_sale(session: Session, key: str) -> Operation | None:
     return session.scalar(select(Operation).where(Operation.kind == "sale", Operation.key == key))
 
 
-def commit(core: Core, req: pb.CommitRequest) -> pb.CommitResult:
+def commit(core: Core, req: pb.CommitRequest) -> pb.CommitResponse:
     """Commit in the caller's thread (one transaction of its own)."""
     return core.db.transaction(commit_work(core, req))
 
 
-async def commit_async(core: Core, req: pb.CommitRequest) -> pb.CommitResult:
+async def commit_async(core: Core, req: pb.CommitRequest) -> pb.CommitResponse:
     """Commit from the event loop: validated here, applied by the database's writer (grouped
     with concurrent commits on SQLite, see :mod:`simulators.core.writer`)."""
     return await core.db.write(commit_work(core, req))
@@ -249,7 +249,7 @@ def _buyer(s: Session, cursor: Any, core: Core, req: pb.CommitRequest, at: datet
     return _Buyer(rows.buyer(acct), acct.state(program, at, now), acct.otp_ok, app_code)
 
 
-def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.CommitResult]:
+def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.CommitResponse]:
     """Validate ``req`` and return the unit of work that applies it (re-runnable)."""
     draft = req.draft
     if not req.idempotency_key:
@@ -261,7 +261,7 @@ def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.Com
     program = core.program
     sql = core.db.sql
 
-    def work(s: Session) -> pb.CommitResult:
+    def work(s: Session) -> pb.CommitResponse:
         s.flush()  # earlier units' ORM changes, before the raw reads below
         if s.identity_map:  # customers change by plain UPDATEs (rows.write): reload, never reuse
             s.expire_all()
@@ -271,7 +271,7 @@ def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.Com
         finally:
             cursor.close()
 
-    def _work(s: Session, cursor: Any) -> pb.CommitResult:
+    def _work(s: Session, cursor: Any) -> pb.CommitResponse:
         known = fastpath.find_sale(cursor, sql, req.idempotency_key)
         if known is not None:
             return _replay(known, digest)
@@ -307,7 +307,7 @@ def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.Com
         )
         op_id = fastpath.insert_operation(cursor, sql, new_op)
         if ident is None:
-            result = pb.CommitResult(
+            result = pb.CommitResponse(
                 operation_id=str(op_id), calculation=convert.calc_to_pb(c, balance_after=0)
             )
             state_json = json.dumps(_sale_state(program, draft, c, [], [], None, False))
@@ -385,7 +385,7 @@ def _apply(
     c: Calculation,
     at: datetime,
     now: datetime,
-) -> tuple[pb.CommitResult, str]:
+) -> tuple[pb.CommitResponse, str]:
     """Debits, accrual, referral payouts, counters and tiers -> (result, the sale's state JSON)."""
     program = core.program
     cashier = draft.staff.cashier_id
@@ -498,7 +498,7 @@ def _apply(
         balance_after=balance_after(c, debt_before, program.allow_negative_balance),
         display_name=mask_name(cust.name) if cust.name else "",
     )
-    result = pb.CommitResult(
+    result = pb.CommitResponse(
         operation_id=str(op_id),
         calculation=calc_pb,
         payouts=pb_payouts,
@@ -542,7 +542,7 @@ def _balance_after_commit(
 def apply_sale(
     s: Session, core: Core, op_id: int, draft: pb.ReceiptDraft, at: datetime, now: datetime,
     *, current: int | None = None,
-) -> tuple[int, pb.CommitResult | None, str]:
+) -> tuple[int, pb.CommitResponse | None, str]:
     """Give ``draft``'s customer what the committed sale ``op_id`` gives a buyer (accrual,
     referral, invite bonus, counters, tiers; no redemption): a correction that attaches the
     customer to an anonymous sale (:mod:`simulators.core.corrections`). Returns the customer's

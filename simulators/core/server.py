@@ -51,7 +51,7 @@ log = logging.getLogger("posgw.core")
 MAX_MESSAGE = 4 * 1024 * 1024
 STOP_GRACE_S = 5.0
 HealthServicer: Any = health.aio.HealthServicer  # type: ignore[attr-defined]
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LoyaltyCore"].full_name
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["LoyaltyCoreService"].full_name
 REPLICA_METADATA = "posgw-core-replica"
 
 
@@ -141,7 +141,7 @@ async def start_core(
             ("grpc.keepalive_permit_without_calls", 1),
         ]
     )
-    pb_grpc.add_LoyaltyCoreServicer_to_server(LoyaltyCoreService(core), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_LoyaltyCoreServiceServicer_to_server(LoyaltyCoreService(core), server)  # type: ignore[no-untyped-call]
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     # server reflection: grpcurl and other tools list and call the API without the .proto

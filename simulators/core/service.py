@@ -1,4 +1,4 @@
-"""The gRPC face of the reference core: ``loyalty.v1.LoyaltyCore`` on ``grpc.aio``.
+"""The gRPC face of the reference core: ``loyalty.v1.LoyaltyCoreService`` on ``grpc.aio``.
 
 Thin on purpose: every RPC that touches the database runs one ledger function in a worker
 thread (the event loop stays responsive while SQLite / PostgreSQL work); Commit goes to the
@@ -13,7 +13,7 @@ Failures are translated at the edge:
 - transient storage trouble left after the retries -> UNAVAILABLE (reason STORAGE_BUSY), so
   the gateway resends with the same key; anything else -> INTERNAL, logged.
 
-StreamEvents answers every EventBatch with one AckBatch (one EventAck per event, in the
+StreamEvents answers every StreamEventsRequest with one StreamEventsResponse (one EventAck per event, in the
 batch's order); a stream's batches are processed one after another. Within a batch, each
 register's events are applied strictly in order by one task per register, the registers side
 by side, so their Commits share the writer's grouped transactions (:meth:`Database.write`);
@@ -114,7 +114,7 @@ def translate(exc: BaseException) -> CoreFailure:
     return CoreFailure(grpc.StatusCode.INTERNAL, "INTERNAL", f"internal error: {type(exc).__name__}", {})
 
 
-class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
+class LoyaltyCoreService(pb_grpc.LoyaltyCoreServiceServicer):
     def __init__(self, core: Core) -> None:
         self.core = core
 
@@ -136,18 +136,20 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
             await context.abort_with_status(failure.status())  # type: ignore[attr-defined]
             raise  # unreachable: abort raises
 
-    async def GetProgram(self, request: pb.GetProgramRequest, context: Any) -> pb.Program:
-        return pb.Program(
+    async def GetProgram(self, request: pb.GetProgramRequest, context: Any) -> pb.GetProgramResponse:
+        return pb.GetProgramResponse(
             program_id=self.core.program.id, version=self.core.version, config_json=self.core.program_json
         )
 
-    async def IdentifyCustomer(self, request: pb.IdentifyCustomerRequest, context: Any) -> pb.Customer:
+    async def IdentifyCustomer(self, request: pb.IdentifyCustomerRequest,
+                               context: Any) -> pb.IdentifyCustomerResponse:
         return await self._run(views.identify_customer, request, context)
 
-    async def RegisterCustomer(self, request: pb.RegisterCustomerRequest, context: Any) -> pb.Customer:
+    async def RegisterCustomer(self, request: pb.RegisterCustomerRequest,
+                               context: Any) -> pb.RegisterCustomerResponse:
         return await self._run(views.register_customer, request, context)
 
-    async def Calculate(self, request: pb.CalculateRequest, context: Any) -> pb.Calculation:
+    async def Calculate(self, request: pb.CalculateRequest, context: Any) -> pb.CalculateResponse:
         if sales.runs_inline(self.core, request):
             try:
                 return sales.calculate(self.core, request)
@@ -156,37 +158,37 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
                 raise  # unreachable: abort raises
         return await self._run(sales.calculate, request, context)
 
-    async def Commit(self, request: pb.CommitRequest, context: Any) -> pb.CommitResult:
+    async def Commit(self, request: pb.CommitRequest, context: Any) -> pb.CommitResponse:
         return await self._guard(self._commit(request), context)
 
-    async def _commit(self, request: pb.CommitRequest) -> pb.CommitResult:
+    async def _commit(self, request: pb.CommitRequest) -> pb.CommitResponse:
         return await sales.commit_async(self.core, request)
 
-    async def Refund(self, request: pb.RefundRequest, context: Any) -> pb.RefundResult:
+    async def Refund(self, request: pb.RefundRequest, context: Any) -> pb.RefundResponse:
         return await self._run(refunds.refund, request, context)
 
-    async def Cancel(self, request: pb.CancelRequest, context: Any) -> pb.CancelResult:
+    async def Cancel(self, request: pb.CancelRequest, context: Any) -> pb.CancelResponse:
         return await self._run(refunds.cancel, request, context)
 
     async def GetBalances(self, request: pb.GetBalancesRequest, context: Any) -> pb.GetBalancesResponse:
         return await self._run(views.balances, request, context)
 
-    async def GetReport(self, request: pb.GetReportRequest, context: Any) -> pb.Report:
+    async def GetReport(self, request: pb.GetReportRequest, context: Any) -> pb.GetReportResponse:
         return await self._run(reports.report, request, context)
 
-    async def IssueAppCode(self, request: pb.IssueAppCodeRequest, context: Any) -> pb.AppCode:
+    async def IssueAppCode(self, request: pb.IssueAppCodeRequest, context: Any) -> pb.IssueAppCodeResponse:
         return await self._run(views.issue_app_code, request, context)
 
-    async def SendOtp(self, request: pb.SendOtpRequest, context: Any) -> pb.SendOtpResult:
+    async def SendOtp(self, request: pb.SendOtpRequest, context: Any) -> pb.SendOtpResponse:
         return await self._guard(self._send_otp(request, context.time_remaining()), context)
 
-    async def _send_otp(self, req: pb.SendOtpRequest, deadline_s: float | None) -> pb.SendOtpResult:
+    async def _send_otp(self, req: pb.SendOtpRequest, deadline_s: float | None) -> pb.SendOtpResponse:
         """Issue a code, then hand it to the SMS sender within ``wait_ms`` (and the caller's
         deadline): a provider that is slow or down is answered ``not_sent`` in time and the code
         is withdrawn. The code is in the answer only when the SMS went out."""
         phone, issued = await asyncio.to_thread(views.issue_code, self.core, req)
         if issued.status != "issued":
-            return pb.SendOtpResult(sent=False, status=issued.status, retry_after_s=issued.retry_after_s)
+            return pb.SendOtpResponse(sent=False, status=issued.status, retry_after_s=issued.retry_after_s)
         wait_s = req.wait_ms / 1000 if req.wait_ms else sms.DEFAULT_WAIT_S
         if deadline_s is not None:
             wait_s = max(0.0, min(wait_s, deadline_s - SMS_ANSWER_RESERVE_S))
@@ -195,30 +197,30 @@ class LoyaltyCoreService(pb_grpc.LoyaltyCoreServicer):
         if why:
             log.warning("confirmation code not sent: %s", why)
             await asyncio.to_thread(views.withdraw_code, self.core, phone)
-            return pb.SendOtpResult(sent=False, status="not_sent", message=why)
+            return pb.SendOtpResponse(sent=False, status="not_sent", message=why)
         debug_code = issued.code if sender.debug else ""
-        return pb.SendOtpResult(sent=True, status="sent", code=issued.code,
+        return pb.SendOtpResponse(sent=True, status="sent", code=issued.code,
                                 retry_after_s=issued.retry_after_s, debug_code=debug_code)
 
-    async def VerifyOtp(self, request: pb.VerifyOtpRequest, context: Any) -> pb.VerifyOtpResult:
+    async def VerifyOtp(self, request: pb.VerifyOtpRequest, context: Any) -> pb.VerifyOtpResponse:
         return await self._run(views.verify_otp, request, context)
 
-    async def IssueGrant(self, request: pb.IssueGrantRequest, context: Any) -> pb.IssueGrantResult:
+    async def IssueGrant(self, request: pb.IssueGrantRequest, context: Any) -> pb.IssueGrantResponse:
         return await self._run(jobs.issue_grant, request, context)
 
-    async def RunJobs(self, request: pb.RunJobsRequest, context: Any) -> pb.RunJobsResult:
+    async def RunJobs(self, request: pb.RunJobsRequest, context: Any) -> pb.RunJobsResponse:
         return await self._run(jobs.run_jobs, request, context)
 
     async def StreamEvents(
-        self, request_iterator: AsyncIterator[pb.EventBatch], context: Any
-    ) -> AsyncIterator[pb.AckBatch]:
+        self, request_iterator: AsyncIterator[pb.StreamEventsRequest], context: Any
+    ) -> AsyncIterator[pb.StreamEventsResponse]:
         # A register whose event was refused retriably on this stream gets every later event
         # refused the same way, unapplied: the gateway resends from the refused one, so the
         # register's order holds even when storage trouble hits one event in the middle.
         blocked: set[str] = set()
         lease = self._lease(context)
         async for batch in request_iterator:
-            yield pb.AckBatch(acks=await self.apply_batch(batch.events, blocked, lease))
+            yield pb.StreamEventsResponse(acks=await self.apply_batch(batch.events, blocked, lease))
 
     def _lease(self, context: Any) -> StreamLease | None:
         """The stream's fencing state (:mod:`simulators.core.fence`): PostgreSQL and a gateway

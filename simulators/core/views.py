@@ -52,41 +52,40 @@ def customer_pb(s: Session, core: Core, cust: Customer, at: datetime, now: datet
     )
 
 
-def identify_customer(core: Core, req: pb.IdentifyCustomerRequest) -> pb.Customer:
+def identify_customer(core: Core, req: pb.IdentifyCustomerRequest) -> pb.IdentifyCustomerResponse:
     now = core.now()
     at = convert.when(req.at, req.HasField("at"), now)
 
-    def work(s: Session) -> pb.Customer:
+    def work(s: Session) -> pb.IdentifyCustomerResponse:
         ident = identify.resolve(s, core.program, req.customer, at, now)
         out = customer_pb(s, core, ident.customer, at, now)
-        out.strength = pb.STRONG if ident.strong else pb.WEAK
-        return out
+        out.strength = pb.IDENTIFICATION_STRENGTH_STRONG if ident.strong else pb.IDENTIFICATION_STRENGTH_WEAK
+        return pb.IdentifyCustomerResponse(customer=out)
 
     return core.db.transaction(work, write=False)
 
 
-def register_customer(core: Core, req: pb.RegisterCustomerRequest) -> pb.Customer:
+def register_customer(core: Core, req: pb.RegisterCustomerRequest) -> pb.RegisterCustomerResponse:
     now = core.now()
     at = convert.when(req.occurred_at, req.HasField("occurred_at"), now)
 
-    def work(s: Session) -> pb.Customer:
+    def work(s: Session) -> pb.RegisterCustomerResponse:
         cust, created, welcome = identify.register(s, core.program, req, at)
         out = customer_pb(s, core, cust, at, now)
-        out.created, out.welcome_points = created, welcome
-        out.strength = pb.WEAK
-        return out
+        out.strength = pb.IDENTIFICATION_STRENGTH_WEAK
+        return pb.RegisterCustomerResponse(customer=out, created=created, welcome_points=welcome)
 
     return core.db.transaction(work)
 
 
-def issue_app_code(core: Core, req: pb.IssueAppCodeRequest) -> pb.AppCode:
+def issue_app_code(core: Core, req: pb.IssueAppCodeRequest) -> pb.IssueAppCodeResponse:
     now = core.now()
     at = convert.when(req.at, req.HasField("at"), now)
 
-    def work(s: Session) -> pb.AppCode:
+    def work(s: Session) -> pb.IssueAppCodeResponse:
         cust = identify.resolve(s, core.program, req.customer, at, now).customer
         row = identify.issue_app_code(s, cust, at)
-        return pb.AppCode(
+        return pb.IssueAppCodeResponse(
             code=row.code,
             qr_payload=identify.QR_PREFIX + row.code,
             expires_at=convert.dt_to_ts(row.expires_at),
@@ -113,10 +112,10 @@ def withdraw_code(core: Core, phone: str) -> None:
     core.db.transaction(lambda s: codes.withdraw(s, phone))
 
 
-def verify_otp(core: Core, req: pb.VerifyOtpRequest) -> pb.VerifyOtpResult:
+def verify_otp(core: Core, req: pb.VerifyOtpRequest) -> pb.VerifyOtpResponse:
     phone, now = _phone(req.phone), core.now()
     checked = core.db.transaction(lambda s: codes.check(s, phone, req.code, now))
-    return pb.VerifyOtpResult(ok=checked.ok, reason=checked.reason, tries_left=checked.tries_left)
+    return pb.VerifyOtpResponse(ok=checked.ok, reason=checked.reason, tries_left=checked.tries_left)
 
 
 def balances(core: Core, req: pb.GetBalancesRequest) -> pb.GetBalancesResponse:

@@ -60,22 +60,23 @@ class Reply:
         return self.body.decode("utf-8", "replace")
 
 
-class StubCore(pb_grpc.LoyaltyCoreServicer):
+class StubCore(pb_grpc.LoyaltyCoreServiceServicer):
     """A minimal core: Calculate gives no discount; StreamEvents acknowledges every event."""
 
     def __init__(self) -> None:
         self.delivered: list[str] = []
         self.calculations = 0
 
-    async def Calculate(self, request: pb.CalculateRequest, context: Any) -> pb.Calculation:
+    async def Calculate(self, request: pb.CalculateRequest, context: Any) -> pb.CalculateResponse:
         self.calculations += 1
         lines = [pb.LineResult(line_id=x.line_id, discount=0, paid=x.amount, accrues=True)
                  for x in request.draft.lines]
-        return pb.Calculation(customer_id="cus-1", lines=lines, payable=sum(x.paid for x in lines),
+        return pb.CalculateResponse(customer_id="cus-1", lines=lines, payable=sum(x.paid for x in lines),
                               points_to_accrue=0, tier="base", balance_before=0, balance_after=0,
                               display_name="Test")
 
-    async def StreamEvents(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.AckBatch]:
+    async def StreamEvents(self, request_iterator: Any,
+                           context: Any) -> AsyncIterator[pb.StreamEventsResponse]:
         async for reply in ack_all(request_iterator, self.delivered):  # grpc.aio wants an async generator
             yield reply
 
@@ -153,7 +154,7 @@ def stored_events(path: Path) -> list[Event]:
 async def stub_core() -> AsyncIterator[tuple[StubCore, int]]:
     server = grpc.aio.server()
     core = StubCore()
-    pb_grpc.add_LoyaltyCoreServicer_to_server(core, server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_LoyaltyCoreServiceServicer_to_server(core, server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:

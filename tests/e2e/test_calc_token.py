@@ -55,7 +55,7 @@ async def test_offline_redemption_survives_sigkill_between_calc_and_commit(tmp_p
     options = StackOptions(program=program, offline_redeem_limit=200, calc_budget_ms=300)
     async with Stack(tmp_path, options) as stack, aiohttp.ClientSession() as session:
         # welcome points to spend; identified by id (offline, a phone cannot prove its SMS code)
-        who = (await stack.admin.register(PHONE, "Покупатель")).customer_id
+        who = (await stack.admin.register(PHONE, "Покупатель")).customer.customer_id
         await _wait_snapshot(session, stack)
         await stack.core_outage()
         answers = {}

@@ -32,7 +32,7 @@ class Failure:
     message: str = "scripted failure"
 
 
-def default_calculation(req: pb.CalculateRequest) -> pb.Calculation:
+def default_calculation(req: pb.CalculateRequest) -> pb.CalculateResponse:
     """10 % discount on every line when points are requested, 5 % accrual, customer c1."""
     d = req.draft
     lines = []
@@ -45,7 +45,7 @@ def default_calculation(req: pb.CalculateRequest) -> pb.Calculation:
         )
     paid = sum(x.paid for x in lines)
     cid = "c1" if d.HasField("customer") else ""
-    return pb.Calculation(
+    return pb.CalculateResponse(
         customer_id=cid,
         lines=lines,
         gross=sum(x.amount for x in d.lines),
@@ -60,7 +60,7 @@ def default_calculation(req: pb.CalculateRequest) -> pb.Calculation:
     )
 
 
-class FakeCore(pb_grpc.LoyaltyCoreServicer):  # type: ignore[misc]
+class FakeCore(pb_grpc.LoyaltyCoreServiceServicer):  # type: ignore[misc]
     """Scripted servicer: ``delay_s`` before answering, ``failures`` consumed one per call
     (then success), ``calc`` builds the answer. Records every request and peer."""
 
@@ -69,10 +69,10 @@ class FakeCore(pb_grpc.LoyaltyCoreServicer):  # type: ignore[misc]
         self.failures: list[Failure | None] = []  # consumed one per call; None = answer normally
         self.always_fail: Failure | None = None
         self.delays: list[float] = []  # consumed one per call before delay_s applies
-        self.calc: Callable[[pb.CalculateRequest], pb.Calculation] = default_calculation
+        self.calc: Callable[[pb.CalculateRequest], pb.CalculateResponse] = default_calculation
         self.requests: list[tuple[str, Any]] = []
         self.peers: set[str] = set()
-        self.program = pb.Program(program_id="p", version="v1", config_json="{}")
+        self.program = pb.GetProgramResponse(program_id="p", version="v1", config_json="{}")
         self.balances: list[pb.BalanceEntry] = []
         self.customers: dict[str, pb.Customer] = {}
 
@@ -88,13 +88,13 @@ class FakeCore(pb_grpc.LoyaltyCoreServicer):  # type: ignore[misc]
 
     async def Calculate(
         self, request: pb.CalculateRequest, context: grpc.aio.ServicerContext
-    ) -> pb.Calculation:
+    ) -> pb.CalculateResponse:
         await self._script("Calculate", request, context)
         return self.calc(request)
 
     async def GetProgram(
         self, request: pb.GetProgramRequest, context: grpc.aio.ServicerContext
-    ) -> pb.Program:
+    ) -> pb.GetProgramResponse:
         await self._script("GetProgram", request, context)
         return self.program
 
@@ -114,13 +114,13 @@ class FakeCore(pb_grpc.LoyaltyCoreServicer):  # type: ignore[misc]
 
     async def IdentifyCustomer(
         self, request: pb.IdentifyCustomerRequest, context: grpc.aio.ServicerContext
-    ) -> pb.Customer:
+    ) -> pb.IdentifyCustomerResponse:
         await self._script("IdentifyCustomer", request, context)
         key = request.customer.WhichOneof("id")
         value = getattr(request.customer, key) if key else ""
         if value not in self.customers:
             await abort(context, Failure(grpc.StatusCode.NOT_FOUND, "UNKNOWN_CUSTOMER"))
-        return self.customers[value]
+        return pb.IdentifyCustomerResponse(customer=self.customers[value])
 
     def count(self, name: str) -> int:
         return sum(1 for n, _ in self.requests if n == name)
@@ -145,7 +145,7 @@ async def start_core(
     core: FakeCore, *, creds: grpc.ServerCredentials | None = None
 ) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    pb_grpc.add_LoyaltyCoreServicer_to_server(core, server)
+    pb_grpc.add_LoyaltyCoreServiceServicer_to_server(core, server)
     if creds is None:
         port = server.add_insecure_port("127.0.0.1:0")
     else:

@@ -6,7 +6,8 @@ faults); :func:`serve` runs it as a real ``grpc.aio`` server on 127.0.0.1 with a
 CoreClient whose streams are in-process :class:`InProcCall` objects) drives it with no sockets,
 for the fast stateful and the step-by-step tests.
 
-The stream carries EventBatch messages; every batch is answered by one AckBatch with one ack
+The stream carries StreamEventsRequest messages; every batch is answered by one StreamEventsResponse
+with one ack
 per event, in order (the proto contract), unless a fault stops it. Faults a script returns per
 envelope (``script(env, attempt) -> Action``): ``ack`` apply and answer; ``reject`` permanent
 rejection; ``retry_reject`` retriable rejection, after which the rest of that register on this
@@ -114,21 +115,22 @@ class FakeCore:
             return ACK, head
         op = f"op-{next(self._ops)}"
         if body == "commit":
-            head.commit.CopyFrom(pb.CommitResult(operation_id=op, balance=100))
+            head.commit.CopyFrom(pb.CommitResponse(operation_id=op, balance=100))
         elif body == "refund":
-            head.refund.CopyFrom(pb.RefundResult(operation_id=op, refund_id=op))
+            head.refund.CopyFrom(pb.RefundResponse(operation_id=op, refund_id=op))
         else:
-            head.cancel.CopyFrom(pb.CancelResult(operation_id=op))
+            head.cancel.CopyFrom(pb.CancelResponse(operation_id=op))
         self.applications[key] += 1
         self.order[reg].append(key)
         self.results[key] = head
         return action, head
 
-    def process_batch(self, ss: StreamState, batch: pb.EventBatch) -> tuple[Action, pb.AckBatch | None]:
+    def process_batch(self, ss: StreamState,
+                      batch: pb.StreamEventsRequest) -> tuple[Action, pb.StreamEventsResponse | None]:
         """Process a batch's envelopes in order until a fault stops it. Returns the action that
         decides the batch's fate (ack, delay with the summed delays, or the stopping fault) and
-        the AckBatch to send (None: the stream breaks or stays silent)."""
-        reply = pb.AckBatch()
+        the StreamEventsResponse to send (None: the stream breaks or stays silent)."""
+        reply = pb.StreamEventsResponse()
         delay = 0.0
         for env in batch.events:
             action, ack = self.process(ss, env)
@@ -141,13 +143,14 @@ class FakeCore:
         return (Action("delay", delay) if delay else ACK), reply
 
 
-class _Servicer(pb_grpc.LoyaltyCoreServicer):
+class _Servicer(pb_grpc.LoyaltyCoreServiceServicer):
     def __init__(self, core: FakeCore) -> None:
         self.core = core
 
     async def StreamEvents(
-        self, request_iterator: AsyncIterator[pb.EventBatch], context: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[pb.AckBatch]:
+        self, request_iterator: AsyncIterator[pb.StreamEventsRequest],
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> AsyncIterator[pb.StreamEventsResponse]:
         ss = self.core.begin_stream()
         async for batch in request_iterator:
             self.core.batch_sizes.append(len(batch.events))
@@ -176,7 +179,7 @@ class Served:
 
     @property
     def stub(self) -> Any:
-        return pb_grpc.LoyaltyCoreStub(self.channel)  # type: ignore[no-untyped-call]
+        return pb_grpc.LoyaltyCoreServiceStub(self.channel)  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
         await self.client.close()
@@ -186,7 +189,7 @@ class Served:
 
 async def start_server(core: FakeCore, port: int = 0) -> tuple[grpc.aio.Server, int]:
     server = grpc.aio.server()
-    pb_grpc.add_LoyaltyCoreServicer_to_server(_Servicer(core), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_LoyaltyCoreServiceServicer_to_server(_Servicer(core), server)  # type: ignore[no-untyped-call]
     bound = server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     return server, bound
@@ -222,10 +225,10 @@ class InProcCall:
         self.broken = False
         self.silent = False
 
-    async def write(self, data: bytes) -> None:  # a serialized EventBatch, as on the wire
+    async def write(self, data: bytes) -> None:  # a serialized StreamEventsRequest, as on the wire
         if self.broken:
             raise rpc_error(grpc.StatusCode.UNAVAILABLE, "stream is gone")
-        batch = pb.EventBatch.FromString(data)
+        batch = pb.StreamEventsRequest.FromString(data)
         self.core.batch_sizes.append(len(batch.events))
         await asyncio.sleep(0)
         if self.silent:  # like the server's handler stuck on a noack: later batches are not read
@@ -274,12 +277,12 @@ class InProcClient(CoreClient):
         return self.call(self.core)
 
 
-async def ack_all(request_iterator: Any, delivered: list[str]) -> AsyncIterator[pb.AckBatch]:
+async def ack_all(request_iterator: Any, delivered: list[str]) -> AsyncIterator[pb.StreamEventsResponse]:
     """A StreamEvents body for simple stub cores: every event is committed, recorded in order."""
     async for batch in request_iterator:
-        reply = pb.AckBatch()
+        reply = pb.StreamEventsResponse()
         for envelope in batch.events:
             delivered.append(envelope.event_id)
             reply.acks.append(pb.EventAck(event_id=envelope.event_id, register_id=envelope.register_id,
-                                          register_seq=envelope.register_seq, commit=pb.CommitResult()))
+                                          register_seq=envelope.register_seq, commit=pb.CommitResponse()))
         yield reply

@@ -46,7 +46,8 @@ def entries() -> list[pb.BalanceEntry]:
 async def serve_fake_core() -> AsyncIterator[tuple[FakeCore, CoreClient]]:
     """A fake core with :data:`PROGRAM` and :func:`entries`, and a started client (a fixture body)."""
     fake = FakeCore()
-    fake.program = pb.Program(program_id="test", version="v1", config_json=program_to_json(PROGRAM))
+    fake.program = pb.GetProgramResponse(program_id="test", version="v1",
+                                         config_json=program_to_json(PROGRAM))
     fake.balances = entries()
     server, port = await start_core(fake)
     client = CoreClient(CoreTarget(f"127.0.0.1:{port}"))

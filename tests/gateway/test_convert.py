@@ -128,7 +128,7 @@ def test_cancel_envelope_sale_and_hold() -> None:
 
 
 def test_calculation_to_result() -> None:
-    c = pb.Calculation(
+    c = pb.CalculateResponse(
         customer_id="cu1", display_name="Анна К.", tier="gold", max_points=300, limited_by="tier_cap",
         redeemed_certificate=50, redeemed_ordinary=100, payable=31480, points_to_accrue=31,
         balance_before=1000, balance_after=881, hold_id="h1",
@@ -146,11 +146,11 @@ def test_calculation_to_result() -> None:
     assert res.message == "Статус 3 %" and not res.offline and res.total_discount == 150
     off = calculation_to_result(c, offline=True)
     assert off.offline and off.balance is None
-    assert calculation_to_result(pb.Calculation(offline=True), offline=False).offline
+    assert calculation_to_result(pb.CalculateResponse(offline=True), offline=False).offline
 
 
 def test_unknown_customer_result() -> None:
-    res = calculation_to_result(pb.Calculation(payable=100), offline=False)
+    res = calculation_to_result(pb.CalculateResponse(payable=100), offline=False)
     assert not res.customer_found and res.balance is None
 
 
@@ -196,8 +196,8 @@ def test_framed_stored_envelopes_are_the_event_batch_byte_for_byte(
     framed = [frame_envelope(event_id, event.register_id, seq, envelope_body(event))
               for event, event_id, seq in items]
     data = frame_batch(framed)
-    assert data == pb.EventBatch(events=expected).SerializeToString()
-    assert list(pb.EventBatch.FromString(data).events) == expected
+    assert data == pb.StreamEventsRequest(events=expected).SerializeToString()
+    assert list(pb.StreamEventsRequest.FromString(data).events) == expected
 
 
 @pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 2**35, 2**63 - 1, -1, -(2**63)])

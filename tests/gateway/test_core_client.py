@@ -266,8 +266,8 @@ def test_core_client_is_the_core_calls_protocol() -> None:
 # ---------------------------------------------------------------- the event stream
 
 
-def batch(*keys: str) -> pb.EventBatch:
-    return pb.EventBatch(events=[pb.EventEnvelope(event_id=k, register_id="R1", register_seq=i + 1,
+def batch(*keys: str) -> pb.StreamEventsRequest:
+    return pb.StreamEventsRequest(events=[pb.EventEnvelope(event_id=k, register_id="R1", register_seq=i + 1,
                                                   commit=pb.CommitRequest())
                                  for i, k in enumerate(keys)])
 

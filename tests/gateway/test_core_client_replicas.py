@@ -72,7 +72,7 @@ async def test_calls_and_streams_spread_and_a_frozen_replica_is_left(pg_url: str
         await client.start()
         try:
             async with grpc.aio.insecure_channel(r1.address) as channel:
-                await pb_grpc.LoyaltyCoreStub(channel).RegisterCustomer(  # type: ignore[no-untyped-call]
+                await pb_grpc.LoyaltyCoreServiceStub(channel).RegisterCustomer(  # type: ignore[no-untyped-call]
                     pb.RegisterCustomerRequest(phone="+79990000401", name="Покупатель", channel="cashier",
                                                staff=STAFF, occurred_at=now_ts()), timeout=DEADLINE_S)
             seen: set[str] = set()
@@ -100,12 +100,12 @@ async def test_calls_and_streams_spread_and_a_frozen_replica_is_left(pg_url: str
             first_name, first = next(iter(streams.items()))
             doomed = r1 if first_name == "r1" else r2
             events = [sale_event("R1", seq, "+79990000401", 20_000 + seq) for seq in range(1, 11)]
-            await first.write(pb.EventBatch(events=events[:5]).SerializeToString())
+            await first.write(pb.StreamEventsRequest(events=events[:5]).SerializeToString())
             acked = await asyncio.wait_for(first.read(), DEADLINE_S)
             assert [a.WhichOneof("result") for a in acked.acks] == ["commit"] * 5
 
             doomed.proc.send_signal(signal.SIGSTOP)  # frozen: no reset, only keepalive can tell
-            await first.write(pb.EventBatch(events=events[5:]).SerializeToString())
+            await first.write(pb.StreamEventsRequest(events=events[5:]).SerializeToString())
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await asyncio.wait_for(first.read(), DEADLINE_S)
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -116,7 +116,7 @@ async def test_calls_and_streams_spread_and_a_frozen_replica_is_left(pg_url: str
                 if name:  # else it failed on the frozen replica before the channel left it
                     break
             assert name != first_name
-            await resumed.write(pb.EventBatch(events=events[5:]).SerializeToString())
+            await resumed.write(pb.StreamEventsRequest(events=events[5:]).SerializeToString())
             answer = await asyncio.wait_for(resumed.read(), DEADLINE_S)
             assert [a.WhichOneof("result") for a in answer.acks] == ["commit"] * 5
             resumed.cancel()

@@ -42,7 +42,7 @@ CALC = {"register_id": "R1", "lines": [LINE], "customer": {"card": "777"}}
 SALE = {"register_id": "R1", "receipt_number": "9", "shift": "1", "lines": [LINE]}
 
 
-class StubCore(pb_grpc.LoyaltyCoreServicer):
+class StubCore(pb_grpc.LoyaltyCoreServiceServicer):
     """Calculate is slow on purpose (the request is in flight at SIGTERM); events are acked."""
 
     def __init__(self) -> None:
@@ -50,16 +50,17 @@ class StubCore(pb_grpc.LoyaltyCoreServicer):
         self.calc_delay_s = 1.5
         self.delivered: list[str] = []
 
-    async def Calculate(self, request: pb.CalculateRequest, context: Any) -> pb.Calculation:
+    async def Calculate(self, request: pb.CalculateRequest, context: Any) -> pb.CalculateResponse:
         self.calc_started.set()
         await asyncio.sleep(self.calc_delay_s)  # the core's own latency, not a test wait
         lines = [pb.LineResult(line_id=x.line_id, discount=100, paid=x.amount - 100, accrues=True)
                  for x in request.draft.lines]
-        return pb.Calculation(customer_id="cus-1", lines=lines, payable=sum(x.paid for x in lines),
+        return pb.CalculateResponse(customer_id="cus-1", lines=lines, payable=sum(x.paid for x in lines),
                               points_to_accrue=5, tier="base", balance_before=10, balance_after=15,
                               display_name="Anna K.")
 
-    async def StreamEvents(self, request_iterator: Any, context: Any) -> AsyncIterator[pb.AckBatch]:
+    async def StreamEvents(self, request_iterator: Any,
+                           context: Any) -> AsyncIterator[pb.StreamEventsResponse]:
         async for reply in ack_all(request_iterator, self.delivered):  # grpc.aio wants an async generator
             yield reply
 
@@ -68,7 +69,7 @@ class StubCore(pb_grpc.LoyaltyCoreServicer):
 async def stub_core() -> AsyncIterator[tuple[StubCore, int]]:
     server = grpc.aio.server()
     core = StubCore()
-    pb_grpc.add_LoyaltyCoreServicer_to_server(core, server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_LoyaltyCoreServiceServicer_to_server(core, server)  # type: ignore[no-untyped-call]
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     yield core, port

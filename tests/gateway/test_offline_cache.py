@@ -81,7 +81,7 @@ async def test_unparseable_program_is_not_taken(
 ) -> None:
     fake, client = fake_core
     cache = await loaded_cache(tmp_path, client)
-    fake.program = pb.Program(program_id="test", version="v2", config_json="{not json")
+    fake.program = pb.GetProgramResponse(program_id="test", version="v2", config_json="{not json")
     assert not await cache.refresh()
     assert cache.program == PROGRAM and cache.program_version == "v1"
     assert "unparseable" in cache.last_error

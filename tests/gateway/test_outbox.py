@@ -812,7 +812,7 @@ async def test_the_cores_ack_is_stored_as_received_and_shown_as_json(tmp_path: P
         await ob.append(sale("R1", 1))
         (row,) = await ob.next_batch(10)
         ack = pb.EventAck(event_id=row.key, register_id="R1", register_seq=1,
-                          commit=pb.CommitResult(operation_id="op-9", balance=150, tier="gold"))
+                          commit=pb.CommitResponse(operation_id="op-9", balance=150, tier="gold"))
         await ob.mark_delivered_many([(row.id, ack.SerializeToString())])
         got = await ob.get(row.id)
         assert got is not None and got.state == "delivered"

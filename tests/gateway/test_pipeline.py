@@ -99,7 +99,7 @@ class Rig:
 
 
 async def snapshot(tmp: Path, fake: FakeCore, client: CoreClient) -> OfflineCache:
-    fake.program = pb.Program(program_id="t", version="v1", config_json=program_to_json(PROGRAM))
+    fake.program = pb.GetProgramResponse(program_id="t", version="v1", config_json=program_to_json(PROGRAM))
     fake.balances = [
         pb.BalanceEntry(
             customer_id="c1", cards=["1111"], tier="base", ordinary_points=400, display_name="Анна К."

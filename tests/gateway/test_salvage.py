@@ -174,7 +174,7 @@ def test_salvaged_rows_keep_the_cores_answer_and_have_their_envelope_built_from_
     tmp_path: Path,
 ) -> None:
     events = [sale("R1", i) for i in range(4)]
-    ack = pb.EventAck(event_id=events[0].key, commit=pb.CommitResult(operation_id="op-7"))
+    ack = pb.EventAck(event_id=events[0].key, commit=pb.CommitResponse(operation_id="op-7"))
 
     async def fill() -> None:
         ob = await Outbox.open(tmp_path / "o.db")

@@ -307,7 +307,7 @@ async def test_window_bounds_events_in_flight(tmp_path: Path) -> None:
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.2)
             assert sum(core.batch_sizes) == 8  # events written on the stream, never answered
-            assert core.batch_sizes == [3, 3, 2]  # one EventBatch per outbox read (batch=3)
+            assert core.batch_sizes == [3, 3, 2]  # one StreamEventsRequest per outbox read (batch=3)
     finally:
         await ob.close()
 
@@ -371,7 +371,7 @@ async def test_resumes_after_restart(tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.01)
             await asyncio.sleep(0.05)
-        # "restart": all 10 went in one EventBatch; 1..6 applied, the batch never answered
+        # "restart": all 10 went in one StreamEventsRequest; 1..6 applied, the batch never answered
         await ob.close()
         assert len(core.order["R1"]) == 6 and core.batch_sizes == [10]
         ob = await Outbox.open(path)
@@ -433,7 +433,7 @@ async def test_events_travel_in_batches_of_at_most_message_events(tmp_path: Path
 
 
 async def test_delivery_yields_to_tills_in_small_paced_batches(tmp_path: Path) -> None:
-    # Step by step, no clock: the in-process core sees each EventBatch as it is written, and the
+    # Step by step, no clock: the in-process core sees each StreamEventsRequest as it is written, and the
     # sender's pause after each busy read waits until the test lets it go on.
     core = FakeCore()
     ob = await Outbox.open(tmp_path / "o.db")
@@ -486,7 +486,7 @@ async def test_retriable_rejection_mid_batch_keeps_the_other_registers_results(t
         assert core.batch_sizes[0] == 20
         assert dict(core.order) == expected_order(events)
         assert set(core.applications.values()) == {1}
-        # R1's results in the refused AckBatch were marked: never resent; R0 resent from the refused one
+        # R1's results in the refused ack batch were marked: never resent; R0 resent from the refused one
         assert [core.seen[e.key] for e in events if e.register_id == "R1"] == [1] * 10
         assert [core.seen[e.key] for e in events if e.register_id == "R0"] == [1] * 3 + [2] * 7
         rows = {r.key: r for r in [await ob.get(i) for i in range(1, 21)] if r is not None}
@@ -499,7 +499,7 @@ async def test_retriable_rejection_mid_batch_keeps_the_other_registers_results(t
 
 
 class _ShortAckCall(InProcCall):
-    """Answers the first EventBatch of its core with one ack missing (a broken core)."""
+    """Answers the first StreamEventsRequest of its core with one ack missing (a broken core)."""
 
     async def write(self, data: bytes) -> None:
         await super().write(data)

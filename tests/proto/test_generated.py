@@ -38,12 +38,13 @@ def test_regenerated_code_matches_checked_in(tmp_path: Path) -> None:
 def test_service_has_the_issue_rpcs() -> None:
     from gateway.core_pb.loyalty.v1 import loyalty_pb2
 
-    methods = set(loyalty_pb2.DESCRIPTOR.services_by_name["LoyaltyCore"].methods_by_name)
+    methods = set(loyalty_pb2.DESCRIPTOR.services_by_name["LoyaltyCoreService"].methods_by_name)
     required = {
         "GetProgram", "IdentifyCustomer", "RegisterCustomer", "Calculate", "Commit", "Refund",
         "Cancel", "StreamEvents", "GetBalances", "GetReport",
     }
     assert required <= methods
-    stream = loyalty_pb2.DESCRIPTOR.services_by_name["LoyaltyCore"].methods_by_name["StreamEvents"]
+    stream = loyalty_pb2.DESCRIPTOR.services_by_name["LoyaltyCoreService"].methods_by_name["StreamEvents"]
     assert stream.client_streaming and stream.server_streaming
-    assert (stream.input_type.name, stream.output_type.name) == ("EventBatch", "AckBatch")
+    names = (stream.input_type.name, stream.output_type.name)
+    assert names == ("StreamEventsRequest", "StreamEventsResponse")

@@ -86,7 +86,7 @@ async def test_a_shop_week_reaches_the_core_exactly_once(tmp_path: Path) -> None
     async with sbis.serving():
         options = StackOptions(extra_toml=section(sbis))
         async with Stack(tmp_path, options) as stack:
-            ids = {p: int((await stack.admin.register(p)).customer_id) for p in PHONES}
+            ids = {p: int((await stack.admin.register(p)).customer.customer_id) for p in PHONES}
             for n, step in enumerate(week.steps):
                 if step.kind == "replace":
                     sbis.replace_drive(step.reg_id, step.fn, step.at)

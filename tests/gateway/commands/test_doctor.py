@@ -29,14 +29,14 @@ KEY = "till-key-0123456789abcdef"
 ADMIN = "admin-key-0123456789abcdef"
 
 
-class Core(pb_grpc.LoyaltyCoreServicer):
+class Core(pb_grpc.LoyaltyCoreServiceServicer):
     """Answers GetProgram, and GetBalances with its clock (``skew_s`` ahead of this machine)."""
 
     def __init__(self, skew_s: float = 0.0) -> None:
         self.skew_s = skew_s
 
-    def GetProgram(self, request: Any, context: Any) -> pb.Program:
-        return pb.Program(program_id="shop", version="abc123", config_json="{}")
+    def GetProgram(self, request: Any, context: Any) -> pb.GetProgramResponse:
+        return pb.GetProgramResponse(program_id="shop", version="abc123", config_json="{}")
 
     def GetBalances(self, request: Any, context: Any) -> pb.GetBalancesResponse:
         reply = pb.GetBalancesResponse()
@@ -53,7 +53,7 @@ def tls_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def serve_core(tls: Path, skew_s: float = 0.0) -> tuple[grpc.Server, int]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    pb_grpc.add_LoyaltyCoreServicer_to_server(Core(skew_s), server)  # type: ignore[no-untyped-call]
+    pb_grpc.add_LoyaltyCoreServiceServicer_to_server(Core(skew_s), server)  # type: ignore[no-untyped-call]
     pair = ((tls / "server.key").read_bytes(), (tls / "server.pem").read_bytes())
     creds = grpc.ssl_server_credentials([pair])
     port = server.add_secure_port("127.0.0.1:0", creds)

@@ -29,7 +29,7 @@ SALE_AT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 def _one_sale(address: str) -> None:
     with grpc.insecure_channel(address) as channel:
-        stub = pb_grpc.LoyaltyCoreStub(channel)
+        stub = pb_grpc.LoyaltyCoreServiceStub(channel)
         customer = stub.RegisterCustomer(pb.RegisterCustomerRequest(phone="+79990001122", name="Анна Котова"),
                                          timeout=10)
         draft = pb.ReceiptDraft(

@@ -127,7 +127,7 @@ class Core:
     """A running core and a client for it."""
 
     address: str
-    stub: pb_grpc.LoyaltyCoreStub
+    stub: pb_grpc.LoyaltyCoreServiceStub
     channel: grpc.aio.Channel
     clock: Clock
     _keys: itertools.count[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
@@ -138,7 +138,7 @@ class Core:
 
     # -- customers ---------------------------------------------------------------------
 
-    async def register(
+    async def join(
         self,
         phone: str | None = None,
         *,
@@ -146,7 +146,8 @@ class Core:
         birth_date: str = "",
         name: str = "Анна Кузнецова",
         at: datetime | None = None,
-    ) -> pb.Customer:
+    ) -> pb.RegisterCustomerResponse:
+        """RegisterCustomer's whole answer (the customer, created, welcome_points)."""
         req = pb.RegisterCustomerRequest(
             phone=phone or new_phone(),
             name=name,
@@ -158,15 +159,28 @@ class Core:
         )
         if referrer is not None:
             req.channel = "referral"
-        return await self.stub.RegisterCustomer(req, timeout=DEADLINE_S)
+        answer: pb.RegisterCustomerResponse = await self.stub.RegisterCustomer(req, timeout=DEADLINE_S)
+        return answer
+
+    async def register(
+        self,
+        phone: str | None = None,
+        *,
+        referrer: pb.Customer | None = None,
+        birth_date: str = "",
+        name: str = "Анна Кузнецова",
+        at: datetime | None = None,
+    ) -> pb.Customer:
+        return (await self.join(phone, referrer=referrer, birth_date=birth_date, name=name, at=at)).customer
 
     async def customer(self, customer_id: str) -> pb.Customer:
-        return await self.stub.IdentifyCustomer(
+        answer: pb.IdentifyCustomerResponse = await self.stub.IdentifyCustomer(
             pb.IdentifyCustomerRequest(
                 customer=pb.CustomerRef(customer_id=customer_id), at=ts(self.clock.now)
             ),
             timeout=DEADLINE_S,
         )
+        return answer.customer
 
     async def balance(self, customer_id: str) -> int:
         return (await self.customer(customer_id)).balance
@@ -179,7 +193,7 @@ class Core:
         )
         return pb.CustomerRef(app_code=code.code)
 
-    async def grant(self, customer_id: str, points: int, kind: str = "manual") -> pb.IssueGrantResult:
+    async def grant(self, customer_id: str, points: int, kind: str = "manual") -> pb.IssueGrantResponse:
         return await self.stub.IssueGrant(
             pb.IssueGrantRequest(
                 customer=pb.CustomerRef(customer_id=customer_id),
@@ -191,7 +205,7 @@ class Core:
             timeout=DEADLINE_S,
         )
 
-    async def run_jobs(self, at: datetime | None = None) -> pb.RunJobsResult:
+    async def run_jobs(self, at: datetime | None = None) -> pb.RunJobsResponse:
         return await self.stub.RunJobs(pb.RunJobsRequest(at=ts(at or self.clock.now)), timeout=DEADLINE_S)
 
     # -- receipts ----------------------------------------------------------------------
@@ -218,7 +232,7 @@ class Core:
             channel="test",
         )
 
-    async def calculate(self, draft: pb.ReceiptDraft, hold_ttl_s: int = 0) -> pb.Calculation:
+    async def calculate(self, draft: pb.ReceiptDraft, hold_ttl_s: int = 0) -> pb.CalculateResponse:
         return await self.stub.Calculate(
             pb.CalculateRequest(draft=draft, hold_ttl_s=hold_ttl_s), timeout=DEADLINE_S
         )
@@ -230,7 +244,7 @@ class Core:
         *,
         hold_id: str = "",
         expected: pb.Expected | None = None,
-    ) -> pb.CommitResult:
+    ) -> pb.CommitResponse:
         req = pb.CommitRequest(idempotency_key=key or self.key("S"), draft=draft, hold_id=hold_id)
         if expected is not None:
             req.expected.CopyFrom(expected)
@@ -243,7 +257,7 @@ class Core:
         redeem: int = 0,
         accruable: bool = True,
         at: datetime | None = None,
-    ) -> pb.CommitResult:
+    ) -> pb.CommitResponse:
         """Commit a simple sale with one line per amount."""
         flags = {} if accruable else {"accruable": False}
         lines = [line(f"L{i + 1}", a, **flags) for i, a in enumerate(amounts)]
@@ -257,7 +271,7 @@ class Core:
         full: bool = False,
         key: str | None = None,
         at: datetime | None = None,
-    ) -> pb.RefundResult:
+    ) -> pb.RefundResponse:
         """Refund; ``lines`` maps line_id -> returned whole units."""
         req = pb.RefundRequest(
             refund_key=key or self.key("R"),
@@ -272,7 +286,7 @@ class Core:
 
     async def cancel(
         self, operation_id: str = "", *, hold_id: str = "", key: str | None = None, at: datetime | None = None
-    ) -> pb.CancelResult:
+    ) -> pb.CancelResponse:
         req = pb.CancelRequest(
             cancel_key=key or self.key("X"),
             hold_id=hold_id,
@@ -284,7 +298,7 @@ class Core:
             req.sale.operation_id = operation_id
         return await self.stub.Cancel(req, timeout=DEADLINE_S)
 
-    async def report(self) -> pb.Report:
+    async def report(self) -> pb.GetReportResponse:
         return await self.stub.GetReport(
             pb.GetReportRequest(
                 **{"from": ts(datetime(2000, 1, 1, tzinfo=UTC))}, to=ts(datetime(2100, 1, 1, tzinfo=UTC))
@@ -298,14 +312,14 @@ def phone_ref(customer: pb.Customer) -> pb.CustomerRef:
     return pb.CustomerRef(phone=customer.phone)
 
 
-def payouts_by_customer(result: pb.CommitResult) -> dict[str, int]:
+def payouts_by_customer(result: pb.CommitResponse) -> dict[str, int]:
     out: dict[str, int] = {}
     for p in result.payouts:
         out[p.customer_id] = out.get(p.customer_id, 0) + p.points
     return out
 
 
-def clawbacks_by_customer(result: pb.RefundResult) -> dict[str, int]:
+def clawbacks_by_customer(result: pb.RefundResponse) -> dict[str, int]:
     out: dict[str, int] = {}
     for c in result.clawbacks:
         out[c.customer_id] = out.get(c.customer_id, 0) + c.points
@@ -324,6 +338,7 @@ async def running(program: Any, db_url: str, clock: Clock | None = None) -> Asyn
         channel = grpc.aio.insecure_channel(address)
         try:
             await asyncio.wait_for(channel.channel_ready(), DEADLINE_S)
-            yield Core(address=address, stub=pb_grpc.LoyaltyCoreStub(channel), channel=channel, clock=clock)
+            stub = pb_grpc.LoyaltyCoreServiceStub(channel)
+            yield Core(address=address, stub=stub, channel=channel, clock=clock)
         finally:
             await channel.close()

@@ -18,7 +18,7 @@ SEED002 = Path(__file__).resolve().parents[3] / "config" / "programs" / "seed002
 def test_list_customers_with_cards_balances_search_and_limit(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'core.db'}"
     with serve_in_thread(SEED002, url) as address, grpc.insecure_channel(address) as channel:
-        stub = pb_grpc.LoyaltyCoreStub(channel)
+        stub = pb_grpc.LoyaltyCoreServiceStub(channel)
         anna = stub.RegisterCustomer(pb.RegisterCustomerRequest(phone="+79161000001", name="Анна"),
                                      timeout=10)
         stub.RegisterCustomer(pb.RegisterCustomerRequest(card="CARD-9", name="Борис"), timeout=10)

@@ -132,10 +132,10 @@ async def test_app_code_single_use_and_45_minutes(core: Core, customer: pb.Custo
 
 
 async def test_weak_identification_cannot_redeem(core: Core, customer: pb.Customer) -> None:
-    card = await core.stub.RegisterCustomer(
+    card = (await core.stub.RegisterCustomer(
         pb.RegisterCustomerRequest(card="CARD-0001", name="Пётр Сидоров", occurred_at=ts(core.clock.now)),
         timeout=DEADLINE_S,
-    )
+    )).customer
     await core.grant(card.customer_id, 100)
     before = await snapshot(core, customer)
     draft = core.draft(pb.CustomerRef(card="CARD-0001"), [line("L1", 100_000)], redeem=10)

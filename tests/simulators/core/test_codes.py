@@ -32,17 +32,17 @@ API_ID = "sim-api-id"
 
 @dataclass
 class Rig:
-    stub: pb_grpc.LoyaltyCoreStub
+    stub: pb_grpc.LoyaltyCoreServiceStub
     sms: SmsRuSimulator
     clock: Clock
     handle: object
 
-    async def send(self, phone: str, wait_ms: int = 2000, purpose: str = "spending") -> pb.SendOtpResult:
+    async def send(self, phone: str, wait_ms: int = 2000, purpose: str = "spending") -> pb.SendOtpResponse:
         return await self.stub.SendOtp(
             pb.SendOtpRequest(phone=phone, purpose=purpose, wait_ms=wait_ms), timeout=DEADLINE_S
         )
 
-    async def verify(self, phone: str, code: str) -> pb.VerifyOtpResult:
+    async def verify(self, phone: str, code: str) -> pb.VerifyOtpResponse:
         return await self.stub.VerifyOtp(pb.VerifyOtpRequest(phone=phone, code=code), timeout=DEADLINE_S)
 
 
@@ -57,7 +57,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         ) as handle,
     ):
         async with grpc.aio.insecure_channel(handle.address) as channel:
-            yield Rig(pb_grpc.LoyaltyCoreStub(channel), sim, clock, handle)
+            yield Rig(pb_grpc.LoyaltyCoreServiceStub(channel), sim, clock, handle)
 
 
 def _wrong(code: str) -> str:
@@ -174,9 +174,9 @@ async def test_bad_phone_is_invalid_argument(rig: Rig) -> None:
 async def test_a_sale_confirmed_in_time_and_delivered_after_the_code_expired_counts(rig: Rig) -> None:
     phone = new_phone()
     await rig.stub.RegisterCustomer(pb.RegisterCustomerRequest(phone=phone, name="Анна"), timeout=DEADLINE_S)
-    cust = await rig.stub.IdentifyCustomer(
+    cust = (await rig.stub.IdentifyCustomer(
         pb.IdentifyCustomerRequest(customer=pb.CustomerRef(phone=phone)), timeout=DEADLINE_S
-    )
+    )).customer
     await rig.stub.IssueGrant(
         pb.IssueGrantRequest(
             customer=pb.CustomerRef(customer_id=cust.customer_id), kind="manual", points=100, grant_key="g1"

@@ -23,11 +23,12 @@ N = 16
 RETRIABLE = {grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
-async def commit_with_retry(stub: pb_grpc.LoyaltyCoreStub, req: pb.CommitRequest) -> pb.CommitResult | str:
+async def commit_with_retry(stub: pb_grpc.LoyaltyCoreServiceStub,
+                            req: pb.CommitRequest) -> pb.CommitResponse | str:
     """The result, or the ErrorInfo reason of a final failure."""
     for attempt in range(6):
         try:
-            result: pb.CommitResult = await stub.Commit(req, timeout=DEADLINE_S)
+            result: pb.CommitResponse = await stub.Commit(req, timeout=DEADLINE_S)
             return result
         except grpc.aio.AioRpcError as err:
             if err.code() in RETRIABLE and attempt < 5:
@@ -38,10 +39,10 @@ async def commit_with_retry(stub: pb_grpc.LoyaltyCoreStub, req: pb.CommitRequest
     raise AssertionError("unreachable")
 
 
-async def tills(core: Core, requests: list[pb.CommitRequest]) -> list[pb.CommitResult | str]:
+async def tills(core: Core, requests: list[pb.CommitRequest]) -> list[pb.CommitResponse | str]:
     channels = [grpc.aio.insecure_channel(core.address) for _ in requests]
     try:
-        stubs = [pb_grpc.LoyaltyCoreStub(ch) for ch in channels]
+        stubs = [pb_grpc.LoyaltyCoreServiceStub(ch) for ch in channels]
         await asyncio.gather(*(asyncio.wait_for(ch.channel_ready(), DEADLINE_S) for ch in channels))
         return await asyncio.gather(*(commit_with_retry(s, r) for s, r in zip(stubs, requests, strict=True)))
     finally:
@@ -62,7 +63,7 @@ async def test_concurrent_double_spend(db_url: str) -> None:
         ]
         results = await tills(core, requests)
 
-        ok = [r for r in results if isinstance(r, pb.CommitResult)]
+        ok = [r for r in results if isinstance(r, pb.CommitResponse)]
         failed = [r for r in results if isinstance(r, str)]
         assert len(ok) == 1, results
         assert failed == ["FAILED_PRECONDITION:INSUFFICIENT_POINTS"] * (N - 1)
@@ -82,8 +83,8 @@ async def test_concurrent_duplicates_apply_once(db_url: str) -> None:
             idempotency_key="DUP-1", draft=core.draft(phone_ref(cust), [line("L1", 100_000)], number="N-DUP")
         )
         results = await tills(core, [req] * N)
-        assert all(isinstance(r, pb.CommitResult) for r in results), results
-        commits = [r for r in results if isinstance(r, pb.CommitResult)]
+        assert all(isinstance(r, pb.CommitResponse) for r in results), results
+        commits = [r for r in results if isinstance(r, pb.CommitResponse)]
         assert len({r.operation_id for r in commits}) == 1
         assert sum(not r.replayed for r in commits) == 1
         assert await core.balance(cust.customer_id) == 300 + 30

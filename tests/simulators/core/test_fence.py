@@ -46,11 +46,11 @@ class Stream:
 
     def __init__(self, replica: Replica, gateway: str = GATEWAY) -> None:
         self.channel = grpc.aio.insecure_channel(replica.address)
-        self.call = pb_grpc.LoyaltyCoreStub(self.channel).StreamEvents(  # type: ignore[no-untyped-call]
+        self.call = pb_grpc.LoyaltyCoreServiceStub(self.channel).StreamEvents(  # type: ignore[no-untyped-call]
             metadata=(("posgw-gateway", gateway),), timeout=120)
 
     async def write(self, events: Sequence[pb.EventEnvelope]) -> None:
-        await self.call.write(pb.EventBatch(events=list(events)))
+        await self.call.write(pb.StreamEventsRequest(events=list(events)))
 
     async def read(self) -> list[pb.EventAck]:
         reply = await asyncio.wait_for(self.call.read(), DEADLINE_S)
@@ -68,11 +68,11 @@ class Stream:
 
 async def register(replica: Replica, phone: str) -> pb.Customer:
     async with grpc.aio.insecure_channel(replica.address) as channel:
-        stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+        stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
         req = pb.RegisterCustomerRequest(phone=phone, name="Покупатель", channel="cashier", staff=STAFF,
                                          occurred_at=now_ts())
-        customer: pb.Customer = await stub.RegisterCustomer(req, timeout=DEADLINE_S)
-        return customer
+        answer: pb.RegisterCustomerResponse = await stub.RegisterCustomer(req, timeout=DEADLINE_S)
+        return answer.customer
 
 
 def applied(db_url: str) -> list[tuple[str, str, int]]:
@@ -164,14 +164,16 @@ async def test_two_tills_on_two_replicas_never_spend_one_balance_twice(pg_url: s
         finally:
             await earn.close()
 
-        async def call(replica: Replica, method: str, req: object) -> pb.Customer | pb.AppCode:
+        async def call(replica: Replica, method: str,
+                       req: object) -> pb.IdentifyCustomerResponse | pb.IssueAppCodeResponse:
             async with grpc.aio.insecure_channel(replica.address) as channel:
-                stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
-                answer: pb.Customer | pb.AppCode = await getattr(stub, method)(req, timeout=DEADLINE_S)
+                stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
+                answer: pb.IdentifyCustomerResponse | pb.IssueAppCodeResponse = await getattr(stub, method)(
+                    req, timeout=DEADLINE_S)
                 return answer
 
         who = pb.IdentifyCustomerRequest(customer=pb.CustomerRef(phone=phone), at=now_ts())
-        balance = (await call(r1, "IdentifyCustomer", who)).balance  # type: ignore[union-attr]
+        balance = (await call(r1, "IdentifyCustomer", who)).customer.balance  # type: ignore[union-attr]
         assert balance > 0
 
         async def spend(replica: Replica, register_id: str) -> pb.EventAck:
@@ -193,7 +195,7 @@ async def test_two_tills_on_two_replicas_never_spend_one_balance_twice(pg_url: s
         assert len(won) == 1, [outcome(a) for a in acks]  # the other till is refused, not paid
         paid = won[0].commit.calculation
         assert paid.redeemed_ordinary + paid.redeemed_certificate == balance
-        after = (await call(r2, "IdentifyCustomer", who)).balance  # type: ignore[union-attr]
+        after = (await call(r2, "IdentifyCustomer", who)).customer.balance  # type: ignore[union-attr]
         assert after == 0
 
 
@@ -211,10 +213,11 @@ async def test_jobs_run_on_two_replicas_at_once_expire_each_lot_once(pg_url: str
         later = Timestamp()
         later.FromDatetime(datetime.now(UTC) + timedelta(days=3 * 365))  # past every lot's expiry
 
-        async def run_jobs(replica: Replica) -> pb.RunJobsResult:
+        async def run_jobs(replica: Replica) -> pb.RunJobsResponse:
             async with grpc.aio.insecure_channel(replica.address) as channel:
-                stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
-                result: pb.RunJobsResult = await stub.RunJobs(pb.RunJobsRequest(at=later), timeout=DEADLINE_S)
+                stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
+                result: pb.RunJobsResponse = await stub.RunJobs(pb.RunJobsRequest(at=later),
+                                                                timeout=DEADLINE_S)
                 return result
 
         conninfo = pg_url.replace("postgresql+psycopg://", "postgresql://")

@@ -16,7 +16,7 @@ from tests.simulators.core.acceptance import DEADLINE_S, load, running
 async def test_health_serving_and_program(tmp_path: Path) -> None:
     async with running("seed002", f"sqlite:///{tmp_path / 'core.db'}") as core:
         health = health_pb2_grpc.HealthStub(core.channel)
-        for service in ("", "loyalty.v1.LoyaltyCore"):
+        for service in ("", "loyalty.v1.LoyaltyCoreService"):
             resp = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=DEADLINE_S)
             assert resp.status == health_pb2.HealthCheckResponse.SERVING, service
 

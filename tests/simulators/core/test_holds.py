@@ -24,7 +24,7 @@ async def customer(core: Core) -> str:
     return cust.customer_id
 
 
-async def till(core: Core, cid: str, redeem: int, hold: bool = True) -> pb.Calculation:
+async def till(core: Core, cid: str, redeem: int, hold: bool = True) -> pb.CalculateResponse:
     draft = core.draft(await core.strong(cid), LINES, redeem=redeem)
     return await core.calculate(draft, hold_ttl_s=TTL_S if hold else 0)
 

@@ -17,7 +17,7 @@ FAILED = grpc.StatusCode.FAILED_PRECONDITION
 E2_LINES = [line("L1", 33_333), line("L2", 33_333), line("L3", 33_334)]
 
 
-def without_replayed(msg: pb.CommitResult | pb.RefundResult | pb.CancelResult) -> bytes:
+def without_replayed(msg: pb.CommitResponse | pb.RefundResponse | pb.CancelResponse) -> bytes:
     copy = type(msg)()
     copy.CopyFrom(msg)
     copy.replayed = False

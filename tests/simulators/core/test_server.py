@@ -30,7 +30,7 @@ def test_reflection_describes_the_api_and_answers_name_the_replica(
         assert calculate.input_type.full_name == pb.CalculateRequest.DESCRIPTOR.full_name
         assert "redeem_points" in pool.FindMessageTypeByName("loyalty.v1.ReceiptDraft").fields_by_name
 
-        stub = pb_grpc.LoyaltyCoreStub(channel)  # type: ignore[no-untyped-call]
+        stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
         _, call = stub.GetProgram.with_call(pb.GetProgramRequest(), timeout=10)
         assert dict(call.initial_metadata())[server.REPLICA_METADATA] == "core-test-1"
 

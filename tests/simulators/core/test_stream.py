@@ -1,6 +1,6 @@
 """Acceptance: the StreamEvents delivery stream.
 
-Every EventBatch is answered by one AckBatch with exactly one EventAck per event (same
+Every StreamEventsRequest is answered by one StreamEventsResponse with exactly one EventAck per event (same
 event_id / register / seq, in the batch's order) carrying the result or a rejection with its
 §2.5 reason; events of one register are acknowledged in the order sent; a business failure
 or bad input is a rejection, not the end of the stream; after a reconnect, resending an
@@ -27,15 +27,15 @@ async def core(tmp_path: Path) -> AsyncIterator[Core]:
 
 
 async def exchange(core: Core, events: Sequence[pb.EventEnvelope], per_batch: int = 0) -> list[pb.EventAck]:
-    """Open a stream, send ``events`` as EventBatches of ``per_batch`` (0: all in one), read one
-    AckBatch per batch (one ack per event, in order), close the stream."""
+    """Open a stream, send ``events`` as StreamEventsRequests of ``per_batch`` (0: all in one), read one
+    StreamEventsResponse per batch (one ack per event, in order), close the stream."""
     call = core.stub.StreamEvents(timeout=DEADLINE_S)
     size = per_batch or max(len(events), 1)
     batches = [list(events[i:i + size]) for i in range(0, len(events), size)]
     acks: list[pb.EventAck] = []
     try:
         for batch in batches:
-            await call.write(pb.EventBatch(events=batch))
+            await call.write(pb.StreamEventsRequest(events=batch))
         for batch in batches:
             reply = await asyncio.wait_for(call.read(), DEADLINE_S)
             assert reply is not grpc.aio.EOF, "stream ended before every batch was acknowledged"
@@ -162,7 +162,7 @@ async def test_resend_after_dropped_stream_applies_once(core: Core) -> None:
     ]
     call = core.stub.StreamEvents(timeout=DEADLINE_S)
     for ev in events:
-        await call.write(pb.EventBatch(events=[ev]))
+        await call.write(pb.StreamEventsRequest(events=[ev]))
     first = await asyncio.wait_for(call.read(), DEADLINE_S)  # one ack seen, then the link drops
     assert [a.event_id for a in first.acks] == ["DROP-1"]
     call.cancel()

@@ -83,8 +83,8 @@ def test_transient_failures_are_retried_a_bounded_number_of_times(db: Database) 
 
 def test_report_figures(db: Database) -> None:
     core = Core(db=db, program=program("seed002", welcome_points=0), clock=Clock())
-    a = register(core, "+79120000101").customer_id
-    b = register(core, "+79120000102", referrer="+79120000101").customer_id
+    a = register(core, "+79120000101").customer.customer_id
+    b = register(core, "+79120000102", referrer="+79120000101").customer.customer_id
     sales.commit(core, pb.CommitRequest(idempotency_key="s1", draft=draft(a, 100_000)))
     sales.commit(core, pb.CommitRequest(idempotency_key="s2", draft=draft(a, 50_000, redeem=30)))
     s3 = sales.commit(core, pb.CommitRequest(idempotency_key="s3", draft=draft(b, 200_000)))
@@ -160,9 +160,10 @@ def test_cli_check_program(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_views_customer_shows_holds(db: Database) -> None:
     core = Core(db=db, program=program("seed002", welcome_points=0), clock=Clock())
-    cid = register(core, "+79120000111").customer_id
+    cid = register(core, "+79120000111").customer.customer_id
     sales.commit(core, pb.CommitRequest(idempotency_key="s", draft=draft(cid, 1_000_000)))
     calc = sales.calculate(core, pb.CalculateRequest(draft=draft(cid, 100_000, redeem=100), hold_ttl_s=60))
     assert calc.hold_id
-    got = views.identify_customer(core, pb.IdentifyCustomerRequest(customer=pb.CustomerRef(customer_id=cid)))
+    req = pb.IdentifyCustomerRequest(customer=pb.CustomerRef(customer_id=cid))
+    got = views.identify_customer(core, req).customer
     assert (got.balance, got.held_points) == (300, 100)

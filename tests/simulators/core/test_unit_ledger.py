@@ -62,7 +62,8 @@ def ts(at: datetime) -> Timestamp:
     return t
 
 
-def register(core: Core, phone: str, referrer: str = "", name: str = "Анна Кузнецова") -> pb.Customer:
+def register(core: Core, phone: str, referrer: str = "",
+             name: str = "Анна Кузнецова") -> pb.RegisterCustomerResponse:
     return views.register_customer(
         core, pb.RegisterCustomerRequest(phone=phone, name=name, referrer_code=referrer)
     )
@@ -88,7 +89,8 @@ def draft(cid: str, *amounts: int, redeem: int = 0, at: datetime | None = None) 
 
 
 def balance(core: Core, cid: str) -> pb.Customer:
-    return views.identify_customer(core, pb.IdentifyCustomerRequest(customer=pb.CustomerRef(customer_id=cid)))
+    return views.identify_customer(
+        core, pb.IdentifyCustomerRequest(customer=pb.CustomerRef(customer_id=cid))).customer
 
 
 def violation(code: str, fn: object, *args: object) -> RuleViolation:
@@ -102,7 +104,7 @@ def violation(code: str, fn: object, *args: object) -> RuleViolation:
 
 
 def test_offline_commit_keeps_printed_discounts_and_uses_own_accrual(core: Core) -> None:
-    cid = register(core, "+79120000001").customer_id
+    cid = register(core, "+79120000001").customer.customer_id
     grant(core, cid, 1000)
     printed = pb.Expected(redeemed_points=100, line_discounts={"L1": 6000, "L2": 4000}, points_to_accrue=999)
     res = sales.commit(
@@ -120,7 +122,7 @@ def test_offline_commit_keeps_printed_discounts_and_uses_own_accrual(core: Core)
 
 
 def test_offline_commit_refused_when_points_are_gone(core: Core) -> None:
-    cid = register(core, "+79120000002").customer_id
+    cid = register(core, "+79120000002").customer.customer_id
     grant(core, cid, 50)
     req = pb.CommitRequest(
         idempotency_key="off-2",
@@ -133,7 +135,7 @@ def test_offline_commit_refused_when_points_are_gone(core: Core) -> None:
 
 
 def test_online_commit_with_other_expected_is_calc_mismatch(core: Core) -> None:
-    cid = register(core, "+79120000003").customer_id
+    cid = register(core, "+79120000003").customer.customer_id
     grant(core, cid, 1000)
     req = pb.CommitRequest(
         idempotency_key="on-1",
@@ -145,7 +147,7 @@ def test_online_commit_with_other_expected_is_calc_mismatch(core: Core) -> None:
 
 
 def test_invalid_receipt_paths(core: Core) -> None:
-    cid = register(core, "+79120000004").customer_id
+    cid = register(core, "+79120000004").customer.customer_id
     bad = draft(cid, 100, 200)
     bad.total = 999
     assert (
@@ -166,7 +168,7 @@ def test_invalid_receipt_paths(core: Core) -> None:
 
 
 def test_cancel_after_accrual_spent_leaves_debt_and_is_replayed(core: Core, clock: Clock) -> None:
-    cid = register(core, "+79120000005").customer_id
+    cid = register(core, "+79120000005").customer.customer_id
     sale = sales.commit(core, pb.CommitRequest(idempotency_key="s1", draft=draft(cid, 1_000_000)))
     assert sale.balance == 300
     d2 = draft(cid, 1_000_000, redeem=250)
@@ -185,7 +187,7 @@ def test_cancel_after_accrual_spent_leaves_debt_and_is_replayed(core: Core, cloc
 
 
 def test_cancel_not_allowed_after_24h_or_refund(core: Core, clock: Clock) -> None:
-    cid = register(core, "+79120000006").customer_id
+    cid = register(core, "+79120000006").customer.customer_id
     s1 = sales.commit(core, pb.CommitRequest(idempotency_key="s1", draft=draft(cid, 10_000, at=T0)))
     late = pb.CancelRequest(
         cancel_key="c1",
@@ -211,7 +213,7 @@ def test_cancel_not_allowed_after_24h_or_refund(core: Core, clock: Clock) -> Non
 
 
 def test_certificate_points_restored_only_while_valid(core: Core, clock: Clock) -> None:
-    cid = register(core, "+79120000007").customer_id
+    cid = register(core, "+79120000007").customer.customer_id
     res = jobs.issue_grant(
         core, pb.IssueGrantRequest(customer=pb.CustomerRef(customer_id=cid), kind="partner")
     )
@@ -233,7 +235,7 @@ def test_certificate_points_restored_only_while_valid(core: Core, clock: Clock) 
 
 
 def test_amount_only_refunds_are_cumulative(core: Core) -> None:
-    cid = register(core, "+79120000008").customer_id
+    cid = register(core, "+79120000008").customer.customer_id
     sale = sales.commit(core, pb.CommitRequest(idempotency_key="s", draft=draft(cid, 100_000)))
     assert sale.balance == 30
     ref = pb.SaleRef(operation_id=sale.operation_id)
@@ -253,21 +255,24 @@ def test_amount_only_refunds_are_cumulative(core: Core) -> None:
 def test_phone_forms_qr_and_welcome_once_per_phone(tmp_path: Path, clock: Clock) -> None:
     for core in make_core(tmp_path, clock):  # seed002: welcome 300
         first = register(core, "8 (912) 345-67-89")
-        assert first.created and first.welcome_points == 300 and first.phone == "+79123456789"
+        assert first.created and first.welcome_points == 300 and first.customer.phone == "+79123456789"
         again = register(core, "+7 912 3456789")
-        assert not again.created and again.customer_id == first.customer_id and again.welcome_points == 0
+        assert not again.created and again.customer.customer_id == first.customer.customer_id
+        assert again.welcome_points == 0
         for typed in ("79123456789", "+79123456789"):
             got = views.identify_customer(
                 core, pb.IdentifyCustomerRequest(customer=pb.CustomerRef(phone=typed))
-            )
-            assert got.customer_id == first.customer_id and got.strength == pb.WEAK
+            ).customer
+            assert got.customer_id == first.customer.customer_id
+            assert got.strength == pb.IDENTIFICATION_STRENGTH_WEAK
         code = views.issue_app_code(
-            core, pb.IssueAppCodeRequest(customer=pb.CustomerRef(customer_id=first.customer_id))
+            core, pb.IssueAppCodeRequest(customer=pb.CustomerRef(customer_id=first.customer.customer_id))
         )
         got = views.identify_customer(
             core, pb.IdentifyCustomerRequest(customer=pb.CustomerRef(qr_payload=code.qr_payload))
-        )
-        assert got.customer_id == first.customer_id and got.strength == pb.STRONG
+        ).customer
+        assert got.customer_id == first.customer.customer_id
+        assert got.strength == pb.IDENTIFICATION_STRENGTH_STRONG
         violation(
             "UNKNOWN_CUSTOMER",
             views.identify_customer,
@@ -278,9 +283,9 @@ def test_phone_forms_qr_and_welcome_once_per_phone(tmp_path: Path, clock: Clock)
 
 def test_blocked_ancestor_is_skipped_not_passed_up(tmp_path: Path, clock: Clock) -> None:
     for core in make_core(tmp_path, clock, welcome_points=0):
-        a = register(core, "+79120000011")
-        b = register(core, "+79120000012", referrer=a.referral_code)
-        c = register(core, "+79120000013", referrer=b.phone)
+        a = register(core, "+79120000011").customer
+        b = register(core, "+79120000012", referrer=a.referral_code).customer
+        c = register(core, "+79120000013", referrer=b.phone).customer
         block = update(Customer).where(Customer.id == int(b.customer_id)).values(blocked=True)
         core.db.transaction(
             lambda s, stmt=block: s.execute(  # type: ignore[misc]
@@ -297,7 +302,7 @@ def test_blocked_ancestor_is_skipped_not_passed_up(tmp_path: Path, clock: Clock)
 
 
 def test_review_once_per_platform_and_partner_registers(core: Core) -> None:
-    cid = register(core, "+79120000021").customer_id
+    cid = register(core, "+79120000021").customer.customer_id
     ref = pb.CustomerRef(customer_id=cid)
     assert (
         jobs.issue_grant(core, pb.IssueGrantRequest(customer=ref, kind="review", platform="2GIS")).points
@@ -323,7 +328,7 @@ def test_review_once_per_platform_and_partner_registers(core: Core) -> None:
 
 
 def test_winback_once_per_absence_and_expiry_counts(core: Core, clock: Clock) -> None:
-    cid = register(core, "+79120000031").customer_id
+    cid = register(core, "+79120000031").customer.customer_id
     sales.commit(core, pb.CommitRequest(idempotency_key="s", draft=draft(cid, 100_000, at=T0)))
     soon = jobs.run_jobs(core, pb.RunJobsRequest(at=ts(T0 + timedelta(days=10))))
     assert soon.certificates_issued == 0
@@ -336,7 +341,7 @@ def test_winback_once_per_absence_and_expiry_counts(core: Core, clock: Clock) ->
 
 
 def test_balances_paging_and_active_since(core: Core, clock: Clock) -> None:
-    ids = [register(core, f"+7912000004{i}").customer_id for i in range(5)]
+    ids = [register(core, f"+7912000004{i}").customer.customer_id for i in range(5)]
     page1 = views.balances(core, pb.GetBalancesRequest(page_size=2))
     page2 = views.balances(core, pb.GetBalancesRequest(page_size=2, page_token=page1.next_page_token))
     page3 = views.balances(core, pb.GetBalancesRequest(page_size=2, page_token=page2.next_page_token))

@@ -30,7 +30,7 @@ class _Scripted(LoyaltyCoreService):
             ack.rejected.CopyFrom(pb.Rejection(reason="STORAGE_BUSY", retriable=True))
         else:
             self.applied.append(env.event_id)
-            ack.commit.CopyFrom(pb.CommitResult(operation_id=env.event_id))
+            ack.commit.CopyFrom(pb.CommitResponse(operation_id=env.event_id))
         return ack
 
 
@@ -42,9 +42,9 @@ def _env(event_id: str) -> pb.EventEnvelope:
                             commit=pb.CommitRequest(idempotency_key=event_id))
 
 
-async def _batches(*batches: tuple[str, ...]) -> AsyncIterator[pb.EventBatch]:
+async def _batches(*batches: tuple[str, ...]) -> AsyncIterator[pb.StreamEventsRequest]:
     for ids in batches:
-        yield pb.EventBatch(events=[_env(i) for i in ids])
+        yield pb.StreamEventsRequest(events=[_env(i) for i in ids])
 
 
 async def _acks(service: _Scripted, *batches: tuple[str, ...]) -> list[list[pb.EventAck]]:

@@ -117,11 +117,12 @@ def test_buyer_and_inviter_in_one_batch_lose_no_update(tmp_path: Path) -> None:
     try:
         prog = load_program(ROOT / "config" / "programs" / "seed002.toml")
         core = Core(db=db, program=prog, clock=lambda: T0)
-        inviter = views.register_customer(core, pb.RegisterCustomerRequest(phone="+79160000001", name="A"))
+        joined = views.register_customer(core, pb.RegisterCustomerRequest(phone="+79160000001", name="A"))
+        inviter = joined.customer
         friend = views.register_customer(
             core,
             pb.RegisterCustomerRequest(phone="+79160000002", name="B", referrer_code=inviter.referral_code),
-        )
+        ).customer
         works = []
         for i in range(3):
             works.append(sales.commit_work(core, pb.CommitRequest(
@@ -140,7 +141,7 @@ def test_buyer_and_inviter_in_one_batch_lose_no_update(tmp_path: Path) -> None:
             assert (a.purchase_count, a.total_spent, a.effective_invited) == (3, 300_000, 1)
             assert (b.purchase_count, b.total_spent) == (3, 600_000)
         req = pb.IdentifyCustomerRequest(customer=pb.CustomerRef(phone=inviter.phone))
-        got = views.identify_customer(core, req)
-        assert got.balance == inviter.welcome_points + own + referral
+        got = views.identify_customer(core, req).customer
+        assert got.balance == joined.welcome_points + own + referral
     finally:
         db.dispose()

@@ -52,10 +52,10 @@ async def core000(sqlite_url: str) -> AsyncIterator[Core]:
 
 async def aged_customer(core: Core, **kw: object) -> str:
     """A seed002 customer registered 400 days ago: the welcome bonus has expired."""
-    cust = await core.register(at=core.clock.now - timedelta(days=400), **kw)  # type: ignore[arg-type]
-    assert cust.welcome_points == 300
-    assert await core.balance(cust.customer_id) == 0
-    return cust.customer_id
+    joined = await core.join(at=core.clock.now - timedelta(days=400), **kw)  # type: ignore[arg-type]
+    assert joined.welcome_points == 300
+    assert await core.balance(joined.customer.customer_id) == 0
+    return joined.customer.customer_id
 
 
 async def test_e1_tier_rate_and_excluded_line(core002: Core) -> None:
@@ -84,8 +84,9 @@ async def test_e1_tier_rate_and_excluded_line(core002: Core) -> None:
 
 async def test_e2_cap_and_largest_remainder(core000: Core) -> None:
     core = core000
-    cust = await core.register()
-    assert cust.welcome_points == 100
+    joined = await core.join()
+    cust = joined.customer
+    assert joined.welcome_points == 100
     await core.grant(cust.customer_id, 900)
     assert (await core.customer(cust.customer_id)).balance == 1_000
     lines = [line("L1", 33_333), line("L2", 33_333), line("L3", 33_334)]
@@ -183,8 +184,9 @@ async def test_e6_welcome_and_invite_bonus(core000: Core) -> None:
     core = core000
     d = await core.register()
     e = await core.register(referrer=d)
-    f = await core.register(referrer=e)
-    assert f.created and f.welcome_points == 100 and f.balance == 100
+    f_joined = await core.join(referrer=e)
+    f = f_joined.customer
+    assert f_joined.created and f_joined.welcome_points == 100 and f.balance == 100
     e_before, d_before = await core.balance(e.customer_id), await core.balance(d.customer_id)
 
     first = await core.buy(await core.strong(f.customer_id), 50_000, redeem=25)

@@ -13,11 +13,11 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class IdentificationStrength(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     IDENTIFICATION_STRENGTH_UNSPECIFIED: _ClassVar[IdentificationStrength]
-    WEAK: _ClassVar[IdentificationStrength]
-    STRONG: _ClassVar[IdentificationStrength]
+    IDENTIFICATION_STRENGTH_WEAK: _ClassVar[IdentificationStrength]
+    IDENTIFICATION_STRENGTH_STRONG: _ClassVar[IdentificationStrength]
 IDENTIFICATION_STRENGTH_UNSPECIFIED: IdentificationStrength
-WEAK: IdentificationStrength
-STRONG: IdentificationStrength
+IDENTIFICATION_STRENGTH_WEAK: IdentificationStrength
+IDENTIFICATION_STRENGTH_STRONG: IdentificationStrength
 
 class CustomerRef(_message.Message):
     __slots__ = ("phone", "card", "app_code", "qr_payload", "customer_id", "otp")
@@ -70,7 +70,7 @@ class Certificate(_message.Message):
     def __init__(self, lot_id: _Optional[str] = ..., kind: _Optional[str] = ..., points: _Optional[int] = ..., cap_bp: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Customer(_message.Message):
-    __slots__ = ("customer_id", "display_name", "tier", "balance", "ordinary_points", "certificate_points", "debt", "held_points", "certificates", "strength", "blocked", "referral_code", "phone", "welcome_points", "created")
+    __slots__ = ("customer_id", "display_name", "tier", "balance", "ordinary_points", "certificate_points", "debt", "held_points", "certificates", "strength", "blocked", "referral_code", "phone")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
@@ -84,8 +84,6 @@ class Customer(_message.Message):
     BLOCKED_FIELD_NUMBER: _ClassVar[int]
     REFERRAL_CODE_FIELD_NUMBER: _ClassVar[int]
     PHONE_FIELD_NUMBER: _ClassVar[int]
-    WELCOME_POINTS_FIELD_NUMBER: _ClassVar[int]
-    CREATED_FIELD_NUMBER: _ClassVar[int]
     customer_id: str
     display_name: str
     tier: str
@@ -99,9 +97,13 @@ class Customer(_message.Message):
     blocked: bool
     referral_code: str
     phone: str
-    welcome_points: int
-    created: bool
-    def __init__(self, customer_id: _Optional[str] = ..., display_name: _Optional[str] = ..., tier: _Optional[str] = ..., balance: _Optional[int] = ..., ordinary_points: _Optional[int] = ..., certificate_points: _Optional[int] = ..., debt: _Optional[int] = ..., held_points: _Optional[int] = ..., certificates: _Optional[_Iterable[_Union[Certificate, _Mapping]]] = ..., strength: _Optional[_Union[IdentificationStrength, str]] = ..., blocked: _Optional[bool] = ..., referral_code: _Optional[str] = ..., phone: _Optional[str] = ..., welcome_points: _Optional[int] = ..., created: _Optional[bool] = ...) -> None: ...
+    def __init__(self, customer_id: _Optional[str] = ..., display_name: _Optional[str] = ..., tier: _Optional[str] = ..., balance: _Optional[int] = ..., ordinary_points: _Optional[int] = ..., certificate_points: _Optional[int] = ..., debt: _Optional[int] = ..., held_points: _Optional[int] = ..., certificates: _Optional[_Iterable[_Union[Certificate, _Mapping]]] = ..., strength: _Optional[_Union[IdentificationStrength, str]] = ..., blocked: _Optional[bool] = ..., referral_code: _Optional[str] = ..., phone: _Optional[str] = ...) -> None: ...
+
+class IdentifyCustomerResponse(_message.Message):
+    __slots__ = ("customer",)
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    customer: Customer
+    def __init__(self, customer: _Optional[_Union[Customer, _Mapping]] = ...) -> None: ...
 
 class RegisterCustomerRequest(_message.Message):
     __slots__ = ("phone", "card", "name", "gender", "birth_date", "email", "channel", "referrer_code", "staff", "occurred_at", "extra_dates")
@@ -129,6 +131,16 @@ class RegisterCustomerRequest(_message.Message):
     extra_dates: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, phone: _Optional[str] = ..., card: _Optional[str] = ..., name: _Optional[str] = ..., gender: _Optional[str] = ..., birth_date: _Optional[str] = ..., email: _Optional[str] = ..., channel: _Optional[str] = ..., referrer_code: _Optional[str] = ..., staff: _Optional[_Union[Staff, _Mapping]] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., extra_dates: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class RegisterCustomerResponse(_message.Message):
+    __slots__ = ("customer", "created", "welcome_points")
+    CUSTOMER_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    WELCOME_POINTS_FIELD_NUMBER: _ClassVar[int]
+    customer: Customer
+    created: bool
+    welcome_points: int
+    def __init__(self, customer: _Optional[_Union[Customer, _Mapping]] = ..., created: _Optional[bool] = ..., welcome_points: _Optional[int] = ...) -> None: ...
+
 class IssueAppCodeRequest(_message.Message):
     __slots__ = ("customer", "at")
     CUSTOMER_FIELD_NUMBER: _ClassVar[int]
@@ -137,7 +149,7 @@ class IssueAppCodeRequest(_message.Message):
     at: _timestamp_pb2.Timestamp
     def __init__(self, customer: _Optional[_Union[CustomerRef, _Mapping]] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
-class AppCode(_message.Message):
+class IssueAppCodeResponse(_message.Message):
     __slots__ = ("code", "qr_payload", "expires_at")
     CODE_FIELD_NUMBER: _ClassVar[int]
     QR_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
@@ -157,7 +169,7 @@ class SendOtpRequest(_message.Message):
     wait_ms: int
     def __init__(self, phone: _Optional[str] = ..., purpose: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
-class SendOtpResult(_message.Message):
+class SendOtpResponse(_message.Message):
     __slots__ = ("sent", "debug_code", "code", "status", "retry_after_s", "message")
     SENT_FIELD_NUMBER: _ClassVar[int]
     DEBUG_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -181,7 +193,7 @@ class VerifyOtpRequest(_message.Message):
     code: str
     def __init__(self, phone: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
 
-class VerifyOtpResult(_message.Message):
+class VerifyOtpResponse(_message.Message):
     __slots__ = ("ok", "reason", "tries_left")
     OK_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
@@ -273,7 +285,7 @@ class AppliedRule(_message.Message):
     reason: str
     def __init__(self, rule_id: _Optional[str] = ..., amount: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
 
-class Calculation(_message.Message):
+class CalculateResponse(_message.Message):
     __slots__ = ("customer_id", "lines", "gross", "redeemable_base", "max_points", "limited_by", "redeemed_certificate", "redeemed_ordinary", "payable", "points_to_accrue", "tier", "balance_before", "balance_after", "applied_rules", "hold_id", "hold_expires_at", "offline", "instant_discount", "display_name", "goods_points")
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
@@ -360,7 +372,7 @@ class Payout(_message.Message):
     points: int
     def __init__(self, customer_id: _Optional[str] = ..., kind: _Optional[str] = ..., level: _Optional[int] = ..., points: _Optional[int] = ...) -> None: ...
 
-class CommitResult(_message.Message):
+class CommitResponse(_message.Message):
     __slots__ = ("operation_id", "calculation", "payouts", "tier", "balance", "debt", "replayed")
     OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
     CALCULATION_FIELD_NUMBER: _ClassVar[int]
@@ -370,13 +382,13 @@ class CommitResult(_message.Message):
     DEBT_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
     operation_id: str
-    calculation: Calculation
+    calculation: CalculateResponse
     payouts: _containers.RepeatedCompositeFieldContainer[Payout]
     tier: str
     balance: int
     debt: int
     replayed: bool
-    def __init__(self, operation_id: _Optional[str] = ..., calculation: _Optional[_Union[Calculation, _Mapping]] = ..., payouts: _Optional[_Iterable[_Union[Payout, _Mapping]]] = ..., tier: _Optional[str] = ..., balance: _Optional[int] = ..., debt: _Optional[int] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, operation_id: _Optional[str] = ..., calculation: _Optional[_Union[CalculateResponse, _Mapping]] = ..., payouts: _Optional[_Iterable[_Union[Payout, _Mapping]]] = ..., tier: _Optional[str] = ..., balance: _Optional[int] = ..., debt: _Optional[int] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class RefundLine(_message.Message):
     __slots__ = ("line_id", "qty_milli")
@@ -428,7 +440,7 @@ class Clawback(_message.Message):
     shortfall: int
     def __init__(self, customer_id: _Optional[str] = ..., kind: _Optional[str] = ..., level: _Optional[int] = ..., points: _Optional[int] = ..., shortfall: _Optional[int] = ...) -> None: ...
 
-class RefundResult(_message.Message):
+class RefundResponse(_message.Message):
     __slots__ = ("refund_id", "operation_id", "money_refunded", "points_restored", "clawbacks", "balance", "debt", "replayed")
     REFUND_ID_FIELD_NUMBER: _ClassVar[int]
     OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
@@ -464,7 +476,7 @@ class CancelRequest(_message.Message):
     register_id: str
     def __init__(self, cancel_key: _Optional[str] = ..., sale: _Optional[_Union[SaleRef, _Mapping]] = ..., hold_id: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., staff: _Optional[_Union[Staff, _Mapping]] = ..., register_id: _Optional[str] = ...) -> None: ...
 
-class CancelResult(_message.Message):
+class CancelResponse(_message.Message):
     __slots__ = ("operation_id", "balance", "debt", "replayed", "points_restored", "points_removed")
     OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
     BALANCE_FIELD_NUMBER: _ClassVar[int]
@@ -562,20 +574,20 @@ class EventAck(_message.Message):
     event_id: str
     register_id: str
     register_seq: int
-    commit: CommitResult
-    refund: RefundResult
-    cancel: CancelResult
+    commit: CommitResponse
+    refund: RefundResponse
+    cancel: CancelResponse
     rejected: Rejection
     attach_customer: AttachCustomerResult
-    def __init__(self, event_id: _Optional[str] = ..., register_id: _Optional[str] = ..., register_seq: _Optional[int] = ..., commit: _Optional[_Union[CommitResult, _Mapping]] = ..., refund: _Optional[_Union[RefundResult, _Mapping]] = ..., cancel: _Optional[_Union[CancelResult, _Mapping]] = ..., rejected: _Optional[_Union[Rejection, _Mapping]] = ..., attach_customer: _Optional[_Union[AttachCustomerResult, _Mapping]] = ...) -> None: ...
+    def __init__(self, event_id: _Optional[str] = ..., register_id: _Optional[str] = ..., register_seq: _Optional[int] = ..., commit: _Optional[_Union[CommitResponse, _Mapping]] = ..., refund: _Optional[_Union[RefundResponse, _Mapping]] = ..., cancel: _Optional[_Union[CancelResponse, _Mapping]] = ..., rejected: _Optional[_Union[Rejection, _Mapping]] = ..., attach_customer: _Optional[_Union[AttachCustomerResult, _Mapping]] = ...) -> None: ...
 
-class EventBatch(_message.Message):
+class StreamEventsRequest(_message.Message):
     __slots__ = ("events",)
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[EventEnvelope]
     def __init__(self, events: _Optional[_Iterable[_Union[EventEnvelope, _Mapping]]] = ...) -> None: ...
 
-class AckBatch(_message.Message):
+class StreamEventsResponse(_message.Message):
     __slots__ = ("acks",)
     ACKS_FIELD_NUMBER: _ClassVar[int]
     acks: _containers.RepeatedCompositeFieldContainer[EventAck]
@@ -585,7 +597,7 @@ class GetProgramRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
-class Program(_message.Message):
+class GetProgramResponse(_message.Message):
     __slots__ = ("program_id", "version", "config_json")
     PROGRAM_ID_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -698,7 +710,7 @@ class MonthFigures(_message.Message):
     churn_bp: int
     def __init__(self, month: _Optional[str] = ..., churned: _Optional[int] = ..., base: _Optional[int] = ..., churn_bp: _Optional[int] = ...) -> None: ...
 
-class Report(_message.Message):
+class GetReportResponse(_message.Message):
     __slots__ = ("members", "buyers", "receipts", "gross", "paid", "discounts", "actual_discount_bp", "saving_vs_direct_discount", "one_time_customers", "regular_customers", "purchase_frequency_days_milli", "purchases_per_customer_milli", "purchases_per_repeat_customer_milli", "average_receipt", "revenue_per_customer", "referral_revenue", "platform_revenue", "certificates_issued", "certificate_receipts_paid", "winback_customers", "winback_paid", "reviews", "points_issued_by_source", "points_redeemed", "cashiers", "channels", "refunds", "money_refunded", "usage_overage", "months")
     class PointsIssuedBySourceEntry(_message.Message):
         __slots__ = ("key", "value")
@@ -785,7 +797,7 @@ class IssueGrantRequest(_message.Message):
     grant_key: str
     def __init__(self, customer: _Optional[_Union[CustomerRef, _Mapping]] = ..., kind: _Optional[str] = ..., points: _Optional[int] = ..., platform: _Optional[str] = ..., at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., grant_key: _Optional[str] = ...) -> None: ...
 
-class IssueGrantResult(_message.Message):
+class IssueGrantResponse(_message.Message):
     __slots__ = ("lot_id", "points", "expires_at", "replayed")
     LOT_ID_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
@@ -803,7 +815,7 @@ class RunJobsRequest(_message.Message):
     at: _timestamp_pb2.Timestamp
     def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
-class RunJobsResult(_message.Message):
+class RunJobsResponse(_message.Message):
     __slots__ = ("certificates_issued", "lots_expired", "points_expired", "holds_released", "reminders")
     CERTIFICATES_ISSUED_FIELD_NUMBER: _ClassVar[int]
     LOTS_EXPIRED_FIELD_NUMBER: _ClassVar[int]

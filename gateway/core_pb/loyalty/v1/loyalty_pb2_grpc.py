@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class LoyaltyCoreStub:
+class LoyaltyCoreServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -35,83 +35,83 @@ class LoyaltyCoreStub:
             channel: A grpc.Channel.
         """
         self.GetProgram = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/GetProgram',
+                '/loyalty.v1.LoyaltyCoreService/GetProgram',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.GetProgramRequest.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.Program.FromString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.GetProgramResponse.FromString,
                 _registered_method=True)
         self.IdentifyCustomer = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/IdentifyCustomer',
+                '/loyalty.v1.LoyaltyCoreService/IdentifyCustomer',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.IdentifyCustomerRequest.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.Customer.FromString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.IdentifyCustomerResponse.FromString,
                 _registered_method=True)
         self.RegisterCustomer = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/RegisterCustomer',
+                '/loyalty.v1.LoyaltyCoreService/RegisterCustomer',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.RegisterCustomerRequest.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.Customer.FromString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.RegisterCustomerResponse.FromString,
                 _registered_method=True)
         self.Calculate = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/Calculate',
+                '/loyalty.v1.LoyaltyCoreService/Calculate',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.CalculateRequest.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.Calculation.FromString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.CalculateResponse.FromString,
                 _registered_method=True)
         self.Commit = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/Commit',
+                '/loyalty.v1.LoyaltyCoreService/Commit',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.CommitRequest.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.CommitResult.FromString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.CommitResponse.FromString,
                 _registered_method=True)
         self.Refund = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/Refund',
+                '/loyalty.v1.LoyaltyCoreService/Refund',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.RefundRequest.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.RefundResult.FromString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.RefundResponse.FromString,
                 _registered_method=True)
         self.Cancel = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/Cancel',
+                '/loyalty.v1.LoyaltyCoreService/Cancel',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.CancelRequest.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.CancelResult.FromString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.CancelResponse.FromString,
                 _registered_method=True)
         self.StreamEvents = channel.stream_stream(
-                '/loyalty.v1.LoyaltyCore/StreamEvents',
-                request_serializer=loyalty_dot_v1_dot_loyalty__pb2.EventBatch.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.AckBatch.FromString,
+                '/loyalty.v1.LoyaltyCoreService/StreamEvents',
+                request_serializer=loyalty_dot_v1_dot_loyalty__pb2.StreamEventsRequest.SerializeToString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.StreamEventsResponse.FromString,
                 _registered_method=True)
         self.GetBalances = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/GetBalances',
+                '/loyalty.v1.LoyaltyCoreService/GetBalances',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.GetBalancesRequest.SerializeToString,
                 response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.GetBalancesResponse.FromString,
                 _registered_method=True)
         self.GetReport = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/GetReport',
+                '/loyalty.v1.LoyaltyCoreService/GetReport',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.GetReportRequest.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.Report.FromString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.GetReportResponse.FromString,
                 _registered_method=True)
         self.IssueAppCode = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/IssueAppCode',
+                '/loyalty.v1.LoyaltyCoreService/IssueAppCode',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.IssueAppCodeRequest.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.AppCode.FromString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.IssueAppCodeResponse.FromString,
                 _registered_method=True)
         self.SendOtp = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/SendOtp',
+                '/loyalty.v1.LoyaltyCoreService/SendOtp',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.SendOtpRequest.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.SendOtpResult.FromString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.SendOtpResponse.FromString,
                 _registered_method=True)
         self.VerifyOtp = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/VerifyOtp',
+                '/loyalty.v1.LoyaltyCoreService/VerifyOtp',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpRequest.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpResult.FromString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpResponse.FromString,
                 _registered_method=True)
         self.IssueGrant = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/IssueGrant',
+                '/loyalty.v1.LoyaltyCoreService/IssueGrant',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.IssueGrantRequest.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.IssueGrantResult.FromString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.IssueGrantResponse.FromString,
                 _registered_method=True)
         self.RunJobs = channel.unary_unary(
-                '/loyalty.v1.LoyaltyCore/RunJobs',
+                '/loyalty.v1.LoyaltyCoreService/RunJobs',
                 request_serializer=loyalty_dot_v1_dot_loyalty__pb2.RunJobsRequest.SerializeToString,
-                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.RunJobsResult.FromString,
+                response_deserializer=loyalty_dot_v1_dot_loyalty__pb2.RunJobsResponse.FromString,
                 _registered_method=True)
 
 
-class LoyaltyCoreServicer:
+class LoyaltyCoreServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def GetProgram(self, request, context):
@@ -173,11 +173,11 @@ class LoyaltyCoreServicer:
 
     def StreamEvents(self, request_iterator, context):
         """Bidirectional delivery stream from a gateway, events batched per message. The core
-        answers every EventBatch with exactly one AckBatch holding one EventAck per event, in the
-        order of the batch's events (result or rejection); AckBatches come in the order of the
-        EventBatches. Events of one register are applied in the order sent, within a batch and
-        across the batches of a stream. A retriable rejection of an event makes every later event
-        of that register on the stream (the rest of its batch and all later batches) refused
+        answers every request message with exactly one response holding one EventAck per event, in
+        the order of the request's events (result or rejection); responses come in the order of the
+        requests. Events of one register are applied in the order sent, within a message and
+        across the messages of a stream. A retriable rejection of an event makes every later event
+        of that register on the stream (the rest of its message and all later ones) refused
         retriably, unapplied. Resuming after a reconnect is resending every unacknowledged event
         (in order): the idempotency keys make a resend a replay.
         """
@@ -232,47 +232,47 @@ class LoyaltyCoreServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_LoyaltyCoreServicer_to_server(servicer, server):
+def add_LoyaltyCoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'GetProgram': grpc.unary_unary_rpc_method_handler(
                     servicer.GetProgram,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.GetProgramRequest.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.Program.SerializeToString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.GetProgramResponse.SerializeToString,
             ),
             'IdentifyCustomer': grpc.unary_unary_rpc_method_handler(
                     servicer.IdentifyCustomer,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.IdentifyCustomerRequest.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.Customer.SerializeToString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.IdentifyCustomerResponse.SerializeToString,
             ),
             'RegisterCustomer': grpc.unary_unary_rpc_method_handler(
                     servicer.RegisterCustomer,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.RegisterCustomerRequest.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.Customer.SerializeToString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.RegisterCustomerResponse.SerializeToString,
             ),
             'Calculate': grpc.unary_unary_rpc_method_handler(
                     servicer.Calculate,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.CalculateRequest.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.Calculation.SerializeToString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.CalculateResponse.SerializeToString,
             ),
             'Commit': grpc.unary_unary_rpc_method_handler(
                     servicer.Commit,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.CommitRequest.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.CommitResult.SerializeToString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.CommitResponse.SerializeToString,
             ),
             'Refund': grpc.unary_unary_rpc_method_handler(
                     servicer.Refund,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.RefundRequest.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.RefundResult.SerializeToString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.RefundResponse.SerializeToString,
             ),
             'Cancel': grpc.unary_unary_rpc_method_handler(
                     servicer.Cancel,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.CancelRequest.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.CancelResult.SerializeToString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.CancelResponse.SerializeToString,
             ),
             'StreamEvents': grpc.stream_stream_rpc_method_handler(
                     servicer.StreamEvents,
-                    request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.EventBatch.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.AckBatch.SerializeToString,
+                    request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.StreamEventsRequest.FromString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.StreamEventsResponse.SerializeToString,
             ),
             'GetBalances': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBalances,
@@ -282,42 +282,42 @@ def add_LoyaltyCoreServicer_to_server(servicer, server):
             'GetReport': grpc.unary_unary_rpc_method_handler(
                     servicer.GetReport,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.GetReportRequest.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.Report.SerializeToString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.GetReportResponse.SerializeToString,
             ),
             'IssueAppCode': grpc.unary_unary_rpc_method_handler(
                     servicer.IssueAppCode,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.IssueAppCodeRequest.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.AppCode.SerializeToString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.IssueAppCodeResponse.SerializeToString,
             ),
             'SendOtp': grpc.unary_unary_rpc_method_handler(
                     servicer.SendOtp,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.SendOtpRequest.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.SendOtpResult.SerializeToString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.SendOtpResponse.SerializeToString,
             ),
             'VerifyOtp': grpc.unary_unary_rpc_method_handler(
                     servicer.VerifyOtp,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpRequest.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpResult.SerializeToString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpResponse.SerializeToString,
             ),
             'IssueGrant': grpc.unary_unary_rpc_method_handler(
                     servicer.IssueGrant,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.IssueGrantRequest.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.IssueGrantResult.SerializeToString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.IssueGrantResponse.SerializeToString,
             ),
             'RunJobs': grpc.unary_unary_rpc_method_handler(
                     servicer.RunJobs,
                     request_deserializer=loyalty_dot_v1_dot_loyalty__pb2.RunJobsRequest.FromString,
-                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.RunJobsResult.SerializeToString,
+                    response_serializer=loyalty_dot_v1_dot_loyalty__pb2.RunJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'loyalty.v1.LoyaltyCore', rpc_method_handlers)
+            'loyalty.v1.LoyaltyCoreService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('loyalty.v1.LoyaltyCore', rpc_method_handlers)
+    server.add_registered_method_handlers('loyalty.v1.LoyaltyCoreService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class LoyaltyCore:
+class LoyaltyCoreService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -334,9 +334,9 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/GetProgram',
+            '/loyalty.v1.LoyaltyCoreService/GetProgram',
             loyalty_dot_v1_dot_loyalty__pb2.GetProgramRequest.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.Program.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.GetProgramResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -361,9 +361,9 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/IdentifyCustomer',
+            '/loyalty.v1.LoyaltyCoreService/IdentifyCustomer',
             loyalty_dot_v1_dot_loyalty__pb2.IdentifyCustomerRequest.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.Customer.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.IdentifyCustomerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -388,9 +388,9 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/RegisterCustomer',
+            '/loyalty.v1.LoyaltyCoreService/RegisterCustomer',
             loyalty_dot_v1_dot_loyalty__pb2.RegisterCustomerRequest.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.Customer.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.RegisterCustomerResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -415,9 +415,9 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/Calculate',
+            '/loyalty.v1.LoyaltyCoreService/Calculate',
             loyalty_dot_v1_dot_loyalty__pb2.CalculateRequest.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.Calculation.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.CalculateResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -442,9 +442,9 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/Commit',
+            '/loyalty.v1.LoyaltyCoreService/Commit',
             loyalty_dot_v1_dot_loyalty__pb2.CommitRequest.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.CommitResult.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.CommitResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -469,9 +469,9 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/Refund',
+            '/loyalty.v1.LoyaltyCoreService/Refund',
             loyalty_dot_v1_dot_loyalty__pb2.RefundRequest.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.RefundResult.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.RefundResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -496,9 +496,9 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/Cancel',
+            '/loyalty.v1.LoyaltyCoreService/Cancel',
             loyalty_dot_v1_dot_loyalty__pb2.CancelRequest.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.CancelResult.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.CancelResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -523,9 +523,9 @@ class LoyaltyCore:
         return grpc.experimental.stream_stream(
             request_iterator,
             target,
-            '/loyalty.v1.LoyaltyCore/StreamEvents',
-            loyalty_dot_v1_dot_loyalty__pb2.EventBatch.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.AckBatch.FromString,
+            '/loyalty.v1.LoyaltyCoreService/StreamEvents',
+            loyalty_dot_v1_dot_loyalty__pb2.StreamEventsRequest.SerializeToString,
+            loyalty_dot_v1_dot_loyalty__pb2.StreamEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -550,7 +550,7 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/GetBalances',
+            '/loyalty.v1.LoyaltyCoreService/GetBalances',
             loyalty_dot_v1_dot_loyalty__pb2.GetBalancesRequest.SerializeToString,
             loyalty_dot_v1_dot_loyalty__pb2.GetBalancesResponse.FromString,
             options,
@@ -577,9 +577,9 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/GetReport',
+            '/loyalty.v1.LoyaltyCoreService/GetReport',
             loyalty_dot_v1_dot_loyalty__pb2.GetReportRequest.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.Report.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.GetReportResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -604,9 +604,9 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/IssueAppCode',
+            '/loyalty.v1.LoyaltyCoreService/IssueAppCode',
             loyalty_dot_v1_dot_loyalty__pb2.IssueAppCodeRequest.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.AppCode.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.IssueAppCodeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -631,9 +631,9 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/SendOtp',
+            '/loyalty.v1.LoyaltyCoreService/SendOtp',
             loyalty_dot_v1_dot_loyalty__pb2.SendOtpRequest.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.SendOtpResult.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.SendOtpResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -658,9 +658,9 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/VerifyOtp',
+            '/loyalty.v1.LoyaltyCoreService/VerifyOtp',
             loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpRequest.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpResult.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.VerifyOtpResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -685,9 +685,9 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/IssueGrant',
+            '/loyalty.v1.LoyaltyCoreService/IssueGrant',
             loyalty_dot_v1_dot_loyalty__pb2.IssueGrantRequest.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.IssueGrantResult.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.IssueGrantResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -712,9 +712,9 @@ class LoyaltyCore:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/loyalty.v1.LoyaltyCore/RunJobs',
+            '/loyalty.v1.LoyaltyCoreService/RunJobs',
             loyalty_dot_v1_dot_loyalty__pb2.RunJobsRequest.SerializeToString,
-            loyalty_dot_v1_dot_loyalty__pb2.RunJobsResult.FromString,
+            loyalty_dot_v1_dot_loyalty__pb2.RunJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -12,8 +12,10 @@ Invariants (see also :mod:`drivers.sbis.cursor`):
   first read (``fd:<fn>:<fd>`` in ctx.state, kept ``sign_keep_s``); another sign raises the alarm
   ``fiscal_sign:<fn>`` (kept across restarts), never a second sale;
 - a return's decision (which sale, lines or amount) is stored (``ret:<fn>:<fd>``) before its event
-  is built, and the sale index per register and customer (``sales:<reg>:<phone or ->``, kept
+  is built, and the sale index per register and customer (``sales:<reg>:<index_phone or ->``, kept
   ``return_keep_s``) is written as sales are read, so a re-read builds the same event;
+- a receipt whose buyer phone cannot be read is accrued without a customer, never silently: a
+  warning and the alarm ``buyer:<fn>`` name the document;
 - one drive failing (5xx, HTML page, timeout, malformed page) holds that drive back with its own
   backoff and does not hold the others; a 429 or an auth failure stops the round (account-wide);
   a round where nothing could be read raises, so gateway.poll backs off.
@@ -299,8 +301,10 @@ class Source:
         except BadInput as exc:
             return Taken(row, register_id, error=exc)
         await self._check_sign(row.fn, fd, row.body)
+        if receipt.customer is None:
+            self._unreadable_buyer(row.fn, fd, row.body.get("buyerPhoneOrAddress"))
         at = row.at if row.at is not None else now_raw
-        who = receipt.customer.value if receipt.customer else "-"
+        who = mapping.index_phone(receipt.customer.value) if receipt.customer else "-"
         index_key = f"sales:{reg}:{who}"
         entries = [
             mapping.SaleEntry.from_json(e) for e in json.loads(await self.ctx.state.get(index_key) or "[]")
@@ -319,6 +323,23 @@ class Source:
         if entry is not None:
             await self._put_index(index_key, [entry if e.key == entry.key else e for e in entries], now_raw)
         return Taken(row, register_id, receipt, decision, op=op)
+
+    def _unreadable_buyer(self, fn: str, fd: int, value: object) -> None:
+        """A buyer contact that is neither a phone nor an e-mail: the document is accrued without a
+        customer; the log line and the alarm ``buyer:<fn>`` (latest document; cleared after
+        ALARM_KEEP_S) say which, so the points can be accrued by hand."""
+        _, why = mapping.buyer(value)
+        if not why:
+            return
+        self.ctx.log.warning(
+            "sbis: the receipt's buyer phone cannot be read; accrued without a customer",
+            extra={"driver": self.ctx.name, "fn": fn, "fd": fd, "error": why},  # no personal data
+        )
+        self._alarm(
+            f"buyer:{fn}",
+            f"receipt {fd} of drive {fn} names a buyer phone that cannot be read ({why}): accrued "
+            "without a customer; accrue its points by hand and ask the cashier to type the phone as digits",
+        )
 
     async def _put_index(self, key: str, entries: list[mapping.SaleEntry], now_raw: float) -> None:
         keep = [e for e in entries if e.at >= now_raw - self.cfg.return_keep_s and e.left > 0][-INDEX_MAX:]

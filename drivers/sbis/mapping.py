@@ -7,8 +7,13 @@ Invariants:
   float) and become thousandths; items must add up to ``totalSum`` or the document is BadInput;
 - ``dateTime`` is read in ``doc_time_zone``'s wall clock (see README: inferred) and becomes an
   aware UTC time;
-- the customer is the phone printed on the receipt (``buyerPhoneOrAddress``, normalised to
-  ``+7XXXXXXXXXX``); an e-mail or nothing gives no customer (the pipeline may still bind one);
+- the customer is the phone printed on the receipt (``buyerPhoneOrAddress``), read by
+  :func:`gateway.fields.customer` and kept as typed (normalising it is the core's business, as for
+  every driver); an e-mail or nothing gives no customer (the pipeline may still bind one); a value
+  that is neither an e-mail nor a readable phone gives no customer either, and :func:`buyer` says
+  why (the driver logs it and raises an alarm: never a silent anonymous sale);
+- the return index groups sales by :func:`index_phone` (a matching key, not what the core gets),
+  so a sale typed ``8 916 ...`` and its return typed ``+7916...`` meet;
 - a return (operationType 2) carries no link to its sale: :func:`match_return` picks the sale
   from the driver's index deterministically; the decision is stored before the event is, so a
   re-read builds the same event (same key, same content).
@@ -27,6 +32,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from drivers.sbis import NAME
+from gateway import fields
 from gateway.errors import BadInput
 from gateway.receipt import (
     MAX_AMOUNT,
@@ -80,16 +86,32 @@ def raw_of(when: datetime, zone: str) -> float:
     return local.replace(tzinfo=UTC).timestamp()
 
 
-def phone(value: Any) -> str | None:
-    """``buyerPhoneOrAddress`` -> ``+7XXXXXXXXXX``; None for an e-mail, nothing, or not a Russian mobile."""
-    if not isinstance(value, str) or "@" in value:
-        return None
+def buyer(value: Any) -> tuple[CustomerId | None, str]:
+    """``buyerPhoneOrAddress`` -> (the customer, why there is none).
+
+    A phone is read by :func:`gateway.fields.customer` and kept as typed; an e-mail, nothing or a
+    blank gives ``(None, "")`` (no customer, nothing wrong); anything else (letters, a phone
+    with an extension, a boolean) gives ``(None, <why>)``: the receipt is still
+    accrued, anonymously, and the caller must say so."""
+    if value is None or (isinstance(value, str) and (not value.strip() or "@" in value)):
+        return None, ""
+    try:
+        return fields.customer(IdKind.PHONE, value, "buyerPhoneOrAddress"), ""
+    except BadInput as exc:
+        return None, str(exc)
+
+
+def index_phone(value: str) -> str:
+    """The return index's key for a customer's phone: ``+7XXXXXXXXXX`` for a Russian mobile however
+    typed (``8 916 ...``, ``+7 (916) ...``, ``916...``), else its digits (the leading 7 or 8 of
+    eleven dropped, so ``8 495 ...`` and ``+7 495 ...`` meet too); a matching key only: the core
+    gets the phone as typed."""
     digits = _DIGITS.sub("", value)
     if len(digits) == 11 and digits[0] in "78":
         digits = digits[1:]
     if len(digits) == 10 and digits[0] == "9":
         return "+7" + digits
-    return None
+    return digits
 
 
 def _kopecks(body: Mapping[str, Any], name: str, *, required: bool = False) -> int:
@@ -151,7 +173,7 @@ def receipt_of(
         when = occurred_at(float(at), zone)
     except (OverflowError, ValueError) as exc:
         raise BadInput(f"not a time: {at}", "dateTime") from exc
-    who = phone(body.get("buyerPhoneOrAddress"))
+    who, _ = buyer(body.get("buyerPhoneOrAddress"))
     payments = tuple(Payment(kind, _kopecks(body, name)) for name, kind in PAYMENTS if _kopecks(body, name))
     receipt = Receipt(
         register_id=register_id,
@@ -163,7 +185,7 @@ def receipt_of(
         document_id=doc_id(fn, fd),
         cashier_name=_text(body, "operator", 128),
         store_id=store_id,
-        customer=CustomerId(IdKind.PHONE, who) if who else None,
+        customer=who,
         payments=payments,
         driver=NAME,
     )

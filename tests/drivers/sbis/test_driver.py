@@ -74,10 +74,37 @@ async def test_sales_and_a_matched_return_are_submitted_once_in_order() -> None:
         assert r.keys() == [f"sbis:{FN}:1", f"sbis:{FN}:2", f"sbis:{FN}:4"]
         sale1, _, ret = r.ctx.submits
         assert sale1.receipt is not None and sale1.receipt.customer is not None
-        assert sale1.receipt.customer.value == PHONE and sale1.register_id == REG
+        assert sale1.receipt.customer.value == "8 916 000-01-01" and sale1.register_id == REG  # as typed
         assert ret.kind == EventKind.REFUND and ret.sale_key == f"sbis:{FN}:1"
         assert [(x.line_id, x.qty_milli) for x in ret.refund_lines] == [("2", 1000)]
         assert r.ctx.counts["ignored"] == 1 and (await r.cursor()).drives[FN].top == 4
+
+
+async def test_a_landline_buyer_is_kept_and_an_unreadable_one_is_accrued_anonymously_with_an_alarm(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with rig() as r:
+        landline = "+7 (495) 123-45-67"
+        r.sbis.publish(
+            FN,
+            sale(1, phone=landline, items=[("Кофе", 64950, 1000)]),
+            sale(2, phone="+7 903 555-01-42 доб. 12"),
+            sale(3, phone="buyer@example.com"),
+        )
+        with caplog.at_level("WARNING"):
+            assert await r.step() == Step.MOVED
+        first, second, third = r.ctx.submits
+        assert first.receipt is not None and first.receipt.customer is not None
+        assert first.receipt.customer.value == landline  # a landline was dropped before
+        assert second.receipt is not None and second.receipt.customer is None
+        assert third.receipt is not None and third.receipt.customer is None
+        assert list(r.ctx.alarms) == [f"buyer:{FN}"] and "receipt 2 " in r.ctx.alarms[f"buyer:{FN}"]
+        warned = [rec for rec in caplog.records if "buyer phone" in rec.getMessage()]
+        assert [getattr(rec, "fd", None) for rec in warned] == [2]  # the e-mail is no problem
+        r.sbis.publish(FN, sale(4, phone="8 495 123 45 67", items=[("Кофе", 64950, 1000)], op=2))
+        await r.step()
+        ret = r.ctx.submits[-1]  # the landline typed another way still finds its sale
+        assert ret.kind == EventKind.REFUND and ret.sale_key == f"sbis:{FN}:1" and ret.refund_full
 
 
 async def test_a_return_without_its_sale_is_an_amount_of_no_sale_and_mapping_renames_the_register() -> None:

@@ -73,22 +73,54 @@ def test_utc_zone_and_fractional_quantity() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "phone"),
+    ("value", "customer", "problem"),
+    [
+        ("+79035550142", "+79035550142", False),
+        ("8 (903) 555-01-42", "8 (903) 555-01-42", False),  # kept as typed: the core normalises
+        ("+7 495 123-45-67", "+7 495 123-45-67", False),  # a landline: no longer dropped
+        ("+375 29 123-45-67", "+375 29 123-45-67", False),  # abroad: no longer dropped
+        (79035550142, "79035550142", False),  # a number written back as text
+        ("buyer@example.com", None, False),
+        ("", None, False),
+        ("   ", None, False),
+        (None, None, False),
+        ("+7 903 555-01-42 доб. 12", None, True),
+        ("позвонить Ивану", None, True),
+        ("1" * 16, None, True),
+        (True, None, True),
+    ],
+)
+def test_buyer_is_read_by_the_toolkit_and_an_unreadable_one_is_reported(
+    value: object, customer: str | None, problem: bool
+) -> None:
+    who, why = mapping.buyer(value)
+    assert (who.value if who else None) == customer and bool(why) == problem
+    assert who is None or who.kind == IdKind.PHONE
+    assert "buyerPhoneOrAddress" in why or not problem
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
     [
         ("+79035550142", "+79035550142"),
         ("89035550142", "+79035550142"),
         ("7 (903) 555-01-42", "+79035550142"),
         ("9035550142", "+79035550142"),
-        ("buyer@example.com", None),
-        ("+74951234567", None),
-        ("", None),
-        (79035550142, None),
-        (None, None),
-        ("12345", None),
+        ("+7 495 123-45-67", "4951234567"),
+        ("8 (495) 123-45-67", "4951234567"),
+        ("+375291234567", "375291234567"),
     ],
 )
-def test_phone_normalisation(value: object, phone: str | None) -> None:
-    assert mapping.phone(value) == phone
+def test_index_phone_lets_a_sale_and_its_return_meet_however_typed(value: str, key: str) -> None:
+    assert mapping.index_phone(value) == key
+
+
+def test_a_receipt_keeps_a_landline_and_sells_anonymously_with_an_unreadable_phone() -> None:
+    r = receipt(body(buyerPhoneOrAddress="+7 (495) 123-45-67"))
+    assert r.customer is not None
+    assert (r.customer.kind, r.customer.value) == (IdKind.PHONE, "+7 (495) 123-45-67")
+    assert receipt(body(buyerPhoneOrAddress="доб. 12")).customer is None
+    assert receipt(body(buyerPhoneOrAddress="buyer@example.com")).customer is None
 
 
 @pytest.mark.parametrize(

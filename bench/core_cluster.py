@@ -35,8 +35,9 @@ import psycopg
 from gateway.core_client import ROUND_ROBIN
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
+from simulators.fleet.streams import STAFF, now_ts, sale_event
 from tests.pg import PgServer, start_server
-from tests.simulators.core.replicas import STAFF, Replica, now_ts, sale_event, start_replica
+from tests.simulators.core.replicas import Replica, start_replica
 
 DEADLINE_S = 60.0
 

@@ -19,12 +19,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-from google.protobuf.timestamp_pb2 import Timestamp
+from simulators.fleet.streams import STAFF, now_ts, sale_event
 
-from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+__all__ = ["STAFF", "Replica", "now_ts", "replicas", "sale_event", "start_replica"]
 
 ROOT = Path(__file__).resolve().parents[3]
 PROGRAM = ROOT / "config" / "programs" / "seed002.toml"
@@ -97,25 +96,3 @@ def replicas(db_url: str, count: int, extra_env: dict[str, str] | None = None) -
     finally:
         for r in started:
             r.stop()
-
-
-def now_ts() -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(datetime.now(UTC))
-    return ts
-
-
-STAFF = pb.Staff(store_id="S1", terminal_id="T1", cashier_id="C1", cashier_name="Ольга")
-
-
-def sale_event(register: str, seq: int, phone: str, amount: int, key_prefix: str = "EV") -> pb.EventEnvelope:
-    """A register's ``seq``-th event: a sale of ``amount`` kopecks to the customer with ``phone``."""
-    key = f"{key_prefix}-{register}-{seq}"
-    draft = pb.ReceiptDraft(
-        customer=pb.CustomerRef(phone=phone),
-        lines=[pb.Line(line_id="L1", sku="SKU1", name="goods", qty_milli=1000, amount=amount)],
-        occurred_at=now_ts(), staff=STAFF, register_id=register, receipt_number=key, total=amount,
-        channel="test",
-    )
-    return pb.EventEnvelope(event_id=key, register_id=register, register_seq=seq,
-                            commit=pb.CommitRequest(idempotency_key=key, draft=draft))

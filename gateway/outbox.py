@@ -20,7 +20,13 @@ Invariants:
     stored payload is replaced by the merge, same key, same register_seq (``outcome="merged"``);
     a copy of a *waiting* (or not yet sent) refund or cancel that names another sale (the driver
     learnt the sale's real key meanwhile) replaces the reference the core never knew, and a
-    waiting row is woken;
+    waiting row is woken. A pending row may be on its way to the core (sent, not acked): the
+    sender's ack is for the content it sent, so :meth:`Outbox.mark_acked` delivers a row only
+    while its payload is still the one sent; a row merged meanwhile is marked delivered with the
+    content sent (what the core applied) and the merge is then reconciled as a copy after
+    delivery (next case), in the mark's transaction (WARNING). A row sent on a stream that
+    failed before its ack is sent again as it was sent (the core may have applied it: the merged
+    content under the same key would be a conflict there), so its ack takes the same way;
   * stored row delivered, the copy adds the customer: a correction event
     ``<key>:correction:1`` (:func:`gateway.receipt.correction_event`, the core's AttachCustomer)
     is appended, applied once (``outcome="correction"``); a copy adding only fiscal data changes
@@ -266,6 +272,8 @@ class Outbox:
             log.debug("duplicate is a copy of the stored event", extra=fields)
             return
         self._count(outcome)
+        if outcome == "correction":  # a new row to send: the sender need not wait for its poll
+            self._new_rows.set()
         if outcome == "merged":
             log.info("copy merged into the stored event", extra={**fields, "detail": detail})
         elif outcome == "correction":
@@ -330,6 +338,27 @@ class Outbox:
             return "copy", ""
         return "correction", fix.key
 
+    def _deliver_sent(
+        self, conn: Connection, rows: list[tuple[int, dict[str, Any]]], sent: list[OutboxRow], now: float,
+    ) -> list[tuple[Event, str, str]]:
+        """Writer thread: :meth:`mark_acked`. Returns (merged event, outcome, detail) for every
+        row a copy was merged into while it was in flight (none, nearly always: then this is one
+        statement)."""
+        if db.transition(conn, db.Action.DELIVER, rows, now, [r.payload for r in sent]) == len(rows):
+            return []
+        out: list[tuple[Event, str, str]] = []
+        for (row_id, values), was in zip(rows, sent, strict=True):
+            now_row = db.fetch_key(conn, was.key)
+            if (now_row is None or now_row.id != row_id or now_row.state != db.RowState.PENDING
+                    or bytes(now_row.payload) == was.payload):
+                continue  # delivered just now, or not pending (nothing to deliver)
+            # the core applied what was sent: the row says so, then the merge is a later copy
+            db.replace_payload(conn, row_id, was.payload, was.envelope, now, (db.RowState.PENDING,))
+            db.transition(conn, db.Action.DELIVER, [(row_id, values)], now)
+            merged = _to_row(now_row).event
+            out.append((merged, *self._reconcile(conn, merged, now)))
+        return out
+
     def _insert(self, conn: Connection, event: Event, now: float) -> db.AppendOutcome:
         (out,), _ = db.insert_events(conn, [_new_event(event.key, event)], now, None)
         self._reseq.add(event.register_id)  # the seq cache may be behind now: read it again
@@ -373,13 +402,33 @@ class Outbox:
         await self._transition(db.Action.DELIVER, [(row_id, {"result_json": result_json, "last_error": ""})])
 
     async def mark_delivered_many(self, items: list[tuple[int, bytes]]) -> None:
-        """Several acks in one transaction (the sender's batched form of mark_delivered): each
-        item is (row id, the core's serialized ``EventAck``), stored as received and shown as
-        ``result_json`` on demand."""
+        """Several acks in one transaction: each item is (row id, the core's serialized
+        ``EventAck``), stored as received and shown as ``result_json`` on demand. Whatever the
+        row holds now is marked delivered: the sender uses :meth:`mark_acked`."""
         if items:
             await self._transition(
                 db.Action.DELIVER, [(row_id, {"result": res, "last_error": ""}) for row_id, res in items]
             )
+
+    async def mark_acked(self, items: list[tuple[OutboxRow, bytes]]) -> None:
+        """The sender's acks, in one transaction: each item is (the row as read for sending, the
+        core's serialized ``EventAck``). The core applied the content that was sent: a row whose
+        payload is still that one is marked delivered; a row a later copy was merged into since
+        (the copy came while the event was on its way) is marked delivered with the content sent
+        (payload and envelope put back), and the merge is reconciled with it as a copy arriving
+        after delivery: a correction when it adds the customer, else a conflict row in the
+        operator queue, or nothing when it adds only fiscal data (module docstring). All in the
+        one writer transaction of the mark, so no copy is lost and none is applied twice."""
+        if not items:
+            return
+        rows = [(row.id, {"result": res, "last_error": ""}) for row, res in items]
+        merged: list[tuple[Event, str, str]] = await self._submit(
+            _Op(db.Action.DELIVER, self._future(), values={"rows": rows, "sent": [row for row, _ in items]}))
+        for event, outcome, detail in merged:
+            log.warning("a copy was merged into the event while it was on its way to the core: the core "
+                        "applied the content sent; the copy's additions are reconciled as a later copy",
+                        extra={"key": event.key, "register": event.register_id, "outcome": outcome})
+            self._log_copy(event, outcome, detail)
 
     async def mark_rejected(self, row_id: int, reason: str, message: str) -> None:
         await self._transition(db.Action.REJECT, [(row_id, {"reason": reason, "last_error": message[:2000]})])
@@ -647,6 +696,8 @@ class Outbox:
 
     def _apply(self, conn: Connection, op: _Op, now: float) -> Any:
         if isinstance(op.kind, db.Action):
+            if "sent" in op.values:
+                return self._deliver_sent(conn, op.values["rows"], op.values["sent"], now)
             return db.transition(conn, op.kind, op.values["rows"], now)
         if op.kind == "note_retry":
             db.note_retry(conn, op.row_id, op.values["error"], now)

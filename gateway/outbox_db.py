@@ -706,10 +706,11 @@ _SETTABLE = frozenset({"last_error", "reason", "note", "result_json", "result", 
 
 
 @cache
-def _transition_sql(action: Action, columns: tuple[str, ...]) -> str:
+def _transition_sql(action: Action, columns: tuple[str, ...], guarded: bool = False) -> str:
     """The UPDATE for ``action``, built from :data:`TRANSITIONS`: the new state is chosen from the
     row's current state and the WHERE clause admits only the table's from-states, so a row changed
-    meanwhile by another action is left alone (the statement changes nothing)."""
+    meanwhile by another action is left alone (the statement changes nothing). ``guarded``: the
+    row's payload must also still be the one given (a merge meanwhile leaves the row alone)."""
     bad = set(columns) - _SETTABLE
     if bad:
         raise ValueError(f"an outbox state change cannot set {sorted(bad)}")
@@ -717,27 +718,34 @@ def _transition_sql(action: Action, columns: tuple[str, ...]) -> str:
     case = " ".join(f"WHEN '{src}' THEN '{dst}'" for src, dst in moves.items())
     sets = "".join(f", {c} = ?" for c in columns)
     froms = ", ".join(f"'{src}'" for src in moves)
+    guard = " AND payload = ?" if guarded else ""
     return (
         f"UPDATE events SET state = CASE state {case} END, updated_at = ?{sets} "
-        f"WHERE id = ? AND state IN ({froms})"
+        f"WHERE id = ? AND state IN ({froms}){guard}"
     )
 
 
 def transition(
-    conn: Connection, action: Action, rows: Sequence[tuple[int, Mapping[str, Any]]], now: float
+    conn: Connection, action: Action, rows: Sequence[tuple[int, Mapping[str, Any]]], now: float,
+    payloads: Sequence[bytes] | None = None,
 ) -> int:
     """Apply ``action`` to every (row id, column values) within the caller's transaction; every
     item sets the same columns. The only way a row's state changes. Rows not in one of the
-    action's from-states are left alone; returns how many rows changed (one executemany)."""
+    action's from-states are left alone; with ``payloads`` (one per row), so is a row whose
+    payload is no longer that one (a copy merged into it since it was read: the sender's ack is
+    for the content it sent). Returns how many rows changed (one executemany)."""
     if not rows:
         return 0
+    if payloads is not None and len(payloads) != len(rows):
+        raise ValueError(f"{action!s}: one payload per row")
     columns = tuple(sorted(rows[0][1]))
-    sql = _transition_sql(action, columns)
+    sql = _transition_sql(action, columns, payloads is not None)
     params = []
-    for row_id, values in rows:
+    for i, (row_id, values) in enumerate(rows):
         if tuple(sorted(values)) != columns:
             raise ValueError(f"{action!s}: every row must set the same columns {columns}")
-        params.append((now, *(values[c] for c in columns), row_id))
+        guard = () if payloads is None else (payloads[i],)
+        params.append((now, *(values[c] for c in columns), row_id, *guard))
     cur = raw(conn).cursor()
     try:
         cur.executemany(sql, params)

@@ -38,6 +38,12 @@ How it keeps its promises:
 - **Delivered only on an ack with a result.** Rows are marked delivered (batched: one outbox
   transaction for an StreamEventsResponse's marks, or for several when they queue up) only when the core's
   ack carries a commit / refund / cancel result. Marks lost in a crash just cause a replay.
+  An ack is for the content sent: a copy merged into the row since it was read is reconciled
+  as a later copy (:meth:`gateway.outbox.Outbox.mark_acked`), and a row in flight on a stream
+  that failed is sent again with the bytes sent before (the core may have applied them), until
+  its ack. Known gap: a crash between the core applying a row and its ack, followed by a merge
+  before the resend, sends the merged content: the core refuses it (RECEIPT_CONFLICT) and it goes
+  to the operator queue (nothing doubled, nothing silent).
 - **Permanent rejections never block a register.** An ack with ``Rejection.retriable = false``
   moves the row to the operator queue (``posgw queue``) and delivery of that register goes on.
   A refund or cancel of a rejected sale waits for it (next point); retrying the sale from the
@@ -87,7 +93,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import grpc
@@ -115,7 +121,7 @@ class DeliveryOutbox(Protocol):
 
     async def wait_pending(self, timeout: float) -> None: ...  # noqa: ASYNC109 - Outbox's signature
 
-    async def mark_delivered_many(self, items: list[tuple[int, bytes]]) -> None: ...
+    async def mark_acked(self, items: list[tuple[OutboxRow, bytes]]) -> None: ...
 
     async def mark_rejected(self, row_id: int, reason: str, message: str) -> None: ...
 
@@ -196,6 +202,11 @@ class Sender:
         # set aside): a delivered sale wakes the waiting loop only then, not at every ack
         self._any_waiting = True
         self._rewind = False  # rows were woken: the send loop reads again from the start
+        # rows sent on a stream that failed before their ack (key -> the row as sent): the core may
+        # have applied them, so they are sent again as they were, even if a copy was merged into
+        # the stored row meanwhile (its ack then reconciles the merge: Outbox.mark_acked). Bounded:
+        # only rows in flight when a stream failed, each dropped at its ack.
+        self._unacked: dict[str, OutboxRow] = {}
 
     # ------------------------------------------------------------ public
 
@@ -277,6 +288,7 @@ class Sender:
                 t.cancel()
             stream.close()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self._unacked.update(st.inflight)  # the core may have applied them: resend them as sent
         for t in done:
             if t.cancelled():
                 continue
@@ -321,6 +333,9 @@ class Sender:
                 key = row.key
                 if key in st.inflight or key in self._acked_unmarked or key in self._marked_since_read:
                     continue
+                was = self._unacked.get(key)
+                if was is not None and was.payload != row.payload:  # merged since: send what was sent
+                    row = replace(row, payload=was.payload, envelope=was.envelope)
                 todo.append(row)
             for i in range(0, len(todo), self._per_message):
                 part = todo[i:i + self._per_message]
@@ -388,6 +403,7 @@ class Sender:
         """Queue the mark of one ack; returns the rejection when it is a retriable rejection
         that caused its register's refusal (the register's later refusals return None)."""
         row = st.inflight.pop(ack.event_id)
+        self._unacked.pop(row.key, None)
         which = ack.WhichOneof("result")
         if which == "rejected":
             rej = ack.rejected
@@ -440,8 +456,8 @@ class Sender:
                     break
                 items.append(nxt)
             try:
-                delivered = [(m.row.id, m.result) for m in items if m.state == "delivered"]
-                await self._outbox.mark_delivered_many(delivered)
+                delivered = [(m.row, m.result) for m in items if m.state == "delivered"]
+                await self._outbox.mark_acked(delivered)  # for the content sent (a copy may merge meanwhile)
                 for m in items:
                     if m.state == "rejected":
                         await self._outbox.mark_rejected(m.row.id, m.reason, m.message)
@@ -453,6 +469,7 @@ class Sender:
                         self._sale_delivered.set()
             except StorageError as exc:  # rows stay pending and are resent: the core replays them
                 log.warning("delivery marks failed", extra={"rows": len(items), "error": str(exc)})
+                self._unacked.update((m.row.key, m.row) for m in items if m.state == "delivered")  # as sent
             finally:
                 for m in items:
                     self._acked_unmarked.discard(m.row.key)

@@ -687,6 +687,42 @@ async def test_a_late_copy_spending_points_is_a_conflict_not_a_correction(tmp_pa
         await ob.close()
 
 
+async def test_an_ack_for_content_merged_meanwhile_delivers_what_was_sent(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """mark_acked: the row was read for sending, then a copy merged into it; the ack is for the
+    content sent. The row keeps that content, delivered; the merge becomes what a later copy
+    becomes: a conflict when it spends points (a correction: tests/gateway/test_sender_copies.py)."""
+    plugin, cloud = _evotor_copies()
+    assert plugin.receipt is not None
+    greedy = replace(plugin, receipt=replace(plugin.receipt, redeem_points=5))
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        await ob.append(cloud)
+        [sent] = await ob.next_batch(10)
+        assert await ob.append(greedy) is False  # merged: the row is pending, not acked yet
+        [merged] = await ob.next_batch(10)
+        assert merged.payload != sent.payload
+        ack = pb.EventAck(event_id=sent.key, commit=pb.CommitResponse(operation_id="op-1"))
+        with caplog.at_level(logging.WARNING, logger="posgw.outbox"):
+            await ob.mark_acked([(sent, ack.SerializeToString())])
+        got = await ob.get(sent.id)
+        assert got is not None and got.state == "delivered"
+        assert (got.payload, got.envelope) == (sent.payload, sent.envelope)
+        [queued] = await ob.rejected()
+        assert queued.key == f"{cloud.key}:conflict:1" and "spends points" in queued.last_error
+        assert queued.event.receipt is not None and queued.event.receipt.redeem_points == 5
+        assert any("on its way to the core" in r.getMessage() for r in caplog.records)
+        # an ack for a row nobody changed: delivered as it is, nothing else happens
+        await ob.append(sale("R2", 1))
+        [other] = await ob.next_batch(10)
+        await ob.mark_acked([(other, ack.SerializeToString())])
+        again = await ob.get(other.id)
+        assert again is not None and again.state == "delivered"
+        assert len(await ob.rejected()) == 1 and await ob.next_batch(10) == []
+    finally:
+        await ob.close()
+
+
 async def test_waiting_rows_are_out_of_the_stream_until_woken(tmp_path: Path) -> None:
     ob = await Outbox.open(tmp_path / "o.db")
     try:

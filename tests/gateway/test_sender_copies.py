@@ -1,0 +1,174 @@
+"""A till's copy that reaches the outbox while its event is on the way to the core (gateway.sender
+with gateway.outbox): what the core applied is what was sent, and the copy's additions reach it
+exactly once afterwards (a correction), or the operator queue; never lost, never doubled.
+
+The core here is :class:`tests.gateway.fake_core.FakeCore` taught two things of the reference
+core: a known key with other content is RECEIPT_CONFLICT (nothing changes), and AttachCustomer
+(the correction) attaches a customer to a sale it has, once per correction key. The stream
+holds the core's acks back until the test lets them go, so "the copy arrives while the event is
+in flight" is a fixed order of steps, not a timing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.outbox import Outbox
+from gateway.payload import event_to_json
+from gateway.receipt import CustomerId, Event, IdKind
+from gateway.sender import Sender
+from tests.gateway.fake_core import ACK, Action, FakeCore, InProcCall, InProcClient, StreamState
+from tests.gateway.outbox_fixtures import sale
+
+FAST = {"backoff_initial_s": 0.01, "backoff_max_s": 0.05, "idle_poll_s": 0.05}
+PHONE = "+79160000101"
+
+
+class ContentCore(FakeCore):
+    """FakeCore that keeps what it applied: a commit's draft per key (a known key with other
+    content: RECEIPT_CONFLICT, as the reference core), and the customers attached per sale."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.drafts: dict[str, bytes] = {}  # sale key -> the applied draft (serialized)
+        self.attached: dict[str, list[str]] = defaultdict(list)  # sale key -> phones attached, in order
+
+    def process(self, ss: StreamState, env: pb.EventEnvelope) -> tuple[Action, pb.EventAck | None]:
+        key, body = env.event_id, env.WhichOneof("body")
+        head = pb.EventAck(event_id=key, register_id=env.register_id, register_seq=env.register_seq)
+        draft = env.commit.draft.SerializeToString() if body == "commit" else b""
+        if key in self.drafts and draft != self.drafts[key]:
+            self.seen[key] += 1
+            head.rejected.CopyFrom(pb.Rejection(reason="RECEIPT_CONFLICT", message="other content"))
+            return ACK, head
+        if body == "attach_customer" and key not in self.results:
+            self.seen[key] += 1
+            req = env.attach_customer
+            sale_key = req.sale.sale_key
+            if sale_key not in self.results:
+                head.rejected.CopyFrom(pb.Rejection(reason="SALE_NOT_YET_KNOWN", message="not yet",
+                                                    retriable=True, deferred=True,
+                                                    metadata={"sale_key": sale_key}))
+                return ACK, head
+            self.attached[sale_key].append(req.draft.customer.phone)
+            self.applications[key] += 1
+            self.order[env.register_id].append(key)
+            head.attach_customer.CopyFrom(pb.AttachCustomerResult(operation_id="op-attach"))
+            self.results[key] = head
+            return ACK, head
+        action, ack = super().process(ss, env)
+        if body == "commit" and key not in self.drafts and ack is not None and ack.HasField("commit"):
+            self.drafts[key] = draft
+        return action, ack
+
+
+class Gate:
+    """Holds the stream's first answer (an ack, or the stream breaking: the core has applied
+    the batch either way) until :meth:`release`; later answers pass."""
+
+    def __init__(self) -> None:
+        self.held = asyncio.Event()  # an ack is being held
+        self.open = asyncio.Event()
+
+    def release(self) -> None:
+        self.open.set()
+
+    def call(self, core: FakeCore) -> InProcCall:
+        gate = self
+
+        class HeldCall(InProcCall):
+            async def read(self) -> object:
+                if not gate.open.is_set():
+                    self.acks.put_nowait(await self.acks.get())  # an answer is there (the only one)
+                    gate.held.set()
+                    await gate.open.wait()
+                return await super().read()
+
+        return HeldCall(core)
+
+
+@asynccontextmanager
+async def running(sender: Sender) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(sender.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+def copies() -> tuple[Event, Event]:
+    """The cloud's copy of a receipt (no customer) and the till's (the customer named)."""
+    cloud = sale("R1", 1, driver="evotor")
+    assert cloud.receipt is not None
+    till = replace(cloud, receipt=replace(cloud.receipt, customer=CustomerId(IdKind.PHONE, PHONE)))
+    return cloud, till
+
+
+async def test_a_copy_merged_while_the_event_is_in_flight_reaches_the_core_once(tmp_path: Path) -> None:
+    """The race: the cloud copy is sent and applied, its ack is held, the till copy (adding the
+    customer) merges into the still pending row, then the ack for the OLD content arrives. The
+    core must end with the sale as sent and the customer attached exactly once."""
+    cloud, till = copies()
+    core, gate = ContentCore(), Gate()
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        sender = Sender(ob, InProcClient(core, call=gate.call), **FAST)
+        assert await ob.append(cloud)
+        async with running(sender):
+            await asyncio.wait_for(gate.held.wait(), 10)  # applied by the core, ack not read yet
+            assert core.applications[cloud.key] == 1
+            assert await ob.append(till) is False  # merged into the pending row (in flight)
+            gate.release()
+            assert await sender.drain(10)
+        correction = f"{cloud.key}:correction:1"
+        assert core.attached == {cloud.key: [PHONE]}  # the customer reached the core, once
+        assert dict(core.applications) == {cloud.key: 1, correction: 1}
+        assert core.order["R1"] == [cloud.key, correction]
+        assert await ob.rejected() == []
+        rows = {r.key: r for r in await ob.recent(10)}
+        assert rows[cloud.key].state == "delivered" and rows[correction].state == "delivered"
+        # the delivered row holds what the core applied: the cloud copy, not the merge
+        assert rows[cloud.key].payload == event_to_json(cloud)
+        # the till copy once more: the correction is already there, nothing new is sent
+        assert await ob.append(till) is False
+        assert await ob.next_batch(10) == []
+    finally:
+        await ob.close()
+
+
+async def test_a_copy_merged_while_the_core_is_away_after_applying_is_sent_as_a_correction(
+        tmp_path: Path) -> None:
+    """The stream breaks after the core applied the cloud copy, before its ack; the till copy
+    merges into the pending row during the outage. The resend carries what was sent (the core
+    replays it; the merged content under the same key would be RECEIPT_CONFLICT there), and the
+    customer follows as the correction, once."""
+    cloud, till = copies()
+    core, gate = ContentCore(), Gate()
+    core.script = lambda env, attempt: Action("drop_after") if attempt == 1 else ACK
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        sender = Sender(ob, InProcClient(core, call=gate.call), **FAST)
+        assert await ob.append(cloud)
+        async with running(sender):
+            await asyncio.wait_for(gate.held.wait(), 10)  # applied; the stream is about to fail
+            assert await ob.append(till) is False  # merged into the pending row
+            [pending] = await ob.next_batch(10)
+            assert pending.event.receipt is not None and pending.event.receipt.customer is not None
+            gate.release()
+            assert await sender.drain(10)
+        correction = f"{cloud.key}:correction:1"
+        assert core.streams >= 2 and core.seen[cloud.key] == 2  # sent again after the failure
+        assert core.attached == {cloud.key: [PHONE]}
+        assert dict(core.applications) == {cloud.key: 1, correction: 1}
+        assert await ob.rejected() == []
+        rows = {r.key: r for r in await ob.recent(10)}
+        assert rows[cloud.key].payload == event_to_json(cloud) and rows[correction].state == "delivered"
+    finally:
+        await ob.close()

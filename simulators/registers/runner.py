@@ -43,7 +43,7 @@ import aiohttp
 
 from simulators.registers.http import Delivery, RetriableStatus, TransportError
 from simulators.registers.native.report import Ack, Recorder, SimReport
-from simulators.registers.queue import operator_queue, queue_lines
+from simulators.registers.queue import add_queue_arguments, check
 
 C = TypeVar("C")
 
@@ -250,11 +250,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, tills: int, receipts: 
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, *, acks_switch: bool = False) -> None:
-    """``--json``, ``--no-queue-check`` (and, with ``acks_switch``, ``--no-acks``)."""
+    """``--json``, ``--no-queue-check``, ``--settle-s`` (and, with ``acks_switch``, ``--no-acks``)."""
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("--no-queue-check", action="store_true",
-                        help="do not read the gateway's operator queue at the end (a gateway without "
-                        "one, or no admin key): the run then cannot tell what the core refused")
+    add_queue_arguments(parser)
     if acks_switch:
         parser.add_argument("--no-acks", action="store_true",
                             help="with --json, leave out the acknowledgements")
@@ -281,20 +279,16 @@ def customers_of(text: str) -> list[str]:
 
 
 def print_report(report: SimReport, args: argparse.Namespace) -> int:
-    """Ask the gateway's operator queue what of this run was not applied (unless
-    ``args.no_queue_check``; POSGW_ADMIN_KEY authorises it), add each row to the report's errors,
+    """Wait (at most ``args.settle_s``) until the gateway holds nothing pending or waiting, then ask
+    its operator queue what of this run was not applied (:func:`simulators.registers.queue.check`;
+    unless ``args.no_queue_check``; POSGW_ADMIN_KEY authorises it), add each row (and documents
+    still held, or a queue that could not be read) to the report's errors,
     print the report (``--json``: one JSON object, without acks under ``--no-acks``); the exit
     status: 0 when nothing went wrong, 1 when the report counts errors (a queued row is one),
     130 when Ctrl-C stopped the run early."""
     if getattr(args, "gateway", "") and not getattr(args, "no_queue_check", False):
-        since = time.time() - report.elapsed_s - 1.0
-        rows, problem = asyncio.run(operator_queue(args.gateway, since=since,
-                                                   admin_key=os.environ.get("POSGW_ADMIN_KEY", "")))
-        lines = queue_lines(rows)
-        if problem:  # unchecked is not applied-for-sure: the run must not pass on it
-            lines = [f"operator queue not checked: {problem} (pass "
-                     "--no-queue-check to skip the check knowingly)", *lines]
-        if lines:
+        _, lines = asyncio.run(check(args, since=time.time() - report.elapsed_s - 1.0))
+        if lines:  # a queued row, documents still pending/waiting, or an unread queue: not a pass
             report = dataclasses.replace(report, errors=report.errors + len(lines),
                                          error_messages=[*lines, *report.error_messages])
     if args.json:

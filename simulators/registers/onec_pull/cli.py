@@ -2,20 +2,28 @@
 
 Serves ``/retail/ws/loyalty.1cws`` (WSDL and GetReceipts, HTTP Basic) on --host/--port and publishes
 ``--receipts`` sales (and returns) over ``--seconds``, with the misbehaviour asked for; then waits
-until the gateway acknowledged everything (its AckNo passed the last batch) or ``--wait`` ran out.
-Exit status: 0 when every receipt was acknowledged, 1 when some were not, 2 on bad arguments.
+until the gateway acknowledged everything (its AckNo passed the last batch) or ``--wait`` ran out;
+then, as every till simulator does (:func:`simulators.registers.queue.check`), waits at most
+``--settle-s`` until the gateway (``--gateway``, ``$POSGW_GATEWAY``) holds nothing pending or
+waiting and counts what of the run went to its operator queue (``POSGW_ADMIN_KEY``).
+Exit status: 0 when every receipt was acknowledged and applied, 1 when some were not (unacknowledged,
+in the operator queue, still held by the gateway, or the queue could not be read: pass
+``--no-queue-check`` to skip that knowingly), 2 on bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
+import time
 from decimal import Decimal
 from typing import Any
 
 from simulators.registers.onec_pull.publication import FakePublication
+from simulators.registers.queue import add_queue_arguments, check
 
 
 def share(text: str) -> float:
@@ -31,6 +39,10 @@ TROUBLE = ("html502", "fault", "401", "wsdl401")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gateway", default=os.environ.get("POSGW_GATEWAY") or None,
+                        help="gateway base URL for the end-of-run check, e.g. http://127.0.0.1:8080 "
+                        "(default $POSGW_GATEWAY)")
+    add_queue_arguments(parser)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
     parser.add_argument("--user", default="posgw")
@@ -88,6 +100,7 @@ async def serve(args: argparse.Namespace) -> int:
     pub.trouble = [t for t in args.trouble.split(",") if t]
     pub.cold(args.cold_start)
     ids: list[str] = []
+    started = time.time() - 1.0
     async with pub.serving(args.host, args.port):
         print(f"1C publication: {pub.wsdl_url}", flush=True)
         restored = False
@@ -106,11 +119,14 @@ async def serve(args: argparse.Namespace) -> int:
                 break
             await asyncio.sleep(0.2)
         left = pub.unread(str(max(pub.acks, default=0)))
+        queued, problems = await check(args, since=started)  # still serving: the gateway may poll on
     print(
         f"published {args.receipts} receipts in {pub.last} batches; calls {pub.fetches}; "
-        f"not acknowledged {len(left)}"
+        f"not acknowledged {len(left)}; operator queue {queued}"
     )
-    return 1 if left else 0
+    for line in problems:
+        print(line, file=sys.stderr)
+    return 1 if left or problems else 0
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,9 +15,15 @@ Invariants: a sale or return is answered 201 only after ``ctx.submit`` returned 
 before under the same key with the same content); bad input, an unknown customer spending, more
 points than the last recalc allowed, spending without a code: the ``errors`` body with a 4xx and
 nothing stored; a calc never fails the till for core trouble (prices unchanged, no points); a code
-request never waits past ``code_budget_ms``. The driver's state (``ctx.state``): ``link:<msId>``
-(MoySklad counterparty -> core customer and phone), ``calc:<store>:<msId>`` (what the last recalc
-allowed), ``code:<phone digits>`` (the spending code handed to the till, kept for the code's life),
+request never waits past ``code_budget_ms``. One route from recalc to sale, as for every driver: the
+calc token. MoySklad carries nothing from the recalc to the sale, so the recalc keeps its token in the
+driver's state under :func:`mapping.calc_key` (store, counterparty, goods: what the sale carries too)
+and the sale commits with it (``Event.calc_token``: the pipeline verifies it and applies the recalc's
+customer, hold and offline flag); points spent are checked against what that token redeemed.
+The driver's state (``ctx.state``): ``link:<msId>``
+(MoySklad counterparty -> core customer and phone), ``calc:<digest>`` (the calc token of the last
+recalc of those goods for that customer at that store, kept a day, cleared by its sale),
+``code:<phone digits>`` (the spending code handed to the till, kept for the code's life),
 ``doc:<key>`` (content digest of a stored document, written last), ``sale:<key>`` (a sale's lines),
 ``returned:<sale key>`` (what each return took back) and ``gift:<name>`` (kopecks each sale paid with a
 gift card), the last two kept per document so a resend after an interrupted answer records once.
@@ -40,7 +46,7 @@ from aiohttp import web
 from drivers.moysklad import NAME, mapping, wire
 from drivers.moysklad.config import Config
 from gateway import http_edge
-from gateway.driver import CalcResult, DriverContext, Finding, Refusals
+from gateway.driver import CalcClaims, CalcResult, DriverContext, Finding, Refusals
 from gateway.errors import BadInput, BusinessRejection, GatewayError
 from gateway.receipt import CustomerId, Event, IdKind
 
@@ -313,6 +319,7 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
         else:
             mapping.calc_receipt(req, None, 0, False, now=self.now())  # bounds checked all the same
             ctx.count("calc")
+        token = "" if result is None else result.token  # what the sale of these goods commits with
         if result is not None and not result.customer_found:
             result = None
         balance = 0 if result is None or result.balance is None else result.balance
@@ -325,17 +332,9 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             if result is None
             else mapping.extra_info(result.redeemed_points, result.points_to_accrue),
         )
-        if req.agent.ms_id:  # what the sale is checked against; written only when it changes
-            key = f"calc:{req.store}:{req.agent.ms_id}"
-            allowed = json.dumps(
-                {
-                    "spend": answer.spend,
-                    "offline": bool(result and result.offline),
-                    "hold": result.hold_id if result is not None and answer.spend else "",
-                }
-            )
-            if await ctx.state.get(key) != allowed:
-                await ctx.state.put(key, allowed, keep_s=CALC_KEEP_S)
+        key = mapping.calc_key(req.store, req.agent, req.positions)
+        if key and (await ctx.state.get(key) or "") != token:  # written only when it changes
+            await ctx.state.put(key, token, keep_s=CALC_KEEP_S)
         return self._answer(200, wire.render_recalc(req.agent_echo, answer))
 
     # ------------------------------------------------------------ sale and return
@@ -375,37 +374,60 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             "Этот документ уже получен с другим содержимым: изменения не приняты",
         )
 
-    async def _sale_customer(self, ctx: DriverContext, doc: wire.Document) -> tuple[CustomerId | None, Any]:
-        """The customer the sale is committed for, and (spending) what the last recalc allowed:
-        ``{"spend", "offline", "hold"}`` (the hold the core made at that recalc, when it holds)."""
+    async def _calc_of(self, ctx: DriverContext, doc: wire.Document) -> tuple[str, str, CalcClaims | None]:
+        """(state key, calc token, its claims) the recalc of this sale's goods left for it
+        (:func:`mapping.calc_key`); no token when there was none or it no longer verifies (the
+        gateway's key file was replaced: the sale grants nothing the gateway cannot vouch for)."""
+        key = mapping.calc_key(doc.store, doc.agent, doc.positions)
+        token = await ctx.state.get(key) if key else None
+        if not token:
+            return key, "", None
+        try:
+            return key, token, ctx.calc_claims(token)
+        except BadInput:
+            ctx.log.warning(
+                "the calc kept for a sale does not verify",
+                extra={"driver": NAME, "state_key": key, "action": "committed without it; spending refused"},
+            )
+            return key, "", None
+
+    async def _sale_customer(
+        self, ctx: DriverContext, doc: wire.Document, claims: CalcClaims | None
+    ) -> CustomerId | None:
+        """The customer the sale is committed for: the one its recalc priced it for (the calc
+        token's, so the pipeline applies the token: hold, offline flag), else the linked one.
+        Spending is allowed up to what that recalc redeemed and, with ``codes_for_spending``, only
+        after a code was sent to the customer's phone (the till compares the code itself)."""
         if doc.agent is None:
             if doc.spend:
                 raise Refused(412, "Списание без покупателя", "В продаже со списанием баллов нет покупателя")
-            return None, {}
-        found = await self._link(ctx, doc.agent)
-        if found is None:
-            if doc.spend:
+            return None
+        if claims is not None and claims.customer is not None:
+            customer: CustomerId | None = claims.customer
+            allowed = claims.redeemed
+        else:
+            found = await self._link(ctx, doc.agent)
+            if found is None and doc.spend:
                 raise Refused(412, "Покупатель не найден", "Покупатель не зарегистрирован: баллы не списаны")
-            return None, {}
-        cid, phone = found
-        phone = phone or doc.agent.phone  # a customer registered by card: the sale's card may name the phone
+            customer = None if found is None else CustomerId(IdKind.CUSTOMER_ID, found[0])
+            allowed = 0
         if not doc.spend:
-            return CustomerId(IdKind.CUSTOMER_ID, cid), {}
-        raw = await ctx.state.get(f"calc:{doc.store}:{doc.agent.ms_id}")
-        last = json.loads(raw) if raw else {}
-        allowed = int(last.get("spend", 0))
+            return customer
         if doc.spend > allowed:
             raise Refused(
                 412,
                 "Недостаточно бонусных баллов",
                 f"Списание {doc.spend} больше разрешённого расчётом ({allowed})",
             )
-        if not self.config.codes_for_spending:
-            return CustomerId(IdKind.CUSTOMER_ID, cid), last
-        code = await ctx.state.get(f"code:{mapping.phone_key(phone)}") if phone else None
-        if not code:
-            raise Refused(412, "Списание не подтверждено", "Код подтверждения не запрашивался или устарел")
-        return CustomerId(IdKind.PHONE, phone, otp=code), last
+        if self.config.codes_for_spending:
+            found = await self._link(ctx, doc.agent)
+            phone = (found[1] if found else "") or doc.agent.phone  # linked by card: the sale's phone
+            code = await ctx.state.get(f"code:{mapping.phone_key(phone)}") if phone else None
+            if not code:
+                raise Refused(
+                    412, "Списание не подтверждено", "Код подтверждения не запрашивался или устарел"
+                )
+        return customer
 
     def _gift_check(self, doc: wire.Document, spent: Mapping[str, int]) -> None:
         cards = {c.name: c for c in self.config.gift_cards}
@@ -435,12 +457,14 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             paid = await self._ledger(ctx, f"gift:{g.name}")
             spent[g.name] = sum(v for k, v in paid.items() if k != key)
         self._gift_check(doc, spent)
-        customer, last = await self._sale_customer(ctx, doc)
+        calc_key, token, claims = await self._calc_of(ctx, doc)
+        customer = await self._sale_customer(ctx, doc, claims)
         event = mapping.sale_of(doc, customer, key=key, now=self.now(), store_id=self.config.store_id)
-        if last:  # the recalc's hold is consumed by this sale; an offline recalc's redemption is kept
-            event = dataclasses.replace(
-                event, hold_id=str(last.get("hold", "")), offline=bool(last.get("offline", False))
-            )
+        if claims is not None and not (claims.redeemed and not doc.spend):
+            # the pipeline verifies the token and applies it: the recalc's hold is consumed by
+            # this sale, an offline recalc's redemption kept. A recalc that spent, followed by a
+            # sale spending nothing, is not the calc the till applied: committed without it.
+            event = dataclasses.replace(event, calc_token=token)
         new = await ctx.submit(event)
         ctx.count("committed" if new else "duplicate")
         # bookkeeping keyed by the document, so a resend after an interrupted answer completes it once
@@ -448,6 +472,8 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             await self._record(ctx, f"gift:{g.name}", key, g.kopecks)
         await ctx.state.put(f"sale:{key}", mapping.goods(doc.positions).as_json(), keep_s=self.keep_s)
         await ctx.state.put(f"doc:{key}", digest, keep_s=self.keep_s)
+        if token:  # used once, as the pipeline's own calc memory: another sale of these goods recalcs
+            await ctx.state.put(calc_key, "", keep_s=CALC_KEEP_S)
         return self._answer(201)
 
     async def _return(self, ctx: DriverContext, body: bytes) -> web.Response:

@@ -14,6 +14,9 @@ Invariants:
   id the documented fallback retail store + ``name`` + ``moment``; neither → BadInput;
 - :func:`digest` is the content a resend must repeat (positions, points, gift cards, agent): the
   same key with another digest is a conflict;
+- :func:`calc_key` names a recalc and its sale alike (MoySklad carries nothing from one to the other
+  and the recalc has no document id): the retail store, the counterparty and the goods before
+  discounts, split parts merged, so a sale finds the calc token of the recalc the till applied;
 - ``moment`` has no zone: it is read as Moscow time (UTC+3, MoySklad's servers).
 """
 
@@ -27,7 +30,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
 
 from drivers.moysklad import NAME
-from drivers.moysklad.wire import Document, Position, PricedPosition, Recalc, RecalcAnswer
+from drivers.moysklad.wire import Agent, Document, Position, PricedPosition, Recalc, RecalcAnswer
 from gateway.driver import CalcResult
 from gateway.errors import BadInput
 from gateway.fields import line_amount
@@ -74,6 +77,17 @@ def document_key(kind: str, doc: Document) -> str:
     if not (doc.name and doc.moment):
         raise BadInput("the document has no meta.id, name or moment: nothing identifies it", "meta.id")
     return derived_key(NAME, kind, doc.store, doc.name, doc.moment)
+
+
+def calc_key(store: str, agent: Agent | None, positions: Sequence[Position]) -> str:
+    """The driver-state key under which a recalc keeps its calc token for the sale of the same goods
+    (see the module docstring); "" when no counterparty names the customer (nothing to keep)."""
+    who = "" if agent is None else agent.ms_id or phone_key(agent.phone) or agent.card
+    if not who:
+        return ""
+    lines = sorted((k, q, a) for k, (_, q, a) in goods(positions).lines.items())
+    shape = hashlib.sha256(json.dumps([store, who, lines]).encode()).hexdigest()[:32]
+    return f"calc:{shape}"
 
 
 def digest(doc: Document) -> str:

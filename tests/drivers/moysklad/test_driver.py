@@ -11,11 +11,13 @@ from typing import Any
 
 import pytest
 
+from drivers.moysklad import mapping, wire
 from drivers.moysklad.driver import check, create, customer_uuid, mask
 from gateway.driver import CustomerInfo
 from gateway.errors import CoreUnavailable
-from gateway.receipt import IdKind, Receipt
-from tests.drivers.fake_context import FakeContext, calc_result, serve
+from gateway.pipeline import apply_claims
+from gateway.receipt import CustomerId, IdKind, Receipt
+from tests.drivers.fake_context import FakeContext, calc_result, serve, token
 from tests.drivers.moysklad import payloads as p
 
 GIFT = {"name": "GC-1", "id": "gid", "initial_kopecks": 100000}
@@ -58,6 +60,7 @@ def context(desk: FakeDesk | None = None) -> FakeContext:
     def calc(r: Receipt) -> Any:  # the core spreads what is redeemed: 10 % each line, earns 5 %
         spend = 125 if (r.redeem_max or r.redeem_points >= 125) else r.redeem_points
         share = {"p0": spend * 100 * 1000 // 1250, "p1": spend * 100 * 250 // 1250} if spend else {}
+        hold = "hold-7" if spend else ""
         return calc_result(
             r,
             share,
@@ -65,7 +68,8 @@ def context(desk: FakeDesk | None = None) -> FakeContext:
             points_to_accrue=56,
             max_points=125,
             balance=500,
-            hold_id="hold-7" if spend else "",
+            hold_id=hold,
+            token=token(customer=r.customer, redeemed=spend, hold_id=hold, register_id=r.register_id),
         )
 
     ctx.calc = calc
@@ -180,10 +184,16 @@ async def test_spending_day_recalc_code_sale() -> None:
     assert [x["discountedPrice"] for x in recalc[1]["positions"]] == [450, 225]
     assert code[0] == 200 and sale == (201, None)
     [event] = ctx.stored.values()
-    assert event.receipt is not None and event.receipt.customer is not None
-    assert (event.receipt.customer.kind, event.receipt.customer.otp) == (IdKind.PHONE, "4821")
-    assert event.expected_redeemed == 125
-    assert (event.hold_id, event.offline) == ("hold-7", False)  # the recalc's hold is consumed by the sale
+    # the sale carries its recalc's calc token and names the customer that recalc priced for, so the
+    # pipeline applies the token (no "sale names another customer than its calc")
+    claims = ctx.calc_claims(event.calc_token)
+    assert event.receipt is not None and event.receipt.customer == claims.customer
+    assert claims.customer == CustomerId(IdKind.CUSTOMER_ID, "7") and claims.redeemed == 125
+    assert event.expected_redeemed == 125 and event.hold_id == ""  # nothing copied by the driver
+    applied = apply_claims(event, claims)
+    assert (applied.hold_id, applied.offline, applied.expected_redeemed) == ("hold-7", False, 125)
+    assert applied.receipt is not None and applied.receipt.redeem_points == 125
+    assert not any(k.startswith("calc:") and v for k, v in ctx.state.data.items())  # used once
 
 
 @pytest.mark.parametrize(
@@ -420,3 +430,52 @@ def test_check_finds_no_token_and_a_gift_card_listed_twice() -> None:
         )[0].key
         == ""
     )
+
+
+async def test_a_sale_commits_with_the_calc_token_of_the_recalc_of_its_own_goods() -> None:
+    """The till recalculated two baskets for the customer (another till, or items changed back): the
+    sale of the first carries the first's token, not whatever the customer's last recalc said."""
+    ctx = context()
+    other = p.recalc(positions=[p.position(P2, 3, 250.00)])
+    [spent, _, sale] = await calls(
+        ctx,
+        ("/retaildemand/recalc", p.recalc(spending=True)),
+        ("/retaildemand/recalc", other),
+        ("/retaildemand", p.sale(spend=125)),
+        codes_for_spending=False,
+    )
+    assert spent[1]["bonusProgram"]["bonusValueToSpend"] == 125 and sale == (201, None)
+    [event] = ctx.stored.values()
+    claims = ctx.calc_claims(event.calc_token)
+    assert (claims.redeemed, claims.hold_id) == (125, "hold-7")
+    assert event.receipt is not None and event.receipt.customer == claims.customer
+
+
+async def test_a_sale_spending_nothing_after_a_spending_recalc_is_committed_without_that_token() -> None:
+    """The recalc that spent is not the one the till applied: its points and hold are not applied."""
+    ctx = context()
+    [_, sale] = await calls(
+        ctx, ("/retaildemand/recalc", p.recalc(spending=True)), ("/retaildemand", p.sale(spend=0))
+    )
+    assert sale == (201, None)
+    [event] = ctx.stored.values()
+    assert event.calc_token == "" and event.expected_redeemed is None
+    assert event.receipt is not None and event.receipt.customer == CustomerId(IdKind.CUSTOMER_ID, "7")
+
+
+async def test_a_kept_token_that_no_longer_verifies_grants_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    ctx = context()
+    doc = wire.parse_sale(p.dumps(p.sale()))
+    ctx.state.data[mapping.calc_key(doc.store, doc.agent, doc.positions)] = "c1.not-a.token"
+    [_, spending, plain] = await calls(
+        ctx,
+        ("/counterparty/detail", p.detail()),  # linked: the customer is known, the token is not
+        ("/retaildemand", p.sale(spend=5)),
+        ("/retaildemand", p.sale()),
+        codes_for_spending=False,
+    )
+    assert spending[0] == 412 and "(0)" in spending[1]["errors"][0]["error_message"]
+    assert plain == (201, None)
+    [event] = ctx.stored.values()
+    assert event.calc_token == "" and event.receipt is not None and event.receipt.redeem_points == 0
+    assert any(r.levelname == "WARNING" and "does not verify" in r.message for r in caplog.records)

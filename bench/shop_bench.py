@@ -28,7 +28,12 @@ only: the machine is shared, the ratio is what to read):
   intake's per sale times its sales) per event delivered; baseline the intake figure;
 - ``shop_rss_mb_max``: the gateway's peak RSS, baseline its RSS after the calm phase;
 - ``shop_sales_unanswered``: sales not acknowledged with 200 (value), out of the sales tried
-  (baseline); the goal is none.
+  (baseline); the goal is none;
+- ``shop_sales_undelivered``: after the last drain, the sales stored and not known delivered
+  (value: stored as new minus delivered, by ``posgw_delivered_total{kind="sale"}``, or, if more,
+  still pending + waiting for their sale + in the operator queue), out of the sales stored as new
+  (baseline); the goal is none, and the run fails (exit 1, after every figure) when it is not met:
+  a figure measured on sales that never reached the core means nothing.
 
 Bounded: about ``calm_s + soak_s`` plus the drain (4 minutes in full), seconds with ``--quick``.
 """
@@ -110,7 +115,7 @@ class Shop:
 
     async def phases(self, client: Client) -> None:
         sz, pid = self.sizes, self.stack.gateway.pid
-        await self.tills(client, 1.0, Samples())  # warm-up: connections, first answers
+        warm = await self.tills(client, 1.0, Samples())  # warm-up: connections, first answers
         await self.stack.wait_drained(60)
         c0 = cpu_s(pid)
         calm = await self.tills(client, sz.calm_s, Samples())
@@ -135,6 +140,22 @@ class Shop:
         unanswered = calm.unanswered + flapping.unanswered
         self.emit(figure("shop_sales_unanswered", unanswered, calm.tried + flapping.tried, "value == 0",
                          unanswered == 0))
+        stored = warm.stored + calm.stored + flapping.stored
+        missing, why = await self.delivery(stored)
+        self.emit(figure("shop_sales_undelivered", missing, stored, "value == 0", not missing))
+        if missing:
+            raise RuntimeError("sales stored and not delivered: " + "; ".join(why))
+
+    async def delivery(self, stored: int) -> tuple[int, list[str]]:
+        """What of the ``stored`` sales (acknowledged as new) is not known delivered, once the
+        outbox drained (:func:`undelivered` of the gateway's figures)."""
+        pending = await self.stack.wait_drained(60)
+        health = await self.stack.health()
+        queue = await self.stack.operator_queue()
+        metrics = await self.stack.metrics()
+        delivered = metrics.get("posgw_delivered_total{kind=sale}", 0.0)
+        return undelivered(stored=stored, delivered=int(delivered), pending=pending,
+                           waiting=int(health.get("waiting_for_sale", 0)), queued=len(queue))
 
     def emit_latency(self, name: str, busy: list[float], calm: list[float]) -> None:
         for q in (50, 99):
@@ -185,6 +206,22 @@ class Shop:
             self.down = False
             self.down_cpu += cpu_s(pid) - c0
             await self.stack.core_back()
+
+
+def undelivered(*, stored: int, delivered: int, pending: int, waiting: int,
+                queued: int) -> tuple[int, list[str]]:
+    """How many of the ``stored`` sales are not known delivered, and why: still pending (-1: the
+    outbox's count could not be read), waiting for their sale, in the operator queue, or fewer
+    delivered than stored (more delivered than stored is fine: a sale a till gave up on may
+    still have been stored). (0, []) when every stored sale was delivered."""
+    why = [text for n, text in ((pending, f"{pending} still pending in the outbox"),
+                                (waiting, f"{waiting} waiting for their sale"),
+                                (queued, f"{queued} in the operator queue"),
+                                (stored - delivered, f"{delivered} delivered of {stored} stored")) if n > 0]
+    if pending < 0:
+        why.insert(0, "the outbox's pending count could not be read")
+    count = max(stored - delivered, max(pending, 0) + waiting + queued, 1 if pending < 0 else 0)
+    return count, why
 
 
 def main() -> int:

@@ -31,7 +31,7 @@ def _one_sale(address: str) -> None:
     with grpc.insecure_channel(address) as channel:
         stub = pb_grpc.LoyaltyCoreServiceStub(channel)
         customer = stub.RegisterCustomer(pb.RegisterCustomerRequest(phone="+79990001122", name="Анна Котова"),
-                                         timeout=10)
+                                         timeout=10).customer
         draft = pb.ReceiptDraft(
             customer=pb.CustomerRef(customer_id=customer.customer_id), register_id="R1", receipt_number="1",
             lines=[pb.Line(line_id="L1", sku="A", qty_milli=1000, price=100_000, amount=100_000)],

@@ -20,7 +20,7 @@ def test_list_customers_with_cards_balances_search_and_limit(tmp_path: Path) -> 
     with serve_in_thread(SEED002, url) as address, grpc.insecure_channel(address) as channel:
         stub = pb_grpc.LoyaltyCoreServiceStub(channel)
         anna = stub.RegisterCustomer(pb.RegisterCustomerRequest(phone="+79161000001", name="Анна"),
-                                     timeout=10)
+                                     timeout=10).customer
         stub.RegisterCustomer(pb.RegisterCustomerRequest(card="CARD-9", name="Борис"), timeout=10)
         stub.RegisterCustomer(pb.RegisterCustomerRequest(phone="+79161000003", name="Вера"), timeout=10)
         stub.IssueGrant(pb.IssueGrantRequest(customer=pb.CustomerRef(phone="+79161000001"), kind="manual",

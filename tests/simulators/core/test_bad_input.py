@@ -121,7 +121,7 @@ async def test_app_code_single_use_and_45_minutes(core: Core, customer: pb.Custo
         return core.stub.IdentifyCustomer(pb.IdentifyCustomerRequest(customer=ref, at=at), timeout=DEADLINE_S)
 
     old = await core.strong(customer.customer_id)
-    assert (await identify(old, 44)).customer_id == customer.customer_id
+    assert (await identify(old, 44)).customer.customer_id == customer.customer_id
     await expect_error(identify(old, 46), NOT_FOUND, "CODE_EXPIRED")
     await expect_error(identify(pb.CustomerRef(app_code="000000")), NOT_FOUND, "CODE_EXPIRED")
 

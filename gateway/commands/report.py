@@ -10,8 +10,11 @@ names, money in minor units). Exit status 0 on success, 1 when the core cannot a
 records (its outbox: receipts as the tills sent them and the core's answer to each), one row per
 day, per register shift or per cashier: receipts, receipts with loyalty (the core knew the
 customer) and their share, points accrued and redeemed, the money taken off by loyalty and the
-actual discount (that money over the receipts' total), receipts answered offline, refunds, and
-what is not delivered yet (figures for those come when the core has answered). Days are the
+actual discount (that money over the receipts' total), receipts answered offline, refunds the
+core applied, and the documents (sales, refunds, cancels) not applied at the core, by state:
+``pending`` (on their way), ``waiting`` (a refund or cancel whose sale the core does not know
+yet), ``rejected`` (refused: in the operator queue, see ``posgw queue``). Loyalty figures and
+refunds count only what the core applied; a sale not applied still counts as a receipt. Days are the
 till's own receipt dates, in this machine's time zone; the period is ``[--from, --to)``,
 by default the last 7 days for ``day`` and today for the others. The outbox keeps delivered
 receipts ``keep_delivered_s`` (7 days by default): older periods are the core's report. ``--chart``
@@ -142,8 +145,15 @@ class Figures:
     total: int = 0
     loyalty_discount: int = 0
     offline: int = 0
-    refunds: int = 0
-    not_delivered: int = 0
+    refunds: int = 0  # refunds the core applied (delivered)
+    pending: int = 0  # documents on their way to the core
+    waiting: int = 0  # refunds / cancels set aside until the core knows their sale
+    rejected: int = 0  # documents the core refused: the operator queue
+
+    @property
+    def not_delivered(self) -> int:
+        """Documents not applied at the core: pending + waiting + rejected."""
+        return self.pending + self.waiting + self.rejected
 
     @property
     def loyalty_share_pct(self) -> float:
@@ -154,8 +164,8 @@ class Figures:
         return round(100 * self.loyalty_discount / self.total, 2) if self.total else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "loyalty_share_pct": self.loyalty_share_pct,
-                "actual_discount_pct": self.actual_discount_pct}
+        return {**asdict(self), "not_delivered": self.not_delivered,
+                "loyalty_share_pct": self.loyalty_share_pct, "actual_discount_pct": self.actual_discount_pct}
 
 
 def local_day(moment: datetime) -> date:
@@ -175,6 +185,9 @@ def group_of(view: str, row: Any) -> str:
     return f"{cashier_id or '-'} {name}".strip()
 
 
+NOT_APPLIED = ("pending", "waiting", "rejected")  # outbox row states: a Figures field each
+
+
 def summarise(rows: Any, view: str, start: date, end: date) -> list[Figures]:
     """Figures per group for the events whose receipt date is in ``[start, end)`` (sorted by group)."""
     from gateway.status_page import outcome
@@ -190,8 +203,11 @@ def summarise(rows: Any, view: str, start: date, end: date) -> list[Figures]:
         group = sale_group.get(ev.sale_key, "") if view != "day" and row.kind != "sale" else ""
         group = group or group_of(view, row)
         f = groups.setdefault(group, Figures(group))
+        state = str(row.state)
+        if state in NOT_APPLIED:  # any kind: counted by its state, never as loyalty or a refund
+            setattr(f, state, getattr(f, state) + 1)
         if row.kind == "refund":
-            f.refunds += 1
+            f.refunds += state == "delivered"
             continue
         if row.kind != "sale" or ev.receipt is None:
             continue
@@ -199,8 +215,7 @@ def summarise(rows: Any, view: str, start: date, end: date) -> list[Figures]:
         f.receipts += 1
         f.total += o.total
         f.offline += ev.offline
-        if str(row.state) != "delivered":
-            f.not_delivered += 1
+        if state != "delivered":
             continue
         f.with_loyalty += o.known
         f.points_accrued += o.accrued
@@ -221,7 +236,8 @@ def total_of(figures: list[Figures]) -> Figures:
 COLUMNS = (("group", ""), ("receipts", "receipts"), ("with_loyalty", "loyalty"),
            ("loyalty_share_pct", "share %"), ("points_accrued", "accrued"), ("points_redeemed", "redeemed"),
            ("total", "total ₽"), ("loyalty_discount", "discount ₽"), ("actual_discount_pct", "discount %"),
-           ("offline", "offline"), ("refunds", "refunds"), ("not_delivered", "pending"))
+           ("offline", "offline"), ("refunds", "refunds"), ("pending", "pending"), ("waiting", "waiting"),
+           ("rejected", "rejected"))
 
 
 def table(view: str, figures: list[Figures]) -> str:

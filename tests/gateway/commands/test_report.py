@@ -202,3 +202,44 @@ def test_report_views_say_what_is_wrong(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["report", "day", "--outbox", "x", "--from", "2026-03-02", "--to", "2026-03-01"]) == 2
     assert main(["report"]) == 2
     assert "day|shift|cashier" in capsys.readouterr().err
+
+
+def test_refunds_count_only_when_applied_and_what_is_not_applied_is_shown_by_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Yesterday: 2 sales (one refused by the core), 4 refunds of the first: applied, in the operator
+    queue, waiting for its sale, on its way. Only the applied one is a refund; the others and the
+    refused sale are shown as rejected, waiting and pending, each under its own name."""
+    noon = datetime.combine(date.today() - timedelta(days=1), time(12)).astimezone()
+    sale = _sale("1", noon, customer=True, cashier=("c1", "Ольга"))
+    refused = _sale("2", noon, customer=True, cashier=("c1", "Ольга"))
+    refunds = [Event(EventKind.REFUND, f"native:R1:refund:{n}", "R1", noon, sale_key=sale.key,
+                     refund_full=True) for n in range(4)]
+
+    async def seed() -> None:
+        ob = await Outbox.open(tmp_path / "outbox.db")
+        try:
+            for ev in (sale, refused, *refunds):
+                await ob.append(ev)
+            rows = {r.key: r for r in await ob.next_batch(100)}
+            await ob.mark_delivered(rows[sale.key].id, _answer(100, 0))
+            await ob.mark_rejected(rows[refused.key].id, "UNKNOWN_CUSTOMER", "not known")
+            await ob.mark_delivered(rows[refunds[0].key].id, json.dumps({"refund": {"points_restored": "0"}}))
+            await ob.mark_rejected(rows[refunds[1].key].id, "SALE_NEVER_ARRIVED", "no sale")
+            assert await ob.mark_waiting(rows[refunds[2].key].id, 1, "SALE_NOT_FOUND", "not yet")
+        finally:
+            await ob.close()
+
+    asyncio.run(seed())
+    day = noon.date()
+    period = ["--outbox", str(tmp_path / "outbox.db"), "--from", day.isoformat(),
+              "--to", (day + timedelta(days=1)).isoformat()]
+    assert main(["report", "day", *period, "--format", "json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    assert (row["receipts"], row["refunds"]) == (2, 1)  # the refunds not applied are not refunds
+    assert (row["pending"], row["waiting"], row["rejected"], row["not_delivered"]) == (1, 1, 2, 4)
+    assert row["with_loyalty"] == 1 and row["points_accrued"] == 100  # the refused sale has none
+    assert main(["report", "cashier", *period]) == 0
+    head, line = capsys.readouterr().out.splitlines()[1:3]
+    assert head.split()[-5:] == ["offline", "refunds", "pending", "waiting", "rejected"]
+    assert line.split()[-5:] == ["0", "1", "1", "1", "2"]

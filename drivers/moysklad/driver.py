@@ -13,16 +13,20 @@ so the base URL is ``https://<host>/v1/moysklad``), every one behind the shared 
 
 Invariants: a sale or return is answered 201 only after ``ctx.submit`` returned (or it was stored
 before under the same key with the same content); bad input, an unknown customer spending, more
-points than the last recalc allowed, spending without a code: the ``errors`` body with a 4xx and
-nothing stored; a calc never fails the till for core trouble (prices unchanged, no points); a code
-request never waits past ``code_budget_ms``. One route from recalc to sale, as for every driver: the
-calc token. MoySklad carries nothing from the recalc to the sale, so the recalc keeps its token in the
-driver's state under :func:`mapping.calc_key` (store, counterparty, goods: what the sale carries too)
-and the sale commits with it (``Event.calc_token``: the pipeline verifies it and applies the recalc's
-customer, hold and offline flag); points spent are checked against what that token redeemed.
-The driver's state (``ctx.state``): ``link:<msId>``
-(MoySklad counterparty -> core customer and phone), ``calc:<digest>`` (the calc token of the last
-recalc of those goods for that customer at that store, kept a day, cleared by its sale),
+points than the recalc allowed, spending without a code: the ``errors`` body with a 4xx and nothing
+stored; a return asking back more than its sale has left is capped (possibly to nothing), answered
+201 and counted as ``bad_input`` with a WARNING (see ``_capped``); a calc never fails the till for
+core trouble (prices unchanged, no points); a code request never waits past ``code_budget_ms``.
+
+One route from recalc to sale, as for every driver: the calc token. MoySklad carries nothing from
+the recalc to the sale, so the recalc keeps its token in the driver's state under
+:func:`mapping.calc_key` (store, counterparty, goods: what the sale carries too) and the sale commits
+with it (``Event.calc_token``: the pipeline verifies it and applies the recalc's customer, hold and
+offline flag); points spent are checked against what that token redeemed.
+
+The driver's state (``ctx.state``): ``link:<msId>`` (MoySklad counterparty -> core customer and
+phone), ``calc:<digest>`` (the calc token of the last recalc of those goods for that customer at
+that store, kept a day, cleared by its sale),
 ``code:<phone digits>`` (the spending code handed to the till, kept for the code's life),
 ``doc:<key>`` (content digest of a stored document, written last), ``sale:<key>`` (a sale's lines),
 ``returned:<sale key>`` (what each return took back) and ``gift:<name>`` (kopecks each sale paid with a
@@ -486,7 +490,10 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             return self._answer(201)
         if not doc.demand_id:
             ctx.count("ignored")  # no points data and no sale named: nothing to take back
-            ctx.log.info("return names no sale", extra={"driver": NAME, "key": key})
+            ctx.log.warning(
+                "return names no sale: no points taken back",
+                extra={"driver": NAME, "key": key, "action": "adjust the customer's points by hand"},
+            )
             return self._answer(201)
         sale_key = mapping.document_key("demand", wire.Document(doc.store, doc.demand_id, "", "", None, ()))
         asked = mapping.goods(doc.positions)
@@ -506,15 +513,51 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             # a sale this gateway never stored (sold before it was installed): the core caps the return
             sold = asked if sold_raw is None else mapping.Goods.from_json(sold_raw)
             lines = mapping.returned_lines(doc, sold, before)
-        if not lines:
-            ctx.count("ignored")
+            self._capped(ctx, doc, key, sale_key, asked, lines, before)
+        if not lines:  # nothing left to take back: 201 all the same (see _capped), nothing stored
             await ctx.state.put(f"doc:{key}", digest, keep_s=self.keep_s)
-            return self._answer(201)  # everything was returned already: capped at the sale
+            return self._answer(201)
         new = await ctx.submit(mapping.refund_of(doc, sale_key, lines, key=key, now=self.now()))
         ctx.count("committed" if new else "duplicate")
         await self._record(ctx, f"returned:{sale_key}", key, lines, keep_s=self.keep_s)
         await ctx.state.put(f"doc:{key}", digest, keep_s=self.keep_s)
         return self._answer(201)
+
+    def _capped(
+        self,
+        ctx: DriverContext,
+        doc: wire.Document,
+        key: str,
+        sale_key: str,
+        asked: mapping.Goods,
+        taken: Mapping[str, int],
+        before: Mapping[str, int],
+    ) -> None:
+        """Make a return that asks back more than its sale has left visible (once, when it is first
+        handled): counted as ``bad_input`` and logged at WARNING with what was asked, taken and
+        returned before. It is still answered 201: the return already happened in MoySklad, no
+        points field of it is ours to refuse, an error cannot undo it (what the till does with one
+        is undocumented; the cloud may resend a document we would refuse forever), and the
+        protocol notes (§6.8, the demo's ledger) cap at the sale and answer 201."""
+        over = {k: q for k, (_, q, _) in asked.lines.items() if taken.get(k, 0) < q}
+        if not over:
+            return
+        ctx.count("bad_input")
+        ctx.log.warning(
+            "return capped at its sale: nothing left to take back"
+            if not taken
+            else "return capped at its sale: more asked back than the sale has left",
+            extra={
+                "driver": NAME,
+                "key": key,
+                "document_id": doc.doc_id or doc.name,
+                "sale_key": sale_key,
+                "asked_milli": json.dumps(over, sort_keys=True),
+                "taken_milli": json.dumps({k: taken.get(k, 0) for k in over}, sort_keys=True),
+                "returned_before_milli": json.dumps({k: before.get(k, 0) for k in over}, sort_keys=True),
+                "action": "answered 201; check the return in MoySklad (returned twice, or goods not sold)",
+            },
+        )
 
     # ------------------------------------------------------------ gift cards
 

@@ -249,7 +249,9 @@ async def test_resent_sale_is_stored_once_and_other_content_is_a_conflict() -> N
     assert ctx.counts["duplicate"] == 1
 
 
-async def test_partial_then_full_then_repeated_return_is_capped_at_the_sale() -> None:
+async def test_partial_then_full_then_repeated_return_is_capped_at_the_sale(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     ctx = context()
     one = p.sales_return("r1", pos=[p.position(P1, 1, 500.0)])
     rest = p.sales_return("r2", pos=[p.position(P1, 5, 500.0), p.position(P2, 1, 250.0)])
@@ -268,7 +270,30 @@ async def test_partial_then_full_then_repeated_return_is_capped_at_the_sale() ->
         [(P1, 1000)],
         [(P1, 1000), (P2, 1000)],
     ]
-    assert ctx.counts["ignored"] == 1 and ctx.counts["duplicate"] == 1
+    # r2 asked 5 of P1 with 1 left, r3 found nothing left: both visible (counted, WARNING), both 201
+    # (the return already happened in MoySklad); the resent r1 is a plain duplicate
+    assert ctx.counts["bad_input"] == 2 and ctx.counts["duplicate"] == 1 and ctx.counts["ignored"] == 0
+    warned = [r for r in caplog.records if r.levelname == "WARNING" and "capped" in r.message]
+    assert [(r.key, r.asked_milli, r.taken_milli, r.returned_before_milli) for r in warned] == [  # type: ignore[attr-defined]
+        ("moysklad:return:r2", json.dumps({P1: 5000}), json.dumps({P1: 1000}), json.dumps({P1: 1000})),
+        ("moysklad:return:r3", json.dumps({P2: 1000}), json.dumps({P2: 0}), json.dumps({P2: 1000})),
+    ]
+    assert "nothing left" in warned[1].message and warned[1].document_id == "r3"  # type: ignore[attr-defined]
+    assert "doc:moysklad:return:r3" in ctx.state.data  # its resend is a duplicate, not a second warning
+
+
+async def test_a_return_of_goods_the_sale_did_not_have_takes_nothing_and_is_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ctx = context()
+    odd = p.sales_return("r9", pos=[p.position("3f4e5d6c-0b6c-11ef-0a80-0d6e00001234", 1, 99.0)])
+    replies = await calls(
+        ctx, ("/retaildemand", p.sale()), ("/retailsalesreturn", odd), ("/retailsalesreturn", odd)
+    )
+    assert replies == [(201, None)] * 3
+    assert [e.key for e in ctx.stored.values()] == ["moysklad:demand:5f6e7d8c-6ea1-11f0-0a80-0d6e00aabbcc"]
+    assert ctx.counts["bad_input"] == 1 and ctx.counts["duplicate"] == 1
+    assert sum(r.levelname == "WARNING" and "nothing left" in r.message for r in caplog.records) == 1
 
 
 async def test_gift_card_lookup_and_payment() -> None:

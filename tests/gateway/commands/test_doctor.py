@@ -24,6 +24,9 @@ from gateway.config import load_config
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from gateway.daemon import Daemon
+from gateway.outbox import Outbox
+from gateway.receipt import Event, EventKind
+from tests.gateway.receipt_fixtures import make_receipt
 
 KEY = "till-key-0123456789abcdef"
 ADMIN = "admin-key-0123456789abcdef"
@@ -116,6 +119,40 @@ async def test_healthy_set_up_is_all_ok(tmp_path: Path, tls_dir: Path, core: int
     ok = by_level(checks, "OK")
     assert ok["listener"].endswith(": ok") and "answered in" in ok["core"]
     assert "quick_check ok" in ok["outbox"] and "valid until" in ok["tls"]
+
+
+async def test_documents_in_the_operator_queue_are_a_warn_with_their_count(
+    tmp_path: Path, tls_dir: Path, core: int,
+) -> None:
+    """/healthz says ok (its status ignores the queue): the doctor still warns of what the core refused."""
+    path = write_config(tmp_path, tls_dir, core, free_port())
+    config = load_config(path)
+    umask = os.umask(0o077)  # what posgw run sets for the process
+    try:
+        outbox = await Outbox.open(config.outbox_path)  # two sales the core refused, before the start
+        try:
+            for n in ("1", "2"):
+                receipt = make_receipt(receipt_number=n)
+                await outbox.append(Event(EventKind.SALE, receipt.sale_key(), receipt.register_id,
+                                          receipt.occurred_at, receipt=receipt))
+            for row in await outbox.next_batch(10):
+                await outbox.mark_rejected(row.id, "UNKNOWN_CUSTOMER", "the core does not know the customer")
+        finally:
+            await outbox.close()
+        daemon = Daemon(config)
+        try:
+            await daemon.start()
+            checks = await asyncio.to_thread(doctor.diagnose, str(path), timeout=5.0)
+        finally:
+            await daemon.stop(timeout=3)
+    finally:
+        os.umask(umask)
+    assert by_level(checks, "OK")["listener"].endswith(": ok")
+    warned = by_level(checks, "WARN")
+    assert warned == {"operator queue": "2 document(s) the core refused are waiting"}, warned
+    queue = next(c for c in checks if c.name == "operator queue")
+    assert "posgw queue list" in queue.fix
+    assert [c.name for c in checks].index("operator queue") == [c.name for c in checks].index("listener") + 1
 
 
 def test_healthy_exit_0_and_lines(

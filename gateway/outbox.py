@@ -18,6 +18,8 @@ Invariants:
   * a copy that adds nothing: nothing changes (DEBUG);
   * a copy that adds something, stored row not delivered yet (pending, waiting, rejected): the
     stored payload is replaced by the merge, same key, same register_seq (``outcome="merged"``);
+    a rejected row (the operator queue) changes what ``posgw queue retry`` will send: WARNING
+    naming the key and what the copy adds, and its last_error (the queue listing) says so first;
     a copy of a *waiting* (or not yet sent) refund or cancel that names another sale (the driver
     learnt the sale's real key meanwhile) replaces the reference the core never knew, and a
     waiting row is woken. A pending row may be on its way to the core (sent, not acked): the
@@ -37,9 +39,15 @@ Invariants:
     payload is the new copy, its last_error names the stored row and summarises both versions),
     WARNING, ``outcome="conflict"``; never silently dropped. Its operator retry sends it under
     the original idempotency key: the core applies it only if the stored version was never
-    applied (else RECEIPT_CONFLICT again), so nothing is doubled.
-  In every case the copy is durable when append returns: the driver answers the till with its
-  vendor's success (the till did its part; resending would change nothing).
+    applied (else RECEIPT_CONFLICT again), so nothing is doubled. Bounded: while
+    :data:`MAX_OPEN_CONFLICTS` conflicting copies of the key wait in the operator queue, a new
+    one is refused: append raises :class:`ConflictLimit` (a retriable StorageError: nothing is
+    stored, the driver answers "not stored", the till keeps the copy and resends it), ERROR and
+    the alarm ``conflicts:<key>`` of the receipt's driver (cleared once a copy of the key is
+    stored again, after the operator resolved some); a till reusing a key cannot grow the
+    queue without bound, and nothing it was told is stored is dropped.
+  In every other case the copy is durable when append returns: the driver answers the till with
+  its vendor's success (the till did its part; resending would change nothing).
 - Per-register sequence numbers are assigned by the writer, gap-free and increasing in append
   order; pending rows are handed out in append (id) order, which is (register, seq) order
   within every register.
@@ -91,7 +99,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -116,6 +124,15 @@ log = logging.getLogger("posgw.outbox")
 T = TypeVar("T")
 PRUNE_EVERY_S = 3600.0
 REMIND_EVERY_S = 60.0  # while the outbox cannot be written: one ERROR reminder at most this often
+# conflicting copies of one key waiting in the operator queue (rejected) at most; a further one is
+# refused, not stored and not acknowledged (ConflictLimit): the till keeps it and resends it later
+MAX_OPEN_CONFLICTS = 100
+
+
+class ConflictLimit(StorageError):
+    """A conflicting copy was NOT stored: its key has :data:`MAX_OPEN_CONFLICTS` conflicting
+    copies in the operator queue already. Retriable: the till keeps it and resends it; it is
+    stored once the operator resolved (or retried) queued ones. Must not be acknowledged."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +228,7 @@ class Outbox:
         self._last_progress = last_progress  # the last delivery or rejection (0: none on record)
         self._last_prune = 0.0
         self._new_rows = asyncio.Event()
+        self._refused: set[str] = set()  # keys whose conflicting copies are refused (ConflictLimit)
         self._closed = False
         self.commits = 0  # successful group commits (for tests and the bench)
         self.rows_committed = 0  # new events stored
@@ -259,8 +277,10 @@ class Outbox:
         if outcome.duplicate:
             if outcome.conflicting:
                 done: tuple[str, str] = await self._submit(
-                    _Op("reconcile", self._future(), values={"event": event}))
+                    _Op("reconcile", self._future(), new=new, values={"event": event}))
                 self._log_copy(event, *done)
+                if done[0] == "refused":
+                    raise ConflictLimit(f"copy of {event.key} not stored: {done[1]}")
             self._count("duplicate")
             return False
         return True  # counted "stored" with its batch, in _after_commit
@@ -270,6 +290,14 @@ class Outbox:
         fields = {"key": event.key, "register": event.register_id}
         if outcome == "copy":
             log.debug("duplicate is a copy of the stored event", extra=fields)
+            return
+        if outcome == "refused":
+            self._conflict_limit(event, detail)
+            return
+        if outcome == "merged-queued":  # into a row of the operator queue: what a retry sends changed
+            self._count("merged")
+            log.warning("copy merged into an event in the operator queue: a retry sends the merged version",
+                        extra={**fields, "detail": detail, "action": "posgw queue list shows what it adds"})
             return
         self._count(outcome)
         if outcome == "correction":  # a new row to send: the sender need not wait for its poll
@@ -281,6 +309,31 @@ class Outbox:
                      extra={**fields, "correction": detail})
         else:
             self._log_conflict(event, detail)
+            if event.key in self._refused:  # stored again: the operator made room
+                self._refused.discard(event.key)
+                self._alarm(event, None)
+
+    def _conflict_limit(self, event: Event, detail: str) -> None:
+        """A conflicting copy refused (not stored): ERROR and an alarm once per key, until one is stored."""
+        self._count("refused")
+        if event.key in self._refused:
+            log.debug("conflicting copy refused again",
+                      extra={"key": event.key, "register": event.register_id})
+            return
+        self._refused.add(event.key)
+        message = (f"key {event.key}: {detail}; the till is answered 'not stored' and resends it. "
+                   "Resolve the queued conflicts (posgw queue list) and check the till's receipt numbering")
+        self._alarm(event, message)
+        log.error("conflicting copy refused: too many conflicting copies of its key in the operator queue",
+                  extra={"key": event.key, "register": event.register_id, "note": detail,
+                         "action": "posgw queue list / resolve the conflicts of this key; check the till's "
+                                   "numbering (a key reused for other receipts)"})
+
+    def _alarm(self, event: Event, message: str | None) -> None:
+        """The alarm of the driver that sent ``event`` (its receipt's driver, else "outbox")."""
+        if self._metrics is not None:
+            driver = (event.receipt.driver if event.receipt is not None else "") or "outbox"
+            self._metrics.alarm(driver, f"conflicts:{event.key}", message)
 
     def _log_conflict(self, event: Event, detail: str) -> None:
         log.warning("duplicate key with other content, the stored event is kept", extra={
@@ -288,17 +341,21 @@ class Outbox:
             "action": "the copy is in the operator queue (posgw queue list): resolve it, or retry it to "
                       "deliver it instead if the stored one was never applied; check the till's numbering"})
 
-    def _reconcile(self, conn: Connection, event: Event, now: float) -> tuple[str, str]:
+    def _reconcile(
+        self, conn: Connection, event: Event, now: float, new: db.NewEvent | None = None,
+    ) -> tuple[str, str]:
         """Writer thread, in the batch's transaction: reconcile ``event`` with the row stored under
         its key (re-read here, so the decision and the write are one atomic step). Returns
-        (outcome, detail): copy | merged | correction | conflict (module docstring)."""
+        (outcome, detail): copy | merged | merged-queued (into a rejected row) | correction |
+        conflict | refused (not stored: :class:`ConflictLimit`) (module docstring). ``new``: the
+        copy as append encoded it (else encoded here when needed)."""
         row = db.fetch_key(conn, event.key)
         if row is None:  # pragma: no cover - the append just found it
             return "copy", ""
         try:
             stored = event_from_json(row.payload)
         except (ValueError, KeyError, TypeError):
-            return self._store_conflict(conn, event, row, "the stored payload cannot be read", now)
+            return self._store_conflict(conn, event, row, "the stored payload cannot be read", now, new)
         merge = merge_copies(stored, event)
         if merge.verdict == CopyVerdict.SAME:
             return "copy", ""
@@ -316,8 +373,15 @@ class Outbox:
                     db.transition(conn, db.Action.WAKE, [(row.id, {"reason": ""})], now)
                 return "merged", f"row {row.id}: sale {stored.sale_key} -> {event.sale_key}"
         if merge.verdict == CopyVerdict.CONFLICT:
-            return self._store_conflict(conn, event, row, merge.why, now)
-        undelivered = (db.RowState.PENDING, db.RowState.WAITING, db.RowState.REJECTED)
+            return self._store_conflict(conn, event, row, merge.why, now, new)
+        if row.state == db.RowState.REJECTED:  # the operator's retry will send the merge: say so
+            changed = _changes(stored, merge.event)
+            note = (f"a later copy replaced this content at {_iso(now)} (it adds: {changed}); "
+                    f"posgw queue retry sends the merged version. {row.last_error}")
+            db.replace_payload(conn, row.id, event_to_json(merge.event), _envelope(merge.event), now,
+                               (db.RowState.REJECTED,), last_error=note)
+            return "merged-queued", f"row {row.id} (rejected, {row.reason}) now also has: {changed}"
+        undelivered = (db.RowState.PENDING, db.RowState.WAITING)
         if db.replace_payload(conn, row.id, event_to_json(merge.event), _envelope(merge.event), now,
                               undelivered):
             return "merged", f"row {row.id} ({row.state})"
@@ -332,7 +396,7 @@ class Outbox:
                 or (merged.hold_id, merged.offline, merged.expected_redeemed)
                 != (stored.hold_id, stored.offline, stored.expected_redeemed)):
             why = "a copy after delivery that spends points or takes a hold cannot be corrected automatically"
-            return self._store_conflict(conn, event, row, why, now)
+            return self._store_conflict(conn, event, row, why, now, new)
         fix = correction_event(merged)
         if self._insert(conn, fix, now).duplicate:  # the same late copy again: one correction
             return "copy", ""
@@ -365,32 +429,35 @@ class Outbox:
         return out
 
     def _store_conflict(
-        self, conn: Connection, event: Event, row: Any, why: str, now: float,
+        self, conn: Connection, event: Event, row: Any, why: str, now: float, new: db.NewEvent | None = None,
     ) -> tuple[str, str]:
-        """The copy as a rejected row ``<key>:conflict:<n>`` (the same copy twice: one row)."""
-        payload = event_to_json(event)
-        for n in range(1, 1000):
-            key = f"{event.key}:conflict:{n}"
-            known = db.fetch_key(conn, key)
-            if known is not None:
-                if bytes(known.payload) == payload:
-                    return "conflict", f"{why} (already in the operator queue as {key})"
-                continue
-            new = db.NewEvent(key, event.register_id, EventKind(event.kind).value, payload, _envelope(event))
-            db.insert_events(conn, [new], now, None)
-            self._reseq.add(event.register_id)
-            created = db.fetch_key(conn, key)
-            assert created is not None
-            try:
-                before = _summary(event_from_json(row.payload))
-            except (ValueError, KeyError, TypeError):
-                before = "unreadable"
-            message = (f"key {event.key} is stored as row {row.id} ({row.state}) with other content: {why}. "
-                       f"stored: {before}; this copy (row {created.id}): {_summary(event)}")
-            db.transition(conn, db.Action.REJECT, [(created.id, {"reason": "RECEIPT_CONFLICT",
-                                                                 "last_error": message[:2000]})], now)
-            return "conflict", f"{why} (in the operator queue as {key})"
-        return "conflict", f"{why} (too many conflicting copies: not stored again)"
+        """The copy as a rejected row ``<key>:conflict:<n>`` (the same copy twice: one row; n one
+        more than the highest so far). Never dropped: with :data:`MAX_OPEN_CONFLICTS` of them
+        waiting in the operator queue already, the copy is refused ("refused": append raises
+        :class:`ConflictLimit`, nothing stored, nothing acknowledged) instead of growing the queue
+        without bound behind one key; the operator resolving some makes room again."""
+        new = new if new is not None and new.key == event.key else _new_event(event.key, event)
+        known = db.fetch_conflicts(conn, event.key)
+        for n, _, payload in known:
+            if payload == new.payload:
+                return "conflict", f"{why} (already in the operator queue as {event.key}:conflict:{n})"
+        waiting = sum(1 for _, state, _ in known if state == db.RowState.REJECTED)
+        if waiting >= MAX_OPEN_CONFLICTS:
+            return "refused", f"{why}; {waiting} conflicting copies of it wait in the operator queue already"
+        key = f"{event.key}:conflict:{max((n for n, _, _ in known), default=0) + 1}"
+        db.insert_events(conn, [replace(new, key=key)], now, None)
+        self._reseq.add(event.register_id)
+        created = db.fetch_key(conn, key)
+        assert created is not None
+        try:
+            before = _summary(event_from_json(row.payload))
+        except (ValueError, KeyError, TypeError):
+            before = "unreadable"
+        message = (f"key {event.key} is stored as row {row.id} ({row.state}) with other content: {why}. "
+                   f"stored: {before}; this copy (row {created.id}): {_summary(event)}")
+        db.transition(conn, db.Action.REJECT, [(created.id, {"reason": "RECEIPT_CONFLICT",
+                                                             "last_error": message[:2000]})], now)
+        return "conflict", f"{why} (in the operator queue as {key})"
 
     async def _transition(self, action: db.Action, rows: list[tuple[int, dict[str, Any]]]) -> int:
         """Queue one state change (:data:`gateway.outbox_db.TRANSITIONS`) for the group commit;
@@ -703,7 +770,7 @@ class Outbox:
             db.note_retry(conn, op.row_id, op.values["error"], now)
             return True
         if op.kind == "reconcile":
-            return self._reconcile(conn, op.values["event"], now)
+            return self._reconcile(conn, op.values["event"], now, op.new)
         if op.kind == "state":
             v = op.values
             db.put_state(conn, v["driver"], v["key"], v["value"], now, v["keep_s"])
@@ -933,6 +1000,31 @@ def _report(text: str) -> SalvageReport:
 def _decode(r: Any) -> OutboxRow:
     """A row for display (its event decoded when asked for: a placeholder if unreadable)."""
     return _to_row(r)
+
+
+def _changes(before: Event, after: Event) -> str:
+    """The fields a merge changed (the event's and its receipt's), by name, with the new values
+    of the loyalty ones: "customer=phone:+7916..., fiscal_sign, payments"."""
+    shown = {"customer", "redeem_points", "redeem_max", "hold_id", "offline", "expected_redeemed", "sale_key"}
+    out: list[str] = []
+    pairs: list[tuple[Any, Any]] = [(before, after)]
+    if before.receipt is not None and after.receipt is not None:
+        pairs.append((before.receipt, after.receipt))
+    for old, new in pairs:
+        for f in fields(old):
+            if f.name in ("receipt", "_valid") or not f.compare:
+                continue
+            was, now = getattr(old, f.name), getattr(new, f.name)
+            if was != now:
+                if f.name == "customer" and now is not None:
+                    out.append(f"customer={now.kind}:{now.value}")
+                else:
+                    out.append(f"{f.name}={now}" if f.name in shown else f.name)
+    return ", ".join(out) or "nothing visible"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
 
 
 def _summary(ev: Event) -> str:

@@ -765,18 +765,34 @@ def fetch_key(conn: Connection, key: str) -> PendingRow | None:
     return None if r is None else PendingRow(*r)
 
 
+def fetch_conflicts(conn: Connection, key: str) -> list[tuple[int, str, bytes]]:
+    """(n, state, payload) of every row ``<key>:conflict:<n>`` (one range read of the key index),
+    within the caller's transaction."""
+    prefix = f"{key}:conflict:"
+    cur = raw(conn).cursor()
+    try:
+        found = cur.execute("SELECT key, state, payload FROM events WHERE key >= ? AND key < ?",
+                            (prefix, prefix[:-1] + chr(ord(":") + 1))).fetchall()
+    finally:
+        cur.close()
+    tails = ((k[len(prefix):], state, bytes(payload)) for k, state, payload in found)
+    return [(int(n), str(state), payload) for n, state, payload in tails if n.isdigit()]
+
+
 def replace_payload(
     conn: Connection, row_id: int, payload: bytes, envelope: bytes, now: float, states: Sequence[RowState],
+    last_error: str | None = None,
 ) -> int:
     """Replace the payload and the envelope (both of one event) of row ``row_id`` (same key,
     register and seq) if it is in one of ``states`` (the merge of a later copy into an
-    undelivered event); returns rows changed."""
+    undelivered event), and its last_error when given; returns rows changed."""
     marks = ", ".join("?" * len(states))
+    error, error_value = ("", ()) if last_error is None else (", last_error = ?", (last_error[:2000],))
     cur = raw(conn).cursor()
     try:
-        cur.execute(f"UPDATE events SET payload = ?, envelope = ?, updated_at = ? "
+        cur.execute(f"UPDATE events SET payload = ?, envelope = ?, updated_at = ?{error} "
                     f"WHERE id = ? AND state IN ({marks})",
-                    (payload, envelope, now, row_id, *(str(s) for s in states)))
+                    (payload, envelope, now, *error_value, row_id, *(str(s) for s in states)))
         return int(cur.rowcount)
     finally:
         cur.close()

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 
+from gateway import outbox as outbox_module
 from gateway.convert import envelope_body
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.errors import StorageError
 from gateway.metrics import Metrics
-from gateway.outbox import Outbox
+from gateway.outbox import ConflictLimit, Outbox
 from gateway.outbox_db import SCHEMA_VERSION
 from gateway.receipt import CustomerId, Event, EventKind, IdKind, Payment
 from gateway.sender import Sender
@@ -719,6 +720,71 @@ async def test_an_ack_for_content_merged_meanwhile_delivers_what_was_sent(
         again = await ob.get(other.id)
         assert again is not None and again.state == "delivered"
         assert len(await ob.rejected()) == 1 and await ob.next_batch(10) == []
+    finally:
+        await ob.close()
+
+
+async def test_a_copy_merged_into_a_rejected_row_says_so_in_the_queue(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The operator queue's row is what a retry sends: a copy merged into it is logged (WARNING,
+    key and what it adds) and its last_error says the content was replaced and by what."""
+    plugin, cloud = _evotor_copies()
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        await ob.append(cloud)
+        [row] = await ob.next_batch(10)
+        await ob.mark_rejected(row.id, "INSUFFICIENT_POINTS", "refused by the core")
+        with caplog.at_level(logging.WARNING, logger="posgw.outbox"):
+            assert await ob.append(plugin) is False
+        [queued] = await ob.rejected()
+        assert queued.id == row.id and queued.reason == "INSUFFICIENT_POINTS"
+        assert queued.event.receipt is not None and queued.event.receipt.customer is not None  # merged
+        assert queued.last_error.startswith("a later copy replaced this content")
+        assert "customer=phone:+79160000101" in queued.last_error and "cashier_id" in queued.last_error
+        assert queued.last_error.endswith("refused by the core")  # the rejection's own text is kept
+        [warning] = [r for r in caplog.records if "operator queue" in r.getMessage()]
+        assert warning.levelname == "WARNING" and warning.key == cloud.key  # type: ignore[attr-defined]
+        assert "customer=phone:+79160000101" in warning.detail  # type: ignore[attr-defined]
+        assert await ob.append(plugin) is False  # the same copy again adds nothing: no second note
+        [again] = await ob.rejected()
+        assert again.last_error == queued.last_error
+        assert await ob.retry(row.id)  # the retry sends the merged version
+        [pending] = await ob.next_batch(10)
+        assert pending.envelope == envelope_body(pending.event) and pending.payload == queued.payload
+    finally:
+        await ob.close()
+
+
+async def test_conflicting_copies_past_the_limit_are_refused_not_dropped(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MAX_OPEN_CONFLICTS conflicting copies of a key wait in the operator queue: the next one is
+    refused with a retriable StorageError (the driver answers "not stored", the till resends),
+    ERROR and the driver's alarm once; once the operator resolved one, the resend is stored."""
+    monkeypatch.setattr(outbox_module, "MAX_OPEN_CONFLICTS", 2)
+    m = Metrics()
+    ob = await Outbox.open(tmp_path / "o.db", metrics=m)
+    first, *copies = [sale("R1", 1, amount=10000 + i) for i in range(4)]  # one key, other amounts
+    try:
+        await ob.append(first)
+        assert await ob.append(copies[0]) is False and await ob.append(copies[1]) is False
+        queued = await ob.rejected()
+        assert [r.key for r in queued] == [f"{first.key}:conflict:1", f"{first.key}:conflict:2"]
+        with caplog.at_level(logging.DEBUG, logger="posgw.outbox"):
+            for _ in range(2):  # the till resends: refused each time, one ERROR
+                with pytest.raises(ConflictLimit, match="2 conflicting copies") as refused:
+                    await ob.append(copies[2])
+                assert refused.value.retriable and isinstance(refused.value, StorageError)
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(errors) == 1 and errors[0].key == first.key  # type: ignore[attr-defined]
+        alarm = ("native", f"conflicts:{first.key}")
+        assert alarm in m.alarms and "posgw queue list" in m.alarms[alarm][0]
+        assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "refused"}) == 2
+        assert len(await ob.rejected()) == 2 and (await ob.stats()).writable  # nothing stored
+        assert await ob.append(copies[0]) is False  # a copy already queued is still just a copy
+        assert await ob.resolve(queued[0].id, "checked with the shop")
+        assert await ob.append(copies[2]) is False  # room again: stored, the alarm is cleared
+        assert [r.key for r in await ob.rejected()] == [f"{first.key}:conflict:2", f"{first.key}:conflict:3"]
+        assert alarm not in m.alarms
     finally:
         await ob.close()
 

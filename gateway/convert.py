@@ -18,7 +18,7 @@ Pure functions, no I/O. Invariants:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -29,10 +29,28 @@ from gateway.receipt import CustomerId, Event, EventKind, IdKind, Line, Receipt
 # ---------------------------------------------------------------- canonical -> protobuf
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SECONDS = (-62_135_596_800, 253_402_300_799)  # 0001-01-01 .. 9999-12-31 UTC: Timestamp's valid range
+
+
+def set_time(ts: Timestamp, dt: datetime) -> None:
+    """Write the instant ``dt`` into ``ts``: the seconds and nanos ``Timestamp.FromDatetime``
+    writes (a naive datetime read as UTC), by integer arithmetic on the aware datetime instead
+    of the runtime's generic path (a tenth of its CPU: every sale's append and every calculate
+    writes one). Whatever the fast path does not cover goes through ``FromDatetime`` itself."""
+    if dt.utcoffset() is not None:
+        delta = dt - _EPOCH  # exact: timedelta keeps days, seconds and microseconds as integers
+        seconds = delta.days * 86_400 + delta.seconds
+        if _SECONDS[0] <= seconds <= _SECONDS[1]:
+            ts.seconds, ts.nanos = seconds, delta.microseconds * 1000
+            return
+    ts.FromDatetime(dt)  # naive (UTC by protobuf's rule), or out of range (it raises)
+
+
 def timestamp(dt: datetime) -> Timestamp:
     """An aware datetime -> protobuf Timestamp (UTC instant)."""
     ts = Timestamp()
-    ts.FromDatetime(dt)
+    set_time(ts, dt)
     return ts
 
 
@@ -96,7 +114,7 @@ def fill_draft(draft: pb.ReceiptDraft, r: Receipt) -> None:
     draft.redeem_points = r.redeem_points
     draft.redeem_max = r.redeem_max
     draft.occurred_at.SetInParent()
-    draft.occurred_at.FromDatetime(r.occurred_at)
+    set_time(draft.occurred_at, r.occurred_at)
     staff = draft.staff
     staff.SetInParent()
     staff.store_id, staff.terminal_id = r.store_id, r.register_id

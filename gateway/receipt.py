@@ -4,6 +4,12 @@ Invariants:
 - money is integer minor units (kopecks), quantities integer thousandths (1.5 kg = 1500);
   vendor decimals are converted once, at the edge, by :func:`to_minor` / :func:`to_milli`;
 - a ``Receipt``'s ``total`` equals the sum of its line amounts (checked by ``validate``);
+- :meth:`Receipt.validate` is the one check of a receipt's bounds, whoever asks (the driver's
+  wire parsing, :func:`sale_event`, the pipeline's :func:`validate_event` and ``calculate``);
+  it does the work once per receipt object: a receipt is frozen, and the one bound that depends
+  on the clock (not more than LATEST_AHEAD after now) only widens as time passes, so a receipt
+  found valid stays valid. A receipt made by ``dataclasses.replace`` is a new object, checked
+  anew;
 - an event's ``key`` (idempotency key) is derived from the till's own identity of the
   receipt: the vendor document id when there is one, else register + shift + number +
   fiscal sign. Never a fresh random value per attempt: the same receipt resent carries
@@ -146,13 +152,19 @@ class Receipt:
     redeem_max: bool = False
     payments: tuple[Payment, ...] = ()
     driver: str = ""
+    # set by validate() once it found this receipt sound (not a field of the receipt's value:
+    # not compared, hashed, shown or copied by dataclasses.replace)
+    _valid: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def total(self) -> int:
         return sum(line.amount for line in self.lines)
 
     def validate(self) -> Receipt:
-        """Raise :class:`BadInput` naming the field for anything the core would refuse."""
+        """Raise :class:`BadInput` naming the field for anything the core would refuse; return
+        the receipt. A receipt found sound is not checked again (see the module docstring)."""
+        if self._valid:
+            return self
         if not self.register_id:
             raise BadInput("register id is required", "register_id")
         check_id(self.register_id, "register_id")
@@ -193,6 +205,7 @@ class Receipt:
             raise BadInput("points to redeem must not be negative", "redeem_points")
         if self.redeem_points > MAX_AMOUNT:
             raise BadInput("points to redeem must be at most 10^13", "redeem_points")
+        object.__setattr__(self, "_valid", True)  # frozen: the one write, by the check itself
         return self
 
     def sale_key(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -18,6 +18,7 @@ from gateway.convert import (
     frame_envelope,
     line_to_pb,
     receipt_to_draft,
+    set_time,
     varint,
 )
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
@@ -241,3 +242,33 @@ def test_drafts_and_commits_written_in_place_are_the_messages_built_of_parts(eve
     if event.expected_redeemed is not None:
         commit.expected.CopyFrom(pb.Expected(redeemed_points=event.expected_redeemed))
     assert envelope_body(event) == pb.EventEnvelope(commit=commit).SerializeToString()
+
+
+_offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
+    lambda m: timezone(timedelta(minutes=m)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.none() | st.just(UTC) | _offsets))
+def test_set_time_writes_what_from_datetime_writes(when: datetime) -> None:
+    # any instant from year 1 to 9999, any offset, naive (read as UTC), microseconds; at the
+    # range's ends, where the UTC instant falls outside it, the same error as FromDatetime's
+    expected, got = Timestamp(), Timestamp()
+    try:
+        expected.FromDatetime(when)
+    except (ValueError, OverflowError) as exc:
+        with pytest.raises(type(exc)):
+            set_time(got, when)
+        return
+    set_time(got, when)
+    assert (got.seconds, got.nanos) == (expected.seconds, expected.nanos)
+    assert got.SerializeToString() == expected.SerializeToString()
+
+
+@pytest.mark.parametrize("when", [datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))),
+                                  datetime(9999, 12, 31, 23, 59, tzinfo=timezone(timedelta(hours=-5)))])
+def test_set_time_out_of_range_fails_as_from_datetime(when: datetime) -> None:
+    with pytest.raises(OverflowError):
+        Timestamp().FromDatetime(when)
+    with pytest.raises(OverflowError):
+        set_time(Timestamp(), when)

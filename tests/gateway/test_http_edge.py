@@ -101,6 +101,34 @@ async def test_read_body_gives_up_on_a_slow_sender(echo_url: str) -> None:
         assert resp.status == 408
 
 
+
+async def _raw_post(url: str, body: bytes, *, chunked: bool) -> bytes:
+    """POST ``body`` in one write (head and body together: it has wholly arrived when the
+    handler starts), chunked or with a Content-Length; the answer's status line and body."""
+    host, port = url.split("/")[2].split(":")
+    if chunked:
+        head = b"Transfer-Encoding: chunked\r\n"
+        payload = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:500], body[500:]) if part)
+        payload += b"0\r\n\r\n"
+    else:
+        head, payload = b"Content-Length: %d\r\n" % len(body), body
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(b"POST / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + head + b"\r\n" + payload)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    status, _, rest = answer.partition(b"\r\n")
+    return status.split(b" ")[1] + b" " + rest.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+async def test_read_body_takes_a_body_that_already_arrived_within_the_same_limits(
+        echo_url: str, chunked: bool) -> None:
+    assert await _raw_post(echo_url, b"z" * 1000, chunked=chunked) == b"200 " + b"z" * 1000
+    assert await _raw_post(echo_url, b"", chunked=chunked) == b"200 "
+    if chunked:  # no Content-Length to refuse it by: refused by what arrived
+        assert await _raw_post(echo_url, b"z" * 1025, chunked=True) == b"413 1024"
+
 REFUSALS = Refusals(
     unauthorized=lambda why: f'{{"e":"{why}"}}'.encode(), timeout=b'{"e":"slow"}',
     too_large=lambda n: str(n).encode(), bad_input=lambda exc: exc.field.encode(),

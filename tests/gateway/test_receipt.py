@@ -140,6 +140,31 @@ def test_validate_returns_the_receipt_when_sound() -> None:
     assert many.validate() is many
 
 
+
+def test_validate_checks_a_receipt_once_and_a_replaced_one_anew(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the driver's parsing, sale_event and the pipeline each ask; the checks run once per receipt
+    r, twin = receipt(), receipt()
+    assert r.validate() is r
+    calls: list[str] = []
+    monkeypatch.setattr("gateway.receipt.check_time", lambda *a, **k: calls.append("checked"))
+    assert r.validate() is r and sale_event(r).receipt is r
+    assert calls == []  # found sound before: not checked again
+    validate_event(sale_event(r))
+    assert calls == ["checked"]  # the event's own time; its receipt is not checked again
+    calls.clear()
+    # being checked is not part of the receipt's value
+    assert r == twin and hash(r) == hash(twin) and repr(r) == repr(twin)
+    changed = replace(r, receipt_number="43")  # a new receipt: checked anew
+    assert changed.validate() is changed and calls == ["checked"]
+    with pytest.raises(BadInput) as info:
+        replace(r, register_id="").validate()
+    assert info.value.field == "register_id"
+    bad = replace(r, redeem_points=-1)
+    for _ in range(2):  # a receipt found unsound is checked again at every ask, and fails again
+        with pytest.raises(BadInput) as info:
+            validate_event(Event(EventKind.SALE, "k", "R1", AT, receipt=bad))
+        assert info.value.field == "redeem_points"
+
 def _bad_line_receipts() -> list[tuple[Receipt, str, str]]:
     ok = line("0")
     cases: list[tuple[tuple[Line, ...], str, str]] = [

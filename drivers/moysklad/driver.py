@@ -49,7 +49,7 @@ from aiohttp import web
 
 from drivers.moysklad import NAME, mapping, wire
 from drivers.moysklad.config import Config
-from gateway import http_edge
+from gateway import fields, http_edge
 from gateway.driver import CalcClaims, CalcResult, DriverContext, Finding, Refusals
 from gateway.errors import BadInput, BusinessRejection, GatewayError
 from gateway.receipt import CustomerId, Event, IdKind
@@ -222,17 +222,19 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
         kinds = [IdKind.PHONE, IdKind.CARD] if digits and len(digits) >= 10 else [IdKind.CARD]
         for kind in kinds:
             try:
-                value = text if kind is IdKind.CARD else ("+7" if len(digits) == 10 else "+") + digits
+                # a phone goes as typed (8 903…, +7 903…, 7903…, 903… without +7): the core and the
+                # offline snapshot normalise it; a card as typed
+                who = fields.customer(kind, text, "search")
                 ctx.count("identify")
-                info = await ctx.identify(CustomerId(kind, value))
+                info = await ctx.identify(who)
             except BadInput:
                 continue
             if info is not None:
                 row = {"id": customer_uuid(info.customer_id), "name": info.display_name or "Покупатель"}
                 if kind is IdKind.PHONE:
-                    row["phone"] = value
+                    row["phone"] = "+" + mapping.phone_key(text)
                 else:
-                    row["discountCardNumber"] = value
+                    row["discountCardNumber"] = text
                 rows.append(row)
                 break
         return self._answer(200, wire.render_rows(rows))

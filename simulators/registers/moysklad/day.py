@@ -154,11 +154,14 @@ class Day:
             ):
                 await self._ok(await c.create(who, "CHECKED"), (200, 201, 204), "create CHECKED")
                 await self._ok(await c.create(who, "CHECKED"), (200, 201, 204), "create resent")
-        found = await c.search(self.phone[-10:])
-        r.check(
-            found.status == 200 and len(found.data.get("rows", [])) == 1,
-            f"search: {found.status} {found.data}",
-        )
+        ten = self.phone[-10:]  # the cashier types the phone in any spelling: each finds the customer
+        eight = f"8 ({ten[:3]}) {ten[3:6]}-{ten[6:8]}-{ten[8:]}"
+        for typed in (ten, eight, f"+7 {ten[:3]} {ten[3:]}", "7" + ten):
+            found = await c.search(typed)
+            r.check(
+                found.status == 200 and len(found.data.get("rows", [])) == 1,
+                f"search {typed!r}: {found.status} {found.data}",
+            )
         balance = await self._balance(who, None, "registered")
         # -- earning: recalc repeated while items change, then the sale, then the sale resent
         items = [Item(c.uuid(), 12990, 1000)]

@@ -8,6 +8,7 @@ import asyncio
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -17,6 +18,7 @@ from gateway.driver import CustomerInfo
 from gateway.errors import CoreUnavailable
 from gateway.pipeline import apply_claims
 from gateway.receipt import CustomerId, IdKind, Receipt
+from gateway.rules.identity import normalize_phone
 from tests.drivers.fake_context import FakeContext, calc_result, serve, token
 from tests.drivers.moysklad import payloads as p
 
@@ -56,6 +58,17 @@ def context(desk: FakeDesk | None = None) -> FakeContext:
         ctx.desk = desk  # type: ignore[attr-defined]
     ctx.known[p.PHONE] = CustomerInfo("7", "Анна П.", "base", 500, offline=False)
     ctx.known["7"] = ctx.known[p.PHONE]
+
+    async def identify(who: CustomerId) -> CustomerInfo | None:  # a phone normalised as the core does
+        value = who.value
+        if who.kind is IdKind.PHONE:
+            try:
+                value = normalize_phone(who.value)
+            except ValueError:
+                return None
+        return ctx.known.get(value)
+
+    ctx.identify = identify  # type: ignore[method-assign]
 
     def calc(r: Receipt) -> Any:  # the core spreads what is redeemed: 10 % each line, earns 5 %
         spend = 125 if (r.redeem_max or r.redeem_points >= 125) else r.redeem_points
@@ -504,3 +517,19 @@ async def test_a_kept_token_that_no_longer_verifies_grants_nothing(caplog: pytes
     [event] = ctx.stored.values()
     assert event.calc_token == "" and event.receipt is not None and event.receipt.redeem_points == 0
     assert any(r.levelname == "WARNING" and "does not verify" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["8 903 123-45-67", "8 (903) 123-45-67", "89031234567", "+7 903 123-45-67", "79031234567", "9031234567"],
+)
+async def test_search_finds_the_customer_whatever_the_phone_spelling(typed: str) -> None:
+    """The phone goes to the core as typed and the core normalises it (the test context does, with
+    the function the reference core uses); "8 903…" used to become "+8903…", nobody's number."""
+    ctx = context()
+    query = f"search={quote(typed)}&retailStoreId={p.STORE_ID}"
+    status, body = await call(ctx, f"/counterparty?{query}", method="GET")
+    assert (status, body) == (
+        200,
+        {"rows": [{"id": customer_uuid("7"), "name": "Анна П.", "phone": "+79031234567"}]},
+    )

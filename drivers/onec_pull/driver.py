@@ -12,6 +12,8 @@ deadline; the WSDL is loaded once and kept (again after a failure). A 401/403 ra
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -123,7 +125,10 @@ class FeedSource:
         return poll.Page(docs, str(number))
 
     def doc_id(self, doc: dict[str, Any]) -> str:
-        return str(doc.get("Id") or "")[:128] or "no-id"
+        """The receipt's 1C ``Id``; a record without one is named ``no-id-<digest of its content>``:
+        each such record keeps its own skipped record (one key for all overwrote the first), and a
+        re-read of the same record names it the same."""
+        return str(doc.get("Id") or "")[:128] or "no-id-" + _digest(doc)
 
     def to_event(self, doc: dict[str, Any]) -> Event | None:
         if not isinstance(doc, dict):
@@ -131,6 +136,11 @@ class FeedSource:
         return mapping.to_event(
             doc, self.zone, store_id=self.config.store_id, pv=self.config.point_value_kopecks
         )
+
+
+def _digest(doc: Mapping[str, Any]) -> str:
+    text = json.dumps(doc, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class OneCPullDriver:

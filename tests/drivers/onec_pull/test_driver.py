@@ -5,6 +5,7 @@ backwards after an infobase restore, the soap:address never called."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from drivers.onec_pull.driver import AUTH_ALARM, OneCPullDriver, create
 from drivers.onec_pull.mapping import doc_key
-from gateway.poll import PollOptions
+from gateway.poll import SKIPPED_PREFIX, PollOptions
 from simulators.registers.onec_pull import FakePublication
 from tests.drivers.onec_pull.receipts import PASSWORD, USER, config, receipt
 from tests.drivers.outbox_context import OutboxContext, until
@@ -82,6 +83,36 @@ async def test_a_restored_infobase_numbering_backwards_is_followed(
     await drain(ctx, pub, OneCPullDriver(config(pub), options=FAST), 5)
     assert sorted(ctx.rows()) == sorted(doc_key(receipt(i)["Id"]) for i in range(1, 6))
     assert ctx.counts["committed"] == 1 and ctx.counts["duplicate"] >= 1
+
+
+async def test_every_receipt_without_an_id_keeps_its_own_skipped_record(
+    tmp_path: Path, pub: FakePublication
+) -> None:
+    def watch(ctx: OutboxContext) -> dict[str, str]:
+        puts: dict[str, str] = {}
+        ctx.state.on_put = lambda key, value: (
+            puts.update({key: value}) if key.startswith(SKIPPED_PREFIX) else None)
+        return puts
+
+    ctx = await OutboxContext.open("onec_pull", tmp_path)
+    skipped = watch(ctx)
+    nameless = [{k: v for k, v in receipt(n).items() if k != "Id"} for n in (1, 2)]
+    pub.publish(nameless[0], receipt(3), nameless[1])
+    await drain(ctx, pub, OneCPullDriver(config(pub), options=FAST), 1)
+    assert ctx.rows() == [doc_key(receipt(3)["Id"])] and ctx.counts["bad_input"] == 2
+    assert len(skipped) == 2 and all(k.startswith(SKIPPED_PREFIX + "no-id-") for k in skipped), skipped
+    assert all("Id" in json.loads(v)["error"] for v in skipped.values())
+    pub.restore(0)  # the same records read again: the same two names, nothing new
+    ctx = ctx.fresh()
+    again = watch(ctx)
+    task = asyncio.create_task(OneCPullDriver(config(pub), options=FAST).run(ctx))
+    try:
+        await until(lambda: task.done() or len(again) >= 2, timeout=20)
+        assert not task.done(), task
+    finally:
+        ctx.stopping.set()
+        await task
+    assert set(again) == set(skipped) and ctx.rows() == [doc_key(receipt(3)["Id"])]
 
 
 def test_create_reads_the_section() -> None:

@@ -15,7 +15,8 @@ background tills, on a 2-core machine shared with other test runs, where either 
 descheduled for some tens of ms. Before the fix (issue 11, item 5) answers came at 350-650 ms
 during core restarts on such a machine: the offline answer's calc memory write (a group commit
 with fsync) ran after the budget, unbounded. The histogram check has no slack: a late answer
-there is the gateway's own.
+there is the gateway's own. ``test_core_restarted_while_a_till_asks`` (the one that flaked under
+load) asserts the gateway's measure and what the till got, not the till's wall clock.
 """
 
 from __future__ import annotations
@@ -103,6 +104,12 @@ async def calc_over_budget(stack: Stack) -> float:
     return over
 
 
+async def calc_answers(stack: Stack) -> float:
+    """Calculate answers the gateway's histogram measured (all drivers and modes)."""
+    metrics = await stack.metrics()
+    return sum(v for name, v in metrics.items() if name.startswith("posgw_calc_seconds_count"))
+
+
 @pytest_asyncio.fixture(loop_scope="module", autouse=True)
 async def gateway_kept_its_budget(world: World) -> AsyncIterator[None]:
     """After every test: no answer the gateway measured (the tills' too) was above the budget."""
@@ -180,14 +187,22 @@ async def test_flapping_link(world: World) -> None:
 
 
 async def test_core_restarted_while_a_till_asks(world: World) -> None:
-    """Issue 11 item 5: the core restarted (SIGTERM, graceful stop, a new process) while a till
-    asks continuously; before the fix a till saw 382 ms with a 300 ms budget."""
+    """Issue 11 item 5: the core restarted (SIGTERM, graceful stop, a new process) twice while a till
+    asks continuously. What the till gets: an answer to every calculate (200, online or offline:
+    the restarts show as offline answers), each within its budget as the gateway measures it
+    (``posgw_calc_seconds`` counts every one of them and none above the budget's bucket), and
+    every sale acknowledged and applied at the core exactly once. Before the fix the offline
+    answer's calc memory write ran after the budget, unbounded (the gateway answered at 350-650
+    ms with a 300 ms budget). No wall-clock figure at the till is asserted: the machine is shared."""
+    rec = world.till.rec
+    asked, answered, errors = rec.receipts, len(rec.calc_ms), rec.errors
+    measured, over = await calc_answers(world.stack), await calc_over_budget(world.stack)
     stop = asyncio.Event()
     samples: list[tuple[float, bool]] = []
 
     async def ask() -> None:  # whole sales only: a cancelled sale would leave an unknown ack
         while not stop.is_set():
-            samples.extend(await probe(world.till, 1, PHONES[0]))
+            samples.extend(await probe(world.till, 1, PHONES[0]))  # asserts each sale acknowledged
             await asyncio.sleep(0.01)
 
     async with world.traffic():
@@ -199,10 +214,16 @@ async def test_core_restarted_while_a_till_asks(world: World) -> None:
         finally:
             stop.set()
             await asker
+    print(f"core restarted twice: {figures(samples)}")
+    asked = rec.receipts - asked
+    assert asked == len(samples) > 0 and rec.errors == errors, rec.error_messages[-5:]
+    assert len(rec.calc_ms) - answered == asked, "a calculate was not answered 200"
     assert sum(off for _, off in samples) > 0, "the restarts were not seen by the till"
-    assert_within_budget(samples, "core restarted twice")
+    assert await calc_answers(world.stack) - measured >= asked  # the gateway measured each answer
+    late = await calc_over_budget(world.stack) - over
+    assert late == 0, f"posgw_calc_seconds counts {late:g} answers above the {BUDGET_MS} ms budget"
     await wait_online(world)
-    await world.settle()
+    await world.settle()  # nothing lost: every acknowledged sale at the core exactly once
 
 
 async def test_core_restarted_as_new_process(world: World) -> None:

@@ -49,7 +49,7 @@ from aiohttp import web
 
 from drivers.moysklad import NAME, mapping, wire
 from drivers.moysklad.config import Config
-from gateway import fields, http_edge
+from gateway import fields, http_edge, slip
 from gateway.driver import CalcClaims, CalcResult, DriverContext, Finding, Refusals
 from gateway.errors import BadInput, BusinessRejection, GatewayError
 from gateway.receipt import CustomerId, Event, IdKind
@@ -86,11 +86,6 @@ class Refused(Exception):
 
 def customer_uuid(customer_id: str) -> str:
     return str(uuid.uuid5(ID_NAMESPACE, customer_id))
-
-
-def mask(phone: str) -> str:
-    digits = "".join(ch for ch in phone if ch.isdigit())
-    return f"+{digits[:4]}***{digits[-4:]}" if len(digits) >= 8 else "***"
 
 
 class MoySkladDriver(http_edge.HttpDriver[Config]):
@@ -282,7 +277,8 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             )
         if purpose == "spending":
             await ctx.state.put(f"code:{mapping.phone_key(phone)}", sent.code, keep_s=CODE_KEEP_S)
-        return self._answer(200, wire.render_code(sent.code, repeat, f"Код отправлен в SMS на {mask(phone)}"))
+        shown = slip.mask(mapping.phone_key(phone))  # the last four digits, however the phone is spelt
+        return self._answer(200, wire.render_code(sent.code, repeat, f"Код отправлен в SMS на {shown}"))
 
     async def _registration_code(self, ctx: DriverContext, body: bytes) -> web.Response:
         ask = wire.parse_registration_code(body)
@@ -326,6 +322,15 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             mapping.calc_receipt(req, None, 0, False, now=self.now())  # bounds checked all the same
             ctx.count("calc")
         token = "" if result is None else result.token  # what the sale of these goods commits with
+        # the receipt names the customer by what the cashier knows (masked): phone, else card
+        phone = (found[1] if found else "") or req.agent.phone
+        shown = (
+            CustomerId(IdKind.PHONE, mapping.phone_key(phone))  # digits: slip masks all but the last four
+            if phone
+            else CustomerId(IdKind.CARD, req.agent.card)
+            if req.agent.card
+            else None if result is None else result.customer
+        )
         if result is not None and not result.customer_found:
             result = None
         balance = 0 if result is None or result.balance is None else result.balance
@@ -334,9 +339,7 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             result,
             balance=balance,
             need_code=self.config.codes_for_spending,
-            extra_info=""
-            if result is None
-            else mapping.extra_info(result.redeemed_points, result.points_to_accrue),
+            extra_info="" if result is None else slip.slip_text(shown, result, print_balance=False),
         )
         key = mapping.calc_key(req.store, req.agent, req.positions)
         if key and (await ctx.state.get(key) or "") != token:  # written only when it changes

@@ -318,11 +318,3 @@ def refund_of(doc: Document, sale_key: str, lines: Mapping[str, int], *, key: st
         refund_lines=tuple(RefundLine(k, q) for k, q in sorted(lines.items())),
     )
 
-
-def extra_info(spend: int, earn: int) -> str:
-    parts = []
-    if spend:
-        parts.append(f"Списано баллов: {spend}")
-    if earn:
-        parts.append(f"Начислено баллов: {earn}")
-    return "\n".join(parts)

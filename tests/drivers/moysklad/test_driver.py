@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,7 +14,7 @@ from urllib.parse import quote
 import pytest
 
 from drivers.moysklad import mapping, wire
-from drivers.moysklad.driver import check, create, customer_uuid, mask
+from drivers.moysklad.driver import check, create, customer_uuid
 from gateway.driver import CustomerInfo
 from gateway.errors import CoreUnavailable
 from gateway.pipeline import apply_claims
@@ -139,7 +140,7 @@ async def test_unchecked_customer_is_asked_for_a_code_then_registered_when_check
         {
             "verificationCode": "4821",
             "timeForRepeat": 60,
-            "messageForCashier": "Код отправлен в SMS на +7903***4321",
+            "messageForCashier": "Код отправлен в SMS на *4321",
         },
     )
     assert made == (201, None)
@@ -359,10 +360,6 @@ async def test_storage_failure_is_503_and_not_remembered() -> None:
     assert not any(k.startswith("doc:") for k in ctx.state.data)
 
 
-def test_mask_keeps_the_ends_only() -> None:
-    assert mask("+7 903 123-45-67") == "+7903***4567" and mask("12") == "***"
-
-
 async def test_a_base_url_registered_with_a_trailing_slash_still_routes() -> None:
     ctx = context()
     async with serve(driver(), ctx) as client:
@@ -533,3 +530,21 @@ async def test_search_finds_the_customer_whatever_the_phone_spelling(typed: str)
         200,
         {"rows": [{"id": customer_uuid("7"), "name": "Анна П.", "phone": "+79031234567"}]},
     )
+
+
+@pytest.mark.parametrize(
+    ("offline", "text"),
+    [
+        (False, "Карта *4567\nСписано баллов: 125\nНачислено баллов: 56"),
+        (True, "Карта *4567\nСписано баллов: 125\nБудет начислено баллов: 56"),
+    ],
+    ids=["online", "offline"],
+)
+async def test_receipt_text_is_the_gateway_slip(offline: bool, text: str) -> None:
+    """receiptExtraInfo is gateway.slip's text (the customer masked to the last four digits; an
+    offline answer's accrual is provisional); MoySklad prints it on the receipt."""
+    ctx = context()
+    online = ctx.calc
+    ctx.calc = lambda r: dataclasses.replace(online(r), offline=offline)
+    status, body = await call(ctx, "/retaildemand/recalc", p.recalc(spending=True))
+    assert status == 200 and body["bonusProgram"]["receiptExtraInfo"] == text

@@ -26,7 +26,7 @@ offline flag); points spent are checked against what that token redeemed.
 
 The driver's state (``ctx.state``): ``link:<msId>`` (MoySklad counterparty -> core customer and
 phone), ``calc:<digest>`` (the calc token of the last recalc of those goods for that customer at
-that store, kept a day, cleared by its sale),
+that store when it redeemed, held or was answered offline; kept a day, cleared by its sale),
 ``code:<phone digits>`` (the spending code handed to the till, kept for the code's life),
 ``doc:<key>`` (content digest of a stored document, written last), ``sale:<key>`` (a sale's lines),
 ``returned:<sale key>`` (what each return took back) and ``gift:<name>`` (kopecks each sale paid with a
@@ -321,7 +321,12 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
         else:
             mapping.calc_receipt(req, None, 0, False, now=self.now())  # bounds checked all the same
             ctx.count("calc")
-        token = "" if result is None else result.token  # what the sale of these goods commits with
+        # what the sale of these goods commits with: kept when it says something the sale does not
+        # (points redeemed, the core's hold, the offline flag), as the pipeline's own calc memory;
+        # an online earning answer's token would change nothing, and a durable write per item change
+        # is not free
+        says = result is not None and bool(result.redeemed_points or result.hold_id or result.offline)
+        token = result.token if result is not None and says else ""
         # the receipt names the customer by what the cashier knows (masked): phone, else card
         phone = (found[1] if found else "") or req.agent.phone
         shown = (

@@ -548,3 +548,24 @@ async def test_receipt_text_is_the_gateway_slip(offline: bool, text: str) -> Non
     ctx.calc = lambda r: dataclasses.replace(online(r), offline=offline)
     status, body = await call(ctx, "/retaildemand/recalc", p.recalc(spending=True))
     assert status == 200 and body["bonusProgram"]["receiptExtraInfo"] == text
+
+
+async def test_the_last_recalc_of_a_basket_wins_and_an_online_earning_one_keeps_nothing() -> None:
+    """The cashier asked to spend, then went back to earning (the till applies the last answer):
+    the sale cannot spend what the first recalc offered. An online earning answer's token would
+    change nothing in the sale, so none is written (a durable write per item change saved)."""
+    ctx = context()
+    async with serve(driver(codes_for_spending=False), ctx) as client:
+
+        async def post(path: str, body: Any) -> int:
+            resp = await client.post(f"/v1/moysklad{path}", data=p.dumps(body), headers=p.HEADERS)
+            return resp.status
+
+        assert await post("/retaildemand/recalc", p.recalc()) == 200
+        assert not any(k.startswith("calc:") for k in ctx.state.data)
+        assert await post("/retaildemand/recalc", p.recalc(spending=True)) == 200
+        assert [v != "" for k, v in ctx.state.data.items() if k.startswith("calc:")] == [True]
+        assert await post("/retaildemand/recalc", p.recalc()) == 200
+        assert [v for k, v in ctx.state.data.items() if k.startswith("calc:")] == [""]
+        assert await post("/retaildemand", p.sale(spend=125)) == 412
+    assert ctx.stored == {}

@@ -163,3 +163,26 @@ def test_moment_is_moscow_time_and_checked() -> None:
 @pytest.mark.parametrize("phone", ["+7 903 123-45-67", "89031234567", "9031234567", "+7(903)1234567"])
 def test_phone_key_is_one_spelling(phone: str) -> None:
     assert mapping.phone_key(phone) == "79031234567"
+
+
+def test_calc_key_names_a_recalc_and_the_sale_of_its_goods_alike() -> None:
+    """The sale carries the recalc's answer: split parts, discounted prices, no idType, the agent
+    without its phone; the key is the same. Other goods, customer or store: another key."""
+    asked = [p.position("x", 3, 100.00), p.position("y", 1, 5)]
+    recalc = wire.parse_recalc(p.dumps(p.recalc(positions=asked)))
+    split = [
+        p.position("y", 1, 5, discountedPrice=5),
+        p.position("x", 2, 100.00, discountedPrice=96.67),
+        p.position("x", 1, 100.00, discountedPrice=96.66),
+    ]
+    sale = wire.parse_sale(p.dumps(p.sale(pos=split, spend=10)))
+    key = mapping.calc_key(recalc.store, recalc.agent, recalc.positions)
+    assert key.startswith("calc:") and key == mapping.calc_key(sale.store, sale.agent, sale.positions)
+    others = [
+        mapping.calc_key(sale.store, sale.agent, sale.positions[:2]),
+        mapping.calc_key(sale.store, wire.Agent(ms_id="someone-else"), sale.positions),
+        mapping.calc_key("another-store", sale.agent, sale.positions),
+    ]
+    assert key not in others and len(set(others)) == 3
+    assert mapping.calc_key(sale.store, None, sale.positions) == ""
+    assert mapping.calc_key(sale.store, wire.Agent(), sale.positions) == ""

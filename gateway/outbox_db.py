@@ -614,7 +614,6 @@ class AppendOutcome:
     register_seq: int  # 0 for a duplicate
     duplicate: bool
     conflicting: bool  # a duplicate key whose stored content differs
-    stored: bytes = b""  # the stored payload, when conflicting
 
 
 # new rows start pending (the one state no action leads into first)
@@ -683,8 +682,7 @@ def insert_events(
         touched: dict[str, int] = {}
         for ev in new:
             if ev.key in stored:
-                differs = stored[ev.key] != ev.payload
-                out.append(AppendOutcome(0, True, differs, stored[ev.key] if differs else b""))
+                out.append(AppendOutcome(0, True, stored[ev.key] != ev.payload))
                 continue
             reg = ev.register_id
             seq = touched.get(reg) or last.get(reg) or known.get(reg, 0)

@@ -484,11 +484,14 @@ class Sender:
     async def _waiting_loop(self, stopping: asyncio.Event) -> None:
         """Wake waiting rows whose sale was just delivered, and those due on their backoff; send
         those past ``wait_for_sale_s`` to the operator queue (module docstring). Storage trouble is
-        retried at the next check; the rows stay where they are."""
+        retried at the next check; the rows stay where they are. Looks every ``wait_initial_s``
+        (at most 1 s) while rows wait; with none waiting (only this sender sets rows aside), it
+        sleeps until one is set aside."""
         check = min(self._wait_initial_s, 1.0)
         while not stopping.is_set():
+            # none waiting: sleep until a row is set aside (the marker sets the event), no polling
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(check):
+                async with asyncio.timeout(check if self._any_waiting else None):
                     await self._sale_delivered.wait()
             self._sale_delivered.clear()
             # kept a minute: a refund deferred in the same ack batch may be marked waiting after this look

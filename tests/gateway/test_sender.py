@@ -606,3 +606,45 @@ async def test_delivered_sales_look_for_waiting_rows_only_while_some_may_exist(t
         assert looks < 50  # the first look, then one a second at most (none is waiting)
     finally:
         await ob.close()
+
+
+async def test_with_nothing_waiting_the_waiting_rows_are_not_polled(tmp_path: Path) -> None:
+    """No waiting row: the waiting loop sleeps until a row is set aside (no look per
+    wait_initial_s); a refund set aside later is still looked at and woken by its sale."""
+    core = FakeCore()
+    ob = await Outbox.open(tmp_path / "o.db")
+    looks = 0
+    read_waiting = ob.waiting
+
+    async def counted(limit: int = 10_000) -> list[OutboxRow]:
+        nonlocal looks
+        looks += 1
+        return await read_waiting(limit)
+
+    ob.waiting = counted  # type: ignore[method-assign]
+    try:
+        await ob.append(sale("R1", 1))
+        sender = Sender(ob, InProcClient(core), wait_initial_s=0.01, **FAST)
+        async with running(sender):
+            for _ in range(500):  # delivered, and the first look at start (none waiting): then it sleeps
+                if looks and core.applications[sale("R1", 1).key]:
+                    break
+                await asyncio.sleep(0.01)
+            before = looks
+            await asyncio.sleep(0.2)  # twenty of the old one-per-wait_initial_s looks
+            assert looks == before == 1
+            rf = refund("R1", 2, sale("R1", 2).key)  # set aside: the loop looks again
+            await ob.append(rf)
+            for _ in range(500):
+                if await ob.waiting():
+                    break
+                await asyncio.sleep(0.01)
+            await ob.append(sale("R1", 2))  # its sale: the refund is woken and applied after it
+            for _ in range(500):
+                if core.applications[rf.key]:
+                    break
+                await asyncio.sleep(0.01)
+        assert core.order["R1"] == [sale("R1", 1).key, sale("R1", 2).key, rf.key]
+        assert looks > before
+    finally:
+        await ob.close()

@@ -19,7 +19,8 @@ Invariants:
   * a copy that adds something, stored row not delivered yet (pending, waiting, rejected): the
     stored payload is replaced by the merge, same key, same register_seq (``outcome="merged"``);
     a rejected row (the operator queue) changes what ``posgw queue retry`` will send: WARNING
-    naming the key and what the copy adds, and its last_error (the queue listing) says so first;
+    naming the key and what the copy adds, and its last_error (the queue listing) says so first
+    (so does the rejection of a row the core refused while a copy merged into it in flight);
     a copy of a *waiting* (or not yet sent) refund or cancel that names another sale (the driver
     learnt the sale's real key meanwhile) replaces the reference the core never knew, and a
     waiting row is woken. A pending row may be on its way to the core (sent, not acked): the
@@ -423,6 +424,27 @@ class Outbox:
             out.append((merged, *self._reconcile(conn, merged, now)))
         return out
 
+    def _reject_sent(
+        self, conn: Connection, rows: list[tuple[int, dict[str, Any]]], sent: list[OutboxRow], now: float,
+    ) -> int:
+        """Writer thread: :meth:`mark_rejected` with the row as sent. The core refused the content
+        sent; a row merged since is rejected with the merge (what ``posgw queue retry`` sends: the
+        core never applied the key) and its last_error says so first."""
+        changed = db.transition(conn, db.Action.REJECT, rows, now, [r.payload for r in sent])
+        if changed == len(rows):
+            return changed
+        for (row_id, values), was in zip(rows, sent, strict=True):
+            now_row = db.fetch_key(conn, was.key)
+            if (now_row is None or now_row.id != row_id or now_row.state != db.RowState.PENDING
+                    or bytes(now_row.payload) == was.payload):
+                continue
+            note = (f"a later copy was merged into this event while the core refused the content sent (it "
+                    f"adds: {_changes(was.event, _to_row(now_row).event)}); posgw queue retry sends the "
+                    f"merged version. ")
+            noted = {**values, "last_error": (note + values["last_error"])[:2000]}
+            changed += db.transition(conn, db.Action.REJECT, [(row_id, noted)], now)
+        return changed
+
     def _insert(self, conn: Connection, event: Event, now: float) -> db.AppendOutcome:
         (out,), _ = db.insert_events(conn, [_new_event(event.key, event)], now, None)
         self._reseq.add(event.register_id)  # the seq cache may be behind now: read it again
@@ -497,8 +519,18 @@ class Outbox:
                         extra={"key": event.key, "register": event.register_id, "outcome": outcome})
             self._log_copy(event, outcome, detail)
 
-    async def mark_rejected(self, row_id: int, reason: str, message: str) -> None:
-        await self._transition(db.Action.REJECT, [(row_id, {"reason": reason, "last_error": message[:2000]})])
+    async def mark_rejected(
+        self, row_id: int, reason: str, message: str, *, sent: OutboxRow | None = None,
+    ) -> None:
+        """pending (or waiting) -> rejected. ``sent``: the row as the sender sent it, refused by
+        the core; if a copy was merged into it since, its last_error says first that a retry
+        sends the merged version and what that adds."""
+        values = {"reason": reason, "last_error": message[:2000]}
+        if sent is None:
+            await self._transition(db.Action.REJECT, [(row_id, values)])
+        else:
+            await self._submit(_Op(db.Action.REJECT, self._future(), values={"rows": [(row_id, values)],
+                                                                             "sent": [sent]}))
 
     async def mark_waiting(self, row_id: int, attempts: int, reason: str, message: str) -> bool:
         """pending -> waiting: the core deferred the row (its sale is not known yet); ``attempts``
@@ -763,8 +795,10 @@ class Outbox:
 
     def _apply(self, conn: Connection, op: _Op, now: float) -> Any:
         if isinstance(op.kind, db.Action):
-            if "sent" in op.values:
+            if "sent" in op.values and op.kind == db.Action.DELIVER:
                 return self._deliver_sent(conn, op.values["rows"], op.values["sent"], now)
+            if "sent" in op.values and op.kind == db.Action.REJECT:
+                return self._reject_sent(conn, op.values["rows"], op.values["sent"], now)
             return db.transition(conn, op.kind, op.values["rows"], now)
         if op.kind == "note_retry":
             db.note_retry(conn, op.row_id, op.values["error"], now)

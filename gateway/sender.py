@@ -123,7 +123,8 @@ class DeliveryOutbox(Protocol):
 
     async def mark_acked(self, items: list[tuple[OutboxRow, bytes]]) -> None: ...
 
-    async def mark_rejected(self, row_id: int, reason: str, message: str) -> None: ...
+    async def mark_rejected(self, row_id: int, reason: str, message: str, *,
+                            sent: OutboxRow | None = None) -> None: ...
 
     async def note_retry(self, row_id: int, error: str) -> None: ...
 
@@ -460,7 +461,7 @@ class Sender:
                 await self._outbox.mark_acked(delivered)  # for the content sent (a copy may merge meanwhile)
                 for m in items:
                     if m.state == "rejected":
-                        await self._outbox.mark_rejected(m.row.id, m.reason, m.message)
+                        await self._outbox.mark_rejected(m.row.id, m.reason, m.message, sent=m.row)
                     elif m.state == "retry":
                         await self._outbox.note_retry(m.row.id, m.message)
                     elif m.state == "wait":

@@ -172,3 +172,36 @@ async def test_a_copy_merged_while_the_core_is_away_after_applying_is_sent_as_a_
         assert rows[cloud.key].payload == event_to_json(cloud) and rows[correction].state == "delivered"
     finally:
         await ob.close()
+
+
+async def test_a_copy_merged_while_the_core_refuses_the_event_is_what_a_retry_sends(tmp_path: Path) -> None:
+    """The core refuses the cloud copy for good (its ack held), the till copy merges into the
+    row meanwhile: the row goes to the operator queue with the merge, saying so; the operator's
+    retry sends the merged version, which the core applies once (it never applied the key)."""
+    cloud, till = copies()
+    core, gate = ContentCore(), Gate()
+    core.script = lambda env, attempt: Action("reject", reason="STORE_CLOSED") if attempt == 1 else ACK
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        sender = Sender(ob, InProcClient(core, call=gate.call), **FAST)
+        assert await ob.append(cloud)
+        async with running(sender):
+            await asyncio.wait_for(gate.held.wait(), 10)  # refused; the ack is held
+            assert await ob.append(till) is False
+            gate.release()
+            for _ in range(500):
+                if await ob.rejected():
+                    break
+                await asyncio.sleep(0.01)
+        [queued] = await ob.rejected()
+        assert queued.reason == "STORE_CLOSED" and queued.payload == event_to_json(till)
+        assert queued.last_error.startswith("a later copy was merged into this event while the core refused")
+        assert f"customer=phone:{PHONE}" in queued.last_error
+        core.rejected.clear()  # the shop is open again
+        assert await ob.retry(queued.id)
+        assert await sender.drain(10)
+        merged = pb.EventEnvelope.FromString(queued.envelope).commit.draft
+        assert merged.customer.phone == PHONE and core.drafts[cloud.key] == merged.SerializeToString()
+        assert dict(core.applications) == {cloud.key: 1} and core.attached == {}
+    finally:
+        await ob.close()

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hmac
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -347,8 +348,10 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             extra_info="" if result is None else slip.slip_text(shown, result, print_balance=False),
         )
         key = mapping.calc_key(req.store, req.agent, req.positions)
-        if key and (await ctx.state.get(key) or "") != token:  # written only when it changes
-            await ctx.state.put(key, token, keep_s=CALC_KEEP_S)
+        if key:  # written only when it changes (compared as the secret-ish value it is)
+            kept = await ctx.state.get(key) or ""
+            if not hmac.compare_digest(kept.encode(), token.encode()):
+                await ctx.state.put(key, token, keep_s=CALC_KEEP_S)
         return self._answer(200, wire.render_recalc(req.agent_echo, answer))
 
     # ------------------------------------------------------------ sale and return

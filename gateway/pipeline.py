@@ -57,13 +57,12 @@ mode online / offline / no_customer; ``posgw_driver_events_total`` through ``ctx
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -176,7 +175,9 @@ class _Attempt:
 
 class TillActivity:
     """Till requests in flight, and when the last one ended: :meth:`busy` while any is in flight
-    or one ended less than ``quiet_s`` ago (a till's next request follows its answer closely)."""
+    or one ended less than ``quiet_s`` ago (a till's next request follows its answer closely).
+    ``with activity.serving():`` counts one request (a plain context manager: every driver call
+    goes through it, a generator-based one costs several times more)."""
 
     def __init__(self, quiet_s: float = 0.1, clock: Callable[[], float] = time.monotonic) -> None:
         self.quiet_s = quiet_s
@@ -184,14 +185,15 @@ class TillActivity:
         self.in_flight = 0
         self._last_end = float("-inf")
 
-    @contextlib.contextmanager
-    def serving(self) -> Iterator[None]:
+    def serving(self) -> TillActivity:
+        return self
+
+    def __enter__(self) -> None:
         self.in_flight += 1
-        try:
-            yield
-        finally:
-            self.in_flight -= 1
-            self._last_end = self._clock()
+
+    def __exit__(self, *exc: object) -> None:
+        self.in_flight -= 1
+        self._last_end = self._clock()
 
     def busy(self) -> bool:
         return self.in_flight > 0 or self._clock() - self._last_end < self.quiet_s
@@ -244,7 +246,6 @@ class Pipeline:
             result = self._offline(attempt)
         bound = asked_for is None and receipt.customer is not None and result.customer_found
         result = await self._tokened(attempt.receipt, result, deadline, remember=bound)
-        result = replace(result, customer=attempt.receipt.customer)
         elapsed = time.perf_counter() - started
         self.metrics.child(self.metrics.calc_seconds, driver, attempt.mode).observe(elapsed)
         self.metrics.child(self.metrics.calc_answers, driver, attempt.mode).inc()
@@ -344,11 +345,11 @@ class Pipeline:
 
     async def _tokened(self, receipt: Receipt, result: CalcResult, deadline: float, *,
                        remember: bool = False) -> CalcResult:
-        """``result`` with its calc token; offline answers, holds and ``remember`` (a customer from
-        a binding: a sale closed after the binding expired keeps it) are also remembered, waiting
-        for the write until :data:`ANSWER_RESERVE_S` before ``deadline`` (loop time, the budget's
-        end): a write still queued then goes on in
-        the background and the answer leaves without it (the budget is the till's promise)."""
+        """``result`` with its calc token and ``receipt``'s customer; offline answers, holds and
+        ``remember`` (a customer from a binding: a sale closed after the binding expired keeps it)
+        are also remembered, waiting for the write until :data:`ANSWER_RESERVE_S` before
+        ``deadline`` (loop time, the budget's end): a write still queued then goes on in the
+        background and the answer leaves without it (the budget is the till's promise)."""
         claims = CalcClaims(
             customer=receipt.customer if result.customer_found else None, redeemed=result.redeemed_points,
             discount=result.total_discount, hold_id=result.hold_id, offline=result.offline,
@@ -369,7 +370,7 @@ class Pipeline:
                 log.warning("calc answered before its memory was durable",
                             extra={"register": receipt.register_id, "action": "the write goes on; until "
                                    "it commits a sale without its token is committed as answered online"})
-        return replace(result, token=token)
+        return replace(result, token=token, customer=receipt.customer)  # one copy of the answer
 
     def _written(self, keys: tuple[str, ...], write: asyncio.Future[None]) -> None:
         for key in keys:

@@ -336,28 +336,6 @@ async def test_submit_marks_offline_answers_and_passes_holds(rig: Rig) -> None:
 
 
 
-async def test_a_sale_without_token_asks_its_memory_keys_in_one_read(rig: Rig) -> None:
-    """Both memory keys of a numbered receipt (by number, by goods) are asked together: one trip
-    to the outbox's reader thread per sale, not one per key; the key found first still wins."""
-    outbox = await Outbox.open(rig.tmp / "outbox.db")
-    pipeline = make_pipeline(rig.client, rig.pipeline.offline.cache, rig.metrics, outbox,  # type: ignore[arg-type]
-                             limit=100)
-    try:
-        assert await pipeline.submit(sale_event(receipt(number="40")))  # reads the register's bindings too
-        trips = outbox.state_read_trips
-        assert await pipeline.submit(sale_event(receipt(number="41", at=AT + timedelta(seconds=1))))
-        assert outbox.state_read_trips == trips + 1  # nothing remembered: both keys, one trip
-        rig.fake.delay_s = 2.0
-        offline = await pipeline.calculate(receipt(redeem=40, number=""), driver="native")  # by goods only
-        assert offline.offline and offline.redeemed_points == 40
-        trips = outbox.state_read_trips
-        assert await pipeline.submit(sale_event(receipt(redeem=40, number="42")))
-        assert outbox.state_read_trips == trips + 1
-        [row] = [r for r in await outbox.next_batch(10) if r.key.endswith(":42:")]
-        assert row.event.offline and row.event.expected_redeemed == 40  # found under the goods key
-    finally:
-        await outbox.close()
-
 async def test_calc_token_carries_the_calc_to_the_commit(rig: Rig) -> None:
     rig.fake.delay_s = 2.0  # answered offline: the token says so
     answer = await rig.pipeline.calculate(receipt(redeem=30, number="20"), driver="native")

@@ -848,15 +848,20 @@ class Outbox:
         stored envelope does not parse, or the payload it must be built from cannot be read),
         INVALID_EVENT (an event the core could never accept, e.g. a sale without a receipt)."""
 
-        def fetch(c: Connection) -> list[tuple[Any, bytes | tuple[str, str]]]:
-            return [(r, _sendable(r)) for r in db.fetch_pending(c, limit, after_id)]
+        def fetch(c: Connection) -> tuple[list[OutboxRow], list[tuple[db.SendRow, str, str]]]:
+            # in the reader thread, rows and all: the event loop only gets them
+            rows: list[OutboxRow] = []
+            bad: list[tuple[db.SendRow, str, str]] = []
+            for t in db.fetch_pending(c, limit, after_id):
+                env = _sendable(t[_ENVELOPE], t[_PAYLOAD])
+                if type(env) is bytes:
+                    rows.append(_pending_row(t, env))
+                else:
+                    bad.append((db.SendRow(*t), *env))
+            return rows, bad
 
-        rows: list[OutboxRow] = []
-        for r, env in await self._read(fetch):
-            if isinstance(env, bytes):
-                rows.append(_to_row(r, env))
-                continue
-            reason, message = env
+        rows, bad = await self._read(fetch)
+        for r, reason, message in bad:
             log.error("unsendable stored event, moved to the operator queue",
                       extra={"id": r.id, "key": r.key, "reason": reason, "error": message})
             await self.mark_rejected(r.id, reason, message)
@@ -968,6 +973,25 @@ def _to_row(r: Any, envelope: bytes | None = None) -> OutboxRow:
     )
 
 
+_SEND_FIELDS = db.SendRow._fields
+_ENVELOPE, _PAYLOAD = _SEND_FIELDS.index("envelope"), _SEND_FIELDS.index("payload")
+_PENDING_FIXED = {"state": db.RowState.PENDING, "reason": "", "note": "", "result_json": ""}
+
+
+def _pending_row(t: tuple[Any, ...], envelope: bytes) -> OutboxRow:
+    """The :class:`OutboxRow` of a pending row read by :func:`gateway.outbox_db.fetch_pending`
+    (``t``: its columns in :class:`~gateway.outbox_db.SendRow` order), with ``envelope`` to send.
+    Filled in one step instead of the frozen dataclass's ``__init__`` (one ``object.__setattr__``
+    per field: four times the cost, paid for every event of a backlog); the same fields and values
+    as :func:`_to_row` of the whole row gives (the tests compare them)."""
+    row = object.__new__(OutboxRow)
+    fields_ = row.__dict__
+    fields_.update(zip(_SEND_FIELDS, t, strict=True))
+    fields_.update(_PENDING_FIXED)
+    fields_["envelope"] = envelope
+    return row
+
+
 def _state_values(conn: Connection, *, keys: list[tuple[str, str]], now: float) -> list[str | None]:
     """Reader thread: the drivers' values of (driver, key) pairs, in order."""
     return [db.get_state(conn, driver, key, now) for driver, key in keys]
@@ -987,9 +1011,10 @@ def _new_event(key: str, event: Event) -> db.NewEvent:
                        _envelope(event))
 
 
-def _sendable(r: Any) -> bytes | tuple[str, str]:
-    """Reader thread: the row's envelope to send, or (rejection reason, message)."""
-    stored = bytes(r.envelope)
+def _sendable(envelope: bytes, payload: bytes) -> bytes | tuple[str, str]:
+    """Reader thread: a row's envelope to send (its stored ``envelope``, or one built from its
+    ``payload`` when none is stored), or (rejection reason, message)."""
+    stored = bytes(envelope)
     if stored:
         try:
             if pb.EventEnvelope.FromString(stored).WhichOneof("body") is not None:
@@ -998,7 +1023,7 @@ def _sendable(r: Any) -> bytes | tuple[str, str]:
             return "UNREADABLE_PAYLOAD", f"stored envelope cannot be read: {exc}"
         return "UNREADABLE_PAYLOAD", "stored envelope has no commit, refund, cancel or correction"
     try:
-        event = event_from_json(r.payload)
+        event = event_from_json(payload)
     except (ValueError, KeyError, TypeError) as exc:
         return "UNREADABLE_PAYLOAD", f"stored payload cannot be read: {exc}"
     try:

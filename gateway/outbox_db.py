@@ -833,17 +833,40 @@ def prune_state(conn: Connection, now: float) -> int:
 
 
 _COLUMNS = ", ".join(c.name for c in events.columns)
+
+
+class SendRow(NamedTuple):
+    """A pending row as :func:`fetch_pending` returns it: only the columns delivery uses. The others
+    are known for a pending row (state pending; reason, note and the result empty: an action that
+    leads into pending clears the reason, and only the terminal states carry a note or a result)."""
+
+    id: int
+    key: str
+    register_id: str
+    register_seq: int
+    kind: str
+    payload: bytes
+    attempts: int
+    created_at: float
+    updated_at: float
+    last_error: str
+    envelope: bytes
+
+
 _FETCH_PENDING = (
-    f"SELECT {_COLUMNS} FROM events WHERE state = '{RowState.PENDING}' AND id > ? ORDER BY id LIMIT ?"
+    f"SELECT {', '.join(SendRow._fields)} FROM events WHERE state = '{RowState.PENDING}' AND id > ? "
+    "ORDER BY id LIMIT ?"
 )
 
 
-def fetch_pending(conn: Connection, limit: int, after_id: int) -> list[Any]:
+def fetch_pending(conn: Connection, limit: int, after_id: int) -> list[tuple[Any, ...]]:
     """Pending rows after ``after_id`` in id order (plain SQL on the hot path: the sender reads a
-    backlog through this). Rows are tuples named like the ``events`` columns."""
+    backlog through this), as plain tuples in :class:`SendRow`'s column order (every column read
+    and every object built costs, 50,000 times for a backlog of 50,000)."""
     cur = raw(conn).cursor()
     try:
-        return [PendingRow(*r) for r in cur.execute(_FETCH_PENDING, (after_id, limit))]
+        rows: list[tuple[Any, ...]] = cur.execute(_FETCH_PENDING, (after_id, limit)).fetchall()
+        return rows
     finally:
         cur.close()
 

@@ -159,6 +159,32 @@ async def test_next_batch_pages_in_append_order(tmp_path: Path) -> None:
         await ob.close()
 
 
+async def test_next_batch_rows_equal_the_whole_stored_rows(tmp_path: Path) -> None:
+    """next_batch reads only the columns delivery needs and fills the rest as a pending row has
+    them: every field equals the row read whole (a retried and a woken row included: both had a
+    reason, a noted retry keeps its last_error and attempts)."""
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        for i in range(4):
+            await ob.append(sale("A", i))
+        r1, r2, r3, r4 = await ob.next_batch(10)
+        await ob.note_retry(r1.id, "UNAVAILABLE: core down")
+        await ob.mark_rejected(r2.id, "INVALID_EVENT", "bad")
+        assert await ob.retry(r2.id)
+        assert await ob.mark_waiting(r3.id, 1, "SALE_NOT_YET_KNOWN", "waiting")
+        assert await ob.wake([r3.id]) == 1
+        rows = await ob.next_batch(10)
+        assert [r.id for r in rows] == [r1.id, r2.id, r3.id, r4.id]
+        assert rows[0].attempts == 1 and rows[0].last_error == "UNAVAILABLE: core down"
+        for row in rows:
+            whole = await ob.get(row.id)
+            assert whole is not None
+            assert row == whole and row.envelope == whole.envelope and row.event == whole.event
+            assert type(row.state) is type(whole.state)
+    finally:
+        await ob.close()
+
+
 async def test_states_and_operator_transitions(tmp_path: Path) -> None:
     m = Metrics()
     ob = await Outbox.open(tmp_path / "o.db", metrics=m)

@@ -94,7 +94,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import grpc
 from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
@@ -141,8 +141,7 @@ class EventStreams(Protocol):
     def open_events(self) -> EventStream: ...
 
 
-@dataclass(frozen=True, slots=True)
-class _Mark:
+class _Mark(NamedTuple):  # a tuple: one is made per delivered event
     row: OutboxRow
     state: str  # delivered | rejected | retry | wait
     result: bytes = b""  # delivered: the core's EventAck as received
@@ -189,7 +188,7 @@ class Sender:
         self._acked_unmarked: set[str] = set()  # acked, mark not yet committed: never resend
         # marks finished since the send loop's current outbox read began: that read may predate them
         self._marked_since_read: set[str] = set()
-        self._marks: asyncio.Queue[_Mark | None] = asyncio.Queue()
+        self._marks: asyncio.Queue[list[_Mark] | None] = asyncio.Queue()  # one list per ack batch
         self._progress = asyncio.Event()
         self._running = False
         self._wait_for_sale_s = wait_for_sale_s
@@ -378,21 +377,56 @@ class Sender:
             raise stream.fault(broken, f"an ack batch of {len(reply.acks)} with no request unanswered")
         keys = st.sent.popleft()
         acks = reply.acks
-        if len(acks) != len(keys) or any(a.event_id != k for a, k in zip(acks, keys, strict=True)):
-            got = [a.event_id for a in acks[:3]]
-            raise stream.fault(broken, f"an ack batch does not answer its request: {len(acks)} acks {got}... "
-                                       f"for {len(keys)} events {keys[:3]}...")
-        if any(a.WhichOneof("result") is None for a in acks):
-            raise stream.fault(broken, f"ack without a result in an ack batch starting at {keys[0]}")
+        if len(acks) != len(keys):
+            raise stream.fault(broken, f"an ack batch does not answer its request: {len(acks)} acks for "
+                                       f"{len(keys)} events {keys[:3]}...")
+        results: list[str] = []
+        for a, k in zip(acks, keys, strict=True):
+            which = a.WhichOneof("result")
+            if a.event_id != k:
+                got = [a.event_id for a in acks[:3]]
+                raise stream.fault(broken, f"an ack batch does not answer its request: {len(acks)} acks "
+                                           f"{got}... for {len(keys)} events {keys[:3]}...")
+            if which is None:
+                raise stream.fault(broken, f"ack without a result in an ack batch starting at {keys[0]}")
+            results.append(which)
         st.waiting_since = now
         retry: list[pb.Rejection] = []
         refused: set[str] = set()  # registers refused retriably in this StreamEventsResponse
-        for ack in acks:
-            cause = self._on_ack(ack, st, refused)
-            if cause is not None:
-                retry.append(cause)
+        marks: list[_Mark] = []
+        delivered: dict[str, int] = {}  # kind -> acks (counted once per batch)
+        answered = False  # an ack other than a retriable rejection: the core is working
+        inflight, unacked, unmarked = st.inflight, self._unacked, self._acked_unmarked
+        for ack, which in zip(acks, results, strict=True):
+            if which == "rejected":
+                cause = self._on_rejected(ack.rejected, inflight.pop(ack.event_id), marks, refused)
+                answered = answered or not ack.rejected.retriable
+                if cause is not None:
+                    retry.append(cause)
+                continue
+            # applied (commit, refund, cancel or correction): the common case, kept short
+            answered = True
+            row = inflight.pop(ack.event_id)
+            key = row.key
+            if unacked:
+                unacked.pop(key, None)
+            unmarked.add(key)
+            marks.append(_Mark(row, "delivered", ack.SerializeToString()))
+            kind = row.kind
+            delivered[kind] = delivered.get(kind, 0) + 1
+            if kind == "sale":  # a refund waiting for it may go now
+                self._sales_delivered.pop(key, None)  # (a resend: to the end, keeping the order)
+                self._sales_delivered[key] = now
+        if marks:
+            self._marks.put_nowait(marks)
+        if delivered:
+            if self._any_waiting and "sale" in delivered:
+                self._sale_delivered.set()
+            if self._metrics is not None:
+                for kind, n in delivered.items():
+                    self._metrics.child(self._metrics.delivered, kind).inc(n)
         st.room.set()
-        if any(a.WhichOneof("result") != "rejected" or not a.rejected.retriable for a in acks):
+        if answered:
             self._failures = 0  # the core answers: back to a short backoff
         if retry:
             more = f" (+{len(retry) - 1} more registers)" if len(retry) > 1 else ""
@@ -400,45 +434,32 @@ class Sender:
             raise BusinessRejection(first.reason or "UNKNOWN", f"{first.message}{more}", first.metadata,
                                     retriable=True)
 
-    def _on_ack(self, ack: pb.EventAck, st: _Stream, refused: set[str]) -> pb.Rejection | None:
-        """Queue the mark of one ack; returns the rejection when it is a retriable rejection
-        that caused its register's refusal (the register's later refusals return None)."""
-        row = st.inflight.pop(ack.event_id)
+    def _on_rejected(self, rej: pb.Rejection, row: OutboxRow, marks: list[_Mark],
+                     refused: set[str]) -> pb.Rejection | None:
+        """Add the mark of one rejection to ``marks``; returns the rejection when it is a retriable
+        rejection that caused its register's refusal (the register's later refusals return None)."""
         self._unacked.pop(row.key, None)
-        which = ack.WhichOneof("result")
-        if which == "rejected":
-            rej = ack.rejected
-            if rej.retriable and rej.deferred:  # its sale is not there yet: set aside, not in the way
-                self._acked_unmarked.add(row.key)
-                sale = rej.metadata.get("sale_key") or row.event.sale_key
-                self._marks.put_nowait(_Mark(row, "wait", reason=rej.reason or "SALE_NOT_YET_KNOWN",
-                                             message=f"waiting for sale {sale}: {rej.message}"))
+        if rej.retriable and rej.deferred:  # its sale is not there yet: set aside, not in the way
+            self._acked_unmarked.add(row.key)
+            sale = rej.metadata.get("sale_key") or row.event.sale_key
+            marks.append(_Mark(row, "wait", reason=rej.reason or "SALE_NOT_YET_KNOWN",
+                               message=f"waiting for sale {sale}: {rej.message}"))
+            return None
+        if rej.retriable:
+            if row.register_id in refused:  # refused because of an earlier one: not its fault
                 return None
-            if rej.retriable:
-                if row.register_id in refused:  # refused because of an earlier one: not its fault
-                    return None
-                refused.add(row.register_id)
-                self._marks.put_nowait(_Mark(row, "retry", message=f"{rej.reason}: {rej.message}"))
-                return rej
-            self._acked_unmarked.add(row.key)
-            reason = rej.reason or "UNKNOWN"
-            self._marks.put_nowait(_Mark(row, "rejected", reason=reason, message=rej.message))
-            if self._metrics is not None:
-                self._metrics.rejected.labels(rej.reason or "UNKNOWN").inc()
-            log.error("event rejected", extra={
-                "key": row.key, "register": row.register_id, "seq": row.register_seq, "reason": rej.reason,
-                "detail": rej.message, "action": "in the operator queue: posgw queue list / retry / resolve",
-            })
-        else:
-            self._acked_unmarked.add(row.key)
-            self._marks.put_nowait(_Mark(row, "delivered", result=ack.SerializeToString()))
-            if row.kind == "sale":  # a refund waiting for it may go now
-                self._sales_delivered.pop(row.key, None)  # (a resend: to the end, keeping the order)
-                self._sales_delivered[row.key] = asyncio.get_running_loop().time()
-                if self._any_waiting:
-                    self._sale_delivered.set()
-            if self._metrics is not None:
-                self._metrics.child(self._metrics.delivered, row.kind).inc()
+            refused.add(row.register_id)
+            marks.append(_Mark(row, "retry", message=f"{rej.reason}: {rej.message}"))
+            return rej
+        self._acked_unmarked.add(row.key)
+        reason = rej.reason or "UNKNOWN"
+        marks.append(_Mark(row, "rejected", reason=reason, message=rej.message))
+        if self._metrics is not None:
+            self._metrics.rejected.labels(rej.reason or "UNKNOWN").inc()
+        log.error("event rejected", extra={
+            "key": row.key, "register": row.register_id, "seq": row.register_seq, "reason": rej.reason,
+            "detail": rej.message, "action": "in the operator queue: posgw queue list / retry / resolve",
+        })
         return None
 
     # ------------------------------------------------------------ marks and backoff
@@ -449,13 +470,13 @@ class Sender:
             first = await self._marks.get()
             if first is None:
                 break
-            items = [first]
+            items = list(first)
             while not self._marks.empty():
                 nxt = self._marks.get_nowait()
                 if nxt is None:
                     stop = True
                     break
-                items.append(nxt)
+                items += nxt
             try:
                 delivered = [(m.row, m.result) for m in items if m.state == "delivered"]
                 await self._outbox.mark_acked(delivered)  # for the content sent (a copy may merge meanwhile)

@@ -54,10 +54,17 @@ def timestamp(dt: datetime) -> Timestamp:
     return ts
 
 
+# IdKind values are exactly the oneof field names of CustomerRef (a dict: no Enum call per receipt).
+_REF_FIELD = {kind: kind.value for kind in IdKind}
+
+
+def _ref_field(kind: IdKind) -> str:
+    return _REF_FIELD.get(kind) or IdKind(kind).value  # (not a kind: IdKind's own ValueError)
+
+
 def customer_ref(c: CustomerId) -> pb.CustomerRef:
     ref = pb.CustomerRef(otp=c.otp)
-    # IdKind values are exactly the oneof field names of CustomerRef.
-    setattr(ref, IdKind(c.kind).value, c.value)
+    setattr(ref, _ref_field(c.kind), c.value)
     return ref
 
 
@@ -100,9 +107,11 @@ def fill_draft(draft: pb.ReceiptDraft, r: Receipt) -> None:
         ref = draft.customer
         ref.SetInParent()
         ref.otp = r.customer.otp
-        setattr(ref, IdKind(r.customer.kind).value, r.customer.value)  # kinds are the oneof's names
+        setattr(ref, _ref_field(r.customer.kind), r.customer.value)
     add = draft.lines.add
+    total = 0  # Receipt.total, summed in the same pass
     for line in r.lines:
+        total += line.amount
         out = add(line_id=line.line_id, sku=line.sku, category=line.category, name=line.name,
                   qty_milli=line.qty_milli, price=line.price, amount=line.amount)
         if line.min_unit_price is not None:
@@ -121,7 +130,7 @@ def fill_draft(draft: pb.ReceiptDraft, r: Receipt) -> None:
     staff.cashier_id, staff.cashier_name = r.cashier_id, r.cashier_name
     draft.register_id = r.register_id
     draft.receipt_number = r.receipt_number
-    draft.total = r.total
+    draft.total = total
     draft.channel = r.driver
 
 

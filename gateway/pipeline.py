@@ -83,7 +83,7 @@ from gateway.driver import (
 from gateway.errors import BadInput, BusinessRejection, CoreUnavailable, GatewayError
 from gateway.metrics import Metrics
 from gateway.offline import OfflinePolicy, plain_result
-from gateway.receipt import CustomerId, Event, EventKind, Receipt, validate_event
+from gateway.receipt import CustomerId, Event, EventKind, IdKind, Receipt, validate_event
 
 log = logging.getLogger("posgw.pipeline")
 
@@ -117,6 +117,7 @@ ANSWER_RESERVE_S = 0.01
 _MEMORY_WRITES: set[asyncio.Future[None]] = set()  # calc memory writes in flight
 CALC_MEMORY = "_calc"  # the driver_state namespace of remembered calcs (no driver has this name)
 CALC_KEEP_S = 2 * 86_400.0  # a till commits within a shift; a resend after two days has its own data
+_KIND_TEXT = {kind: kind.value for kind in IdKind}  # what f"{kind}" writes, without Enum.__format__
 
 
 class EventStore(Protocol):
@@ -132,7 +133,8 @@ class EventStore(Protocol):
 def _memory_keys(receipt: Receipt) -> tuple[str, ...]:
     """Where a calc of ``receipt`` is remembered: by number, and by customer and line ids (a calc
     answered before the receipt had a number; the sale then matches on the same goods)."""
-    customer = "" if receipt.customer is None else f"{receipt.customer.kind}:{receipt.customer.value}"
+    c = receipt.customer
+    customer = "" if c is None else f"{_KIND_TEXT.get(c.kind, c.kind)}:{c.value}"
     shape = "\x1f".join((customer, *(line.line_id for line in receipt.lines)))
     digest = hashlib.sha256(shape.encode()).hexdigest()[:32]
     by_goods = f"{receipt.register_id}\x1f\x1f{digest}"

@@ -5,6 +5,7 @@ offline answers marked on the stored sale event (real SQLite outbox)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
@@ -17,7 +18,7 @@ import pytest
 from gateway.breaker import CircuitBreaker
 from gateway.core_client import CoreClient, CoreTarget
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
-from gateway.driver import CalcResult, DriverContext
+from gateway.driver import CalcClaims, CalcResult, DriverContext
 from gateway.errors import BadInput
 from gateway.metrics import Metrics
 from gateway.offline import OfflineCache, OfflinePolicy
@@ -335,6 +336,21 @@ async def test_submit_marks_offline_answers_and_passes_holds(rig: Rig) -> None:
         await outbox.close()
 
 
+
+
+async def test_calc_memory_keys_keep_their_stored_format(rig: Rig) -> None:
+    """The memory outlives the process (and an upgrade): a calc remembered under the documented
+    keys, by register and number, or by register and a digest of the customer ("kind:value") and
+    the line ids, is found by the sale that carries nothing."""
+    store, pipeline = rig.store, rig.pipeline
+    claims = CalcClaims(customer=CARD, redeemed=40, discount=0, hold_id="", offline=True,
+                        program_version="v1", register_id="r1")
+    goods = hashlib.sha256(b"card:1111\x1f1\x1f2").hexdigest()[:32]
+    store.state[("_calc", f"r1\x1f\x1f{goods}")] = pipeline.tokens.issue(claims)
+    store.state[("_calc", "r1\x1f61")] = pipeline.tokens.issue(replace(claims, redeemed=30))
+    assert await pipeline.submit(sale_event(receipt(number="60")))  # found by its goods
+    assert await pipeline.submit(sale_event(receipt(number="61", at=AT + timedelta(seconds=1))))  # by number
+    assert [(e.offline, e.expected_redeemed) for e in store.events] == [(True, 40), (True, 30)]
 
 async def test_calc_token_carries_the_calc_to_the_commit(rig: Rig) -> None:
     rig.fake.delay_s = 2.0  # answered offline: the token says so

@@ -404,22 +404,22 @@ class Outbox:
         return "correction", fix.key
 
     def _deliver_sent(
-        self, conn: Connection, rows: list[tuple[int, dict[str, Any]]], sent: list[OutboxRow], now: float,
+        self, conn: Connection, acks: list[tuple[OutboxRow, bytes]], now: float,
     ) -> list[tuple[Event, str, str]]:
         """Writer thread: :meth:`mark_acked`. Returns (merged event, outcome, detail) for every
         row a copy was merged into while it was in flight (none, nearly always: then this is one
         statement)."""
-        if db.transition(conn, db.Action.DELIVER, rows, now, [r.payload for r in sent]) == len(rows):
+        if db.deliver_sent(conn, [(was.id, was.payload, res) for was, res in acks], now) == len(acks):
             return []
         out: list[tuple[Event, str, str]] = []
-        for (row_id, values), was in zip(rows, sent, strict=True):
+        for was, res in acks:
             now_row = db.fetch_key(conn, was.key)
-            if (now_row is None or now_row.id != row_id or now_row.state != db.RowState.PENDING
+            if (now_row is None or now_row.id != was.id or now_row.state != db.RowState.PENDING
                     or bytes(now_row.payload) == was.payload):
                 continue  # delivered just now, or not pending (nothing to deliver)
             # the core applied what was sent: the row says so, then the merge is a later copy
-            db.replace_payload(conn, row_id, was.payload, was.envelope, now, (db.RowState.PENDING,))
-            db.transition(conn, db.Action.DELIVER, [(row_id, values)], now)
+            db.replace_payload(conn, was.id, was.payload, was.envelope, now, (db.RowState.PENDING,))
+            db.deliver_sent(conn, [(was.id, was.payload, res)], now)
             merged = _to_row(now_row).event
             out.append((merged, *self._reconcile(conn, merged, now)))
         return out
@@ -510,9 +510,8 @@ class Outbox:
         one writer transaction of the mark, so no copy is lost and none is applied twice."""
         if not items:
             return
-        rows = [(row.id, {"result": res, "last_error": ""}) for row, res in items]
         merged: list[tuple[Event, str, str]] = await self._submit(
-            _Op(db.Action.DELIVER, self._future(), values={"rows": rows, "sent": [row for row, _ in items]}))
+            _Op(db.Action.DELIVER, self._future(), values={"acks": items}))
         for event, outcome, detail in merged:
             log.warning("a copy was merged into the event while it was on its way to the core: the core "
                         "applied the content sent; the copy's additions are reconciled as a later copy",
@@ -795,8 +794,8 @@ class Outbox:
 
     def _apply(self, conn: Connection, op: _Op, now: float) -> Any:
         if isinstance(op.kind, db.Action):
-            if "sent" in op.values and op.kind == db.Action.DELIVER:
-                return self._deliver_sent(conn, op.values["rows"], op.values["sent"], now)
+            if "acks" in op.values:
+                return self._deliver_sent(conn, op.values["acks"], now)
             if "sent" in op.values and op.kind == db.Action.REJECT:
                 return self._reject_sent(conn, op.values["rows"], op.values["sent"], now)
             return db.transition(conn, op.kind, op.values["rows"], now)

@@ -752,6 +752,23 @@ def transition(
         cur.close()
 
 
+def deliver_sent(conn: Connection, acks: Sequence[tuple[int, bytes, bytes]], now: float) -> int:
+    """The sender's acks, within the caller's transaction: each (row id, the payload sent, the
+    core's ``EventAck``) delivers its row (:data:`TRANSITIONS`, the same guarded UPDATE as
+    :func:`transition` with ``payloads``: the result stored, last_error cleared) if the row is
+    still pending with that payload. The hot path of delivery: parameters built straight from
+    the tuples (no column dict per row). Returns how many rows changed."""
+    if not acks:
+        return 0
+    sql = _transition_sql(Action.DELIVER, ("last_error", "result"), True)
+    cur = raw(conn).cursor()
+    try:
+        cur.executemany(sql, [(now, "", result, row_id, payload) for row_id, payload, result in acks])
+        return int(cur.rowcount)
+    finally:
+        cur.close()
+
+
 def fetch_key(conn: Connection, key: str) -> PendingRow | None:
     """The row stored under ``key`` (any state), within the caller's transaction."""
     cur = raw(conn).cursor()

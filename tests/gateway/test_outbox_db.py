@@ -130,6 +130,32 @@ def test_transition_sets_only_the_columns_an_action_may(engine: Engine) -> None:
     engine.dispose()
 
 
+@pytest.mark.parametrize("state", list(RowState))
+def test_deliver_sent_delivers_only_a_pending_row_with_the_payload_sent(
+    engine: Engine, state: RowState,
+) -> None:
+    with db.connect(engine, writer=True) as conn:
+        row_id = _insert(conn, state)
+        with conn.begin():  # a noted retry
+            conn.exec_driver_sql(f"UPDATE events SET last_error = 'x' WHERE id = {row_id}")
+        with conn.begin():
+            assert db.deliver_sent(conn, [(row_id, b'{"merged": 1}', b"ack")], 2.0) == 0  # merged since
+        assert _state(conn, row_id) == (state.value, 1.0)
+        with conn.begin():
+            changed = db.deliver_sent(conn, [(row_id, b"{}", b"\x22\x00")], 3.0)
+        row = db.fetch_row(conn, row_id)
+        conn.rollback()
+        assert row is not None
+        if state == RowState.PENDING:
+            assert changed == 1 and (row.state, row.updated_at, row.result, row.last_error) == (
+                "delivered", 3.0, b"\x22\x00", "")
+        else:  # only pending rows are delivered
+            assert changed == 0 and (row.state, row.updated_at, row.last_error) == (state.value, 1.0, "x")
+        with conn.begin():
+            assert db.deliver_sent(conn, [], 4.0) == 0
+    engine.dispose()
+
+
 # ---------------------------------------------------------------- open: unusable vs damaged files
 
 def _open(path: Path, *, recover: bool = True, create: bool = True) -> tuple[Engine, str]:

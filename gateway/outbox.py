@@ -113,7 +113,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from gateway import outbox_db as db
 from gateway import salvage
-from gateway.convert import envelope_body
+from gateway.convert import envelope_body, frame_batch
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.errors import StorageError
 from gateway.metrics import Metrics
@@ -849,9 +849,12 @@ class Outbox:
 
         def fetch(c: Connection) -> tuple[list[OutboxRow], list[tuple[db.SendRow, str, str]]]:
             # in the reader thread, rows and all: the event loop only gets them
+            got = db.fetch_pending(c, limit, after_id)
+            if _all_sendable([t[_ENVELOPE] for t in got]):  # nearly always: one check for the lot
+                return [_pending_row(t, t[_ENVELOPE]) for t in got], []
             rows: list[OutboxRow] = []
             bad: list[tuple[db.SendRow, str, str]] = []
-            for t in db.fetch_pending(c, limit, after_id):
+            for t in got:
                 env = _sendable(t[_ENVELOPE], t[_PAYLOAD])
                 if type(env) is bytes:
                     rows.append(_pending_row(t, env))
@@ -1008,6 +1011,26 @@ def _envelope(event: Event) -> bytes:
 def _new_event(key: str, event: Event) -> db.NewEvent:
     return db.NewEvent(key, event.register_id, EventKind(event.kind).value, event_to_json(event),
                        _envelope(event))
+
+
+# the first byte of an envelope whose first field is one of its body's (fields 4-7, length-delimited)
+_BODY_TAGS = frozenset(f.number << 3 | 2 for f in pb.EventEnvelope.DESCRIPTOR.oneofs_by_name["body"].fields)
+
+
+def _all_sendable(envelopes: list[bytes]) -> bool:
+    """Reader thread: True when every stored envelope can be sent as it is, as :func:`_sendable`
+    would find one by one, checked at once: each begins with a field of its body (so a parsed one
+    has a body) and all of them parse, as the events of one ``StreamEventsRequest`` (one parse
+    instead of one per row). False: the caller looks at them one by one (an empty envelope to
+    build, or one that cannot be sent: which, and why)."""
+    for env in envelopes:
+        if not env or env[0] not in _BODY_TAGS:
+            return False
+    try:
+        pb.StreamEventsRequest.FromString(frame_batch(envelopes))
+    except DecodeError:
+        return False
+    return True
 
 
 def _sendable(envelope: bytes, payload: bytes) -> bytes | tuple[str, str]:

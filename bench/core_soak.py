@@ -32,21 +32,15 @@ import sys
 import time
 from pathlib import Path
 
-import grpc
-import grpc.aio
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb  # noqa: E402
-from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc  # noqa: E402
 from simulators.fleet.streams import (  # noqa: E402
-    STAFF,
     StreamGateway,
     Totals,
-    customer_phone,
-    now_ts,
+    register_customers,
     run_fleet,
 )
 from tests.pg import start_server  # noqa: E402
@@ -100,12 +94,7 @@ async def soak(args: argparse.Namespace) -> int:
         url = server.create_database("soak")
         for i in range(args.replicas):
             started.append(await asyncio.to_thread(start_replica, url, f"s{i + 1}"))
-        async with grpc.aio.insecure_channel(started[0].address) as channel:
-            stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
-            for c in range(CUSTOMERS):
-                req = pb.RegisterCustomerRequest(phone=customer_phone(c), name="Soak", channel="cashier",
-                                                 staff=STAFF, occurred_at=now_ts())
-                await stub.RegisterCustomer(req, timeout=30)
+        await register_customers(started[0].address, CUSTOMERS)
         begin = time.monotonic()
         seconds = args.minutes * 60
         chaos_task = asyncio.create_task(chaos(started, url, args.kill_every, begin + seconds))

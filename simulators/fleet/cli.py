@@ -30,7 +30,7 @@ from typing import Any
 
 import grpc
 
-from simulators.fleet.streams import register_customers, run_fleet
+from simulators.fleet.streams import MAX_CUSTOMERS, register_customers, run_fleet
 
 ENV_CORE = "POSGW_CORE_ADDRESS"
 DEFAULT_CORE = "127.0.0.1:50051"
@@ -76,6 +76,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _usage(args: argparse.Namespace) -> str | None:
     if args.gateways < 1 or args.tills < 1 or args.processes < 1 or args.customers < 1:
         return "--gateways, --tills, --processes and --customers must be at least 1"
+    if args.customers > MAX_CUSTOMERS:
+        return f"--customers {args.customers}: at most {MAX_CUSTOMERS}"
     if args.minutes <= 0 or args.round_s <= 0 or args.drain_s < 0:
         return "--minutes and --round-s must be positive, --drain-s not negative"
     if not all(a.strip() for a in args.core.split(",")):

@@ -9,10 +9,12 @@ answer. Invariants, the same as the gateway's:
 
 - an event leaves ``pending`` only when the core acknowledged it (a result) or refused it for
   good (a final rejection, which a real gateway puts in its operator queue);
-- a retriable refusal keeps that event and every later event of its register, in order, for
-  the next send; a broken stream (a replica died, no answer within ``ACK_TIMEOUT_S``) is
-  reopened and everything pending is resent from its first event: the idempotency keys make a
-  resend a replay, so nothing is applied twice;
+- a retriable refusal keeps that event and every later event of its register, in order, and
+  reopens the stream (the core refuses the rest of that register's events on the stream that
+  refused one, so resending on it would be refused forever); a broken stream (a replica died,
+  no answer within ``ACK_TIMEOUT_S``) is reopened the same way and everything pending is resent
+  from its first event: the idempotency keys make a resend a replay, so nothing is applied
+  twice;
 - after ``stop_at`` no new sales are made; what is pending is delivered until ``drain_s``.
 
 :func:`run_fleet` runs N of them in this process (asyncio; 200 gateways are a few percent of a
@@ -64,9 +66,19 @@ def sale_event(register: str, seq: int, phone: str, amount: int, key_prefix: str
                             commit=pb.CommitRequest(idempotency_key=key, draft=draft))
 
 
+MAX_CUSTOMERS = 1_000_000  # customer_phone's numbering: +79992 and six digits
+
+
 def customer_phone(i: int) -> str:
-    """The fleet's ``i``-th customer (registered by the caller before the run)."""
-    return f"+7999200{i:04d}"
+    """The fleet's ``i``-th customer (registered by the caller before the run), a valid Russian
+    mobile for every ``0 <= i < MAX_CUSTOMERS``."""
+    if not 0 <= i < MAX_CUSTOMERS:
+        raise ValueError(f"customer number {i} outside 0..{MAX_CUSTOMERS - 1}")
+    return f"+79992{i:06d}"
+
+
+class RetryOnNewStream(Exception):
+    """The core refused an event retriably: its register is blocked on this stream."""
 
 
 @dataclass
@@ -111,7 +123,8 @@ class StreamGateway:
 
     async def deliver(self, call: Any, totals: Totals) -> None:
         """Send everything pending on ``call`` until it is all answered; raises when the stream
-        breaks (the caller reopens it and calls again: pending is kept)."""
+        breaks or an event was refused retriably (:class:`RetryOnNewStream`): the caller reopens
+        the stream and calls again, pending kept."""
         while self.pending:
             batch = list(self.pending)
             await call.write(pb.StreamEventsRequest(events=batch))
@@ -136,7 +149,7 @@ class StreamGateway:
                     totals.final_refusals.append(f"{env.event_id}: {ack.rejected.reason}")
             self.pending = keep
             if keep:
-                await asyncio.sleep(RETRY_PAUSE_S)
+                raise RetryOnNewStream(f"{len(keep)} events refused retriably or behind one")
 
     async def run(self, target: str, stop_at: float, drain_s: float, pause_s: tuple[float, float],
                   totals: Totals) -> None:
@@ -154,6 +167,11 @@ class StreamGateway:
                     call = stub.StreamEvents(metadata=(("posgw-gateway", self.name),))
                 try:
                     await self.deliver(call, totals)
+                except RetryOnNewStream:
+                    call.cancel()
+                    call = None
+                    await asyncio.sleep(RETRY_PAUSE_S)
+                    continue
                 except (TimeoutError, grpc.aio.AioRpcError, ConnectionError, asyncio.InvalidStateError):
                     totals.reconnects += 1
                     call.cancel()

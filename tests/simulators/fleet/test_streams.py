@@ -7,12 +7,22 @@ from __future__ import annotations
 import asyncio
 import socket
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import grpc
+import grpc.aio
+import pytest
+
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc
 from simulators.core.server import start_core
 from simulators.fleet.streams import (
+    MAX_CUSTOMERS,
     StreamGateway,
     Totals,
+    customer_phone,
     register_customers,
     run_fleet,
     sale_event,
@@ -106,3 +116,54 @@ def test_sale_event_keys_and_targets() -> None:
     assert sale_event("R", 3, "+79990000000", 100).event_id == "EV-R-3"
     assert target_of(["a:1"]) == "a:1"
     assert target_of(["127.0.0.1:1", "127.0.0.1:2"]) == "ipv4:127.0.0.1:1,127.0.0.1:2"
+
+
+class RefusesFirstStream(pb_grpc.LoyaltyCoreServiceServicer):
+    """An ack-only core that refuses every event of its first stream retriably and, like the
+    reference core, keeps refusing that stream's later messages; later streams are applied."""
+
+    def __init__(self) -> None:
+        self.streams = 0
+        self.applied: list[str] = []
+
+    async def StreamEvents(self, request_iterator: Any,
+                           context: Any) -> AsyncIterator[pb.StreamEventsResponse]:
+        self.streams += 1
+        refusing = self.streams == 1
+        async for batch in request_iterator:
+            acks = []
+            for env in batch.events:
+                if refusing:
+                    acks.append(pb.EventAck(event_id=env.event_id, rejected=pb.Rejection(
+                        reason="STORAGE_BUSY", retriable=True)))
+                else:
+                    self.applied.append(env.event_id)
+                    acks.append(pb.EventAck(event_id=env.event_id, commit=pb.CommitResponse()))
+            yield pb.StreamEventsResponse(acks=acks)
+
+
+async def test_a_retriable_refusal_is_resent_on_a_new_stream_and_the_run_ends() -> None:
+    core = RefusesFirstStream()
+    server = grpc.aio.server()
+    pb_grpc.add_LoyaltyCoreServiceServicer_to_server(core, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        fleet, totals = await asyncio.wait_for(
+            run_fleet([f"127.0.0.1:{port}"], gateways=1, tills=2, seconds=0.3, customers=2,
+                      pause_s=(0.05, 0.1), drain_s=10, key_prefix="T4", seed=2), 30)
+    finally:
+        await server.stop(0)
+    assert core.streams >= 2 and totals.retriable >= 2 and not totals.final_refusals
+    assert not fleet[0].pending and sorted(core.applied) == sorted(fleet[0].acked_keys)
+    assert len(core.applied) == len(set(core.applied)) == sum(fleet[0].next_seq.values())
+
+
+def test_customer_phones_are_valid_mobiles_over_the_whole_range() -> None:
+    from gateway.rules.identity import normalize_phone
+
+    for i in (0, 9_999, 10_000, MAX_CUSTOMERS - 1):
+        assert normalize_phone(customer_phone(i)) == customer_phone(i)
+    assert len({customer_phone(i) for i in range(0, 20_000, 7)}) == len(range(0, 20_000, 7))
+    with pytest.raises(ValueError):
+        customer_phone(MAX_CUSTOMERS)

@@ -46,7 +46,9 @@ Invariants:
     stored, the driver answers "not stored", the till keeps the copy and resends it), ERROR and
     the alarm ``conflicts:<key>`` of the receipt's driver (cleared once a copy of the key is
     stored again, after the operator resolved some); a till reusing a key cannot grow the
-    queue without bound, and nothing it was told is stored is dropped.
+    queue without bound, and nothing it was told is stored is dropped (a copy merged while its
+    event was in flight and found conflicting at delivery is stored past the cap: the till was
+    told "stored" when it merged).
   In every other case the copy is durable when append returns: the driver answers the till with
   its vendor's success (the till did its part; resending would change nothing).
 - Per-register sequence numbers are assigned by the writer, gap-free and increasing in append
@@ -343,20 +345,24 @@ class Outbox:
                       "deliver it instead if the stored one was never applied; check the till's numbering"})
 
     def _reconcile(
-        self, conn: Connection, event: Event, now: float, new: db.NewEvent | None = None,
+        self, conn: Connection, event: Event, now: float, new: db.NewEvent | None = None, *,
+        capped: bool = True,
     ) -> tuple[str, str]:
         """Writer thread, in the batch's transaction: reconcile ``event`` with the row stored under
         its key (re-read here, so the decision and the write are one atomic step). Returns
         (outcome, detail): copy | merged | merged-queued (into a rejected row) | correction |
         conflict | refused (not stored: :class:`ConflictLimit`) (module docstring). ``new``: the
-        copy as append encoded it (else encoded here when needed)."""
+        copy as append encoded it (else encoded here when needed). ``capped=False``: a copy the
+        till was already told is stored (merged in flight, reconciled at delivery): a conflict is
+        stored even past :data:`MAX_OPEN_CONFLICTS`, never refused."""
         row = db.fetch_key(conn, event.key)
         if row is None:  # pragma: no cover - the append just found it
             return "copy", ""
         try:
             stored = event_from_json(row.payload)
         except (ValueError, KeyError, TypeError):
-            return self._store_conflict(conn, event, row, "the stored payload cannot be read", now, new)
+            return self._store_conflict(conn, event, row, "the stored payload cannot be read", now, new,
+                                        capped=capped)
         merge = merge_copies(stored, event)
         if merge.verdict == CopyVerdict.SAME:
             return "copy", ""
@@ -374,7 +380,7 @@ class Outbox:
                     db.transition(conn, db.Action.WAKE, [(row.id, {"reason": ""})], now)
                 return "merged", f"row {row.id}: sale {stored.sale_key} -> {event.sale_key}"
         if merge.verdict == CopyVerdict.CONFLICT:
-            return self._store_conflict(conn, event, row, merge.why, now, new)
+            return self._store_conflict(conn, event, row, merge.why, now, new, capped=capped)
         if row.state == db.RowState.REJECTED:  # the operator's retry will send the merge: say so
             changed = _changes(stored, merge.event)
             note = (f"a later copy replaced this content at {_iso(now)} (it adds: {changed}); "
@@ -397,7 +403,7 @@ class Outbox:
                 or (merged.hold_id, merged.offline, merged.expected_redeemed)
                 != (stored.hold_id, stored.offline, stored.expected_redeemed)):
             why = "a copy after delivery that spends points or takes a hold cannot be corrected automatically"
-            return self._store_conflict(conn, event, row, why, now, new)
+            return self._store_conflict(conn, event, row, why, now, new, capped=capped)
         fix = correction_event(merged)
         if self._insert(conn, fix, now).duplicate:  # the same late copy again: one correction
             return "copy", ""
@@ -421,7 +427,8 @@ class Outbox:
             db.replace_payload(conn, was.id, was.payload, was.envelope, now, (db.RowState.PENDING,))
             db.deliver_sent(conn, [(was.id, was.payload, res)], now)
             merged = _to_row(now_row).event
-            out.append((merged, *self._reconcile(conn, merged, now)))
+            # the till was told "stored" when the copy merged: never refused now (ConflictLimit)
+            out.append((merged, *self._reconcile(conn, merged, now, capped=False)))
         return out
 
     def _reject_sent(
@@ -452,19 +459,22 @@ class Outbox:
 
     def _store_conflict(
         self, conn: Connection, event: Event, row: Any, why: str, now: float, new: db.NewEvent | None = None,
+        *, capped: bool = True,
     ) -> tuple[str, str]:
         """The copy as a rejected row ``<key>:conflict:<n>`` (the same copy twice: one row; n one
         more than the highest so far). Never dropped: with :data:`MAX_OPEN_CONFLICTS` of them
         waiting in the operator queue already, the copy is refused ("refused": append raises
         :class:`ConflictLimit`, nothing stored, nothing acknowledged) instead of growing the queue
-        without bound behind one key; the operator resolving some makes room again."""
+        without bound behind one key; the operator resolving some makes room again. ``capped=False``
+        (a copy merged in flight, reconciled at delivery: the till was told "stored" then) stores it
+        past the cap: the cap refuses only copies that can still be refused."""
         new = new if new is not None and new.key == event.key else _new_event(event.key, event)
         known = db.fetch_conflicts(conn, event.key)
         for n, _, payload in known:
             if payload == new.payload:
                 return "conflict", f"{why} (already in the operator queue as {event.key}:conflict:{n})"
         waiting = sum(1 for _, state, _ in known if state == db.RowState.REJECTED)
-        if waiting >= MAX_OPEN_CONFLICTS:
+        if capped and waiting >= MAX_OPEN_CONFLICTS:
             return "refused", f"{why}; {waiting} conflicting copies of it wait in the operator queue already"
         key = f"{event.key}:conflict:{max((n for n, _, _ in known), default=0) + 1}"
         db.insert_events(conn, [replace(new, key=key)], now, None)

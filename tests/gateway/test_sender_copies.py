@@ -17,7 +17,11 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+import gateway.outbox as outbox_module
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from gateway.metrics import Metrics
 from gateway.outbox import Outbox
 from gateway.payload import event_to_json
 from gateway.receipt import CustomerId, Event, IdKind
@@ -203,5 +207,43 @@ async def test_a_copy_merged_while_the_core_refuses_the_event_is_what_a_retry_se
         merged = pb.EventEnvelope.FromString(queued.envelope).commit.draft
         assert merged.customer.phone == PHONE and core.drafts[cloud.key] == merged.SerializeToString()
         assert dict(core.applications) == {cloud.key: 1} and core.attached == {}
+    finally:
+        await ob.close()
+
+
+async def test_a_copy_merged_in_flight_is_stored_at_delivery_even_past_the_conflict_cap(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The till's copy (customer and points spent) merges into the pending row while the cloud
+    copy is in flight: the till is told "stored". At delivery it is a conflict (points cannot be
+    spent after delivery) while the key already has MAX_OPEN_CONFLICTS copies queued: it is stored
+    all the same (the cap refuses only copies that can still be refused), never dropped."""
+    monkeypatch.setattr(outbox_module, "MAX_OPEN_CONFLICTS", 1)
+    cloud, till = copies()
+    assert cloud.receipt is not None and till.receipt is not None
+    greedy = replace(till, receipt=replace(till.receipt, redeem_points=50))
+    reused = sale("R1", 1, driver="evotor", amount=777)  # the key reused for other goods
+    assert reused.key == cloud.key
+    m = Metrics()
+    core, gate = ContentCore(), Gate()
+    ob = await Outbox.open(tmp_path / "o.db", metrics=m)
+    try:
+        sender = Sender(ob, InProcClient(core, call=gate.call), **FAST)
+        assert await ob.append(cloud)
+        assert await ob.append(reused) is False  # other goods: conflict 1, the cap is reached
+        async with running(sender):
+            await asyncio.wait_for(gate.held.wait(), 10)  # applied by the core, ack held
+            assert await ob.append(greedy) is False  # merged into the pending row: "stored"
+            gate.release()
+            assert await sender.drain(10)
+        assert dict(core.applications) == {cloud.key: 1} and core.attached == {}
+        rows = {r.key: r for r in await ob.recent(10)}
+        assert rows[cloud.key].state == "delivered" and rows[cloud.key].payload == event_to_json(cloud)
+        queued = {r.key: r for r in await ob.rejected()}
+        assert sorted(queued) == [f"{cloud.key}:conflict:1", f"{cloud.key}:conflict:2"]
+        kept = queued[f"{cloud.key}:conflict:2"]
+        assert kept.reason == "RECEIPT_CONFLICT" and kept.payload == event_to_json(greedy)
+        assert "spends points" in kept.last_error
+        assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "refused"}) is None
+        assert not m.alarms
     finally:
         await ob.close()

@@ -32,7 +32,8 @@ Invariants:
     content under the same key would be a conflict there), so its ack takes the same way;
   * stored row delivered, the copy adds the customer: a correction event
     ``<key>:correction:1`` (:func:`gateway.receipt.correction_event`, the core's AttachCustomer)
-    is appended, applied once (``outcome="correction"``); a copy adding only fiscal data changes
+    is appended, applied once (``outcome="correction"``; a later copy naming another customer than
+    the stored correction attaches is a conflict, below); a copy adding only fiscal data changes
     nothing; one that would spend points (or a hold) after delivery cannot be corrected: it is a
     conflict;
   * a real conflict (other goods, amounts, customer, points, time): the copy is stored as a
@@ -405,9 +406,22 @@ class Outbox:
             why = "a copy after delivery that spends points or takes a hold cannot be corrected automatically"
             return self._store_conflict(conn, event, row, why, now, new, capped=capped)
         fix = correction_event(merged)
-        if self._insert(conn, fix, now).duplicate:  # the same late copy again: one correction
+        if not self._insert(conn, fix, now).duplicate:
+            return "correction", fix.key
+        # a correction of the sale is stored already: the same late copy again (one correction),
+        # unless this copy names another customer than that correction attaches: a conflict
+        known = db.fetch_key(conn, fix.key)
+        try:
+            attached = event_from_json(known.payload) if known is not None else None
+        except (ValueError, KeyError, TypeError):
+            attached = None
+        if attached is not None and merge_copies(attached, fix).verdict != CopyVerdict.CONFLICT:
             return "copy", ""
-        return "correction", fix.key
+        who = attached.receipt.customer if attached is not None and attached.receipt is not None else None
+        why = (f"another customer: the correction {fix.key} (row {known.id}, {known.state}) attaches "
+               f"{who.kind}:{who.value}" if known is not None and who is not None
+               else f"the stored correction {fix.key} cannot be read")
+        return self._store_conflict(conn, event, row, why, now, new, capped=capped)
 
     def _deliver_sent(
         self, conn: Connection, acks: list[tuple[OutboxRow, bytes]], now: float,

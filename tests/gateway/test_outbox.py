@@ -699,6 +699,35 @@ async def test_a_copy_adding_the_customer_after_delivery_queues_one_correction(t
         await ob.close()
 
 
+async def test_a_late_copy_naming_another_customer_than_the_correction_is_a_conflict(tmp_path: Path) -> None:
+    """Delivered without a customer; a copy naming P queued the correction attaching P; a later
+    copy naming Q builds the same correction key: not "the same copy again" but a conflict in the
+    operator queue (naming the correction and P). P's copy again is still a copy."""
+    plugin, cloud = _evotor_copies()
+    assert plugin.receipt is not None
+    someone_else = CustomerId(IdKind.PHONE, "+79160000202")
+    other = replace(plugin, receipt=replace(plugin.receipt, customer=someone_else))
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        await ob.append(cloud)
+        [row] = await ob.next_batch(10)
+        await ob.mark_delivered(row.id, "{}")
+        assert await ob.append(plugin) is False  # the correction attaching P
+        assert await ob.append(other) is False  # Q: stored in the operator queue
+        [queued] = await ob.rejected()
+        assert (queued.key, queued.reason) == (f"{cloud.key}:conflict:1", "RECEIPT_CONFLICT")
+        assert queued.event == other
+        assert f"the correction {cloud.key}:correction:1" in queued.last_error
+        assert "phone:+79160000101" in queued.last_error and "phone:+79160000202" in queued.last_error
+        assert await ob.append(plugin) is False and await ob.append(other) is False  # resends: no new rows
+        [fix] = await ob.next_batch(10)
+        assert fix.key == f"{cloud.key}:correction:1"
+        assert fix.event.receipt is not None and fix.event.receipt.customer == plugin.receipt.customer
+        assert [r.key for r in await ob.rejected()] == [queued.key]
+    finally:
+        await ob.close()
+
+
 async def test_a_late_copy_spending_points_is_a_conflict_not_a_correction(tmp_path: Path) -> None:
     plugin, cloud = _evotor_copies()
     assert plugin.receipt is not None

@@ -46,10 +46,10 @@ Invariants:
     one is refused: append raises :class:`ConflictLimit` (a retriable StorageError: nothing is
     stored, the driver answers "not stored", the till keeps the copy and resends it), ERROR and
     the alarm ``conflicts:<key>`` of the receipt's driver (cleared once a copy of the key is
-    stored again, after the operator resolved some); a till reusing a key cannot grow the
-    queue without bound, and nothing it was told is stored is dropped (a copy merged while its
-    event was in flight and found conflicting at delivery is stored past the cap: the till was
-    told "stored" when it merged).
+    stored again, after the operator resolved some; not by a resend of a copy already queued); a
+    till reusing a key cannot grow the queue without bound, and nothing it was told is stored is
+    dropped (a copy merged while its event was in flight and found conflicting at delivery is
+    stored past the cap: the till was told "stored" when it merged).
   In every other case the copy is durable when append returns: the driver answers the till with
   its vendor's success (the till did its part; resending would change nothing).
 - Per-register sequence numbers are assigned by the writer, gap-free and increasing in append
@@ -303,6 +303,10 @@ class Outbox:
             log.warning("copy merged into an event in the operator queue: a retry sends the merged version",
                         extra={**fields, "detail": detail, "action": "posgw queue list shows what it adds"})
             return
+        if outcome == "conflict-queued":  # this copy waits in the operator queue already: nothing new
+            self._count("conflict")
+            self._log_conflict(event, detail)
+            return  # the alarm stays: another copy of the key may still be refused (only a store clears it)
         self._count(outcome)
         if outcome == "correction":  # a new row to send: the sender need not wait for its poll
             self._new_rows.set()
@@ -352,10 +356,11 @@ class Outbox:
         """Writer thread, in the batch's transaction: reconcile ``event`` with the row stored under
         its key (re-read here, so the decision and the write are one atomic step). Returns
         (outcome, detail): copy | merged | merged-queued (into a rejected row) | correction |
-        conflict | refused (not stored: :class:`ConflictLimit`) (module docstring). ``new``: the
-        copy as append encoded it (else encoded here when needed). ``capped=False``: a copy the
-        till was already told is stored (merged in flight, reconciled at delivery): a conflict is
-        stored even past :data:`MAX_OPEN_CONFLICTS`, never refused."""
+        conflict | conflict-queued (this copy is a conflict row already: nothing stored) | refused
+        (not stored: :class:`ConflictLimit`) (module docstring). ``new``: the copy as append
+        encoded it (else encoded here when needed). ``capped=False``: a copy the till was already
+        told is stored (merged in flight, reconciled at delivery): a conflict is stored even past
+        :data:`MAX_OPEN_CONFLICTS`, never refused."""
         row = db.fetch_key(conn, event.key)
         if row is None:  # pragma: no cover - the append just found it
             return "copy", ""
@@ -486,7 +491,7 @@ class Outbox:
         known = db.fetch_conflicts(conn, event.key)
         for n, _, payload in known:
             if payload == new.payload:
-                return "conflict", f"{why} (already in the operator queue as {event.key}:conflict:{n})"
+                return "conflict-queued", f"{why} (already in the operator queue as {event.key}:conflict:{n})"
         waiting = sum(1 for _, state, _ in known if state == db.RowState.REJECTED)
         if capped and waiting >= MAX_OPEN_CONFLICTS:
             return "refused", f"{why}; {waiting} conflicting copies of it wait in the operator queue already"

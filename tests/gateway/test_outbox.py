@@ -838,6 +838,8 @@ async def test_conflicting_copies_past_the_limit_are_refused_not_dropped(
         assert m.registry.get_sample_value("posgw_outbox_events_total", {"outcome": "refused"}) == 2
         assert len(await ob.rejected()) == 2 and (await ob.stats()).writable  # nothing stored
         assert await ob.append(copies[0]) is False  # a copy already queued is still just a copy
+        assert alarm in m.alarms  # ... and stores nothing: copies[2] is still refused, the alarm stays
+        assert len(await ob.rejected()) == 2
         assert await ob.resolve(queued[0].id, "checked with the shop")
         assert await ob.append(copies[2]) is False  # room again: stored, the alarm is cleared
         assert [r.key for r in await ob.rejected()] == [f"{first.key}:conflict:2", f"{first.key}:conflict:3"]

@@ -56,6 +56,13 @@ class Config(EdgeOptions):
         le=10_000,
         description="longest wait for the core to hand a code to the SMS provider; then a cashier message",
     )
+    recalc_budget_ms: int = Field(
+        default=1000,
+        ge=50,
+        le=10_000,
+        description="a recalc is answered within this: keeping its calc token for the sale is waited for "
+        "until then (the answer leaves without it, WARNING); keep it above the gateway's calc_budget_ms",
+    )
     time_for_repeat_s: int = Field(
         default=60,
         ge=10,

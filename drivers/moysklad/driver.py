@@ -20,13 +20,20 @@ core trouble (prices unchanged, no points); a code request never waits past ``co
 
 One route from recalc to sale, as for every driver: the calc token. MoySklad carries nothing from
 the recalc to the sale, so the recalc keeps its token in the driver's state under
-:func:`mapping.calc_key` (store, counterparty, goods: what the sale carries too) and the sale commits
-with it (``Event.calc_token``: the pipeline verifies it and applies the recalc's customer, hold and
-offline flag); points spent are checked against what that token redeemed.
+:func:`mapping.calc_key` (store, counterparty, goods: what the sale carries too), in a list of at
+most :data:`mapping.CALC_TOKENS_KEPT` (two tills may recalc the same basket for the same customer),
+and the sale commits with the one :func:`mapping.pick` chooses (``Event.calc_token``: the pipeline
+verifies it and applies the recalc's customer, hold and offline flag); points spent are checked
+against what that token redeemed, and a token is used by one sale (one writer per calc key at a
+time: the sale holds it from choosing the token to consuming it). Keeping the token is waited for
+until ``recalc_budget_ms`` after the recalc began, no longer: a late write goes on in the background
+(a sale of those goods waits for it), a failed one keeps nothing; both are logged at WARNING and the
+recalc is answered all the same.
 
 The driver's state (``ctx.state``): ``link:<msId>`` (MoySklad counterparty -> core customer and
-phone), ``calc:<digest>`` (the calc token of the last recalc of those goods for that customer at
-that store when it redeemed, held or was answered offline; kept a day, cleared by its sale),
+phone), ``calc:<digest>`` (the calc tokens, a JSON list oldest first, of the recalcs of those goods
+for that customer at that store that redeemed, held or were answered offline; kept a day from the
+last write, each removed by the sale that commits with it),
 ``code:<phone digits>`` (the spending code handed to the till, kept for the code's life),
 ``doc:<key>`` (content digest of a stored document, written last), ``sale:<key>`` (a sale's lines),
 ``returned:<sale key>`` (what each return took back) and ``gift:<name>`` (kopecks each sale paid with a
@@ -38,11 +45,12 @@ with every sale); ``link:`` (one per customer) and ``gift:`` (money) are kept.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import hmac
 import json
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from datetime import UTC
 from typing import Any
 
@@ -58,6 +66,7 @@ from gateway.receipt import CustomerId, Event, IdKind
 HEADER = "Lognex-Discount-API-Auth-Token"
 JSON = ("application/json",)
 CALC_KEEP_S = 86_400.0
+ANSWER_RESERVE_S = 0.01  # what answering takes after the calc token's write was waited for
 CODE_KEEP_S = 600.0  # the core's code lifetime (simulators/core/codes.py CODE_TTL)
 RECALC_AGAIN = frozenset({"REDEMPTION_CAP_EXCEEDED", "INSUFFICIENT_POINTS"})
 ID_NAMESPACE = uuid.UUID("5b0f7f1e-3c1a-4e7e-9a53-7d1e6f0c2a10")  # our customer ids as UUIDs (Q7)
@@ -95,8 +104,24 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
 
     def __init__(self, config: Config, **kw: Any) -> None:
         super().__init__(config, **kw)
-        self._locks: dict[str, asyncio.Lock] = {}  # ledger key -> its writer (read-modify-write)
+        self._locks: dict[str, asyncio.Lock] = {}  # state key -> its writer (read-modify-write)
+        self._users: Counter[str] = Counter()  # state key -> tasks holding or waiting for its lock
+        self._writes: set[asyncio.Future[None]] = set()  # calc token writes that outlived their recalc
         self.keep_s = config.keep_days * 86_400.0  # documents' content, sales' goods, their returns
+
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, key: str) -> AsyncIterator[None]:
+        """One writer of the state value ``key`` at a time; the lock is forgotten when nobody
+        holds or waits for it (keys are per sale and per basket: the dict must not grow)."""
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
 
     def routes(self, ctx: DriverContext) -> list[web.RouteDef]:
         auth = http_edge.HeaderToken(self.config.tokens, header=HEADER)
@@ -314,6 +339,7 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
         return result
 
     async def _recalc(self, ctx: DriverContext, body: bytes) -> web.Response:
+        deadline = asyncio.get_running_loop().time() + self.config.recalc_budget_ms / 1000
         req = wire.parse_recalc(body)
         found = await self._link(ctx, req.agent)
         result = None
@@ -348,11 +374,50 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             extra_info="" if result is None else slip.slip_text(shown, result, print_balance=False),
         )
         key = mapping.calc_key(req.store, req.agent, req.positions)
-        if key:  # written only when it changes (compared as the secret-ish value it is)
-            kept = await ctx.state.get(key) or ""
-            if not hmac.compare_digest(kept.encode(), token.encode()):
-                await ctx.state.put(key, token, keep_s=CALC_KEEP_S)
+        if key and token:
+            await self._keep_token(ctx, key, token, deadline)
         return self._answer(200, wire.render_recalc(req.agent_echo, answer))
+
+    async def _keep_token(self, ctx: DriverContext, key: str, token: str, deadline: float) -> None:
+        """Add ``token`` to those kept under ``key``, waiting until ``deadline`` less what answering
+        takes (loop time; the recalc's budget): a write still going on then continues in the
+        background and the recalc is answered without waiting (WARNING); a sale of these goods
+        takes the key's lock, so it waits for that write. Never raises for storage trouble."""
+        write = asyncio.ensure_future(self._add_token(ctx, key, token))
+        self._writes.add(write)  # held until done, even when the answer leaves first
+        write.add_done_callback(self._writes.discard)
+        left = deadline - ANSWER_RESERVE_S - asyncio.get_running_loop().time()
+        done, _ = await asyncio.wait({write}, timeout=max(0.0, left))
+        if done:
+            write.result()  # a bug is not swallowed; storage trouble was logged by _add_token
+            return
+        ctx.log.warning(
+            "recalc answered before its calc token was kept",
+            extra={
+                "driver": NAME,
+                "state_key": key,
+                "action": "the write goes on and a sale of these goods waits for it; if it fails the sale "
+                "is checked without a token (spending refused 412)",
+            },
+        )
+
+    async def _add_token(self, ctx: DriverContext, key: str, token: str) -> None:
+        try:
+            async with self._exclusive(key):
+                kept = mapping.calc_tokens(await ctx.state.get(key))
+                await ctx.state.put(key, mapping.kept_tokens([*kept, token]), keep_s=CALC_KEEP_S)
+        except GatewayError as exc:
+            ctx.count("storage_error")
+            ctx.log.warning(
+                "recalc answered without keeping its calc token",
+                extra={
+                    "driver": NAME,
+                    "state_key": key,
+                    "error": str(exc) or type(exc).__name__,
+                    "action": "the sale of these goods is checked without a token: spending refused "
+                    "(412), a sale spending nothing stored as answered online; check the state store",
+                },
+            )
 
     # ------------------------------------------------------------ sale and return
 
@@ -366,7 +431,7 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
     ) -> None:
         """Set ``document``'s entry of the ledger ``key`` (idempotent; one writer per ledger at a time);
         ``keep_s`` as for ``ctx.state.put`` (None: kept, as a gift card's money must be)."""
-        async with self._locks.setdefault(key, asyncio.Lock()):
+        async with self._exclusive(key):
             entries = await self._ledger(ctx, key)
             if entries.get(document) != value:
                 entries[document] = value
@@ -391,22 +456,30 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             "Этот документ уже получен с другим содержимым: изменения не приняты",
         )
 
-    async def _calc_of(self, ctx: DriverContext, doc: wire.Document) -> tuple[str, str, CalcClaims | None]:
-        """(state key, calc token, its claims) the recalc of this sale's goods left for it
-        (:func:`mapping.calc_key`); no token when there was none or it no longer verifies (the
-        gateway's key file was replaced: the sale grants nothing the gateway cannot vouch for)."""
-        key = mapping.calc_key(doc.store, doc.agent, doc.positions)
-        token = await ctx.state.get(key) if key else None
-        if not token:
-            return key, "", None
-        try:
-            return key, token, ctx.calc_claims(token)
-        except BadInput:
+    async def _calc_of(
+        self, ctx: DriverContext, key: str, spend: int
+    ) -> tuple[list[str], str, CalcClaims | None]:
+        """(the tokens kept under ``key`` that verify, the one this sale commits with, its claims):
+        the recalcs of this sale's goods (:func:`mapping.calc_key`), chosen by :func:`mapping.pick`;
+        no token when none was kept or none verifies (the gateway's key file was replaced: the sale
+        grants nothing the gateway cannot vouch for)."""
+        kept = mapping.calc_tokens(await ctx.state.get(key)) if key else []
+        claims: list[CalcClaims | None] = []
+        for token in kept:
+            try:
+                claims.append(ctx.calc_claims(token))
+            except BadInput:
+                claims.append(None)
+        if None in claims:
             ctx.log.warning(
                 "the calc kept for a sale does not verify",
-                extra={"driver": NAME, "state_key": key, "action": "committed without it; spending refused"},
+                extra={
+                    "driver": NAME, "state_key": key, "action": "not used; spending refused without another",
+                },
             )
-            return key, "", None
+        at = mapping.pick([None if c is None else c.redeemed for c in claims], spend)
+        valid = [t for t, c in zip(kept, claims, strict=True) if c is not None]
+        return (valid, "", None) if at is None else (valid, kept[at], claims[at])
 
     async def _sale_customer(
         self, ctx: DriverContext, doc: wire.Document, claims: CalcClaims | None
@@ -474,13 +547,28 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             paid = await self._ledger(ctx, f"gift:{g.name}")
             spent[g.name] = sum(v for k, v in paid.items() if k != key)
         self._gift_check(doc, spent)
-        calc_key, token, claims = await self._calc_of(ctx, doc)
+        calc_key = mapping.calc_key(doc.store, doc.agent, doc.positions)
+        if not calc_key:
+            await self._commit(ctx, doc, key, digest, "")
+        else:
+            async with self._exclusive(calc_key):  # a token is chosen and used by one sale at a time
+                await self._commit(ctx, doc, key, digest, calc_key)
+        return self._answer(201)
+
+    async def _commit(
+        self, ctx: DriverContext, doc: wire.Document, key: str, digest: str, calc_key: str
+    ) -> None:
+        """Check and store the sale ``doc`` (idempotency key ``key``) with the calc token chosen
+        among those kept under ``calc_key``, then its bookkeeping; the token it used is removed
+        before ``doc:`` is written, so a resend after an interrupted answer completes that too."""
+        kept, token, claims = await self._calc_of(ctx, calc_key, doc.spend)
         customer = await self._sale_customer(ctx, doc, claims)
         event = mapping.sale_of(doc, customer, key=key, now=self.now(), store_id=self.config.store_id)
         if claims is not None and not (claims.redeemed and not doc.spend):
             # the pipeline verifies the token and applies it: the recalc's hold is consumed by
             # this sale, an offline recalc's redemption kept. A recalc that spent, followed by a
-            # sale spending nothing, is not the calc the till applied: committed without it.
+            # sale spending nothing, is not the calc the till applied: committed without it (and
+            # the token stays for the sale it belongs to, another till's).
             event = dataclasses.replace(event, calc_token=token)
         new = await ctx.submit(event)
         ctx.count("committed" if new else "duplicate")
@@ -488,10 +576,10 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
         for g in doc.gift_cards:
             await self._record(ctx, f"gift:{g.name}", key, g.kopecks)
         await ctx.state.put(f"sale:{key}", mapping.goods(doc.positions).as_json(), keep_s=self.keep_s)
+        if event.calc_token:  # used once, as the pipeline's own calc memory
+            kept.remove(token)
+            await ctx.state.put(calc_key, mapping.kept_tokens(kept), keep_s=CALC_KEEP_S)
         await ctx.state.put(f"doc:{key}", digest, keep_s=self.keep_s)
-        if token:  # used once, as the pipeline's own calc memory: another sale of these goods recalcs
-            await ctx.state.put(calc_key, "", keep_s=CALC_KEEP_S)
-        return self._answer(201)
 
     async def _return(self, ctx: DriverContext, body: bytes) -> web.Response:
         doc = wire.parse_return(body)

@@ -17,6 +17,10 @@ Invariants:
 - :func:`calc_key` names a recalc and its sale alike (MoySklad carries nothing from one to the other
   and the recalc has no document id): the retail store, the counterparty and the goods before
   discounts, split parts merged, so a sale finds the calc token of the recalc the till applied;
+- under one calc key at most :data:`CALC_TOKENS_KEPT` tokens are kept, oldest first (two tills, or
+  a reopened receipt, recalc the same basket for the same customer and neither body carries a till
+  or recalc identity); :func:`pick` chooses the one a sale commits with: the newest whose points
+  redeemed equal the sale's spending, else the newest allowing at least that, else the newest;
 - ``moment`` has no zone: it is read as Moscow time (UTC+3, MoySklad's servers).
 """
 
@@ -88,6 +92,44 @@ def calc_key(store: str, agent: Agent | None, positions: Sequence[Position]) -> 
     lines = sorted((k, q, a) for k, (_, q, a) in goods(positions).lines.items())
     shape = hashlib.sha256(json.dumps([store, who, lines]).encode()).hexdigest()[:32]
     return f"calc:{shape}"
+
+
+CALC_TOKENS_KEPT = 8  # recalcs of one basket for one customer at one store whose sales may still come
+
+
+def calc_tokens(raw: str | None) -> list[str]:
+    """The calc tokens kept under a :func:`calc_key`, oldest first. A value written before tokens
+    were kept as a list is one token; anything unreadable is none (the sale is checked without)."""
+    if not raw:
+        return []
+    if not raw.startswith("["):
+        return [raw]
+    try:
+        values = json.loads(raw)
+    except ValueError:
+        return []
+    return [v for v in values if isinstance(v, str) and v] if isinstance(values, list) else []
+
+
+def kept_tokens(tokens: Sequence[str]) -> str:
+    """The state value keeping ``tokens`` (oldest first): the newest :data:`CALC_TOKENS_KEPT`; ""
+    when none is left."""
+    return json.dumps(list(tokens[-CALC_TOKENS_KEPT:])) if tokens else ""
+
+
+def pick(redeemed: Sequence[int | None], spend: int) -> int | None:
+    """The index of the kept token a sale spending ``spend`` points commits with, given what each
+    kept token redeemed (oldest first; None: a token that does not verify, never picked): the
+    newest that redeemed exactly ``spend`` (the recalc the till applied; of several, the last one,
+    as a reopened receipt's last recalc wins), else the newest that allowed at least ``spend``,
+    else the newest (the sale is then refused if it spends more than that one allowed); None when
+    no token verifies."""
+    usable = [(i, r) for i, r in enumerate(redeemed) if r is not None]
+    for match in (lambda r: r == spend, lambda r: r >= spend, lambda r: True):
+        found = [i for i, r in usable if match(r)]
+        if found:
+            return found[-1]
+    return None
 
 
 def digest(doc: Document) -> str:

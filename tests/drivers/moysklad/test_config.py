@@ -40,3 +40,10 @@ def test_gift_cards_are_checked(tmp_path: Path) -> None:
 def test_budget_bounds_and_unknown_keys(tmp_path: Path) -> None:
     assert section_problems(tmp_path, "moysklad", "code_budget_ms = 50\n")
     assert section_problems(tmp_path, "moysklad", "code_budget = 500\n")
+
+
+def test_recalc_budget_default_and_bounds(tmp_path: Path) -> None:
+    assert load(tmp_path).recalc_budget_ms == 1000
+    assert load(tmp_path, "recalc_budget_ms = 400\n").recalc_budget_ms == 400
+    assert section_problems(tmp_path, "moysklad", "recalc_budget_ms = 10\n")
+    assert section_problems(tmp_path, "moysklad", "recalc_budget_ms = 60000\n")

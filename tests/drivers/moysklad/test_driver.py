@@ -16,11 +16,11 @@ import pytest
 from drivers.moysklad import mapping, wire
 from drivers.moysklad.driver import check, create, customer_uuid
 from gateway.driver import CustomerInfo
-from gateway.errors import CoreUnavailable
+from gateway.errors import CoreUnavailable, StorageError
 from gateway.pipeline import apply_claims
 from gateway.receipt import CustomerId, IdKind, Receipt
 from gateway.rules.identity import normalize_phone
-from tests.drivers.fake_context import FakeContext, calc_result, serve, token
+from tests.drivers.fake_context import FakeContext, MemoryState, calc_result, serve, token
 from tests.drivers.moysklad import payloads as p
 
 GIFT = {"name": "GC-1", "id": "gid", "initial_kopecks": 100000}
@@ -550,22 +550,201 @@ async def test_receipt_text_is_the_gateway_slip(offline: bool, text: str) -> Non
     assert status == 200 and body["bonusProgram"]["receiptExtraInfo"] == text
 
 
-async def test_the_last_recalc_of_a_basket_wins_and_an_online_earning_one_keeps_nothing() -> None:
-    """The cashier asked to spend, then went back to earning (the till applies the last answer):
-    the sale cannot spend what the first recalc offered. An online earning answer's token would
-    change nothing in the sale, so none is written (a durable write per item change saved)."""
+def numbered_holds(ctx: FakeContext) -> None:
+    """Each spending calc gets its own hold (hold-1, hold-2, ...), as the core's holds are."""
+    online, made = ctx.calc, [0]
+
+    def calc(r: Receipt) -> Any:
+        result = online(r)
+        if not result.hold_id:
+            return result
+        made[0] += 1
+        hold = f"hold-{made[0]}"
+        claims = ctx.calc_claims(result.token)
+        return dataclasses.replace(result, hold_id=hold, token=token(
+            customer=claims.customer, redeemed=claims.redeemed, hold_id=hold, register_id=claims.register_id
+        ))
+
+    ctx.calc = calc
+
+
+def kept(ctx: FakeContext) -> list[tuple[int, str]]:
+    """(points redeemed, hold) of every calc token kept for a sale, oldest first, per calc key."""
+    return [
+        (claims.redeemed, claims.hold_id)
+        for key, value in ctx.state.data.items()
+        if key.startswith("calc:")
+        for claims in map(ctx.calc_claims, mapping.calc_tokens(value))
+    ]
+
+
+def applied(ctx: FakeContext) -> list[tuple[int, str, int | None]]:
+    """(points the calc token applies, its hold, points the sale spends) of every stored sale, in order."""
+    out = []
+    for event in ctx.stored.values():
+        claims = ctx.calc_claims(event.calc_token) if event.calc_token else None
+        assert event.receipt is not None
+        out.append((0 if claims is None else claims.redeemed, "" if claims is None else claims.hold_id,
+                    event.receipt.redeem_points))
+    return out
+
+
+SALE_2 = "6a7b8c9d-6ea1-11f0-0a80-0d6e00aabbdd"
+SALE_3 = "7b8c9d0e-6ea1-11f0-0a80-0d6e00aabbee"
+
+
+async def test_two_recalcs_of_the_same_basket_keep_two_tokens_and_both_sales_pass() -> None:
+    """The reviewer's case: two tills (or a receipt reopened) recalc the same goods for the same
+    customer; neither body says which till. Each sale spends what its recalc allowed and commits
+    with a token of its own; a third sale of those goods finds none left (a token is used once)."""
     ctx = context()
-    async with serve(driver(codes_for_spending=False), ctx) as client:
+    numbered_holds(ctx)
+    got = await calls(
+        ctx,
+        ("/retaildemand/recalc", p.recalc(spending=True)),
+        ("/retaildemand/recalc", p.recalc(spending=True)),
+        ("/retaildemand", p.sale(spend=125)),
+        ("/retaildemand", p.sale(SALE_2, spend=125)),
+        ("/retaildemand", p.sale(SALE_3, spend=125)),
+        codes_for_spending=False,
+    )
+    assert [status for status, _ in got] == [200, 200, 201, 201, 412]
+    assert [body["bonusProgram"]["bonusValueToSpend"] for _, body in got[:2]] == [125, 125]
+    assert "(0)" in got[4][1]["errors"][0]["error_message"]
+    # the newest matching token first: each hold consumed by exactly one sale
+    assert applied(ctx) == [(125, "hold-2", 125), (125, "hold-1", 125)]
+    assert kept(ctx) == []
 
-        async def post(path: str, body: Any) -> int:
-            resp = await client.post(f"/v1/moysklad{path}", data=p.dumps(body), headers=p.HEADERS)
-            return resp.status
 
-        assert await post("/retaildemand/recalc", p.recalc()) == 200
-        assert not any(k.startswith("calc:") for k in ctx.state.data)
-        assert await post("/retaildemand/recalc", p.recalc(spending=True)) == 200
-        assert [v != "" for k, v in ctx.state.data.items() if k.startswith("calc:")] == [True]
-        assert await post("/retaildemand/recalc", p.recalc()) == 200
-        assert [v for k, v in ctx.state.data.items() if k.startswith("calc:")] == [""]
-        assert await post("/retaildemand", p.sale(spend=125)) == 412
-    assert ctx.stored == {}
+async def test_each_sale_takes_the_recalc_of_its_own_spending() -> None:
+    """Two tills' recalcs of the same basket allowed different spending: each sale commits with the
+    token that redeemed what it spends, whichever came first; none can spend more than a recalc
+    allowed, nor use a token twice."""
+    ctx = context()
+    numbered_holds(ctx)
+    got = await calls(
+        ctx,
+        ("/retaildemand/recalc", p.recalc(spending=True)),  # the maximum: 125
+        ("/retaildemand/recalc", p.recalc(spending=True, preferred=50)),
+        ("/retaildemand", p.sale(spend=130)),  # more than any recalc allowed
+        ("/retaildemand", p.sale(SALE_2, spend=125)),
+        ("/retaildemand", p.sale(SALE_3, spend=125)),  # that allowance is used
+        ("/retaildemand", p.sale(spend=50)),
+        codes_for_spending=False,
+    )
+    assert [status for status, _ in got] == [200, 200, 412, 201, 412, 201]
+    assert "(50)" in got[2][1]["errors"][0]["error_message"]  # judged against the newest recalc
+    assert "(50)" in got[4][1]["errors"][0]["error_message"]
+    assert applied(ctx) == [(125, "hold-1", 125), (50, "hold-2", 50)]
+    assert kept(ctx) == []
+
+
+async def test_a_reopened_receipts_last_recalc_wins_and_earning_takes_nothing_away() -> None:
+    """One till recalcs the same basket again (the receipt reopened): its sale commits with the
+    last recalc that spent what it spends (hold-2); the earlier one's token stays, unused, for a day
+    (its hold expires in the core). An online earning recalc keeps nothing and takes nothing away:
+    the gateway cannot tell it from another till's; a sale spending nothing commits without a
+    spending token and leaves it."""
+    ctx = context()
+    numbered_holds(ctx)
+    got = await calls(
+        ctx,
+        ("/retaildemand/recalc", p.recalc(spending=True)),
+        ("/retaildemand/recalc", p.recalc(spending=True)),
+        ("/retaildemand/recalc", p.recalc()),
+        ("/retaildemand", p.sale(spend=0)),
+        ("/retaildemand", p.sale(SALE_2, spend=125)),
+        codes_for_spending=False,
+    )
+    assert [status for status, _ in got] == [200, 200, 200, 201, 201]
+    assert applied(ctx) == [(0, "", 0), (125, "hold-2", 125)]
+    assert kept(ctx) == [(125, "hold-1")]
+
+
+async def test_at_most_eight_tokens_are_kept_per_basket_the_oldest_dropped() -> None:
+    ctx = context()
+    numbered_holds(ctx)
+    n = mapping.CALC_TOKENS_KEPT + 2
+    got = await calls(ctx, *[("/retaildemand/recalc", p.recalc(spending=True))] * n)
+    assert [status for status, _ in got] == [200] * n
+    assert kept(ctx) == [(125, f"hold-{i}") for i in range(3, n + 1)]
+    assert [v for k, v in ctx.state.keep_s.items() if k.startswith("calc:")] == [86_400.0]
+
+
+class FailingState(MemoryState):
+    """A state store whose writes of calc tokens fail, or wait for ``gate``."""
+
+    def __init__(self, gate: asyncio.Event | None = None) -> None:
+        super().__init__()
+        self.gate = gate
+        self.entered = asyncio.Event()
+        self.reads: list[tuple[str, bool]] = []  # (key, the gate was open) of every read
+        self.document_read = asyncio.Event()  # a sale's first read
+
+    async def get(self, key: str) -> str | None:
+        self.reads.append((key, self.gate is not None and self.gate.is_set()))
+        if key.startswith("doc:"):
+            self.document_read.set()
+        return await super().get(key)
+
+    async def put(self, key: str, value: str, *, keep_s: float | None = None) -> None:
+        if key.startswith("calc:"):
+            self.entered.set()
+            if self.gate is None:
+                raise StorageError("disk full (test)")
+            await self.gate.wait()
+        await super().put(key, value, keep_s=keep_s)
+
+
+async def test_a_failed_token_write_still_answers_the_recalc_and_the_sale_is_checked_without_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ctx = context()
+    ctx.state = FailingState()
+    recalc, spending, plain = await calls(
+        ctx,
+        ("/retaildemand/recalc", p.recalc(spending=True)),
+        ("/retaildemand", p.sale(spend=125)),
+        ("/retaildemand", p.sale(SALE_2)),
+        codes_for_spending=False,
+    )
+    assert recalc[0] == 200 and recalc[1]["bonusProgram"]["bonusValueToSpend"] == 125
+    assert [x["discountedPrice"] for x in recalc[1]["positions"]] == [450, 225]
+    assert spending[0] == 412 and "(0)" in spending[1]["errors"][0]["error_message"]
+    assert plain == (201, None) and applied(ctx) == [(0, "", 0)]
+    assert kept(ctx) == [] and ctx.counts["storage_error"] == 1
+    assert any(
+        r.levelname == "WARNING" and "without keeping its calc token" in r.message for r in caplog.records
+    )
+
+
+async def test_a_slow_token_write_does_not_hold_the_recalc_and_the_sale_waits_for_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The write is stuck (a slow disk) until the test lets it go: the recalc is answered anyway,
+    WARNING; the write goes on, and a sale of those goods waits for it and finds the token."""
+    ctx = context()
+    gate = asyncio.Event()
+    ctx.state = state = FailingState(gate)
+    async with serve(driver(codes_for_spending=False, recalc_budget_ms=50), ctx) as client:
+        resp = await asyncio.wait_for(
+            client.post("/v1/moysklad/retaildemand/recalc", data=p.dumps(p.recalc(spending=True)),
+                        headers=p.HEADERS),
+            5,
+        )
+        assert resp.status == 200 and (await resp.json())["bonusProgram"]["bonusValueToSpend"] == 125
+        assert state.entered.is_set() and kept(ctx) == []  # answered while the write is stuck
+        assert any(r.levelname == "WARNING" and "before its calc token was kept" in r.message
+                   for r in caplog.records)
+        sale = asyncio.ensure_future(
+            client.post("/v1/moysklad/retaildemand", data=p.dumps(p.sale(spend=125)), headers=p.HEADERS)
+        )
+        # its first read; this state store never suspends a reader, so the sale runs on to the lock
+        await asyncio.wait_for(state.document_read.wait(), 5)
+        assert not sale.done()
+        gate.set()
+        resp = await asyncio.wait_for(sale, 5)
+        assert resp.status == 201
+    # the recalc's write read the key with the gate shut; the sale only after the write went on
+    assert [opened for key, opened in state.reads if key.startswith("calc:")] == [False, True]
+    assert applied(ctx) == [(125, "hold-7", 125)] and kept(ctx) == []

@@ -186,3 +186,35 @@ def test_calc_key_names_a_recalc_and_the_sale_of_its_goods_alike() -> None:
     assert key not in others and len(set(others)) == 3
     assert mapping.calc_key(sale.store, None, sale.positions) == ""
     assert mapping.calc_key(sale.store, wire.Agent(), sale.positions) == ""
+
+
+@pytest.mark.parametrize(
+    ("redeemed", "spend", "chosen"),
+    [
+        ([125, 125], 125, 1),  # two recalcs allowed the same: the newest first, the other for the next sale
+        ([125, 50], 125, 0),  # the recalc whose spending the sale carries, even when another is newer
+        ([50, 125, 50], 50, 2),  # of several that match, the last (a reopened receipt's last recalc wins)
+        ([200, 125, 80], 100, 1),  # none matches: the newest that allowed at least as much
+        ([125, 50], 130, 1),  # none allowed that much: the newest (the sale is refused against it)
+        ([125, None], 0, 0),  # spending nothing: a token that does not verify is never chosen
+        ([None, None], 0, None),
+        ([], 10, None),
+    ],
+)
+def test_pick_chooses_the_recalc_the_sale_applied(
+    redeemed: list[int | None], spend: int, chosen: int | None
+) -> None:
+    assert mapping.pick(redeemed, spend) == chosen
+
+
+def test_kept_tokens_are_bounded_oldest_dropped_and_read_back() -> None:
+    tokens = [f"t{i}" for i in range(mapping.CALC_TOKENS_KEPT + 3)]
+    value = mapping.kept_tokens(tokens)
+    assert mapping.calc_tokens(value) == tokens[3:]  # the newest CALC_TOKENS_KEPT, oldest first
+    assert mapping.kept_tokens([]) == "" and mapping.calc_tokens("") == mapping.calc_tokens(None) == []
+
+
+def test_a_value_written_before_lists_is_one_token_and_garbage_is_none() -> None:
+    assert mapping.calc_tokens("c1.abc.def") == ["c1.abc.def"]
+    assert mapping.calc_tokens("[not json") == [] and mapping.calc_tokens('["a", 3, "", null]') == ["a"]
+    assert mapping.calc_tokens('["a"') == [] and mapping.calc_tokens("[1]") == []

@@ -5,7 +5,9 @@ a spending sale with a code (null preference: the maximum) whose positions need 
 paid partly by a gift certificate; a partial then a full return (the return's agent flat), the
 full one sent twice; the earning sale resent. Misbehaviour: a request with a wrong token, empty
 document ids (the fallback key), the preference inside ``bonusProgram``, a sale the cloud gives up
-on twice (2 ms timeouts) and then sends again (its points and gift card counted once).
+on twice (2 ms timeouts) and then sends again (its points and gift card counted once), two tills
+recalculating the same basket for the same customer and both selling it (each sale spends what
+its own recalc allowed).
 
 Every answer is checked as the till would apply it: statuses, the errors shape, Σ discountedPrice
 × quantity = Σ price × quantity − paidByBonusPoints to the kopeck, split parts adjacent with
@@ -235,6 +237,22 @@ class Day:
                 f"gift card after the sale: {after.data}",
             )
             balance = await self._balance(who, _plus(balance, earn3), "after gift card")
+        # -- two tills price the same basket for the customer (neither body says which till), each
+        #    spending 10 points; both sales pass, each spending what its own recalc allowed
+        twin_items = [Item(c.uuid(), 5000, 2000)]
+        twins = [await c.recalc(who, twin_items, spending=True, preferred=10) for _ in range(2)]
+        for i, twin in enumerate(twins):
+            r.problems += answer_problems(twin_items, twin)
+            program = twin.data.get("bonusProgram", {}) if isinstance(twin.data, dict) else {}
+            spent, earned = program.get("bonusValueToSpend", 0), program.get("bonusValueToEarn", 0)
+            r.check(spent == 10, f"two tills: recalc {i + 1} offered {spent}, not the 10 asked: {twin.data}")
+            body = c.sale_body(
+                c.uuid(), f"0000{4 + i}", self.moment(4 + i), who, twin.data.get("positions", []),
+                spent, earned, 10000 - spent * 100,
+            )
+            await self._ok(await c.sale(body), (200, 201, 204), f"sale two tills {i + 1}")
+            balance = _plus(balance, earned - spent)
+        balance = await self._balance(who, balance, "after two tills")
         # -- returns of the earning sale: partial, then the rest (sent twice: a repeated return)
         part = [Item(items[1].product, items[1].price, 1000)]
         await self._ok(

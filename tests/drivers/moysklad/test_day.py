@@ -11,7 +11,9 @@ Program seed004 (5 %, cap 30 %, no welcome points). Balances, by hand:
   spreads 61.00 as 48.44 / 12.56, so 3 × 100.00 pays 251.56: split into 1 @ 83.86 + 2 @ 83.85;
   accrual ⌊(377.77 − 61) × 5 %⌋ = 15 → balance 15;
 - 1 500.00 paid 1 000.00 by a gift certificate: 75 → 90;
-- the earning sale returned (1 × 45.50, then the rest, the rest twice): its 61 taken back → 29.
+- two tills recalc 2 × 50.00 for the customer, 10 points each; both sell it: each earns
+  ⌊90.00 × 5 %⌋ = 4 → 90 − 20 + 8 = 78 (with holds the second recalc still sees 80 available);
+- the earning sale returned (1 × 45.50, then the rest, the rest twice): its 61 taken back → 17.
 """
 
 from __future__ import annotations
@@ -102,9 +104,11 @@ async def test_a_moysklad_day_balances_exact(
         ("after earning", 61),
         ("after spending", 15),
         ("after gift card", 90),
-        ("after returns", 29),
+        ("after two tills", 78),
+        ("after returns", 17),
     ]
-    assert report.applied == 9  # two creates, the earning sale twice, spending, gift card, three returns
+    # two creates, the earning sale twice, spending, gift card, two tills' sales, three returns
+    assert report.applied == 11
     spending = report.recalcs["spending"]
     assert spending["needVerification"] is True and spending["bonusProgram"]["bonusValueToSpend"] == 61
     assert [(p["quantity"], p["discountedPrice"]) for p in spending["positions"]] == [
@@ -114,7 +118,7 @@ async def test_a_moysklad_day_balances_exact(
     ]  # the split position, its parts adjacent
     assert len(r.sms.inbox["79031112233"]) == 2  # the registration code and the spending code
     keys = [k for k, _ in rows]
-    assert len(keys) == len(set(keys)) == 5  # 3 sales + 2 returns: the resent sale and return stored once
+    assert len(keys) == len(set(keys)) == 7  # 5 sales + 2 returns: the resent sale and return stored once
     assert [state for _, state in rows if state == "rejected"] == []  # nothing in the operator queue
 
 

@@ -20,6 +20,17 @@ Invariants:
   kept ``options.skipped_keep_s``) and goes on; nothing is stored in the outbox for it. An
   operator finds it there and in the log. ``to_event`` returning None means a document kind
   without loyalty (a shift report): counted ``ignored``, passed.
+- **A key reused past the conflict cap does not stall the feed.** When the outbox refuses a
+  document with :class:`~gateway.outbox.ConflictLimit` (its key already has
+  :data:`~gateway.outbox.MAX_OPEN_CONFLICTS` conflicting copies in the operator queue), the loop
+  records it skipped the same way (``skipped:<document id>``, with ``"key"`` and
+  ``"reason": "conflict_limit"``), logs WARNING, raises the driver's alarm ``conflicts:<key>``
+  (naming the document and its skip record; cleared, as the outbox does, once a copy of the key
+  is stored again) and goes on. A till resends a refused copy by itself; a vendor's feed does
+  not, and holding the cursor would stop every register's documents behind one vendor key
+  reused over and over until an operator resolved its conflicts. The skipped document is
+  in the skip record and the log: the operator re-imports it (moves the cursor back) after
+  resolving the queued conflicts. Any other StorageError keeps the cursor (first rule).
 - **Every fetch has a deadline** (``options.fetch_timeout_s``). A failed or timed-out fetch is
   counted ``poll_failed`` and retried after an exponential backoff with full jitter (tenacity's
   ``wait_random_exponential``), from ``backoff_initial_s`` up to ``backoff_max_s``; a
@@ -49,6 +60,7 @@ from tenacity import AsyncRetrying, RetryCallState, wait_random_exponential
 
 from gateway.driver import DriverContext
 from gateway.errors import BadInput, StorageError
+from gateway.outbox import ConflictLimit
 from gateway.receipt import Event
 
 CURSOR_KEY = "poll:cursor"
@@ -155,21 +167,40 @@ async def poll_page(ctx: DriverContext, source: PollSource[Doc], options: PollOp
 async def _take(ctx: DriverContext, source: PollSource[Doc], doc: Doc, cursor: str | None,
                 options: PollOptions) -> None:
     """Submit one document, or skip it by the rule; StorageError when neither is durable."""
+    key = ""  # the event's key once mapped
     try:
         event = source.to_event(doc)
         if event is None:
             ctx.count("ignored")
             return
+        key = event.key
         new = await ctx.submit(event)
     except BadInput as exc:
         doc_id = _safe_id(source, doc)
         ctx.count("bad_input")
         ctx.log.error("malformed document skipped",
                       extra={"driver": ctx.name, "doc": doc_id, "error": str(exc)})
-        record = json.dumps({"error": str(exc), "cursor": cursor, "at": time.time()}, ensure_ascii=False)
-        await ctx.state.put(SKIPPED_PREFIX + doc_id, record, keep_s=options.skipped_keep_s)
+        await _skip(ctx, doc_id, {"error": str(exc), "cursor": cursor}, options)
+        return
+    except ConflictLimit as exc:  # the outbox refused it; a feed never resends: record it, go on
+        doc_id = _safe_id(source, doc)
+        ctx.log.warning("document skipped: its key has too many conflicting copies in the operator queue",
+                        extra={"driver": ctx.name, "doc": doc_id, "key": key, "error": str(exc),
+                               "action": "resolve the key's conflicts (posgw queue list), then re-import"})
+        await _skip(ctx, doc_id, {"error": str(exc), "cursor": cursor, "key": key,
+                                  "reason": "conflict_limit"}, options)
+        ctx.alarm(f"conflicts:{key}", (
+            f"document {doc_id} (key {key}) was skipped, not stored: {exc}. It is recorded as "
+            f"{SKIPPED_PREFIX}{doc_id} in the driver's state; resolve the key's queued conflicts "
+            "(posgw queue list), re-import the document and check the vendor's numbering"))
         return
     ctx.count("committed" if new else "duplicate")
+
+
+async def _skip(ctx: DriverContext, doc_id: str, record: dict[str, object], options: PollOptions) -> None:
+    """The durable skip record of ``doc_id`` (``record`` and when)."""
+    text = json.dumps({**record, "at": time.time()}, ensure_ascii=False)
+    await ctx.state.put(SKIPPED_PREFIX + doc_id, text, keep_s=options.skipped_keep_s)
 
 
 async def _fetch(ctx: DriverContext, source: PollSource[Doc], cursor: str | None,

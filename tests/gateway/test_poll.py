@@ -9,13 +9,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from gateway import outbox as outbox_module
 from gateway.errors import BadInput, StorageError
+from gateway.outbox import Outbox
 from gateway.poll import CURSOR_KEY, Page, PollOptions, Step, poll, poll_page
 from gateway.receipt import Event, EventKind
 from tests.drivers.fake_context import FakeContext
+from tests.gateway.outbox_fixtures import sale
 
 FAST = PollOptions(interval_s=0.05, fetch_timeout_s=1.0, backoff_initial_s=0.01, backoff_max_s=0.05)
 AT = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
@@ -220,3 +224,45 @@ async def test_stop_mid_page_finishes_the_submit_and_keeps_the_cursor() -> None:
     await asyncio.wait_for(task, 0.5)
     assert list(ctx.stored) == ["k:D1"]
     assert CURSOR_KEY not in ctx.state.data
+
+
+class SalesSource(Source):
+    """Documents {"id", "seq", "n", "amount"}: the sale number ``n`` of register R1 (its key) for
+    ``amount``; one ``n`` with other amounts is a vendor key reused for other goods."""
+
+    def to_event(self, doc: dict[str, object]) -> Event | None:
+        return sale("R1", int(str(doc["n"])), amount=int(str(doc["amount"])))
+
+
+async def test_a_document_refused_by_the_conflict_cap_is_skipped_and_the_feed_goes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The outbox refuses a third copy of a key (ConflictLimit: one conflict queued already). A
+    vendor never resends it: holding the cursor would stop the whole feed behind that key. It is
+    recorded skipped (durably, with its key and why), WARNING, the alarm names it; the next
+    document is stored and the cursor moves past both."""
+    monkeypatch.setattr(outbox_module, "MAX_OPEN_CONFLICTS", 1)
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        ctx = FakeContext("pollt", outbox=ob)
+        src = SalesSource([{"id": "D1", "seq": 1, "n": 1, "amount": 100},
+                           {"id": "D2", "seq": 2, "n": 1, "amount": 200},  # conflict:1, the cap
+                           {"id": "D3", "seq": 3, "n": 1, "amount": 300},  # refused by the outbox
+                           {"id": "D4", "seq": 4, "n": 2, "amount": 400}])
+        key = sale("R1", 1).key
+        with caplog.at_level(logging.WARNING, logger=ctx.log.name):
+            assert await poll_page(ctx, src, FAST) is Step.MOVED
+        assert ctx.state.data[CURSOR_KEY] == "4"
+        record = json.loads(ctx.state.data["skipped:D3"])
+        assert (record["reason"], record["key"], record["cursor"]) == ("conflict_limit", key, None)
+        assert "1 conflicting copies" in record["error"]
+        assert ctx.state.keep_s["skipped:D3"] == FAST.skipped_keep_s
+        [warning] = [r for r in caplog.records if r.name == ctx.log.name]
+        assert (warning.levelno, warning.__dict__["doc"], warning.__dict__["key"]) == (
+            logging.WARNING, "D3", key)
+        assert "skipped:D3" in ctx.alarms[f"conflicts:{key}"] and "D3" in ctx.alarms[f"conflicts:{key}"]
+        assert ctx.counts["committed"] == 2 and ctx.counts["duplicate"] == 1
+        stored = {r.key: r for r in await ob.recent(10)}
+        assert sorted(stored) == sorted([key, f"{key}:conflict:1", sale("R1", 2).key])  # nothing of D3
+        assert stored[f"{key}:conflict:1"].event == sale("R1", 1, amount=200)
+    finally:
+        await ob.close()

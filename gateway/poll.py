@@ -28,9 +28,9 @@ Invariants:
   (naming the document and its skip record; cleared, as the outbox does, once a copy of the key
   is stored again) and goes on. A till resends a refused copy by itself; a vendor's feed does
   not, and holding the cursor would stop every register's documents behind one vendor key
-  reused over and over until an operator resolved its conflicts. The skipped document is
-  in the skip record and the log: the operator re-imports it (moves the cursor back) after
-  resolving the queued conflicts. Any other StorageError keeps the cursor (first rule).
+  reused over and over until an operator resolved its conflicts. As a malformed document, the
+  skipped one is found in its skip record and the log; nothing here brings it back by itself
+  (no command moves a cursor back). Any other StorageError keeps the cursor (first rule).
 - **Every fetch has a deadline** (``options.fetch_timeout_s``). A failed or timed-out fetch is
   counted ``poll_failed`` and retried after an exponential backoff with full jitter (tenacity's
   ``wait_random_exponential``), from ``backoff_initial_s`` up to ``backoff_max_s``; a
@@ -186,13 +186,14 @@ async def _take(ctx: DriverContext, source: PollSource[Doc], doc: Doc, cursor: s
         doc_id = _safe_id(source, doc)
         ctx.log.warning("document skipped: its key has too many conflicting copies in the operator queue",
                         extra={"driver": ctx.name, "doc": doc_id, "key": key, "error": str(exc),
-                               "action": "resolve the key's conflicts (posgw queue list), then re-import"})
+                               "action": "resolve the key's conflicts (posgw queue list); check the "
+                                         "vendor's numbering"})
         await _skip(ctx, doc_id, {"error": str(exc), "cursor": cursor, "key": key,
                                   "reason": "conflict_limit"}, options)
         ctx.alarm(f"conflicts:{key}", (
             f"document {doc_id} (key {key}) was skipped, not stored: {exc}. It is recorded as "
             f"{SKIPPED_PREFIX}{doc_id} in the driver's state; resolve the key's queued conflicts "
-            "(posgw queue list), re-import the document and check the vendor's numbering"))
+            "(posgw queue list) and check the vendor's numbering (a key reused for other documents)"))
         return
     ctx.count("committed" if new else "duplicate")
 

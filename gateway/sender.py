@@ -63,7 +63,9 @@ How it keeps its promises:
   Per-register order is kept for everything else; only the waiting row moves behind its
   register's later events, which is harmless for them (a later refund or cancel of the same
   missing sale waits too, and they are woken together and sent in id order).
-- **Bounded memory.** At most ``window`` events are in flight; rows are read from the outbox
+- **Bounded memory.** At most ``window`` events are in flight, counting those acked whose
+  marks are not committed yet (a writer slower than the core holds the sending back instead of
+  queueing marks without bound); rows are read from the outbox
   in batches of ``batch`` (no per-row query, never the whole backlog): the window is refilled
   only once a batch's worth of room (or half the window) is free, so a steady stream of acks
   costs one outbox read per batch, not one per ack.
@@ -156,13 +158,12 @@ class _Stream:
     inflight: dict[str, OutboxRow] = field(default_factory=dict)  # key -> row, in send order
     sent: deque[list[str]] = field(default_factory=deque)  # keys of each unanswered request message, in order
     waiting_since: float = 0.0
-    room: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Sender:
     def __init__(
         self, outbox: DeliveryOutbox, core: EventStreams, *, metrics: Metrics | None = None,
-        batch: int = 256, window: int = 1024, ack_timeout_s: float = 10.0, backoff_initial_s: float = 0.05,
+        batch: int = 256, window: int = 2048, ack_timeout_s: float = 10.0, backoff_initial_s: float = 0.05,
         backoff_max_s: float = 5.0, idle_poll_s: float = 1.0, rescan_s: float = 30.0,
         message_events: int = MESSAGE_EVENTS, yield_to: Callable[[], bool] | None = None,
         busy_batch: int = 32, pause: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -189,6 +190,7 @@ class Sender:
         # marks finished since the send loop's current outbox read began: that read may predate them
         self._marked_since_read: set[str] = set()
         self._marks: asyncio.Queue[list[_Mark] | None] = asyncio.Queue()  # one list per ack batch
+        self._room = asyncio.Event()  # set when acks or committed marks free part of the window
         self._progress = asyncio.Event()
         self._running = False
         self._wait_for_sale_s = wait_for_sale_s
@@ -306,11 +308,11 @@ class Sender:
         while True:
             if self._rewind:  # rows were woken behind the cursor
                 self._rewind, cursor = False, 0
-            room = self._window - len(st.inflight)
+            room = self._window - self._held(st)
             if room <= 0:  # full: wait for a batch's worth of room, not just one ack
-                while self._window - len(st.inflight) < self._refill and st.inflight:
-                    st.room.clear()
-                    await st.room.wait()
+                while self._window - self._held(st) < self._refill and (st.inflight or self._acked_unmarked):
+                    self._room.clear()
+                    await self._room.wait()
                 continue
             self._marked_since_read.clear()
             busy = self._yield_to is not None and self._yield_to()
@@ -350,6 +352,10 @@ class Sender:
                 await stream.write(frame_batch(framed))
             if busy:  # tills first: at most about half of the loop's time, in short steps
                 await self._pause(loop.time() - began)
+
+    def _held(self, st: _Stream) -> int:
+        """Events that count against the window: in flight, or acked with their marks not committed."""
+        return len(st.inflight) + len(self._acked_unmarked)
 
     async def _recv_loop(self, stream: EventStream, st: _Stream) -> None:
         loop = asyncio.get_running_loop()
@@ -425,7 +431,7 @@ class Sender:
             if self._metrics is not None:
                 for kind, n in delivered.items():
                     self._metrics.child(self._metrics.delivered, kind).inc(n)
-        st.room.set()
+        self._room.set()
         if answered:
             self._failures = 0  # the core answers: back to a short backoff
         if retry:
@@ -498,6 +504,7 @@ class Sender:
                     if m.state != "retry":  # acked (the core applied or refused it): skipping is safe
                         self._marked_since_read.add(m.row.key)
                 self._progress.set()
+                self._room.set()
 
     def _wait_delay(self, attempts: int) -> float:
         """How long a row waits after its ``attempts``-th deferral before it is tried again."""

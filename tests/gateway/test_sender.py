@@ -312,6 +312,41 @@ async def test_window_bounds_events_in_flight(tmp_path: Path) -> None:
         await ob.close()
 
 
+async def test_acked_events_whose_marks_wait_count_against_the_window(tmp_path: Path) -> None:
+    """The core acks at once but the outbox cannot commit marks yet: the sender stops at the
+    window instead of sending (and queueing marks) without bound; once the marks are committed
+    the rest goes out."""
+    core = FakeCore()
+    ob = await Outbox.open(tmp_path / "o.db")
+    gate = asyncio.Event()
+    mark_acked = ob.mark_acked
+
+    async def slow_marks(items: list[tuple[OutboxRow, bytes]]) -> None:
+        await gate.wait()
+        await mark_acked(items)
+
+    ob.mark_acked = slow_marks  # type: ignore[method-assign]
+    try:
+        await append_all(ob, [sale("R1", i) for i in range(40)])
+        sender = Sender(ob, InProcClient(core), window=8, batch=4, message_events=4, ack_timeout_s=30, **FAST)
+        async with running(sender):
+            for _ in range(100):
+                if sum(core.batch_sizes) >= 8:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            assert sum(core.batch_sizes) == 8  # all acked, none marked: the window is full
+            gate.set()
+            for _ in range(500):
+                if (await ob.stats()).pending == 0:
+                    break
+                await asyncio.sleep(0.01)
+        assert core.order["R1"] == [sale("R1", i).key for i in range(40)]
+        assert set(core.applications.values()) == {1}
+    finally:
+        await ob.close()
+
+
 async def test_core_down_then_up(tmp_path: Path) -> None:
     metrics = Metrics()
     ob = await Outbox.open(tmp_path / "o.db", metrics=metrics)

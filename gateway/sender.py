@@ -41,9 +41,11 @@ How it keeps its promises:
   An ack is for the content sent: a copy merged into the row since it was read is reconciled
   as a later copy (:meth:`gateway.outbox.Outbox.mark_acked`), and a row in flight on a stream
   that failed is sent again with the bytes sent before (the core may have applied them), until
-  its ack. Known gap: a crash between the core applying a row and its ack, followed by a merge
-  before the resend, sends the merged content: the core refuses it (RECEIPT_CONFLICT) and it goes
-  to the operator queue (nothing doubled, nothing silent).
+  its ack (a result, or a permanent or deferred rejection; a retriable refusal of the resend
+  tells nothing about the first send and keeps them). Known gap: a crash between the core
+  applying a row and its ack, followed by a merge before the resend, sends the merged content:
+  the core refuses it (RECEIPT_CONFLICT) and it goes to the operator queue (nothing doubled,
+  nothing silent).
 - **Permanent rejections never block a register.** An ack with ``Rejection.retriable = false``
   moves the row to the operator queue (``posgw queue``) and delivery of that register goes on.
   A refund or cancel of a rejected sale waits for it (next point); retrying the sale from the
@@ -444,7 +446,11 @@ class Sender:
                      refused: set[str]) -> pb.Rejection | None:
         """Add the mark of one rejection to ``marks``; returns the rejection when it is a retriable
         rejection that caused its register's refusal (the register's later refusals return None)."""
-        self._unacked.pop(row.key, None)
+        # the bytes a failed stream sent are forgotten only when the core looked the event up and
+        # did not apply it (permanent or deferred); a retriable refusal (STORAGE_BUSY, a register
+        # refused earlier) says nothing about that earlier send: the next resend is still those bytes
+        if rej.deferred or not rej.retriable:
+            self._unacked.pop(row.key, None)
         if rej.retriable and rej.deferred:  # its sale is not there yet: set aside, not in the way
             self._acked_unmarked.add(row.key)
             sale = rej.metadata.get("sale_key") or row.event.sale_key

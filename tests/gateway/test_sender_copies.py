@@ -247,3 +247,52 @@ async def test_a_copy_merged_in_flight_is_stored_at_delivery_even_past_the_confl
         assert not m.alarms
     finally:
         await ob.close()
+
+
+async def test_a_resend_refused_retriably_keeps_what_was_sent_before(tmp_path: Path) -> None:
+    """The core applied e1 and e2, the stream broke before their acks; the till's copy (adding
+    the customer) merged into e2 meanwhile. On the next stream the core refuses e1's resend
+    retriably before looking it up (its storage busy), so e2 comes back refused too: neither
+    refusal says whether the first send was applied. The sender keeps the bytes it sent first:
+    the third stream resends e2 as the core applied it (a replay), and the customer follows as
+    the correction, once; nothing goes to the operator queue as RECEIPT_CONFLICT."""
+    e1 = sale("R1", 1, driver="evotor")
+    e2 = sale("R1", 2, driver="evotor")
+    assert e2.receipt is not None
+    till2 = replace(e2, receipt=replace(e2.receipt, customer=CustomerId(IdKind.PHONE, PHONE)))
+
+    class BusyCore(ContentCore):
+        """Refuses e1's first resend retriably before looking it up (storage busy)."""
+
+        def process(self, ss: StreamState, env: pb.EventEnvelope) -> tuple[Action, pb.EventAck | None]:
+            if env.event_id == e1.key and self.seen[e1.key] == 1:
+                self.seen[e1.key] += 1
+                ss.blocked.add(env.register_id)  # the register's later events: refused unapplied
+                head = pb.EventAck(event_id=env.event_id, register_id=env.register_id,
+                                   register_seq=env.register_seq)
+                head.rejected.CopyFrom(pb.Rejection(reason="STORAGE_BUSY", message="busy", retriable=True))
+                return ACK, head
+            return super().process(ss, env)
+
+    core, gate = BusyCore(), Gate()
+    # both applied, then the stream breaks before their acks
+    core.script = lambda env, attempt: Action("drop_after") if (env.event_id, attempt) == (e2.key, 1) else ACK
+    ob = await Outbox.open(tmp_path / "o.db")
+    try:
+        sender = Sender(ob, InProcClient(core, call=gate.call), **FAST)
+        assert await ob.append(e1) and await ob.append(e2)
+        async with running(sender):
+            await asyncio.wait_for(gate.held.wait(), 10)  # both applied; the stream is about to fail
+            assert core.applications[e1.key] == 1 and core.applications[e2.key] == 1
+            assert await ob.append(till2) is False  # merged into the pending e2
+            gate.release()
+            assert await sender.drain(10)
+        correction = f"{e2.key}:correction:1"
+        assert core.streams >= 3 and core.seen[e2.key] >= 3  # refused once on the second stream
+        assert await ob.rejected() == []
+        assert core.attached == {e2.key: [PHONE]}
+        assert dict(core.applications) == {e1.key: 1, e2.key: 1, correction: 1}
+        rows = {r.key: r for r in await ob.recent(10)}
+        assert rows[e2.key].payload == event_to_json(e2) and rows[correction].state == "delivered"
+    finally:
+        await ob.close()

@@ -190,11 +190,22 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
             info = await ctx.identify(CustomerId(kind, value))
             if info is not None:
                 if who.ms_id and not info.offline:
-                    await ctx.state.put(
-                        f"link:{who.ms_id}", json.dumps({"cid": info.customer_id, "phone": who.phone})
-                    )
+                    await self._remember_link(ctx, who, info.customer_id)
                 return info.customer_id, who.phone
         return None
+
+    async def _remember_link(self, ctx: DriverContext, who: wire.Agent, customer_id: str) -> None:
+        """Keep ``link:<msId>`` for a counterparty found by phone or card: a shortcut only, so a
+        failed write is logged and the request goes on (a recalc must not fail for it; the next
+        request finds the customer by phone or card again)."""
+        try:
+            await ctx.state.put(f"link:{who.ms_id}", json.dumps({"cid": customer_id, "phone": who.phone}))
+        except GatewayError as exc:
+            ctx.log.warning(
+                "counterparty link not kept",
+                extra={"driver": NAME, "error": str(exc) or type(exc).__name__,
+                       "action": "found by phone or card again next time; check the state store"},
+            )
 
     async def _create(self, ctx: DriverContext, body: bytes) -> web.Response:
         store, who = wire.parse_create(body)

@@ -672,11 +672,12 @@ async def test_at_most_eight_tokens_are_kept_per_basket_the_oldest_dropped() -> 
 
 
 class FailingState(MemoryState):
-    """A state store whose writes of calc tokens fail, or wait for ``gate``."""
+    """A state store whose writes of keys starting with ``prefix`` (calc tokens) fail, or wait for
+    ``gate``."""
 
-    def __init__(self, gate: asyncio.Event | None = None) -> None:
+    def __init__(self, gate: asyncio.Event | None = None, prefix: str = "calc:") -> None:
         super().__init__()
-        self.gate = gate
+        self.gate, self.prefix = gate, prefix
         self.entered = asyncio.Event()
         self.reads: list[tuple[str, bool]] = []  # (key, the gate was open) of every read
         self.document_read = asyncio.Event()  # a sale's first read
@@ -688,7 +689,7 @@ class FailingState(MemoryState):
         return await super().get(key)
 
     async def put(self, key: str, value: str, *, keep_s: float | None = None) -> None:
-        if key.startswith("calc:"):
+        if key.startswith(self.prefix):
             self.entered.set()
             if self.gate is None:
                 raise StorageError("disk full (test)")
@@ -748,3 +749,21 @@ async def test_a_slow_token_write_does_not_hold_the_recalc_and_the_sale_waits_fo
     # the recalc's write read the key with the gate shut; the sale only after the write went on
     assert [opened for key, opened in state.reads if key.startswith("calc:")] == [False, True]
     assert applied(ctx) == [(125, "hold-7", 125)] and kept(ctx) == []
+
+
+async def test_a_failed_link_write_does_not_fail_the_recalc_or_the_sale(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``link:`` is a shortcut: when it cannot be kept the customer is found by phone each time."""
+    ctx = context()
+    ctx.state = FailingState(prefix="link:")
+    recalc, sale = await calls(
+        ctx,
+        ("/retaildemand/recalc", p.recalc(spending=True)),
+        ("/retaildemand", p.sale(spend=125)),
+        codes_for_spending=False,
+    )
+    assert recalc[0] == 200 and recalc[1]["bonusProgram"]["bonusValueToSpend"] == 125
+    assert sale == (201, None) and applied(ctx) == [(125, "hold-7", 125)]
+    assert not any(k.startswith("link:") for k in ctx.state.data)
+    assert any(r.levelname == "WARNING" and "link not kept" in r.message for r in caplog.records)

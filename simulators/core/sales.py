@@ -8,7 +8,10 @@ Invariants:
   with another hash it is RECEIPT_CONFLICT, and nothing changes either way;
 - the buyer and their ancestors are locked (PostgreSQL ``FOR UPDATE``, id order; SQLite
   ``BEGIN IMMEDIATE``) before the account is read, so concurrent commits never overspend;
-- points held by other tills' live holds are not spendable here.
+- points held by other tills' live holds are not spendable here;
+- a draft whose customer is a contact only (``CustomerRef.if_known``) and matches nobody is
+  committed as an anonymous sale (``customer_unknown``), never refused for it; the stored
+  sale keeps the draft, so a correction (AttachCustomer) can give it to the customer later.
 """
 
 from __future__ import annotations
@@ -277,9 +280,16 @@ def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.Com
             return _replay(known, digest)
         ident = None
         state = None
+        unknown = False
         if draft.customer.WhichOneof("id") is not None:
-            ident = _buyer(s, cursor, core, req, at, now)
-            state = ident.state
+            try:
+                ident = _buyer(s, cursor, core, req, at, now)
+            except RuleViolation as exc:  # a contact only (if_known) that matches nobody: anonymous
+                if not (draft.customer.if_known and exc.code == "UNKNOWN_CUSTOMER"):
+                    raise
+                unknown = True
+            else:
+                state = ident.state
         exp = req.expected if req.HasField("expected") else None
         redeem = exp.redeemed_points if (req.offline and exp is not None) else None
         c = _run_calc(program, state, draft, at, None if ident is None else ident.otp_ok, redeem)
@@ -308,7 +318,8 @@ def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.Com
         op_id = fastpath.insert_operation(cursor, sql, new_op)
         if ident is None:
             result = pb.CommitResponse(
-                operation_id=str(op_id), calculation=convert.calc_to_pb(c, balance_after=0)
+                operation_id=str(op_id), calculation=convert.calc_to_pb(c, balance_after=0),
+                customer_unknown=unknown,
             )
             state_json = json.dumps(_sale_state(program, draft, c, [], [], None, False))
         else:

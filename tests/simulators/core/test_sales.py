@@ -14,9 +14,13 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
+import grpc
 import pytest
 
-from tests.simulators.core.acceptance import Core, line, load, msk, phone_ref, running
+from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
+from tests.simulators.core.acceptance import Core, expect_error, line, load, msk, phone_ref, running
+from tests.simulators.core.test_corrections import attach
+from tests.simulators.core.test_stream import exchange
 
 AHEAD = timedelta(minutes=3)  # the onec till simulator's clock_ahead
 
@@ -74,3 +78,46 @@ async def test_deferred_points_still_wait_for_their_day(tmp_path: Path) -> None:
         assert await core.balance(cid) == 0
         core.clock.set(msk(2025, 6, 11, 0))  # 00:00 local the next day
         assert await core.balance(cid) == 30
+
+
+# ---------------------------------------------------------------- a contact, not an identification
+
+
+async def test_a_contact_that_matches_nobody_sells_without_loyalty(core: Core) -> None:
+    """CustomerRef.if_known: the buyer's phone for an e-receipt (SBIS) is a contact; an unknown
+    one makes an anonymous sale, answered customer_unknown, instead of UNKNOWN_CUSTOMER (the
+    operator queue). Without the flag the same phone is still refused."""
+    stranger = "+79990004455"
+    plain = core.draft(pb.CustomerRef(phone=stranger), [line("L1", 100_000)])
+    await expect_error(core.commit(plain), grpc.StatusCode.NOT_FOUND, "UNKNOWN_CUSTOMER")
+    contact = core.draft(pb.CustomerRef(phone=stranger, if_known=True), [line("L1", 100_000)])
+    sale = await core.commit(contact, key="IFK-1")
+    assert sale.customer_unknown and not sale.payouts and not sale.replayed
+    again = await core.commit(contact, key="IFK-1")
+    assert again.replayed and again.customer_unknown and again.operation_id == sale.operation_id
+    for odd in ("not a phone", "+1"):  # a contact the core cannot even read: anonymous as well
+        answer = await core.commit(core.draft(pb.CustomerRef(phone=odd, if_known=True), [line("L1", 5_000)]))
+        assert answer.customer_unknown
+
+
+async def test_a_known_contact_earns_as_usual_and_a_later_member_claims_by_correction(core: Core) -> None:
+    cid = await _customer(core)
+    member = await core.customer(cid)
+    known = await core.commit(core.draft(pb.CustomerRef(phone=member.phone, if_known=True),
+                                         [line("L1", 100_000)]))
+    assert not known.customer_unknown and known.calculation.points_to_accrue == 30
+    assert await core.balance(cid) == 30
+    # an anonymous contact sale, then the buyer joins: the correction gives them the sale's points
+    newcomer = "+79990004466"
+    draft = core.draft(pb.CustomerRef(phone=newcomer, if_known=True), [line("L1", 200_000)])
+    sale = await core.commit(draft, key="IFK-2")
+    assert sale.customer_unknown
+    joined = await core.register(newcomer)
+    before = await core.balance(joined.customer_id)
+    claim = pb.ReceiptDraft()
+    claim.CopyFrom(draft)
+    claim.customer.CopyFrom(pb.CustomerRef(phone=newcomer))
+    (ack,) = await exchange(core, [attach("IFK-2:correction:1", "IFK-2", claim)])
+    assert ack.WhichOneof("result") == "attach_customer", ack
+    assert ack.attach_customer.operation_id == sale.operation_id and ack.attach_customer.points_accrued > 0
+    assert await core.balance(joined.customer_id) == before + ack.attach_customer.points_accrued

@@ -20,20 +20,22 @@ IDENTIFICATION_STRENGTH_WEAK: IdentificationStrength
 IDENTIFICATION_STRENGTH_STRONG: IdentificationStrength
 
 class CustomerRef(_message.Message):
-    __slots__ = ("phone", "card", "app_code", "qr_payload", "customer_id", "otp")
+    __slots__ = ("phone", "card", "app_code", "qr_payload", "customer_id", "otp", "if_known")
     PHONE_FIELD_NUMBER: _ClassVar[int]
     CARD_FIELD_NUMBER: _ClassVar[int]
     APP_CODE_FIELD_NUMBER: _ClassVar[int]
     QR_PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     CUSTOMER_ID_FIELD_NUMBER: _ClassVar[int]
     OTP_FIELD_NUMBER: _ClassVar[int]
+    IF_KNOWN_FIELD_NUMBER: _ClassVar[int]
     phone: str
     card: str
     app_code: str
     qr_payload: str
     customer_id: str
     otp: str
-    def __init__(self, phone: _Optional[str] = ..., card: _Optional[str] = ..., app_code: _Optional[str] = ..., qr_payload: _Optional[str] = ..., customer_id: _Optional[str] = ..., otp: _Optional[str] = ...) -> None: ...
+    if_known: bool
+    def __init__(self, phone: _Optional[str] = ..., card: _Optional[str] = ..., app_code: _Optional[str] = ..., qr_payload: _Optional[str] = ..., customer_id: _Optional[str] = ..., otp: _Optional[str] = ..., if_known: _Optional[bool] = ...) -> None: ...
 
 class Staff(_message.Message):
     __slots__ = ("store_id", "terminal_id", "cashier_id", "cashier_name")
@@ -373,7 +375,7 @@ class Payout(_message.Message):
     def __init__(self, customer_id: _Optional[str] = ..., kind: _Optional[str] = ..., level: _Optional[int] = ..., points: _Optional[int] = ...) -> None: ...
 
 class CommitResponse(_message.Message):
-    __slots__ = ("operation_id", "calculation", "payouts", "tier", "balance", "debt", "replayed")
+    __slots__ = ("operation_id", "calculation", "payouts", "tier", "balance", "debt", "replayed", "customer_unknown")
     OPERATION_ID_FIELD_NUMBER: _ClassVar[int]
     CALCULATION_FIELD_NUMBER: _ClassVar[int]
     PAYOUTS_FIELD_NUMBER: _ClassVar[int]
@@ -381,6 +383,7 @@ class CommitResponse(_message.Message):
     BALANCE_FIELD_NUMBER: _ClassVar[int]
     DEBT_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    CUSTOMER_UNKNOWN_FIELD_NUMBER: _ClassVar[int]
     operation_id: str
     calculation: CalculateResponse
     payouts: _containers.RepeatedCompositeFieldContainer[Payout]
@@ -388,7 +391,8 @@ class CommitResponse(_message.Message):
     balance: int
     debt: int
     replayed: bool
-    def __init__(self, operation_id: _Optional[str] = ..., calculation: _Optional[_Union[CalculateResponse, _Mapping]] = ..., payouts: _Optional[_Iterable[_Union[Payout, _Mapping]]] = ..., tier: _Optional[str] = ..., balance: _Optional[int] = ..., debt: _Optional[int] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    customer_unknown: bool
+    def __init__(self, operation_id: _Optional[str] = ..., calculation: _Optional[_Union[CalculateResponse, _Mapping]] = ..., payouts: _Optional[_Iterable[_Union[Payout, _Mapping]]] = ..., tier: _Optional[str] = ..., balance: _Optional[int] = ..., debt: _Optional[int] = ..., replayed: _Optional[bool] = ..., customer_unknown: _Optional[bool] = ...) -> None: ...
 
 class RefundLine(_message.Message):
     __slots__ = ("line_id", "qty_milli")

@@ -63,7 +63,7 @@ def _ref_field(kind: IdKind) -> str:
 
 
 def customer_ref(c: CustomerId) -> pb.CustomerRef:
-    ref = pb.CustomerRef(otp=c.otp)
+    ref = pb.CustomerRef(otp=c.otp, if_known=c.if_known)
     setattr(ref, _ref_field(c.kind), c.value)
     return ref
 
@@ -107,6 +107,8 @@ def fill_draft(draft: pb.ReceiptDraft, r: Receipt) -> None:
         ref = draft.customer
         ref.SetInParent()
         ref.otp = r.customer.otp
+        if r.customer.if_known:
+            ref.if_known = True
         setattr(ref, _ref_field(r.customer.kind), r.customer.value)
     add = draft.lines.add
     total = 0  # Receipt.total, summed in the same pass

@@ -403,12 +403,14 @@ _PHONE_MARKS = str.maketrans("", "", "+-() .")  # deleted, what is left must be 
 _QR_SPACE = frozenset("\t\n\r")
 
 
-def customer(kind: IdKind, value: object, where: str, *, otp: str = "", strict: bool = False) -> CustomerId:
+def customer(kind: IdKind, value: object, where: str, *, otp: str = "", strict: bool = False,
+             contact: bool = False) -> CustomerId:
     """A customer identifier of ``kind`` -> :class:`CustomerId`, checked: not blank, not longer
     than its kind allows (a QR payload 2048 characters, anything else 256); printable characters
     only (a QR payload may also hold tabs and line breaks); a phone only digits (1 to 15),
     ``+``, spaces, ``-``, ``.`` and parentheses. The value is kept as given (normalising a phone
-    is the core's business)."""
+    is the core's business). ``contact``: the till recorded it as a contact (an e-receipt's
+    phone), not to identify a loyalty member (:attr:`CustomerId.if_known`)."""
     raw = text(value, where, required=True, limit=CUSTOMER_LIMITS.get(kind, MAX_CUSTOMER), strict=strict)
     if not raw.strip():
         raise BadInput("is required", where)
@@ -419,7 +421,7 @@ def customer(kind: IdKind, value: object, where: str, *, otp: str = "", strict: 
     elif not raw.isprintable() and not (kind is IdKind.QR and "".join(
             ch for ch in raw if ch not in _QR_SPACE).isprintable()):
         raise BadInput("must be printable characters", where)
-    return CustomerId(kind, raw, otp=otp)
+    return CustomerId(kind, raw, otp=otp, if_known=contact)
 
 
 def first_customer(candidates: Iterable[tuple[IdKind, object, str]]) -> CustomerId | None:

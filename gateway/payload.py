@@ -63,12 +63,20 @@ def _line_json(line: Line) -> dict[str, Any]:
     }
 
 
+def _customer_json(c: CustomerId) -> dict[str, Any]:
+    """``if_known`` only when set (a payload written before the flag existed is byte-equal), and
+    first: the keys stay in sorted order (see above)."""
+    if c.if_known:
+        return {"if_known": True, "kind": IdKind(c.kind).value, "otp": c.otp, "value": c.value}
+    return {"kind": IdKind(c.kind).value, "otp": c.otp, "value": c.value}
+
+
 def _receipt_json(r: Receipt) -> dict[str, Any]:
     c = r.customer
     return {
         "cashier_id": r.cashier_id,
         "cashier_name": r.cashier_name,
-        "customer": None if c is None else {"kind": IdKind(c.kind).value, "otp": c.otp, "value": c.value},
+        "customer": None if c is None else _customer_json(c),
         "document_id": r.document_id,
         "driver": r.driver,
         "fiscal_sign": r.fiscal_sign,
@@ -157,7 +165,8 @@ def _receipt_from(d: dict[str, Any]) -> Receipt:
         store_id=str(d.get("store_id", "")),
         customer=None
         if cust is None
-        else CustomerId(kind=IdKind(cust["kind"]), value=str(cust["value"]), otp=str(cust.get("otp", ""))),
+        else CustomerId(kind=IdKind(cust["kind"]), value=str(cust["value"]), otp=str(cust.get("otp", "")),
+                        if_known=bool(cust.get("if_known", False))),
         redeem_points=int(d.get("redeem_points", 0)),
         redeem_max=bool(d.get("redeem_max", False)),
         payments=tuple(Payment(kind=str(p["kind"]), amount=int(p["amount"])) for p in d.get("payments", ())),

@@ -113,6 +113,9 @@ class CustomerId:
     kind: IdKind
     value: str
     otp: str = ""  # SMS code confirming a phone
+    # a contact the till recorded (the buyer's phone for an e-receipt), not a loyalty
+    # identification: the core sells without loyalty when it matches nobody (CustomerRef.if_known)
+    if_known: bool = False
 
 
 @dataclass(frozen=True, slots=True)

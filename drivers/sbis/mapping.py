@@ -89,14 +89,16 @@ def raw_of(when: datetime, zone: str) -> float:
 def buyer(value: Any) -> tuple[CustomerId | None, str]:
     """``buyerPhoneOrAddress`` -> (the customer, why there is none).
 
-    A phone is read by :func:`gateway.fields.customer` and kept as typed; an e-mail, nothing or a
+    A phone is read by :func:`gateway.fields.customer` and kept as typed, marked a contact (the
+    buyer left it for the e-receipt: a phone the core does not know sells without loyalty instead
+    of going to the operator queue, ``CustomerRef.if_known``); an e-mail, nothing or a
     blank gives ``(None, "")`` (no customer, nothing wrong); anything else (letters, a phone
     with an extension, a boolean) gives ``(None, <why>)``: the receipt is still
     accrued, anonymously, and the caller must say so."""
     if value is None or (isinstance(value, str) and (not value.strip() or "@" in value)):
         return None, ""
     try:
-        return fields.customer(IdKind.PHONE, value, "buyerPhoneOrAddress"), ""
+        return fields.customer(IdKind.PHONE, value, "buyerPhoneOrAddress", contact=True), ""
     except BadInput as exc:
         return None, str(exc)
 

@@ -61,6 +61,14 @@ def test_customer_ref_kinds(kind: IdKind) -> None:
     assert getattr(d.customer, kind.value) == "X1"
 
 
+def test_a_contact_is_marked_if_known_in_the_draft() -> None:
+    contact = CustomerId(IdKind.PHONE, "+7 495 123-45-67", if_known=True)
+    assert receipt_to_draft(make_receipt(customer=contact)).customer.if_known
+    assert customer_ref(contact).if_known and customer_ref(contact).phone == "+7 495 123-45-67"
+    member = CustomerId(IdKind.PHONE, "+79161234567")
+    assert not receipt_to_draft(make_receipt(customer=member)).customer.if_known
+
+
 def test_no_customer_leaves_ref_unset() -> None:
     assert not receipt_to_draft(make_receipt(customer=None)).HasField("customer")
 

@@ -311,3 +311,10 @@ def test_customer_strict_and_first() -> None:
     with pytest.raises(BadInput) as info:
         fields.first_customer([(IdKind.CARD, "", "l.card"), (IdKind.PHONE, "call me", "l.phone")])
     assert info.value.field == "l.phone"
+
+
+def test_a_contact_is_marked_and_checked_like_any_phone() -> None:
+    assert fields.customer(IdKind.PHONE, "+7 (495) 123-45-67", "buyer", contact=True).if_known
+    assert not fields.customer(IdKind.PHONE, "+74951234567", "buyer").if_known
+    with pytest.raises(BadInput):
+        fields.customer(IdKind.PHONE, "call me", "buyer", contact=True)

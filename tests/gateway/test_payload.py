@@ -69,7 +69,8 @@ lines = st.builds(Line, text, text, text, ints, ints, ints, text, st.booleans(),
                   st.none() | ints)
 receipts = st.builds(
     Receipt, text, text, st.lists(lines, max_size=3).map(tuple), times, text, text, text, text, text, text,
-    st.none() | st.builds(CustomerId, st.sampled_from(list(IdKind)), text, text), ints, st.booleans(),
+    st.none() | st.builds(CustomerId, st.sampled_from(list(IdKind)), text, text, st.booleans()), ints,
+    st.booleans(),
     st.lists(st.builds(Payment, text, ints), max_size=2).map(tuple), text,
 )
 events = st.builds(
@@ -108,3 +109,18 @@ def test_payload_bytes_are_the_stored_format() -> None:
         b'"receipt":null,"refund_amount":0,"refund_full":false,'
         b'"refund_lines":[{"line_id":"1","qty_milli":500}],"register_id":"R2","sale_key":"K","v":1}'
     )
+
+
+def test_a_contact_flag_round_trips_and_leaves_older_payloads_byte_equal() -> None:
+    """CustomerId.if_known is written only when set: a payload stored before the flag existed
+    reads back equal and is written again byte for byte (the outbox compares bytes)."""
+    def make_event(customer: CustomerId) -> Event:
+        r = make_receipt(customer=customer)
+        return Event(EventKind.SALE, "K1", "R1", r.occurred_at, receipt=r)
+
+    sale = make_event(customer=CustomerId(IdKind.PHONE, "+7 495 123-45-67", if_known=True))
+    raw = event_to_json(sale)
+    assert b'"if_known":true' in raw and event_from_json(raw) == sale
+    plain = make_event(customer=CustomerId(IdKind.PHONE, "+7 495 123-45-67"))
+    assert b"if_known" not in event_to_json(plain)
+    assert event_from_json(event_to_json(plain)).receipt.customer.if_known is False  # type: ignore[union-attr]

@@ -119,6 +119,7 @@ def test_a_receipt_keeps_a_landline_and_sells_anonymously_with_an_unreadable_pho
     r = receipt(body(buyerPhoneOrAddress="+7 (495) 123-45-67"))
     assert r.customer is not None
     assert (r.customer.kind, r.customer.value) == (IdKind.PHONE, "+7 (495) 123-45-67")
+    assert r.customer.if_known  # a contact: the core sells without loyalty when it knows nobody
     assert receipt(body(buyerPhoneOrAddress="доб. 12")).customer is None
     assert receipt(body(buyerPhoneOrAddress="buyer@example.com")).customer is None
 

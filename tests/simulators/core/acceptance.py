@@ -162,16 +162,9 @@ class Core:
         answer: pb.RegisterCustomerResponse = await self.stub.RegisterCustomer(req, timeout=DEADLINE_S)
         return answer
 
-    async def register(
-        self,
-        phone: str | None = None,
-        *,
-        referrer: pb.Customer | None = None,
-        birth_date: str = "",
-        name: str = "Анна Кузнецова",
-        at: datetime | None = None,
-    ) -> pb.Customer:
-        return (await self.join(phone, referrer=referrer, birth_date=birth_date, name=name, at=at)).customer
+    async def register(self, phone: str | None = None, **kw: Any) -> pb.Customer:
+        """The customer :meth:`join` registered (same arguments)."""
+        return (await self.join(phone, **kw)).customer
 
     async def customer(self, customer_id: str) -> pb.Customer:
         answer: pb.IdentifyCustomerResponse = await self.stub.IdentifyCustomer(

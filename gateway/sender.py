@@ -165,7 +165,7 @@ class _Stream:
 class Sender:
     def __init__(
         self, outbox: DeliveryOutbox, core: EventStreams, *, metrics: Metrics | None = None,
-        batch: int = 256, window: int = 2048, ack_timeout_s: float = 10.0, backoff_initial_s: float = 0.05,
+        batch: int = 256, window: int = 4096, ack_timeout_s: float = 10.0, backoff_initial_s: float = 0.05,
         backoff_max_s: float = 5.0, idle_poll_s: float = 1.0, rescan_s: float = 30.0,
         message_events: int = MESSAGE_EVENTS, yield_to: Callable[[], bool] | None = None,
         busy_batch: int = 32, pause: Callable[[float], Awaitable[None]] = asyncio.sleep,

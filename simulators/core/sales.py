@@ -290,6 +290,8 @@ def commit_work(core: Core, req: pb.CommitRequest) -> Callable[[Session], pb.Com
                 unknown = True
             else:
                 state = ident.state
+                if draft.customer.if_known and state.blocked:  # a blocked member's contact: the
+                    ident, state, unknown = None, None, True  # sale, without loyalty (as refused)
         exp = req.expected if req.HasField("expected") else None
         redeem = exp.redeemed_points if (req.offline and exp is not None) else None
         c = _run_calc(program, state, draft, at, None if ident is None else ident.otp_ok, redeem)

@@ -10,6 +10,7 @@ With ``defer_days`` the accrual still waits for 00:00 local after the deferral.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -121,3 +122,20 @@ async def test_a_known_contact_earns_as_usual_and_a_later_member_claims_by_corre
     assert ack.WhichOneof("result") == "attach_customer", ack
     assert ack.attach_customer.operation_id == sale.operation_id and ack.attach_customer.points_accrued > 0
     assert await core.balance(joined.customer_id) == before + ack.attach_customer.points_accrued
+
+
+async def test_a_blocked_members_contact_sells_without_loyalty(tmp_path: Path) -> None:
+    """A contact (if_known) of a blocked member is an anonymous sale, like one matching nobody;
+    the same phone as an identification is still refused CUSTOMER_BLOCKED."""
+    db = tmp_path / "blocked.db"
+    async with running("seed002", f"sqlite:///{db}") as core:
+        cid = await _customer(core)
+        phone = (await core.customer(cid)).phone
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE customers SET blocked = 1 WHERE id = ?", (int(cid),))
+        ident = core.draft(pb.CustomerRef(phone=phone), [line("L1", 100_000)])
+        await expect_error(core.commit(ident), grpc.StatusCode.FAILED_PRECONDITION, "CUSTOMER_BLOCKED")
+        contact = pb.CustomerRef(phone=phone, if_known=True)
+        sale = await core.commit(core.draft(contact, [line("L1", 100_000)]))
+        assert sale.customer_unknown and not sale.payouts
+        assert await core.balance(cid) == 0

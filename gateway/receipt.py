@@ -114,8 +114,10 @@ class CustomerId:
     value: str
     otp: str = ""  # SMS code confirming a phone
     # a contact the till recorded (the buyer's phone for an e-receipt), not a loyalty
-    # identification: the core sells without loyalty when it matches nobody (CustomerRef.if_known)
-    if_known: bool = False
+    # identification: the core sells without loyalty when it matches nobody (CustomerRef.if_known).
+    # Not part of equality: the same phone sent as a contact and as an identification is the same
+    # customer (a copy of a receipt stored before the flag existed is the same copy, not a conflict).
+    if_known: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

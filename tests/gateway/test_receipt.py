@@ -356,6 +356,18 @@ def test_merge_copies_takes_loyalty_from_the_copy_that_has_it_whichever_comes_fi
     assert merge_copies(till, till).verdict == CopyVerdict.SAME
 
 
+def test_the_same_phone_as_a_contact_and_as_an_identification_is_one_customer() -> None:
+    """CustomerId.if_known is not part of equality: a copy stored before the flag existed (an
+    SBIS page re-read across the upgrade) is the same copy, not a RECEIPT_CONFLICT."""
+    phone = CustomerId(IdKind.PHONE, "+7 495 123-45-67")
+    contact = CustomerId(IdKind.PHONE, "+7 495 123-45-67", if_known=True)
+    assert phone == contact and hash(phone) == hash(contact)
+    a = sale()
+    assert a.receipt is not None
+    before, after = sale(replace(a.receipt, customer=phone)), sale(replace(a.receipt, customer=contact))
+    assert merge_copies(before, after).verdict == merge_copies(after, before).verdict == CopyVerdict.SAME
+
+
 def test_merge_copies_keeps_the_stored_lines_and_time() -> None:
     a = sale()
     assert a.receipt is not None

@@ -501,8 +501,12 @@ class Sender:
                         await self._outbox.mark_waiting(m.row.id, m.row.attempts + 1, m.reason, m.message)
                         self._any_waiting = True  # look at once: its sale may be delivered already
                         self._sale_delivered.set()
-            except StorageError as exc:  # rows stay pending and are resent: the core replays them
-                log.warning("delivery marks failed", extra={"rows": len(items), "error": str(exc)})
+            except Exception as exc:  # rows stay pending and are resent: the core replays them
+                if isinstance(exc, StorageError):
+                    log.warning("delivery marks failed", extra={"rows": len(items), "error": str(exc)})
+                else:  # a bug: logged with its traceback, and the loop goes on (a dead marker
+                    # would stop delivery for good once the window filled with unmarked acks)
+                    log.exception("delivery marks failed unexpectedly", extra={"rows": len(items)})
                 self._unacked.update((m.row.key, m.row) for m in items if m.state == "delivered")  # as sent
             finally:
                 for m in items:

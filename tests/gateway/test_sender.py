@@ -347,6 +347,36 @@ async def test_acked_events_whose_marks_wait_count_against_the_window(tmp_path: 
         await ob.close()
 
 
+async def test_an_unexpected_error_in_the_marks_is_logged_and_delivery_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in marking (not a StorageError) must not kill the marker: its acks would then never
+    leave the window and delivery would stop for good. The rows stay pending, are resent (the core
+    replays them) and are marked later; the error is logged with its traceback."""
+    core = FakeCore()
+    ob = await Outbox.open(tmp_path / "o.db")
+    mark_acked = ob.mark_acked
+    failures = [RuntimeError("a bug")]
+
+    async def buggy_marks(items: list[tuple[OutboxRow, bytes]]) -> None:
+        if failures:
+            raise failures.pop()
+        await mark_acked(items)
+
+    ob.mark_acked = buggy_marks  # type: ignore[method-assign]
+    try:
+        events = [sale("R1", i) for i in range(40)]
+        await append_all(ob, events)
+        sender = Sender(ob, InProcClient(core), window=8, batch=4, message_events=4, ack_timeout_s=30, **FAST)
+        assert await sender.drain(20)
+        assert (await ob.stats()).pending == 0
+        assert core.order["R1"][-1] == events[-1].key and set(core.applications.values()) == {1}
+        assert any(r.getMessage() == "delivery marks failed unexpectedly" and r.exc_info
+                   for r in caplog.records)
+    finally:
+        await ob.close()
+
+
 async def test_core_down_then_up(tmp_path: Path) -> None:
     metrics = Metrics()
     ob = await Outbox.open(tmp_path / "o.db", metrics=metrics)

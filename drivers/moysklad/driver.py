@@ -36,10 +36,12 @@ for that customer at that store that redeemed, held or were answered offline; ke
 last write, each removed by the sale that commits with it),
 ``code:<phone digits>`` (the spending code handed to the till, kept for the code's life),
 ``doc:<key>`` (content digest of a stored document, written last), ``sale:<key>`` (a sale's lines),
+``used:<key>`` (the calc token a stored sale committed with, written before that token is removed from
+``calc:``, so a resend after an interrupted answer commits with it again instead of choosing another),
 ``returned:<sale key>`` (what each return took back) and ``gift:<name>`` (kopecks each sale paid with a
 gift card), the last two kept per document so a resend after an interrupted answer records once.
-``doc:``, ``sale:`` and ``returned:`` are forgotten after ``keep_days`` (the state would otherwise grow
-with every sale); ``link:`` (one per customer) and ``gift:`` (money) are kept.
+``doc:``, ``sale:``, ``used:`` and ``returned:`` are forgotten after ``keep_days`` (the state would
+otherwise grow with every sale); ``link:`` (one per customer) and ``gift:`` (money) are kept.
 """
 
 from __future__ import annotations
@@ -544,35 +546,45 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
         key = mapping.document_key("demand", doc)
         digest = mapping.digest(doc)
         known = await self._known(ctx, key, digest)
+        if known == "new":
+            spent = {}
+            for g in doc.gift_cards:  # what other sales paid with the card (this one may be a resend)
+                paid = await self._ledger(ctx, f"gift:{g.name}")
+                spent[g.name] = sum(v for k, v in paid.items() if k != key)
+            self._gift_check(doc, spent)
+            calc_key = mapping.calc_key(doc.store, doc.agent, doc.positions)
+            # a token is chosen and used by one sale at a time; a resend of a document still in
+            # flight (same content: same calc key) waits here and finds it stored
+            async with self._exclusive(calc_key or f"doc:{key}"):
+                known = await self._known(ctx, key, digest)
+                if known == "new":
+                    await self._commit(ctx, doc, key, digest, calc_key)
+                    return self._answer(201)
         if known == "same":
             ctx.count("duplicate")
             return self._answer(201)
-        if known == "other":
-            found = None if doc.agent is None else await self._link(ctx, doc.agent)
-            who = None if found is None else CustomerId(IdKind.CUSTOMER_ID, found[0])
-            return await self._conflict(
-                ctx, mapping.sale_of(doc, who, key=key, now=self.now(), store_id=self.config.store_id)
-            )
-        spent = {}
-        for g in doc.gift_cards:  # what other sales paid with the card (this one may be a resend)
-            paid = await self._ledger(ctx, f"gift:{g.name}")
-            spent[g.name] = sum(v for k, v in paid.items() if k != key)
-        self._gift_check(doc, spent)
-        calc_key = mapping.calc_key(doc.store, doc.agent, doc.positions)
-        if not calc_key:
-            await self._commit(ctx, doc, key, digest, "")
-        else:
-            async with self._exclusive(calc_key):  # a token is chosen and used by one sale at a time
-                await self._commit(ctx, doc, key, digest, calc_key)
-        return self._answer(201)
+        found = None if doc.agent is None else await self._link(ctx, doc.agent)
+        who = None if found is None else CustomerId(IdKind.CUSTOMER_ID, found[0])
+        return await self._conflict(
+            ctx, mapping.sale_of(doc, who, key=key, now=self.now(), store_id=self.config.store_id)
+        )
 
     async def _commit(
         self, ctx: DriverContext, doc: wire.Document, key: str, digest: str, calc_key: str
     ) -> None:
         """Check and store the sale ``doc`` (idempotency key ``key``) with the calc token chosen
-        among those kept under ``calc_key``, then its bookkeeping; the token it used is removed
-        before ``doc:`` is written, so a resend after an interrupted answer completes that too."""
+        among those kept under ``calc_key``, then its bookkeeping. The token a stored sale used is
+        written as ``used:<key>`` before it is removed from ``calc_key`` and before ``doc:`` is
+        written: a resend after an interrupted answer commits with that same token again (never
+        choosing another till's) and completes the bookkeeping once."""
         kept, token, claims = await self._calc_of(ctx, calc_key, doc.spend)
+        used = await ctx.state.get(f"used:{key}") if calc_key else None
+        if used is not None:  # this document was stored with that token before
+            token = used
+            try:
+                claims = ctx.calc_claims(used)
+            except BadInput:  # the gateway's key file was replaced since: as a token that fails
+                token, claims = "", None
         customer = await self._sale_customer(ctx, doc, claims)
         event = mapping.sale_of(doc, customer, key=key, now=self.now(), store_id=self.config.store_id)
         if claims is not None and not (claims.redeemed and not doc.spend):
@@ -584,10 +596,12 @@ class MoySkladDriver(http_edge.HttpDriver[Config]):
         new = await ctx.submit(event)
         ctx.count("committed" if new else "duplicate")
         # bookkeeping keyed by the document, so a resend after an interrupted answer completes it once
+        if event.calc_token and used is None:
+            await ctx.state.put(f"used:{key}", token, keep_s=self.keep_s)
         for g in doc.gift_cards:
             await self._record(ctx, f"gift:{g.name}", key, g.kopecks)
         await ctx.state.put(f"sale:{key}", mapping.goods(doc.positions).as_json(), keep_s=self.keep_s)
-        if event.calc_token:  # used once, as the pipeline's own calc memory
+        if event.calc_token and token in kept:  # used once, as the pipeline's own calc memory
             kept.remove(token)
             await ctx.state.put(calc_key, mapping.kept_tokens(kept), keep_s=CALC_KEEP_S)
         await ctx.state.put(f"doc:{key}", digest, keep_s=self.keep_s)

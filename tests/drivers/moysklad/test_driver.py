@@ -767,3 +767,98 @@ async def test_a_failed_link_write_does_not_fail_the_recalc_or_the_sale(
     assert sale == (201, None) and applied(ctx) == [(125, "hold-7", 125)]
     assert not any(k.startswith("link:") for k in ctx.state.data)
     assert any(r.levelname == "WARNING" and "link not kept" in r.message for r in caplog.records)
+
+
+class InterruptedDocState(MemoryState):
+    """A state store whose first ``doc:`` write (the last write of a sale) fails (``fail``), or is
+    held until that document is looked up again (MoySklad resending it while the first POST is in
+    flight), so the resend arrives mid-commit whatever the machine's speed."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        super().__init__()
+        self.fail = fail
+        self.writing: str | None = None  # the doc: key whose first write is held
+        self.resent = asyncio.Event()
+        self.interrupted = False
+
+    async def get(self, key: str) -> str | None:
+        if key == self.writing:
+            self.resent.set()
+        return await super().get(key)
+
+    async def put(self, key: str, value: str, *, keep_s: float | None = None) -> None:
+        if key.startswith("doc:") and not self.interrupted:
+            self.interrupted = True
+            if self.fail:
+                raise StorageError("disk full (test)")
+            self.writing = key
+            await self.resent.wait()
+            self.writing = None
+        await super().put(key, value, keep_s=keep_s)
+
+
+async def resent_while_in_flight(client: Any, body: Any) -> tuple[int, int]:
+    """The statuses of a sale and of MoySklad's resend of it that arrives before the first is answered."""
+    async def post() -> int:
+        resp = await client.post("/v1/moysklad/retaildemand", data=p.dumps(body), headers=p.HEADERS)
+        await resp.read()
+        return int(resp.status)
+
+    first = asyncio.ensure_future(post())
+    second = asyncio.ensure_future(post())
+    a, b = await asyncio.wait_for(asyncio.gather(first, second), 10)  # a hang guard, not a timing check
+    return a, b
+
+
+async def test_a_resend_of_a_spending_sale_in_flight_is_201_and_stored_once() -> None:
+    """§9: same key, same content: 201 again, even while the first POST is still committing
+    (the resend waits for the basket and finds the document stored, it does not commit it again)."""
+    ctx = context()
+    ctx.state = state = InterruptedDocState()
+    numbered_holds(ctx)
+    async with serve(driver(codes_for_spending=False), ctx) as client:
+        recalc = await client.post("/v1/moysklad/retaildemand/recalc", data=p.dumps(p.recalc(spending=True)),
+                                   headers=p.HEADERS)
+        assert recalc.status == 200
+        assert await resent_while_in_flight(client, p.sale(spend=125)) == (201, 201)
+    assert state.resent.is_set()  # the resend really came mid-commit
+    assert applied(ctx) == [(125, "hold-1", 125)] and kept(ctx) == []
+    assert ctx.counts["duplicate"] == 1
+
+
+async def test_a_resend_in_flight_does_not_take_the_other_tills_token() -> None:
+    """Two tills recalc the same basket (two tokens); till 1's sale is resent while in flight: the
+    resend uses nothing, and till 2's sale still commits with its own token."""
+    ctx = context()
+    ctx.state = InterruptedDocState()
+    numbered_holds(ctx)
+    async with serve(driver(codes_for_spending=False), ctx) as client:
+        for _ in range(2):
+            recalc = await client.post("/v1/moysklad/retaildemand/recalc",
+                                       data=p.dumps(p.recalc(spending=True)), headers=p.HEADERS)
+            assert recalc.status == 200
+        assert await resent_while_in_flight(client, p.sale(spend=125)) == (201, 201)
+        assert kept(ctx) == [(125, "hold-1")]  # till 2's token is still there
+        till2 = await client.post("/v1/moysklad/retaildemand", data=p.dumps(p.sale(SALE_2, spend=125)),
+                                  headers=p.HEADERS)
+        assert till2.status == 201, await till2.text()
+    assert applied(ctx) == [(125, "hold-2", 125), (125, "hold-1", 125)] and kept(ctx) == []
+
+
+async def test_a_resend_after_a_failed_document_write_commits_with_the_same_token() -> None:
+    """The sale was stored and its token removed, then ``doc:`` could not be written (503): the
+    resend is 201, with the token the first attempt used, and the sale is stored once."""
+    ctx = context()
+    ctx.state = InterruptedDocState(fail=True)
+    numbered_holds(ctx)
+    got = await calls(
+        ctx,
+        ("/retaildemand/recalc", p.recalc(spending=True)),
+        ("/retaildemand", p.sale(spend=125)),
+        ("/retaildemand", p.sale(spend=125)),
+        ("/retaildemand", p.sale(spend=125)),
+        codes_for_spending=False,
+    )
+    assert [status for status, _ in got] == [200, 503, 201, 201], got
+    assert applied(ctx) == [(125, "hold-1", 125)] and kept(ctx) == []
+    assert ctx.counts["committed"] == 1

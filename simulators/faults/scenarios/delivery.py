@@ -68,6 +68,11 @@ async def ack_lost_replay(ctx: Context) -> Outcome:
     replays = ctx.number("POSGW_FAULTS_REPLAYS", 1000)
     async with scenario_stack(ctx.workdir) as stack, till(stack) as t:
         proxy = proxy_of(stack)
+        # the link must be up first: a connection opened while replies are lost never gets the
+        # core's SETTINGS, so gRPC never sends on it (the gateway's first connection may still be
+        # retrying when the stack is up: it failed once in CI)
+        await sell_n(t, 1)
+        assert await stack.wait_drained(30) == 0, "the warm-up sale was not delivered"
         await proxy.lose_replies()
         receipt = t.receipt(lines(*BASKET), PHONES[0])
         _, ack = await t.sell(receipt)

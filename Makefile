@@ -34,6 +34,7 @@ proto: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/core_bench.py
+	$(PY) bench/core_bench.py --postgres
 	$(PY) bench/core_bench.py --cluster
 	$(PY) bench/gateway_bench.py
 	$(PY) bench/drivers_bench.py

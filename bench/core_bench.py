@@ -15,7 +15,9 @@ deadlines and concurrency. Figures, one JSON line each on stdout:
   each, distinct idempotency keys, several customers), baseline the echo's throughput at the
   same concurrency; goal ≥ 500/s on SQLite.
 
-``--cluster``: the replicas' figures instead (:mod:`bench.core_cluster`, PostgreSQL).
+``--postgres``: the same three figures through a core (one replica) over a throw-away PostgreSQL
+(Calculate p50 through a replica ÷ the echo). ``--cluster``: the replicas' figures instead
+(:mod:`bench.core_cluster`, PostgreSQL).
 
 Each line: ``{"figure", "value", "baseline", "ratio", "goal", "met"}``. The whole run is
 bounded (well under 60 s; ``--quick`` makes a handful of calls for the smoke test).
@@ -174,7 +176,23 @@ def posgw_argv() -> list[str]:
 
 
 @contextmanager
-def core_server(workdir: Path) -> Iterator[str]:
+def database(workdir: Path, postgres: bool) -> Iterator[str]:
+    """The core's database URL: SQLite in ``workdir``, or a database on a throw-away PostgreSQL
+    (tests/pg.py: fsync off, as in the cluster figures) that is stopped afterwards."""
+    if not postgres:
+        yield f"sqlite:///{workdir / 'core.db'}"
+        return
+    from tests.pg import start_server
+
+    server = start_server()
+    try:
+        yield server.create_database("bench")
+    finally:
+        server.stop()
+
+
+@contextmanager
+def core_server(workdir: Path, db_url: str) -> Iterator[str]:
     port = _free_port()
     argv = [
         *posgw_argv(),
@@ -182,7 +200,7 @@ def core_server(workdir: Path) -> Iterator[str]:
         "--program",
         str(ROOT / "config" / "programs" / "seed002.toml"),
         "--db",
-        f"sqlite:///{workdir / 'core.db'}",
+        db_url,
         "--listen",
         f"127.0.0.1:{port}",
     ]
@@ -259,7 +277,8 @@ def figure(name: str, value: float, baseline: float, goal: str, met: bool) -> di
     }
 
 
-async def measure(core_addr: str, echo_addr: str, sizes: Sizes) -> list[dict[str, object]]:
+async def measure(core_addr: str, echo_addr: str, sizes: Sizes,
+                  db: str = "SQLite") -> list[dict[str, object]]:
     core_channels = [grpc.aio.insecure_channel(core_addr) for _ in range(CONCURRENCY)]
     echo_channels = [grpc.aio.insecure_channel(echo_addr) for _ in range(CONCURRENCY)]
     try:
@@ -330,22 +349,26 @@ async def measure(core_addr: str, echo_addr: str, sizes: Sizes) -> list[dict[str
         figure("calculate_p50_us", p50, e50, "<= 2x echo p50", p50 <= 2 * e50),
         figure("calculate_p99_us", p99, e99, "<= 5x echo p99", p99 <= 5 * e99),
         figure(
-            "commit_throughput_per_s", commit_tp, echo_tp, ">= 500/s (16 clients, SQLite)", commit_tp >= 500
+            "commit_throughput_per_s", commit_tp, echo_tp, f">= 500/s (16 clients, {db})", commit_tp >= 500
         ),
     ]
 
 
-async def bench(sizes: Sizes) -> list[dict[str, object]]:
+async def bench(sizes: Sizes, postgres: bool = False) -> list[dict[str, object]]:
     with tempfile.TemporaryDirectory(prefix="posgw-bench-") as tmp:
         workdir = Path(tmp)
-        with core_server(workdir) as core_addr, echo_server(workdir) as echo_addr:
-            return await asyncio.wait_for(measure(core_addr, echo_addr, sizes), RUN_BUDGET_S)
+        with (database(workdir, postgres) as db_url, core_server(workdir, db_url) as core_addr,
+              echo_server(workdir) as echo_addr):
+            db = "PostgreSQL" if postgres else "SQLite"
+            return await asyncio.wait_for(measure(core_addr, echo_addr, sizes, db), RUN_BUDGET_S)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few calls only (smoke test)")
     parser.add_argument("--echo-server", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--postgres", action="store_true",
+                        help="the same figures through a core (one replica) over a throw-away PostgreSQL")
     parser.add_argument("--cluster", action="store_true",
                         help="commits/s through 1, 2, 3 replicas over PostgreSQL ÷ a bare client")
     args = parser.parse_args(argv)
@@ -358,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         for fig in asyncio.run(cluster_figures(CLUSTER_QUICK if args.quick else CLUSTER_FULL)):
             print(json.dumps(fig, ensure_ascii=False), flush=True)
         return 0
-    for fig in asyncio.run(bench(QUICK if args.quick else FULL)):
+    for fig in asyncio.run(bench(QUICK if args.quick else FULL, postgres=args.postgres)):
         print(json.dumps(fig, ensure_ascii=False), flush=True)
     return 0
 

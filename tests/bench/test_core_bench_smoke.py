@@ -17,9 +17,10 @@ KEYS = {"figure", "value", "baseline", "ratio", "goal", "met"}
 
 
 @pytest.mark.e2e
-def test_core_bench_quick_prints_figures() -> None:
+@pytest.mark.parametrize("db", [[], ["--postgres"]], ids=["sqlite", "postgres"])
+def test_core_bench_quick_prints_figures(db: list[str]) -> None:
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "core_bench.py"), "--quick"],
+        [sys.executable, str(ROOT / "bench" / "core_bench.py"), "--quick", *db],
         capture_output=True,
         text=True,
         timeout=120,

@@ -183,7 +183,8 @@ Index("driver_state_expires", driver_state.c.expires_at)
 
 
 class PendingRow(NamedTuple):
-    """One ``events`` row as :func:`fetch_pending` returns it (columns in table order)."""
+    """One whole ``events`` row as :func:`fetch_key` returns it (every column, in table order);
+    delivery reads only its own columns (:class:`SendRow`)."""
 
     id: int
     key: str

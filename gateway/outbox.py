@@ -612,6 +612,12 @@ class Outbox:
             self._state_reader = self._loop.create_task(self._read_states(), name="outbox-state-reads")
         return await answer
 
+    async def state_keys(self, driver: str, limit: int) -> list[tuple[str, float | None]]:
+        """At most ``limit`` of ``driver``'s live keys holding a non-empty value, with when each
+        expires (wall clock; None: never), in no particular order."""
+        now = self._clock()
+        return await self._read(functools.partial(db.state_keys, driver=driver, now=now, limit=limit))
+
     async def _read_states(self) -> None:
         """Answer the queued :meth:`get_state` reads, a batch per reader-thread trip, until none is left."""
         while self._state_reads:

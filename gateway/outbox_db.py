@@ -909,6 +909,18 @@ def get_state(conn: Connection, driver: str, key: str, now: float) -> str | None
     return None if row is None else str(row[0])
 
 
+_STATE_KEYS = (
+    "SELECT key, expires_at FROM driver_state WHERE driver = ? AND value != '' "
+    "AND (expires_at IS NULL OR expires_at > ?) LIMIT ?"
+)
+
+
+def state_keys(conn: Connection, driver: str, now: float, limit: int) -> list[tuple[str, float | None]]:
+    """At most ``limit`` of one driver's live keys that hold a value, with when each expires."""
+    return [(str(k), None if e is None else float(e))
+            for k, e in raw(conn).execute(_STATE_KEYS, (driver, now, limit)).fetchall()]
+
+
 _LAST_PROGRESS = (
     f"SELECT max(updated_at) FROM events WHERE state IN ('{RowState.DELIVERED}', '{RowState.REJECTED}')"
 )

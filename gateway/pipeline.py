@@ -30,7 +30,9 @@ Invariants:
   answer given offline or with a hold is also remembered durably in the outbox file's
   ``driver_state`` (namespace ``_calc``) by register and receipt identity (number, or customer
   and line ids while the receipt has no number yet), for tills that carry nothing, in one group
-  commit. Nothing of it lives in process memory: a SIGKILL between calc and commit changes
+  commit. Only an index of its keys lives in process memory (:mod:`gateway.calc_memory`, read
+  from the file before the first sale looks, so a sale whose keys hold nothing reads nothing):
+  a SIGKILL between calc and commit changes
   nothing, except in the rare window where the write outlasted the budget (logged "calc
   answered before its memory was durable") and the process dies before it commits: a sale that
   carries no token is then committed as answered online (in a live process a sale waits for
@@ -62,11 +64,12 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from gateway.bindings import Bindings, Watchers, fill
+from gateway.calc_memory import MemoryIndex
 from gateway.calc_token import CalcTokens
 from gateway.convert import calculation_to_result, customer_ref, receipt_to_draft
 from gateway.core_client import CoreCalls
@@ -128,6 +131,8 @@ class EventStore(Protocol):
     async def put_state(self, driver: str, key: str, value: str, *, keep_s: float | None = None) -> None: ...
 
     async def get_state(self, driver: str, key: str) -> str | None: ...
+
+    async def state_keys(self, driver: str, limit: int) -> Sequence[tuple[str, float | None]]: ...
 
 
 def _memory_keys(receipt: Receipt) -> tuple[str, ...]:
@@ -201,6 +206,15 @@ class TillActivity:
         return self.in_flight > 0 or self._clock() - self._last_end < self.quiet_s
 
 
+class Recalled(NamedTuple):
+    """A sale's remembered calc: the memory key it was found under, which write of that key (see
+    :meth:`gateway.calc_memory.MemoryIndex.lookup`), and what the calc decided."""
+
+    key: str
+    found: int
+    claims: CalcClaims
+
+
 class Pipeline:
     def __init__(
         self,
@@ -226,6 +240,7 @@ class Pipeline:
         self.tokens = tokens or CalcTokens(secrets.token_bytes(32))
         self.activity = TillActivity()
         self._writing: dict[str, asyncio.Future[None]] = {}  # memory key -> its write in flight
+        self._memory = MemoryIndex(functools.partial(outbox.state_keys, CALC_MEMORY), keep_s=CALC_KEEP_S)
         self.bindings = Bindings(outbox)  # customers bound to a register's next receipt (a scanner)
         self.watchers = Watchers()  # devices watching a register (a customer display)
 
@@ -359,10 +374,11 @@ class Pipeline:
         )
         token = self.tokens.issue(claims)
         if result.offline or result.hold_id or remember:
+            keys = _memory_keys(receipt)
+            self._memory.add(keys)  # before the write: the index never misses a stored key
             write = asyncio.ensure_future(self._remember(receipt, token))
             _MEMORY_WRITES.add(write)  # held until done, even when the answer leaves first
             write.add_done_callback(_MEMORY_WRITES.discard)
-            keys = _memory_keys(receipt)
             for key in keys:  # a sale arriving meanwhile waits for it (_recalled)
                 self._writing[key] = write
             write.add_done_callback(functools.partial(self._written, keys))
@@ -389,7 +405,7 @@ class Pipeline:
                                                     "action": "a till that carries no token commits it "
                                                               "as answered online"})
 
-    async def _recalled(self, receipt: Receipt) -> tuple[str, CalcClaims] | None:
+    async def _recalled(self, receipt: Receipt) -> Recalled | None:
         """The remembered calc of ``receipt`` and the memory key it was found under (a memory
         write still in flight is waited for first: the answer may have left before it). The keys
         are asked one after the other: the outbox batches the reads of concurrent sales into one
@@ -399,12 +415,22 @@ class Pipeline:
         writing = {self._writing[k] for k in keys if k in self._writing}
         if writing:
             await asyncio.wait(writing)
+        memory, indexed = self._memory, True
+        if not memory.loaded:
+            try:
+                await memory.ready()
+            except GatewayError as exc:  # the index could not be read: ask the file for every key
+                log.warning("calc memory index not read", extra={"error": str(exc)})
+                indexed = False
         for key in keys:
+            found = memory.lookup(key) if indexed else -1
+            if not found:
+                continue  # nothing stored under it: no reader-thread trip (most sales)
             token = await self.outbox.get_state(CALC_MEMORY, key)
             if not token:
                 continue
             try:
-                return key, self.tokens.read(token)
+                return Recalled(key, found, self.tokens.read(token))
             except BadInput:  # the key file was replaced: the memory cannot be trusted
                 log.warning("remembered calc unreadable", extra={"register": receipt.register_id})
                 return None
@@ -424,12 +450,13 @@ class Pipeline:
         elif event.kind == EventKind.SALE and event.receipt is not None:
             recalled = await self._recalled(fill(event.receipt, binding))
             if recalled is not None:
-                event = apply_claims(event, recalled[1])
+                event = apply_claims(event, recalled.claims)
         if binding is not None and event.receipt is not None:  # the till's and the calc's customer win
             event = replace(event, receipt=fill(event.receipt, binding))
         stored = await self.outbox.append(event)
         if recalled is not None:
-            await self.outbox.put_state(CALC_MEMORY, recalled[0], "", keep_s=CALC_KEEP_S)
+            await self.outbox.put_state(CALC_MEMORY, recalled.key, "", keep_s=CALC_KEEP_S)
+            self._memory.discard(recalled.key, recalled.found)
         if binding is not None:
             await self.bindings.consume(binding, event.key)
         if stored and event.kind == EventKind.SALE and event.receipt is not None:

@@ -62,6 +62,9 @@ class DictStore:
         self.reads += 1
         return self.rows.get((driver, key))
 
+    async def state_keys(self, driver: str, limit: int) -> list[tuple[str, float | None]]:
+        return [(k, None) for (d, k), v in self.rows.items() if d == driver and v][: limit + 1]
+
     async def append(self, event: Event) -> bool:
         if self.fail:
             raise StorageError("disk full (test)")

@@ -622,6 +622,24 @@ async def test_driver_state_expires_then_is_pruned(tmp_path: Path) -> None:
         await ob.close()
 
 
+async def test_state_keys_lists_a_drivers_live_keys_holding_a_value(tmp_path: Path) -> None:
+    clock = FakeClock()
+    ob = await Outbox.open(tmp_path / "o.db", clock=clock)
+    try:
+        await ob.put_state("_calc", "short", "t1", keep_s=60)
+        await ob.put_state("_calc", "long", "t2", keep_s=600)
+        await ob.put_state("_calc", "forgotten", "", keep_s=600)
+        await ob.put_state("poster", "other", "x")
+        now = clock()
+        assert sorted(await ob.state_keys("_calc", 10)) == [("long", now + 600), ("short", now + 60)]
+        assert len(await ob.state_keys("_calc", 1)) == 1  # at most the limit... (the caller asks limit + 1)
+        clock.advance(61)
+        assert await ob.state_keys("_calc", 10) == [("long", now + 600)]
+        assert await ob.state_keys("poster", 10) == [("other", None)]
+    finally:
+        await ob.close()
+
+
 async def test_version_1_file_gains_driver_state(tmp_path: Path) -> None:
     path = tmp_path / "o.db"
     ob = await Outbox.open(path)

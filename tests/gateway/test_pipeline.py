@@ -69,6 +69,7 @@ class ListStore:
 
     events: list[Event] = field(default_factory=list)
     state: dict[tuple[str, str], str] = field(default_factory=dict)
+    reads: list[tuple[str, str]] = field(default_factory=list)
 
     async def append(self, event: Event) -> bool:
         if any(e.key == event.key for e in self.events):
@@ -80,7 +81,11 @@ class ListStore:
         self.state[(driver, key)] = value
 
     async def get_state(self, driver: str, key: str) -> str | None:
+        self.reads.append((driver, key))
         return self.state.get((driver, key))
+
+    async def state_keys(self, driver: str, limit: int) -> list[tuple[str, float | None]]:
+        return [(k, None) for (d, k), v in self.state.items() if d == driver and v][: limit + 1]
 
 
 @dataclass
@@ -351,6 +356,24 @@ async def test_calc_memory_keys_keep_their_stored_format(rig: Rig) -> None:
     assert await pipeline.submit(sale_event(receipt(number="60")))  # found by its goods
     assert await pipeline.submit(sale_event(receipt(number="61", at=AT + timedelta(seconds=1))))  # by number
     assert [(e.offline, e.expected_redeemed) for e in store.events] == [(True, 40), (True, 30)]
+
+async def test_a_sale_reads_its_calc_memory_only_where_a_calc_was_remembered(rig: Rig) -> None:
+    """Most calcs are not remembered (online, no hold): their sales ask the file for nothing.
+    A remembered one is still found, and the key it was found under is forgotten after its sale."""
+    store, pipeline = rig.store, rig.pipeline
+    assert await pipeline.submit(sale_event(receipt(number="70")))
+    assert [r for r in store.reads if r[0] == "_calc"] == []
+    rig.fake.delay_s = 2.0  # answered offline: remembered
+    answer = await pipeline.calculate(receipt(redeem=20, number="71"), driver="native")
+    assert answer.offline
+    assert await pipeline.submit(sale_event(receipt(number="71")))
+    assert [k for d, k in store.reads if d == "_calc"] == ["r1\x1f71"]
+    assert store.events[-1].offline and store.events[-1].expected_redeemed == answer.redeemed_points
+    reads = len(store.reads)
+    assert not await pipeline.submit(sale_event(receipt(number="71")))  # a resend: its number's key
+    assert [k for d, k in store.reads[reads:] if d == "_calc"] == [  # is forgotten, not read again
+        next(k for k in store.state if k[0] == "_calc" and "\x1f\x1f" in k[1])[1]]
+
 
 async def test_calc_token_carries_the_calc_to_the_commit(rig: Rig) -> None:
     rig.fake.delay_s = 2.0  # answered offline: the token says so

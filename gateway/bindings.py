@@ -162,6 +162,8 @@ class Bindings:
     # ------------------------------------------------------------ storage
 
     def _pick(self, rows: list[Binding], at: datetime, key: str) -> Binding | None:
+        if not rows:  # a register without a scanner: every sale
+            return None
         if key:
             for b in rows:
                 if b.consumed_by == key:

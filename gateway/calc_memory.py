@@ -109,6 +109,10 @@ class MemoryIndex:
         if entry is not None and entry[1] == found:
             del self._expiry[key]
 
+    def empty(self) -> bool:
+        """True when no key may hold a calc (call after :meth:`ready`)."""
+        return self.complete and not self._expiry
+
     def __len__(self) -> int:
         return len(self._expiry)
 

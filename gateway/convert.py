@@ -225,6 +225,10 @@ def varint(n: int) -> bytes:
     """``n`` as a protobuf varint (a negative int64 as its 64-bit two's complement, ten bytes)."""
     if 0 <= n < 128:
         return _SMALL[n]
+    if 0 < n < 1 << 14:  # an envelope's length, a register's sequence: no loop (delivery frames each)
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
+    if 0 < n < 1 << 21:
+        return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
     n &= (1 << 64) - 1
     out = bytearray()
     while n >= 0x80:

@@ -411,10 +411,6 @@ class Pipeline:
         are asked one after the other: the outbox batches the reads of concurrent sales into one
         reader-thread trip anyway, and asking them together (a task per key) cost more CPU than
         the trip it saved (measured: 32 concurrent sales, +25 % CPU per sale)."""
-        keys = _memory_keys(receipt)
-        writing = {self._writing[k] for k in keys if k in self._writing}
-        if writing:
-            await asyncio.wait(writing)
         memory, indexed = self._memory, True
         if not memory.loaded:
             try:
@@ -422,6 +418,12 @@ class Pipeline:
             except GatewayError as exc:  # the index could not be read: ask the file for every key
                 log.warning("calc memory index not read", extra={"error": str(exc)})
                 indexed = False
+        if indexed and memory.empty() and not self._writing:
+            return None  # no calc remembered at all (a shop online without holds): nothing to look for
+        keys = _memory_keys(receipt)
+        writing = {self._writing[k] for k in keys if k in self._writing}
+        if writing:
+            await asyncio.wait(writing)
         for key in keys:
             found = memory.lookup(key) if indexed else -1
             if not found:

@@ -77,11 +77,14 @@ async def test_an_added_key_expires_with_the_files_and_a_margin() -> None:
     clock = Clock()
     memory = index(Stored(), clock)
     await memory.ready()
+    assert memory.empty()
     memory.add(["k1", "k2"])
+    assert not memory.empty()
     clock.now += KEEP_S + EXPIRY_MARGIN_S - 1
     assert memory.lookup("k1")
     clock.now += 2
     assert memory.lookup("k1") == 0 and memory.lookup("k2") == 0 and len(memory) == 0
+    assert memory.empty()
 
 
 async def test_discard_forgets_the_calc_it_found_but_not_a_newer_one() -> None:
@@ -119,7 +122,7 @@ async def test_past_its_bound_the_index_gives_up_and_every_key_may_hold(
     with caplog.at_level(logging.WARNING, logger="gateway.calc_memory"):
         for i in range(6):
             memory.add([f"a{i}", f"b{i}"])
-    assert not memory.complete and len(memory) == 0
+    assert not memory.complete and len(memory) == 0 and not memory.empty()
     assert memory.lookup("never-written") != 0  # read from the file: nothing is missed
     assert [r.message for r in caplog.records].count(
         "calc memory index given up: every sale reads its calc memory from the file") == 1

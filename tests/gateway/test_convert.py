@@ -209,7 +209,8 @@ def test_framed_stored_envelopes_are_the_event_batch_byte_for_byte(
     assert list(pb.StreamEventsRequest.FromString(data).events) == expected
 
 
-@pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 2**35, 2**63 - 1, -1, -(2**63)])
+@pytest.mark.parametrize("n", [0, 1, 127, 128, 300, 2**14 - 1, 2**14, 2**21 - 1, 2**21, 2**35, 2**63 - 1,
+                               -1, -(2**63)])
 def test_varint_is_the_protobuf_encoding(n: int) -> None:
     framed = frame_envelope("", "", n, b"")
     assert framed == pb.EventEnvelope(register_seq=n).SerializeToString()

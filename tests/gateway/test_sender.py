@@ -538,6 +538,35 @@ async def test_delivery_yields_to_tills_in_small_paced_batches(tmp_path: Path) -
         await ob.close()
 
 
+async def test_while_tills_are_busy_a_read_that_took_all_there_was_waits_to_gather_more(
+        tmp_path: Path) -> None:
+    """Delivery keeping up with the tills' sales: a read that found fewer rows than it asked for
+    is followed by at least ``busy_gather_s``, so the next read takes the sales of that time
+    together (one message, one mark) instead of one each."""
+    core = FakeCore()
+    ob = await Outbox.open(tmp_path / "o.db")
+    pauses: list[float] = []
+    gathered = asyncio.Event()
+
+    async def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            await append_all(ob, [sale("R1", i) for i in range(3, 8)])  # sold meanwhile
+            gathered.set()
+
+    try:
+        await append_all(ob, [sale("R1", i) for i in range(3)])
+        sender = Sender(ob, InProcClient(core), batch=100, window=1000, busy_batch=8, busy_gather_s=0.25,
+                        yield_to=lambda: True, pause=pause, **FAST)
+        async with running(sender):
+            await asyncio.wait_for(gathered.wait(), 10)
+            assert await sender.drain(10)
+        assert pauses[0] >= 0.25  # 3 rows of the 8 asked for: gather
+        assert core.batch_sizes[:2] == [3, 5]  # what was sold during the pause went in one message
+    finally:
+        await ob.close()
+
+
 async def test_retriable_rejection_mid_batch_keeps_the_other_registers_results(tmp_path: Path) -> None:
     events = [sale(f"R{i % 2}", i) for i in range(20)]  # R0 and R1 interleaved, one batch
     flaky = events[6].key  # R0's 4th event

@@ -799,7 +799,7 @@ class Outbox:
             if self._wconn is None:
                 self._wconn = db.connect(self._engine, writer=True)
             conn = self._wconn
-            with conn.begin():
+            with db.write_transaction(conn):
                 # appends first, as one block (few statements per batch); then the state changes
                 appends = [op for op in ops if op.kind == "append"]
                 new = [op.new for op in appends if op.new is not None]

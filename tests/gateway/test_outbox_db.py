@@ -106,6 +106,37 @@ def test_transition_in_sql_follows_the_table(engine: Engine, state: RowState, ac
     engine.dispose()
 
 
+def test_a_write_transaction_is_one_sqlite_transaction_with_sqlalchemy_joining(engine: Engine) -> None:
+    """The writer's group commit begins and commits on the sqlite3 connection; a SQLAlchemy
+    statement inside joins it: both commit together, and an error rolls both back."""
+    conn = db.connect(engine, writer=True)
+    try:
+        row_id = _insert(conn, RowState.PENDING)
+        with db.write_transaction(conn):
+            db.insert_events(conn, [db.NewEvent("k-raw", "R1", "sale", b"{}")], 2.0)  # plain SQL
+            db.transition(conn, Action.DELIVER, [(row_id, {})], 2.0)  # SQLAlchemy Core
+        assert not conn.in_transaction() and not db.raw(conn).in_transaction
+        assert _state(conn, row_id)[0] == RowState.DELIVERED
+        with db.write_transaction(conn):
+            db.insert_events(conn, [db.NewEvent("k-other", "R1", "sale", b"{}")], 2.5)
+        stored = db.fetch_key(conn, "k-other")
+        assert stored is not None
+        other = stored.id
+        with pytest.raises(RuntimeError, match="mid-batch"), db.write_transaction(conn):
+            db.insert_events(conn, [db.NewEvent("k-lost", "R1", "sale", b"{}")], 3.0)
+            db.transition(conn, Action.DELIVER, [(other, {})], 3.0)
+            raise RuntimeError("mid-batch")
+        assert not conn.in_transaction() and not db.raw(conn).in_transaction
+        assert _state(conn, other)[0] == RowState.PENDING  # neither the Core change...
+        keys = {k for (k,) in db.raw(conn).execute("SELECT key FROM events").fetchall()}
+        assert "k-raw" in keys and "k-lost" not in keys  # ...nor the plain insert was kept
+        with db.write_transaction(conn):  # and the connection goes on
+            db.insert_events(conn, [db.NewEvent("k-after", "R1", "sale", b"{}")], 4.0)
+        assert db.fetch_key(conn, "k-after") is not None
+    finally:
+        conn.close()
+
+
 def test_a_concurrent_change_is_not_overwritten(engine: Engine) -> None:
     """An operator resolves a rejected row; a retry decided on the old state changes nothing."""
     with db.connect(engine, writer=True) as conn:

@@ -208,10 +208,13 @@ class TillActivity:
 
 class Recalled(NamedTuple):
     """A sale's remembered calc: the memory key it was found under, which write of that key (see
-    :meth:`gateway.calc_memory.MemoryIndex.lookup`), and what the calc decided."""
+    :meth:`gateway.calc_memory.MemoryIndex.lookup`), the sale's other memory keys, the token as
+    stored, and what the calc decided."""
 
     key: str
     found: int
+    others: tuple[str, ...]
+    token: str
     claims: CalcClaims
 
 
@@ -432,11 +435,28 @@ class Pipeline:
             if not token:
                 continue
             try:
-                return Recalled(key, found, self.tokens.read(token))
+                others = tuple(k for k in keys if k != key)
+                return Recalled(key, found, others, token, self.tokens.read(token))
             except BadInput:  # the key file was replaced: the memory cannot be trusted
                 log.warning("remembered calc unreadable", extra={"register": receipt.register_id})
                 return None
         return None
+
+    async def _forget(self, recalled: Recalled) -> None:
+        """Forget the calc a stored sale used, under every key of the sale that holds that very
+        calc: a calc with a number is remembered by number and by goods, and the goods key left
+        behind would give its points, hold and offline flag to the customer's next receipt of the
+        same goods on that register (one whose own calc was not remembered). A newer calc under a
+        key (another receipt's) stays."""
+        forget = [(recalled.key, recalled.found)]
+        for key in recalled.others:
+            found = self._memory.lookup(key)
+            if found and await self.outbox.get_state(CALC_MEMORY, key) == recalled.token:
+                forget.append((key, found))
+        await asyncio.gather(*(self.outbox.put_state(CALC_MEMORY, key, "", keep_s=CALC_KEEP_S)
+                               for key, _ in forget))
+        for key, found in forget:
+            self._memory.discard(key, found)
 
     # ------------------------------------------------------------ submit, identify
 
@@ -457,8 +477,7 @@ class Pipeline:
             event = replace(event, receipt=fill(event.receipt, binding))
         stored = await self.outbox.append(event)
         if recalled is not None:
-            await self.outbox.put_state(CALC_MEMORY, recalled.key, "", keep_s=CALC_KEEP_S)
-            self._memory.discard(recalled.key, recalled.found)
+            await self._forget(recalled)
         if binding is not None:
             await self.bindings.consume(binding, event.key)
         if stored and event.kind == EventKind.SALE and event.receipt is not None:

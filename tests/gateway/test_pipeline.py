@@ -359,7 +359,7 @@ async def test_calc_memory_keys_keep_their_stored_format(rig: Rig) -> None:
 
 async def test_a_sale_reads_its_calc_memory_only_where_a_calc_was_remembered(rig: Rig) -> None:
     """Most calcs are not remembered (online, no hold): their sales ask the file for nothing.
-    A remembered one is still found, and the key it was found under is forgotten after its sale."""
+    A remembered one is still found, and forgotten after its sale."""
     store, pipeline = rig.store, rig.pipeline
     assert await pipeline.submit(sale_event(receipt(number="70")))
     assert [r for r in store.reads if r[0] == "_calc"] == []
@@ -367,12 +367,47 @@ async def test_a_sale_reads_its_calc_memory_only_where_a_calc_was_remembered(rig
     answer = await pipeline.calculate(receipt(redeem=20, number="71"), driver="native")
     assert answer.offline
     assert await pipeline.submit(sale_event(receipt(number="71")))
-    assert [k for d, k in store.reads if d == "_calc"] == ["r1\x1f71"]
+    goods = next(k for d, k in store.state if d == "_calc" and "\x1f\x1f" in k)
+    # found by its number; the goods key read only to forget it too (it held the same calc)
+    assert [k for d, k in store.reads if d == "_calc"] == ["r1\x1f71", goods]
     assert store.events[-1].offline and store.events[-1].expected_redeemed == answer.redeemed_points
     reads = len(store.reads)
-    assert not await pipeline.submit(sale_event(receipt(number="71")))  # a resend: its number's key
-    assert [k for d, k in store.reads[reads:] if d == "_calc"] == [  # is forgotten, not read again
-        next(k for k in store.state if k[0] == "_calc" and "\x1f\x1f" in k[1])[1]]
+    assert not await pipeline.submit(sale_event(receipt(number="71")))  # a resend: both keys are
+    assert [r for r in store.reads[reads:] if r[0] == "_calc"] == []  # forgotten, neither is read
+
+
+async def test_a_used_calc_memory_is_forgotten_under_every_key_holding_it(rig: Rig) -> None:
+    """A calc remembered for receipt 80 (offline, 30 points redeemed) is found by its number and
+    used by sale 80. The next day the same customer buys the same goods on the same register as
+    receipt 81, answered online (nothing remembered): sale 81 must not pick up receipt 80's calc
+    by the goods key (it used to: 30 points redeemed and the offline flag on a sale that redeemed
+    nothing)."""
+    store, pipeline = rig.store, rig.pipeline
+    rig.fake.delay_s = 2.0
+    answer = await pipeline.calculate(receipt(redeem=30, number="80"), driver="native")
+    assert answer.offline and answer.redeemed_points
+    assert await pipeline.submit(sale_event(receipt(number="80")))
+    assert store.events[-1].offline and store.events[-1].expected_redeemed == answer.redeemed_points
+    assert {v for (d, _), v in store.state.items() if d == "_calc"} == {""}  # both keys forgotten
+    rig.fake.delay_s = 0.0
+    assert await pipeline.submit(sale_event(receipt(number="81", at=AT + timedelta(days=1))))
+    later = store.events[-1]
+    assert not later.offline and later.expected_redeemed is None and later.hold_id == ""
+    assert later.receipt is not None and later.receipt.redeem_points == 0
+
+
+async def test_a_newer_calc_under_the_goods_key_is_kept_when_an_older_one_is_used(rig: Rig) -> None:
+    """Only keys holding the very calc that was used are forgotten: a newer calc of the same
+    goods (another receipt, remembered since) stays for its own sale."""
+    store, pipeline = rig.store, rig.pipeline
+    rig.fake.delay_s = 2.0
+    first = await pipeline.calculate(receipt(redeem=30, number="90"), driver="native")
+    second = await pipeline.calculate(receipt(redeem=20, number=""), driver="native")  # no number yet
+    assert first.offline and second.offline and first.token != second.token
+    assert await pipeline.submit(sale_event(receipt(number="90")))  # found by its number
+    assert store.events[-1].expected_redeemed == first.redeemed_points
+    assert await pipeline.submit(sale_event(receipt(number="91")))  # found by the goods: the second
+    assert store.events[-1].expected_redeemed == second.redeemed_points
 
 
 async def test_calc_token_carries_the_calc_to_the_commit(rig: Rig) -> None:

@@ -61,6 +61,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import hmac
 import logging
 import secrets
 import time
@@ -451,7 +452,10 @@ class Pipeline:
         forget = [(recalled.key, recalled.found)]
         for key in recalled.others:
             found = self._memory.lookup(key)
-            if found and await self.outbox.get_state(CALC_MEMORY, key) == recalled.token:
+            if not found:
+                continue
+            held = await self.outbox.get_state(CALC_MEMORY, key)
+            if held and hmac.compare_digest(held.encode(), recalled.token.encode()):
                 forget.append((key, found))
         await asyncio.gather(*(self.outbox.put_state(CALC_MEMORY, key, "", keep_s=CALC_KEEP_S)
                                for key, _ in forget))

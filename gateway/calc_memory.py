@@ -58,7 +58,7 @@ class MemoryIndex:
     async def ready(self) -> None:
         """Read the stored keys once (concurrent callers share the read; a failed read is tried
         again by the next caller and raises to this one: the caller then reads the file)."""
-        if self._loaded is None or (self._loaded.done() and self._loaded.exception() is not None):
+        if self._loaded is None or (self._loaded.done() and not self.loaded):  # none yet, or it failed
             self._loaded = asyncio.ensure_future(self._read())
         await asyncio.shield(self._loaded)
 

@@ -254,17 +254,17 @@ def write_transaction(conn: Connection) -> Iterator[None]:
     sqlite.execute("BEGIN IMMEDIATE")
     try:
         yield
-    except BaseException:
+        if conn.in_transaction():  # SQLAlchemy joined: its commit is the SQLite COMMIT
+            conn.commit()
+        if sqlite.in_transaction:
+            sqlite.commit()
+    except BaseException:  # the batch's work or its COMMIT failed: nothing of it stays
         with contextlib.suppress(Exception):
             if conn.in_transaction():
                 conn.rollback()
         with contextlib.suppress(Exception):
             sqlite.rollback()
         raise
-    if conn.in_transaction():  # SQLAlchemy joined: its commit is the SQLite COMMIT
-        conn.commit()
-    if sqlite.in_transaction:
-        sqlite.commit()
 
 
 def connect(engine: Engine, *, writer: bool) -> Connection:

@@ -422,7 +422,7 @@ class Pipeline:
             except GatewayError as exc:  # the index could not be read: ask the file for every key
                 log.warning("calc memory index not read", extra={"error": str(exc)})
                 indexed = False
-        if indexed and memory.empty() and not self._writing:
+        if indexed and memory.empty():  # (a write in flight was added first: not empty)
             return None  # no calc remembered at all (a shop online without holds): nothing to look for
         keys = _memory_keys(receipt)
         writing = {self._writing[k] for k in keys if k in self._writing}

@@ -134,7 +134,8 @@ async def test_unplug_and_replug_recover_and_repaint() -> None:
         assert lane.display.model is not None and lane.display.model.resets == 1
         lane.display.unplug()
         lane.scanner.unplug()
-        await until(lambda: lane.ctx.counts["device_absent"] >= 6)  # 3 failed opens of each port
+        # 3 failed opens of each port (6 in all is not enough: one port may fail faster; CI once)
+        await until(lambda: lane.ctx.counts["device_absent"] >= 6 and len(lane.ctx.alarms) >= 2)
         assert set(lane.ctx.alarms) == {"port:scan", "port:show"}
         assert "cannot be opened" in lane.ctx.alarms["port:show"]
         lane.display.model.feed(b"\x1b@")  # what a display shows after a power cycle: nothing

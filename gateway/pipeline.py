@@ -30,10 +30,14 @@ Invariants:
   answer given offline or with a hold is also remembered durably in the outbox file's
   ``driver_state`` (namespace ``_calc``) by register and receipt identity (number, or customer
   and line ids while the receipt has no number yet), for tills that carry nothing, in one group
-  commit. Only an index of its keys lives in process memory (:mod:`gateway.calc_memory`, read
-  from the file before the first sale looks, so a sale whose keys hold nothing reads nothing):
-  a SIGKILL between calc and commit changes
-  nothing, except in the rare window where the write outlasted the budget (logged "calc
+  commit: the token followed by the keys it is stored under. The newest calc of a receipt's
+  number or goods wins: one remembered replaces the older under its keys, and one that is not
+  remembered (online, no hold) forgets the older (an abandoned receipt's points, hold or offline
+  flag never reach the customer's next receipt of the same goods); a sale that used a calc
+  forgets it under every key that still holds it, its own and the calc's. Only an index of its
+  keys lives in process memory (:mod:`gateway.calc_memory`, read from the file before the first
+  sale looks, so a sale whose keys hold nothing reads nothing): a SIGKILL between calc and
+  commit changes nothing, except in the rare window where the write outlasted the budget (logged "calc
   answered before its memory was durable") and the process dies before it commits: a sale that
   carries no token is then committed as answered online (in a live process a sale waits for
   the write in flight);
@@ -59,6 +63,7 @@ mode online / offline / no_customer; ``posgw_driver_events_total`` through ``ctx
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -244,6 +249,7 @@ class Pipeline:
         self.tokens = tokens or CalcTokens(secrets.token_bytes(32))
         self.activity = TillActivity()
         self._writing: dict[str, asyncio.Future[None]] = {}  # memory key -> its write in flight
+        self._memory_loading: asyncio.Future[None] | None = None
         self._memory = MemoryIndex(functools.partial(outbox.state_keys, CALC_MEMORY), keep_s=CALC_KEEP_S)
         self.bindings = Bindings(outbox)  # customers bound to a register's next receipt (a scanner)
         self.watchers = Watchers()  # devices watching a register (a customer display)
@@ -377,10 +383,21 @@ class Pipeline:
             program_version=self.offline.program_version, register_id=receipt.register_id,
         )
         token = self.tokens.issue(claims)
+        memory = self._memory
         if result.offline or result.hold_id or remember:
-            keys = _memory_keys(receipt)
-            self._memory.add(keys)  # before the write: the index never misses a stored key
-            write = asyncio.ensure_future(self._remember(receipt, token))
+            keys, value = _memory_keys(receipt), token
+        elif memory.loaded and memory.empty():
+            keys, value = (), ""  # nothing remembered that this answer could make stale
+        else:  # a newer answer that is not remembered replaces an older calc of the same receipt or
+            # goods (the till shows this one; the older one's points, hold or offline flag must not
+            # reach its sale, nor the customer's next receipt of the same goods)
+            if not memory.loaded:  # until the stored keys are read, only those written since start
+                self._load_memory_soon()  # are seen (the first calcs after a start do not wait)
+            keys, value = tuple(k for k in _memory_keys(receipt) if memory.lookup(k) > 0), ""
+        if keys:
+            memory.add(keys)  # before the write: the index never misses a stored key
+            written = tuple((key, memory.lookup(key)) for key in keys)  # which write of each key
+            write = asyncio.ensure_future(self._remember(receipt, written, value))
             _MEMORY_WRITES.add(write)  # held until done, even when the answer leaves first
             write.add_done_callback(_MEMORY_WRITES.discard)
             for key in keys:  # a sale arriving meanwhile waits for it (_recalled)
@@ -399,15 +416,33 @@ class Pipeline:
             if self._writing.get(key) is write:
                 del self._writing[key]
 
-    async def _remember(self, receipt: Receipt, token: str) -> None:
-        """Write the calc memory under every key of ``receipt`` in one group commit; never raises."""
+    async def _remember(self, receipt: Receipt, written: tuple[tuple[str, int], ...], token: str) -> None:
+        """Write the calc memory under the keys of ``written`` (key, which write of it: see
+        :meth:`MemoryIndex.lookup`) in one group commit; never raises. A calc is stored as its
+        token followed by the keys it is stored under, one a line (its sale may come with other
+        goods and find it by number alone: :meth:`_forget` then knows the goods key too); an empty
+        token forgets what the keys held, and they leave the index once that is written (unless
+        written again since)."""
+        keys = tuple(key for key, _ in written)
+        value = "\n".join((token, *keys)) if token else ""
         try:
-            await asyncio.gather(*(self.outbox.put_state(CALC_MEMORY, key, token, keep_s=CALC_KEEP_S)
-                                   for key in _memory_keys(receipt)))
+            await asyncio.gather(*(self.outbox.put_state(CALC_MEMORY, key, value, keep_s=CALC_KEEP_S)
+                                   for key in keys))
+            if not token:
+                for key, found in written:
+                    self._memory.discard(key, found)  # forgotten: its sales need not read it
         except GatewayError as exc:  # the answer goes out anyway; only the memory is lost
             log.error("calc not remembered", extra={"register": receipt.register_id, "error": str(exc),
                                                     "action": "a till that carries no token commits it "
                                                               "as answered online"})
+
+    def _load_memory_soon(self) -> None:
+        """Read the calc memory's index in the background (once; a failure is the sales' to see)."""
+        if self._memory_loading is None or self._memory_loading.done():
+            async def load() -> None:
+                with contextlib.suppress(GatewayError):
+                    await self._memory.ready()
+            self._memory_loading = asyncio.ensure_future(load())
 
     async def _recalled(self, receipt: Receipt) -> Recalled | None:
         """The remembered calc of ``receipt`` and the memory key it was found under (a memory
@@ -432,11 +467,12 @@ class Pipeline:
             found = memory.lookup(key) if indexed else -1
             if not found:
                 continue  # nothing stored under it: no reader-thread trip (most sales)
-            token = await self.outbox.get_state(CALC_MEMORY, key)
-            if not token:
+            stored = await self.outbox.get_state(CALC_MEMORY, key)
+            if not stored:
                 continue
+            token, _, companions = stored.partition("\n")  # (a memory stored before 2026-12: the token alone)
             try:
-                others = tuple(k for k in keys if k != key)
+                others = tuple(dict.fromkeys(k for k in (*keys, *companions.split("\n")) if k and k != key))
                 return Recalled(key, found, others, token, self.tokens.read(token))
             except BadInput:  # the key file was replaced: the memory cannot be trusted
                 log.warning("remembered calc unreadable", extra={"register": receipt.register_id})
@@ -444,8 +480,9 @@ class Pipeline:
         return None
 
     async def _forget(self, recalled: Recalled) -> None:
-        """Forget the calc a stored sale used, under every key of the sale that holds that very
-        calc: a calc with a number is remembered by number and by goods, and the goods key left
+        """Forget the calc a stored sale used, under every key that holds that very calc (the
+        sale's own keys and the ones the calc was stored under: its goods may differ from the
+        sale's): a calc with a number is remembered by number and by goods, and the goods key left
         behind would give its points, hold and offline flag to the customer's next receipt of the
         same goods on that register (one whose own calc was not remembered). A newer calc under a
         key (another receipt's) stays."""
@@ -454,7 +491,7 @@ class Pipeline:
             found = self._memory.lookup(key)
             if not found:
                 continue
-            held = await self.outbox.get_state(CALC_MEMORY, key)
+            held = (await self.outbox.get_state(CALC_MEMORY, key) or "").partition("\n")[0]
             if held and hmac.compare_digest(held.encode(), recalled.token.encode()):
                 forget.append((key, found))
         await asyncio.gather(*(self.outbox.put_state(CALC_MEMORY, key, "", keep_s=CALC_KEEP_S)

@@ -324,14 +324,15 @@ async def test_submit_marks_offline_answers_and_passes_holds(rig: Rig) -> None:
         rig.fake.delay_s = 0.0
         online = await pipeline.calculate(receipt(redeem=10, number=""), driver="native")  # no number yet
         assert not online.offline and online.hold_id == "hold-1"
-        plain = await pipeline.calculate(receipt(number="12"), driver="native")
+        other = CustomerId(IdKind.CARD, "2222")  # (the same goods would replace the memory above)
+        plain = await pipeline.calculate(receipt(other, number="12"), driver="native")
         assert not plain.offline
         # a new pipeline on the same file: what was remembered is in the file, not in memory
         restarted = make_pipeline(rig.client, rig.pipeline.offline.cache, rig.metrics, outbox,  # type: ignore[arg-type]
                                   limit=100, tokens=pipeline.tokens)
         assert await restarted.submit(sale_event(receipt(redeem=40, number="10")))
         assert await restarted.submit(sale_event(receipt(redeem=10, number="11")))
-        assert await restarted.submit(sale_event(receipt(number="12")))
+        assert await restarted.submit(sale_event(receipt(other, number="12")))
         rows = {row.event.receipt.receipt_number: row.event for row in await outbox.next_batch(10)}  # type: ignore[union-attr]
         assert rows["10"].offline and rows["10"].expected_redeemed == 40
         assert not rows["11"].offline and rows["11"].hold_id == "hold-1"
@@ -394,6 +395,58 @@ async def test_a_used_calc_memory_is_forgotten_under_every_key_holding_it(rig: R
     later = store.events[-1]
     assert not later.offline and later.expected_redeemed is None and later.hold_id == ""
     assert later.receipt is not None and later.receipt.redeem_points == 0
+
+
+async def test_a_calc_used_by_a_sale_with_other_goods_is_forgotten_under_its_own_goods_key(rig: Rig) -> None:
+    """Receipt 85's calc (offline, 30 points, lines 1 and 2) is found by number by its sale, which
+    came with a third line. The calc's goods key (lines 1 and 2) must go too: the customer's next
+    receipt of lines 1 and 2, committed without a calc of its own, used to take its 30 points,
+    hold and offline flag."""
+    store, pipeline = rig.store, rig.pipeline
+    rig.fake.delay_s = 2.0
+    answer = await pipeline.calculate(receipt(redeem=30, number="85"), driver="native")
+    assert answer.offline and answer.redeemed_points
+    more = receipt(number="85")
+    more = replace(more, lines=(*more.lines, Line("3", "c", "Сахар", 10_000, 1000, 10_000)))
+    assert await pipeline.submit(sale_event(more))
+    assert store.events[-1].offline and store.events[-1].expected_redeemed == answer.redeemed_points
+    assert {v for (d, _), v in store.state.items() if d == "_calc"} == {""}  # both of the calc's keys
+    rig.fake.delay_s = 0.0
+    assert await pipeline.submit(sale_event(receipt(number="86", at=AT + timedelta(days=1))))
+    later = store.events[-1]
+    assert not later.offline and later.expected_redeemed is None and later.hold_id == ""
+
+
+async def test_a_newer_calc_not_remembered_replaces_an_abandoned_one_of_the_same_goods(rig: Rig) -> None:
+    """Receipt 87 was calculated offline with 30 points, then abandoned at the till (no sale).
+    The customer's next receipt of the same goods is calculated online (nothing to remember): its
+    sale must be committed as that answer said, not with receipt 87's points and offline flag."""
+    store, pipeline = rig.store, rig.pipeline
+    rig.fake.delay_s = 2.0
+    abandoned = await pipeline.calculate(receipt(redeem=30, number=""), driver="native")
+    assert abandoned.offline and abandoned.redeemed_points
+    rig.fake.delay_s = 0.0
+    answer = await pipeline.calculate(receipt(number=""), driver="native")
+    assert not answer.offline
+    assert await pipeline.submit(sale_event(receipt(number="88")))
+    sale = store.events[-1]
+    assert not sale.offline and sale.expected_redeemed is None and sale.hold_id == ""
+    assert {v for (d, _), v in store.state.items() if d == "_calc"} == {""}
+    reads = len(store.reads)
+    assert await pipeline.submit(sale_event(receipt(number="89")))  # forgotten: no key left to read
+    assert [r for r in store.reads[reads:] if r[0] == "_calc"] == []
+
+
+async def test_a_remembered_calc_stores_the_keys_it_is_stored_under(rig: Rig) -> None:
+    """The stored value: the token, then each key of the calc, one a line."""
+    store, pipeline = rig.store, rig.pipeline
+    rig.fake.delay_s = 2.0
+    answer = await pipeline.calculate(receipt(redeem=30, number="84"), driver="native")
+    stored = {k: v for (d, k), v in store.state.items() if d == "_calc"}
+    assert len(stored) == 2
+    for value in stored.values():
+        token, *keys = value.split("\n")
+        assert token == answer.token and sorted(keys) == sorted(stored)
 
 
 async def test_a_newer_calc_under_the_goods_key_is_kept_when_an_older_one_is_used(rig: Rig) -> None:

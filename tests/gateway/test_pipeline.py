@@ -437,6 +437,23 @@ async def test_a_newer_calc_not_remembered_replaces_an_abandoned_one_of_the_same
     assert [r for r in store.reads[reads:] if r[0] == "_calc"] == []
 
 
+async def test_a_calc_remembered_before_a_restart_is_replaced_once_the_index_is_read(rig: Rig) -> None:
+    """A stale calc in the file from before a start: the first calc does not wait for the index
+    to be read (it starts the read), the next one finds the stale calc and forgets it."""
+    store, pipeline = rig.store, rig.pipeline
+    claims = CalcClaims(customer=CARD, redeemed=40, discount=0, hold_id="", offline=True,
+                        program_version="v1", register_id="r1")
+    goods = hashlib.sha256(b"card:1111\x1f1\x1f2").hexdigest()[:32]
+    store.state[("_calc", f"r1\x1f\x1f{goods}")] = pipeline.tokens.issue(claims)
+    assert not (await pipeline.calculate(receipt(number=""), driver="native")).offline
+    for _ in range(5):
+        await asyncio.sleep(0)  # the index's read, started by the calc
+    assert not (await pipeline.calculate(receipt(number=""), driver="native")).offline
+    assert store.state[("_calc", f"r1\x1f\x1f{goods}")] == ""
+    assert await pipeline.submit(sale_event(receipt(number="83")))
+    assert not store.events[-1].offline and store.events[-1].expected_redeemed is None
+
+
 async def test_a_remembered_calc_stores_the_keys_it_is_stored_under(rig: Rig) -> None:
     """The stored value: the token, then each key of the calc, one a line."""
     store, pipeline = rig.store, rig.pipeline

@@ -14,6 +14,7 @@ Pure functions, no I/O. Invariants:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -32,8 +33,16 @@ PAYLOAD_VERSION = 1
 
 
 def _dt(value: datetime) -> str:
-    if value.tzinfo is None or value.utcoffset() is None:
+    """``value.isoformat()`` of an aware time (ValueError for a naive one). With orjson, a time
+    whose UTC offset is whole minutes (every real one today) is written by orjson's RFC 3339
+    writer, which gives the same text in a fifth of the time (tested against ``isoformat``
+    over random instants, zones, folds and microseconds); an offset with seconds (local mean
+    times before 1900) goes to ``isoformat``, which keeps them where orjson rounds them."""
+    offset = None if value.tzinfo is None else value.utcoffset()
+    if offset is None:
         raise ValueError("event times must carry a UTC offset")
+    if _rfc3339 is not None and not offset.seconds % 60 and not offset.microseconds:
+        return _rfc3339(value)
     return value.isoformat()
 
 
@@ -71,7 +80,8 @@ def _customer_json(c: CustomerId) -> dict[str, Any]:
     return {"kind": IdKind(c.kind).value, "otp": c.otp, "value": c.value}
 
 
-def _receipt_json(r: Receipt) -> dict[str, Any]:
+def _receipt_json(r: Receipt, occurred_at: str = "") -> dict[str, Any]:
+    """``occurred_at``: ``r.occurred_at`` as :func:`_dt` writes it, when the caller has it."""
     c = r.customer
     return {
         "cashier_id": r.cashier_id,
@@ -81,7 +91,7 @@ def _receipt_json(r: Receipt) -> dict[str, Any]:
         "driver": r.driver,
         "fiscal_sign": r.fiscal_sign,
         "lines": [_line_json(line) for line in r.lines],
-        "occurred_at": _dt(r.occurred_at),
+        "occurred_at": occurred_at or _dt(r.occurred_at),
         "payments": [{"amount": p.amount, "kind": p.kind} for p in r.payments],
         "receipt_number": r.receipt_number,
         "redeem_max": r.redeem_max,
@@ -93,6 +103,9 @@ def _receipt_json(r: Receipt) -> dict[str, Any]:
 
 
 def event_to_dict(e: Event) -> dict[str, Any]:
+    occurred_at = _dt(e.occurred_at)
+    r = e.receipt  # a sale's receipt shares the event's time object (written once)
+    receipt_at = occurred_at if r is not None and r.occurred_at is e.occurred_at else ""
     return {
         "cashier_id": e.cashier_id,
         "cashier_name": e.cashier_name,
@@ -101,9 +114,9 @@ def event_to_dict(e: Event) -> dict[str, Any]:
         "hold_id": e.hold_id,
         "key": e.key,
         "kind": EventKind(e.kind).value,
-        "occurred_at": _dt(e.occurred_at),
+        "occurred_at": occurred_at,
         "offline": e.offline,
-        "receipt": None if e.receipt is None else _receipt_json(e.receipt),
+        "receipt": None if r is None else _receipt_json(r, receipt_at),
         "refund_amount": e.refund_amount,
         "refund_full": e.refund_full,
         "refund_lines": [{"line_id": rl.line_id, "qty_milli": rl.qty_milli} for rl in e.refund_lines],
@@ -117,14 +130,19 @@ def _dumps_stdlib(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
+_rfc3339: Callable[[datetime], str] | None
 try:  # orjson, when installed, writes the very same bytes for these payloads (keys already sorted)
     import orjson
 
     def _dumps(value: Any) -> bytes:
         return orjson.dumps(value)
 
+    def _rfc3339(value: datetime) -> str:
+        return orjson.dumps(value)[1:-1].decode()
+
 except ImportError:  # pragma: no cover - depends on the environment
     _dumps = _dumps_stdlib
+    _rfc3339 = None
 
 
 def event_to_json(e: Event) -> bytes:

@@ -99,6 +99,35 @@ def test_json_payload_bytes_do_not_depend_on_orjson(e: Event) -> None:
     assert payload._dumps_stdlib(payload.event_to_dict(e)) == expected
 
 
+DAY = timedelta(hours=23, minutes=59)
+any_offsets = st.timedeltas(min_value=-DAY, max_value=DAY)  # seconds and microseconds included
+zones = st.sampled_from([UTC, *(ZoneInfo(name) for name in (
+    "Europe/Moscow", "Asia/Kolkata", "America/St_Johns", "Europe/Amsterdam"))]) | any_offsets.map(timezone)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.datetimes(min_value=datetime(1850, 1, 1), max_value=datetime(2200, 1, 1)), zones, st.booleans())
+def test_times_are_written_as_isoformat_writes_them(
+    naive: datetime, zone: timezone | ZoneInfo, fold: bool,
+) -> None:
+    """A payload's times are ``isoformat`` text whichever writer wrote them (orjson's for offsets
+    of whole minutes, ``isoformat`` itself for the rest, such as Amsterdam's +00:19:32 of 1900)."""
+    when = naive.replace(tzinfo=zone, fold=int(fold))
+    assert payload._dt(when) == when.isoformat()
+
+
+def test_times_without_orjson_are_written_by_isoformat(monkeypatch: pytest.MonkeyPatch) -> None:
+    when = datetime(2026, 3, 1, 9, 30, 0, 120, tzinfo=timezone(timedelta(hours=3)))
+    e = Event(EventKind.REFUND, "RF", "R2", when, sale_key="K", refund_lines=(RefundLine("1", 500),))
+    with_orjson = event_to_json(e)
+    monkeypatch.setattr(payload, "_rfc3339", None)
+    monkeypatch.setattr(payload, "_dumps", payload._dumps_stdlib)
+    assert event_to_json(e) == with_orjson
+    assert b'"occurred_at":"2026-03-01T09:30:00.000120+03:00"' in with_orjson
+    with pytest.raises(ValueError, match="UTC offset"):
+        payload._dt(when.replace(tzinfo=None))
+
+
 def test_payload_bytes_are_the_stored_format() -> None:
     """Files written by earlier versions hold exactly these bytes; a resend is compared to them."""
     e = Event(EventKind.REFUND, "RF", "R2", datetime(2025, 1, 1, tzinfo=UTC), sale_key="K",

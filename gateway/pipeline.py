@@ -403,6 +403,8 @@ class Pipeline:
             for key in keys:  # a sale arriving meanwhile waits for it (_recalled)
                 self._writing[key] = write
             write.add_done_callback(functools.partial(self._written, keys))
+            if not value:  # forgetting: the answer does not wait (a sale in this process waits for
+                return replace(result, token=token, customer=receipt.customer)  # it, _recalled)
             left = deadline - ANSWER_RESERVE_S - asyncio.get_running_loop().time()
             done, _ = await asyncio.wait({write}, timeout=max(0.0, left))
             if not done:  # a group commit stalled behind a slow disk: do not make the till wait

@@ -434,9 +434,15 @@ class Pipeline:
                 for key, found in written:
                     self._memory.discard(key, found)  # forgotten: its sales need not read it
         except GatewayError as exc:  # the answer goes out anyway; only the memory is lost
-            log.error("calc not remembered", extra={"register": receipt.register_id, "error": str(exc),
-                                                    "action": "a till that carries no token commits it "
-                                                              "as answered online"})
+            if token:
+                log.error("calc not remembered", extra={
+                    "register": receipt.register_id, "error": str(exc),
+                    "action": "a till that carries no token commits it as answered online"})
+            else:
+                log.error("older calc not forgotten", extra={
+                    "register": receipt.register_id, "error": str(exc),
+                    "action": "a sale of these goods that carries no token may still take the older calc's "
+                              "points, hold or offline flag; check the disk (posgw doctor)"})
 
     def _load_memory_soon(self) -> None:
         """Read the calc memory's index in the background (once; a failure is the sales' to see)."""

@@ -19,7 +19,7 @@ from gateway.breaker import CircuitBreaker
 from gateway.core_client import CoreClient, CoreTarget
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
 from gateway.driver import CalcClaims, CalcResult, DriverContext
-from gateway.errors import BadInput
+from gateway.errors import BadInput, StorageError
 from gateway.metrics import Metrics
 from gateway.offline import OfflineCache, OfflinePolicy
 from gateway.outbox import Outbox
@@ -481,6 +481,25 @@ async def test_the_answer_does_not_wait_for_forgetting_an_older_calc(
     gate.set()
     assert await sale
     assert not store.events[-1].offline and store.events[-1].expected_redeemed is None
+
+
+async def test_a_forgetting_write_that_fails_is_logged_as_such(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The answer goes out; the log says the older calc was not forgotten (not "not remembered")."""
+    store, pipeline = rig.store, rig.pipeline
+    rig.fake.delay_s = 2.0
+    assert (await pipeline.calculate(receipt(redeem=30, number=""), driver="native")).offline
+    rig.fake.delay_s = 0.0
+
+    async def failing(driver: str, key: str, value: str, *, keep_s: float | None = None) -> None:
+        raise StorageError("disk full")
+
+    monkeypatch.setattr(store, "put_state", failing)
+    assert not (await pipeline.calculate(receipt(number=""), driver="native")).offline
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert "older calc not forgotten" in caplog.text and "calc not remembered" not in caplog.text
 
 
 async def test_a_remembered_calc_stores_the_keys_it_is_stored_under(rig: Rig) -> None:

@@ -487,25 +487,69 @@ class Pipeline:
                 return None
         return None
 
-    async def _forget(self, recalled: Recalled) -> None:
-        """Forget the calc a stored sale used, under every key that holds that very calc (the
-        sale's own keys and the ones the calc was stored under: its goods may differ from the
-        sale's): a calc with a number is remembered by number and by goods, and the goods key left
-        behind would give its points, hold and offline flag to the customer's next receipt of the
-        same goods on that register (one whose own calc was not remembered). A newer calc under a
-        key (another receipt's) stays."""
-        forget = [(recalled.key, recalled.found)]
-        for key in recalled.others:
+    async def _forget(self, token: str, held: list[tuple[str, int]], keys: Sequence[str]) -> None:
+        """Forget the calc ``token`` under every key that holds that very calc: ``held`` (key,
+        which write of it), known to hold it, and those of ``keys`` and of the keys it was stored
+        under (its goods may differ from the sale's) that still hold it. A calc with a number is
+        remembered by number and by goods, and the goods key left behind would give its points,
+        hold and offline flag to the customer's next receipt of the same goods on that register
+        (one whose own calc was not remembered). A newer calc under a key (another receipt's)
+        stays."""
+        forget = list(held)
+        seen = {key for key, _ in held}
+        look = [key for key in keys if key not in seen]
+        while look:
+            key = look.pop(0)
+            seen.add(key)
             found = self._memory.lookup(key)
             if not found:
                 continue
-            held = (await self.outbox.get_state(CALC_MEMORY, key) or "").partition("\n")[0]
-            if held and hmac.compare_digest(held.encode(), recalled.token.encode()):
+            stored, _, companions = (await self.outbox.get_state(CALC_MEMORY, key) or "").partition("\n")
+            if stored and hmac.compare_digest(stored.encode(), token.encode()):
                 forget.append((key, found))
+                look += [k for k in companions.split("\n") if k and k not in seen and k not in look]
         await asyncio.gather(*(self.outbox.put_state(CALC_MEMORY, key, "", keep_s=CALC_KEEP_S)
                                for key, _ in forget))
         for key, found in forget:
             self._memory.discard(key, found)
+
+    def _forget_soon(self, token: str, receipt: Receipt) -> None:
+        """A sale that carried its calc token: forget that calc where it is remembered (it was
+        answered offline, with a hold or for a bound customer), in the background. Left there, it
+        would stay in the index until the next calc of those goods; through a long outage such
+        calcs would fill the index past its bound, and every sale would read the file again."""
+        memory = self._memory
+        if memory.loaded and memory.empty():
+            return
+        keys = _memory_keys(receipt)
+        if memory.loaded and not any(memory.lookup(k) for k in keys) and not any(
+                k in self._writing for k in keys):
+            return  # not remembered (answered online): nothing to read
+        writing = {self._writing[k] for k in keys if k in self._writing}
+
+        async def forget() -> None:
+            if writing:  # its own memory write may still be on its way
+                await asyncio.wait(writing)
+            if not memory.loaded:
+                try:
+                    await memory.ready()
+                except GatewayError:
+                    return  # the index could not be read: the sales are told (_recalled)
+            try:
+                await self._forget(token, [], keys)
+            except GatewayError as exc:
+                log.error("used calc not forgotten", extra={
+                    "register": receipt.register_id, "error": str(exc),
+                    "action": "its memory stays until the next calc of these goods or two days; a sale of "
+                              "these goods that carries no token may take its points, hold or offline flag; "
+                              "check the disk (posgw doctor)"})
+
+        task = asyncio.ensure_future(forget())
+        _MEMORY_WRITES.add(task)
+        task.add_done_callback(_MEMORY_WRITES.discard)
+        for key in keys:  # a sale of these goods arriving meanwhile waits for it (_recalled)
+            self._writing[key] = task
+        task.add_done_callback(functools.partial(self._written, keys))
 
     # ------------------------------------------------------------ submit, identify
 
@@ -516,8 +560,9 @@ class Pipeline:
         validate_event(event)  # one set of bounds for every driver, on the canonical event
         binding = await self.bindings.for_sale(event)  # the customer bound to its register, if any
         recalled = None
-        if event.calc_token:
-            event = apply_claims(event, self.tokens.read(event.calc_token))
+        token = event.calc_token
+        if token:
+            event = apply_claims(event, self.tokens.read(token))
         elif event.kind == EventKind.SALE and event.receipt is not None:
             recalled = await self._recalled(fill(event.receipt, binding))
             if recalled is not None:
@@ -526,7 +571,10 @@ class Pipeline:
             event = replace(event, receipt=fill(event.receipt, binding))
         stored = await self.outbox.append(event)
         if recalled is not None:
-            await self._forget(recalled)
+            await self._forget(recalled.token, [(recalled.key, recalled.found)], recalled.others)
+        elif token and event.kind == EventKind.SALE and event.receipt is not None:  # (a resend too:
+            # the first may have stored it and stopped before this)
+            self._forget_soon(token, event.receipt)
         if binding is not None:
             await self.bindings.consume(binding, event.key)
         if stored and event.kind == EventKind.SALE and event.receipt is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from gateway import pipeline as pipeline_module
 from gateway.breaker import CircuitBreaker
 from gateway.core_client import CoreClient, CoreTarget
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
@@ -526,6 +527,71 @@ async def test_a_newer_calc_under_the_goods_key_is_kept_when_an_older_one_is_use
     assert store.events[-1].expected_redeemed == first.redeemed_points
     assert await pipeline.submit(sale_event(receipt(number="91")))  # found by the goods: the second
     assert store.events[-1].expected_redeemed == second.redeemed_points
+
+
+async def memory_written() -> None:
+    """Until the calc memory writes started so far (some in the background) are done."""
+    while pipeline_module._MEMORY_WRITES:
+        await asyncio.gather(*pipeline_module._MEMORY_WRITES)
+
+
+async def test_a_sale_carrying_its_calc_token_forgets_that_calc(rig: Rig) -> None:
+    """Receipt 92 is calculated offline (remembered under its number and its goods) and its sale
+    carries the calc token. That calc's memory is forgotten all the same: left there, it stayed in
+    the index until the next calc of those goods, and through a long outage such calcs filled the
+    index past its bound (every sale then read the file again); and the customer's next receipt
+    of the same goods, committed without a token, took its points and offline flag."""
+    store, pipeline = rig.store, rig.pipeline
+    rig.fake.delay_s = 2.0
+    answer = await pipeline.calculate(receipt(redeem=30, number="92"), driver="native")
+    assert answer.offline and answer.redeemed_points
+    assert len(pipeline._memory) == 2
+    event = replace(sale_event(replace(receipt(number="92"), customer=None)), calc_token=answer.token)
+    assert await pipeline.submit(event)
+    assert store.events[-1].offline and store.events[-1].expected_redeemed == answer.redeemed_points
+    await memory_written()
+    assert {v for (d, _), v in store.state.items() if d == "_calc"} == {""}  # both keys forgotten
+    assert pipeline._memory.empty()
+    rig.fake.delay_s = 0.0
+    assert await pipeline.submit(sale_event(receipt(number="93", at=AT + timedelta(days=1))))
+    later = store.events[-1]
+    assert not later.offline and later.expected_redeemed is None
+
+
+async def test_a_sale_carrying_its_token_keeps_a_newer_calc_of_the_same_goods(rig: Rig) -> None:
+    """Only the keys that hold the very calc the sale carries are forgotten: a newer calc of the
+    same goods (another receipt, remembered under the goods key since) stays for its own sale."""
+    store, pipeline = rig.store, rig.pipeline
+    rig.fake.delay_s = 2.0
+    first = await pipeline.calculate(receipt(redeem=30, number="94"), driver="native")
+    second = await pipeline.calculate(receipt(redeem=20, number=""), driver="native")  # no number yet
+    assert first.offline and second.offline and first.redeemed_points != second.redeemed_points
+    event = replace(sale_event(receipt(number="94")), calc_token=first.token)
+    assert await pipeline.submit(event)
+    await memory_written()
+    held = {k: v.partition("\n")[0] for (d, k), v in store.state.items() if d == "_calc"}
+    assert held["r1\x1f94"] == "" and second.token in held.values()
+    assert await pipeline.submit(sale_event(receipt(number="95")))  # no token: found by the goods
+    assert store.events[-1].expected_redeemed == second.redeemed_points
+
+
+async def test_a_sale_carrying_its_token_is_stored_when_forgetting_fails(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Forgetting is the memory's housekeeping, not the sale's: the sale is stored and answered,
+    and the log names what is left behind."""
+    store, pipeline = rig.store, rig.pipeline
+    rig.fake.delay_s = 2.0
+    answer = await pipeline.calculate(receipt(redeem=30, number="96"), driver="native")
+
+    async def failing(driver: str, key: str, value: str, *, keep_s: float | None = None) -> None:
+        raise StorageError("disk full")
+
+    monkeypatch.setattr(store, "put_state", failing)
+    assert await pipeline.submit(replace(sale_event(receipt(number="96")), calc_token=answer.token))
+    await memory_written()
+    assert store.events[-1].offline
+    assert "used calc not forgotten" in caplog.text
 
 
 async def test_calc_token_carries_the_calc_to_the_commit(rig: Rig) -> None:

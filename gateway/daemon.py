@@ -8,7 +8,7 @@ Invariants:
   STOPPING=1; the listener closes and in-flight requests finish (so every acknowledged event
   is in the outbox); drivers stop; the sender delivers what it can (giving up after
   ``DRAIN_STALL_S`` without an ack, so a down core does not cost the whole budget), then stops;
-  the outbox closes last;
+  the offline ledger and the calc memory writes still in flight finish; the outbox closes last;
 - systemd: READY=1 only after the server listens; WATCHDOG=1 is sent by a task on the event
   loop (a blocked loop starves the watchdog, and systemd restarts us), at half WATCHDOG_USEC.
   Nothing systemd-specific happens without ``NOTIFY_SOCKET`` (Windows, tests);
@@ -393,6 +393,7 @@ class Daemon:
                       "background tasks")
         if self.pipeline is not None:  # offline grants are written off the event loop
             await _bounded(self.pipeline.offline.ledger.drain(), left() * 0.5, "offline ledger")
+            await _bounded(self.pipeline.settle_memory(), left() * 0.5, "calc memory writes")
         if self.outbox is not None:
             await _bounded(self.outbox.close(), left(), "outbox close")
         if self.core is not None:

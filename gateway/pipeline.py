@@ -551,6 +551,13 @@ class Pipeline:
             self._writing[key] = task
         task.add_done_callback(functools.partial(self._written, keys))
 
+    async def settle_memory(self) -> None:
+        """Until the calc memory writes in flight are done (some outlive the answer or the sale
+        that started them): the daemon's stop waits for them, bounded, before it closes the
+        outbox, so that none fails on a closed file. Their failures are theirs to log."""
+        while _MEMORY_WRITES:
+            await asyncio.gather(*_MEMORY_WRITES, return_exceptions=True)
+
     # ------------------------------------------------------------ submit, identify
 
     async def submit(self, event: Event) -> bool:

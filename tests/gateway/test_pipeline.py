@@ -15,7 +15,6 @@ from pathlib import Path
 import grpc
 import pytest
 
-from gateway import pipeline as pipeline_module
 from gateway.breaker import CircuitBreaker
 from gateway.core_client import CoreClient, CoreTarget
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb
@@ -529,12 +528,6 @@ async def test_a_newer_calc_under_the_goods_key_is_kept_when_an_older_one_is_use
     assert store.events[-1].expected_redeemed == second.redeemed_points
 
 
-async def memory_written() -> None:
-    """Until the calc memory writes started so far (some in the background) are done."""
-    while pipeline_module._MEMORY_WRITES:
-        await asyncio.gather(*pipeline_module._MEMORY_WRITES)
-
-
 async def test_a_sale_carrying_its_calc_token_forgets_that_calc(rig: Rig) -> None:
     """Receipt 92 is calculated offline (remembered under its number and its goods) and its sale
     carries the calc token. That calc's memory is forgotten all the same: left there, it stayed in
@@ -549,7 +542,7 @@ async def test_a_sale_carrying_its_calc_token_forgets_that_calc(rig: Rig) -> Non
     event = replace(sale_event(replace(receipt(number="92"), customer=None)), calc_token=answer.token)
     assert await pipeline.submit(event)
     assert store.events[-1].offline and store.events[-1].expected_redeemed == answer.redeemed_points
-    await memory_written()
+    await pipeline.settle_memory()
     assert {v for (d, _), v in store.state.items() if d == "_calc"} == {""}  # both keys forgotten
     assert pipeline._memory.empty()
     rig.fake.delay_s = 0.0
@@ -568,11 +561,36 @@ async def test_a_sale_carrying_its_token_keeps_a_newer_calc_of_the_same_goods(ri
     assert first.offline and second.offline and first.redeemed_points != second.redeemed_points
     event = replace(sale_event(receipt(number="94")), calc_token=first.token)
     assert await pipeline.submit(event)
-    await memory_written()
+    await pipeline.settle_memory()
     held = {k: v.partition("\n")[0] for (d, k), v in store.state.items() if d == "_calc"}
     assert held["r1\x1f94"] == "" and second.token in held.values()
     assert await pipeline.submit(sale_event(receipt(number="95")))  # no token: found by the goods
     assert store.events[-1].expected_redeemed == second.redeemed_points
+
+
+async def test_settle_memory_waits_for_a_write_that_outlived_its_answer(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The daemon's stop waits for the memory writes still in flight before it closes the outbox:
+    here the forgetting write of a sale that carried its token, held at the store."""
+    store, pipeline = rig.store, rig.pipeline
+    rig.fake.delay_s = 2.0
+    answer = await pipeline.calculate(receipt(redeem=30, number="97"), driver="native")
+    gate = asyncio.Event()
+    put = store.put_state
+
+    async def held(driver: str, key: str, value: str, *, keep_s: float | None = None) -> None:
+        await gate.wait()
+        await put(driver, key, value, keep_s=keep_s)
+
+    monkeypatch.setattr(store, "put_state", held)
+    assert await pipeline.submit(replace(sale_event(receipt(number="97")), calc_token=answer.token))
+    settled = asyncio.ensure_future(pipeline.settle_memory())
+    await asyncio.sleep(0.05)
+    assert not settled.done()
+    gate.set()
+    await asyncio.wait_for(settled, 1.0)
+    assert {v for (d, _), v in store.state.items() if d == "_calc"} == {""}
 
 
 async def test_a_sale_carrying_its_token_is_stored_when_forgetting_fails(
@@ -589,7 +607,7 @@ async def test_a_sale_carrying_its_token_is_stored_when_forgetting_fails(
 
     monkeypatch.setattr(store, "put_state", failing)
     assert await pipeline.submit(replace(sale_event(receipt(number="96")), calc_token=answer.token))
-    await memory_written()
+    await pipeline.settle_memory()
     assert store.events[-1].offline
     assert "used calc not forgotten" in caplog.text
 

@@ -9,6 +9,11 @@
 - ``forwarder --port P --core ADDR``: the *minimal forwarder*: one aiohttp handler that parses
   the native calculate JSON, makes one ``grpc.aio`` unary Calculate call and returns JSON.
 - ``http-echo --port P``: bare aiohttp: parse the JSON body, answer a small JSON object.
+- ``bare-stream --core ADDR --events N --rate R`` (a client, not a server): builds N sale
+  envelopes, connects to the core, prints ``READY``, and once a line arrives on stdin streams them
+  as the sender batches them (:func:`bare_stream`), R events/s at most (0: as fast as it can),
+  prints ``DONE <events> <seconds>`` when every one is answered and exits: another process's
+  delivery to the same core, for what it costs a till that the gateway serves meanwhile.
 
 Every server prints ``LISTENING <port>`` once it serves, and stops on SIGTERM.
 """
@@ -21,7 +26,8 @@ import json
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +39,70 @@ import grpc.aio  # noqa: E402
 from aiohttp import web  # noqa: E402
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # noqa: E402
 
+from gateway.convert import event_to_envelope  # noqa: E402
 from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb  # noqa: E402
 from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc  # noqa: E402
+from gateway.receipt import CustomerId, Event, IdKind, Line, Receipt, sale_event  # noqa: E402
+from gateway.sender import MESSAGE_EVENTS  # noqa: E402
 
 PROGRAM = ROOT / "config" / "programs" / "seed002.toml"
+
+
+def backlog_events(n: int, shift: str = "backlog") -> list[Event]:
+    """``n`` sales of 32 registers; their keys differ by ``shift`` (a repeated key would be a duplicate)."""
+    now = datetime.now(UTC)
+    line = Line("1", "4600001", "Молоко", 8990, 1000, 8990)
+    customer = CustomerId(IdKind.PHONE, "+79990000001")
+    return [sale_event(Receipt(register_id=f"bl{i % 32:02d}", receipt_number=str(i), lines=(line,),
+                               occurred_at=now, shift=shift, customer=customer, driver="native"))
+            for i in range(n)]
+
+
+async def bare_stream(address: str, events: list[Event], per_message: int = MESSAGE_EVENTS, *,
+                      rate: float = 0.0, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+    """The backlog baseline: the same envelopes as StreamEventsRequests of ``per_message`` events (as the
+    sender sends them) on one bare bidirectional stream, at most ``rate`` events/s when given;
+    returns once every event is answered. ``ready``: awaited once connected, before the first send."""
+    envelopes = [event_to_envelope(e, i + 1) for i, e in enumerate(events)]
+    n = per_message
+    batches = [pb.StreamEventsRequest(events=envelopes[i:i + n]) for i in range(0, len(envelopes), n)]
+
+    async def paced() -> AsyncIterator[pb.StreamEventsRequest]:
+        began = time.perf_counter()
+        for i, batch in enumerate(batches):
+            wait = began + i * n / rate - time.perf_counter()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            yield batch
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        await asyncio.wait_for(channel.channel_ready(), 30)
+        if ready is not None:
+            await ready()
+        stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
+        call = stub.StreamEvents(paced() if rate > 0 else iter(batches), timeout=300)
+        acked = 0
+        async for reply in call:
+            acked += len(reply.acks)
+            if acked == len(envelopes):
+                break
+
+
+async def run_bare_stream(core: str, events: int, rate: float) -> None:
+    """The ``bare-stream`` process (module docstring)."""
+    async def ready() -> None:
+        print("READY", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+    backlog = backlog_events(events, f"bare-{time.time_ns()}")
+    began: list[float] = []
+
+    async def go() -> None:
+        await ready()
+        began.append(time.perf_counter())
+
+    await bare_stream(core, backlog, rate=rate, ready=go)
+    print(f"DONE {events} {time.perf_counter() - began[0]:.3f}", flush=True)
 
 
 def calculation(draft: pb.ReceiptDraft) -> pb.CalculateResponse:
@@ -168,11 +234,18 @@ async def _serve_http(routes: list[tuple[str, Any]], port: int, stop: asyncio.Ev
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("server", choices=["stub-core", "forwarder", "http-echo"])
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("server", choices=["stub-core", "forwarder", "http-echo", "bare-stream"])
+    parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--core", default="")
     parser.add_argument("--stats", type=Path)
+    parser.add_argument("--events", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=0.0)
     args = parser.parse_args()
+    if args.server == "bare-stream":
+        asyncio.run(run_bare_stream(args.core, args.events, args.rate))
+        return
+    if not args.port:
+        parser.error(f"{args.server} needs --port")
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -38,7 +38,10 @@ and identical request bodies. Figures, one JSON line each ``{"figure", "value", 
 - ``calc_p99_ms_while_backlog_drains``: the core back after an outage, a backlog (``drain``
   events) to deliver and a till asking without pause: calc p99 until the backlog is delivered ÷
   the same till's p99 afterwards (≤ 1.3, issue 18; the sender yields to tills: see
-  gateway.sender);
+  gateway.sender); ``calc_p99_ms_while_another_process_streams`` (report only): the machine's
+  floor for that ratio: the gateway delivers nothing, another process (``bench_servers.py
+  bare-stream``) streams as many events to the same core at the rate the gateway drained them,
+  and the same till asks throughout ÷ its p99 afterwards;
 - ``offline_calc_p99_ms_core_refused``: the core's port closed; baseline the forwarder's
   p99 failing against the same closed port (goal: value ≤ 5 ms);
 - ``offline_calc_max_ms_core_blackholed``: the core process stopped (SIGSTOP: connections
@@ -50,6 +53,7 @@ Bounded: a few minutes in full, seconds with ``--quick``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -60,7 +64,6 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +72,10 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 import bench_cli  # noqa: E402
-import grpc.aio  # noqa: E402
+from bench_servers import backlog_events, bare_stream  # noqa: E402
 
-from gateway.convert import event_to_envelope  # noqa: E402
-from gateway.core_pb.loyalty.v1 import loyalty_pb2 as pb  # noqa: E402
-from gateway.core_pb.loyalty.v1 import loyalty_pb2_grpc as pb_grpc  # noqa: E402
 from gateway.outbox import Outbox  # noqa: E402
-from gateway.receipt import CustomerId, Event, IdKind, Line, Receipt, sale_event  # noqa: E402
+from gateway.receipt import Event  # noqa: E402
 from gateway.sender import MESSAGE_EVENTS  # noqa: E402
 from simulators.registers.native.report import percentile  # noqa: E402
 from simulators.stack import Service, Stack, StackOptions, free_port  # noqa: E402
@@ -207,16 +207,6 @@ async def counted_rate(client: Client, url: str, seconds: float, start: int) -> 
     return done / (time.perf_counter() - began), done
 
 
-def backlog_events(n: int, shift: str = "backlog") -> list[Event]:
-    """``n`` sales; their keys differ by ``shift`` (a repeated key would be a duplicate)."""
-    now = datetime.now(UTC)
-    line = Line("1", "4600001", "Молоко", 8990, 1000, 8990)
-    customer = CustomerId(IdKind.PHONE, "+79990000001")
-    return [sale_event(Receipt(register_id=f"bl{i % 32:02d}", receipt_number=str(i), lines=(line,),
-                               occurred_at=now, shift=shift, customer=customer, driver="native"))
-            for i in range(n)]
-
-
 async def fill_outbox(path: Path, events: list[Event]) -> None:
     outbox = await Outbox.open(path)
     try:
@@ -235,22 +225,6 @@ def stream_rate(stats_path: Path, since: float) -> tuple[int, float]:
     events = int(sum(s["events"] for s in streams))
     span = max(s["last"] for s in streams) - min(s["first"] for s in streams)
     return events, events / span if span > 0 else 0.0
-
-
-async def bare_stream(address: str, events: list[Event], per_message: int = MESSAGE_EVENTS) -> None:
-    """The backlog baseline: the same envelopes as StreamEventsRequests of ``per_message`` events (as the
-    sender sends them) on one bare bidirectional stream; returns once every event is answered."""
-    envelopes = [event_to_envelope(e, i + 1) for i, e in enumerate(events)]
-    n = per_message
-    batches = [pb.StreamEventsRequest(events=envelopes[i:i + n]) for i in range(0, len(envelopes), n)]
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = pb_grpc.LoyaltyCoreServiceStub(channel)  # type: ignore[no-untyped-call]
-        call = stub.StreamEvents(iter(batches), timeout=300)
-        acked = 0
-        async for reply in call:
-            acked += len(reply.acks)
-            if acked == len(envelopes):
-                break
 
 
 def rss_mb(pid: int | None) -> float:
@@ -456,22 +430,62 @@ class Bench:
 
     async def drain_latency(self) -> None:
         """The worst minute: the core is back after an outage with a backlog to deliver, and a till
-        keeps asking. Calc p99 while the backlog drains ÷ calc p99 of the same till once it is done."""
-        stack, c, n = self.stack, self.client, self.n
+        keeps asking. Calc p99 while the backlog drains ÷ calc p99 of the same till once it is done.
+        Then the machine's own share (:meth:`machine_floor`) at the rate the gateway drained."""
+        stack, c, n, size = self.stack, self.client, self.n, self.sizes.drain
         await stack.wait_drained(60)
         await stack.gateway.stop()
-        await fill_outbox(stack.gateway_dir / "outbox.db", backlog_events(self.sizes.drain, "drain"))
+        await fill_outbox(stack.gateway_dir / "outbox.db", backlog_events(size, "drain"))
         await stack.gateway.start()
         draining: list[float] = []
-        deadline = time.monotonic() + 240
+        began = time.monotonic()
+        deadline = began + 240
         while time.monotonic() < deadline:
             draining += await sequential(c, self.gw_calc, 25, "d1", n)
             if (await stack.health()).get("pending") == 0:
                 break
+        took = time.monotonic() - began
         idle = await sequential(c, self.gw_calc, max(len(draining), 100), "d2", n)
         p99, idle99 = percentile(draining, 99), percentile(idle, 99)
         self.emit(figure("calc_p99_ms_while_backlog_drains", p99, idle99, "ratio <= 1.3",
                          p99 / idle99 <= 1.3))
+        floor99, floor_idle99 = await self.machine_floor(size, size / took, len(draining))
+        self.emit(figure("calc_p99_ms_while_another_process_streams", floor99, floor_idle99,
+                         "report only: this machine's floor for the ratio above", True))
+
+    async def machine_floor(self, events: int, rate: float, asks: int) -> tuple[float, float]:
+        """(calc p99 through the idle gateway while another process streams ``events`` to the same
+        core at ``rate`` events/s, the same till's p99 once it is done), at least ``asks`` calcs
+        each. The gateway delivers nothing meanwhile: what the ratio shows is the core answering
+        a stream beside the till on this machine's cores, which no sender can avoid."""
+        stack, c, n = self.stack, self.client, self.n
+        await stack.wait_drained(60)
+        argv = [sys.executable, SERVERS, "bare-stream", "--core", stack.core_address, "--events", str(events),
+                "--rate", f"{rate:.1f}"]
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.PIPE,
+                                                    stdout=asyncio.subprocess.PIPE)
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            if not line.startswith(b"READY"):
+                raise RuntimeError(f"bare-stream did not connect: {line!r}")
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+            beside: list[float] = []
+            while proc.returncode is None or len(beside) < asks:
+                beside += await sequential(c, self.gw_calc, 25, "m1", n)
+                if proc.returncode is None:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(proc.wait(), 0.001)
+            done = (await proc.stdout.read()).decode()
+            if proc.returncode != 0 or not done.startswith("DONE"):
+                raise RuntimeError(f"bare-stream failed (exit {proc.returncode}): {done[-300:]}")
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        idle = await sequential(c, self.gw_calc, max(len(beside), 100), "m2", n)
+        return percentile(beside, 99), percentile(idle, 99)
 
     async def offline(self) -> None:
         """The core refusing connections (process gone), then black-holed (process stopped)."""

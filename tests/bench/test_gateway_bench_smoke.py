@@ -16,7 +16,7 @@ FIGURES = [
     "outbox_rows_per_fsync", "durable_commits_per_s_delivery_paused", "gateway_cpu_us_per_sale_intake",
     "backlog_events_per_s", "backlog_events_per_s_vs_batched_stream", "gateway_cpu_us_per_event_delivery",
     "gateway_rss_mb_max",
-    "calc_p99_ms_while_backlog_drains",
+    "calc_p99_ms_while_backlog_drains", "calc_p99_ms_while_another_process_streams",
     "offline_calc_p99_ms_core_refused",
     "offline_calc_max_ms_core_blackholed",
 ]

@@ -508,6 +508,9 @@ class Pipeline:
             if stored and hmac.compare_digest(stored.encode(), token.encode()):
                 forget.append((key, found))
                 look += [k for k in companions.split("\n") if k and k not in seen and k not in look]
+        # a key written again since it was looked at holds a newer calc (another receipt's,
+        # remembered while this sale was being stored): it stays
+        forget = [(key, found) for key, found in forget if self._memory.lookup(key) == found]
         await asyncio.gather(*(self.outbox.put_state(CALC_MEMORY, key, "", keep_s=CALC_KEEP_S)
                                for key, _ in forget))
         for key, found in forget:

@@ -612,6 +612,36 @@ async def test_a_sale_carrying_its_token_is_stored_when_forgetting_fails(
     assert "used calc not forgotten" in caplog.text
 
 
+async def test_a_calc_remembered_while_a_sale_is_stored_is_not_forgotten_by_it(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sale 98 finds its calc by the goods (calculated before it had a number). While the sale
+    is being stored, the customer's next receipt of the same goods is calculated offline and
+    remembered under the same goods key. The sale then forgets its own calc, not that newer one:
+    the next sale of those goods is committed with the newer calc's points."""
+    store, pipeline = rig.store, rig.pipeline
+    rig.fake.delay_s = 2.0
+    first = await pipeline.calculate(receipt(redeem=30, number=""), driver="native")
+    gate = asyncio.Event()
+    append = store.append
+
+    async def held(event: Event) -> bool:
+        await gate.wait()
+        return await append(event)
+
+    monkeypatch.setattr(store, "append", held)
+    sale = asyncio.ensure_future(pipeline.submit(sale_event(receipt(number="98"))))
+    await asyncio.sleep(0.05)
+    second = await pipeline.calculate(receipt(redeem=20, number=""), driver="native")
+    assert first.offline and second.offline and first.redeemed_points != second.redeemed_points
+    gate.set()
+    assert await sale
+    assert store.events[-1].expected_redeemed == first.redeemed_points
+    await pipeline.settle_memory()
+    assert await pipeline.submit(sale_event(receipt(number="99", at=AT + timedelta(minutes=1))))
+    assert store.events[-1].expected_redeemed == second.redeemed_points
+
+
 async def test_calc_token_carries_the_calc_to_the_commit(rig: Rig) -> None:
     rig.fake.delay_s = 2.0  # answered offline: the token says so
     answer = await rig.pipeline.calculate(receipt(redeem=30, number="20"), driver="native")

@@ -214,12 +214,14 @@ class TillActivity:
 
 class Recalled(NamedTuple):
     """A sale's remembered calc: the memory key it was found under, which write of that key (see
-    :meth:`gateway.calc_memory.MemoryIndex.lookup`), the sale's other memory keys, the token as
-    stored, and what the calc decided."""
+    :meth:`gateway.calc_memory.MemoryIndex.lookup`), the sale's memory keys, the keys the calc was
+    stored under (none for a memory stored before 2026-12: the token alone), the token as stored,
+    and what the calc decided."""
 
     key: str
     found: int
-    others: tuple[str, ...]
+    keys: tuple[str, ...]
+    calc_keys: tuple[str, ...]
     token: str
     claims: CalcClaims
 
@@ -480,24 +482,31 @@ class Pipeline:
                 continue
             token, _, companions = stored.partition("\n")  # (a memory stored before 2026-12: the token alone)
             try:
-                others = tuple(dict.fromkeys(k for k in (*keys, *companions.split("\n")) if k and k != key))
-                return Recalled(key, found, others, token, self.tokens.read(token))
+                calc_keys = tuple(k for k in companions.split("\n") if k)
+                return Recalled(key, found, keys, calc_keys, token, self.tokens.read(token))
             except BadInput:  # the key file was replaced: the memory cannot be trusted
                 log.warning("remembered calc unreadable", extra={"register": receipt.register_id})
                 return None
         return None
 
-    async def _forget(self, token: str, held: list[tuple[str, int]], keys: Sequence[str]) -> None:
+    async def _forget(self, token: str, held: list[tuple[str, int]], keys: Sequence[str],
+                      calc_keys: Sequence[str] | None = None) -> None:
         """Forget the calc ``token`` under every key that holds that very calc: ``held`` (key,
-        which write of it), known to hold it, and those of ``keys`` and of the keys it was stored
-        under (its goods may differ from the sale's) that still hold it. A calc with a number is
-        remembered by number and by goods, and the goods key left behind would give its points,
-        hold and offline flag to the customer's next receipt of the same goods on that register
-        (one whose own calc was not remembered). A newer calc under a key (another receipt's)
-        stays."""
+        which write of it), known to hold it, and those of ``keys`` (the sale's) and of
+        ``calc_keys`` (the keys the calc was stored under: its goods may differ from the sale's;
+        None: unknown yet, read from the first of ``keys`` that holds the token and was stored
+        under the sale's keys only) that still hold it. A calc with a number is remembered by
+        number and by goods, and the goods key left behind would give its points, hold and
+        offline flag to the customer's next receipt of the same goods on that register (one whose
+        own calc was not remembered).
+
+        A token names what a calc decided, not which receipt it was for: two receipts of the same
+        goods, customer and points have the same token. So a key whose stored calc was stored
+        under other keys than this calc's is another receipt's and stays, as does a newer calc
+        under a key (another receipt's, written since the key was looked at)."""
         forget = list(held)
         seen = {key for key, _ in held}
-        look = [key for key in keys if key not in seen]
+        look = list(dict.fromkeys(k for k in (*keys, *(calc_keys or ())) if k not in seen))
         while look:
             key = look.pop(0)
             seen.add(key)
@@ -505,9 +514,18 @@ class Pipeline:
             if not found:
                 continue
             stored, _, companions = (await self.outbox.get_state(CALC_MEMORY, key) or "").partition("\n")
-            if stored and hmac.compare_digest(stored.encode(), token.encode()):
-                forget.append((key, found))
-                look += [k for k in companions.split("\n") if k and k not in seen and k not in look]
+            if not stored or not hmac.compare_digest(stored.encode(), token.encode()):
+                continue
+            theirs = tuple(k for k in companions.split("\n") if k)
+            if calc_keys is None:  # not known yet: a calc stored under the sale's keys only is its
+                # calc (a resend, or the first key already forgotten, meets the goods key first)
+                if theirs and not set(theirs) <= set(keys):
+                    continue
+                calc_keys = theirs
+                look += [k for k in theirs if k not in seen and k not in look]
+            elif theirs and calc_keys and set(theirs) != set(calc_keys):
+                continue  # the same decision for another receipt: its calc, not this one
+            forget.append((key, found))
         # a key written again since it was looked at holds a newer calc (another receipt's,
         # remembered while this sale was being stored): it stays
         forget = [(key, found) for key, found in forget if self._memory.lookup(key) == found]
@@ -580,8 +598,10 @@ class Pipeline:
         if binding is not None and event.receipt is not None:  # the till's and the calc's customer win
             event = replace(event, receipt=fill(event.receipt, binding))
         stored = await self.outbox.append(event)
-        if recalled is not None:
-            await self._forget(recalled.token, [(recalled.key, recalled.found)], recalled.others)
+        if recalled is not None and stored:  # (a resend used nothing: what it found by the goods
+            # may be another receipt's calc of the same goods, not the one its first send used)
+            await self._forget(recalled.token, [(recalled.key, recalled.found)], recalled.keys,
+                               recalled.calc_keys)
         elif token and event.kind == EventKind.SALE and event.receipt is not None:  # (a resend too:
             # the first may have stored it and stopped before this)
             self._forget_soon(token, event.receipt)

@@ -612,6 +612,32 @@ async def test_a_sale_carrying_its_token_is_stored_when_forgetting_fails(
     assert "used calc not forgotten" in caplog.text
 
 
+@pytest.mark.parametrize("carries_token", [True, False])
+async def test_a_sale_forgets_only_its_own_calc_when_another_receipt_has_the_same_token(
+    rig: Rig, carries_token: bool,
+) -> None:
+    """Receipts 1 and 2, the same goods, customer and points, calculated offline: their calcs
+    decide the same, so their tokens are equal (a token names the decision, not the receipt).
+    Sale 1 forgets its calc, also when resent; receipt 2's, stored under its own number, stays:
+    sale 2, without a token, is committed with it (an e2e run found sale 2 committed as answered
+    online)."""
+    store, pipeline = rig.store, rig.pipeline
+    rig.fake.delay_s = 2.0
+    one = await pipeline.calculate(receipt(redeem=30, number="1"), driver="native")
+    two = await pipeline.calculate(receipt(redeem=30, number="2"), driver="native")
+    assert one.offline and two.offline and one.redeemed_points == two.redeemed_points
+    assert one.token == two.token
+    first = sale_event(receipt(number="1"))
+    first = replace(first, calc_token=one.token) if carries_token else first
+    assert await pipeline.submit(first)
+    assert not await pipeline.submit(first)  # resent: its number key is forgotten by now, and the
+    await pipeline.settle_memory()  # goods key holds receipt 2's calc (stored under another number)
+    assert store.state[("_calc", "r1\x1f1")] == "" and store.state[("_calc", "r1\x1f2")]
+    rig.fake.delay_s = 0.0
+    assert await pipeline.submit(sale_event(receipt(number="2", at=AT + timedelta(seconds=1))))
+    assert store.events[-1].offline and store.events[-1].expected_redeemed == two.redeemed_points
+
+
 async def test_a_calc_remembered_while_a_sale_is_stored_is_not_forgotten_by_it(
     rig: Rig, monkeypatch: pytest.MonkeyPatch,
 ) -> None:

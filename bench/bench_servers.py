@@ -90,15 +90,12 @@ async def bare_stream(address: str, events: list[Event], per_message: int = MESS
 
 async def run_bare_stream(core: str, events: int, rate: float) -> None:
     """The ``bare-stream`` process (module docstring)."""
-    async def ready() -> None:
-        print("READY", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-
     backlog = backlog_events(events, f"bare-{time.time_ns()}")
     began: list[float] = []
 
-    async def go() -> None:
-        await ready()
+    async def go() -> None:  # connected: say so, and start once told
+        print("READY", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         began.append(time.perf_counter())
 
     await bare_stream(core, backlog, rate=rate, ready=go)

@@ -33,14 +33,17 @@ Invariants:
   commit: the token followed by the keys it is stored under. The newest calc of a receipt's
   number or goods wins: one remembered replaces the older under its keys, and one that is not
   remembered (online, no hold) forgets the older (an abandoned receipt's points, hold or offline
-  flag never reach the customer's next receipt of the same goods); a sale that used a calc
-  forgets it under every key that still holds it, its own and the calc's. Only an index of its
-  keys lives in process memory (:mod:`gateway.calc_memory`, read from the file before the first
-  sale looks, so a sale whose keys hold nothing reads nothing): a SIGKILL between calc and
-  commit changes nothing, except in the rare window where the write outlasted the budget (logged "calc
-  answered before its memory was durable") and the process dies before it commits: a sale that
-  carries no token is then committed as answered online (in a live process a sale waits for
-  the write in flight);
+  flag never reach the customer's next receipt of the same goods); a sale that used a calc,
+  carried as its token or found remembered (then only when stored: a resend uses nothing),
+  forgets it under every key that still holds that calc, its own and the calc's (a token names
+  what a calc decided, not the receipt: a key whose calc was stored under other keys is another
+  receipt's, and a key written again since it was looked at holds a newer calc; both stay).
+  Only an index of its keys lives in process memory (:mod:`gateway.calc_memory`, read from the
+  file before the first sale looks, so a sale whose keys hold nothing reads nothing): a SIGKILL
+  between calc and commit changes nothing, except in the rare window where the write outlasted
+  the budget (logged "calc answered before its memory was durable") and the process dies
+  before it commits: a sale that carries no token is then committed as answered online (in a
+  live process a sale waits for the write in flight);
 - :meth:`Pipeline.submit` returns only after the outbox stored the event. It first verifies the
   event's calc token (a forged or altered one raises BadInput and nothing is stored) or, for a
   sale without one, recalls the remembered calc; what the calc decided is applied where the
@@ -399,12 +402,7 @@ class Pipeline:
         if keys:
             memory.add(keys)  # before the write: the index never misses a stored key
             written = tuple((key, memory.lookup(key)) for key in keys)  # which write of each key
-            write = asyncio.ensure_future(self._remember(receipt, written, value))
-            _MEMORY_WRITES.add(write)  # held until done, even when the answer leaves first
-            write.add_done_callback(_MEMORY_WRITES.discard)
-            for key in keys:  # a sale arriving meanwhile waits for it (_recalled)
-                self._writing[key] = write
-            write.add_done_callback(functools.partial(self._written, keys))
+            write = self._track(asyncio.ensure_future(self._remember(receipt, written, value)), keys)
             if not value:  # forgetting: the answer does not wait (a sale in this process waits for
                 return replace(result, token=token, customer=receipt.customer)  # it, _recalled)
             left = deadline - ANSWER_RESERVE_S - asyncio.get_running_loop().time()
@@ -414,6 +412,17 @@ class Pipeline:
                             extra={"register": receipt.register_id, "action": "the write goes on; until "
                                    "it commits a sale without its token is committed as answered online"})
         return replace(result, token=token, customer=receipt.customer)  # one copy of the answer
+
+    def _track(self, write: asyncio.Future[None], keys: tuple[str, ...]) -> asyncio.Future[None]:
+        """Hold the memory write ``write`` of ``keys`` until it is done (the answer or the sale
+        that started it may leave first; :meth:`settle_memory` waits for it) and make a sale of
+        those keys arriving meanwhile wait for it (:meth:`_recalled`)."""
+        _MEMORY_WRITES.add(write)
+        write.add_done_callback(_MEMORY_WRITES.discard)
+        for key in keys:
+            self._writing[key] = write
+        write.add_done_callback(functools.partial(self._written, keys))
+        return write
 
     def _written(self, keys: tuple[str, ...], write: asyncio.Future[None]) -> None:
         for key in keys:
@@ -565,12 +574,7 @@ class Pipeline:
                               "these goods that carries no token may take its points, hold or offline flag; "
                               "check the disk (posgw doctor)"})
 
-        task = asyncio.ensure_future(forget())
-        _MEMORY_WRITES.add(task)
-        task.add_done_callback(_MEMORY_WRITES.discard)
-        for key in keys:  # a sale of these goods arriving meanwhile waits for it (_recalled)
-            self._writing[key] = task
-        task.add_done_callback(functools.partial(self._written, keys))
+        self._track(asyncio.ensure_future(forget()), keys)
 
     async def settle_memory(self) -> None:
         """Until the calc memory writes in flight are done (some outlive the answer or the sale

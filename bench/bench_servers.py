@@ -62,7 +62,8 @@ async def bare_stream(address: str, events: list[Event], per_message: int = MESS
                       rate: float = 0.0, ready: Callable[[], Awaitable[None]] | None = None) -> None:
     """The backlog baseline: the same envelopes as StreamEventsRequests of ``per_message`` events (as the
     sender sends them) on one bare bidirectional stream, at most ``rate`` events/s when given;
-    returns once every event is answered. ``ready``: awaited once connected, before the first send."""
+    returns once every event is answered (RuntimeError if the stream ends before). ``ready``: awaited
+    once connected, before the first send."""
     envelopes = [event_to_envelope(e, i + 1) for i, e in enumerate(events)]
     n = per_message
     batches = [pb.StreamEventsRequest(events=envelopes[i:i + n]) for i in range(0, len(envelopes), n)]
@@ -85,7 +86,8 @@ async def bare_stream(address: str, events: list[Event], per_message: int = MESS
         async for reply in call:
             acked += len(reply.acks)
             if acked == len(envelopes):
-                break
+                return
+        raise RuntimeError(f"the core ended the stream with {acked} of {len(envelopes)} events acknowledged")
 
 
 async def run_bare_stream(core: str, events: int, rate: float) -> None:
